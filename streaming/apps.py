@@ -1,0 +1,11 @@
+"""The ``streaming`` app: registers its system checks."""
+
+from django.apps import AppConfig
+
+
+class StreamingConfig(AppConfig):
+    name = "streaming"
+    verbose_name = "Streaming"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the checks

@@ -1,0 +1,94 @@
+"""System checks for settings that would break or buffer event streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import DEFAULTS
+
+# Middleware that compresses or collects whole bodies, so events arrive late or never.
+BUFFERING_MIDDLEWARE = {
+    "django_brotli.middleware.BrotliMiddleware": "compresses whole responses",
+    "compression_middleware.middleware.CompressionMiddleware": "compresses whole responses",
+    "django_minify_html.middleware.MinifyHtmlMiddleware": "collects response bodies",
+}
+
+_POSITIVE_NUMBERS = ("KEEPALIVE", "CLEANUP_TIMEOUT")
+_POSITIVE_INTS = ("MAX_QUEUE", "MAX_BATCH", "SAFE_MARGIN", "MAX_BUFFER", "MAX_CHUNK_SIZE")
+
+
+@register(Tags.compatibility)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn about middleware known to buffer or corrupt ``text/event-stream`` bodies."""
+    messages: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if "django.middleware.gzip.GZipMiddleware" in middleware and django.VERSION < (6, 1):
+        messages.append(
+            Warning(
+                "GZipMiddleware buffers or breaks event streams before Django 6.1.",
+                hint="Remove it, or compress in the reverse proxy and exclude "
+                "text/event-stream there.",
+                id="streaming.W001",
+            )
+        )
+    for path, why in BUFFERING_MIDDLEWARE.items():
+        if path in middleware:
+            messages.append(
+                Warning(
+                    f"{path} {why}, so event streams arrive late or all at once.",
+                    hint="Remove it or exclude streaming views from it.",
+                    id="streaming.W002",
+                )
+            )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_runserver(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``runserver`` only serves ASGI (and so streams) if daphne comes before staticfiles."""
+    apps = list(settings.INSTALLED_APPS)
+    static = "django.contrib.staticfiles"
+    if "daphne" in apps and static in apps and apps.index("daphne") > apps.index(static):
+        return [
+            Warning(
+                "'daphne' is listed after 'django.contrib.staticfiles' in INSTALLED_APPS, "
+                "so runserver is the WSGI one and buffers async event streams.",
+                hint="Move 'daphne' to the top of INSTALLED_APPS.",
+                id="streaming.W003",
+            )
+        ]
+    return []
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``STREAMING`` must be a dict of known keys with sensible values."""
+    user = getattr(settings, "STREAMING", {})
+    if not isinstance(user, dict):
+        return [Error("settings.STREAMING must be a dict.", id="streaming.E001")]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown STREAMING setting {key!r}.",
+                hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+                id="streaming.E002",
+            )
+        )
+    for key in _POSITIVE_NUMBERS:
+        value = user.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                Error(f"STREAMING[{key!r}] must be a positive number.", id="streaming.E003")
+            )
+    for key in _POSITIVE_INTS:
+        value = user.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            errors.append(
+                Error(f"STREAMING[{key!r}] must be a positive integer.", id="streaming.E003")
+            )
+    return errors

@@ -1,0 +1,52 @@
+"""One settings namespace, ``settings.STREAMING``, with documented defaults.
+
+Read a value as ``streaming_settings.KEEPALIVE``; a project overrides any key in
+``STREAMING = {...}``. Values are looked up on every access, so
+``override_settings(STREAMING=...)`` in tests takes effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds of silence after which a ": ping" comment keeps proxies from closing the stream.
+    "KEEPALIVE": 15.0,
+    # Messages a stream may hold for a slow client before ``send()`` raises QUEUE_FULL.
+    "MAX_QUEUE": 10_000,
+    # Events written to the socket in one body chunk at most, when many are ready at once.
+    "MAX_BATCH": 512,
+    # Seconds a closing source gets to run its cleanup (``aclose()``) after a disconnect.
+    "CLEANUP_TIMEOUT": 5.0,
+    # Extractor limits (characters), as the ElizaOS reference names them.
+    "SAFE_MARGIN": 10,
+    "MAX_BUFFER": 100 * 1024,
+    "MAX_CHUNK_SIZE": 1024 * 1024,
+}
+
+
+class StreamingSettings:
+    """Attribute access to ``settings.STREAMING`` merged over ``DEFAULTS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown STREAMING setting: {name!r}")
+        from django.conf import settings
+
+        user = getattr(settings, "STREAMING", None) or {}
+        return user.get(name, DEFAULTS[name])
+
+
+def setting(name: str) -> Any:
+    """The value of one STREAMING setting, or its default when Django is not configured."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            return getattr(streaming_settings, name)
+    except ImportError:
+        pass
+    return DEFAULTS[name]
+
+
+streaming_settings = StreamingSettings()

@@ -1,0 +1,56 @@
+"""``StreamError``: the one exception the streaming stack raises on purpose.
+
+Extractors, streams, sources and transports all report failures with it, so a
+transport can turn any of them into a clean error message for the client.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class StreamErrorCode(StrEnum):
+    """Why a stream failed; the value is what clients see as ``code``."""
+
+    CHUNK_TOO_LARGE = "CHUNK_TOO_LARGE"
+    BUFFER_OVERFLOW = "BUFFER_OVERFLOW"
+    PARSE_ERROR = "PARSE_ERROR"
+    TIMEOUT = "TIMEOUT"
+    ABORTED = "ABORTED"
+    # Beyond the extractor reference: failures of the stream and its sources.
+    STREAM_CLOSED = "STREAM_CLOSED"
+    QUEUE_FULL = "QUEUE_FULL"
+    INVALID_FIELD = "INVALID_FIELD"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StreamError(Exception):
+    """A streaming failure with a machine-readable ``code`` and optional ``details``."""
+
+    def __init__(
+        self,
+        code: StreamErrorCode | str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = StreamErrorCode(code) if code in StreamErrorCode._value2member_map_ else code
+        self.message = message
+        self.details = details
+
+    @staticmethod
+    def is_stream_error(value: object) -> bool:
+        """True only for real ``StreamError`` instances (not look-alikes)."""
+        return isinstance(value, StreamError)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The client-safe form: message and code, never a traceback."""
+        return {"message": self.message, "code": str(self.code)}
+
+    def __repr__(self) -> str:
+        return f"StreamError(code={str(self.code)!r}, message={self.message!r})"

@@ -1,0 +1,66 @@
+"""``SSEResponse`` and ``sse_response``: a ``Stream`` as a Django streaming response."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from django.http import StreamingHttpResponse
+
+from .stream import Stream
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+class SSEResponse(StreamingHttpResponse):
+    """A ``text/event-stream`` response whose body is a ``Stream``.
+
+    Under ASGI the server reads the stream's async body directly (so Django's
+    ``aclosing`` closes our generator, not a wrapper of it); under WSGI it reads the
+    sync body. ``close()`` (Django calls it when the response ends, also after a
+    disconnect) stops the stream's producer.
+    """
+
+    def __init__(
+        self, stream: Stream, *, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.stream = stream
+        merged = dict(SSE_HEADERS)
+        merged.update(headers or {})
+        super().__init__(stream, status=status, headers=merged)
+        self._resource_closers.append(stream.abort)
+
+    def _set_streaming_content(self, value: Any) -> None:
+        if isinstance(value, Stream):
+            # Which body (async or sync) is chosen when the server starts reading.
+            self._iterator = value
+            self.is_async = True
+        else:
+            super()._set_streaming_content(value)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._iterator is self.stream:
+            return aiter(self.stream)
+        return super().__aiter__()
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._iterator is self.stream:
+            return iter(self.stream)
+        return super().__iter__()
+
+
+def sse_response(
+    value: Any = None,
+    *,
+    event: str | None = None,
+    retry: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> SSEResponse:
+    """Stream ``value`` (anything ``Stream`` accepts, or a ``Stream``) as Server-Sent Events."""
+    stream = value if isinstance(value, Stream) else Stream(value, event=event, retry=retry)
+    return SSEResponse(stream, status=status, headers=headers)

@@ -1,0 +1,74 @@
+"""Real servers for the tests: daphne (ASGI) and wsgiref (WSGI) in subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server did not listen on port {port} within {timeout} s")
+
+
+@contextmanager
+def run_server(
+    command: Sequence[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start ``command`` (which must listen on ``port``), yield its URL, stop it for sure."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
+    process = subprocess.Popen(
+        list(command), cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@contextmanager
+def daphne_server(
+    application: str = "project.asgi:application", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    with run_server(command, port, env) as url:
+        yield url
+
+
+@contextmanager
+def wsgi_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.wsgi_serve", str(port)]
+    with run_server(command, port, env) as url:
+        yield url
