@@ -1,0 +1,46 @@
+"""System checks for settings that would break event streams."""
+
+from __future__ import annotations
+
+import django
+import pytest
+from django.test import override_settings
+
+from streaming.checks import check_middleware, check_runserver, check_settings
+
+GZIP = "django.middleware.gzip.GZipMiddleware"
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 1), reason="GZipMiddleware streams since 6.1")
+def test_gzip_middleware_warns_before_django_6_1() -> None:
+    with override_settings(MIDDLEWARE=[GZIP]):
+        assert [m.id for m in check_middleware()] == ["streaming.W001"]
+
+
+def test_known_buffering_middleware_warns() -> None:
+    with override_settings(MIDDLEWARE=["django_brotli.middleware.BrotliMiddleware"]):
+        assert [m.id for m in check_middleware()] == ["streaming.W002"]
+
+
+def test_the_demo_settings_pass_every_check() -> None:
+    assert check_middleware() + check_runserver() + check_settings() == []
+
+
+def test_daphne_after_staticfiles_warns() -> None:
+    with override_settings(INSTALLED_APPS=["django.contrib.staticfiles", "daphne", "streaming"]):
+        assert [m.id for m in check_runserver()] == ["streaming.W003"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [
+        ("not a dict", ["streaming.E001"]),
+        ({"KEEPALIVE_SECONDS": 1}, ["streaming.E002"]),
+        ({"KEEPALIVE": 0}, ["streaming.E003"]),
+        ({"MAX_QUEUE": 1.5}, ["streaming.E003"]),
+        ({"MAX_BUFFER": True}, ["streaming.E003"]),
+    ],
+)
+def test_misconfigured_streaming_settings_are_errors(value: object, ids: list[str]) -> None:
+    with override_settings(STREAMING=value):
+        assert [m.id for m in check_settings()] == ids

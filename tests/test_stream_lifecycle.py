@@ -1,0 +1,147 @@
+"""Lifecycle over real sockets: disconnects, producers that never await, blocking
+sync iterables, keep-alives, and the same stream under a WSGI server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from streaming.sse import ParsedEvent, SSEParser
+
+from .conftest import probe
+from .servers import wsgi_server
+
+
+def wait_for_probe(
+    client: httpx.Client, key: str, expected: list[str], timeout: float = 10
+) -> None:
+    """Poll the server's record of ``key`` until it equals ``expected`` (bounded)."""
+    deadline = time.monotonic() + timeout
+    seen = probe(client, key)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = probe(client, key)
+    assert seen == expected
+
+
+def read_events(chunks: Iterator[bytes], parser: SSEParser, count: int) -> list[ParsedEvent]:
+    """Read from the socket until ``count`` more events have arrived."""
+    received: list[ParsedEvent] = []
+    for chunk in chunks:
+        received.extend(parser.feed(chunk))
+        if len(received) >= count:
+            break
+    return received
+
+
+@pytest.fixture
+def reader(live_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_url, timeout=httpx.Timeout(10, read=5)) as client:
+        yield client
+
+
+def test_a_producer_that_never_awaits_streams_and_stops_on_disconnect(
+    reader: httpx.Client, http: httpx.Client
+) -> None:
+    parser = SSEParser()
+    with reader.stream("GET", "/plugin/never-awaits?key=never") as response:
+        chunks = response.iter_raw()
+        first = read_events(chunks, parser, 3)
+        assert [e.data for e in first[:3]] == ["event 1", "event 2", "event 3"]
+    wait_for_probe(http, "never", ["finally"])
+
+
+def test_disconnect_cancels_an_async_generator(reader: httpx.Client, http: httpx.Client) -> None:
+    with reader.stream("GET", "/plugin/slow-async-gen?key=slow") as response:
+        chunks = response.iter_raw()
+        assert [e.data for e in read_events(chunks, SSEParser(), 2)] == ["token 1", "token 2"]
+    wait_for_probe(http, "slow", ["cancelled", "finally"])
+
+
+def test_disconnect_cancels_a_manual_callback_and_later_sends_raise(
+    reader: httpx.Client, http: httpx.Client
+) -> None:
+    with reader.stream("GET", "/plugin/abort-probe?key=abort") as response:
+        chunks = response.iter_raw()
+        assert read_events(chunks, SSEParser(), 1)[0].data == "tick 1"
+    wait_for_probe(http, "abort", ["callback:cancelled", "late-send:STREAM_CLOSED"])
+
+
+def test_a_blocking_sync_generator_is_not_buffered_whole(
+    reader: httpx.Client, http: httpx.Client
+) -> None:
+    parser = SSEParser()
+    with reader.stream("GET", "/plugin/gated-sync-gen?key=gate-asgi") as response:
+        chunks = response.iter_raw()
+        # "first" arrives while the generator is still blocked before "second".
+        assert read_events(chunks, parser, 1)[0].data == "first"
+        assert probe(http, "gate-asgi") == ["waiting"]
+        http.post("/probe/gate-asgi")
+        rest = [e.data for e in read_events(chunks, parser, 2)]
+    assert rest == ["second", "third"]
+    wait_for_probe(http, "gate-asgi", ["waiting", "finally"])
+
+
+def test_an_open_stream_sends_keepalive_comments(reader: httpx.Client) -> None:
+    parser = SSEParser()
+    with reader.stream("GET", "/plugin/no-close") as response:
+        chunks = response.iter_raw()
+        assert read_events(chunks, parser, 1)[0].data == "never-closed"
+        for chunk in chunks:
+            parser.feed(chunk)
+            if "ping" in parser.comments:
+                break
+    assert parser.comments[:2] == ["stream open", "ping"]
+
+
+def test_the_first_bytes_arrive_before_the_first_event(reader: httpx.Client) -> None:
+    """daphne sends headers with the first body bytes: the opening comment makes them go."""
+    with reader.stream("GET", "/plugin/no-close") as response:
+        chunks = response.iter_raw()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert next(chunks).startswith(b": stream open\n\n")
+
+
+# ------------------------------------------------------------------------ WSGI
+@pytest.fixture(scope="module")
+def wsgi_url() -> Iterator[str]:
+    with wsgi_server() as url:
+        yield url
+
+
+@pytest.fixture
+def wsgi(wsgi_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=wsgi_url, timeout=httpx.Timeout(10, read=5)) as client:
+        yield client
+
+
+def test_wsgi_streams_sync_iterables(wsgi: httpx.Client) -> None:
+    response = wsgi.get("/plugin/auto-array")
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.text == (
+        ': stream open\n\nid: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: {"c":1}\n\n'
+        "id: 4\ndata: 3\n\n"
+    )
+
+
+def test_wsgi_streams_a_blocking_generator_item_by_item(wsgi: httpx.Client) -> None:
+    parser = SSEParser()
+    with wsgi.stream("GET", "/plugin/gated-sync-gen?key=gate-wsgi") as response:
+        chunks = response.iter_raw()
+        assert read_events(chunks, parser, 1)[0].data == "first"
+        wsgi.post("/probe/gate-wsgi")
+        assert [e.data for e in read_events(chunks, parser, 2)] == ["second", "third"]
+
+
+def test_wsgi_manual_mode_with_sends_from_a_thread(wsgi: httpx.Client) -> None:
+    received = SSEParser().feed(wsgi.get("/plugin/wsgi-manual").content)
+    assert [e.json() for e in received] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_wsgi_explains_that_async_sources_need_asgi(wsgi: httpx.Client) -> None:
+    received = SSEParser().feed(wsgi.get("/plugin/auto-async-gen").content)
+    assert [e.event for e in received] == ["error"]
+    assert "needs an ASGI server" in received[0].json()["message"]
