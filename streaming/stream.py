@@ -22,7 +22,6 @@ import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -76,6 +75,7 @@ class Stream:
     ) -> None:
         self._event = validate_event(event)
         self._retry = validate_retry(retry)
+        self._label_text = self._make_label()
         if value is None or (callable(value) and not _is_automatic_source(value)):
             self._callback: Callback | None = value
             self._source: Any = None
@@ -90,6 +90,8 @@ class Stream:
                 f"response, str, bytes, a callback or nothing; got {type(value).__name__}"
             )
         self._ids = itertools.count(1)
+        self._max_batch: int = setting("MAX_BATCH")
+        self._max_queue: int = setting("MAX_QUEUE")
         self._buffer: list[bytes] = []
         self._closed = False
         self._started = False
@@ -111,6 +113,7 @@ class Stream:
     @event.setter
     def event(self, value: str | None) -> None:
         self._event = validate_event(value)
+        self._label_text = self._make_label()
 
     @property
     def retry(self) -> int | None:
@@ -120,6 +123,7 @@ class Stream:
     @retry.setter
     def retry(self, value: int | None) -> None:
         self._retry = validate_retry(value)
+        self._label_text = self._make_label()
 
     @property
     def closed(self) -> bool:
@@ -137,12 +141,12 @@ class Stream:
         if self._closed:
             raise StreamError(StreamErrorCode.STREAM_CLOSED, "Cannot send(): the stream is closed")
         if isinstance(data, bytes | bytearray | memoryview):
-            chunk: bytes | None = self._label() + bytes(data)
+            chunk: bytes | None = self._label_text.encode() + bytes(data)
         else:
             chunk = self._encode(data)
         if chunk is None:
             return
-        limit = setting("MAX_QUEUE")
+        limit = self._max_queue
         if len(self._buffer) >= limit:
             raise StreamError(
                 StreamErrorCode.QUEUE_FULL,
@@ -168,15 +172,19 @@ class Stream:
         return self.__aiter__()
 
     # ---------------------------------------------------------------- encoding
-    def _label(self) -> bytes:
+    def _make_label(self) -> str:
+        """The ``event``/``retry`` lines every message carries, built once per change."""
         label = ""
         if self._event is not None:
             label += f"event: {self._event}\n"
         if self._retry is not None:
             label += f"retry: {self._retry}\n"
-        return label.encode()
+        return label
 
     def _encode(self, item: Any) -> bytes | None:
+        if type(item) is str and item and "\n" not in item and "\r" not in item:
+            # The hot path (one line of model text), framed without the general encoder.
+            return f"id: {next(self._ids)}\n{self._label_text}data: {item}\n\n".encode()
         if isinstance(item, ServerSentEvent):
             text = serialize_data(item.data)
             if text is None and item.comment is None:
@@ -217,28 +225,33 @@ class Stream:
         loop, wakeup = self._loop, self._wakeup
         if loop is None or wakeup is None or not self._consumer_waiting:
             return
+        self._consumer_waiting = False
         if threading.get_ident() == self._loop_thread:
             wakeup.set()
         elif not loop.is_closed():
             loop.call_soon_threadsafe(wakeup.set)
 
     def _take(self) -> bytes:
-        buffer, self._buffer = self._buffer, []
+        buffer = self._buffer
+        chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
         self._room.set()
         if self._space is not None:
             self._space.set()
-        return buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        return chunk
 
     async def _put(self, item: Any) -> None:
-        """Queue one produced item; pause the producer when a batch is full."""
+        """Queue one produced item; pause the producer while a full batch waits."""
         if self._closed:
             raise StreamError(StreamErrorCode.STREAM_CLOSED, "The client went away")
         chunk = self._encode(item)
         if chunk is None:
             return
-        self._buffer.append(chunk)
-        self._notify()
-        if len(self._buffer) >= setting("MAX_BATCH") and self._space is not None:
+        buffer = self._buffer
+        buffer.append(chunk)
+        if self._consumer_waiting:
+            self._notify()
+        if len(buffer) >= self._max_batch and self._space is not None:
             self._space.clear()
             await self._space.wait()
 
@@ -256,8 +269,11 @@ class Stream:
         self._space = asyncio.Event()
         self._producer = asyncio.create_task(self._produce())
         keepalive = float(setting("KEEPALIVE"))
+        # The opening comment goes out at once; one scheduler turn first lets events that
+        # are ready right away share its write.
+        self._buffer.insert(0, OPENING_COMMENT)
         try:
-            yield OPENING_COMMENT
+            await asyncio.sleep(0)
             while True:
                 if self._buffer:
                     yield self._take()
@@ -288,8 +304,7 @@ class Stream:
         producer = self._producer
         if producer is not None and not producer.done():
             producer.cancel()
-            with suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(producer), setting("CLEANUP_TIMEOUT"))
+            await asyncio.wait({producer}, timeout=setting("CLEANUP_TIMEOUT"))
 
     def abort(self) -> None:
         """Stop from any thread (the response was closed): no more sends, producer cancelled."""
@@ -355,7 +370,7 @@ class Stream:
 
     def _pump_sync_thread(self, iterator: Iterator[Any]) -> None:
         """Iterate a sync iterator in a worker thread, so a blocking one streams too."""
-        limit = setting("MAX_BATCH")
+        limit = self._max_batch
         try:
             for item in iterator:
                 if self._closed:

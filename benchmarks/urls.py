@@ -1,0 +1,39 @@
+"""Routes the benchmarks measure: the same events raw and through ``streaming``."""
+
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path
+
+from streaming import sse_response
+
+EVENT = b"data: hello world\n\n"
+
+
+def _count(request: HttpRequest) -> int:
+    return int(request.GET.get("n", "1000"))
+
+
+async def raw(request: HttpRequest) -> HttpResponse:
+    """The baseline: a plain async StreamingHttpResponse, one event per yield."""
+    n = _count(request)
+
+    async def events() -> AsyncIterator[bytes]:
+        for _ in range(n):
+            yield EVENT
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+
+
+async def ours(request: HttpRequest) -> HttpResponse:
+    """The same events through ``sse_response`` (ids, framing, batching, keep-alive)."""
+    n = _count(request)
+
+    async def events() -> AsyncIterator[str]:
+        for _ in range(n):
+            yield "hello world"
+
+    return sse_response(events())
+
+
+urlpatterns = [path("raw", raw), path("ours", ours)]
