@@ -1,10 +1,11 @@
-"""URLs of the demo project."""
+"""URLs of the demo project: the chat page and the ready-made chat endpoints."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("demo/clock", views.clock, name="clock"),
+    path("", include("streaming.urls")),
 ]

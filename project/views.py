@@ -5,12 +5,14 @@ from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from streaming import sse_response
 
 
+@ensure_csrf_cookie
 def index(request: HttpRequest) -> HttpResponse:
-    """The demo page."""
+    """The chat page (it sets the CSRF cookie that its POST requests send back)."""
     return render(request, "index.html")
 
 

@@ -17,8 +17,25 @@ BUFFERING_MIDDLEWARE = {
     "django_minify_html.middleware.MinifyHtmlMiddleware": "collects response bodies",
 }
 
-_POSITIVE_NUMBERS = ("KEEPALIVE", "CLEANUP_TIMEOUT")
-_POSITIVE_INTS = ("MAX_QUEUE", "MAX_BATCH", "SAFE_MARGIN", "MAX_BUFFER", "MAX_CHUNK_SIZE")
+_POSITIVE_NUMBERS = (
+    "KEEPALIVE",
+    "CLEANUP_TIMEOUT",
+    "WS_RATE",
+    "UPSTREAM_CONNECT_TIMEOUT",
+    "UPSTREAM_READ_TIMEOUT",
+    "DEMO_TOKEN_DELAY",
+)
+_POSITIVE_INTS = (
+    "MAX_QUEUE",
+    "MAX_BATCH",
+    "MAX_PROMPT_LENGTH",
+    "WS_BURST",
+    "WS_MAX_PENDING",
+    "SAFE_MARGIN",
+    "MAX_BUFFER",
+    "MAX_CHUNK_SIZE",
+    "UPSTREAM_MAX_LINE",
+)
 
 
 @register(Tags.compatibility)

@@ -18,6 +18,21 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH": 512,
     # Seconds a closing source gets to run its cleanup (``aclose()``) after a disconnect.
     "CLEANUP_TIMEOUT": 5.0,
+    # Characters a prompt may have (longer: PROMPT_TOO_LARGE).
+    "MAX_PROMPT_LENGTH": 32_000,
+    # WebSocket flood limit: messages a second on one connection, with a burst allowance;
+    # past it the consumer closes the connection with code 1008.
+    "WS_RATE": 20.0,
+    "WS_BURST": 40,
+    # Prompts a WebSocket connection may queue while a reply is streaming.
+    "WS_MAX_PENDING": 4,
+    # Upstream sources (OpenAI SDK, HTTP proxy): seconds to connect, seconds of silence
+    # between chunks before TIMEOUT, and the longest SSE line (characters) before PARSE_ERROR.
+    "UPSTREAM_CONNECT_TIMEOUT": 10.0,
+    "UPSTREAM_READ_TIMEOUT": 60.0,
+    "UPSTREAM_MAX_LINE": 1024 * 1024,
+    # Seconds between two tokens of the built-in demo model (on average; it varies a little).
+    "DEMO_TOKEN_DELAY": 0.03,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

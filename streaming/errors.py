@@ -24,6 +24,11 @@ class StreamErrorCode(StrEnum):
     INVALID_FIELD = "INVALID_FIELD"
     UPSTREAM_ERROR = "UPSTREAM_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Requests a transport refuses.
+    BAD_REQUEST = "BAD_REQUEST"
+    UNKNOWN_PIPELINE = "UNKNOWN_PIPELINE"
+    PROMPT_TOO_LARGE = "PROMPT_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
 
     def __str__(self) -> str:
         return self.value

@@ -1,0 +1,50 @@
+"""Streaming extractors: plain Python (no Django) filters that pull the streamable text
+out of a model's reply while it arrives. ``push(chunk) -> str``, ``flush()``, ``done``,
+``reset()``; see the README for each one's rules.
+"""
+
+from ..context import (
+    StreamingContext,
+    StreamingRetryState,
+    create_streaming_context,
+    create_streaming_retry_state,
+)
+from ..errors import StreamError, StreamErrorCode
+from .action_filter import ActionStreamFilter, ContentType
+from .base import (
+    MAX_BUFFER,
+    MAX_CHUNK_SIZE,
+    SAFE_MARGIN,
+    StreamExtractor,
+    check_chunk_size,
+    trim_buffer,
+)
+from .passthrough import MarkableExtractor, PassthroughExtractor
+from .pipeline import Pipeline
+from .response import ResponseStreamExtractor, Strategy
+from .validation import ValidationStreamExtractor
+from .xml_tag import XmlTagExtractor
+
+__all__ = [
+    "MAX_BUFFER",
+    "MAX_CHUNK_SIZE",
+    "SAFE_MARGIN",
+    "ActionStreamFilter",
+    "ContentType",
+    "MarkableExtractor",
+    "PassthroughExtractor",
+    "Pipeline",
+    "ResponseStreamExtractor",
+    "Strategy",
+    "StreamError",
+    "StreamErrorCode",
+    "StreamExtractor",
+    "StreamingContext",
+    "StreamingRetryState",
+    "ValidationStreamExtractor",
+    "XmlTagExtractor",
+    "check_chunk_size",
+    "create_streaming_context",
+    "create_streaming_retry_state",
+    "trim_buffer",
+]

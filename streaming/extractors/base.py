@@ -1,0 +1,100 @@
+"""What every extractor shares: the protocol, the limits, the size check and trimming.
+
+Lengths count Python characters (code points), so a character is never split.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import StreamError, StreamErrorCode
+
+#: Characters held back while inside a tag, so a split closing tag is never released.
+SAFE_MARGIN = 10
+#: Buffer size (outside a tag) past which the buffer is trimmed to its last 1024 characters.
+MAX_BUFFER = 100 * 1024
+#: Largest chunk one ``push`` accepts.
+MAX_CHUNK_SIZE = 1024 * 1024
+#: What trimming keeps.
+TRIM_KEEP = 1024
+
+# JavaScript's trim() whitespace: what the reference strips around action names and before
+# deciding a filter's content type (it differs from str.strip(): no U+0085, no U+001C-1F).
+_JS_WHITESPACE = frozenset(
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_JS_WHITESPACE_STR = "".join(sorted(_JS_WHITESPACE))
+
+
+@runtime_checkable
+class StreamExtractor(Protocol):
+    """Pulls the streamable text out of a model's raw chunks while they arrive."""
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will be streamed (until ``reset()``)."""
+        ...
+
+    def push(self, chunk: str) -> str:
+        """Take one raw chunk; return the text that may be shown now (often ``""``)."""
+        ...
+
+    def flush(self) -> str:
+        """The end of the input: return anything still held back."""
+        ...
+
+    def reset(self) -> None:
+        """Start over, as if new."""
+        ...
+
+
+def js_trim(text: str) -> str:
+    """``str.strip`` with JavaScript's whitespace set, as the reference trims."""
+    return text.strip(_JS_WHITESPACE_STR)
+
+
+def js_trim_start(text: str) -> str:
+    return text.lstrip(_JS_WHITESPACE_STR)
+
+
+def check_chunk_size(chunk: str, max_size: int = MAX_CHUNK_SIZE) -> None:
+    """Refuse a chunk over ``max_size`` characters before anything is appended."""
+    size = len(chunk)
+    if size > max_size:
+        raise StreamError(
+            StreamErrorCode.CHUNK_TOO_LARGE,
+            f"Chunk size {size} exceeds maximum allowed {max_size}",
+            {"chunk_size": size, "max_allowed": max_size},
+        )
+
+
+def trim_buffer(buffer: str, max_size: int = MAX_BUFFER, keep_size: int = TRIM_KEEP) -> str:
+    """Keep only the last ``keep_size`` characters once ``buffer`` exceeds ``max_size``."""
+    if len(buffer) > max_size:
+        return buffer[-keep_size:]
+    return buffer
+
+
+class Callbacks:
+    """Calls user callbacks that may be sync or async; async results wait in ``pending``.
+
+    Extractors are synchronous; an async callback's coroutine is kept until the caller
+    (the streaming context, or ``await extractor.drain()``) awaits it, in order.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[Awaitable[Any]] = []
+
+    def call(self, callback: Any, *args: Any) -> None:
+        if callback is None:
+            return
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            self.pending.append(result)
+
+    async def drain(self) -> None:
+        while self.pending:
+            await self.pending.pop(0)

@@ -1,0 +1,45 @@
+"""``PassthroughExtractor`` and ``MarkableExtractor``: the text as it comes."""
+
+from __future__ import annotations
+
+from .base import check_chunk_size
+
+
+class PassthroughExtractor:
+    """Streams every chunk unchanged; never done (plain-text models)."""
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def push(self, chunk: str) -> str:
+        check_chunk_size(chunk)
+        return chunk
+
+    def flush(self) -> str:
+        return ""
+
+    def reset(self) -> None:
+        pass
+
+
+class MarkableExtractor(PassthroughExtractor):
+    """Pass-through that the caller marks complete (structured replies decided elsewhere)."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def push(self, chunk: str) -> str:
+        if self._done:
+            return ""
+        return super().push(chunk)
+
+    def mark_complete(self) -> None:
+        self._done = True
+
+    def reset(self) -> None:
+        self._done = False

@@ -1,0 +1,34 @@
+"""``XmlTagExtractor``: stream the content of the first ``<tag>…</tag>``."""
+
+from __future__ import annotations
+
+from .base import check_chunk_size
+from .tag import TagScanner
+
+
+class XmlTagExtractor:
+    """Streams the first ``<tag_name>`` element's content; done at its closing tag.
+
+    Matching is exact and case-sensitive (no attributes, no entity decoding), as in the
+    reference.
+    """
+
+    def __init__(self, tag_name: str) -> None:
+        self.tag_name = tag_name
+        self._scanner = TagScanner(tag_name)
+
+    @property
+    def done(self) -> bool:
+        return self._scanner.closed
+
+    def push(self, chunk: str) -> str:
+        if self._scanner.closed:
+            return ""
+        check_chunk_size(chunk)
+        return self._scanner.feed(chunk)
+
+    def flush(self) -> str:
+        return self._scanner.take_held_back()
+
+    def reset(self) -> None:
+        self._scanner.reset()

@@ -1,0 +1,63 @@
+"""What both transports accept from a client: a prompt and a choice of pipeline.
+
+``PipelineChoiceMixin`` gives ``SSEView`` and ``StreamConsumer`` the same
+``extractors`` / ``pipelines`` attributes and the same answers to bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .conf import setting
+from .errors import StreamError, StreamErrorCode
+from .extractors import Pipeline, StreamExtractor
+
+ExtractorFactory = Callable[[], StreamExtractor]
+
+
+def get_prompt(params: Mapping[str, Any]) -> str:
+    """The non-empty ``prompt`` string of a request, within ``MAX_PROMPT_LENGTH``."""
+    prompt = params.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise StreamError(StreamErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
+    limit = setting("MAX_PROMPT_LENGTH")
+    if len(prompt) > limit:
+        raise StreamError(
+            StreamErrorCode.PROMPT_TOO_LARGE,
+            f"The prompt has {len(prompt)} characters; the limit is {limit}",
+            {"length": len(prompt), "max_length": limit},
+        )
+    return prompt
+
+
+class PipelineChoiceMixin:
+    """Extractors per request: ``extractors`` by default, or a named entry of ``pipelines``."""
+
+    #: Extractor classes or factories for every request (empty: the text passes through).
+    extractors: Sequence[ExtractorFactory] = ()
+    #: Named pipelines a request may pick with its ``pipeline`` parameter.
+    pipelines: Mapping[str, Sequence[ExtractorFactory]] = {}
+    #: The pipeline used when the request names none (``None``: ``extractors``).
+    default_pipeline: str | None = None
+
+    def get_pipeline_name(self, params: Mapping[str, Any]) -> str | None:
+        """The pipeline the request asked for, or the default; unknown names are refused."""
+        name = params.get("pipeline") or self.default_pipeline
+        if name is None:
+            return None
+        if not isinstance(name, str) or name not in self.pipelines:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise StreamError(
+                StreamErrorCode.UNKNOWN_PIPELINE, f"Unknown pipeline {name!r}; known: {known}"
+            )
+        return name
+
+    def get_extractors(self, params: Mapping[str, Any]) -> list[StreamExtractor]:
+        """Fresh extractor instances for one request, in pipeline order."""
+        name = self.get_pipeline_name(params)
+        factories = self.extractors if name is None else self.pipelines[name]
+        return [factory() for factory in factories]
+
+    def get_pipeline(self, params: Mapping[str, Any]) -> Pipeline:
+        return Pipeline(*self.get_extractors(params))

@@ -1,0 +1,117 @@
+"""The OpenAI source: a chat completion streamed with the official ``openai`` SDK.
+
+It works with any OpenAI-compatible server (Ollama, vLLM, LM Studio, a gateway…) through
+the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable. It yields
+the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
+stream, so the upstream HTTP connection closes at once and the server stops generating.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, cast
+
+import httpx
+import openai
+
+from ..errors import StreamError, StreamErrorCode
+from .http import timeouts, tls_context, transport_error
+
+#: The model used when neither ``model=`` nor ``OPENAI_MODEL`` names one.
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+async def openai_chat(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    client: openai.AsyncOpenAI | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    **params: Any,
+) -> AsyncIterator[str]:
+    """Stream the reply to ``messages`` as text pieces.
+
+    ``model`` defaults to ``OPENAI_MODEL``, else ``gpt-4o-mini``. Without ``client`` a
+    client is made for this reply (``api_key`` / ``base_url``, else the SDK's environment
+    variables) and closed with it; pass a ``client`` to share its connections and retry
+    policy. Timeouts default to ``STREAMING["UPSTREAM_CONNECT_TIMEOUT"]`` and
+    ``["UPSTREAM_READ_TIMEOUT"]`` (the longest silence between two chunks). ``params`` go
+    to ``chat.completions.create`` (``temperature``, ``max_tokens``…). Failures are a
+    ``StreamError``: TIMEOUT, or UPSTREAM_ERROR with the HTTP status in ``details``.
+    """
+    connect, read = timeouts(connect_timeout, read_timeout)
+    owned = client is None
+    api = client or openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+    )
+    try:
+        try:
+            stream = await api.chat.completions.create(
+                model=model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
+                messages=cast(Any, messages),
+                stream=True,
+                timeout=openai.Timeout(read, connect=connect),
+                **params,
+            )
+            try:
+                async for chunk in stream:
+                    if not chunk.choices:
+                        continue
+                    # Some compatible servers leave ``delta`` out of their last chunk.
+                    delta = getattr(chunk.choices[0], "delta", None)
+                    content = getattr(delta, "content", None)
+                    if content:
+                        yield content
+            finally:
+                await stream.close()
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise _stream_error(exc, connect, read) from exc
+    finally:
+        if owned:
+            await api.close()
+
+
+def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
+    """The ``StreamError`` for an SDK failure (``httpx`` ones come from openai 1.x streams)."""
+    if isinstance(exc, httpx.HTTPError):
+        return transport_error(exc, connect, read)
+    if isinstance(exc, openai.APITimeoutError):
+        return StreamError(
+            StreamErrorCode.TIMEOUT,
+            f"The model server timed out (connect {connect:g} s, between chunks {read:g} s)",
+            {"connect_timeout": connect, "read_timeout": read},
+        )
+    if isinstance(exc, openai.APIStatusError):
+        reason = _error_message(exc.body)
+        return StreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            f"The model server answered HTTP {exc.status_code}" + (f": {reason}" if reason else ""),
+            {"status": exc.status_code},
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return StreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            "The connection to the model server failed",
+            {"reason": repr(exc.__cause__ or exc)},
+        )
+    return StreamError(
+        StreamErrorCode.UPSTREAM_ERROR,
+        f"The model server reported an error: {exc}",
+        {"body": getattr(exc, "body", None)},
+    )
+
+
+def _error_message(body: object) -> str:
+    """The ``message`` of an OpenAI-style error body, shortened (``""`` when there is none)."""
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, Mapping) else error
+        if isinstance(message, str):
+            return message[:300]
+    return ""

@@ -1,0 +1,756 @@
+/**
+ * streaming.js: the browser client of the `streaming` Django app.
+ *
+ * Streams a model's reply over Server-Sent Events (`EventSource` for GET, `fetch` for POST)
+ * or a WebSocket, hands the text to callbacks piece by piece, cancels, and reconnects with
+ * backoff when the connection drops. An ES module with no dependencies and no build step:
+ *
+ *     import { createStream } from "/static/streaming/streaming.js";
+ *
+ *     const chat = createStream({
+ *       url: "/chat/stream",
+ *       transport: "sse-post",
+ *       pipeline: "response",
+ *       onChunk: (text) => { output.textContent += text; },
+ *       onError: (error) => { console.warn(error.code, error.message); },
+ *     });
+ *     const result = await chat.send("Hello");   // {status: "complete", text: "..."}
+ *
+ * Model text is handed over as plain strings: put it on the page with `textContent`
+ * (or a Text node), never `innerHTML`.
+ *
+ * @module streaming
+ */
+
+/**
+ * @typedef {"sse" | "sse-post" | "ws"} Transport
+ * `sse`: GET with the parameters in the query string, read by `EventSource`;
+ * `sse-post`: POST of a JSON body, read by `fetch` and {@link SSEParser};
+ * `ws`: JSON frames over one WebSocket that stays open between replies.
+ */
+
+/**
+ * @typedef {"connecting" | "open" | "streaming" | "reconnecting" | "complete" | "cancelled"
+ *   | "error" | "closed"} Status
+ * `connecting`: a request or socket is being opened; `open`: the server answered (SSE) or
+ * the socket is open (WS); `streaming`: the first text of the reply arrived; `reconnecting`:
+ * the connection dropped and a new attempt is scheduled (`info.attempt`, `info.delay`);
+ * `complete` / `cancelled` / `error`: how the reply ended; `closed`: {@link StreamClient#close}.
+ */
+
+/**
+ * @typedef {object} StreamInfo
+ * @property {Transport} transport
+ * @property {string} text The reply so far (the whole reply in `onComplete`).
+ * @property {string | null} messageId The server's id of the reply (WebSocket).
+ * @property {string} lastEventId The last SSE event id received ("" if none).
+ * @property {number} [attempt] Reconnection attempt (with status `reconnecting`).
+ * @property {number} [delay] Milliseconds until that attempt.
+ */
+
+/**
+ * @typedef {object} StreamResult
+ * @property {"complete" | "cancelled" | "error"} status
+ * @property {string} text The text received (the whole reply when complete).
+ * @property {StreamError} [error] Why the reply failed (status `error`).
+ * @property {string | null} messageId
+ */
+
+/**
+ * @typedef {object} ReconnectOptions
+ * @property {number} [retries=6] Attempts after a drop before giving up.
+ * @property {number} [delay=500] Milliseconds before the first attempt; doubles each time.
+ * @property {number} [maxDelay=10000] Longest wait between two attempts.
+ */
+
+/**
+ * @typedef {object} StreamOptions
+ * @property {string} url SSE endpoint (`/chat/stream`) or WebSocket endpoint (`/ws/chat/`,
+ *   `ws://` and `wss://` URLs work too; a relative URL gets the page's host and scheme).
+ * @property {Transport} [transport="sse"]
+ * @property {string} [pipeline] Extractor pipeline name sent with every prompt.
+ * @property {Record<string, unknown>} [params] More parameters sent with every prompt.
+ * @property {(text: string, info: StreamInfo) => void} [onChunk] Each new piece of text.
+ * @property {(fullText: string, info: StreamInfo) => void} [onComplete] The whole reply.
+ * @property {(error: StreamError, info: StreamInfo) => void} [onError]
+ * @property {(status: Status, info: StreamInfo) => void} [onStatus]
+ * @property {(type: string, data: unknown, info: StreamInfo) => void} [onEvent] Named SSE
+ *   events listed in `events`, and WebSocket frames of a type this client does not know.
+ * @property {string[]} [events] Named SSE events to hand to `onEvent` (`field_validated` …).
+ * @property {ReconnectOptions | false} [reconnect] `false`: fail at the first drop.
+ * @property {Record<string, string>} [headers] Extra request headers (`sse-post`).
+ * @property {string | (() => string | null)} [csrfToken] Sent as `X-CSRFToken` with POST;
+ *   by default read from the `csrftoken` cookie.
+ * @property {boolean} [withCredentials=false] `EventSource` credentials for cross-origin URLs.
+ * @property {number} [pingInterval=20000] WebSocket: milliseconds between `ping` frames; a
+ *   ping left unanswered until the next one closes and reconnects the socket (0: off).
+ * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
+ *   a `resume` before the reply is given up.
+ */
+
+const TRANSPORTS = ["sse", "sse-post", "ws"];
+const DEFAULT_RECONNECT = { retries: 6, delay: 500, maxDelay: 10000 };
+/** WebSocket close codes after which reconnecting would not help. */
+const FINAL_CLOSE_CODES = new Set([1000, 1008]);
+
+/** An error of the stream, with a machine-readable `code` (the server's, or one below). */
+export class StreamError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} code The server's code (`UNKNOWN_PIPELINE` …) or the client's own:
+   *   `CONNECTION_LOST`, `NOT_RESUMABLE`, `RESUME_FAILED`, `HTTP_ERROR`, `PROTOCOL_ERROR`.
+   * @param {{status?: number}} [details] `status`: the HTTP status of a refused request.
+   */
+  constructor(message, code, details = {}) {
+    super(message);
+    this.name = "StreamError";
+    this.code = code;
+    this.status = details.status ?? null;
+  }
+}
+
+/**
+ * An incremental Server-Sent Events parser (WHATWG HTML §9.2.6): feed it decoded text in
+ * pieces of any size; it calls `onEvent` for every complete event.
+ *
+ * Lines end at CRLF, LF or CR (also when a CRLF is split between two pieces); comments are
+ * handed to `onComment`; `id` with a NUL and non-numeric `retry` are ignored; an event
+ * without data is not dispatched but still moves `lastEventId`; a last event that is not
+ * ended by a blank line is dropped by {@link SSEParser#end}.
+ */
+export class SSEParser {
+  /**
+   * @param {(event: {type: string, data: string, lastEventId: string}) => void} onEvent
+   * @param {{onComment?: (text: string) => void, maxLineLength?: number}} [options]
+   */
+  constructor(onEvent, { onComment, maxLineLength = 16 * 1024 * 1024 } = {}) {
+    this.onEvent = onEvent;
+    this.onComment = onComment;
+    this.maxLineLength = maxLineLength;
+    /** The id of the last dispatched event (what a reconnect sends as `Last-Event-ID`). */
+    this.lastEventId = "";
+    /** The last valid `retry` value in milliseconds, or null. */
+    this.retry = null;
+    this._pending = "";
+    this._started = false;
+    this._afterCR = false;
+    this._resetEvent();
+    this._id = "";
+  }
+
+  /** Parse the next piece of the stream's text. */
+  push(text) {
+    if (!this._started && text) {
+      this._started = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    let buffer = this._pending + text;
+    let start = 0;
+    if (this._afterCR && buffer.length > 0) {
+      this._afterCR = false;
+      if (buffer[0] === "\n") start = 1;
+    }
+    const lineEnd = /[\r\n]/g;
+    lineEnd.lastIndex = start;
+    let match;
+    while ((match = lineEnd.exec(buffer)) !== null) {
+      const end = match.index;
+      let next = end + 1;
+      if (buffer[end] === "\r") {
+        if (next === buffer.length) this._afterCR = true;
+        else if (buffer[next] === "\n") next += 1;
+      }
+      this._line(buffer.slice(start, end));
+      start = next;
+      lineEnd.lastIndex = next;
+    }
+    this._pending = buffer.slice(start);
+    if (this._pending.length > this.maxLineLength) {
+      this._pending = "";
+      throw new StreamError("An event stream line is too long", "PROTOCOL_ERROR");
+    }
+  }
+
+  /** The stream ended: drop an incomplete last event (as browsers do). */
+  end() {
+    this._pending = "";
+    this._afterCR = false;
+    this._resetEvent();
+  }
+
+  _resetEvent() {
+    this._type = "";
+    this._data = [];
+  }
+
+  _line(line) {
+    if (line === "") {
+      this._dispatch();
+      return;
+    }
+    if (line[0] === ":") {
+      this.onComment?.(line.slice(1).replace(/^ /, ""));
+      return;
+    }
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value[0] === " ") value = value.slice(1);
+    if (field === "data") this._data.push(value);
+    else if (field === "event") this._type = value;
+    else if (field === "id" && !value.includes("\0")) this._id = value;
+    else if (field === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
+  }
+
+  _dispatch() {
+    this.lastEventId = this._id;
+    if (this._data.length === 0) {
+      this._resetEvent();
+      return;
+    }
+    const event = {
+      type: this._type || "message",
+      data: this._data.join("\n"),
+      lastEventId: this.lastEventId,
+    };
+    this._resetEvent();
+    this.onEvent(event);
+  }
+}
+
+/**
+ * Milliseconds to wait before reconnection attempt `attempt` (1, 2, …): exponential from
+ * `delay`, capped at `maxDelay`, with ±25 % jitter so many clients do not return at once.
+ * @param {number} attempt
+ * @param {ReconnectOptions} [options]
+ * @returns {number}
+ */
+export function backoffDelay(attempt, { delay = 500, maxDelay = 10000 } = {}) {
+  const base = Math.min(maxDelay, delay * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+/**
+ * Open a client for one chat endpoint; see {@link StreamOptions}.
+ * @param {StreamOptions} options
+ * @returns {StreamClient}
+ */
+export function createStream(options) {
+  return new StreamClient(options);
+}
+
+/**
+ * One chat endpoint: {@link StreamClient#send} a prompt, get its reply through the
+ * callbacks and the returned promise. One reply at a time.
+ */
+export class StreamClient {
+  /** @param {StreamOptions} options */
+  constructor(options) {
+    if (!options || !options.url) throw new TypeError("createStream: `url` is required");
+    const transport = options.transport ?? "sse";
+    if (!TRANSPORTS.includes(transport)) {
+      throw new TypeError(`createStream: unknown transport ${JSON.stringify(transport)}`);
+    }
+    /** @type {Transport} */
+    this.transport = transport;
+    this.options = options;
+    this.reconnect =
+      options.reconnect === false ? null : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    /** @type {Status | null} */
+    this.status = null;
+    this._reply = null;
+    // WebSocket state: the socket stays open between replies until close().
+    this._socket = null;
+    this._socketAttempt = 0;
+    this._socketTimer = null;
+    this._pingTimer = null;
+    this._pongDue = false;
+    this._cancelAcks = 0;
+    this._closed = false;
+  }
+
+  /** True while a reply is on its way (until it completes, fails or is cancelled). */
+  get busy() {
+    return this._reply !== null;
+  }
+
+  /** The text of the current reply so far ("" when idle). */
+  get text() {
+    return this._reply ? this._reply.text : "";
+  }
+
+  /**
+   * Send a prompt and stream its reply. Throws if a reply is already streaming.
+   * @param {string} prompt
+   * @param {Record<string, unknown>} [params] Parameters for this prompt only
+   *   (`{pipeline: "passthrough"}`), over the options' `pipeline` and `params`.
+   * @returns {Promise<StreamResult>} Settles when the reply ends; never rejects.
+   */
+  send(prompt, params = {}) {
+    if (this._reply) throw new Error("A reply is already streaming: cancel() it first");
+    this._closed = false;
+    const body = { ...this.options.params, prompt, ...params };
+    if (this.options.pipeline && body.pipeline === undefined) body.pipeline = this.options.pipeline;
+    return new Promise((resolve) => {
+      this._reply = {
+        body,
+        resolve,
+        text: "",
+        received: 0,
+        messageId: null,
+        lastEventId: "",
+        attempt: 0,
+        timer: null,
+        stop: null,
+        sent: false,
+        resuming: false,
+      };
+      if (this.transport === "ws") this._sendPrompt(this._reply);
+      else this._request(this._reply, false);
+    });
+  }
+
+  /**
+   * Stop the current reply: the request is aborted (SSE) or a `cancel` frame is sent (WS),
+   * and the server stops generating. Returns false if no reply was streaming.
+   * @returns {boolean}
+   */
+  cancel() {
+    const reply = this._reply;
+    if (!reply) return false;
+    if (this.transport === "ws" && reply.sent && this._socketOpen()) {
+      this._socket.send(JSON.stringify({ type: "cancel" }));
+      this._cancelAcks += 1;
+    }
+    this._finish(reply, "cancelled");
+    return true;
+  }
+
+  /** WebSocket: open the socket now rather than with the first prompt. */
+  connect() {
+    this._closed = false;
+    if (this.transport === "ws") this._openSocket();
+  }
+
+  /** Cancel the current reply and close every connection; `send()` opens them again. */
+  close() {
+    this.cancel();
+    this._closed = true;
+    clearTimeout(this._socketTimer);
+    this._stopPing();
+    if (this._socket) {
+      const socket = this._socket;
+      this._socket = null;
+      socket.close(1000);
+    }
+    this._setStatus("closed");
+  }
+
+  // ----------------------------------------------------------------- shared
+
+  _info(reply, extra) {
+    return {
+      transport: this.transport,
+      text: reply ? reply.text : "",
+      messageId: reply ? reply.messageId : null,
+      lastEventId: reply ? reply.lastEventId : "",
+      ...extra,
+    };
+  }
+
+  _setStatus(status, reply = this._reply, extra = {}) {
+    this.status = status;
+    this.options.onStatus?.(status, this._info(reply, extra));
+  }
+
+  _chunk(reply, text) {
+    if (typeof text !== "string" || text === "") return;
+    reply.received += 1;
+    reply.text += text;
+    if (reply.received === 1) this._setStatus("streaming", reply);
+    this.options.onChunk?.(text, this._info(reply));
+  }
+
+  /** End `reply` once: stop its connection and timers, call back, settle its promise. */
+  _finish(reply, status, { error = null, fullText = null } = {}) {
+    if (this._reply !== reply) return;
+    this._reply = null;
+    clearTimeout(reply.timer);
+    reply.stop?.();
+    if (typeof fullText === "string") reply.text = fullText;
+    const info = this._info(reply);
+    if (status === "complete") this.options.onComplete?.(reply.text, info);
+    if (status === "error") this.options.onError?.(error, info);
+    this._setStatus(status, reply);
+    reply.resolve({ status, text: reply.text, messageId: reply.messageId, ...(error && { error }) });
+  }
+
+  _fail(reply, message, code, details) {
+    this._finish(reply, "error", { error: new StreamError(message, code, details) });
+  }
+
+  // -------------------------------------------------------------------- SSE
+
+  /** Open (or, with `resume`, reopen) the event stream of `reply`. */
+  _request(reply, resume) {
+    if (this._reply !== reply) return;
+    if (!resume) this._setStatus("connecting", reply);
+    if (this.transport === "sse" && !resume) this._openEventSource(reply);
+    else this._fetch(reply);
+  }
+
+  _queryURL(body) {
+    const url = new URL(this.options.url, globalThis.location?.href);
+    for (const [key, value] of Object.entries(body)) {
+      if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
+    }
+    return url;
+  }
+
+  /**
+   * `EventSource` would reconnect by itself at a fixed interval, forever. We close it at
+   * the first drop and resume with `fetch` (which sends `Last-Event-ID` as EventSource
+   * would) on our own backoff, so both SSE transports recover the same way.
+   */
+  _openEventSource(reply) {
+    const source = new EventSource(this._queryURL(reply.body), {
+      withCredentials: Boolean(this.options.withCredentials),
+    });
+    let opened = false;
+    reply.stop = () => source.close();
+    source.onopen = () => {
+      opened = true;
+      this._setStatus("open", reply);
+    };
+    const handle = (event) => this._event(reply, event.type, event.data, event.lastEventId);
+    source.onmessage = handle;
+    for (const name of this.options.events ?? []) source.addEventListener(name, handle);
+    source.addEventListener("error", (event) => {
+      if (event instanceof MessageEvent) {
+        handle(event); // a server-sent `event: error`
+        return;
+      }
+      source.close();
+      if (this._reply !== reply) return;
+      if (opened || source.readyState === EventSource.CONNECTING) this._lost(reply);
+      else this._fail(reply, "The server refused the stream request", "HTTP_ERROR");
+    });
+  }
+
+  async _fetch(reply) {
+    const controller = new AbortController();
+    reply.stop = () => controller.abort();
+    const headers = { Accept: "text/event-stream", ...this.options.headers };
+    if (reply.lastEventId) headers["Last-Event-ID"] = reply.lastEventId;
+    const init = { headers, signal: controller.signal, cache: "no-store", credentials: "same-origin" };
+    let url = this.options.url;
+    if (this.transport === "sse-post") {
+      init.method = "POST";
+      init.body = JSON.stringify(reply.body);
+      headers["Content-Type"] = "application/json";
+      const token = this._csrfToken();
+      if (token) headers["X-CSRFToken"] = token;
+    } else {
+      url = this._queryURL(reply.body);
+    }
+    const resumeFrom = reply.lastEventId;
+    try {
+      const response = await fetch(url, init);
+      if (this._reply !== reply) return;
+      if (!(await this._accept(reply, response))) return;
+      this._setStatus("open", reply);
+      const parser = new SSEParser((event) => {
+        if (resumeFrom && isReplayed(event.lastEventId, resumeFrom)) return;
+        this._event(reply, event.type, event.data, event.lastEventId);
+      });
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (this._reply !== reply) {
+          reader.cancel().catch(() => {});
+          return;
+        }
+        if (done) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      parser.push(decoder.decode());
+      parser.end();
+      this._lost(reply); // the body ended before `done`
+    } catch (error) {
+      if (this._reply !== reply) return; // cancelled: the abort is ours
+      if (error instanceof StreamError) this._finish(reply, "error", { error });
+      else this._lost(reply);
+    }
+  }
+
+  /** Check a fetch response; fail or retry `reply` and return false if it is no stream. */
+  async _accept(reply, response) {
+    if (response.status === 204) {
+      this._fail(
+        reply,
+        reply.lastEventId
+          ? "The connection was lost and the server cannot resume this reply"
+          : "The server has no reply to send",
+        "NOT_RESUMABLE",
+        { status: 204 },
+      );
+      return false;
+    }
+    if (!response.ok) {
+      if (response.status >= 502 && response.status <= 504) {
+        this._lost(reply); // a proxy in front of a restarting server: try again
+        return false;
+      }
+      let message = `The server answered ${response.status} ${response.statusText}`.trim();
+      let code = "HTTP_ERROR";
+      try {
+        const body = await response.json();
+        message = body.error || body.message || message;
+        code = body.code || code;
+      } catch {
+        // not JSON: keep the status line
+      }
+      if (this._reply === reply) this._fail(reply, message, code, { status: response.status });
+      return false;
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!type.toLowerCase().startsWith("text/event-stream") || !response.body) {
+      this._fail(reply, `Expected an event stream, got ${type || "no content type"}`, "PROTOCOL_ERROR");
+      return false;
+    }
+    return true;
+  }
+
+  /** One SSE event: text, the end, an error, or a named event for `onEvent`. */
+  _event(reply, type, data, lastEventId) {
+    if (this._reply !== reply) return;
+    if (lastEventId) reply.lastEventId = lastEventId;
+    reply.attempt = 0; // the connection works again
+    const payload = parseJSON(data);
+    if (type === "error") {
+      const message = payload?.message || payload?.error || "The stream failed";
+      this._fail(reply, message, payload?.code || "STREAM_ERROR");
+      return;
+    }
+    if (type !== "message") {
+      this.options.onEvent?.(type, payload === undefined ? data : payload, this._info(reply));
+      return;
+    }
+    if (payload === undefined || typeof payload === "string") {
+      this._chunk(reply, payload ?? data); // plain-text streams: every message is text
+    } else if (payload && typeof payload.chunk === "string") {
+      this._chunk(reply, payload.chunk);
+    } else if (payload && payload.done === true) {
+      this._finish(reply, "complete");
+    } else if (payload && payload.error) {
+      this._fail(reply, String(payload.error), payload.code || "STREAM_ERROR");
+    } else {
+      this.options.onEvent?.(type, payload, this._info(reply));
+    }
+  }
+
+  /** The connection of `reply` dropped before its end: retry with backoff, or give up. */
+  _lost(reply) {
+    if (this._reply !== reply) return;
+    reply.stop?.();
+    reply.stop = null;
+    // Without an event id a reconnect would start the reply again: only if nothing came yet.
+    const resumable = reply.lastEventId !== "" || reply.received === 0;
+    if (!this.reconnect || !resumable || reply.attempt >= this.reconnect.retries) {
+      this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
+      return;
+    }
+    reply.attempt += 1;
+    const delay = backoffDelay(reply.attempt, this.reconnect);
+    this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay });
+    reply.timer = setTimeout(() => this._request(reply, true), delay);
+  }
+
+  _csrfToken() {
+    const option = this.options.csrfToken;
+    if (typeof option === "function") return option();
+    if (typeof option === "string") return option;
+    const match = globalThis.document?.cookie.match(/(?:^|;\s*)csrftoken=([^;]*)/);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  // -------------------------------------------------------------- WebSocket
+
+  _socketOpen() {
+    return this._socket !== null && this._socket.readyState === WebSocket.OPEN;
+  }
+
+  _sendPrompt(reply) {
+    if (!this._socketOpen()) {
+      this._openSocket(); // the prompt goes out when the socket opens
+      return;
+    }
+    this._socket.send(JSON.stringify({ type: "prompt", ...reply.body }));
+    reply.sent = true;
+    this._setStatus("open", reply);
+  }
+
+  _openSocket() {
+    if (this._socket || this._socketTimer !== null) return;
+    const url = new URL(this.options.url, globalThis.location?.href);
+    if (url.protocol === "http:") url.protocol = "ws:";
+    else if (url.protocol === "https:") url.protocol = "wss:";
+    const reconnecting = this._socketAttempt > 0;
+    if (!reconnecting) this._setStatus("connecting");
+    const socket = new WebSocket(url);
+    this._socket = socket;
+    socket.onopen = () => this._socketOpened(socket);
+    socket.onmessage = (event) => this._frame(parseJSON(event.data));
+    socket.onclose = (event) => this._socketClosed(socket, event);
+  }
+
+  _socketOpened(socket) {
+    if (this._socket !== socket) return;
+    this._socketAttempt = 0;
+    this._cancelAcks = 0;
+    this._startPing();
+    const reply = this._reply;
+    if (!reply) this._setStatus("open");
+    else if (!reply.sent) this._sendPrompt(reply);
+    else this._resume(reply);
+  }
+
+  /** After a reconnect: ask for the rest of the reply, or send its prompt again. */
+  _resume(reply) {
+    if (reply.messageId === null) {
+      if (reply.received > 0) {
+        this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
+      } else {
+        this._sendPrompt(reply); // nothing arrived yet: start it again
+      }
+      return;
+    }
+    reply.resuming = true;
+    this._socket.send(
+      JSON.stringify({ type: "resume", message_id: reply.messageId, after: reply.received }),
+    );
+    this._setStatus(reply.received > 0 ? "streaming" : "open", reply);
+    clearTimeout(reply.timer);
+    reply.timer = setTimeout(() => {
+      if (reply.resuming) this._resumeFailed(reply, "the server did not answer");
+    }, this.options.resumeTimeout ?? 10000);
+  }
+
+  _resumeFailed(reply, reason) {
+    this._fail(reply, `The connection was lost and the reply could not be resumed (${reason})`,
+      "RESUME_FAILED");
+  }
+
+  _socketClosed(socket, event) {
+    if (this._socket !== socket) return;
+    this._socket = null;
+    this._stopPing();
+    this._cancelAcks = 0;
+    const reply = this._reply;
+    if (this._closed) return;
+    const final = FINAL_CLOSE_CODES.has(event.code) || (event.code >= 4000 && event.code < 5000);
+    const retries = this.reconnect ? this.reconnect.retries : 0;
+    if (final || this._socketAttempt >= retries) {
+      this._socketAttempt = 0;
+      const why = event.reason || (final ? `closed with code ${event.code}` : "");
+      if (reply) {
+        this._fail(reply, `The connection to the server was lost${why ? ` (${why})` : ""}`,
+          "CONNECTION_LOST");
+      } else {
+        this._setStatus(final ? "closed" : "error");
+      }
+      return;
+    }
+    if (reply) {
+      reply.resuming = false;
+      clearTimeout(reply.timer);
+    }
+    this._socketAttempt += 1;
+    const delay = backoffDelay(this._socketAttempt, this.reconnect);
+    this._setStatus("reconnecting", reply, { attempt: this._socketAttempt, delay });
+    this._socketTimer = setTimeout(() => {
+      this._socketTimer = null;
+      if (!this._closed) this._openSocket();
+    }, delay);
+  }
+
+  _startPing() {
+    const interval = this.options.pingInterval ?? 20000;
+    if (!interval) return;
+    this._pongDue = false;
+    this._pingTimer = setInterval(() => {
+      if (!this._socketOpen()) return;
+      if (this._pongDue) {
+        this._socket.close(4000, "no answer to ping"); // half-open: start again
+        this._socketClosed(this._socket, { code: 1006, reason: "" });
+        return;
+      }
+      this._pongDue = true;
+      this._socket.send(JSON.stringify({ type: "ping" }));
+    }, interval);
+  }
+
+  _stopPing() {
+    clearInterval(this._pingTimer);
+    this._pingTimer = null;
+  }
+
+  /** One frame from the server. */
+  _frame(frame) {
+    this._pongDue = false; // any frame shows the connection is alive
+    if (!frame || typeof frame !== "object") return;
+    const { type } = frame;
+    if (type === "pong") return;
+    if (this._cancelAcks > 0) {
+      // Frames of a reply we cancelled, up to the server's answer to the cancel.
+      if (type === "cancelled" || type === "error") this._cancelAcks -= 1;
+      if (["chunk", "complete", "cancelled", "error"].includes(type)) return;
+    }
+    const reply = this._reply;
+    const id = frame.message_id ?? null;
+    const known = (candidate) => candidate === null || reply.messageId === null
+      || candidate === reply.messageId;
+    if (!reply || !known(id)) {
+      if (!["chunk", "complete", "cancelled", "error"].includes(type)) {
+        this.options.onEvent?.(type, frame, this._info(reply));
+      }
+      return;
+    }
+    if (type === "chunk") {
+      if (reply.messageId === null) reply.messageId = id;
+      if (reply.resuming) {
+        reply.resuming = false;
+        clearTimeout(reply.timer);
+      }
+      this._chunk(reply, frame.content);
+    } else if (type === "complete") {
+      if (reply.messageId === null) reply.messageId = id;
+      const full = typeof frame.fullResponse === "string" ? frame.fullResponse : null;
+      this._finish(reply, "complete", { fullText: full });
+    } else if (type === "error") {
+      const message = frame.message || "The stream failed";
+      if (reply.resuming) this._resumeFailed(reply, message);
+      else this._fail(reply, message, frame.code || "STREAM_ERROR");
+    } else if (type === "cancelled") {
+      this._finish(reply, "cancelled");
+    } else {
+      this.options.onEvent?.(type, frame, this._info(reply));
+    }
+  }
+}
+
+function parseJSON(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** On a resumed stream, an event at or before the id we resumed from was seen already. */
+function isReplayed(id, resumedFrom) {
+  const a = Number(id);
+  const b = Number(resumedFrom);
+  return id !== "" && Number.isInteger(a) && Number.isInteger(b) && a <= b;
+}

@@ -1,0 +1,11 @@
+"""HTTP routes of the ready-made chat: ``include("streaming.urls")``."""
+
+from django.urls import path
+
+from .chat import ChatView
+
+app_name = "streaming"
+
+urlpatterns = [
+    path("chat/stream", ChatView.as_view(), name="chat-stream"),
+]

@@ -1,0 +1,233 @@
+"""``openai_chat`` against a local OpenAI-compatible server, through the real ``openai`` SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+
+from streaming.errors import StreamError, StreamErrorCode
+from streaming.sources import openai_chat, source_from_settings
+from streaming.sources.prompts import PLAIN_SYSTEM_PROMPT, XML_SYSTEM_PROMPT
+
+from .conftest import Serve
+from .upstream import WAIT_LIMIT, Reply, Request
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+def chunk(content: str | None = None, *, role: str | None = None, finish: str | None = None) -> Any:
+    """One ``chat.completion.chunk`` as OpenAI streams it."""
+    delta = {key: value for key, value in (("role", role), ("content", content)) if value}
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "test-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+async def hello(request: Request, reply: Reply) -> None:
+    await reply.head()
+    await reply.event(chunk("", role="assistant"))
+    for piece in ["Hel", "lo", ", wor", "ld!"]:
+        await reply.event(chunk(piece))
+    await reply.event(chunk(finish="stop"))
+    # A usage chunk has no choices at all.
+    await reply.event({**chunk(), "choices": [], "usage": {"total_tokens": 3}})
+    await reply.event("[DONE]")
+    await reply.end()
+
+
+async def one_token_then_wait(request: Request, reply: Reply) -> None:
+    await reply.head()
+    await reply.event(chunk("first"))
+    await reply.wait_gone()
+
+
+def client(url: str) -> openai.AsyncOpenAI:
+    """A client for the local server, without retries so error cases answer at once."""
+    return openai.AsyncOpenAI(api_key="test-key", base_url=f"{url}/v1", max_retries=0)
+
+
+async def collect(source: AsyncIterator[str]) -> list[str]:
+    return [piece async for piece in source]
+
+
+async def test_streams_the_delta_contents(serve: Serve) -> None:
+    upstream = await serve(hello)
+    pieces = await collect(
+        openai_chat(MESSAGES, model="test-model", base_url=f"{upstream.url}/v1", api_key="k1")
+    )
+    assert pieces == ["Hel", "lo", ", wor", "ld!"]
+    [request] = upstream.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer k1"
+    body = request.json()
+    assert body["stream"] is True
+    assert body["model"] == "test-model"
+    assert body["messages"] == MESSAGES
+
+
+async def test_extra_parameters_reach_the_server(serve: Serve) -> None:
+    upstream = await serve(hello)
+    async with client(upstream.url) as api:
+        await collect(openai_chat(MESSAGES, client=api, temperature=0.25, max_tokens=7))
+    body = upstream.requests[0].json()
+    assert body["temperature"] == 0.25
+    assert body["max_tokens"] == 7
+
+
+async def test_source_from_settings_uses_the_sdk_environment(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = await serve(hello)
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream.url}/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "local-model")
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+    text = "".join(await collect(source_from_settings("Say hello", history=history)))
+    assert text == "Hello, world!"
+    request = upstream.requests[0]
+    assert request.headers["authorization"] == "Bearer env-key"
+    body = request.json()
+    assert body["model"] == "local-model"
+    assert body["messages"] == [
+        {"role": "system", "content": XML_SYSTEM_PROMPT},
+        *history,
+        {"role": "user", "content": "Say hello"},
+    ]
+
+
+async def test_passthrough_does_not_ask_for_xml(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = await serve(hello)
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream.url}/v1")
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+    await collect(source_from_settings("Say hello", pipeline="passthrough"))
+    body = upstream.requests[0].json()
+    assert body["model"] == "gpt-4o-mini"
+    assert body["messages"][0] == {"role": "system", "content": PLAIN_SYSTEM_PROMPT}
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(401, "Incorrect API key provided"), (500, "The server had an error")],
+)
+async def test_an_error_status_is_an_upstream_error(
+    serve: Serve, status: int, message: str
+) -> None:
+    async def error(request: Request, reply: Reply) -> None:
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+        await reply.whole(status, json.dumps(body))
+
+    upstream = await serve(error)
+    async with client(upstream.url) as api:
+        with pytest.raises(StreamError) as caught:
+            await collect(openai_chat(MESSAGES, client=api))
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    assert caught.value.details == {"status": status}
+    assert str(status) in caught.value.message
+    assert message in caught.value.message
+
+
+async def test_an_error_inside_the_stream_is_an_upstream_error(serve: Serve) -> None:
+    async def error_midway(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("partial"))
+        await reply.event({"error": {"message": "The model overloaded", "type": "server_error"}})
+        await reply.end()
+
+    upstream = await serve(error_midway)
+    pieces: list[str] = []
+    async with client(upstream.url) as api:
+        with pytest.raises(StreamError) as caught:
+            async for piece in openai_chat(MESSAGES, client=api):
+                pieces.append(piece)
+    assert pieces == ["partial"]
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    assert "The model overloaded" in caught.value.message
+
+
+async def test_a_dropped_connection_is_an_upstream_error(serve: Serve) -> None:
+    async def drop_midway(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("partial"))
+        reply.drop()
+
+    upstream = await serve(drop_midway)
+    pieces: list[str] = []
+    async with client(upstream.url) as api:
+        with pytest.raises(StreamError) as caught:
+            async for piece in openai_chat(MESSAGES, client=api):
+                pieces.append(piece)
+    assert pieces == ["partial"]
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+
+
+async def test_a_refused_connection_is_an_upstream_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with client(f"http://127.0.0.1:{port}") as api:
+        with pytest.raises(StreamError) as caught:
+            await collect(openai_chat(MESSAGES, client=api))
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+
+
+async def test_a_slow_token_is_a_timeout_and_closes_the_connection(serve: Serve) -> None:
+    upstream = await serve(one_token_then_wait)
+    pieces: list[str] = []
+    async with client(upstream.url) as api:
+        with pytest.raises(StreamError) as caught:
+            async for piece in openai_chat(MESSAGES, client=api, read_timeout=0.2):
+                pieces.append(piece)
+    assert pieces == ["first"]
+    assert caught.value.code == StreamErrorCode.TIMEOUT
+    await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_cancelling_the_consumer_closes_the_upstream_connection(serve: Serve) -> None:
+    upstream = await serve(one_token_then_wait)
+    first = asyncio.Event()
+
+    async def consume(api: openai.AsyncOpenAI) -> None:
+        async for _ in openai_chat(MESSAGES, client=api):
+            first.set()
+
+    async with client(upstream.url) as api:
+        task = asyncio.create_task(consume(api))
+        await asyncio.wait_for(first.wait(), WAIT_LIMIT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_aclose_closes_the_upstream_connection(serve: Serve) -> None:
+    upstream = await serve(one_token_then_wait)
+    async with client(upstream.url) as api:
+        source = openai_chat(MESSAGES, client=api)
+        assert await anext(source) == "first"
+        await source.aclose()
+        # The shared client stays open: only the closed SDK stream ends the connection.
+        await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_aclose_of_an_own_client_closes_the_upstream_connection(serve: Serve) -> None:
+    upstream = await serve(one_token_then_wait)
+    source = openai_chat(MESSAGES, base_url=f"{upstream.url}/v1", api_key="k")
+    assert await anext(source) == "first"
+    await source.aclose()
+    await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
