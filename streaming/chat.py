@@ -38,7 +38,7 @@ class ChatView(SSEView):
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
 
-    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         return source_from_settings(
             get_prompt(self.params), pipeline=self.get_pipeline_name(self.params) or "response"
         )
@@ -50,5 +50,5 @@ class ChatConsumer(StreamConsumer):
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
 
-    async def stream(self, prompt: str, **params: Any) -> Any:
+    def stream(self, prompt: str, **params: Any) -> Any:
         return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")

@@ -13,6 +13,7 @@ ready at once goes out as one ``chunk`` frame, and no ready text is held back.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -29,10 +30,9 @@ from .runtime import run_generation
 
 logger = logging.getLogger("streaming")
 
-#: Close code for a client that floods the connection (RFC 6455 "policy violation").
-CLOSE_POLICY_VIOLATION = 1008
-#: Close code when ``check_permissions`` refuses the connection.
-CLOSE_FORBIDDEN = 4403
+#: Close code for a client that floods the connection: RFC 6455's "policy violation"
+#: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
+CLOSE_POLICY_VIOLATION = 4008
 
 
 class _Outbox:
@@ -62,22 +62,25 @@ class _Outbox:
 class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     """Subclass and implement ``stream(prompt, **params)``; pick extractors like ``SSEView``."""
 
-    async def stream(self, prompt: str, **params: Any) -> Any:
-        """The model's raw text chunks for ``prompt``: an (async) iterable of str."""
+    def stream(self, prompt: str, **params: Any) -> Any:
+        """The model's raw text chunks for ``prompt``, as ``SSEView.stream``: a generator
+        or async generator of str, an (async) iterable, or a coroutine resolving to one.
+        ``params`` are the prompt frame's other keys (``pipeline`` …)."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
 
     async def check_permissions(self) -> bool:
-        """Return False to refuse the connection (closed with code 4403)."""
+        """Return False to refuse the connection: the handshake is answered with HTTP 403."""
         return True
 
     # ------------------------------------------------------------ connection
     async def connect(self) -> None:
         if not await self.check_permissions():
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close()
             return
         self.pending: deque[tuple[str, dict[str, Any]]] = deque()
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
+        self.closing = False
         self.tokens = float(setting("WS_BURST"))
         self.refilled = time.monotonic()
         await self.accept()
@@ -89,7 +92,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         await self._cancel_current()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return  # frames still in flight after we closed
         if not self._within_rate():
+            self.closing = True
+            self.pending.clear()
             await self.send_error(
                 StreamError(StreamErrorCode.RATE_LIMITED, "Too many messages; slow down")
             )
@@ -177,7 +184,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         sender = asyncio.create_task(self._send_chunks(outbox, message_id))
         try:
             params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
-            source = await self.stream(get_prompt(content), **params)
+            source = self.stream(get_prompt(content), **params)
+            if inspect.iscoroutine(source):
+                source = await source
             full = await run_generation(
                 source,
                 self.get_pipeline(content),

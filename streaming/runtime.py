@@ -166,8 +166,9 @@ async def run_generation(
 ) -> str:
     """Stream ``source`` through ``extractor``, calling ``on_text`` for each piece; return all.
 
-    The extractor's held-back tail (``flush()``) is delivered last, so nothing the
-    pipeline accepted is lost. Cancellation closes the source (the runtime's job).
+    The extractor's held-back tail (``flush()``) is delivered last, also when the source
+    fails midway, so nothing the pipeline accepted is lost. Cancellation closes the
+    source (the runtime's job) and delivers nothing more.
     """
     streamed: list[str] = []
 
@@ -177,11 +178,19 @@ async def run_generation(
         if inspect.isawaitable(result):
             await result
 
+    async def deliver_tail() -> None:
+        tail = extractor.flush()
+        if tail:
+            await deliver(tail)
+
     context = create_streaming_context(extractor, deliver, message_id)
-    await use_model(as_text_source(source), streaming_context=context)
-    tail = extractor.flush()
-    if tail:
-        await deliver(tail)
+    try:
+        await use_model(as_text_source(source), streaming_context=context)
+    except Exception:
+        # The model failed mid-reply: the client still gets every character that arrived.
+        await deliver_tail()
+        raise
+    await deliver_tail()
     return "".join(streamed)
 
 

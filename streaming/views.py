@@ -49,8 +49,10 @@ class SSEView(PipelineChoiceMixin, View):
     params: dict[str, Any]
 
     # ------------------------------------------------------------------ hooks
-    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        """The model's raw text chunks: an (async) iterable of str, or a ``Stream``."""
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        """The model's raw text chunks: write it as a generator or an async generator
+        of str, or return an (async) iterable, a coroutine resolving to one, or a
+        ``Stream`` (sent as is). ``self.params`` holds the request's parameters."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
 
     def check_permissions(self, request: HttpRequest) -> None:
@@ -97,9 +99,11 @@ class SSEView(PipelineChoiceMixin, View):
         try:
             self.params = self.get_params(request)
             pipeline = self.get_pipeline(self.params)
+            source = self.stream(request, *args, **kwargs)
+            if inspect.iscoroutine(source):
+                source = await source
         except StreamError as exc:
             return JsonResponse(self.error_message(exc), status=400)
-        source = await self.stream(request, *args, **kwargs)
         if isinstance(source, Stream):
             return sse_response(source)
         return sse_response(self._relay(source, pipeline), event=self.event, retry=self.retry)
@@ -156,8 +160,13 @@ class SSEView(PipelineChoiceMixin, View):
         """
         view = super().as_view(**initkwargs)
 
+        def dispatch_in_thread(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            # Django marks ``view`` as a coroutine function (our handlers are async), so
+            # sync_to_async refuses it; this plain function runs the sync part.
+            return view(request, *args, **kwargs)
+
         async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            result = await sync_to_async(view)(request, *args, **kwargs)
+            result = await sync_to_async(dispatch_in_thread)(request, *args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
             return result

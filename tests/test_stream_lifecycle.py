@@ -3,7 +3,6 @@ sync iterables, keep-alives, and the same stream under a WSGI server."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,20 +10,8 @@ import pytest
 
 from streaming.sse import ParsedEvent, SSEParser
 
-from .conftest import probe
+from .conftest import probe, wait_for_probe
 from .servers import wsgi_server
-
-
-def wait_for_probe(
-    client: httpx.Client, key: str, expected: list[str], timeout: float = 10
-) -> None:
-    """Poll the server's record of ``key`` until it equals ``expected`` (bounded)."""
-    deadline = time.monotonic() + timeout
-    seen = probe(client, key)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = probe(client, key)
-    assert seen == expected
 
 
 def read_events(chunks: Iterator[bytes], parser: SSEParser, count: int) -> list[ParsedEvent]:

@@ -4,11 +4,19 @@ from django.urls import path
 
 from project.urls import urlpatterns as demo_urlpatterns
 
-from . import routes
+from . import routes, transport_views
 
 urlpatterns = [
     *demo_urlpatterns,
     path("plugin/<str:name>", routes.plugin, name="plugin"),
     path("probe/<str:key>", routes.probe, name="probe"),
     path("upstream/<str:name>", routes.upstream, name="upstream"),
+    path("sse/scripted", transport_views.ScriptedView.as_view()),
+    path("sse/response-only", transport_views.ResponseOnlyView.as_view()),
+    path("sse/login", transport_views.LoginScriptedView.as_view()),
+    path("sse/denied", transport_views.DeniedView.as_view()),
+    path("sse/custom", transport_views.CustomMessagesView.as_view()),
+    path("sse/own-stream", transport_views.StreamReturningView.as_view()),
+    path("sse/validation", transport_views.ValidationView.as_view()),
+    path("sse/openai", transport_views.OpenAIView.as_view()),
 ]

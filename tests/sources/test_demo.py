@@ -113,8 +113,9 @@ async def test_the_token_delay_setting_is_honoured() -> None:
 
 
 def test_the_token_delay_defaults_to_about_30_ms_and_the_argument_wins() -> None:
-    assert DemoModel().token_delay == 0.03
-    assert "about 30 ms apart" in DemoModel().reply(PROMPT)
+    with override_settings(STREAMING={}):
+        assert DemoModel().token_delay == 0.03
+        assert "about 30 ms apart" in DemoModel().reply(PROMPT)
     with override_settings(STREAMING={"DEMO_TOKEN_DELAY": 1.0}):
         assert DemoModel(token_delay=0.002).token_delay == 0.002
     with pytest.raises(ValueError, match="negative"):

@@ -15,7 +15,7 @@ from streaming.errors import StreamError, StreamErrorCode
 from streaming.sources import openai_chat, source_from_settings
 from streaming.sources.prompts import PLAIN_SYSTEM_PROMPT, XML_SYSTEM_PROMPT
 
-from .conftest import Serve
+from ..conftest import Serve
 from .upstream import WAIT_LIMIT, Reply, Request
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]

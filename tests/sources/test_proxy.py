@@ -13,7 +13,7 @@ from streaming.errors import StreamError, StreamErrorCode
 from streaming.sources import proxy
 from streaming.sources.http import transport_error
 
-from .conftest import Serve
+from ..conftest import Serve
 from .upstream import WAIT_LIMIT, Reply, Request
 
 

@@ -14,7 +14,7 @@ from streaming.extractors import XmlTagExtractor
 from streaming.runtime import stream_to_action, use_model
 from streaming.sources import DemoModel, proxy
 
-from .conftest import Serve
+from ..conftest import Serve
 from .upstream import WAIT_LIMIT, Reply, Request
 
 

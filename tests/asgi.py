@@ -1,0 +1,32 @@
+"""The test project's ASGI application: the demo's, plus the WebSocket routes tests drive."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from streaming.routing import websocket_urlpatterns  # noqa: E402
+
+from . import transport_views  # noqa: E402
+
+websocket_application = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(
+        URLRouter(
+            [
+                *websocket_urlpatterns,
+                path("ws/scripted/", transport_views.ScriptedConsumer.as_asgi()),
+                path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
+                path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
+            ]
+        )
+    )
+)
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})

@@ -1,0 +1,301 @@
+"""``StreamConsumer`` over a real daphne (``websockets`` client) and in-process
+(``WebsocketCommunicator``): the protocol, cancel, disconnect, bad input, origin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .transport_views import PLAIN_REPLY, XML_REPLY, XML_TEXT
+
+LIMIT = 10.0
+
+
+def ws_url(live_url: str, path: str) -> str:
+    return live_url.replace("http://", "ws://") + path
+
+
+@pytest.fixture
+async def ws(live_url: str) -> AsyncIterator[ClientConnection]:
+    async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:
+        yield socket
+
+
+async def receive(socket: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+
+
+async def until_end(socket: ClientConnection) -> list[dict[str, Any]]:
+    """Frames up to and including the first that is not a chunk."""
+    frames = [await receive(socket)]
+    while frames[-1]["type"] == "chunk":
+        frames.append(await receive(socket))
+    return frames
+
+
+async def wait_for_probe(live_url: str, key: str, expected: list[str]) -> None:
+    async with httpx.AsyncClient(base_url=live_url, timeout=LIMIT) as client:
+        deadline = asyncio.get_running_loop().time() + LIMIT
+        seen = (await client.get(f"/probe/{key}")).json()
+        while seen != expected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            seen = (await client.get(f"/probe/{key}")).json()
+        assert seen == expected
+
+
+def chunks_text(frames: list[dict[str, Any]]) -> str:
+    return "".join(frame["content"] for frame in frames if frame["type"] == "chunk")
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+async def test_a_prompt_streams_chunks_then_complete(ws: ClientConnection, size: int) -> None:
+    await ws.send(json.dumps({"prompt": "Hi", "size": size}))
+    frames = await until_end(ws)
+    complete = frames[-1]
+    assert complete["type"] == "complete"
+    assert chunks_text(frames) == complete["fullResponse"] == XML_TEXT
+    assert {frame["message_id"] for frame in frames} == {complete["message_id"]}
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "expected"), [("passthrough", XML_REPLY), ("xml", XML_TEXT), ("action", XML_TEXT)]
+)
+async def test_the_typed_prompt_picks_a_pipeline(
+    ws: ClientConnection, pipeline: str, expected: str
+) -> None:
+    await ws.send(json.dumps({"type": "prompt", "prompt": "Hi", "pipeline": pipeline}))
+    frames = await until_end(ws)
+    assert chunks_text(frames) == frames[-1]["fullResponse"] == expected
+
+
+async def test_prompts_on_one_connection_are_answered_in_order(ws: ClientConnection) -> None:
+    await ws.send(json.dumps({"prompt": "one", "reply": "plain", "pipeline": "passthrough"}))
+    await ws.send(json.dumps({"prompt": "two", "size": 5}))
+    first = await until_end(ws)
+    second = await until_end(ws)
+    assert first[-1]["fullResponse"] == PLAIN_REPLY
+    assert second[-1]["fullResponse"] == XML_TEXT
+    assert first[-1]["message_id"] != second[-1]["message_id"]
+
+
+async def test_ping_is_answered_even_while_a_reply_streams(ws: ClientConnection) -> None:
+    await ws.send(json.dumps({"prompt": "Hi", "delay": 0.02, "size": 1, "pipeline": "passthrough"}))
+    assert (await receive(ws))["type"] == "chunk"
+    await ws.send(json.dumps({"type": "ping"}))
+    frame = await receive(ws)
+    while frame["type"] == "chunk":
+        frame = await receive(ws)
+    assert frame == {"type": "pong"}
+
+
+async def test_cancel_stops_the_reply_and_its_source(live_url: str, ws: ClientConnection) -> None:
+    key = uuid.uuid4().hex
+    await ws.send(
+        json.dumps(
+            {"prompt": "Hi", "delay": 0.02, "size": 1, "key": key, "pipeline": "passthrough"}
+        )
+    )
+    first = await receive(ws)
+    await ws.send(json.dumps({"type": "cancel"}))
+    frame = await receive(ws)
+    while frame["type"] == "chunk":
+        frame = await receive(ws)
+    assert frame == {"type": "cancelled", "message_id": first["message_id"]}
+    await wait_for_probe(live_url, key, ["started", "finally"])
+    # The connection stays usable.
+    await ws.send(json.dumps({"prompt": "again", "size": 50}))
+    assert (await until_end(ws))[-1]["fullResponse"] == XML_TEXT
+
+
+async def test_a_disconnect_mid_reply_runs_the_sources_finally(live_url: str) -> None:
+    key = uuid.uuid4().hex
+    async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:
+        await socket.send(
+            json.dumps(
+                {"prompt": "Hi", "delay": 0.02, "size": 1, "key": key, "pipeline": "passthrough"}
+            )
+        )
+        assert (await receive(socket))["type"] == "chunk"
+    await wait_for_probe(live_url, key, ["started", "finally"])
+
+
+async def test_an_upstream_error_keeps_the_text_and_ends_with_an_error_frame(
+    ws: ClientConnection,
+) -> None:
+    await ws.send(
+        json.dumps(
+            {
+                "prompt": "Hi",
+                "fail": "upstream",
+                "fail_after": 12,
+                "size": 4,
+                "pipeline": "passthrough",
+            }
+        )
+    )
+    frames = await until_end(ws)
+    assert chunks_text(frames) == XML_REPLY[:48]
+    error = frames[-1]
+    assert error["type"] == "error" and error["code"] == "UPSTREAM_ERROR"
+    assert error["message"] == "The upstream model failed" and error["message_id"]
+
+
+async def test_an_unexpected_exception_is_an_error_frame_without_details(
+    ws: ClientConnection,
+) -> None:
+    await ws.send(json.dumps({"prompt": "Hi", "fail": "crash"}))
+    frames = await until_end(ws)
+    assert frames[-1]["code"] == "INTERNAL_ERROR"
+    assert "secret internal detail" not in json.dumps(frames)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "BAD_REQUEST"),
+        ("[1, 2]", "BAD_REQUEST"),
+        ('"text"', "BAD_REQUEST"),
+        ('{"type": "dance"}', "BAD_REQUEST"),
+        ('{"type": 7}', "BAD_REQUEST"),
+        ("{}", "BAD_REQUEST"),
+        ('{"prompt": 42}', "BAD_REQUEST"),
+        ('{"prompt": ""}', "BAD_REQUEST"),
+        ('{"type": "prompt"}', "BAD_REQUEST"),
+        ('{"prompt": "Hi", "pipeline": "nope"}', "UNKNOWN_PIPELINE"),
+        (json.dumps({"prompt": "x" * 40_000}), "PROMPT_TOO_LARGE"),
+        ('{"type": "cancel"}', "BAD_REQUEST"),
+    ],
+)
+async def test_bad_frames_get_an_error_frame_and_the_connection_stays_usable(
+    ws: ClientConnection, frame: str, code: str
+) -> None:
+    await ws.send(frame)
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == code and error["message"]
+    await ws.send(json.dumps({"type": "ping"}))
+    assert await receive(ws) == {"type": "pong"}
+
+
+async def test_a_binary_frame_gets_an_error_frame(ws: ClientConnection) -> None:
+    await ws.send(b"\x00\x01")
+    error = await receive(ws)
+    assert error["code"] == "BAD_REQUEST" and "Binary" in error["message"]
+
+
+async def test_too_many_queued_prompts_are_refused(ws: ClientConnection) -> None:
+    for _ in range(6):
+        await ws.send(json.dumps({"prompt": "Hi", "delay": 0.2, "size": 1000}))
+    errors: list[dict[str, Any]] = []
+    completes = 0
+    while completes + len(errors) < 6:
+        frame = await receive(ws)
+        if frame["type"] == "error":
+            errors.append(frame)
+        elif frame["type"] == "complete":
+            completes += 1
+    assert completes == 5  # one running + WS_MAX_PENDING (4) waiting
+    assert [e["code"] for e in errors] == ["QUEUE_FULL"]
+
+
+async def test_a_flood_closes_the_connection_with_4008(live_url: str) -> None:
+    async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:
+        for _ in range(200):
+            try:
+                await socket.send(json.dumps({"type": "ping"}))
+            except ConnectionClosed:
+                break
+        frames: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                frames.append(await receive(socket))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+    assert frames[-1]["code"] == "RATE_LIMITED"
+
+
+async def test_a_foreign_origin_is_refused(live_url: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(live_url, "/ws/scripted/"), origin="http://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_check_permissions_refuses_the_handshake_with_403(live_url: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(live_url, "/ws/denied/"), origin=live_url):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_the_chat_consumer_streams_the_demo_models_text(live_url: str) -> None:
+    async with connect(ws_url(live_url, "/ws/chat/"), origin=live_url) as socket:
+        await socket.send(json.dumps({"prompt": "Hi there"}))
+        frames = await until_end(socket)
+    text = chunks_text(frames)
+    assert text == frames[-1]["fullResponse"]
+    assert "“Hi there”" in text and "<" not in text
+
+
+# ------------------------------------------------------------- in-process communicator
+@pytest.fixture
+async def communicator() -> AsyncIterator[WebsocketCommunicator]:
+    from .asgi import websocket_application
+
+    client = WebsocketCommunicator(
+        websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await client.connect(timeout=LIMIT)
+    assert connected
+    yield client
+    await client.disconnect(timeout=LIMIT)
+
+
+async def test_communicator_full_exchange(communicator: WebsocketCommunicator) -> None:
+    await communicator.send_json_to({"prompt": "Hi", "size": 2})
+    frames = [await communicator.receive_json_from(timeout=LIMIT)]
+    while frames[-1]["type"] == "chunk":
+        frames.append(await communicator.receive_json_from(timeout=LIMIT))
+    assert chunks_text(frames) == frames[-1]["fullResponse"] == XML_TEXT
+
+
+async def test_communicator_cancel(communicator: WebsocketCommunicator) -> None:
+    await communicator.send_json_to(
+        {"prompt": "Hi", "delay": 0.02, "size": 1, "pipeline": "passthrough"}
+    )
+    first = await communicator.receive_json_from(timeout=LIMIT)
+    await communicator.send_json_to({"type": "cancel"})
+    frame = await communicator.receive_json_from(timeout=LIMIT)
+    while frame["type"] == "chunk":
+        frame = await communicator.receive_json_from(timeout=LIMIT)
+    assert frame == {"type": "cancelled", "message_id": first["message_id"]}
+    assert await communicator.receive_nothing(timeout=0.3)
+
+
+async def test_communicator_bad_input(communicator: WebsocketCommunicator) -> None:
+    await communicator.send_to(text_data="{oops")
+    assert (await communicator.receive_json_from(timeout=LIMIT))["code"] == "BAD_REQUEST"
+    await communicator.send_to(bytes_data=b"\xff")
+    assert (await communicator.receive_json_from(timeout=LIMIT))["code"] == "BAD_REQUEST"
+
+
+async def test_communicator_prompt_limit_follows_the_setting() -> None:
+    from .asgi import websocket_application
+
+    with override_settings(STREAMING={"MAX_PROMPT_LENGTH": 5}):
+        client = WebsocketCommunicator(
+            websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
+        )
+        assert (await client.connect(timeout=LIMIT))[0]
+        await client.send_json_to({"prompt": "123456"})
+        error = await client.receive_json_from(timeout=LIMIT)
+        await client.disconnect(timeout=LIMIT)
+    assert error["code"] == "PROMPT_TOO_LARGE"

@@ -1,0 +1,227 @@
+"""``SSEView`` over a real daphne: messages, pipelines, reconnects, permissions, bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from streaming.sources import DemoModel
+from streaming.sse import ParsedEvent, SSEParser
+
+from .conftest import wait_for_probe
+from .transport_views import PLAIN_REPLY, XML_REPLY, XML_TEXT
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def parse(body: bytes) -> list[ParsedEvent]:
+    parser = SSEParser()
+    return parser.feed(body) + parser.close()
+
+
+def messages(response: httpx.Response) -> list[Any]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return [json.loads(event.data) for event in parse(response.content)]
+
+
+def streamed_text(received: list[Any]) -> str:
+    return "".join(message["chunk"] for message in received if "chunk" in message)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_only_the_text_of_an_xml_reply_reaches_the_client(http: httpx.Client, size: int) -> None:
+    received = messages(http.get("/sse/response-only", params={"size": size}))
+    assert streamed_text(received) == XML_TEXT
+    assert received[-1] == {"done": True}
+    assert "secret" not in json.dumps(received)
+
+
+def test_messages_have_increasing_ids_and_the_seed_shape(http: httpx.Client) -> None:
+    events = parse(http.get("/sse/scripted", params={"size": 4}).content)
+    ids = [int(event.id or 0) for event in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) and ids[0] >= 1
+    shapes = {tuple(sorted(json.loads(event.data))) for event in events}
+    assert shapes == {("chunk",), ("done",)}
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "reply", "expected"),
+    [
+        ("passthrough", "xml", XML_REPLY),
+        ("xml", "xml", XML_TEXT),
+        ("response", "xml", XML_TEXT),
+        ("action", "xml", XML_TEXT),
+        ("response", "plain", ""),  # no <actions>REPLY</actions>: nothing is streamed
+        ("action", "plain", PLAIN_REPLY),
+        ("passthrough", "plain", PLAIN_REPLY),
+    ],
+)
+def test_a_request_picks_its_pipeline_by_name(
+    http: httpx.Client, pipeline: str, reply: str, expected: str
+) -> None:
+    params = {"pipeline": pipeline, "reply": reply, "size": 5}
+    assert streamed_text(messages(http.get("/sse/scripted", params=params))) == expected
+
+
+def test_post_takes_a_json_body_with_the_csrf_token(http: httpx.Client) -> None:
+    http.get("/")
+    token = http.cookies["csrftoken"]
+    response = http.post(
+        "/sse/scripted",
+        json={"pipeline": "response", "size": 2},
+        headers={"X-CSRFToken": token},
+    )
+    assert streamed_text(messages(response)) == XML_TEXT
+
+
+def test_post_without_the_csrf_token_is_refused(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=10) as fresh:
+        assert fresh.post("/sse/scripted", json={}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "code"),
+    [
+        ({"params": {"pipeline": "nope"}}, "UNKNOWN_PIPELINE"),
+        ({"content": b"not json"}, "BAD_REQUEST"),
+        ({"content": b"[1, 2]"}, "BAD_REQUEST"),
+        ({"content": b"\xff\xfe"}, "BAD_REQUEST"),
+    ],
+)
+def test_bad_input_is_a_400_with_a_json_error(
+    http: httpx.Client, request_kwargs: dict[str, Any], code: str
+) -> None:
+    http.get("/")
+    method = "POST" if "content" in request_kwargs else "GET"
+    response = http.request(
+        method,
+        "/sse/scripted",
+        headers={"X-CSRFToken": http.cookies["csrftoken"], "Content-Type": "application/json"},
+        **request_kwargs,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == code and body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "BAD_REQUEST"),
+        ({"prompt": 42}, "BAD_REQUEST"),
+        ({"prompt": "   "}, "BAD_REQUEST"),
+        ({"prompt": "x" * 40_000}, "PROMPT_TOO_LARGE"),
+    ],
+)
+def test_the_chat_view_refuses_a_missing_or_oversized_prompt(
+    http: httpx.Client, body: dict[str, Any], code: str
+) -> None:
+    http.get("/")
+    response = http.post(
+        "/chat/stream", json=body, headers={"X-CSRFToken": http.cookies["csrftoken"]}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+
+
+def test_the_chat_view_streams_the_demo_model(http: httpx.Client) -> None:
+    received = messages(http.get("/chat/stream", params={"prompt": "Hi there"}))
+    reply = DemoModel(xml=True).reply("Hi there")
+    expected = reply[reply.index("<text>") + 6 : reply.index("</text>")]
+    assert streamed_text(received) == expected
+    assert "“Hi there”" in expected
+    assert received[-1] == {"done": True}
+
+
+def test_a_reconnect_with_last_event_id_gets_204_and_starts_nothing(
+    http: httpx.Client,
+) -> None:
+    name = key()
+    response = http.get("/sse/scripted", params={"key": name}, headers={"Last-Event-ID": "7"})
+    assert response.status_code == 204
+    assert http.get(f"/probe/{name}").json() == []
+
+
+def test_an_error_midway_keeps_what_was_sent_and_ends_with_an_error_message(
+    http: httpx.Client,
+) -> None:
+    params = {"fail": "upstream", "fail_after": 12, "size": 4, "pipeline": "passthrough"}
+    received = messages(http.get("/sse/scripted", params=params))
+    assert streamed_text(received) == XML_REPLY[:48]
+    assert received[-1] == {"error": "The upstream model failed", "code": "UPSTREAM_ERROR"}
+
+
+def test_an_unexpected_exception_is_an_error_message_without_its_details(
+    http: httpx.Client,
+) -> None:
+    received = messages(http.get("/sse/scripted", params={"fail": "crash"}))
+    assert received[-1] == {"error": "The model stream failed", "code": "INTERNAL_ERROR"}
+    assert "secret internal detail" not in json.dumps(received)
+
+
+def test_a_reply_cut_off_inside_text_still_delivers_every_character(
+    http: httpx.Client,
+) -> None:
+    """The pipeline holds back a margin inside <text>; it is flushed before the error."""
+    size = XML_REPLY.index("<text>") + len("<text>") + 15
+    params = {"fail": "upstream", "fail_after": 1, "size": size, "pipeline": "response"}
+    received = messages(http.get("/sse/scripted", params=params))
+    assert streamed_text(received) == XML_TEXT[:15]
+    assert received[-1]["code"] == "UPSTREAM_ERROR"
+
+
+def test_a_client_disconnect_closes_the_model_stream(live_url: str, http: httpx.Client) -> None:
+    name = key()
+    params = {"key": name, "delay": 0.05, "size": 1, "pipeline": "passthrough"}
+    with httpx.Client(base_url=live_url, timeout=10) as client:
+        with client.stream("GET", "/sse/scripted", params=params) as response:
+            parser = SSEParser()
+            seen: list[ParsedEvent] = []
+            for chunk in response.iter_raw():
+                seen += parser.feed(chunk)
+                if len(seen) >= 3:
+                    break
+    wait_for_probe(http, name, ["started", "finally"])
+
+
+def test_login_required_mixin_redirects_anonymous_users(http: httpx.Client) -> None:
+    response = http.get("/sse/login")
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("/accounts/login/")
+
+
+def test_check_permissions_refuses_with_403_before_streaming(http: httpx.Client) -> None:
+    name = key()
+    assert http.get("/sse/denied", params={"key": name}).status_code == 403
+    assert http.get(f"/probe/{name}").json() == []
+
+
+def test_message_hooks_change_the_wire_shape(http: httpx.Client) -> None:
+    events = parse(http.get("/sse/custom", params={"size": 5}).content)
+    assert "".join(json.loads(e.data)["delta"] for e in events[:-1]) == XML_TEXT
+    assert events[-1].data == "[DONE]"
+    failed = parse(http.get("/sse/custom", params={"fail": "upstream"}).content)
+    assert json.loads(failed[-1].data) == {"failure": "The upstream model failed"}
+
+
+def test_a_stream_returned_by_stream_is_sent_as_is(http: httpx.Client) -> None:
+    events = parse(http.get("/sse/own-stream").content)
+    assert [(e.event, e.data) for e in events] == [("custom", "one"), ("custom", "two")]
+
+
+def test_validation_fields_stream_and_events_are_named_sse_events(http: httpx.Client) -> None:
+    events = parse(http.get("/sse/validation", params={"size": 4}).content)
+    chunks = [
+        json.loads(e.data)["chunk"] for e in events if e.event == "message" and "chunk" in e.data
+    ]
+    assert "".join(chunks) == XML_TEXT
+    named = [e.event for e in events if e.event != "message"]
+    assert "field_validated" in named or "complete" in named
+    assert json.loads(events[-1].data) == {"done": True}

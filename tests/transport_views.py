@@ -1,0 +1,176 @@
+"""``SSEView`` and ``StreamConsumer`` subclasses the transport tests drive over daphne.
+
+Every one streams a scripted model reply chosen by the request's parameters:
+
+* ``reply``: ``xml`` (default, :data:`XML_REPLY`) or ``plain`` (:data:`PLAIN_REPLY`);
+* ``size``: characters per chunk (default 3), so tags and characters are split anywhere;
+* ``delay``: seconds before each chunk (default 0);
+* ``fail``: ``crash`` (a ``RuntimeError``) or ``upstream`` (a ``StreamError``) after
+  ``fail_after`` chunks (default 2);
+* ``key``: the probe key under which ``started`` and ``finally`` are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from streaming import Stream, StreamError, StreamErrorCode
+from streaming.chat import CHAT_PIPELINES
+from streaming.consumers import StreamConsumer
+from streaming.extractors import ResponseStreamExtractor, ValidationStreamExtractor
+from streaming.sources import openai_chat
+from streaming.views import SSEView
+
+from .routes import record
+
+XML_REPLY = (
+    "<response>\n<thought>The user greets me; secret plan.</thought>\n"
+    "<actions>REPLY</actions>\n<text>Hello, wörld! 👋 Ünïcode, a < b & c,\n"
+    "two lines.</text>\n</response>"
+)
+#: What ``ResponseStreamExtractor`` streams of :data:`XML_REPLY`.
+XML_TEXT = "Hello, wörld! 👋 Ünïcode, a < b & c,\ntwo lines."
+PLAIN_REPLY = "Plain text, streamed as it is: <b>not a tag</b> 🎉"
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _options(params: Mapping[str, Any]) -> tuple[list[str], float, str | None, int, str]:
+    reply = PLAIN_REPLY if params.get("reply") == "plain" else XML_REPLY
+    size = max(1, int(params.get("size", 3)))
+    return (
+        pieces(reply, size),
+        float(params.get("delay", 0)),
+        params.get("fail"),
+        int(params.get("fail_after", 2)),
+        str(params.get("key", "default")),
+    )
+
+
+def _failure(kind: str) -> Exception:
+    if kind == "upstream":
+        return StreamError(StreamErrorCode.UPSTREAM_ERROR, "The upstream model failed")
+    return RuntimeError("secret internal detail")
+
+
+async def scripted_reply(params: Mapping[str, Any]) -> AsyncIterator[str]:
+    """The scripted reply as an async generator that records its start and its end."""
+    chunks, delay, fail, fail_after, key = _options(params)
+    record(key, "started")
+    try:
+        for index, chunk in enumerate(chunks):
+            if fail and index == fail_after:
+                raise _failure(fail)
+            if delay:
+                await asyncio.sleep(delay)
+            yield chunk
+    finally:
+        record(key, "finally")
+
+
+class ScriptedView(SSEView):
+    """The scripted reply through the chat pipelines (``response`` by default)."""
+
+    pipelines = CHAT_PIPELINES
+    default_pipeline = "response"
+
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        return scripted_reply(self.params)
+
+
+class ResponseOnlyView(SSEView):
+    """The issue's example: ``extractors = [ResponseStreamExtractor]``, a sync generator."""
+
+    extractors = (ResponseStreamExtractor,)
+
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Iterator[str]:
+        chunks, _, _, _, key = _options(self.params)
+        record(key, "started")
+        try:
+            yield from chunks
+        finally:
+            record(key, "finally")
+
+
+class LoginScriptedView(LoginRequiredMixin, ScriptedView):
+    """Anonymous users are redirected to the login page."""
+
+
+class DeniedView(ScriptedView):
+    def check_permissions(self, request: HttpRequest) -> None:
+        raise PermissionDenied("No streams for you")
+
+
+class CustomMessagesView(ScriptedView):
+    """Other message shapes, as an OpenAI-style client expects them."""
+
+    def chunk_message(self, text: str) -> Any:
+        return {"delta": text}
+
+    def done_message(self) -> Any:
+        return "[DONE]"
+
+    def error_message(self, error: StreamError) -> Any:
+        return {"failure": error.message}
+
+
+class StreamReturningView(SSEView):
+    """``stream()`` may build its own ``Stream``: it is sent as is."""
+
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Stream:
+        return Stream(["one", "two"], event="custom")
+
+
+class ValidationView(SSEView):
+    """Validated fields stream as chunks; the extractor's events as named SSE events."""
+
+    send_extractor_events = True
+
+    def get_extractors(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            ValidationStreamExtractor(level=0, schema=["thought", "text"], stream_fields=["text"])
+        ]
+
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        return scripted_reply(self.params)
+
+
+class OpenAIView(SSEView):
+    """The OpenAI SDK source against the OpenAI-compatible server named by ``base_url``."""
+
+    extractors = (ResponseStreamExtractor,)
+
+    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        messages = [{"role": "user", "content": str(self.params["prompt"])}]
+        return openai_chat(messages, base_url=self.params["base_url"], api_key="test-key")
+
+
+class ScriptedConsumer(StreamConsumer):
+    """The scripted reply over a WebSocket, through the chat pipelines."""
+
+    pipelines = CHAT_PIPELINES
+    default_pipeline = "response"
+
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return scripted_reply(params)
+
+
+class DeniedConsumer(ScriptedConsumer):
+    async def check_permissions(self) -> bool:
+        return False
+
+
+class OpenAIConsumer(StreamConsumer):
+    extractors = (ResponseStreamExtractor,)
+
+    def stream(self, prompt: str, **params: Any) -> Any:
+        messages = [{"role": "user", "content": prompt}]
+        return openai_chat(messages, base_url=params["base_url"], api_key="test-key")
