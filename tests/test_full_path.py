@@ -69,12 +69,14 @@ async def test_sse_client_disconnect_closes_the_upstream_request(
 ) -> None:
     upstream = await serve(endless_reply)
     params = {"prompt": "Hi", "base_url": f"{upstream.url}/v1"}
-    async with httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client:
-        async with client.stream("GET", "/sse/openai", params=params) as response:
-            parser = SSEParser()
-            async for chunk in response.aiter_raw():
-                if any("chunk" in e.data for e in parser.feed(chunk)):
-                    break
+    async with (
+        httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client,
+        client.stream("GET", "/sse/openai", params=params) as response,
+    ):
+        parser = SSEParser()
+        async for chunk in response.aiter_raw():
+            if any("chunk" in e.data for e in parser.feed(chunk)):
+                break
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
 
 

@@ -180,14 +180,16 @@ def test_a_reply_cut_off_inside_text_still_delivers_every_character(
 def test_a_client_disconnect_closes_the_model_stream(live_url: str, http: httpx.Client) -> None:
     name = key()
     params = {"key": name, "delay": 0.05, "size": 1, "pipeline": "passthrough"}
-    with httpx.Client(base_url=live_url, timeout=10) as client:
-        with client.stream("GET", "/sse/scripted", params=params) as response:
-            parser = SSEParser()
-            seen: list[ParsedEvent] = []
-            for chunk in response.iter_raw():
-                seen += parser.feed(chunk)
-                if len(seen) >= 3:
-                    break
+    with (
+        httpx.Client(base_url=live_url, timeout=10) as client,
+        client.stream("GET", "/sse/scripted", params=params) as response,
+    ):
+        parser = SSEParser()
+        seen: list[ParsedEvent] = []
+        for chunk in response.iter_raw():
+            seen += parser.feed(chunk)
+            if len(seen) >= 3:
+                break
     wait_for_probe(http, name, ["started", "finally"])
 
 
