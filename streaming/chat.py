@@ -37,6 +37,7 @@ class ChatView(SSEView):
 
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
+    disconnect_policy = "keep"
 
     def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         return source_from_settings(
@@ -49,6 +50,7 @@ class ChatConsumer(StreamConsumer):
 
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
+    disconnect_policy = "keep"
 
     def stream(self, prompt: str, **params: Any) -> Any:
         return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     # Characters a prompt may have (longer: PROMPT_TOO_LARGE).
     "MAX_PROMPT_LENGTH": 32_000,
     # WebSocket flood limit: messages a second on one connection, with a burst allowance;
-    # past it the consumer closes the connection with code 1008.
+    # past it the consumer closes the connection with code 4008.
     "WS_RATE": 20.0,
     "WS_BURST": 40,
     # Prompts a WebSocket connection may queue while a reply is streaming.
@@ -33,6 +33,14 @@ DEFAULTS: dict[str, Any] = {
     "UPSTREAM_MAX_LINE": 1024 * 1024,
     # Seconds between two tokens of the built-in demo model (on average; it varies a little).
     "DEMO_TOKEN_DELAY": 0.03,
+    # Resumable streams. The event store every generation writes to and transports read
+    # from: a dotted path and its options, as Django's CACHES. The in-memory store serves
+    # one process; ``streaming.stores.redis.RedisStore`` (the ``redis`` extra, options
+    # ``url``, ``key_prefix``) serves several. Common options: ``ttl_finished`` (seconds a
+    # finished reply stays replayable, 300), ``ttl_active`` (3600), ``max_events`` (10000).
+    "STORE": {"BACKEND": "streaming.stores.memory.MemoryStore", "OPTIONS": {}},
+    # Seconds a generation with the ``keep`` policy runs on with nobody following it.
+    "KEEP_GRACE": 60.0,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

@@ -1,13 +1,17 @@
 """``StreamConsumer``: a model's reply over a WebSocket, as JSON text frames.
 
 Client → server: ``{"type": "prompt", "prompt": ..., "pipeline": ...}`` (or just
-``{"prompt": ...}``), ``{"type": "cancel"}``, ``{"type": "ping"}``.
-Server → client: ``chunk`` (``content``, ``message_id``), ``complete`` (``fullResponse``,
-``message_id``), ``error`` (``code``, ``message``), ``cancelled`` (``message_id``), ``pong``.
+``{"prompt": ...}``), ``{"type": "cancel"}``, ``{"type": "resume", "message_id": ...,
+"after": N}``, ``{"type": "ping"}``.
+Server → client: ``chunk`` (``content``, ``message_id``, ``seq``), ``complete``
+(``fullResponse``, ``message_id``), ``error`` (``code``, ``message``), ``cancelled``
+(``message_id``), ``pong``.
 
-Each reply runs in its own task, so a ``cancel`` is handled while text streams. Prompts
-that arrive during a reply wait their turn (at most ``WS_MAX_PENDING``). Text that is
-ready at once goes out as one ``chunk`` frame, and no ready text is held back.
+Each reply runs as a generation (``streaming.generations``), never inside
+``receive_json``, so a ``cancel`` is handled while text streams; this connection follows
+it from the event store. Text that is ready at once goes out as one ``chunk`` frame, and
+no ready text is held back. Prompts that arrive during a reply wait their turn (at most
+``WS_MAX_PENDING``).
 """
 
 from __future__ import annotations
@@ -15,52 +19,36 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 import time
-import uuid
 from collections import deque
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
+from .generations import (
+    OWNER_SESSION_KEY,
+    DisconnectPolicy,
+    get_generations,
+    owner_of,
+    terminal_error,
+)
 from .requests import PipelineChoiceMixin, get_prompt
-from .runtime import run_generation
-
-logger = logging.getLogger("streaming")
+from .stores.base import StoredEvent
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
 CLOSE_POLICY_VIOLATION = 4008
 
 
-class _Outbox:
-    """Text waiting to be sent as one ``chunk`` frame: merged while the socket is busy."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.ready = asyncio.Event()
-        self.closed = False
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.ready.set()
-
-    def close(self) -> None:
-        """No more text: the sender sends what is left and stops."""
-        self.closed = True
-        self.ready.set()
-
-    def take(self) -> str:
-        text = "".join(self.parts)
-        self.parts.clear()
-        self.ready.clear()
-        return text
-
-
 class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     """Subclass and implement ``stream(prompt, **params)``; pick extractors like ``SSEView``."""
+
+    #: When the socket closes: ``"cancel"`` stops the reply; ``"keep"`` lets it run for
+    #: ``STREAMING["KEEP_GRACE"]`` seconds unwatched, so a ``resume`` can pick it up.
+    disconnect_policy: DisconnectPolicy = "cancel"
 
     def stream(self, prompt: str, **params: Any) -> Any:
         """The model's raw text chunks for ``prompt``, as ``SSEView.stream``: a generator
@@ -77,19 +65,36 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         if not await self.check_permissions():
             await self.close()
             return
-        self.pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self.pending: deque[dict[str, Any]] = deque()
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
+        self.generations = get_generations()
+        self.owner = await database_sync_to_async(self.get_owner)()
         self.closing = False
         self.tokens = float(setting("WS_BURST"))
         self.refilled = time.monotonic()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        pending = getattr(self, "pending", None)
-        if pending is not None:
-            pending.clear()
-        await self._cancel_current()
+        if not hasattr(self, "pending"):
+            return  # refused before accept
+        self.pending.clear()
+        generation_id = self.current_id
+        if self.current is not None:
+            self.current.cancel()
+        if generation_id is not None and self.disconnect_policy == "cancel":
+            await self.generations.cancel(generation_id)
+
+    def get_owner(self) -> str:
+        """Who may resume or cancel the replies of this connection (runs in a thread).
+
+        The session's visitor token is only read here (a WebSocket cannot set a cookie):
+        a page view that called ``owner_of`` first makes replies resumable across
+        connections; without one, only this connection owns its replies.
+        """
+        session = self.scope.get("session")
+        has_token = session is not None and OWNER_SESSION_KEY in session
+        return owner_of(self.scope.get("user"), session if has_token else None)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
@@ -123,9 +128,13 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         kind = content.get("type", "prompt" if "prompt" in content else None)
-        handler = {"prompt": self.on_prompt, "cancel": self.on_cancel, "ping": self.on_ping}.get(
-            kind if isinstance(kind, str) else ""
-        )
+        handlers = {
+            "prompt": self.on_prompt,
+            "cancel": self.on_cancel,
+            "resume": self.on_resume,
+            "ping": self.on_ping,
+        }
+        handler = handlers.get(kind if isinstance(kind, str) else "")
         if handler is None:
             await self.send_error(
                 StreamError(StreamErrorCode.BAD_REQUEST, f"Unknown message type {kind!r}")
@@ -151,17 +160,40 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                 )
             )
             return
-        self.pending.append((uuid.uuid4().hex, content))
+        self.pending.append(content)
         if self.current is None or self.current.done():
             self.current = asyncio.create_task(self._run_pending())
 
     async def on_cancel(self, content: dict[str, Any]) -> None:
+        """Stop the current reply: its follower then sends the ``cancelled`` frame."""
         self.pending.clear()
-        message_id = self.current_id
-        if not await self._cancel_current():
+        if self.current_id is None:
             await self.send_error(StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel"))
             return
-        await self.send_json({"type": "cancelled", "message_id": message_id})
+        await self.generations.cancel(self.current_id)
+
+    async def on_resume(self, content: dict[str, Any]) -> None:
+        """``{"type": "resume", "message_id": ..., "after": N}``: the events after ``N``."""
+        message_id, after = content.get("message_id"), content.get("after", 0)
+        if not isinstance(message_id, str) or not isinstance(after, int) or after < 0:
+            await self.send_error(
+                StreamError(
+                    StreamErrorCode.BAD_REQUEST,
+                    "'message_id' must be a string and 'after' a non-negative integer",
+                )
+            )
+            return
+        if self.current is not None and not self.current.done():
+            await self.send_error(
+                StreamError(StreamErrorCode.BAD_REQUEST, "A reply is streaming; cancel it first")
+            )
+            return
+        try:
+            await self.generations.check_owner(message_id, self.owner)
+        except StreamError as exc:
+            await self.send_error(exc)
+            return
+        self.current = asyncio.create_task(self._follow(message_id, after))
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": str(error.code), "message": error.message}
@@ -172,65 +204,72 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:
         while self.pending:
-            message_id, content = self.pending.popleft()
-            self.current_id = message_id
-            try:
-                await self._generate(message_id, content)
-            finally:
-                self.current_id = None
-
-    async def _generate(self, message_id: str, content: dict[str, Any]) -> None:
-        outbox = _Outbox()
-        sender = asyncio.create_task(self._send_chunks(outbox, message_id))
-        try:
+            content = self.pending.popleft()
             params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
-            source = self.stream(get_prompt(content), **params)
-            if inspect.iscoroutine(source):
-                source = await source
-            full = await run_generation(
-                source,
-                self.get_pipeline(content),
-                lambda text, _id: outbox.add(text),
-                message_id=message_id,
-            )
-            await self._drain(outbox, sender)
-            await self.send_json(
-                {"type": "complete", "fullResponse": full, "message_id": message_id}
-            )
+            try:
+                source = self.stream(get_prompt(content), **params)
+                if inspect.iscoroutine(source):
+                    source = await source
+                generation_id = await self.generations.start(
+                    source,
+                    self.get_pipeline(content),
+                    owner=self.owner,
+                    policy=self.disconnect_policy,
+                )
+            except StreamError as exc:
+                await self.send_error(exc)
+                continue
+            await self._follow(generation_id, 0)
+
+    async def _follow(self, generation_id: str, after: int) -> None:
+        """Send the generation's events after ``after`` as frames, until its end."""
+        self.current_id = generation_id
+        try:
+            async for batch in self.generations.follow(generation_id, self.owner, after):
+                for frame in self.batch_frames(generation_id, batch):
+                    await self.send_json(frame)
         except StreamError as exc:
-            logger.warning("Generation %s failed: %r", message_id, exc)
-            await self._drain(outbox, sender)
-            await self.send_error(exc, message_id)
-        except asyncio.CancelledError:
-            sender.cancel()
-            raise
-        except Exception:
-            logger.exception("Generation %s failed", message_id)
-            await self._drain(outbox, sender)
-            await self.send_error(
-                StreamError(StreamErrorCode.INTERNAL_ERROR, "The model stream failed"), message_id
-            )
+            await self.send_error(exc, generation_id)
+        finally:
+            self.current_id = None
 
-    async def _send_chunks(self, outbox: _Outbox, message_id: str) -> None:
-        while not (outbox.closed and not outbox.parts):
-            await outbox.ready.wait()
-            text = outbox.take()
-            if text:
-                await self.send_json({"type": "chunk", "content": text, "message_id": message_id})
-
-    @staticmethod
-    async def _drain(outbox: _Outbox, sender: asyncio.Task[None]) -> None:
-        """Let the sender send what is left, in order, and stop."""
-        outbox.close()
-        await sender
-
-    async def _cancel_current(self) -> bool:
-        task = self.current
-        if task is None or task.done():
-            return False
-        task.cancel()
-        await asyncio.wait({task}, timeout=setting("CLEANUP_TIMEOUT"))
-        return True
+    def batch_frames(self, generation_id: str, batch: list[StoredEvent]) -> list[dict[str, Any]]:
+        """One ``chunk`` frame per run of text (with the ``seq`` to resume after), and the end."""
+        frames: list[dict[str, Any]] = []
+        text: list[str] = []
+        for index, stored in enumerate(batch):
+            data = stored.data
+            kind = data["type"]
+            if kind == "chunk":
+                text.append(data["text"])
+                following = batch[index + 1] if index + 1 < len(batch) else None
+                if following is None or following.data["type"] != "chunk":
+                    frames.append(
+                        {
+                            "type": "chunk",
+                            "content": "".join(text),
+                            "message_id": generation_id,
+                            "seq": stored.seq,
+                        }
+                    )
+                    text.clear()
+            elif kind == "complete":
+                frames.append(
+                    {"type": "complete", "fullResponse": data["text"], "message_id": generation_id}
+                )
+            elif kind == "cancelled":
+                frames.append({"type": "cancelled", "message_id": generation_id})
+            elif kind == "error":
+                error = terminal_error(data)
+                frames.append(
+                    {
+                        "type": "error",
+                        "code": str(error.code),
+                        "message": error.message,
+                        "message_id": generation_id,
+                    }
+                )
+        return frames
 
     def _within_rate(self) -> bool:
         """Token bucket: ``WS_RATE`` messages a second on average, ``WS_BURST`` at once."""

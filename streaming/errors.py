@@ -29,6 +29,11 @@ class StreamErrorCode(StrEnum):
     UNKNOWN_PIPELINE = "UNKNOWN_PIPELINE"
     PROMPT_TOO_LARGE = "PROMPT_TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
+    # Resumable streams: an unknown (or another user's) generation, events no longer
+    # stored, and an event store that cannot be reached.
+    NOT_FOUND = "NOT_FOUND"
+    EVENTS_EXPIRED = "EVENTS_EXPIRED"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
     def __str__(self) -> str:
         return self.value

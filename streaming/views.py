@@ -3,15 +3,16 @@
 Override ``stream()`` to yield the model's raw text chunks; choose the extractors that
 filter them (``extractors``, or named ``pipelines`` a request picks with ``pipeline=``).
 Messages: ``{"chunk": text}`` per piece, ``{"done": true}`` at the end, ``{"error": ...,
-"code": ...}`` on failure, each with an increasing id.
+"code": ...}`` on failure, each with the id ``<generation>:<seq>``. The reply runs as a
+generation (``streaming.generations``) that writes to the event store, so a reconnect
+carrying ``Last-Event-ID`` resumes it, and ``DELETE ?id=<generation>`` cancels it.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
@@ -19,14 +20,23 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .errors import StreamError, StreamErrorCode
-from .extractors import Pipeline, ValidationStreamExtractor
+from .generations import (
+    TERMINAL,
+    DisconnectPolicy,
+    Generations,
+    get_generations,
+    owner_of,
+    parse_event_id,
+    terminal_error,
+)
 from .requests import PipelineChoiceMixin
 from .response import sse_response
-from .runtime import run_generation
 from .sse import ServerSentEvent
+from .stores.base import StoredEvent
 from .stream import Stream
 
-logger = logging.getLogger("streaming")
+#: HTTP status of a refused request, by error code (others: 400).
+ERROR_STATUS = {"NOT_FOUND": 404, "EVENTS_EXPIRED": 410, "STORE_UNAVAILABLE": 503}
 
 
 class SSEView(PipelineChoiceMixin, View):
@@ -38,7 +48,10 @@ class SSEView(PipelineChoiceMixin, View):
     builders ``chunk_message``, ``done_message``, ``error_message``.
     """
 
-    http_method_names: ClassVar[list[str]] = ["get", "post", "options"]
+    http_method_names: ClassVar[list[str]] = ["get", "post", "delete", "options"]
+    #: When the client goes away: ``"cancel"`` stops the reply; ``"keep"`` lets it run
+    #: for ``STREAMING["KEEP_GRACE"]`` seconds unwatched, so a reconnect resumes it.
+    disconnect_policy: DisconnectPolicy = "cancel"
     #: Send extractor events (``ValidationStreamExtractor``'s ``field_validated`` …) as
     #: named SSE events.
     send_extractor_events = False
@@ -92,64 +105,111 @@ class SSEView(PipelineChoiceMixin, View):
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         await sync_to_async(self.check_permissions)(request)
-        if request.headers.get("Last-Event-ID") is not None:
-            # EventSource reconnects whenever a stream ends. This view keeps no finished
-            # replies, so there is nothing to resume: 204 makes the browser stop.
-            return HttpResponse(status=204)
+        generations = get_generations()
+        owner = await sync_to_async(self.get_owner)(request)
         try:
+            last_event_id = request.headers.get("Last-Event-ID")
+            if last_event_id is not None:
+                return await self._resume(generations, owner, last_event_id)
             self.params = self.get_params(request)
             pipeline = self.get_pipeline(self.params)
             source = self.stream(request, *args, **kwargs)
             if inspect.iscoroutine(source):
                 source = await source
+            if isinstance(source, Stream):
+                return sse_response(source)
+            generation_id = await generations.start(
+                source,
+                pipeline,
+                owner=owner,
+                policy=self.disconnect_policy,
+                forward_events=self.send_extractor_events,
+            )
         except StreamError as exc:
-            return JsonResponse(self.error_message(exc), status=400)
-        if isinstance(source, Stream):
-            return sse_response(source)
-        return sse_response(self._relay(source, pipeline), event=self.event, retry=self.retry)
+            return self.error_response(exc)
+        return self.follow_response(generations, generation_id, owner, after=0)
 
-    def _relay(self, source: Any, pipeline: Pipeline) -> Callable[[Stream], Any]:
-        """The manual-mode callback that runs the generation into the stream."""
+    async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
+        await sync_to_async(self.check_permissions)(request)
+        generations = get_generations()
+        generation_id = request.GET.get("id", "")
+        try:
+            owner = await sync_to_async(self.get_owner)(request)
+            await generations.check_owner(generation_id, owner)
+        except StreamError as exc:
+            return self.error_response(exc)
+        await generations.cancel(generation_id)
+        return HttpResponse(status=204)
 
-        async def run(stream: Stream) -> None:
-            self.wire_validation(pipeline, stream)
+    def get_owner(self, request: HttpRequest) -> str:
+        """Who may resume, watch or cancel the replies this request starts."""
+        return owner_of(getattr(request, "user", None), getattr(request, "session", None))
+
+    def error_response(self, error: StreamError) -> HttpResponse:
+        """A refused request: ``error_message`` as JSON, with the status its code calls for."""
+        status = ERROR_STATUS.get(str(error.code), 400)
+        return JsonResponse(self.error_message(error), status=status, safe=False)
+
+    async def _resume(
+        self, generations: Generations, owner: str, last_event_id: str
+    ) -> HttpResponse:
+        """A reconnect: the events after ``Last-Event-ID``, or 204 when there are none left."""
+        parsed = parse_event_id(last_event_id)
+        if parsed is None:
+            raise StreamError(StreamErrorCode.NOT_FOUND, "Last-Event-ID names no reply")
+        generation_id, after = parsed
+        await generations.check_owner(generation_id, owner)
+        store = generations.store
+        if await store.is_finished(generation_id) and not await store.read(
+            generation_id, after, timeout=0
+        ):
+            return HttpResponse(status=204)  # the client has everything: EventSource stops
+        return self.follow_response(generations, generation_id, owner, after=after)
+
+    def follow_response(
+        self, generations: Generations, generation_id: str, owner: str, *, after: int
+    ) -> HttpResponse:
+        """The generation's events after ``after`` as SSE, each id ``<generation>:<seq>``."""
+
+        async def messages() -> AsyncIterator[ServerSentEvent]:
+            ended = False
             try:
-                await run_generation(
-                    source, pipeline, lambda text, _id: stream.send(self.chunk_message(text))
-                )
-                stream.send(self.done_message())
+                async for batch in generations.follow(generation_id, owner, after):
+                    for message in self.batch_messages(generation_id, batch):
+                        yield message
+                    ended = batch[-1].data["type"] in TERMINAL
             except StreamError as exc:
-                logger.warning("Generation failed: %r", exc)
-                stream.send(self.error_message(exc))
-            except Exception:
-                logger.exception("Generation failed")
-                stream.send(
-                    self.error_message(
-                        StreamError(StreamErrorCode.INTERNAL_ERROR, "The model stream failed")
-                    )
-                )
+                ended = True
+                yield ServerSentEvent(self.error_message(exc))
             finally:
-                stream.close()
+                if not ended and self.disconnect_policy == "cancel":
+                    await generations.cancel(generation_id)
 
-        return run
+        return sse_response(messages(), event=self.event, retry=self.retry)
 
-    def wire_validation(self, pipeline: Pipeline, stream: Stream) -> None:
-        """Route ``ValidationStreamExtractor`` output that has no callback to the client.
-
-        Field text becomes chunk messages; with ``send_extractor_events``, its events
-        become named SSE events (``event: field_validated`` …).
-        """
-        for extractor in pipeline.extractors:
-            if not isinstance(extractor, ValidationStreamExtractor):
-                continue
-            if extractor.on_chunk is None:
-                extractor.on_chunk = lambda text, _field, _so_far: stream.send(
-                    self.chunk_message(text)
-                )
-            if self.send_extractor_events and extractor.on_event is None:
-                extractor.on_event = lambda event: stream.send(
-                    ServerSentEvent(data=event, event=str(event["event_type"]))
-                )
+    def batch_messages(self, generation_id: str, batch: list[StoredEvent]) -> list[ServerSentEvent]:
+        """One message per run of chunks (merged: the text is what counts), per extractor
+        event and for the end."""
+        out: list[ServerSentEvent] = []
+        text: list[str] = []
+        for index, stored in enumerate(batch):
+            data = stored.data
+            kind = data["type"]
+            event_id = f"{generation_id}:{stored.seq}"
+            if kind == "chunk":
+                text.append(data["text"])
+                following = batch[index + 1] if index + 1 < len(batch) else None
+                if following is None or following.data["type"] != "chunk":
+                    out.append(ServerSentEvent(self.chunk_message("".join(text)), id=event_id))
+                    text.clear()
+            elif kind == "event":
+                out.append(ServerSentEvent(data["data"], event=data["name"], id=event_id))
+            elif kind == "complete":
+                out.append(ServerSentEvent(self.done_message(), id=event_id))
+            else:
+                out.append(ServerSentEvent(self.error_message(terminal_error(data)), id=event_id))
+        return out
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:

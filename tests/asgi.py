@@ -22,6 +22,7 @@ websocket_application = AllowedHostsOriginValidator(
             [
                 *websocket_urlpatterns,
                 path("ws/scripted/", transport_views.ScriptedConsumer.as_asgi()),
+                path("ws/keep/", transport_views.KeepConsumer.as_asgi()),
                 path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
             ]

@@ -45,7 +45,9 @@ def test_only_the_text_of_an_xml_reply_reaches_the_client(http: httpx.Client, si
 
 def test_messages_have_increasing_ids_and_the_seed_shape(http: httpx.Client) -> None:
     events = parse(http.get("/sse/scripted", params={"size": 4}).content)
-    ids = [int(event.id or 0) for event in events]
+    generations = {(event.id or "").split(":")[0] for event in events}
+    assert len(generations) == 1 and len(generations.pop()) == 32
+    ids = [int((event.id or "").split(":")[1]) for event in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids) and ids[0] >= 1
     shapes = {tuple(sorted(json.loads(event.data))) for event in events}
     assert shapes == {("chunk",), ("done",)}
@@ -140,12 +142,25 @@ def test_the_chat_view_streams_the_demo_model(http: httpx.Client) -> None:
     assert received[-1] == {"done": True}
 
 
-def test_a_reconnect_with_last_event_id_gets_204_and_starts_nothing(
-    http: httpx.Client,
+def test_a_reconnect_after_the_end_gets_204_and_starts_nothing(http: httpx.Client) -> None:
+    name = key()
+    events = parse(http.get("/sse/scripted", params={"key": name}).content)
+    last = events[-1].id or ""
+    response = http.get("/sse/scripted", params={"key": name}, headers={"Last-Event-ID": last})
+    assert response.status_code == 204
+    assert http.get(f"/probe/{name}").json() == ["started", "finally"]
+
+
+@pytest.mark.parametrize("last_event_id", ["7", "", "nope:3", f"{'0' * 32}:1", "a:b"])
+def test_a_reconnect_naming_no_reply_gets_404_and_starts_nothing(
+    http: httpx.Client, last_event_id: str
 ) -> None:
     name = key()
-    response = http.get("/sse/scripted", params={"key": name}, headers={"Last-Event-ID": "7"})
-    assert response.status_code == 204
+    response = http.get(
+        "/sse/scripted", params={"key": name}, headers={"Last-Event-ID": last_event_id}
+    )
+    assert response.status_code == 404
+    assert response.json()["code"] == "NOT_FOUND"
     assert http.get(f"/probe/{name}").json() == []
 
 

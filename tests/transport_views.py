@@ -86,6 +86,12 @@ class ScriptedView(SSEView):
         return scripted_reply(self.params)
 
 
+class KeepView(ScriptedView):
+    """A reply that runs on when its client goes away, so a reconnect resumes it."""
+
+    disconnect_policy = "keep"
+
+
 class ResponseOnlyView(SSEView):
     """The issue's example: ``extractors = [ResponseStreamExtractor]``, a sync generator."""
 
@@ -161,6 +167,10 @@ class ScriptedConsumer(StreamConsumer):
 
     def stream(self, prompt: str, **params: Any) -> Any:
         return scripted_reply(params)
+
+
+class KeepConsumer(ScriptedConsumer):
+    disconnect_policy = "keep"
 
 
 class DeniedConsumer(ScriptedConsumer):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("probe/<str:key>", routes.probe, name="probe"),
     path("upstream/<str:name>", routes.upstream, name="upstream"),
     path("sse/scripted", transport_views.ScriptedView.as_view()),
+    path("sse/keep", transport_views.KeepView.as_view()),
     path("sse/response-only", transport_views.ResponseOnlyView.as_view()),
     path("sse/login", transport_views.LoginScriptedView.as_view()),
     path("sse/denied", transport_views.DeniedView.as_view()),

@@ -1,0 +1,153 @@
+"""The event store contract: the log of each generation, read by transports from a cursor.
+
+A generation writes its events here with increasing, gapless sequence numbers; any
+number of transports (SSE, WebSocket, in any process the backend reaches) read them
+from a cursor, so a client that reconnects gets exactly the events it missed. Channel
+layers only carry wake-ups: the store is the log.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from streaming.errors import StreamError, StreamErrorCode
+
+# Seconds a finished stream stays replayable before it expires.
+DEFAULT_TTL_FINISHED = 300.0
+# Seconds a stream that never finishes (its process died) lives after its last append.
+DEFAULT_TTL_ACTIVE = 3600.0
+# Events kept per stream; older ones are trimmed, and a cursor behind them is an error.
+DEFAULT_MAX_EVENTS = 10_000
+# Events one ``read()`` returns at most.
+DEFAULT_MAX_BATCH = 512
+
+
+# The reasons a store fails; ``StreamError.details["reason"]`` always names one of them.
+NOT_FOUND = "NOT_FOUND"
+EVENTS_EXPIRED = "EVENTS_EXPIRED"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+_CODES = {
+    NOT_FOUND: StreamErrorCode.NOT_FOUND,
+    EVENTS_EXPIRED: StreamErrorCode.EVENTS_EXPIRED,
+    STORE_UNAVAILABLE: StreamErrorCode.STORE_UNAVAILABLE,
+    # Mistakes of the caller, not of the client: a reused id, a write after the end.
+    "STREAM_EXISTS": StreamErrorCode.INTERNAL_ERROR,
+    "STREAM_FINISHED": StreamErrorCode.STREAM_CLOSED,
+    "BAD_CURSOR": StreamErrorCode.BAD_REQUEST,
+}
+
+
+def store_error(reason: str, message: str, **details: Any) -> StreamError:
+    """A ``StreamError`` for ``reason`` (a key of ``_CODES``), with the reason in its details."""
+    return StreamError(_CODES[reason], message, {"reason": reason, **details})
+
+
+def not_found(stream_id: str) -> StreamError:
+    """The one answer for an unknown, expired (or guessed) stream id."""
+    return store_error(NOT_FOUND, "unknown or expired stream", stream_id=stream_id)
+
+
+def trimmed(stream_id: str, after: int, first: int) -> StreamError:
+    """A cursor fell behind the events the store still keeps: never skip them silently."""
+    return store_error(
+        EVENTS_EXPIRED,
+        f"events after {after} are no longer stored (the oldest kept is {first})",
+        stream_id=stream_id,
+        after=after,
+        first=first,
+    )
+
+
+def check_cursor(stream_id: str, after: int, last: int) -> None:
+    """Refuse a cursor below 0 or ahead of the last event written."""
+    if not 0 <= after <= last:
+        raise store_error(
+            "BAD_CURSOR",
+            f"cursor {after} is outside the stream (last event {last})",
+            stream_id=stream_id,
+            after=after,
+        )
+
+
+def check_options(ttl_finished: float, ttl_active: float, max_events: int, max_batch: int) -> None:
+    """Fail at construction, not at the first append, when an option makes no sense."""
+    if ttl_finished <= 0 or ttl_active <= 0:
+        raise ValueError("ttl_finished and ttl_active must be positive (seconds)")
+    if max_events < 1 or max_batch < 1:
+        raise ValueError("max_events and max_batch must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a stream: its position ``seq`` (1, 2, 3 … without gaps) and its data."""
+
+    seq: int
+    data: dict[str, Any]
+
+
+class EventStore(abc.ABC):
+    """Where generations write their events and transports read them from a cursor.
+
+    Every method raises ``StreamError``: ``details["reason"]`` is ``NOT_FOUND`` for an
+    unknown or expired id, ``EVENTS_EXPIRED`` for a cursor behind the trimmed events,
+    ``STORE_UNAVAILABLE`` when the backend cannot be reached (never a hang).
+    """
+
+    #: True when an instance only works on the event loop it was first used on (it holds
+    #: connections): ``get_store()`` then keeps one instance per loop, else one per process.
+    loop_bound: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    async def create(self, stream_id: str, *, owner: str) -> None:
+        """Register a new stream owned by ``owner`` (e.g. "user:3"); it must not exist."""
+
+    @abc.abstractmethod
+    async def owner(self, stream_id: str) -> str | None:
+        """Who started the stream; None if it is unknown or expired."""
+
+    @abc.abstractmethod
+    async def append(self, stream_id: str, data: dict[str, Any]) -> int:
+        """Add one event; return its seq. Refused once the stream is finished."""
+
+    @abc.abstractmethod
+    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        """Add several events at once (one round trip); return the last seq."""
+
+    @abc.abstractmethod
+    async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
+        """The events with seq > ``after``, in order, up to the batch limit.
+
+        Waits up to ``timeout`` seconds for the first one, then returns []; returns []
+        at once when the stream is finished and nothing follows ``after``. Counts as a
+        watch (see ``last_watched``).
+        """
+
+    @abc.abstractmethod
+    async def finish(self, stream_id: str) -> None:
+        """No more events: wake the readers; the stream expires ``ttl_finished`` later."""
+
+    @abc.abstractmethod
+    async def is_finished(self, stream_id: str) -> bool:
+        """Whether ``finish()`` was called."""
+
+    @abc.abstractmethod
+    async def touch(self, stream_id: str) -> None:
+        """Record that a watcher is reading the stream now."""
+
+    @abc.abstractmethod
+    async def last_watched(self, stream_id: str) -> float | None:
+        """``time.time()`` of the last touch or read; None if never, or unknown."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, stream_id: str) -> None:
+        """Ask the process running the generation to stop it (from any process)."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, stream_id: str) -> bool:
+        """Whether someone asked to stop the generation."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the store is not used afterwards."""

@@ -1,0 +1,238 @@
+"""``MemoryStore``: the default event store, in the memory of one process.
+
+It is shared by every event loop and thread of the process (a sync view running
+``async_to_sync`` reads what the daphne loop writes), so it binds no asyncio object at
+construction: each waiting reader parks a future on its own loop, and a writer wakes it
+on that loop. Expiry is checked lazily on access, plus a sweep of all streams at most
+once a second when a stream is created: no background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_TTL_ACTIVE,
+    DEFAULT_TTL_FINISHED,
+    EventStore,
+    StoredEvent,
+    check_cursor,
+    check_options,
+    not_found,
+    store_error,
+    trimmed,
+)
+
+# Seconds between two sweeps of expired streams.
+_SWEEP_INTERVAL = 1.0
+
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    """One stream's log: ``events[head:]`` are the kept events, the last has seq ``last``."""
+
+    owner: str
+    expires_at: float
+    events: list[StoredEvent] = field(default_factory=list)
+    head: int = 0
+    last: int = 0
+    finished: bool = False
+    cancel: bool = False
+    watched: float | None = None
+    waiters: list[_Waiter] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return len(self.events) - self.head
+
+
+def _wake(waiters: list[_Waiter]) -> None:
+    """Resolve each waiter's future on its own loop (from any thread)."""
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for loop, future in waiters:
+        if loop is current:
+            _resolve(future)
+        else:
+            with contextlib.suppress(RuntimeError):  # a closed loop: its reader is gone
+                loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class MemoryStore(EventStore):
+    """Event store in this process's memory (one server process only).
+
+    Options (seconds and counts): ``ttl_finished`` (default 300) a finished stream stays
+    replayable; ``ttl_active`` (default 3600) a stream lives after its last append if it
+    never finishes; ``max_events`` (default 10000) events kept per stream; ``max_batch``
+    (default 512) events one read returns. Event data is kept by reference, not copied.
+    """
+
+    loop_bound = False
+
+    def __init__(
+        self,
+        *,
+        ttl_finished: float = DEFAULT_TTL_FINISHED,
+        ttl_active: float = DEFAULT_TTL_ACTIVE,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        check_options(ttl_finished, ttl_active, max_events, max_batch)
+        self.ttl_finished = ttl_finished
+        self.ttl_active = ttl_active
+        self.max_events = max_events
+        self.max_batch = max_batch
+        self._streams: dict[str, _Stream] = {}
+        # Held only around plain dict/list updates, never across an await.
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def _get(self, stream_id: str) -> _Stream | None:
+        """The live stream, dropping it (and waking its readers) if it has expired."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.expires_at <= time.monotonic():
+            with self._lock:
+                if self._streams.get(stream_id) is stream:
+                    del self._streams[stream_id]
+            _wake(stream.waiters)
+            return None
+        return stream
+
+    def _require(self, stream_id: str) -> _Stream:
+        stream = self._get(stream_id)
+        if stream is None:
+            raise not_found(stream_id)
+        return stream
+
+    def _sweep(self, now: float) -> None:
+        """Drop every expired stream; runs at most once per ``_SWEEP_INTERVAL``."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_INTERVAL
+        with self._lock:
+            expired = [key for key, s in self._streams.items() if s.expires_at <= now]
+            dropped = [self._streams.pop(key) for key in expired]
+        for stream in dropped:
+            _wake(stream.waiters)
+
+    async def create(self, stream_id: str, *, owner: str) -> None:
+        now = time.monotonic()
+        self._sweep(now)
+        with self._lock:
+            current = self._streams.get(stream_id)
+            if current is not None and current.expires_at > now:
+                raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
+            self._streams[stream_id] = _Stream(owner=owner, expires_at=now + self.ttl_active)
+
+    async def owner(self, stream_id: str) -> str | None:
+        stream = self._get(stream_id)
+        return None if stream is None else stream.owner
+
+    async def append(self, stream_id: str, data: dict[str, Any]) -> int:
+        return self._append(stream_id, (data,))
+
+    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        return self._append(stream_id, items)
+
+    def _append(self, stream_id: str, items: Sequence[dict[str, Any]]) -> int:
+        stream = self._require(stream_id)
+        with self._lock:
+            if stream.finished:
+                raise store_error("STREAM_FINISHED", "the stream is finished", stream_id=stream_id)
+            events = stream.events
+            for data in items:
+                stream.last += 1
+                events.append(StoredEvent(stream.last, data))
+            excess = stream.kept - self.max_events
+            if excess > 0:
+                # Trim by moving the head; compact once the dead part is max_events long,
+                # so the list never holds more than twice max_events (amortised O(1)).
+                stream.head += excess
+                if stream.head >= self.max_events:
+                    del events[: stream.head]
+                    stream.head = 0
+            stream.expires_at = time.monotonic() + self.ttl_active
+            waiters, stream.waiters = stream.waiters, []
+            last = stream.last
+        if waiters:
+            _wake(waiters)
+        return last
+
+    async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
+        stream = self._require(stream_id)
+        check_cursor(stream_id, after, stream.last)
+        stream.watched = time.time()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                available = stream.last - after
+                if available > stream.kept:
+                    raise trimmed(stream_id, after, stream.last - stream.kept + 1)
+                if available > 0:
+                    start = len(stream.events) - available
+                    return stream.events[start : start + self.max_batch]
+                if stream.finished:
+                    return []
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                loop = asyncio.get_running_loop()
+                waiter: _Waiter = (loop, loop.create_future())
+                stream.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(remaining):
+                    await waiter[1]
+            except TimeoutError:
+                return []
+            finally:
+                with self._lock:
+                    if waiter in stream.waiters:
+                        stream.waiters.remove(waiter)
+            # Woken by an append, a finish or an expiry: look again.
+            self._require(stream_id)
+
+    async def finish(self, stream_id: str) -> None:
+        stream = self._require(stream_id)
+        with self._lock:
+            if stream.finished:
+                return
+            stream.finished = True
+            stream.expires_at = time.monotonic() + self.ttl_finished
+            waiters, stream.waiters = stream.waiters, []
+        _wake(waiters)
+
+    async def is_finished(self, stream_id: str) -> bool:
+        return self._require(stream_id).finished
+
+    async def touch(self, stream_id: str) -> None:
+        self._require(stream_id).watched = time.time()
+
+    async def last_watched(self, stream_id: str) -> float | None:
+        stream = self._get(stream_id)
+        return None if stream is None else stream.watched
+
+    async def request_cancel(self, stream_id: str) -> None:
+        self._require(stream_id).cancel = True
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        return self._require(stream_id).cancel
+
+    async def close(self) -> None:
+        """Nothing to release: the streams live as long as the store object."""

@@ -1,0 +1,324 @@
+"""``RedisStore``: events in Redis Streams, shared by every server process.
+
+Each stream has two keys with the same hash tag (so a cluster keeps them together):
+``<prefix>{<id>}:meta``, a hash (owner, seq, finished, watched, cancel), and
+``<prefix>{<id>}:events``, a Redis stream whose entry ids are ``<seq>-0``: the seq is the
+position, gapless, and a cursor is an entry id. ``finish()`` adds an end marker
+``<last seq>-1`` so that blocked ``XREAD``s wake up. Writes are Lua scripts (atomic,
+one round trip). Every wait is bounded: a blocked read is cut into ``XREAD BLOCK``s
+shorter than the socket timeout, and redis-py retries nothing, so a dead or restarted
+Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within seconds.
+
+Needs the ``redis`` package (``pip install redis``); only this module imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+try:
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "streaming.stores.redis.RedisStore needs the redis package: pip install redis"
+    ) from error
+
+from .base import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_TTL_ACTIVE,
+    DEFAULT_TTL_FINISHED,
+    STORE_UNAVAILABLE,
+    EventStore,
+    StoredEvent,
+    check_cursor,
+    check_options,
+    not_found,
+    store_error,
+    trimmed,
+)
+
+# KEYS: meta, events. ARGV: owner, ttl_active (ms). 1 if created, 0 if it exists.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'seq', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: meta, events. ARGV: maxlen, ttl_active (ms), payloads…
+# The last seq, -1 if the stream is unknown, -2 if it is finished.
+_APPEND = """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
+if not state[1] then return -1 end
+if state[2] then return -2 end
+local seq = tonumber(state[1])
+for i = 3, #ARGV do
+  seq = seq + 1
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'd', ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'seq', seq)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return seq
+"""
+
+# KEYS: meta, events. ARGV: ttl_finished (ms). 0 if the stream is unknown, else 1.
+_FINISH = """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
+if not state[1] then return 0 end
+if state[2] then return 1 end
+redis.call('HSET', KEYS[1], 'finished', 1)
+redis.call('XADD', KEYS[2], state[1] .. '-1', 'end', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: meta, events. ARGV: after, count, now. nil if the stream is unknown, else
+# {last seq, finished 0/1, entries after the cursor}; records the watch.
+_READ = """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
+if not state[1] then return nil end
+redis.call('HSET', KEYS[1], 'watched', ARGV[3])
+local seq = tonumber(state[1])
+local after = tonumber(ARGV[1])
+local finished = state[2] and 1 or 0
+if after < 0 or after > seq then return {seq, finished, {}} end
+return {seq, finished, redis.call('XRANGE', KEYS[2], '(' .. after .. '-0', '+', 'COUNT', ARGV[2])}
+"""
+
+# KEYS: meta. ARGV: field, value. Sets the field only on a live stream: 1 if set, else 0.
+_SET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, fit for error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisStore(EventStore):
+    """Event store in Redis Streams, for several server processes.
+
+    Options: ``url`` (default "redis://127.0.0.1:6379/0"); ``key_prefix`` (default
+    "streaming:", must not contain "{"); ``ttl_finished`` (default 300 s), ``ttl_active``
+    (default 3600 s, refreshed on each append), ``max_events`` (default 10000, XADD
+    MAXLEN), ``max_batch`` (default 512) as for ``MemoryStore``; ``socket_timeout``
+    (default 5 s: longest wait for one Redis reply, so a hung Redis is noticed),
+    ``connect_timeout`` (default 2 s); ``max_connections`` (default 1000: each reader
+    that is waiting for events holds one) and ``pool_timeout`` (default 5 s: wait for a
+    free connection when all are taken).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str = "redis://127.0.0.1:6379/0",
+        key_prefix: str = "streaming:",
+        ttl_finished: float = DEFAULT_TTL_FINISHED,
+        ttl_active: float = DEFAULT_TTL_ACTIVE,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        max_connections: int = 1000,
+        pool_timeout: float = 5.0,
+    ) -> None:
+        check_options(ttl_finished, ttl_active, max_events, max_batch)
+        if socket_timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("socket_timeout and connect_timeout must be positive (seconds)")
+        if "{" in key_prefix:
+            raise ValueError("key_prefix must not contain '{' (it would change the hash tag)")
+        self.url = _redacted(url)
+        self.key_prefix = key_prefix
+        self.ttl_finished = ttl_finished
+        self.ttl_active = ttl_active
+        self.max_events = max_events
+        self.max_batch = max_batch
+        # One XREAD BLOCK waits at most this long, well inside the socket timeout.
+        self._block = socket_timeout / 2
+        # Connections bind to the event loop of their first use; nothing connects yet.
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._redis = Redis(connection_pool=self._pool)
+        self._create_script = self._redis.register_script(_CREATE)
+        self._append_script = self._redis.register_script(_APPEND)
+        self._finish_script = self._redis.register_script(_FINISH)
+        self._read_script = self._redis.register_script(_READ)
+        self._set_script = self._redis.register_script(_SET_IF_EXISTS)
+
+    def _keys(self, stream_id: str) -> list[str]:
+        base = f"{self.key_prefix}{{{stream_id}}}"
+        return [f"{base}:meta", f"{base}:events"]
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Turn every redis-py failure into a ``StreamError`` that names the store."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise store_error(
+                STORE_UNAVAILABLE,
+                f"the event store at {self.url} is unavailable: {error}",
+                url=self.url,
+            ) from error
+        except RedisError as error:
+            raise store_error(
+                STORE_UNAVAILABLE, f"the event store at {self.url} failed: {error}", url=self.url
+            ) from error
+
+    async def create(self, stream_id: str, *, owner: str) -> None:
+        with self._reaching():
+            created = await self._create_script(
+                keys=self._keys(stream_id), args=[owner, _ms(self.ttl_active)]
+            )
+        if not created:
+            raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
+
+    async def owner(self, stream_id: str) -> str | None:
+        with self._reaching():
+            value = await self._redis.hget(self._keys(stream_id)[0], "owner")
+        return None if value is None else str(value)
+
+    async def append(self, stream_id: str, data: dict[str, Any]) -> int:
+        return await self.append_many(stream_id, [data])
+
+    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        payloads = [json.dumps(data, separators=(",", ":"), ensure_ascii=False) for data in items]
+        with self._reaching():
+            seq = int(
+                await self._append_script(
+                    keys=self._keys(stream_id),
+                    args=[self.max_events, _ms(self.ttl_active), *payloads],
+                )
+            )
+        if seq == -1:
+            raise not_found(stream_id)
+        if seq == -2:
+            raise store_error("STREAM_FINISHED", "the stream is finished", stream_id=stream_id)
+        return seq
+
+    async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
+        keys = self._keys(stream_id)
+        deadline = time.monotonic() + timeout
+        with self._reaching():
+            state = await self._read_script(keys=keys, args=[after, self.max_batch, time.time()])
+            if state is None:
+                raise not_found(stream_id)
+            last, finished, entries = int(state[0]), bool(state[1]), state[2]
+            check_cursor(stream_id, after, last)
+            events, ended = self._events(stream_id, after, entries)
+            if events or ended or finished:
+                return events
+            if last > after:  # the events key is gone while the meta remains
+                raise trimmed(stream_id, after, last + 1)
+            # Nothing yet: follow the stream live, in XREAD BLOCKs shorter than the socket
+            # timeout; the EXISTS in the same round trip notices an expired (or lost) stream.
+            while (remaining := deadline - time.monotonic()) > 0:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.exists(keys[0])
+                pipe.xread(
+                    {keys[1]: f"{after}-0"},
+                    count=self.max_batch,
+                    block=_ms(min(remaining, self._block)),
+                )
+                exists, reply = await pipe.execute()
+                if not exists:
+                    raise not_found(stream_id)
+                if reply:
+                    events, _ = self._events(stream_id, after, reply[0][1])
+                    return events
+        return []
+
+    def _events(
+        self, stream_id: str, after: int, entries: Sequence[Sequence[Any]]
+    ) -> tuple[list[StoredEvent], bool]:
+        """The events of ``entries`` (``XRANGE``/``XREAD`` replies), and whether the end
+        marker is among them; raise if the first is not ``after + 1`` (trimmed away)."""
+        events: list[StoredEvent] = []
+        for entry_id, fields in entries:
+            text, _, kind = entry_id.partition("-")
+            seq = int(text)
+            if kind == "1":  # the end marker, id "<last seq>-1"
+                if not events and seq != after:
+                    raise trimmed(stream_id, after, seq + 1)
+                return events, True
+            if not events and seq != after + 1:
+                raise trimmed(stream_id, after, seq)
+            # XREAD replies are parsed into dicts, EVALSHA ones are flat [field, value] lists.
+            payload = fields["d"] if isinstance(fields, dict) else fields[1]
+            events.append(StoredEvent(seq, json.loads(payload)))
+        return events, False
+
+    async def finish(self, stream_id: str) -> None:
+        with self._reaching():
+            found = await self._finish_script(
+                keys=self._keys(stream_id), args=[_ms(self.ttl_finished)]
+            )
+        if not found:
+            raise not_found(stream_id)
+
+    async def _flag(self, stream_id: str, field: str) -> bool:
+        """Whether a live stream's meta hash has ``field``; ``StreamError`` if it is gone."""
+        with self._reaching():
+            seq, value = await self._redis.hmget(self._keys(stream_id)[0], ["seq", field])
+        if seq is None:
+            raise not_found(stream_id)
+        return value is not None
+
+    async def is_finished(self, stream_id: str) -> bool:
+        return await self._flag(stream_id, "finished")
+
+    async def _set(self, stream_id: str, field: str, value: str) -> None:
+        with self._reaching():
+            found = await self._set_script(keys=self._keys(stream_id)[:1], args=[field, value])
+        if not found:
+            raise not_found(stream_id)
+
+    async def touch(self, stream_id: str) -> None:
+        await self._set(stream_id, "watched", repr(time.time()))
+
+    async def last_watched(self, stream_id: str) -> float | None:
+        with self._reaching():
+            value = await self._redis.hget(self._keys(stream_id)[0], "watched")
+        return None if value is None else float(value)
+
+    async def request_cancel(self, stream_id: str) -> None:
+        await self._set(stream_id, "cancel", "1")
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        return await self._flag(stream_id, "cancel")
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._pool.aclose()

@@ -1,0 +1,261 @@
+"""The ``EventStore`` contract, run against every backend (memory, and a real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from streaming.errors import StreamError, StreamErrorCode
+from streaming.stores.base import EventStore, StoredEvent
+
+from .conftest import StoreFactory
+
+# Upper bound of any wait that should end early: a bug fails the test, never hangs it.
+WAIT = 5.0
+
+
+def reason(error: pytest.ExceptionInfo[StreamError]) -> str:
+    assert error.value.details is not None
+    return str(error.value.details["reason"])
+
+
+async def test_create_and_owner(store: EventStore) -> None:
+    await store.create("s1", owner="user:3")
+    assert await store.owner("s1") == "user:3"
+    assert await store.owner("nope") is None
+    assert not await store.is_finished("s1")
+    with pytest.raises(StreamError) as error:
+        await store.create("s1", owner="user:4")
+    assert reason(error) == "STREAM_EXISTS"
+    assert await store.owner("s1") == "user:3"
+
+
+async def test_seqs_are_gapless_and_reads_keep_order(store: EventStore) -> None:
+    await store.create("s", owner="session:a")
+    assert await store.append("s", {"n": 1}) == 1
+    assert await store.append("s", {"n": 2}) == 2
+    assert await store.append_many("s", [{"n": 3}, {"n": 4}, {"n": 5}]) == 5
+    assert await store.append_many("s", [{"n": 6}]) == 6
+    events = await store.read("s", 0, timeout=0)
+    assert events == [StoredEvent(n, {"n": n}) for n in range(1, 7)]
+
+
+async def test_read_from_any_cursor(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    await store.append_many("s", [{"n": n, "text": f"é{n}"} for n in range(1, 21)])
+    for after in range(21):
+        events = await store.read("s", after, timeout=0)
+        assert [e.seq for e in events] == list(range(after + 1, 21))
+        assert all(e.data == {"n": e.seq, "text": f"é{e.seq}"} for e in events)
+
+
+async def test_read_returns_at_most_a_batch(make_store: StoreFactory) -> None:
+    store = make_store(max_batch=4)
+    await store.create("s", owner="o")
+    await store.append_many("s", [{"n": n} for n in range(1, 11)])
+    assert [e.seq for e in await store.read("s", 0, timeout=0)] == [1, 2, 3, 4]
+    assert [e.seq for e in await store.read("s", 8, timeout=0)] == [9, 10]
+
+
+async def test_cursor_outside_the_stream_is_refused(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    for after in (-1, 2):
+        with pytest.raises(StreamError) as error:
+            await store.read("s", after, timeout=0)
+        assert reason(error) == "BAD_CURSOR"
+
+
+async def test_blocked_read_wakes_on_append(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    reader = asyncio.create_task(store.read("s", 1, timeout=WAIT))
+    await asyncio.sleep(0.1)
+    assert not reader.done()
+    start = time.monotonic()
+    await store.append("s", {"n": 2})
+    events = await asyncio.wait_for(reader, WAIT)
+    assert events == [StoredEvent(2, {"n": 2})]
+    assert time.monotonic() - start < 1.0
+
+
+async def test_read_returns_nothing_after_its_timeout(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    start = time.monotonic()
+    assert await store.read("s", 0, timeout=0.3) == []
+    assert 0.25 <= time.monotonic() - start < 2.0
+    assert await store.read("s", 0, timeout=0) == []
+
+
+async def test_finish_wakes_readers_and_ends_the_stream(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    readers = [asyncio.create_task(store.read("s", 1, timeout=WAIT)) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    start = time.monotonic()
+    await store.finish("s")
+    assert await asyncio.wait_for(asyncio.gather(*readers), WAIT) == [[], [], []]
+    assert time.monotonic() - start < 1.0
+    assert await store.is_finished("s")
+    # Replayable, and a read at the end returns at once.
+    assert [e.seq for e in await store.read("s", 0, timeout=WAIT)] == [1]
+    start = time.monotonic()
+    assert await store.read("s", 1, timeout=WAIT) == []
+    assert time.monotonic() - start < 1.0
+    with pytest.raises(StreamError) as error:
+        await store.append("s", {"n": 2})
+    assert reason(error) == "STREAM_FINISHED"
+    await store.finish("s")  # finishing twice is harmless
+
+
+async def test_finish_an_empty_stream(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    reader = asyncio.create_task(store.read("s", 0, timeout=WAIT))
+    await asyncio.sleep(0.05)
+    await store.finish("s")
+    assert await asyncio.wait_for(reader, WAIT) == []
+    assert await store.read("s", 0, timeout=WAIT) == []
+
+
+async def test_finished_streams_expire(make_store: StoreFactory) -> None:
+    store = make_store(ttl_finished=0.3)
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    await store.finish("s")
+    assert await store.owner("s") == "o"
+    await asyncio.sleep(0.6)
+    assert await store.owner("s") is None
+    with pytest.raises(StreamError) as error:
+        await store.read("s", 0, timeout=0)
+    assert reason(error) == "NOT_FOUND"
+    await store.create("s", owner="other")  # the id is free again
+    assert await store.read("s", 0, timeout=0) == []
+
+
+async def test_abandoned_streams_expire_and_appends_keep_them_alive(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(ttl_active=0.3)
+    await store.create("s", owner="o")
+    for n in range(3):
+        await asyncio.sleep(0.15)
+        await store.append("s", {"n": n})
+    assert await store.owner("s") == "o"
+    await asyncio.sleep(0.5)
+    assert await store.owner("s") is None
+    with pytest.raises(StreamError):
+        await store.append("s", {"n": 9})
+
+
+async def test_trimmed_events_are_never_skipped(make_store: StoreFactory) -> None:
+    store = make_store(max_events=5)
+    await store.create("s", owner="o")
+    for n in range(1, 8):
+        await store.append("s", {"n": n})
+    await store.append_many("s", [{"n": n} for n in range(8, 13)])
+    assert [e.seq for e in await store.read("s", 7, timeout=0)] == [8, 9, 10, 11, 12]
+    for after in (0, 3, 6):
+        with pytest.raises(StreamError) as error:
+            await store.read("s", after, timeout=0)
+        assert error.value.code == StreamErrorCode.EVENTS_EXPIRED
+        assert error.value.details is not None
+        assert error.value.details["first"] == 8
+
+
+async def test_a_reader_overtaken_while_waiting_gets_an_error(make_store: StoreFactory) -> None:
+    store = make_store(max_events=3)
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    reader = asyncio.create_task(store.read("s", 1, timeout=WAIT))
+    await asyncio.sleep(0.05)
+    # One round trip writes 2..6, so 2 and 3 are trimmed before the reader looks.
+    await store.append_many("s", [{"n": n} for n in range(2, 7)])
+    with pytest.raises(StreamError) as error:
+        await asyncio.wait_for(reader, WAIT)
+    assert reason(error) == "EVENTS_EXPIRED"
+
+
+async def test_unknown_ids_raise_not_found(store: EventStore) -> None:
+    calls = [
+        store.append("x", {}),
+        store.append_many("x", [{}]),
+        store.read("x", 0, timeout=0),
+        store.read("x", 0, timeout=1),
+        store.finish("x"),
+        store.is_finished("x"),
+        store.touch("x"),
+        store.request_cancel("x"),
+        store.cancel_requested("x"),
+    ]
+    for call in calls:
+        with pytest.raises(StreamError) as error:
+            await call
+        assert error.value.code == StreamErrorCode.NOT_FOUND
+        assert reason(error) == "NOT_FOUND"
+        assert error.value.message == "unknown or expired stream"
+    assert await store.owner("x") is None
+    assert await store.last_watched("x") is None
+
+
+async def test_cancel_request(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    assert not await store.cancel_requested("s")
+    await store.request_cancel("s")
+    assert await store.cancel_requested("s")
+
+
+async def test_touch_and_reads_record_the_watch(store: EventStore) -> None:
+    await store.create("s", owner="o")
+    assert await store.last_watched("s") is None
+    before = time.time()
+    await store.touch("s")
+    watched = await store.last_watched("s")
+    assert watched is not None and before <= watched <= time.time()
+    await asyncio.sleep(0.02)
+    await store.read("s", 0, timeout=0)
+    later = await store.last_watched("s")
+    assert later is not None and later > watched
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_concurrent_writer_and_readers_see_every_event_once(
+    make_store: StoreFactory, seed: int
+) -> None:
+    """A writer appends in random bursts while readers follow from random cursors with a
+    random batch limit; each sees exactly the events after its cursor, in order."""
+    rng = random.Random(seed)
+    store = make_store(max_batch=rng.randint(1, 20))
+    await store.create("s", owner="o")
+    total = 300
+    written = rng.randint(0, 20)
+    if written:
+        await store.append_many("s", [{"n": n} for n in range(1, written + 1)])
+
+    async def write(n: int) -> None:
+        while n < total:
+            size = min(rng.randint(1, 8), total - n)
+            batch = [{"n": i} for i in range(n + 1, n + size + 1)]
+            n = await (store.append("s", batch[0]) if size == 1 else store.append_many("s", batch))
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.random() / 200)
+        await store.finish("s")
+
+    async def follow(after: int) -> list[int]:
+        seen: list[int] = []
+        while events := await store.read("s", after, timeout=WAIT):
+            seen.extend(e.seq for e in events)
+            assert all(e.data == {"n": e.seq} for e in events)
+            after = events[-1].seq
+        assert await store.is_finished("s")
+        return seen
+
+    starts = [0, written, *(rng.randint(0, written) for _ in range(4))]
+    readers = asyncio.gather(*(follow(after) for after in starts))
+    writer = asyncio.create_task(write(written))
+    seen = await asyncio.wait_for(readers, 20)
+    await writer
+    for after, got in zip(starts, seen, strict=True):
+        assert got == list(range(after + 1, total + 1))

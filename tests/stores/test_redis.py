@@ -1,0 +1,163 @@
+"""What only Redis can do or suffer: several processes, a restart, a dead or hung server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from streaming.errors import StreamError, StreamErrorCode
+from streaming.stores.base import StoredEvent
+from tests.redis_server import RedisServer
+
+from .conftest import needs_redis
+
+pytestmark = needs_redis
+
+# A failure must surface within this many seconds (the stores use 1 s socket timeouts).
+BOUND = 4.0
+
+pytest.importorskip("redis", reason="the redis package is not installed")
+from streaming.stores.redis import RedisStore  # noqa: E402
+
+Make = Callable[..., RedisStore]
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Make]:
+    """RedisStores with short timeouts, each standing for one server process."""
+    made: list[RedisStore] = []
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+
+    def build(url: str, **options: Any) -> RedisStore:
+        options = {"socket_timeout": 1.0, "connect_timeout": 1.0, **options}
+        store = RedisStore(url=url, key_prefix=prefix, **options)
+        made.append(store)
+        return store
+
+    yield build
+    for store in made:
+        await store.close()
+
+
+def reason(error: pytest.ExceptionInfo[StreamError]) -> str:
+    assert error.value.details is not None
+    return str(error.value.details["reason"])
+
+
+async def test_two_processes_share_a_stream(redis: RedisServer, make: Make) -> None:
+    writer, watcher = make(redis.url), make(redis.url)
+    await writer.create("s", owner="user:1")
+    assert await watcher.owner("s") == "user:1"
+    reader = asyncio.create_task(watcher.read("s", 0, timeout=BOUND))
+    await asyncio.sleep(0.1)
+    await writer.append("s", {"n": 1})
+    assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 1})]
+    await watcher.request_cancel("s")
+    assert await writer.cancel_requested("s")
+    await writer.finish("s")
+    assert await watcher.is_finished("s")
+    assert await watcher.read("s", 1, timeout=BOUND) == []
+    assert await writer.last_watched("s") is not None
+
+
+async def test_a_read_longer_than_the_socket_timeout_still_works(
+    redis: RedisServer, make: Make
+) -> None:
+    store = make(redis.url, socket_timeout=0.4)
+    await store.create("s", owner="o")
+    start = time.monotonic()
+    assert await store.read("s", 0, timeout=1.0) == []
+    assert 0.9 < time.monotonic() - start < 2.0
+    reader = asyncio.create_task(store.read("s", 0, timeout=BOUND))
+    await asyncio.sleep(0.7)
+    await store.append("s", {"n": 1})
+    assert [e.seq for e in await asyncio.wait_for(reader, BOUND)] == [1]
+
+
+async def test_restart_while_a_reader_waits_raises_promptly(
+    own_redis: RedisServer, make: Make
+) -> None:
+    store = make(own_redis.url)
+    await store.create("s", owner="o")
+    await store.append("s", {"n": 1})
+    reader = asyncio.create_task(store.read("s", 1, timeout=30))
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    await asyncio.to_thread(own_redis.restart)
+    with pytest.raises(StreamError) as error:
+        await asyncio.wait_for(reader, BOUND)
+    assert time.monotonic() - start < BOUND
+    assert error.value.code == StreamErrorCode.STORE_UNAVAILABLE
+    assert f"the event store at {own_redis.url} is unavailable" in error.value.message
+    # Redis is back, empty (no persistence): the stream is gone, the store works again.
+    assert await store.owner("s") is None
+    with pytest.raises(StreamError) as error:
+        await store.append("s", {"n": 2})
+    assert reason(error) == "NOT_FOUND"
+    await store.create("s", owner="o")
+    assert await store.append("s", {"n": 1}) == 1
+
+
+async def test_a_stopped_redis_fails_every_call_promptly(
+    own_redis: RedisServer, make: Make
+) -> None:
+    store = make(own_redis.url)
+    await store.create("s", owner="o")
+    own_redis.stop()
+    calls = [
+        store.create("t", owner="o"),
+        store.owner("s"),
+        store.append("s", {"n": 1}),
+        store.read("s", 0, timeout=10),
+        store.finish("s"),
+        store.touch("s"),
+        store.last_watched("s"),
+    ]
+    for call in calls:
+        start = time.monotonic()
+        with pytest.raises(StreamError) as error:
+            await call
+        assert time.monotonic() - start < BOUND
+        assert reason(error) == "STORE_UNAVAILABLE"
+
+
+async def test_a_hung_redis_fails_within_the_socket_timeout(
+    own_redis: RedisServer, make: Make
+) -> None:
+    store = make(own_redis.url)
+    await store.create("s", owner="o")
+    reader = asyncio.create_task(store.read("s", 0, timeout=30))
+    await asyncio.sleep(0.1)
+    own_redis.pause()
+    try:
+        start = time.monotonic()
+        with pytest.raises(StreamError) as error:
+            await asyncio.wait_for(reader, BOUND)
+        with pytest.raises(StreamError):
+            await store.append("s", {"n": 1})
+        assert time.monotonic() - start < BOUND
+        assert reason(error) == "STORE_UNAVAILABLE"
+    finally:
+        own_redis.resume()
+
+
+async def test_errors_never_show_the_password(own_redis: RedisServer, make: Make) -> None:
+    own_redis.stop()
+    store = make(f"redis://:s3cret@127.0.0.1:{own_redis.port}/0")
+    with pytest.raises(StreamError) as error:
+        await store.owner("s")
+    assert "s3cret" not in error.value.message
+    assert f"redis://:***@127.0.0.1:{own_redis.port}/0" in error.value.message
+
+
+def test_restart_keeps_the_port(own_redis: RedisServer) -> None:
+    port = own_redis.port
+    own_redis.restart()
+    assert own_redis.port == port and own_redis.ping()
+    own_redis.stop()
+    assert not own_redis.ping()

@@ -1,0 +1,264 @@
+"""Resumable replies over real sockets: drop the connection mid-reply, reconnect, and get
+exactly the events that were missed, on one process (in-memory store) and on two daphne
+processes sharing a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.sse import ParsedEvent, SSEParser
+
+from .redis_server import RedisServer
+from .servers import daphne_server
+from .settings_redis import FINISHED_TTL
+from .transport_views import XML_REPLY, XML_TEXT
+
+LIMIT = 10.0
+SLOW = {"delay": "0.01", "size": "1", "pipeline": "passthrough"}
+
+
+def sse_until(response: httpx.Response, count: int) -> list[ParsedEvent]:
+    """Read ``count`` events of a streaming response (then the caller drops it)."""
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    for chunk in response.iter_raw():
+        events += parser.feed(chunk)
+        if len(events) >= count:
+            break
+    return events
+
+
+def sse_all(response: httpx.Response) -> list[ParsedEvent]:
+    parser = SSEParser()
+    return parser.feed(response.content) + parser.close()
+
+
+def text_of(events: list[ParsedEvent]) -> str:
+    return "".join(json.loads(e.data).get("chunk", "") for e in events)
+
+
+def interrupted_sse_reply(first: str, second: str, key: str) -> tuple[list[ParsedEvent], ...]:
+    """Start a ``keep`` reply on ``first``, drop it after 5 events, resume it on ``second``."""
+    with httpx.Client(base_url=first, timeout=LIMIT) as client:
+        client.get("/")  # the session's owner token
+        cookies = dict(client.cookies)
+        with client.stream("GET", "/sse/keep", params={**SLOW, "key": key}) as response:
+            before = sse_until(response, 5)
+    last_id = before[-1].id or ""
+    with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
+        after = sse_all(client.get("/sse/keep", headers={"Last-Event-ID": last_id}))
+        again = client.get("/sse/keep", headers={"Last-Event-ID": after[-1].id or ""})
+        assert again.status_code == 204
+    return before, after
+
+
+def check_exactly_once(before: list[ParsedEvent], after: list[ParsedEvent]) -> None:
+    """The two parts join to the uninterrupted reply, with no id seen twice."""
+    assert text_of(before) + text_of(after) == XML_REPLY
+    assert json.loads(after[-1].data) == {"done": True}
+    seqs = [int((e.id or "").split(":")[1]) for e in before + after]
+    assert seqs == sorted(set(seqs))
+
+
+def test_sse_resumes_after_a_dropped_connection_on_one_process(live_url: str) -> None:
+    before, after = interrupted_sse_reply(live_url, live_url, uuid.uuid4().hex)
+    check_exactly_once(before, after)
+
+
+def test_with_the_cancel_policy_a_dropped_connection_stops_the_reply(
+    live_url: str, http: httpx.Client
+) -> None:
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")
+        with client.stream("GET", "/sse/scripted", params=SLOW) as response:
+            before = sse_until(response, 3)
+        time.sleep(0.3)
+        rest = sse_all(client.get("/sse/scripted", headers={"Last-Event-ID": before[-1].id or ""}))
+    assert json.loads(rest[-1].data)["code"] == "ABORTED"
+    assert len(text_of(before) + text_of(rest)) < len(XML_REPLY)
+
+
+def test_another_visitor_cannot_resume_or_cancel_a_reply(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as owner:
+        owner.get("/")
+        with owner.stream("GET", "/sse/keep", params=SLOW) as response:
+            event_id = sse_until(response, 2)[-1].id or ""
+        with httpx.Client(base_url=live_url, timeout=LIMIT) as stranger:
+            stranger.get("/")
+            stolen = stranger.get("/sse/keep", headers={"Last-Event-ID": event_id})
+            assert stolen.status_code == 404 and stolen.json()["code"] == "NOT_FOUND"
+            generation = event_id.split(":")[0]
+            refused = stranger.delete(
+                f"/sse/keep?id={generation}", headers={"X-CSRFToken": stranger.cookies["csrftoken"]}
+            )
+            assert refused.status_code == 404
+        # The owner still gets the whole rest.
+        rest = sse_all(owner.get("/sse/keep", headers={"Last-Event-ID": event_id}))
+        assert json.loads(rest[-1].data) == {"done": True}
+
+
+def test_delete_cancels_a_kept_reply(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")
+        with client.stream("GET", "/sse/keep", params=SLOW) as response:
+            event_id = sse_until(response, 2)[-1].id or ""
+        generation = event_id.split(":")[0]
+        cancelled = client.delete(
+            f"/sse/keep?id={generation}", headers={"X-CSRFToken": client.cookies["csrftoken"]}
+        )
+        assert cancelled.status_code == 204
+        rest = sse_all(client.get("/sse/keep", headers={"Last-Event-ID": event_id}))
+        assert json.loads(rest[-1].data)["code"] == "ABORTED"
+
+
+# ------------------------------------------------------------------- WebSocket
+async def ws_frames_until(socket: ClientConnection, count: int) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while len(frames) < count:
+        frames.append(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+    return frames
+
+
+async def ws_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
+    frames = [json.loads(await asyncio.wait_for(socket.recv(), LIMIT))]
+    while frames[-1]["type"] == "chunk":
+        frames.append(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+    return frames
+
+
+async def session_cookie(base: str) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=LIMIT) as client:
+        await client.get("/")
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+async def interrupted_ws_reply(first: str, second: str) -> tuple[list[dict[str, Any]], ...]:
+    cookie = await session_cookie(first)
+    headers = {"Cookie": cookie}
+    url = "/ws/keep/"
+    async with connect(
+        first.replace("http", "ws") + url, origin=first, additional_headers=headers
+    ) as socket:
+        await socket.send(
+            json.dumps({"prompt": "Hi", "delay": 0.01, "size": 1, "pipeline": "passthrough"})
+        )
+        before = await ws_frames_until(socket, 3)
+    message_id, after_seq = before[-1]["message_id"], before[-1]["seq"]
+    async with connect(
+        second.replace("http", "ws") + url, origin=second, additional_headers=headers
+    ) as socket:
+        await socket.send(
+            json.dumps({"type": "resume", "message_id": message_id, "after": after_seq})
+        )
+        after = await ws_until_end(socket)
+    return before, after
+
+
+def check_ws_exactly_once(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    text = "".join(f["content"] for f in before + after if f["type"] == "chunk")
+    assert text == after[-1]["fullResponse"] == XML_REPLY
+    seqs = [f["seq"] for f in before + after if f["type"] == "chunk"]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_ws_resumes_on_a_new_connection_on_one_process(live_url: str) -> None:
+    before, after = await interrupted_ws_reply(live_url, live_url)
+    check_ws_exactly_once(before, after)
+
+
+async def test_ws_resume_of_an_unknown_or_foreign_reply_is_not_found(live_url: str) -> None:
+    async with connect(live_url.replace("http", "ws") + "/ws/keep/", origin=live_url) as socket:
+        await socket.send(json.dumps({"type": "resume", "message_id": "0" * 32, "after": 0}))
+        error = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+        await socket.send(json.dumps({"type": "resume", "message_id": 5}))
+        bad = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+    assert error["type"] == "error" and error["code"] == "NOT_FOUND"
+    assert bad["code"] == "BAD_REQUEST"
+
+
+# ---------------------------------------------------- two processes sharing Redis
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def two_processes(redis: RedisServer) -> Iterator[tuple[str, str]]:
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": redis.url}
+    with (
+        daphne_server("tests.asgi:application", env=env) as first,
+        daphne_server("tests.asgi:application", env=env) as second,
+    ):
+        yield first, second
+
+
+@needs_redis
+def test_sse_resumes_on_another_process_through_redis(two_processes: tuple[str, str]) -> None:
+    before, after = interrupted_sse_reply(*two_processes, uuid.uuid4().hex)
+    check_exactly_once(before, after)
+
+
+@needs_redis
+async def test_ws_resumes_on_another_process_through_redis(
+    two_processes: tuple[str, str],
+) -> None:
+    before, after = await interrupted_ws_reply(*two_processes)
+    check_ws_exactly_once(before, after)
+
+
+@needs_redis
+def test_a_finished_reply_expires(two_processes: tuple[str, str]) -> None:
+    first, second = two_processes
+    with httpx.Client(base_url=first, timeout=LIMIT) as client:
+        client.get("/")
+        events = sse_all(client.get("/sse/keep", params={"size": "50"}))
+        cookies = dict(client.cookies)
+    with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
+        replay = client.get("/sse/keep", headers={"Last-Event-ID": events[0].id or ""})
+        assert text_of(sse_all(replay)) == text_of(events[1:])
+        assert text_of(events) == XML_TEXT
+        time.sleep(FINISHED_TTL + 0.5)
+        expired = client.get("/sse/keep", headers={"Last-Event-ID": events[0].id or ""})
+    assert expired.status_code == 404
+
+
+@needs_redis
+def test_a_redis_restart_mid_reply_is_a_clear_error_not_a_hang(
+    redis: RedisServer, two_processes: tuple[str, str]
+) -> None:
+    first, _ = two_processes
+    with httpx.Client(base_url=first, timeout=LIMIT) as client:
+        client.get("/")
+        started = time.monotonic()
+        with client.stream("GET", "/sse/keep", params=SLOW) as response:
+            parser = SSEParser()
+            events: list[ParsedEvent] = []
+            restarted = False
+            for chunk in response.iter_raw():
+                events += parser.feed(chunk)
+                if len(events) >= 3 and not restarted:
+                    redis.restart()
+                    restarted = True
+        assert time.monotonic() - started < LIMIT
+    last = json.loads(events[-1].data)
+    assert last.get("code") in {"STORE_UNAVAILABLE", "NOT_FOUND"}, last
