@@ -7,6 +7,7 @@ from typing import Any
 import django
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 
@@ -24,6 +25,7 @@ _POSITIVE_NUMBERS = (
     "UPSTREAM_CONNECT_TIMEOUT",
     "UPSTREAM_READ_TIMEOUT",
     "DEMO_TOKEN_DELAY",
+    "KEEP_GRACE",
 )
 _POSITIVE_INTS = (
     "MAX_QUEUE",
@@ -108,4 +110,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             errors.append(
                 Error(f"STREAMING[{key!r}] must be a positive integer.", id="streaming.E003")
             )
-    return errors
+    return errors + _check_store(user.get("STORE", DEFAULTS["STORE"]))
+
+
+def _check_store(store: Any) -> list[CheckMessage]:
+    """The event store's backend must import and its options must build it."""
+    hint = 'For example {"BACKEND": "streaming.stores.redis.RedisStore", "OPTIONS": {"url": ...}}.'
+    if not isinstance(store, dict) or not isinstance(store.get("OPTIONS", {}), dict):
+        return [
+            Error(
+                'STREAMING["STORE"] must be a dict with "BACKEND" and a dict of "OPTIONS".',
+                hint=hint,
+                id="streaming.E004",
+            )
+        ]
+    try:
+        backend = import_string(store.get("BACKEND", DEFAULTS["STORE"]["BACKEND"]))
+        backend(**store.get("OPTIONS", {}))
+    except Exception as exc:
+        return [
+            Error(
+                f'STREAMING["STORE"] cannot be built: {exc}',
+                hint=f"{hint} The Redis store needs the redis extra.",
+                id="streaming.E004",
+            )
+        ]
+    return []

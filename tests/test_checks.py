@@ -39,6 +39,15 @@ def test_daphne_after_staticfiles_warns() -> None:
         ({"KEEPALIVE": 0}, ["streaming.E003"]),
         ({"MAX_QUEUE": 1.5}, ["streaming.E003"]),
         ({"MAX_BUFFER": True}, ["streaming.E003"]),
+        ({"KEEP_GRACE": -1}, ["streaming.E003"]),
+        ({"STORE": "redis"}, ["streaming.E004"]),
+        ({"STORE": {"BACKEND": "streaming.stores.nope.Store"}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"ttl_finished": -5}}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"colour": "blue"}}}, ["streaming.E004"]),
+        (
+            {"STORE": {"BACKEND": "streaming.stores.redis.RedisStore", "OPTIONS": {}}},
+            [],
+        ),
     ],
 )
 def test_misconfigured_streaming_settings_are_errors(value: object, ids: list[str]) -> None:
