@@ -98,14 +98,18 @@ export class StreamError extends Error {
   /**
    * @param {string} message
    * @param {string} code The server's code (`UNKNOWN_PIPELINE` …) or the client's own:
-   *   `CONNECTION_LOST`, `NOT_RESUMABLE`, `RESUME_FAILED`, `HTTP_ERROR`, `PROTOCOL_ERROR`.
-   * @param {{status?: number}} [details] `status`: the HTTP status of a refused request.
+   *   `CONNECTION_LOST` (dropped, and retrying did not help), `NOT_RESUMABLE` (dropped,
+   *   and the server has nothing more to send), `RESUME_FAILED` (dropped, and the server
+   *   refused to resume: see `cause`), `HTTP_ERROR`, `PROTOCOL_ERROR`.
+   * @param {{status?: number, cause?: string}} [details] `status`: the HTTP status of a
+   *   refused request; `cause`: the server's code when a resume was refused (`NOT_FOUND` …).
    */
   constructor(message, code, details = {}) {
     super(message);
     this.name = "StreamError";
     this.code = code;
     this.status = details.status ?? null;
+    this.cause = details.cause ?? null;
   }
 }
 
@@ -274,6 +278,11 @@ export class StreamClient {
     return this._reply !== null;
   }
 
+  /** WebSocket: true while the socket is open (SSE: always false between replies). */
+  get connected() {
+    return this._socketOpen();
+  }
+
   /** The text of the current reply so far ("" when idle). */
   get text() {
     return this._reply ? this._reply.text : "";
@@ -297,6 +306,7 @@ export class StreamClient {
         resolve,
         text: "",
         received: 0,
+        seq: null,
         messageId: null,
         lastEventId: "",
         attempt: 0,
@@ -511,7 +521,9 @@ export class StreamClient {
       } catch {
         // not JSON: keep the status line
       }
-      if (this._reply === reply) this._fail(reply, message, code, { status: response.status });
+      if (this._reply !== reply) return false;
+      if (reply.lastEventId) this._resumeFailed(reply, message, code, response.status);
+      else this._fail(reply, message, code, { status: response.status });
       return false;
     }
     const type = response.headers.get("Content-Type") || "";
@@ -618,28 +630,30 @@ export class StreamClient {
 
   /** After a reconnect: ask for the rest of the reply, or send its prompt again. */
   _resume(reply) {
-    if (reply.messageId === null) {
-      if (reply.received > 0) {
-        this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
-      } else {
-        this._sendPrompt(reply); // nothing arrived yet: start it again
-      }
+    if (reply.messageId === null && reply.received === 0) {
+      this._sendPrompt(reply); // nothing arrived yet: start it again
+      return;
+    }
+    if (reply.messageId === null || reply.seq === null) {
+      // The server numbers no events: it cannot resume, and a new prompt would repeat.
+      this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
       return;
     }
     reply.resuming = true;
     this._socket.send(
-      JSON.stringify({ type: "resume", message_id: reply.messageId, after: reply.received }),
+      JSON.stringify({ type: "resume", message_id: reply.messageId, after: reply.seq }),
     );
     this._setStatus(reply.received > 0 ? "streaming" : "open", reply);
     clearTimeout(reply.timer);
     reply.timer = setTimeout(() => {
-      if (reply.resuming) this._resumeFailed(reply, "the server did not answer");
+      if (reply.resuming) this._resumeFailed(reply, "the server did not answer", "TIMEOUT");
     }, this.options.resumeTimeout ?? 10000);
   }
 
-  _resumeFailed(reply, reason) {
-    this._fail(reply, `The connection was lost and the reply could not be resumed (${reason})`,
-      "RESUME_FAILED");
+  /** A reconnect found the server, but it would not resume the reply (`cause`: its code). */
+  _resumeFailed(reply, reason, cause = null, status = null) {
+    this._fail(reply, `The connection was lost and the reply could not be resumed: ${reason}`,
+      "RESUME_FAILED", { cause, status });
   }
 
   _socketClosed(socket, event) {
@@ -719,6 +733,7 @@ export class StreamClient {
     }
     if (type === "chunk") {
       if (reply.messageId === null) reply.messageId = id;
+      if (Number.isInteger(frame.seq)) reply.seq = frame.seq;
       if (reply.resuming) {
         reply.resuming = false;
         clearTimeout(reply.timer);
@@ -730,8 +745,11 @@ export class StreamClient {
       this._finish(reply, "complete", { fullText: full });
     } else if (type === "error") {
       const message = frame.message || "The stream failed";
-      if (reply.resuming) this._resumeFailed(reply, message);
-      else this._fail(reply, message, frame.code || "STREAM_ERROR");
+      if (reply.resuming) {
+        this._resumeFailed(reply, message, frame.code || null);
+      } else {
+        this._fail(reply, message, frame.code || "STREAM_ERROR");
+      }
     } else if (type === "cancelled") {
       this._finish(reply, "cancelled");
     } else {

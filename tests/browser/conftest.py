@@ -1,0 +1,164 @@
+"""Browser tests: the demo project under daphne, driven by Debian's Chromium via Playwright.
+
+The server is the demo project's own ``manage.py runserver`` (daphne, static files served),
+with ``tests.browser.settings``: a faster demo model, nothing else changed. It can be
+stopped and started again on the same port, so the page's reconnection finds it.
+Playwright's sync API is used from plain (sync) tests and fixtures; no browser is ever
+downloaded: ``/usr/bin/chromium`` must exist, or these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..servers import ROOT, free_port, wait_for_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+#: Records every state the last assistant message goes through, as the DOM changes
+#: (a MutationObserver sees each change, however short-lived): state, text length and
+#: whether the loading indicator is shown.
+TRAIL_SCRIPT = """
+window.__trail = [];
+const snapshot = () => {
+  const items = document.querySelectorAll('.message[data-role="assistant"]');
+  const item = items[items.length - 1];
+  if (!item) return;
+  const loading = item.querySelector(".loading");
+  const entry = {
+    n: items.length,
+    state: item.dataset.state,
+    length: item.querySelector(".text").textContent.length,
+    loading: Boolean(loading && loading.checkVisibility()),
+  };
+  const last = window.__trail[window.__trail.length - 1];
+  if (!last || ["n", "state", "length", "loading"].some((k) => last[k] !== entry[k])) {
+    window.__trail.push(entry);
+  }
+};
+new MutationObserver(snapshot).observe(document, {
+  subtree: true, childList: true, characterData: true,
+  attributes: true, attributeFilter: ["data-state"],
+});
+"""
+
+
+class DemoServer:
+    """The demo project under ``manage.py runserver`` (daphne) on a fixed port."""
+
+    def __init__(self, port: int, settings: str = "tests.browser.settings") -> None:
+        self.port = port
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "DJANGO_DB": ":memory:"}
+        env.pop("OPENAI_API_KEY", None)  # the built-in demo model, always
+        command = [
+            sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}",
+            "--noreload", "--skip-checks",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(self.port, self.process, timeout=20)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"the demo server did not start:\n{self.output()}") from None
+
+    def stop(self) -> None:
+        """Kill the server at once, as a crash or a pulled cable would."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def demo_server() -> Iterator[DemoServer]:
+    server = DemoServer(free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[DemoServer]:
+    """One demo server for the tests that do not stop it."""
+    yield from demo_server()
+
+
+@pytest.fixture(scope="module")
+def restartable_server() -> Iterator[DemoServer]:
+    """A demo server of its own, for tests that stop and start it again."""
+    yield from demo_server()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser: Any, url: str, **context_options: Any) -> Iterator[Any]:
+    """A fresh browser context on the chat page; fails the test on any uncaught JS error."""
+    context = browser.new_context(viewport={"width": 1000, "height": 760}, **context_options)
+    context.set_default_timeout(10_000)
+    context.add_init_script(TRAIL_SCRIPT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(url + "/")
+        page.wait_for_selector("#chat[data-ready='true']", state="attached", timeout=5_000)
+        yield page
+        assert errors == [], f"uncaught errors in the page: {errors}"
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: DemoServer) -> Iterator[Any]:
+    yield from open_page(browser, server.url)

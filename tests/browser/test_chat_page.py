@@ -1,0 +1,135 @@
+"""The chat page in Chromium: every transport streams, stops, and shows model text as text."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .chatpage import (
+    REPLY_TIMEOUT,
+    TRANSPORTS,
+    choose,
+    last_reply,
+    reply_text,
+    send,
+    trail,
+    wait_for_state,
+)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reply_streams_and_completes(page: Any, transport: str) -> None:
+    choose(page, transport, "response")
+    send(page, "Hello from the browser test")
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        "Hello from the browser test"
+    )
+    wait_for_state(page, "complete")
+
+    states = trail(page)
+    # The loading indicator first, until the first chunk arrives ...
+    assert states[0]["state"] == "waiting"
+    assert states[0]["loading"] is True
+    assert states[0]["length"] == 0
+    first_text = next(i for i, s in enumerate(states) if s["length"] > 0)
+    assert all(s["loading"] for s in states[:first_text]), states[: first_text + 2]
+    # ... then the reply grows through many intermediate states, never shrinking ...
+    streaming = [s for s in states[first_text:] if s["state"] == "streaming"]
+    assert all(not s["loading"] for s in streaming)
+    lengths = [s["length"] for s in states[first_text:]]
+    assert lengths == sorted(lengths), lengths
+    assert len(set(lengths)) >= 10, states
+    # ... until it is complete, with the whole reply and no caret or dots left.
+    assert states[-1]["state"] == "complete"
+    text = reply_text(page)
+    assert text.startswith("Hello! I am the built-in demo model")
+    assert "You wrote: “Hello from the browser test”" in text
+    assert "\n" in text  # line breaks kept (plain text, pre-wrap)
+    assert "<" not in text and "thought" not in text.split("What this page shows")[0]
+    assert len(text) == states[-1]["length"]
+    reply = last_reply(page)
+    expect(reply.locator(".loading")).to_be_hidden()
+    expect(reply.locator(".notice")).to_be_hidden()
+    expect(reply.locator(".meta")).to_contain_text("characters")
+    expect(page.locator("#send")).to_be_visible()
+    expect(page.locator("#stop")).to_be_hidden()
+    # The conversation goes on: a second exchange on the same connection.
+    page.get_by_label("Extractor pipeline").select_option("passthrough")
+    send(page, "And a second message")
+    wait_for_state(page, "complete")
+    assert "You wrote: “And a second message”" in reply_text(page)
+    expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_button_cancels(page: Any, transport: str) -> None:
+    choose(page, transport, "passthrough")
+    send(page, "Please stop me")
+    wait_for_state(page, "streaming", timeout=5_000)
+    expect(page.locator("#stop")).to_be_visible()
+    page.get_by_role("button", name="Stop").click()
+    wait_for_state(page, "cancelled", timeout=5_000)
+    expect(last_reply(page).locator(".meta")).to_contain_text("stopped")
+    expect(page.locator("#stop")).to_be_hidden()
+    stopped_at = reply_text(page)
+    assert stopped_at.startswith("Hello!")
+    time.sleep(0.4)  # chunks still on their way would show up by now
+    assert reply_text(page) == stopped_at
+    # The next prompt gets a clean reply of its own (no leftovers of the stopped one).
+    send(page, "A fresh question")
+    wait_for_state(page, "complete")
+    text = reply_text(page)
+    assert text.startswith("Hello! I am the built-in demo model")
+    assert "You wrote: “A fresh question”" in text
+    assert "stop me" not in text
+
+
+MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_model_markup_is_shown_as_text(page: Any, transport: str) -> None:
+    choose(page, transport, "passthrough")
+    send(page, MARKUP)
+    wait_for_state(page, "complete")
+    assert f"You wrote: “{MARKUP}”" in reply_text(page)
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(MARKUP)
+    assert page.locator("#messages img, #messages b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
+    choose(page, transport)
+    send(page, "x" * 32_001)  # over STREAMING["MAX_PROMPT_LENGTH"]
+    wait_for_state(page, "error", timeout=5_000)
+    notice = last_reply(page).locator(".notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_attribute("role", "alert")
+    if transport == "sse":  # EventSource cannot read the refusal's body
+        expect(notice).to_contain_text("HTTP_ERROR")
+    else:
+        expect(notice).to_contain_text("PROMPT_TOO_LARGE")
+    expect(notice.get_by_role("button", name="Try again")).to_be_visible()
+    # The page stays usable.
+    page.get_by_label("Extractor pipeline").select_option("passthrough")
+    send(page, "Short now")
+    wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+
+
+def test_keyboard_shift_enter_adds_a_line_and_escape_stops(page: Any) -> None:
+    choose(page, "sse-post", "passthrough")
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    expect(box).to_have_value("first line\nsecond line")
+    expect(page.locator(".message")).to_have_count(0)
+    box.press("Enter")
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text("first line\nsecond line")
+    wait_for_state(page, "streaming", timeout=5_000)
+    page.keyboard.press("Escape")
+    wait_for_state(page, "cancelled", timeout=5_000)
