@@ -18,9 +18,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from streaming.stores.base import EventStore
-from streaming.stores.memory import MemoryStore
-from streaming.stores.redis import RedisStore
+from streaming.store.base import EventStore
+from streaming.store.memory import MemoryStore
+from streaming.store.redis import RedisStore
 from tests.redis_server import redis_server
 
 BATCH = 64

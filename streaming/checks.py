@@ -115,7 +115,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 def _check_store(store: Any) -> list[CheckMessage]:
     """The event store's backend must import and its options must build it."""
-    hint = 'For example {"BACKEND": "streaming.stores.redis.RedisStore", "OPTIONS": {"url": ...}}.'
+    hint = 'For example {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": ...}}.'
     if not isinstance(store, dict) or not isinstance(store.get("OPTIONS", {}), dict):
         return [
             Error(

@@ -35,10 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "DEMO_TOKEN_DELAY": 0.03,
     # Resumable streams. The event store every generation writes to and transports read
     # from: a dotted path and its options, as Django's CACHES. The in-memory store serves
-    # one process; ``streaming.stores.redis.RedisStore`` (the ``redis`` extra, options
+    # one process; ``streaming.store.redis.RedisStore`` (the ``redis`` extra, options
     # ``url``, ``key_prefix``) serves several. Common options: ``ttl_finished`` (seconds a
     # finished reply stays replayable, 300), ``ttl_active`` (3600), ``max_events`` (10000).
-    "STORE": {"BACKEND": "streaming.stores.memory.MemoryStore", "OPTIONS": {}},
+    "STORE": {"BACKEND": "streaming.store.memory.MemoryStore", "OPTIONS": {}},
     # Seconds a generation with the ``keep`` policy runs on with nobody following it.
     "KEEP_GRACE": 60.0,
     # Extractor limits (characters), as the ElizaOS reference names them.

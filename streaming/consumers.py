@@ -36,7 +36,7 @@ from .generations import (
     terminal_error,
 )
 from .requests import PipelineChoiceMixin, get_prompt
-from .stores.base import StoredEvent
+from .store.base import StoredEvent
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.

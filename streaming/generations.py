@@ -28,8 +28,8 @@ from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .extractors import Pipeline, ValidationStreamExtractor
 from .runtime import run_generation
-from .stores import get_store
-from .stores.base import EventStore, StoredEvent
+from .store import get_store
+from .store.base import EventStore, StoredEvent
 
 logger = logging.getLogger("streaming")
 

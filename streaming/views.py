@@ -32,7 +32,7 @@ from .generations import (
 from .requests import PipelineChoiceMixin
 from .response import sse_response
 from .sse import ServerSentEvent
-from .stores.base import StoredEvent
+from .store.base import StoredEvent
 from .stream import Stream
 
 #: HTTP status of a refused request, by error code (others: 400).

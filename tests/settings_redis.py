@@ -12,7 +12,7 @@ FINISHED_TTL = 2.0
 STREAMING = {
     **STREAMING,
     "STORE": {
-        "BACKEND": "streaming.stores.redis.RedisStore",
+        "BACKEND": "streaming.store.redis.RedisStore",
         "OPTIONS": {
             "url": os.environ.get("STREAMING_TEST_REDIS", "redis://127.0.0.1:6379/0"),
             "ttl_finished": FINISHED_TTL,

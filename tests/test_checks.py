@@ -41,11 +41,11 @@ def test_daphne_after_staticfiles_warns() -> None:
         ({"MAX_BUFFER": True}, ["streaming.E003"]),
         ({"KEEP_GRACE": -1}, ["streaming.E003"]),
         ({"STORE": "redis"}, ["streaming.E004"]),
-        ({"STORE": {"BACKEND": "streaming.stores.nope.Store"}}, ["streaming.E004"]),
+        ({"STORE": {"BACKEND": "streaming.store.nope.Store"}}, ["streaming.E004"]),
         ({"STORE": {"OPTIONS": {"ttl_finished": -5}}}, ["streaming.E004"]),
         ({"STORE": {"OPTIONS": {"colour": "blue"}}}, ["streaming.E004"]),
         (
-            {"STORE": {"BACKEND": "streaming.stores.redis.RedisStore", "OPTIONS": {}}},
+            {"STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {}}},
             [],
         ),
     ],

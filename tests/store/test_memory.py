@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from streaming.stores.base import StoredEvent
-from streaming.stores.memory import MemoryStore
+from streaming.store.base import StoredEvent
+from streaming.store.memory import MemoryStore
 
 
 async def test_a_reader_on_another_loop_wakes_on_append() -> None:

@@ -3,7 +3,7 @@
 ``get_store()`` returns the store configured in ``STREAMING["STORE"]``::
 
     STREAMING = {"STORE": {
-        "BACKEND": "streaming.stores.redis.RedisStore",
+        "BACKEND": "streaming.store.redis.RedisStore",
         "OPTIONS": {"url": "redis://127.0.0.1:6379/0", "ttl_finished": 300},
     }}
 

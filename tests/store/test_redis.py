@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.stores.base import StoredEvent
+from streaming.store.base import StoredEvent
 from tests.redis_server import RedisServer
 
 from .conftest import needs_redis
@@ -22,7 +22,7 @@ pytestmark = needs_redis
 BOUND = 4.0
 
 pytest.importorskip("redis", reason="the redis package is not installed")
-from streaming.stores.redis import RedisStore  # noqa: E402
+from streaming.store.redis import RedisStore  # noqa: E402
 
 Make = Callable[..., RedisStore]
 

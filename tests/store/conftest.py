@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from streaming.stores.base import EventStore
-from streaming.stores.memory import MemoryStore
+from streaming.store.base import EventStore
+from streaming.store.memory import MemoryStore
 from tests.redis_server import REDIS_SERVER, RedisServer, redis_server
 
 needs_redis = pytest.mark.skipif(
@@ -51,7 +51,7 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
         if server is None:
             store = MemoryStore(**options)
         else:
-            from streaming.stores.redis import RedisStore
+            from streaming.store.redis import RedisStore
 
             store = RedisStore(url=server.url, key_prefix=prefix, **options)
         made.append(store)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.stores.base import EventStore, StoredEvent
+from streaming.store.base import EventStore, StoredEvent
 
 from .conftest import StoreFactory
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from streaming.stores import MemoryStore, get_store, reset_stores
+from streaming.store import MemoryStore, get_store, reset_stores
 from tests.redis_server import RedisServer
 
 from .conftest import needs_redis
@@ -41,7 +41,7 @@ async def _get_store_async() -> object:
 
 
 async def test_options_come_from_the_setting() -> None:
-    with store_setting("streaming.stores.memory.MemoryStore", ttl_finished=7, max_events=9):
+    with store_setting("streaming.store.memory.MemoryStore", ttl_finished=7, max_events=9):
         store = get_store()
         assert isinstance(store, MemoryStore)
         assert (store.ttl_finished, store.max_events) == (7, 9)
@@ -50,9 +50,9 @@ async def test_options_come_from_the_setting() -> None:
 
 @needs_redis
 async def test_a_redis_store_per_event_loop(redis: RedisServer) -> None:
-    from streaming.stores.redis import RedisStore
+    from streaming.store.redis import RedisStore
 
-    with store_setting("streaming.stores.redis.RedisStore", url=redis.url):
+    with store_setting("streaming.store.redis.RedisStore", url=redis.url):
         store = get_store()
         assert isinstance(store, RedisStore)
         assert get_store() is store

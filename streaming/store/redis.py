@@ -30,7 +30,7 @@ try:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "streaming.stores.redis.RedisStore needs the redis package: pip install redis"
+        "streaming.store.redis.RedisStore needs the redis package: pip install redis"
     ) from error
 
 from .base import (
