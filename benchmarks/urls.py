@@ -7,6 +7,8 @@ from django.urls import path
 
 from streaming import sse_response
 
+from . import resume_views
+
 EVENT = b"data: hello world\n\n"
 
 
@@ -36,4 +38,9 @@ async def ours(request: HttpRequest) -> HttpResponse:
     return sse_response(events())
 
 
-urlpatterns = [path("raw", raw), path("ours", ours)]
+urlpatterns = [
+    path("raw", raw),
+    path("ours", ours),
+    path("stamps/direct", resume_views.direct),
+    path("stamps/stored", resume_views.StoredView.as_view()),
+]

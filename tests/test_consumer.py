@@ -16,6 +16,8 @@ from django.test import override_settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from streaming.testing import ws_reply
+
 from .transport_views import PLAIN_REPLY, XML_REPLY, XML_TEXT
 
 LIMIT = 10.0
@@ -260,10 +262,7 @@ async def communicator() -> AsyncIterator[WebsocketCommunicator]:
 
 
 async def test_communicator_full_exchange(communicator: WebsocketCommunicator) -> None:
-    await communicator.send_json_to({"prompt": "Hi", "size": 2})
-    frames = [await communicator.receive_json_from(timeout=LIMIT)]
-    while frames[-1]["type"] == "chunk":
-        frames.append(await communicator.receive_json_from(timeout=LIMIT))
+    frames = await ws_reply(communicator, "Hi", size=2)
     assert chunks_text(frames) == frames[-1]["fullResponse"] == XML_TEXT
 
 

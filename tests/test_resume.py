@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from streaming.sse import ParsedEvent, SSEParser
+from streaming.testing import parse_sse
 
 from .redis_server import RedisServer
 from .servers import daphne_server
@@ -39,8 +40,7 @@ def sse_until(response: httpx.Response, count: int) -> list[ParsedEvent]:
 
 
 def sse_all(response: httpx.Response) -> list[ParsedEvent]:
-    parser = SSEParser()
-    return parser.feed(response.content) + parser.close()
+    return parse_sse(response.content)
 
 
 def text_of(events: list[ParsedEvent]) -> str:

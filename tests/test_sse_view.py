@@ -11,6 +11,7 @@ import pytest
 
 from streaming.sources import DemoModel
 from streaming.sse import ParsedEvent, SSEParser
+from streaming.testing import parse_sse, read_sse, ws_reply
 
 from .conftest import wait_for_probe
 from .transport_views import PLAIN_REPLY, XML_REPLY, XML_TEXT
@@ -20,15 +21,10 @@ def key() -> str:
     return uuid.uuid4().hex
 
 
-def parse(body: bytes) -> list[ParsedEvent]:
-    parser = SSEParser()
-    return parser.feed(body) + parser.close()
-
-
 def messages(response: httpx.Response) -> list[Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
-    return [json.loads(event.data) for event in parse(response.content)]
+    return [json.loads(event.data) for event in parse_sse(response.content)]
 
 
 def streamed_text(received: list[Any]) -> str:
@@ -44,7 +40,7 @@ def test_only_the_text_of_an_xml_reply_reaches_the_client(http: httpx.Client, si
 
 
 def test_messages_have_increasing_ids_and_the_seed_shape(http: httpx.Client) -> None:
-    events = parse(http.get("/sse/scripted", params={"size": 4}).content)
+    events = parse_sse(http.get("/sse/scripted", params={"size": 4}).content)
     generations = {(event.id or "").split(":")[0] for event in events}
     assert len(generations) == 1 and len(generations.pop()) == 32
     ids = [int((event.id or "").split(":")[1]) for event in events]
@@ -144,7 +140,7 @@ def test_the_chat_view_streams_the_demo_model(http: httpx.Client) -> None:
 
 def test_a_reconnect_after_the_end_gets_204_and_starts_nothing(http: httpx.Client) -> None:
     name = key()
-    events = parse(http.get("/sse/scripted", params={"key": name}).content)
+    events = parse_sse(http.get("/sse/scripted", params={"key": name}).content)
     last = events[-1].id or ""
     response = http.get("/sse/scripted", params={"key": name}, headers={"Last-Event-ID": last})
     assert response.status_code == 204
@@ -221,20 +217,20 @@ def test_check_permissions_refuses_with_403_before_streaming(http: httpx.Client)
 
 
 def test_message_hooks_change_the_wire_shape(http: httpx.Client) -> None:
-    events = parse(http.get("/sse/custom", params={"size": 5}).content)
+    events = parse_sse(http.get("/sse/custom", params={"size": 5}).content)
     assert "".join(json.loads(e.data)["delta"] for e in events[:-1]) == XML_TEXT
     assert events[-1].data == "[DONE]"
-    failed = parse(http.get("/sse/custom", params={"fail": "upstream"}).content)
+    failed = parse_sse(http.get("/sse/custom", params={"fail": "upstream"}).content)
     assert json.loads(failed[-1].data) == {"failure": "The upstream model failed"}
 
 
 def test_a_stream_returned_by_stream_is_sent_as_is(http: httpx.Client) -> None:
-    events = parse(http.get("/sse/own-stream").content)
+    events = parse_sse(http.get("/sse/own-stream").content)
     assert [(e.event, e.data) for e in events] == [("custom", "one"), ("custom", "two")]
 
 
 def test_validation_fields_stream_and_events_are_named_sse_events(http: httpx.Client) -> None:
-    events = parse(http.get("/sse/validation", params={"size": 4}).content)
+    events = parse_sse(http.get("/sse/validation", params={"size": 4}).content)
     chunks = [
         json.loads(e.data)["chunk"] for e in events if e.event == "message" and "chunk" in e.data
     ]
@@ -242,3 +238,24 @@ def test_validation_fields_stream_and_events_are_named_sse_events(http: httpx.Cl
     named = [e.event for e in events if e.event != "message"]
     assert "field_validated" in named or "complete" in named
     assert json.loads(events[-1].data) == {"done": True}
+
+
+async def test_the_testing_helpers_read_a_test_client_response(async_client: Any) -> None:
+    response = await async_client.get("/sse/scripted", {"size": 3})
+    events = await read_sse(response)
+    assert "".join(json.loads(e.data).get("chunk", "") for e in events) == XML_TEXT
+    assert json.loads(events[-1].data) == {"done": True}
+
+
+async def test_the_testing_helpers_drive_a_consumer() -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from .asgi import websocket_application
+
+    communicator = WebsocketCommunicator(
+        websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    assert (await communicator.connect())[0]
+    frames = await ws_reply(communicator, "Hi", size=4)
+    await communicator.disconnect()
+    assert frames[-1]["type"] == "complete" and frames[-1]["fullResponse"] == XML_TEXT
