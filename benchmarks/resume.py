@@ -169,9 +169,9 @@ def main() -> None:
     print("| path | median | p99 | added median vs direct |")
     print("|---|---:|---:|---:|")
     rows = [
-        ("direct `sse_response` (process A)", memory_direct, memory_direct),
+        ("direct `sse_response`, server with the memory store", memory_direct, memory_direct),
         ("generation + MemoryStore", memory_stored, memory_direct),
-        ("direct `sse_response` (process B)", redis_direct, redis_direct),
+        ("direct `sse_response`, server with the Redis store", redis_direct, redis_direct),
         ("generation + RedisStore", redis_stored, redis_direct),
     ]
     for label, values, baseline in rows:
