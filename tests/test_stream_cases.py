@@ -18,7 +18,7 @@ from streaming.sse import SSEParser
 
 from .conftest import probe
 
-CASES_FILE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "elysia-cases.json"
+CASES_FILE = Path(__file__).resolve().parent / "reference" / "elysia-cases.json"
 CASES = {case["route"]: case for case in json.loads(CASES_FILE.read_text())["cases"]}
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
