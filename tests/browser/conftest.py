@@ -115,7 +115,7 @@ def demo_server() -> Iterator[DemoServer]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server() -> Iterator[DemoServer]:
     """One demo server for the tests that do not stop it."""
     yield from demo_server()
@@ -127,7 +127,9 @@ def restartable_server() -> Iterator[DemoServer]:
     yield from demo_server()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it
+# is open, which would stop the async tests of other packages from starting theirs.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
