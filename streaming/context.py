@@ -24,6 +24,7 @@ class StreamingRetryState:
         self._streamed: list[str] = []
 
     def append_text(self, text: str) -> None:
+        """Record text that reached the user."""
         self._streamed.append(text)
 
     def get_streamed_text(self) -> str:
@@ -34,9 +35,11 @@ class StreamingRetryState:
         return "".join(self._streamed)
 
     def is_complete(self) -> bool:
+        """True once the extractor is done: the reply's streamable part is complete."""
         return self.extractor.done
 
     def reset(self) -> None:
+        """Start a new attempt: reset the extractor, forget the streamed text."""
         self.extractor.reset()
         self._streamed.clear()
 
@@ -52,7 +55,11 @@ class StreamingContext(StreamingRetryState):
         self.message_id = message_id
 
     async def push(self, chunk: str) -> None:
-        """Feed one raw chunk (``on_stream_chunk`` in the reference)."""
+        """Feed one raw chunk (``on_stream_chunk`` in the reference); dropped once done.
+
+        A ``StreamError`` from the extractor propagates; async callbacks of the extractor
+        (``drain()``) are awaited before the text is forwarded.
+        """
         if self.extractor.done:
             return
         text = self.extractor.push(chunk)
@@ -71,10 +78,12 @@ class StreamingContext(StreamingRetryState):
 def create_streaming_context(
     extractor: StreamExtractor, on_chunk: OnChunk, message_id: str | None = None
 ) -> StreamingContext:
+    """An extractor wired to ``on_chunk(text, message_id)`` (sync or async)."""
     return StreamingContext(extractor, on_chunk, message_id)
 
 
 def create_streaming_retry_state(extractor: StreamExtractor) -> StreamingRetryState:
+    """What was streamed through ``extractor``, for deciding how to retry."""
     return StreamingRetryState(extractor)
 
 

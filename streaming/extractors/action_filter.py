@@ -9,19 +9,26 @@ from .tag import TagScanner
 
 
 class ContentType(Enum):
+    """The shape of the output, fixed by its first non-whitespace character."""
+
     JSON = "json"  # structured data: nothing is streamed
     XML = "xml"  # stream the <text> element
     TEXT = "text"  # plain text: stream everything
 
 
 class ActionStreamFilter:
-    """The first non-whitespace character decides: ``{``/``[`` JSON, ``<`` XML, else text."""
+    """The first non-whitespace character decides: ``{``/``[`` JSON, ``<`` XML, else text.
+
+    Leading whitespace is held until then and streamed with plain text. JSON output is
+    not kept at all (it never streams), XML output is scanned for ``<text>``.
+    """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self._pending = ""
+        """Start over: type undecided, nothing held."""
+        self._whitespace: list[str] = []
         self.content_type: ContentType | None = None
         self._scanner = TagScanner("text")
 
@@ -30,29 +37,31 @@ class ActionStreamFilter:
         return self._scanner.closed
 
     def push(self, chunk: str) -> str:
-        if self.done:
+        if self._scanner.closed:
             return ""
         check_chunk_size(chunk)
-        if self.content_type is None:
-            self._pending += chunk
-            start = js_trim_start(self._pending)
+        content_type = self.content_type
+        if content_type is None:
+            start = js_trim_start(chunk)
             if not start:
+                self._whitespace.append(chunk)
                 return ""
             first = start[0]
             if first in "{[":
-                self.content_type = ContentType.JSON
+                content_type = ContentType.JSON
             elif first == "<":
-                self.content_type = ContentType.XML
+                content_type = ContentType.XML
             else:
-                self.content_type = ContentType.TEXT
-            chunk, self._pending = self._pending, ""
-        if self.content_type is ContentType.TEXT:
+                content_type = ContentType.TEXT
+            self.content_type = content_type
+            if self._whitespace:
+                chunk = "".join(self._whitespace) + chunk
+                self._whitespace.clear()
+        if content_type is ContentType.TEXT:
             return chunk
-        if self.content_type is ContentType.XML:
+        if content_type is ContentType.XML:
             return self._scanner.feed(chunk)
         return ""
 
     def flush(self) -> str:
-        if self.content_type is ContentType.XML:
-            return self._scanner.take_held_back()
-        return ""
+        return self._scanner.take_held_back()

@@ -1,4 +1,5 @@
-"""What every extractor shares: the protocol, the limits, the size check and trimming.
+"""What every extractor shares: the protocol, the limits, the size check, trimming, the
+incremental tag finder and the callback runner.
 
 Lengths count Python characters (code points), so a character is never split.
 """
@@ -6,7 +7,9 @@ Lengths count Python characters (code points), so a character is never split.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import StreamError, StreamErrorCode
@@ -22,11 +25,10 @@ TRIM_KEEP = 1024
 
 # JavaScript's trim() whitespace: what the reference strips around action names and before
 # deciding a filter's content type (it differs from str.strip(): no U+0085, no U+001C-1F).
-_JS_WHITESPACE = frozenset(
+_JS_WHITESPACE = (
     "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
-_JS_WHITESPACE_STR = "".join(sorted(_JS_WHITESPACE))
 
 
 @runtime_checkable
@@ -53,11 +55,12 @@ class StreamExtractor(Protocol):
 
 def js_trim(text: str) -> str:
     """``str.strip`` with JavaScript's whitespace set, as the reference trims."""
-    return text.strip(_JS_WHITESPACE_STR)
+    return text.strip(_JS_WHITESPACE)
 
 
 def js_trim_start(text: str) -> str:
-    return text.lstrip(_JS_WHITESPACE_STR)
+    """``str.lstrip`` with JavaScript's whitespace set (``trimStart``)."""
+    return text.lstrip(_JS_WHITESPACE)
 
 
 def check_chunk_size(chunk: str, max_size: int = MAX_CHUNK_SIZE) -> None:
@@ -78,6 +81,44 @@ def trim_buffer(buffer: str, max_size: int = MAX_BUFFER, keep_size: int = TRIM_K
     return buffer
 
 
+def check_tag_name(name: str) -> str:
+    """Refuse names with ``<`` or ``>``: tags of such names could overlap in the text."""
+    if "<" in name or ">" in name:
+        raise ValueError(f"a tag name may not contain '<' or '>': {name!r}")
+    return name
+
+
+class TagFinder:
+    """Reports every occurrence of a set of tags in a stream of text, once and in order.
+
+    Each ``feed`` scans only the new chunk plus the few characters a split tag needs, so
+    the cost is linear. Tags are ``<...>`` strings whose names hold no ``<`` or ``>``, so
+    two occurrences never overlap and one regular-expression pass finds them all.
+    """
+
+    def __init__(self, tags: Iterable[str]) -> None:
+        self.tags = sorted(set(tags), key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(tag) for tag in self.tags))
+        self._overlap = max((len(tag) for tag in self.tags), default=1) - 1
+        #: How many characters have been fed: the absolute position of the next one.
+        self.position = 0
+        self._tail = ""
+
+    def feed(self, chunk: str) -> list[tuple[int, str]]:
+        """``(absolute start, tag)`` of each occurrence that ends inside ``chunk``."""
+        tail = self._tail
+        window = tail + chunk
+        offset = self.position - len(tail)
+        found = [
+            (offset + match.start(), match.group())
+            for match in self._pattern.finditer(window)
+            if match.end() > len(tail)
+        ]
+        self.position += len(chunk)
+        self._tail = window[max(0, len(window) - self._overlap) :]
+        return found
+
+
 class Callbacks:
     """Calls user callbacks that may be sync or async; async results wait in ``pending``.
 
@@ -86,15 +127,17 @@ class Callbacks:
     """
 
     def __init__(self) -> None:
-        self.pending: list[Awaitable[Any]] = []
+        self.pending: deque[Awaitable[Any]] = deque()
 
-    def call(self, callback: Any, *args: Any) -> None:
+    def call(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        """Call ``callback(*args)``; keep its awaitable result, if any, for ``drain``."""
         if callback is None:
             return
         result = callback(*args)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             self.pending.append(result)
 
     async def drain(self) -> None:
+        """Await the kept results in the order the callbacks were called."""
         while self.pending:
-            await self.pending.pop(0)
+            await self.pending.popleft()

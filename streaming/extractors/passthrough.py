@@ -20,11 +20,14 @@ class PassthroughExtractor:
         return ""
 
     def reset(self) -> None:
-        pass
+        """Nothing to forget."""
 
 
 class MarkableExtractor(PassthroughExtractor):
-    """Pass-through that the caller marks complete (structured replies decided elsewhere)."""
+    """Pass-through that the caller marks complete (structured replies decided elsewhere).
+
+    Once marked, pushes return ``""`` until ``reset()``.
+    """
 
     def __init__(self) -> None:
         self._done = False
@@ -39,6 +42,7 @@ class MarkableExtractor(PassthroughExtractor):
         return super().push(chunk)
 
     def mark_complete(self) -> None:
+        """Nothing more will be streamed (until ``reset()``)."""
         self._done = True
 
     def reset(self) -> None:

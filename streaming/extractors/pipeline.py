@@ -9,7 +9,8 @@ from .passthrough import PassthroughExtractor
 class Pipeline:
     """Chains extractors; ``flush()`` cascades; done when the last one is done.
 
-    An empty pipeline passes text through unchanged.
+    An empty pipeline passes text through unchanged. Build one per request: extractors
+    keep state.
     """
 
     def __init__(self, *extractors: StreamExtractor) -> None:
@@ -20,13 +21,16 @@ class Pipeline:
         return self.extractors[-1].done
 
     def push(self, chunk: str) -> str:
-        for extractor in self.extractors:
-            if not chunk:
+        first, *rest = self.extractors
+        text = first.push(chunk)
+        for extractor in rest:
+            if not text:
                 return ""
-            chunk = extractor.push(chunk)
-        return chunk
+            text = extractor.push(text)
+        return text
 
     def flush(self) -> str:
+        """Flush each extractor in turn, pushing what the previous ones released first."""
         text = ""
         for extractor in self.extractors:
             if text:
@@ -37,6 +41,13 @@ class Pipeline:
     def reset(self) -> None:
         for extractor in self.extractors:
             extractor.reset()
+
+    async def drain(self) -> None:
+        """Await the async callbacks of the extractors that have them (validation)."""
+        for extractor in self.extractors:
+            drain = getattr(extractor, "drain", None)
+            if drain is not None:
+                await drain()
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(type(e).__name__ for e in self.extractors)})"

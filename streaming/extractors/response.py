@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 
-from .base import MAX_BUFFER, SAFE_MARGIN, TRIM_KEEP, check_chunk_size, js_trim
+from .base import MAX_BUFFER, TRIM_KEEP, TagFinder, check_chunk_size, js_trim
+from .tag import TagScanner
 
 ACTIONS_OPEN, ACTIONS_CLOSE = "<actions>", "</actions>"
 TEXT_OPEN, TEXT_CLOSE = "<text>", "</text>"
 
 
 class Strategy(Enum):
+    """How the reply is streamed; decided once, at the first complete ``<actions>``."""
+
     PENDING = "pending"  # <actions> not seen whole yet
     DIRECT = "direct"  # the only action is REPLY: stream <text>
     DELEGATED = "delegated"  # other actions speak for the agent: stream nothing
@@ -22,114 +26,136 @@ def is_direct_reply(actions: str) -> bool:
     return [item for item in items if item] == ["REPLY"]
 
 
-class _Finder:
-    """Finds the first occurrence of a pattern in a growing buffer, scanning each
-    character about once: a failed search resumes where it could still match."""
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self.start = 0
-
-    def find(self, buffer: str, minimum: int = 0) -> int:
-        index = buffer.find(self.pattern, max(self.start, minimum))
-        if index < 0:
-            self.start = max(self.start, len(buffer) - len(self.pattern) + 1, 0)
-        return index
-
-    def dropped(self, count: int) -> None:
-        """The buffer lost its first ``count`` characters."""
-        self.start = max(0, self.start - count)
-
-
 class ResponseStreamExtractor:
     """The ElizaOS agent reply filter: ``<response><thought/><actions/><text/></response>``.
 
     The strategy is decided once, when the first ``<actions>…</actions>`` is complete.
-    Directly replying, it streams the ``<text>`` content with the safe margin; otherwise
-    it streams nothing (the actions answer instead) and is never done.
+    Directly replying, it streams the first ``<text>`` content with the safe margin;
+    otherwise it streams nothing (the actions answer instead) and is never done.
+
+    Until the strategy is known, the reply is held (trimmed to its last 1024 characters
+    whenever it exceeds ``MAX_BUFFER``) and a ``<text>`` that closes first is skipped, as
+    the reference does when the reply arrives in pieces. Tags are handled in the order
+    they complete, so the result never depends on how the reply is split into chunks.
     """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self._buffer = ""
-        self._inside = False
-        self._finished = False
+        """Start over: strategy pending, nothing held."""
         self.strategy = Strategy.PENDING
-        self._actions_open = _Finder(ACTIONS_OPEN)
-        self._actions_close = _Finder(ACTIONS_CLOSE)
-        self._text_open = _Finder(TEXT_OPEN)
-        self._text_close = _Finder(TEXT_CLOSE)
+        self._scanner = TagScanner("text")
+        self._finished = False
+        self._finder = TagFinder((ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE))
+        # The held reply (outside the text): parts from absolute position ``_base`` on.
+        self._held: deque[str] = deque()
+        self._base = 0
+        self._end = 0
+        # Absolute start of each complete tag still in the held reply, per tag.
+        self._tags: dict[str, deque[int]] = {
+            tag: deque() for tag in (ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE)
+        }
 
     @property
     def done(self) -> bool:
         return self._finished
 
-    def _drop(self, count: int) -> None:
-        self._buffer = self._buffer[count:]
-        for finder in (self._actions_open, self._actions_close, self._text_open, self._text_close):
-            finder.dropped(count)
-
     def push(self, chunk: str) -> str:
         if self._finished:
             return ""
         check_chunk_size(chunk)
-        self._buffer += chunk
-        if self.strategy is Strategy.PENDING:
-            self._detect_strategy()
-        if not self._inside:
-            self._enter_text()
-        if not self._inside:
-            if len(self._buffer) > MAX_BUFFER:
-                self._drop(len(self._buffer) - TRIM_KEEP)
-            return ""
-        return self._release()
-
-    def _detect_strategy(self) -> None:
-        start = self._actions_open.find(self._buffer)
-        if start < 0:
-            return
-        content_start = start + len(ACTIONS_OPEN)
-        end = self._actions_close.find(self._buffer, content_start)
-        if end < 0:
-            return
-        direct = is_direct_reply(self._buffer[content_start:end])
-        self.strategy = Strategy.DIRECT if direct else Strategy.DELEGATED
-
-    def _enter_text(self) -> None:
-        start = self._text_open.find(self._buffer)
-        if start < 0:
-            return
-        if self.strategy is Strategy.DIRECT:
-            self._drop(start + len(TEXT_OPEN))
-            self._inside = True
-            self._text_close.start = 0
-            return
-        # Not (yet) replying directly: a text that closes before the decision is skipped.
-        end = self._text_close.find(self._buffer)
-        if end >= 0:
-            self._drop(end + len(TEXT_CLOSE))
-            self._text_open.start = 0
-            self._text_close.start = 0
-
-    def _release(self) -> str:
-        end = self._text_close.find(self._buffer)
-        if end >= 0:
-            text = self._buffer[:end]
-            self._buffer = self._buffer[end + len(TEXT_CLOSE) :]
-            self._inside = False
-            self._finished = True
-            return text
-        if len(self._buffer) > SAFE_MARGIN:
-            text = self._buffer[:-SAFE_MARGIN]
-            self._drop(len(text))
-            return text
+        if self._scanner.inside:
+            return self._release(self._scanner.feed(chunk))
+        if self._delegated():
+            return ""  # nothing is ever streamed again (until reset)
+        start = self._finder.position
+        for position, tag in self._finder.feed(chunk):
+            end = position + len(tag)
+            self._hold(chunk, start, end, trim_at_end=False)
+            self._tags[tag].append(position)
+            entered = self._settle()
+            if self._delegated():
+                return ""
+            if entered is not None:
+                return self._release(entered + self._scanner.feed(chunk[end - start :]))
+            self._trim()
+        self._hold(chunk, start, start + len(chunk), trim_at_end=True)
         return ""
 
     def flush(self) -> str:
-        if not self._inside or not self._buffer:
-            return ""
-        held, self._buffer = self._buffer, ""
-        self._text_close.start = 0
-        return held
+        return self._scanner.take_held_back()
+
+    def _delegated(self) -> bool:
+        return self.strategy is Strategy.DELEGATED
+
+    def _release(self, text: str) -> str:
+        if self._scanner.closed:
+            self._finished = True
+        return text
+
+    # ------------------------------------------------------------- the held reply
+    def _hold(self, chunk: str, start: int, stop: int, *, trim_at_end: bool) -> None:
+        """Hold ``chunk`` up to absolute ``stop``, trimming wherever the held reply first
+        exceeds ``MAX_BUFFER`` (at ``stop`` itself only if ``trim_at_end``)."""
+        while True:
+            limit = self._base + MAX_BUFFER + 1  # where the held reply would exceed the limit
+            if limit > stop or (limit == stop and not trim_at_end):
+                break
+            self._append(chunk[self._end - start : limit - start])
+            self._trim()
+        self._append(chunk[self._end - start : stop - start])
+
+    def _append(self, text: str) -> None:
+        if text:
+            self._held.append(text)
+            self._end += len(text)
+
+    def _trim(self) -> None:
+        if self._end - self._base > MAX_BUFFER:
+            self._discard_before(self._end - TRIM_KEEP)
+
+    def _discard_before(self, position: int) -> None:
+        """Drop the held reply before absolute ``position``, and the tags that start there."""
+        held = self._held
+        while held and self._base + len(held[0]) <= position:
+            self._base += len(held.popleft())
+        if held and self._base < position:
+            held[0] = held[0][position - self._base :]
+        self._base = position
+        for starts in self._tags.values():
+            while starts and starts[0] < position:
+                starts.popleft()
+
+    def _held_text(self, start: int) -> str:
+        """The held reply from absolute ``start`` to its end (joined once per decision)."""
+        return "".join(self._held)[start - self._base :]
+
+    # ----------------------------------------------------------------- decisions
+    def _settle(self) -> str | None:
+        """Apply what the tags held so far decide; the text to stream if ``<text>`` opens."""
+        tags = self._tags
+        while True:
+            if self.strategy is Strategy.PENDING and tags[ACTIONS_OPEN]:
+                opened = tags[ACTIONS_OPEN][0]
+                closes = tags[ACTIONS_CLOSE]
+                while closes and closes[0] < opened:
+                    closes.popleft()
+                if closes:
+                    content = self._held_text(opened + len(ACTIONS_OPEN))
+                    content = content[: closes[0] - opened - len(ACTIONS_OPEN)]
+                    direct = is_direct_reply(content)
+                    self.strategy = Strategy.DIRECT if direct else Strategy.DELEGATED
+            if self.strategy is Strategy.DELEGATED:
+                self._discard_before(self._end)
+                return None
+            if not tags[TEXT_OPEN]:
+                return None
+            if self.strategy is Strategy.DIRECT:
+                content = self._held_text(tags[TEXT_OPEN][0] + len(TEXT_OPEN))
+                self._discard_before(self._end)
+                return self._scanner.enter(content)
+            if not tags[TEXT_CLOSE]:
+                return None
+            # Undecided: a text that closes before the actions do is skipped.
+            self._discard_before(tags[TEXT_CLOSE][0] + len(TEXT_CLOSE))

@@ -3,7 +3,8 @@
 
 Each push scans only the new text plus a tag-length overlap, and outside the tag only the
 last ``len(open) - 1`` characters are kept (all a split open tag needs; the text before
-the tag is never used), so the cost is linear and the memory bounded.
+the tag is never used), so the cost is linear and the memory bounded. The reference keeps
+more (up to ``MAX_BUFFER``) but what it returns is the same.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from .base import SAFE_MARGIN
 
 
 class TagScanner:
-    """State of one tag search over a stream of text."""
+    """State of one tag search over a stream of text: ``<tag>`` once, then ``</tag>``."""
 
     def __init__(self, tag: str) -> None:
         self.open = f"<{tag}>"
@@ -20,39 +21,46 @@ class TagScanner:
         # Enough to hold a closing tag split anywhere (the reference's 10 leaks longer ones).
         self.margin = max(SAFE_MARGIN, len(self.close) - 1)
         self._open_tail = len(self.open) - 1
+        self._close_tail = len(self.close) - 1
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything: outside the tag, nothing held."""
         self.buffer = ""
         self.inside = False
         self.closed = False
-        self._scan_from = 0
+
+    def enter(self, content: str) -> str:
+        """Start inside the tag (its open tag was found elsewhere) with ``content``."""
+        self.buffer = ""
+        self.inside = True
+        return self.feed(content)
 
     def feed(self, chunk: str) -> str:
         """Append ``chunk`` and return the content that can be released now."""
-        buffer = self.buffer + chunk
         if not self.inside:
-            start = buffer.find(self.open, self._scan_from)
+            buffer = self.buffer + chunk
+            start = buffer.find(self.open)
             if start < 0:
-                self.buffer = buffer[-self._open_tail :] if self._open_tail else ""
-                self._scan_from = 0
+                self.buffer = buffer[max(0, len(buffer) - self._open_tail) :]
                 return ""
-            buffer = buffer[start + len(self.open) :]
             self.inside = True
-            self._scan_from = 0
-        end = buffer.find(self.close, self._scan_from)
+            buffer = buffer[start + len(self.open) :]
+            end = buffer.find(self.close)
+        else:
+            held = self.buffer
+            buffer = held + chunk
+            # The held part was searched already: only a close tag ending in ``chunk`` is new.
+            end = buffer.find(self.close, max(0, len(held) - self._close_tail))
         if end >= 0:
             self.buffer = buffer[end + len(self.close) :]
             self.inside = False
             self.closed = True
-            self._scan_from = 0
             return buffer[:end]
         if len(buffer) > self.margin:
             self.buffer = buffer[-self.margin :]
-            self._scan_from = 0
             return buffer[: -self.margin]
         self.buffer = buffer
-        self._scan_from = max(0, len(buffer) - len(self.close) + 1)
         return ""
 
     def take_held_back(self) -> str:
@@ -60,5 +68,4 @@ class TagScanner:
         if not self.inside or not self.buffer:
             return ""
         held, self.buffer = self.buffer, ""
-        self._scan_from = 0
         return held

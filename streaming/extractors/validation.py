@@ -9,6 +9,9 @@ its codes match, 2 and 3 emit on ``flush()`` only. A field with an expected code
 handled as at level 1. Each thing is emitted once: deltas that join to exactly the final
 content, one ``field_validated`` per field, one ``error`` per bad field, one ``complete``
 per attempt.
+
+The reply is read once, tag by tag (``TagFinder``), and only the content of the streamed
+fields and of their codes is kept, so the cost is linear in the reply.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .base import Callbacks, check_chunk_size, js_trim
+from .base import Callbacks, TagFinder, check_chunk_size, check_tag_name, js_trim
 
 OnChunk = Callable[[str, str, str], Any]
 OnEvent = Callable[[dict[str, Any]], Any]
@@ -39,7 +42,64 @@ def _is_aborted(abort: Any) -> bool:
 
 
 def _field_name(row: Any) -> str:
-    return str(row["field"] if isinstance(row, Mapping) else row)
+    """A schema row is a field name or a mapping with a ``field`` key (as ``SchemaRow``)."""
+    return check_tag_name(str(row["field"] if isinstance(row, Mapping) else row))
+
+
+class _Element:
+    """The first ``<name>…</name>`` of the reply: where its content starts and ends.
+
+    With ``keep``, the content not yet emitted is kept in ``parts`` (from absolute
+    position ``start + emitted`` to ``received``).
+    """
+
+    def __init__(self, name: str, keep: bool) -> None:
+        self.name = name
+        self.open_tag = f"<{name}>"
+        self.close_tag = f"</{name}>"
+        self.keep = keep
+        self.start: int | None = None  # absolute position after the open tag
+        self.close: int | None = None  # absolute position of the close tag
+        self.parts: list[str] = []
+        self.received = 0
+        self.emitted = 0
+
+    def capture(self, chunk: str, chunk_start: int) -> None:
+        """Keep this chunk's share of the content (and drop a close tag begun earlier)."""
+        if self.start is None or not self.keep:
+            return
+        limit = self.close if self.close is not None else chunk_start + len(chunk)
+        if limit > self.received:
+            self.parts.append(chunk[self.received - chunk_start : limit - chunk_start])
+        elif limit < self.received:
+            text = "".join(self.parts)
+            self.parts = [text[: len(text) - (self.received - limit)]]
+        self.received = limit
+
+    def take(self, count: int) -> str:
+        """Remove and return the first ``count`` kept characters."""
+        text = "".join(self.parts)
+        rest = text[count:]
+        self.parts = [rest] if rest else []
+        self.emitted += count
+        return text[:count]
+
+    def text(self) -> str:
+        """The kept content, without consuming it."""
+        text = "".join(self.parts)
+        self.parts = [text] if text else []
+        return text
+
+
+class _Field(_Element):
+    """A schema field: its element, where another field's open tag cuts it, its state."""
+
+    def __init__(self, name: str, keep: bool) -> None:
+        super().__init__(name, keep)
+        self.stop: int | None = None  # first other field's open tag after ``start``
+        self.state: str | None = PENDING if keep else None
+        self.accumulated = ""
+        self.validated = False
 
 
 class ValidationStreamExtractor:
@@ -48,7 +108,8 @@ class ValidationStreamExtractor:
     ``expected_codes[field]`` is the code the model must write in
     ``<code_FIELD_start>CODE</code_FIELD_start>`` before the field and
     ``<code_FIELD_end>CODE</code_FIELD_end>`` after it. A missing code means "wait"; a wrong
-    one makes the field invalid (one ``error`` event) until ``reset()``.
+    one makes the field invalid (one ``error`` event) until ``reset()``. Field names may not
+    contain ``<`` or ``>``; a stream field that is not in the schema is never streamed.
     """
 
     def __init__(
@@ -65,39 +126,58 @@ class ValidationStreamExtractor:
         if level not in (0, 1, 2, 3):
             raise ValueError(f"level must be 0, 1, 2 or 3, not {level!r}")
         self.level = level
-        self.schema = [_field_name(row) for row in schema]
-        self.stream_fields = list(stream_fields)
+        self.schema = list(dict.fromkeys(_field_name(row) for row in schema))
+        self.stream_fields = [check_tag_name(field) for field in stream_fields]
         self.expected_codes = dict(expected_codes or {})
         self.on_chunk = on_chunk
         self.on_event = on_event
         self.abort = abort
         self.callbacks = Callbacks()
-        self.field_states: dict[str, str] = {}
-        self._state = STREAMING
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
-        """A new attempt: buffer, contents and emissions cleared; stream fields pending."""
-        self._buffer = ""
-        self._contents: dict[str, str] = {}
-        self._validated: dict[str, str] = {}
-        self._emitted: dict[str, str] = {}
-        self._reported: set[str] = set()
-        self._complete_sent = False
-        for field in self.stream_fields:
-            self.field_states[field] = PENDING
+        """A new attempt: nothing read, nothing emitted, stream fields pending."""
         self._state = STREAMING
+        self._complete_sent = False
+        streamed = set(self.stream_fields)
+        self._fields = {name: _Field(name, name in streamed) for name in self.schema}
+        self._streamed = [self._fields[name] for name in _streamed_in_order(self)]
+        self._codes: dict[str, tuple[_Element, _Element]] = {
+            field.name: (
+                _Element(f"code_{field.name}_start", True),
+                _Element(f"code_{field.name}_end", True),
+            )
+            for field in self._streamed
+            if self.expected_codes.get(field.name)
+        }
+        self._elements: list[_Element] = [*self._fields.values()]
+        for pair in self._codes.values():
+            self._elements.extend(pair)
+        # What each tag means: (element, is_open), for every element with that tag.
+        self._roles: dict[str, list[tuple[_Element, bool]]] = {}
+        for element in self._elements:
+            self._roles.setdefault(element.open_tag, []).append((element, True))
+            self._roles.setdefault(element.close_tag, []).append((element, False))
+        self._finder = TagFinder(self._roles)
+        # Tags whose proper prefix may end a partial field (its close or another field's open).
+        self._longest_tag = max((len(tag) for tag in self._roles), default=0)
 
     @property
     def done(self) -> bool:
         return self._state in (COMPLETE, FAILED)
 
     def get_state(self) -> str:
+        """``streaming``, ``retrying``, ``complete`` or ``failed``."""
         return self._state
 
     def get_validated_fields(self) -> dict[str, str]:
-        return {field: text for field, text in self._validated.items() if text}
+        """Fields whose codes matched, with their (non-empty) content."""
+        return {
+            field.name: field.accumulated
+            for field in self._streamed
+            if field.validated and field.accumulated
+        }
 
     def diagnose(self) -> dict[str, list[str]]:
         """Schema fields that are missing, invalid or incomplete, for a retry prompt."""
@@ -106,14 +186,11 @@ class ValidationStreamExtractor:
             "invalid_fields": [],
             "incomplete_fields": [],
         }
-        for field in self.schema:
-            state = self.field_states.get(field)
-            if state == PENDING:
-                report["missing_fields"].append(field)
-            elif state == INVALID:
-                report["invalid_fields"].append(field)
-            elif state == PARTIAL:
-                report["incomplete_fields"].append(field)
+        keys = {PENDING: "missing_fields", INVALID: "invalid_fields", PARTIAL: "incomplete_fields"}
+        for field in self._fields.values():
+            key = keys.get(field.state or "")
+            if key is not None:
+                report[key].append(field.name)
         return report
 
     async def drain(self) -> None:
@@ -122,11 +199,13 @@ class ValidationStreamExtractor:
 
     # ---------------------------------------------------------------- signals
     def signal_retry(self, retry_count: int) -> dict[str, Any]:
+        """The caller retries: ignore pushes until ``reset()``; say so with ``retry_start``."""
         self._state = RETRYING
         self._emit_event("retry_start", retry_count=retry_count)
-        return {"validated_fields": list(self._validated)}
+        return {"validated_fields": [field.name for field in self._streamed if field.validated]}
 
     def signal_error(self, message: str) -> None:
+        """The caller gives up: ``failed`` until ``reset()``, with one ``error`` event."""
         self._state = FAILED
         self._emit_event("error", error=message)
 
@@ -139,21 +218,29 @@ class ValidationStreamExtractor:
         if self._state != STREAMING:
             return ""
         check_chunk_size(chunk)
-        self._buffer += chunk
-        self._extract()
+        chunk_start = self._finder.position
+        for position, tag in self._finder.feed(chunk):
+            self._on_tag(position, tag)
+        for element in self._elements:
+            element.capture(chunk, chunk_start)
+        for field in self._fields.values():
+            if field.start is not None and field.state != INVALID:
+                field.state = FIELD_COMPLETE if field.close is not None else PARTIAL
         if self.level <= 1:
-            for field in self.stream_fields:
+            for field in self._streamed:
                 self._stream_field(field)
         return ""
 
     def flush(self) -> str:
+        """End of the attempt: at levels 2-3 emit the fields, at level 0 the held-back ends
+        of unclosed fields; then ``complete`` (once)."""
         if self._state == FAILED:
             return ""
-        if self.level >= 2:
-            for field in self.stream_fields:
-                content = self._contents.get(field, "")
-                if content and self.field_states.get(field) != INVALID:
-                    self._emit_content(field, content)
+        for field in self._streamed:
+            if field.start is None or field.state == INVALID:
+                continue
+            if self.level >= 2 or (self.level == 0 and not self._code_of(field)):
+                self._emit_upto(field, self._limit(field))
         self._state = COMPLETE
         if not self._complete_sent:
             self._complete_sent = True
@@ -161,97 +248,115 @@ class ValidationStreamExtractor:
         return ""
 
     # --------------------------------------------------------------- parsing
-    def _extract(self) -> None:
-        buffer = self._buffer
-        for field in self.schema:
-            open_tag = f"<{field}>"
-            start = buffer.find(open_tag)
-            if start < 0:
+    def _on_tag(self, position: int, tag: str) -> None:
+        """Record one tag occurrence: a first open, a first close, or a cut of a field."""
+        for element, is_open in self._roles[tag]:
+            if not is_open:
+                if element.start is not None and element.close is None:
+                    element.close = position
                 continue
-            start += len(open_tag)
-            close_tag = f"</{field}>"
-            end = buffer.find(close_tag, start)
-            if end >= 0:
-                self._contents[field] = buffer[start:end]
-                if self.field_states.get(field) != INVALID:
-                    self.field_states[field] = FIELD_COMPLETE
-                continue
-            if self.field_states.get(field) in (FIELD_COMPLETE, INVALID):
-                continue
-            self.field_states[field] = PARTIAL
-            stop = len(buffer)
-            for other in self.schema:
-                if other != field:
-                    found = buffer.find(f"<{other}>", start)
-                    if 0 <= found < stop:
-                        stop = found
-            # Hold back what could be a half-arrived closing or next tag, so that the deltas
-            # streamed now are always a prefix of the final content.
-            content = buffer[start:stop]
-            if stop == len(buffer):
-                content = content[: len(content) - self._tag_prefix_length(content, field)]
-            self._contents[field] = content
+            if element.start is None:
+                element.start = element.received = position + len(tag)
+            if isinstance(element, _Field):
+                for field in self._fields.values():
+                    if (
+                        field is not element
+                        and field.start is not None
+                        and field.close is None
+                        and field.stop is None
+                    ):
+                        field.stop = position
 
-    def _tag_prefix_length(self, content: str, field: str) -> int:
-        """Length of the end of ``content`` that may be the start of a closing or next tag."""
-        cut = content.rfind("<")
+    def _limit(self, field: _Field) -> int:
+        """Where the field's content ends for now: its close, a cut, or what has arrived."""
+        if field.close is not None:
+            return field.close
+        if field.stop is not None:
+            return field.stop
+        return field.received
+
+    def _code_of(self, field: _Field) -> str:
+        return self.expected_codes.get(field.name) or ""
+
+    @staticmethod
+    def _code_value(element: _Element) -> str | None:
+        """The trimmed code, or ``None`` while it has not arrived whole."""
+        if element.close is None:
+            return None
+        return js_trim(element.text())
+
+    def _stream_field(self, field: _Field) -> None:
+        if field.start is None or field.state == INVALID:
+            return
+        code = self._code_of(field)
+        if code:
+            if field.close is None or field.validated:
+                return
+            start_element, end_element = self._codes[field.name]
+            start, end = self._code_value(start_element), self._code_value(end_element)
+            if start is not None and start != code:
+                self._invalidate(
+                    field, f"Validation codes mismatch for {field.name}: wrong start code"
+                )
+            elif end is not None and end != code:
+                self._invalidate(
+                    field, f"End validation code mismatch for {field.name}: wrong end code"
+                )
+            elif start is not None and end is not None:
+                field.validated = True
+                self._emit_upto(field, field.close)
+                self._emit_event("field_validated", field=field.name)
+            return
+        if field.close is not None:
+            self._emit_upto(field, field.close)
+        elif self.level == 0:
+            limit = self._limit(field)
+            if field.stop is None:
+                limit -= self._tag_prefix_length(field)
+            self._emit_upto(field, limit)
+
+    def _tag_prefix_length(self, field: _Field) -> int:
+        """Length of the end of the kept content that may be the start of a closing or next
+        tag, held back so that what is streamed is always a prefix of the final content."""
+        tail = field.text()[-(self._longest_tag - 1) :] if self._longest_tag > 1 else ""
+        cut = tail.rfind("<")
         if cut < 0:
             return 0
-        tail = content[cut:]
-        tags = [f"</{field}>", *(f"<{other}>" for other in self.schema if other != field)]
-        return len(tail) if any(tag.startswith(tail) for tag in tags) else 0
+        tail = tail[cut:]
+        if field.close_tag.startswith(tail):
+            return len(tail)
+        for other in self._fields.values():
+            if other is not field and other.open_tag.startswith(tail):
+                return len(tail)
+        return 0
 
-    def _code(self, field: str, which: str) -> str | None:
-        tag = f"code_{field}_{which}"
-        start = self._buffer.find(f"<{tag}>")
-        if start < 0:
-            return None
-        start += len(tag) + 2
-        end = self._buffer.find(f"</{tag}>", start)
-        return None if end < 0 else js_trim(self._buffer[start:end])
-
-    def _stream_field(self, field: str) -> None:
-        state = self.field_states.get(field)
-        content = self._contents.get(field, "")
-        if state == INVALID or not content:
-            return
-        code = self.expected_codes.get(field)
-        if code:
-            if state != FIELD_COMPLETE or field in self._validated:
-                return
-            start, end = self._code(field, "start"), self._code(field, "end")
-            if start is not None and start != code:
-                self._invalidate(field, f"Invalid start code for {field}")
-            elif end is not None and end != code:
-                self._invalidate(field, f"Invalid end code for {field}")
-            elif start is not None and end is not None:
-                self._validated[field] = content
-                self._emit_content(field, content)
-                self._emit_event("field_validated", field=field)
-            return
-        if self.level == 0 or state == FIELD_COMPLETE:
-            self._emit_content(field, content)
-            if state == FIELD_COMPLETE and field not in self._validated:
-                self._validated[field] = content
-
-    def _invalidate(self, field: str, message: str) -> None:
-        self.field_states[field] = INVALID
-        if field not in self._reported:
-            self._reported.add(field)
-            self._emit_event("error", field=field, error=message)
+    def _invalidate(self, field: _Field, message: str) -> None:
+        field.state = INVALID
+        self._emit_event("error", field=field.name, error=message)
 
     # -------------------------------------------------------------- emitting
-    def _emit_content(self, field: str, content: str) -> None:
-        previous = self._emitted.get(field, "")
-        delta = content[len(previous) :] if content.startswith(previous) else ""
-        if not delta:
+    def _emit_upto(self, field: _Field, limit: int) -> None:
+        """Emit the field's content up to absolute ``limit`` that was not emitted yet."""
+        assert field.start is not None
+        count = limit - field.start - field.emitted
+        if count <= 0:
             return
-        self._emitted[field] = content
-        self.callbacks.call(self.on_chunk, delta, field, content)
-        self._emit_event("chunk", field=field, chunk=delta)
+        delta = field.take(count)
+        accumulated = field.accumulated
+        field.accumulated = ""  # one reference left: ``+=`` can extend it in place
+        accumulated += delta
+        field.accumulated = accumulated
+        self.callbacks.call(self.on_chunk, delta, field.name, accumulated)
+        self._emit_event("chunk", field=field.name, chunk=delta)
 
     def _emit_event(self, event_type: str, **fields: Any) -> None:
         event: dict[str, Any] = {"event_type": event_type}
         event.update({key: value for key, value in fields.items() if value is not None})
         event["timestamp"] = int(time.time() * 1000)
         self.callbacks.call(self.on_event, event)
+
+
+def _streamed_in_order(extractor: ValidationStreamExtractor) -> list[str]:
+    """The stream fields that are in the schema, in ``stream_fields`` order, once each."""
+    schema = set(extractor.schema)
+    return [name for name in dict.fromkeys(extractor.stream_fields) if name in schema]

@@ -10,7 +10,7 @@ class XmlTagExtractor:
     """Streams the first ``<tag_name>`` element's content; done at its closing tag.
 
     Matching is exact and case-sensitive (no attributes, no entity decoding), as in the
-    reference.
+    reference. ``flush()`` returns the held-back margin of an unclosed element.
     """
 
     def __init__(self, tag_name: str) -> None:
@@ -22,10 +22,11 @@ class XmlTagExtractor:
         return self._scanner.closed
 
     def push(self, chunk: str) -> str:
-        if self._scanner.closed:
+        scanner = self._scanner
+        if scanner.closed:
             return ""
         check_chunk_size(chunk)
-        return self._scanner.feed(chunk)
+        return scanner.feed(chunk)
 
     def flush(self) -> str:
         return self._scanner.take_held_back()
