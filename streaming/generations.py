@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -254,15 +255,17 @@ def _wire_validation(pipeline: Pipeline, writer: _EventWriter, forward_events: b
             extractor.on_event = lambda event: writer.add_event(str(event["event_type"]), event)
 
 
-_generations: dict[int, Generations] = {}
+_generations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Generations] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_generations() -> Generations:
     """This process's generations (one registry per running event loop)."""
     loop = asyncio.get_running_loop()
-    registry = _generations.get(id(loop))
+    registry = _generations.get(loop)
     if registry is None:
-        registry = _generations[id(loop)] = Generations()
+        registry = _generations[loop] = Generations()
     return registry
 
 

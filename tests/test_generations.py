@@ -1,0 +1,150 @@
+"""Generations in-process: policies, cancel requests from elsewhere, merging, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from streaming import StreamError
+from streaming.extractors import Pipeline
+from streaming.generations import Generations, owner_of, parse_event_id
+from streaming.store import MemoryStore
+from streaming.store.base import StoredEvent
+
+LIMIT = 10.0
+
+
+async def paced(count: int, delay: float, finished: list[str]) -> AsyncIterator[str]:
+    try:
+        for index in range(count):
+            await asyncio.sleep(delay)
+            yield f"{index} "
+    finally:
+        finished.append("finally")
+
+
+async def everything(generations: Generations, generation_id: str) -> list[StoredEvent]:
+    events: list[StoredEvent] = []
+    async for batch in generations.follow(generation_id, "me"):
+        events += batch
+    return events
+
+
+async def test_a_followed_reply_completes_with_all_its_text() -> None:
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(20, 0.001, []), Pipeline(), owner="me")
+    events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    text = "".join(e.data["text"] for e in events if e.data["type"] == "chunk")
+    assert text == "".join(f"{i} " for i in range(20))
+    assert events[-1].data == {"type": "complete", "text": text}
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_text_ready_at_once_is_merged_into_few_events() -> None:
+    async def burst() -> AsyncIterator[str]:
+        for _ in range(50_000):
+            yield "x"
+
+    store = MemoryStore(max_events=100)
+    generations = Generations(store)
+    generation_id = await generations.start(burst(), Pipeline(), owner="me")
+    events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert "".join(e.data.get("text", "") for e in events[:-1]) == "x" * 50_000
+    assert len(events) <= 3
+
+
+async def test_an_unwatched_kept_reply_is_cancelled_after_the_grace_period() -> None:
+    finished: list[str] = []
+    generations = Generations(MemoryStore())
+    with override_settings(STREAMING={"KEEP_GRACE": 0.3}):
+        generation_id = await generations.start(
+            paced(1000, 0.01, finished), Pipeline(), owner="me", policy="keep"
+        )
+        task = generations.running[generation_id].task
+        await asyncio.wait_for(task, LIMIT)
+    events = await generations.store.read(generation_id, 0, timeout=0)
+    assert events[-1].data == {"type": "cancelled"}
+    assert finished == ["finally"]
+
+
+async def test_a_kept_reply_that_is_followed_runs_to_its_end() -> None:
+    generations = Generations(MemoryStore())
+    with override_settings(STREAMING={"KEEP_GRACE": 0.3}):
+        generation_id = await generations.start(
+            paced(80, 0.01, []), Pipeline(), owner="me", policy="keep"
+        )
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert events[-1].data["type"] == "complete"
+
+
+async def test_a_cancel_from_another_process_stops_the_reply() -> None:
+    store = MemoryStore()
+    runner, elsewhere = Generations(store), Generations(store)
+    finished: list[str] = []
+    generation_id = await runner.start(paced(1000, 0.01, finished), Pipeline(), owner="me")
+    await elsewhere.cancel(generation_id)  # not running there: a request through the store
+    await asyncio.wait_for(runner.running[generation_id].task, LIMIT)
+    events = await store.read(generation_id, 0, timeout=0)
+    assert events[-1].data == {"type": "cancelled"}
+    assert finished == ["finally"]
+
+
+async def test_a_failing_source_ends_with_an_error_event_without_details() -> None:
+    async def broken() -> AsyncIterator[str]:
+        yield "partial "
+        raise RuntimeError("secret")
+
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(broken(), Pipeline(), owner="me")
+    events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert events[0].data == {"type": "chunk", "text": "partial "}
+    assert events[-1].data == {
+        "type": "error",
+        "code": "INTERNAL_ERROR",
+        "message": "The model stream failed",
+    }
+
+
+async def test_only_the_owner_may_follow() -> None:
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(3, 0, []), Pipeline(), owner="me")
+    with pytest.raises(StreamError) as caught:
+        async for _ in generations.follow(generation_id, "someone else"):
+            pass
+    assert caught.value.code == "NOT_FOUND"
+    with pytest.raises(StreamError):
+        await generations.check_owner("no-such-id", "me")
+
+
+class Session(dict[str, Any]):
+    pass
+
+
+class User:
+    def __init__(self, pk: int, authenticated: bool) -> None:
+        self.pk = pk
+        self.is_authenticated = authenticated
+
+
+def test_owners_are_users_then_session_visitors_then_nobody_else() -> None:
+    session = Session()
+    assert owner_of(User(3, True), session) == "user:3"
+    visitor = owner_of(User(0, False), session)
+    assert visitor.startswith("session:") and owner_of(None, session) == visitor
+    assert owner_of(None, Session()) != visitor
+    assert owner_of(None, None).startswith("connection:")
+    assert owner_of(None, None) != owner_of(None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("abc:3", ("abc", 3)), ("abc:", None), (":3", None), ("abc:x", None), ("7", None)],
+)
+def test_event_ids_name_a_generation_and_a_position(
+    value: str, parsed: tuple[str, int] | None
+) -> None:
+    assert parse_event_id(value) == parsed
