@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 from streaming import sse_response
+from streaming.views import SSEView
 
 from . import resume_views
 
@@ -38,9 +39,23 @@ async def ours(request: HttpRequest) -> HttpResponse:
     return sse_response(events())
 
 
+class View(SSEView):
+    """The same text through ``SSEView``: a generation, the event store, a follower."""
+
+    def stream(self, request: HttpRequest, *args: object, **kwargs: object) -> AsyncIterator[str]:
+        n = _count(request)
+
+        async def pieces() -> AsyncIterator[str]:
+            for _ in range(n):
+                yield "hello world"
+
+        return pieces()
+
+
 urlpatterns = [
     path("raw", raw),
     path("ours", ours),
+    path("view", View.as_view()),
     path("stamps/direct", resume_views.direct),
     path("stamps/stored", resume_views.StoredView.as_view()),
 ]

@@ -57,15 +57,31 @@ def owner_of(user: Any, session: Any) -> str:
     by the caller), so the same browser can resume and nobody else can. Without a session
     the owner is random: the generation can only be followed by the request that made it.
     """
-    if user is not None and getattr(user, "is_authenticated", False):
+    if _authenticated(user):
         return f"user:{user.pk}"
-    if session is not None:
-        token = session.get(OWNER_SESSION_KEY)
-        if not isinstance(token, str):
-            token = new_owner_token()
-            session[OWNER_SESSION_KEY] = token
-        return f"session:{token}"
-    return f"connection:{new_owner_token()}"
+    if session is None:
+        return f"connection:{new_owner_token()}"
+    token = session.get(OWNER_SESSION_KEY)
+    if not isinstance(token, str):
+        token = session[OWNER_SESSION_KEY] = new_owner_token()
+    return f"session:{token}"
+
+
+async def aowner_of(user: Any, session: Any) -> str:
+    """``owner_of`` with Django's async session API (no thread for a database session)."""
+    if _authenticated(user):
+        return f"user:{user.pk}"
+    if session is None:
+        return f"connection:{new_owner_token()}"
+    token = await session.aget(OWNER_SESSION_KEY)
+    if not isinstance(token, str):
+        token = new_owner_token()
+        await session.aset(OWNER_SESSION_KEY, token)
+    return f"session:{token}"
+
+
+def _authenticated(user: Any) -> bool:
+    return user is not None and bool(getattr(user, "is_authenticated", False))
 
 
 @dataclass
@@ -85,25 +101,31 @@ class _EventWriter:
         self.store = store
         self.generation_id = generation_id
         self.pending: list[dict[str, Any]] = []
+        #: Text after the last pending event, joined once when it is written.
+        self.text: list[str] = []
         self.writing: asyncio.Task[None] | None = None
 
     def add_text(self, text: str) -> None:
-        if self.pending and self.pending[-1]["type"] == "chunk":
-            self.pending[-1]["text"] += text
-        else:
-            self.pending.append({"type": "chunk", "text": text})
+        self.text.append(text)
         self._kick()
 
     def add_event(self, name: str, data: Any) -> None:
+        self._close_text()
         self.pending.append({"type": "event", "name": name, "data": data})
         self._kick()
+
+    def _close_text(self) -> None:
+        if self.text:
+            self.pending.append({"type": "chunk", "text": "".join(self.text)})
+            self.text = []
 
     def _kick(self) -> None:
         if self.writing is None or self.writing.done():
             self.writing = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        while self.pending:
+        while self.pending or self.text:
+            self._close_text()
             batch, self.pending = self.pending, []
             await self.store.append_many(self.generation_id, batch)
 

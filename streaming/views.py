@@ -24,8 +24,8 @@ from .generations import (
     TERMINAL,
     DisconnectPolicy,
     Generations,
+    aowner_of,
     get_generations,
-    owner_of,
     parse_event_id,
     terminal_error,
 )
@@ -104,9 +104,9 @@ class SSEView(PipelineChoiceMixin, View):
         return await self._respond(request, *args, **kwargs)
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        await sync_to_async(self.check_permissions)(request)
+        await self._check_permissions(request)
         generations = get_generations()
-        owner = await sync_to_async(self.get_owner)(request)
+        owner = await self.get_owner(request)
         try:
             last_event_id = request.headers.get("Last-Event-ID")
             if last_event_id is not None:
@@ -131,20 +131,27 @@ class SSEView(PipelineChoiceMixin, View):
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
-        await sync_to_async(self.check_permissions)(request)
+        await self._check_permissions(request)
         generations = get_generations()
         generation_id = request.GET.get("id", "")
         try:
-            owner = await sync_to_async(self.get_owner)(request)
+            owner = await self.get_owner(request)
             await generations.check_owner(generation_id, owner)
         except StreamError as exc:
             return self.error_response(exc)
         await generations.cancel(generation_id)
         return HttpResponse(status=204)
 
-    def get_owner(self, request: HttpRequest) -> str:
+    async def get_owner(self, request: HttpRequest) -> str:
         """Who may resume, watch or cancel the replies this request starts."""
-        return owner_of(getattr(request, "user", None), getattr(request, "session", None))
+        auser = getattr(request, "auser", None)
+        user = await auser() if auser is not None else None
+        return await aowner_of(user, getattr(request, "session", None))
+
+    async def _check_permissions(self, request: HttpRequest) -> None:
+        """Run the sync ``check_permissions`` hook in a thread, when a subclass has one."""
+        if type(self).check_permissions is not SSEView.check_permissions:
+            await sync_to_async(self.check_permissions)(request)
 
     def error_response(self, error: StreamError) -> HttpResponse:
         """A refused request: ``error_message`` as JSON, with the status its code calls for."""
@@ -217,8 +224,11 @@ class SSEView(PipelineChoiceMixin, View):
 
         A mixin's ``dispatch`` may answer by itself (a redirect, a 403) or return our
         async handler's coroutine; both are handled, so Django's access mixins work here.
+        Without such a mixin nothing sync runs first, and no thread is involved.
         """
         view = super().as_view(**initkwargs)
+        if cls.dispatch is View.dispatch:
+            return view
 
         def dispatch_in_thread(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             # Django marks ``view`` as a coroutine function (our handlers are async), so

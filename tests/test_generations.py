@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from streaming import StreamError
 from streaming.extractors import Pipeline
-from streaming.generations import Generations, owner_of, parse_event_id
+from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
 from streaming.store.base import StoredEvent
 
@@ -148,3 +148,14 @@ def test_event_ids_name_a_generation_and_a_position(
     value: str, parsed: tuple[str, int] | None
 ) -> None:
     assert parse_event_id(value) == parsed
+
+
+async def test_the_async_owner_uses_the_async_session_api() -> None:
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    session = SessionStore()
+    visitor = await aowner_of(None, session)
+    assert visitor.startswith("session:")
+    assert await aowner_of(User(0, False), session) == visitor == owner_of(None, session)
+    assert await aowner_of(User(5, True), session) == "user:5"
+    assert (await aowner_of(None, None)).startswith("connection:")
