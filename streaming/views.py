@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
@@ -76,6 +77,11 @@ class SSEView(PipelineChoiceMixin, View):
         if request.method == "POST":
             try:
                 params = json.loads(request.body or b"{}")
+            except RequestDataTooBig as exc:
+                raise StreamError(
+                    StreamErrorCode.PROMPT_TOO_LARGE,
+                    "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE",
+                ) from exc
             except (ValueError, UnicodeDecodeError) as exc:
                 raise StreamError(
                     StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object"

@@ -116,6 +116,7 @@ def test_bad_input_is_a_400_with_a_json_error(
         ({"prompt": 42}, "BAD_REQUEST"),
         ({"prompt": "   "}, "BAD_REQUEST"),
         ({"prompt": "x" * 40_000}, "PROMPT_TOO_LARGE"),
+        ({"prompt": "x" * 3_000_000}, "PROMPT_TOO_LARGE"),  # over DATA_UPLOAD_MAX_MEMORY_SIZE
     ],
 )
 def test_the_chat_view_refuses_a_missing_or_oversized_prompt(
