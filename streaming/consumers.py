@@ -32,6 +32,7 @@ from .generations import (
     OWNER_SESSION_KEY,
     DisconnectPolicy,
     get_generations,
+    merge_chunks,
     owner_of,
     terminal_error,
 )
@@ -236,23 +237,18 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     def batch_frames(self, generation_id: str, batch: list[StoredEvent]) -> list[dict[str, Any]]:
         """One ``chunk`` frame per run of text (with the ``seq`` to resume after), and the end."""
         frames: list[dict[str, Any]] = []
-        text: list[str] = []
-        for index, stored in enumerate(batch):
+        for stored in merge_chunks(batch):
             data = stored.data
             kind = data["type"]
             if kind == "chunk":
-                text.append(data["text"])
-                following = batch[index + 1] if index + 1 < len(batch) else None
-                if following is None or following.data["type"] != "chunk":
-                    frames.append(
-                        {
-                            "type": "chunk",
-                            "content": "".join(text),
-                            "message_id": generation_id,
-                            "seq": stored.seq,
-                        }
-                    )
-                    text.clear()
+                frames.append(
+                    {
+                        "type": "chunk",
+                        "content": data["text"],
+                        "message_id": generation_id,
+                        "seq": stored.seq,
+                    }
+                )
             elif kind == "complete":
                 frames.append(
                     {"type": "complete", "fullResponse": data["text"], "message_id": generation_id}

@@ -291,6 +291,23 @@ def get_generations() -> Generations:
     return registry
 
 
+def merge_chunks(batch: list[StoredEvent]) -> list[StoredEvent]:
+    """``batch`` with each run of ``chunk`` events merged into one, numbered as its last:
+    the protocols are about text, so a client resuming after that number misses nothing."""
+    merged: list[StoredEvent] = []
+    text: list[str] = []
+    for index, stored in enumerate(batch):
+        if stored.data["type"] != "chunk":
+            merged.append(stored)
+            continue
+        text.append(stored.data["text"])
+        following = batch[index + 1] if index + 1 < len(batch) else None
+        if following is None or following.data["type"] != "chunk":
+            merged.append(StoredEvent(stored.seq, {"type": "chunk", "text": "".join(text)}))
+            text.clear()
+    return merged
+
+
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """``"<generation>:<seq>"`` as SSE ids carry it, or ``None`` when it is not one."""
     generation_id, _, seq = value.partition(":")

@@ -27,6 +27,7 @@ from .generations import (
     Generations,
     aowner_of,
     get_generations,
+    merge_chunks,
     parse_event_id,
     terminal_error,
 )
@@ -205,17 +206,12 @@ class SSEView(PipelineChoiceMixin, View):
         """One message per run of chunks (merged: the text is what counts), per extractor
         event and for the end."""
         out: list[ServerSentEvent] = []
-        text: list[str] = []
-        for index, stored in enumerate(batch):
+        for stored in merge_chunks(batch):
             data = stored.data
             kind = data["type"]
             event_id = f"{generation_id}:{stored.seq}"
             if kind == "chunk":
-                text.append(data["text"])
-                following = batch[index + 1] if index + 1 < len(batch) else None
-                if following is None or following.data["type"] != "chunk":
-                    out.append(ServerSentEvent(self.chunk_message("".join(text)), id=event_id))
-                    text.clear()
+                out.append(ServerSentEvent(self.chunk_message(data["text"]), id=event_id))
             elif kind == "event":
                 out.append(ServerSentEvent(data["data"], event=data["name"], id=event_id))
             elif kind == "complete":

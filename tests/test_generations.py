@@ -11,7 +11,13 @@ from django.test import override_settings
 
 from streaming import StreamError
 from streaming.extractors import Pipeline
-from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
+from streaming.generations import (
+    Generations,
+    aowner_of,
+    merge_chunks,
+    owner_of,
+    parse_event_id,
+)
 from streaming.store import MemoryStore
 from streaming.store.base import StoredEvent
 
@@ -159,3 +165,13 @@ async def test_the_async_owner_uses_the_async_session_api() -> None:
     assert await aowner_of(User(0, False), session) == visitor == owner_of(None, session)
     assert await aowner_of(User(5, True), session) == "user:5"
     assert (await aowner_of(None, None)).startswith("connection:")
+
+
+def test_runs_of_chunks_are_merged_and_numbered_as_their_last() -> None:
+    def chunk(seq: int, text: str) -> StoredEvent:
+        return StoredEvent(seq, {"type": "chunk", "text": text})
+
+    event = StoredEvent(3, {"type": "event", "name": "x", "data": {}})
+    end = StoredEvent(6, {"type": "complete", "text": "abcde"})
+    batch = [chunk(1, "a"), chunk(2, "b"), event, chunk(4, "c"), chunk(5, "de"), end]
+    assert merge_chunks(batch) == [chunk(2, "ab"), event, chunk(5, "cde"), end]
