@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -16,6 +15,7 @@ from streaming.sources import openai_chat, source_from_settings
 from streaming.sources.prompts import PLAIN_SYSTEM_PROMPT, XML_SYSTEM_PROMPT
 
 from ..conftest import Serve
+from .consume import cancel_after_first_piece, collect, failure
 from .upstream import WAIT_LIMIT, Reply, Request
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -54,10 +54,6 @@ async def one_token_then_wait(request: Request, reply: Reply) -> None:
 def client(url: str) -> openai.AsyncOpenAI:
     """A client for the local server, without retries so error cases answer at once."""
     return openai.AsyncOpenAI(api_key="test-key", base_url=f"{url}/v1", max_retries=0)
-
-
-async def collect(source: AsyncIterator[str]) -> list[str]:
-    return [piece async for piece in source]
 
 
 async def test_streams_the_delta_contents(serve: Serve) -> None:
@@ -150,14 +146,11 @@ async def test_an_error_inside_the_stream_is_an_upstream_error(serve: Serve) -> 
         await reply.end()
 
     upstream = await serve(error_midway)
-    pieces: list[str] = []
     async with client(upstream.url) as api:
-        with pytest.raises(StreamError) as caught:
-            async for piece in openai_chat(MESSAGES, client=api):
-                pieces.append(piece)
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
     assert pieces == ["partial"]
-    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
-    assert "The model overloaded" in caught.value.message
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
+    assert "The model overloaded" in error.message
 
 
 async def test_a_dropped_connection_is_an_upstream_error(serve: Serve) -> None:
@@ -167,13 +160,10 @@ async def test_a_dropped_connection_is_an_upstream_error(serve: Serve) -> None:
         reply.drop()
 
     upstream = await serve(drop_midway)
-    pieces: list[str] = []
     async with client(upstream.url) as api:
-        with pytest.raises(StreamError) as caught:
-            async for piece in openai_chat(MESSAGES, client=api):
-                pieces.append(piece)
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
     assert pieces == ["partial"]
-    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
 
 
 async def test_a_refused_connection_is_an_upstream_error() -> None:
@@ -188,31 +178,17 @@ async def test_a_refused_connection_is_an_upstream_error() -> None:
 
 async def test_a_slow_token_is_a_timeout_and_closes_the_connection(serve: Serve) -> None:
     upstream = await serve(one_token_then_wait)
-    pieces: list[str] = []
     async with client(upstream.url) as api:
-        with pytest.raises(StreamError) as caught:
-            async for piece in openai_chat(MESSAGES, client=api, read_timeout=0.2):
-                pieces.append(piece)
+        pieces, error = await failure(openai_chat(MESSAGES, client=api, read_timeout=0.2))
     assert pieces == ["first"]
-    assert caught.value.code == StreamErrorCode.TIMEOUT
+    assert error.code == StreamErrorCode.TIMEOUT
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
 
 
 async def test_cancelling_the_consumer_closes_the_upstream_connection(serve: Serve) -> None:
     upstream = await serve(one_token_then_wait)
-    first = asyncio.Event()
-
-    async def consume(api: openai.AsyncOpenAI) -> None:
-        async for _ in openai_chat(MESSAGES, client=api):
-            first.set()
-
     async with client(upstream.url) as api:
-        task = asyncio.create_task(consume(api))
-        await asyncio.wait_for(first.wait(), WAIT_LIMIT)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+        await cancel_after_first_piece(openai_chat(MESSAGES, client=api), upstream)
 
 
 async def test_aclose_closes_the_upstream_connection(serve: Serve) -> None:

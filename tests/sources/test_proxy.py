@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from django.test import override_settings
 
-from streaming.errors import StreamError, StreamErrorCode
+from streaming.errors import StreamErrorCode
 from streaming.sources import proxy
 from streaming.sources.http import transport_error
 
 from ..conftest import Serve
+from .consume import cancel_after_first_piece, collect, failure
 from .upstream import WAIT_LIMIT, Reply, Request
-
-
-async def collect(source: AsyncIterator[str]) -> list[str]:
-    return [piece async for piece in source]
-
-
-async def failure(source: AsyncIterator[str]) -> tuple[list[str], StreamError]:
-    """The pieces that arrived before the source failed, and its error."""
-    pieces: list[str] = []
-    with pytest.raises(StreamError) as caught:
-        async for piece in source:
-            pieces.append(piece)
-    return pieces, caught.value
 
 
 async def cloudflare(request: Request, reply: Reply) -> None:
@@ -256,19 +243,8 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(serve: Ser
         await reply.wait_gone()
 
     upstream = await serve(endless)
-    first = asyncio.Event()
-
-    async def consume(http: httpx.AsyncClient) -> None:
-        async for _ in proxy(upstream.url, client=http):
-            first.set()
-
     async with httpx.AsyncClient() as http:
-        task = asyncio.create_task(consume(http))
-        await asyncio.wait_for(first.wait(), WAIT_LIMIT)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+        await cancel_after_first_piece(proxy(upstream.url, client=http), upstream)
         assert not http.is_closed
 
 
