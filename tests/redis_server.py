@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .servers import free_port
+from .servers import free_port, stop_process
 
 REDIS_SERVER = shutil.which("redis-server")
 _running: set[RedisServer] = set()
@@ -85,12 +85,7 @@ class RedisServer:
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)  # a paused server could not handle SIGTERM
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process, grace=5)
 
     def restart(self) -> None:
         """Stop, then start again on the same port (all data is lost: no persistence)."""
