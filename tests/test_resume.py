@@ -262,3 +262,25 @@ def test_a_redis_restart_mid_reply_is_a_clear_error_not_a_hang(
         assert time.monotonic() - started < LIMIT
     last = json.loads(events[-1].data)
     assert last.get("code") in {"STORE_UNAVAILABLE", "NOT_FOUND"}, last
+
+
+def test_a_second_tab_watches_the_same_reply(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as first_tab:
+        first_tab.get("/")
+        with first_tab.stream("GET", "/sse/keep", params=SLOW) as response:
+            chunks = response.iter_raw()
+            parser = SSEParser()
+            seen: list[ParsedEvent] = []
+            while not seen:
+                seen += parser.feed(next(chunks))
+            generation = (seen[0].id or "").split(":")[0]
+            with httpx.Client(
+                base_url=live_url, timeout=LIMIT, cookies=dict(first_tab.cookies)
+            ) as second_tab:
+                watched = sse_all(
+                    second_tab.get("/sse/keep", headers={"Last-Event-ID": f"{generation}:0"})
+                )
+            for chunk in chunks:
+                seen += parser.feed(chunk)
+    assert text_of(watched) == text_of(seen) == XML_REPLY
+    assert json.loads(watched[-1].data) == json.loads(seen[-1].data) == {"done": True}
