@@ -5,7 +5,6 @@ from django.urls import include, path
 from . import views
 
 urlpatterns = [
-    path("", views.index, name="index"),
     path("demo/clock", views.clock, name="clock"),
     path("", include("streaming.urls")),
 ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from .consumers import StreamConsumer
 from .extractors import (
@@ -19,6 +21,7 @@ from .extractors import (
     ResponseStreamExtractor,
     XmlTagExtractor,
 )
+from .generations import owner_of
 from .requests import ExtractorFactory, get_prompt
 from .sources import source_from_settings
 from .views import SSEView
@@ -54,3 +57,11 @@ class ChatConsumer(StreamConsumer):
 
     def stream(self, prompt: str, **params: Any) -> Any:
         return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")
+
+
+@ensure_csrf_cookie
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """The chat page. It sets the CSRF cookie its POST requests send back, and the
+    visitor's owner token, so its WebSocket can resume this visitor's replies."""
+    owner_of(getattr(request, "user", None), getattr(request, "session", None))
+    return render(request, "streaming/chat.html")
