@@ -2,16 +2,21 @@
 
 Two modes, as in the Elysia Stream plugin:
 
-* automatic: ``Stream(value)`` where ``value`` is a sync or async iterable, an awaitable
-  resolving to one, an ``httpx`` streaming response, or a ``str``/``bytes``;
-* manual: ``Stream()`` or ``Stream(callback)``; the code calls ``send()``, ``close()``
-  and ``await wait(ms)``.
+* automatic: ``Stream(value)`` where ``value`` is anything ``sources.iterables.iterate``
+  reads (a sync or async iterable, an awaitable resolving to one, an ``httpx``
+  streaming response, a ``str``/``bytes``);
+* manual: ``Stream()`` or ``Stream(callback)``; the code calls ``send()`` (from any
+  thread), ``close()`` and ``await wait(ms)``.
 
-The body is consumed by one transport (``sse_response``). It writes every event that is
-ready in one body chunk and never holds back one that is ready, sends an opening comment
-at once (daphne sends the headers only with the first body bytes) and a keep-alive
-comment after ``STREAMING["KEEPALIVE"]`` seconds of silence. On client disconnect the
-producer is cancelled and its source closed.
+A ``Stream`` only puts the pieces together: ``sse.py`` frames each message,
+``iterate`` reads the input, one ``MessageQueue`` hands the framed messages from any
+thread to the body. The body is consumed by one transport (``sse_response``): under ASGI
+it writes every message that is ready in one body chunk (at most ``MAX_BATCH``) and never
+holds back one that is ready, sends an opening comment at once (daphne sends the headers
+only with the first body bytes) and a keep-alive comment after ``STREAMING["KEEPALIVE"]``
+seconds of silence. On client disconnect the producer is cancelled and its source closed.
+Under WSGI the same queue feeds the sync body (manual mode; sync iterables are read
+inline).
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
+from .queue import MessageQueue
+from .sources.iterables import is_iterable_input, iterate
 from .sse import (
+    ParsedEvent,
     ServerSentEvent,
-    SSEParser,
     encode_comment,
     encode_fields,
     serialize_data,
@@ -44,18 +52,6 @@ OPENING_COMMENT = encode_comment("stream open")
 KEEPALIVE_COMMENT = encode_comment("ping")
 
 Callback = Callable[["Stream"], Any]
-
-_INLINE_ITERABLES = (list, tuple, range, dict, set, frozenset)
-
-
-def _is_automatic_source(value: object) -> bool:
-    return (
-        isinstance(value, str | bytes | bytearray | httpx.Response)
-        or hasattr(value, "__aiter__")
-        or hasattr(value, "__iter__")
-        or inspect.isawaitable(value)
-        or hasattr(value, "__aenter__")
-    )
 
 
 class Stream:
@@ -76,11 +72,11 @@ class Stream:
         self._event = validate_event(event)
         self._retry = validate_retry(retry)
         self._label_text = self._make_label()
-        if value is None or (callable(value) and not _is_automatic_source(value)):
+        if value is None or (callable(value) and not is_iterable_input(value)):
             self._callback: Callback | None = value
             self._source: Any = None
             self.manual = True
-        elif _is_automatic_source(value):
+        elif is_iterable_input(value):
             self._callback = None
             self._source = value
             self.manual = False
@@ -91,17 +87,13 @@ class Stream:
             )
         self._ids = itertools.count(1)
         self._max_batch: int = setting("MAX_BATCH")
-        self._max_queue: int = setting("MAX_QUEUE")
-        self._buffer: list[bytes] = []
-        self._closed = False
+        self._queue: MessageQueue[bytes] = MessageQueue(
+            high_water=self._max_batch, max_queue=setting("MAX_QUEUE")
+        )
+        # send() from several threads: one message is numbered and queued at a time.
+        self._send_lock = threading.Lock()
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._space: asyncio.Event | None = None
-        self._consumer_waiting = False
-        self._room = threading.Event()
-        self._condition: threading.Condition | None = None
         self._producer: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- options
@@ -128,7 +120,7 @@ class Stream:
     @property
     def closed(self) -> bool:
         """True once ``close()`` was called, the source ended or the client went away."""
-        return self._closed
+        return self._queue.closed
 
     # ------------------------------------------------------------- manual API
     def send(self, data: Any) -> None:
@@ -136,31 +128,21 @@ class Stream:
 
         Raises ``StreamError`` (``STREAM_CLOSED``) after ``close()`` or a disconnect, and
         (``QUEUE_FULL``) when ``STREAMING["MAX_QUEUE"]`` messages wait for a slow client.
-        Safe to call from another thread.
+        Safe to call from any thread: messages keep the order of the calls.
         """
-        if self._closed:
+        if self._queue.closed:
             raise StreamError(StreamErrorCode.STREAM_CLOSED, "Cannot send(): the stream is closed")
-        if isinstance(data, bytes | bytearray | memoryview):
-            chunk: bytes | None = self._label_text.encode() + bytes(data)
-        else:
-            chunk = self._encode(data)
-        if chunk is None:
-            return
-        limit = self._max_queue
-        if len(self._buffer) >= limit:
-            raise StreamError(
-                StreamErrorCode.QUEUE_FULL,
-                f"Cannot send(): {limit} messages already wait for a slow client",
-                {"max_queue": limit},
-            )
-        self._buffer.append(chunk)
-        self._notify()
+        with self._send_lock:
+            if isinstance(data, bytes | bytearray | memoryview):
+                chunk: bytes | None = self._label_text.encode() + bytes(data)
+            else:
+                chunk = self._encode(data)
+            if chunk is not None:
+                self._queue.put_nowait(chunk)
 
     def close(self) -> None:
         """End the stream once the queued messages are written. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._notify()
+        self._queue.close()
 
     async def wait(self, ms: float) -> None:
         """Sleep ``ms`` milliseconds; the stream is untouched."""
@@ -185,6 +167,13 @@ class Stream:
         if type(item) is str and item and "\n" not in item and "\r" not in item:
             # The hot path (one line of model text), framed without the general encoder.
             return f"id: {next(self._ids)}\n{self._label_text}data: {item}\n\n".encode()
+        if isinstance(item, ParsedEvent):
+            # An upstream's event: forwarded with its name and retry, under our own id.
+            item = ServerSentEvent(
+                data=item.data,
+                event=None if item.event == "message" else item.event,
+                retry=item.retry,
+            )
         if isinstance(item, ServerSentEvent):
             text = serialize_data(item.data)
             if text is None and item.comment is None:
@@ -216,44 +205,10 @@ class Stream:
             payload = {"message": "The stream failed", "code": str(StreamErrorCode.INTERNAL_ERROR)}
         return encode_fields(serialize_data(payload), event_id=str(next(self._ids)), event="error")
 
-    # ----------------------------------------------------------- wake-ups
-    def _notify(self) -> None:
-        if self._condition is not None:
-            with self._condition:
-                self._condition.notify_all()
-            return
-        loop, wakeup = self._loop, self._wakeup
-        if loop is None or wakeup is None or not self._consumer_waiting:
-            return
-        self._consumer_waiting = False
-        if threading.get_ident() == self._loop_thread:
-            wakeup.set()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(wakeup.set)
-
-    def _take(self) -> bytes:
-        buffer = self._buffer
-        chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-        buffer.clear()
-        self._room.set()
-        if self._space is not None:
-            self._space.set()
-        return chunk
-
-    async def _put(self, item: Any) -> None:
-        """Queue one produced item; pause the producer while a full batch waits."""
-        if self._closed:
-            raise StreamError(StreamErrorCode.STREAM_CLOSED, "The client went away")
-        chunk = self._encode(item)
-        if chunk is None:
-            return
-        buffer = self._buffer
-        buffer.append(chunk)
-        if self._consumer_waiting:
-            self._notify()
-        if len(buffer) >= self._max_batch and self._space is not None:
-            self._space.clear()
-            await self._space.wait()
+    def _fail(self, exc: BaseException) -> None:
+        """End the stream with an error message (unless the client already went away)."""
+        if not self._queue.aborted:
+            self._queue.close(self._error_message(exc))
 
     # ---------------------------------------------------------------- async body
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -264,43 +219,22 @@ class Stream:
 
     async def _body(self) -> AsyncIterator[bytes]:
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
         self._producer = asyncio.create_task(self._produce())
+        queue, limit = self._queue, self._max_batch
         keepalive = float(setting("KEEPALIVE"))
-        # The opening comment goes out at once; one scheduler turn first lets events that
-        # are ready right away share its write.
-        self._buffer.insert(0, OPENING_COMMENT)
         try:
+            # The opening comment goes out at once; one scheduler turn first lets events
+            # that are ready right away share its write.
             await asyncio.sleep(0)
-            while True:
-                if self._buffer:
-                    yield self._take()
-                    continue
-                if self._closed:
-                    break
-                self._wakeup.clear()
-                self._consumer_waiting = True
-                if self._buffer or self._closed:
-                    self._consumer_waiting = False
-                    continue
-                try:
-                    async with asyncio.timeout(keepalive):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    yield KEEPALIVE_COMMENT
-                finally:
-                    self._consumer_waiting = False
+            yield OPENING_COMMENT + b"".join(queue.take(limit))
+            while (batch := await queue.get(limit, keepalive)) is not None:
+                yield b"".join(batch) if batch else KEEPALIVE_COMMENT
         finally:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
         """Mark closed and stop the producer (its ``finally`` and ``aclose()`` run)."""
-        self._closed = True
-        self._room.set()
-        if self._space is not None:
-            self._space.set()
+        self._queue.abort()
         producer = self._producer
         if producer is not None and not producer.done():
             producer.cancel()
@@ -308,8 +242,7 @@ class Stream:
 
     def abort(self) -> None:
         """Stop from any thread (the response was closed): no more sends, producer cancelled."""
-        self._closed = True
-        self._room.set()
+        self._queue.abort()
         loop, producer = self._loop, self._producer
         if loop is not None and producer is not None and not loop.is_closed():
             loop.call_soon_threadsafe(producer.cancel)
@@ -319,14 +252,12 @@ class Stream:
             if self.manual:
                 await self._run_callback()
             else:
-                await self._pump(self._source)
+                await self._pump()
                 self.close()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not self._closed:
-                self._buffer.append(self._error_message(exc))
-            self.close()
+            self._fail(exc)
 
     async def _run_callback(self) -> None:
         if self._callback is None:
@@ -335,90 +266,14 @@ class Stream:
         if inspect.isawaitable(result):
             await result
 
-    async def _pump(self, value: Any) -> None:
-        """Feed every item of an automatic-mode source to ``_put``."""
-        if inspect.isawaitable(value):
-            value = await value
-        if isinstance(value, httpx.Response):
-            await self._pump_response(value)
-        elif hasattr(value, "__aenter__") and not hasattr(value, "__aiter__"):
-            async with value as entered:
-                await self._pump(entered)
-        elif isinstance(value, str | bytes | bytearray):
-            await self._put(value)
-        elif hasattr(value, "__aiter__"):
-            await self._pump_async(value)
-        elif isinstance(value, _INLINE_ITERABLES):
-            for item in value:
-                await self._put(item)
-        elif hasattr(value, "__iter__"):
-            await asyncio.to_thread(self._pump_sync_thread, iter(value))
-        else:
-            raise TypeError(f"Cannot stream a {type(value).__name__}")
-
-    async def _pump_async(self, iterable: Any) -> None:
-        iterator = aiter(iterable)
-        try:
-            async for item in iterator:
-                await self._put(item)
-        finally:
-            close = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
-            if close is not None:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-
-    def _pump_sync_thread(self, iterator: Iterator[Any]) -> None:
-        """Iterate a sync iterator in a worker thread, so a blocking one streams too."""
-        limit = self._max_batch
-        try:
-            for item in iterator:
-                if self._closed:
-                    return
-                chunk = self._encode(item)
-                if chunk is None:
-                    continue
-                self._buffer.append(chunk)
-                self._notify()
-                if len(self._buffer) >= limit:
-                    self._room.clear()
-                    while self._buffer and not self._closed:
-                        self._room.wait(0.5)
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    async def _pump_response(self, response: httpx.Response) -> None:
-        """Forward an upstream HTTP body: SSE event by event, anything else as text."""
-        try:
-            if response.status_code >= 400:
-                raise StreamError(
-                    StreamErrorCode.UPSTREAM_ERROR,
-                    f"Upstream answered HTTP {response.status_code}",
-                    {"status": response.status_code},
-                )
-            content_type = response.headers.get("content-type", "")
-            if content_type.split(";")[0].strip().lower() == "text/event-stream":
-                parser = SSEParser()
-                async for raw in response.aiter_bytes():
-                    for parsed in parser.feed(raw):
-                        await self._put(
-                            ServerSentEvent(
-                                data=parsed.data,
-                                event=None if parsed.event == "message" else parsed.event,
-                                retry=parsed.retry,
-                            )
-                        )
-            else:
-                async for text in response.aiter_text():
-                    await self._put(text)
-        except httpx.HTTPError as exc:
-            raise StreamError(
-                StreamErrorCode.UPSTREAM_ERROR, f"Upstream connection failed: {exc!r}"
-            ) from exc
-        finally:
-            await response.aclose()
+    async def _pump(self) -> None:
+        """Frame every item of the automatic-mode source into the queue."""
+        queue, encode = self._queue, self._encode
+        async with aclosing(iterate(self._source)) as items:
+            async for item in items:
+                chunk = encode(item)
+                if chunk is not None:
+                    await queue.put(chunk)
 
     # ----------------------------------------------------------------- sync body
     def __iter__(self) -> Iterator[bytes]:
@@ -433,24 +288,15 @@ class Stream:
         if not self.manual:
             yield from self._sync_automatic()
             return
-        self._condition = threading.Condition()
         worker = threading.Thread(target=self._sync_callback, daemon=True)
         worker.start()
+        queue, limit = self._queue, self._max_batch
         keepalive = float(setting("KEEPALIVE"))
         try:
-            while True:
-                with self._condition:
-                    if not self._buffer and not self._closed:
-                        self._condition.wait(keepalive)
-                    if self._buffer:
-                        chunk = self._take()
-                    elif self._closed:
-                        return
-                    else:
-                        chunk = KEEPALIVE_COMMENT
-                yield chunk
+            while (batch := queue.get_blocking(limit, keepalive)) is not None:
+                yield b"".join(batch) if batch else KEEPALIVE_COMMENT
         finally:
-            self._closed = True
+            queue.abort()
 
     def _sync_callback(self) -> None:
         try:
@@ -465,11 +311,10 @@ class Stream:
                         "An async callback needs an ASGI server (daphne or uvicorn)",
                     )
         except Exception as exc:
-            if not self._closed:
-                self._buffer.append(self._error_message(exc))
-            self.close()
+            self._fail(exc)
 
     def _sync_automatic(self) -> Iterator[bytes]:
+        """Under WSGI the source is read in the server's own thread: sync iterables only."""
         value = self._source
         try:
             if isinstance(value, str | bytes | bytearray):
@@ -489,4 +334,4 @@ class Stream:
         except Exception as exc:
             yield self._error_message(exc)
         finally:
-            self._closed = True
+            self._queue.abort()

@@ -5,27 +5,26 @@ each event's text is its data, or one field of its JSON data (``text_field``: a 
 path such as ``"response"`` for Cloudflare Workers AI or ``"choices.0.delta.content"``
 for an OpenAI-compatible server). ``data: [DONE]`` ends the stream. Any other upstream
 streams its body as UTF-8 text. Closing or cancelling the iterator closes the upstream
-connection at once.
+connection at once. The answer is read by ``read_upstream`` (``sources/upstream.py``).
 """
 
 from __future__ import annotations
 
-import codecs
 import json as jsonlib
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from ..conf import setting
 from ..errors import StreamError, StreamErrorCode
-from ..sse import ParsedEvent, SSEParser
+from ..sse import ParsedEvent
 from .http import timeouts, tls_context, transport_error
+from .upstream import ERROR_BODY_LIMIT, read_upstream
 
 #: The data of the event that ends an OpenAI-style (and Cloudflare) event stream.
 DONE = "[DONE]"
-#: Bytes of a non-2xx upstream body kept in the error's ``details``.
-ERROR_BODY_LIMIT = 1024
 
 
 async def proxy(
@@ -69,16 +68,16 @@ async def proxy(
         try:
             response = await http.send(request, stream=True)
             try:
-                if not response.is_success:
-                    raise await _status_error(response)
-                reader = _BodyReader(_is_event_stream(response), text_field, limit)
-                async for raw in response.aiter_bytes():
-                    for piece in reader.feed(raw):
-                        yield piece
-                    if reader.done:
-                        return
-                for piece in reader.feed(b"", final=True):
-                    yield piece
+                async with aclosing(read_upstream(response, max_line=limit)) as items:
+                    async for item in items:
+                        if isinstance(item, str):
+                            yield item
+                            continue
+                        if item.data == DONE:
+                            return
+                        piece = _event_text(item, text_field)
+                        if piece:
+                            yield piece
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -86,67 +85,6 @@ async def proxy(
     finally:
         if owned:
             await http.aclose()
-
-
-def _is_event_stream(response: httpx.Response) -> bool:
-    content_type = response.headers.get("content-type", "")
-    return content_type.split(";")[0].strip().lower() == "text/event-stream"
-
-
-async def _status_error(response: httpx.Response) -> StreamError:
-    """UPSTREAM_ERROR for a non-2xx answer, with the start of its body in ``details``."""
-    body = b""
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) >= ERROR_BODY_LIMIT:
-            break
-    return StreamError(
-        StreamErrorCode.UPSTREAM_ERROR,
-        f"The upstream server answered HTTP {response.status_code} {response.reason_phrase}",
-        {
-            "status": response.status_code,
-            "body": body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"),
-        },
-    )
-
-
-class _BodyReader:
-    """Upstream body bytes in, text pieces out: plain text as it is, or the events' texts.
-
-    Bytes are decoded incrementally (a character may be split across chunks); ``done``
-    turns true at ``data: [DONE]``.
-    """
-
-    def __init__(self, event_stream: bool, text_field: str | None, max_line: int) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._parser = SSEParser(max_line=max_line) if event_stream else None
-        self._text_field = text_field
-        self.done = False
-
-    def feed(self, raw: bytes, final: bool = False) -> list[str]:
-        """The text pieces completed by ``raw``; ``final`` marks the end of the body."""
-        try:
-            text = self._decoder.decode(raw, final)
-        except UnicodeDecodeError as exc:
-            raise StreamError(
-                StreamErrorCode.PARSE_ERROR,
-                "The upstream server sent invalid UTF-8",
-                {"reason": str(exc)},
-            ) from exc
-        if self._parser is None:
-            return [text] if text else []
-        events = self._parser.feed(text) if text else []
-        if final:
-            events += self._parser.close()
-        pieces: list[str] = []
-        for event in events:
-            if event.data == DONE:
-                self.done = True
-                break
-            piece = _event_text(event, self._text_field)
-            if piece:
-                pieces.append(piece)
-        return pieces
 
 
 def _event_text(event: ParsedEvent, text_field: str | None) -> str | None:
