@@ -16,6 +16,7 @@ A waiter in an event loop is woken through its own future (from another thread w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -43,10 +44,9 @@ class _Waiters:
                     if not future.done():
                         future.set_result(None)
                 elif not loop.is_closed():
-                    try:
+                    # RuntimeError: the loop closed meanwhile, so nobody waits there.
+                    with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve, future)
-                    except RuntimeError:  # the loop closed meanwhile: nobody waits there
-                        pass
             self.futures.clear()
         if self.threads:
             self.condition.notify_all()
@@ -181,7 +181,8 @@ class MessageQueue(Generic[T]):
                 if self._items:
                     return self._take(limit)
                 if self._closed:
-                    return self._end()
+                    self._raise_error()
+                    return None
                 future = asyncio.get_running_loop().create_future()
                 self._readable.futures.append(future)
             if not await self._wait(future, self._readable, timeout):
@@ -200,7 +201,8 @@ class MessageQueue(Generic[T]):
             if self._items:
                 return self._take(limit)
             if self._closed:
-                return self._end()
+                self._raise_error()
+                return None
             return []
 
     def _take(self, limit: int) -> list[T]:
@@ -214,11 +216,11 @@ class MessageQueue(Generic[T]):
             self._writable.wake()
         return batch
 
-    def _end(self) -> None:
+    def _raise_error(self) -> None:
+        """At the end: raise the error ``close()`` was given, once (not after abort)."""
         error, self._error = self._error, None
         if error is not None and not self._aborted:
             raise error
-        return None
 
     async def _wait(
         self, future: asyncio.Future[None], waiters: _Waiters, timeout: float | None

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Any, Protocol
 
-from .context import create_streaming_context
 from .errors import StreamError, StreamErrorCode
-from .extractors import ActionStreamFilter, StreamExtractor
+from .extractors import ActionStreamFilter, StreamExtractor, StreamingContext
+from .sources.iterables import iterate
 
 #: Stops a run between two chunks: an ``asyncio.Event`` that is set, or a callable that
 #: returns true.
@@ -30,8 +31,6 @@ ActionCallback = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 #: Receives each piece of streamable text and the reply's message id; may be async.
 OnText = Callable[[str, str | None], Awaitable[None] | None]
-
-_END = object()
 
 
 class ChunkConsumer(Protocol):
@@ -96,7 +95,7 @@ async def stream_to_action(
     async def on_chunk(text: str, chunk_message_id: str | None = None) -> None:
         await _maybe_await(callback({"text": text, "streaming": True}))
 
-    context = create_streaming_context(active, on_chunk, message_id)
+    context = StreamingContext(active, on_chunk, message_id)
     full = await use_model(source, streaming_context=context, abort=abort)
     tail = active.flush()
     if tail:
@@ -108,41 +107,15 @@ async def stream_to_action(
     return full
 
 
-async def as_text_source(value: Any) -> AsyncIterator[str]:
-    """Raw model chunks from what a view's ``stream()`` returned.
+async def _text_chunks(value: Any) -> AsyncGenerator[str, None]:
+    """Raw model chunks from what a view's ``stream()`` returned: anything
+    ``sources.iterables.iterate`` reads, whose items must be text (``str``).
 
-    Accepts an async iterable, a sync iterable (iterated in a worker thread, so a
-    blocking one does not stall the server), an awaitable resolving to either, or a
-    ``str``. Non-text chunks are a ``StreamError``: extractors work on text.
+    Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text.
     """
-    if inspect.isawaitable(value):
-        value = await value
-    if isinstance(value, str):
-        yield value
-        return
-    if hasattr(value, "__aiter__"):
-        iterator = aiter(value)
-        try:
-            async for chunk in iterator:
-                yield _text(chunk)
-        finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
-        return
-    if hasattr(value, "__iter__"):
-        sync_iterator: Iterator[Any] = iter(value)
-        try:
-            while (chunk := await asyncio.to_thread(next, sync_iterator, _END)) is not _END:
-                yield _text(chunk)
-        finally:
-            close = getattr(sync_iterator, "close", None)
-            if close is not None:
-                close()
-        return
-    raise TypeError(
-        f"stream() must return an iterable or async iterable of text, not {type(value).__name__}"
-    )
+    async with aclosing(iterate(value)) as items:
+        async for chunk in items:
+            yield _text(chunk)
 
 
 def _text(chunk: Any) -> str:
@@ -183,9 +156,9 @@ async def run_generation(
         if tail:
             await deliver(tail)
 
-    context = create_streaming_context(extractor, deliver, message_id)
+    context = StreamingContext(extractor, deliver, message_id)
     try:
-        await use_model(as_text_source(source), streaming_context=context)
+        await use_model(_text_chunks(source), streaming_context=context)
     except Exception:
         # The model failed mid-reply: the client still gets every character that arrived.
         await deliver_tail()

@@ -3,12 +3,6 @@ out of a model's reply while it arrives. ``push(chunk) -> str``, ``flush()``, ``
 ``reset()``; see the README for each one's rules.
 """
 
-from ..context import (
-    StreamingContext,
-    StreamingRetryState,
-    create_streaming_context,
-    create_streaming_retry_state,
-)
 from ..errors import StreamError, StreamErrorCode
 from .action_filter import ActionStreamFilter, ContentType
 from .base import (
@@ -19,6 +13,7 @@ from .base import (
     check_chunk_size,
     trim_buffer,
 )
+from .context import StreamingContext, StreamingRetryState
 from .passthrough import MarkableExtractor, PassthroughExtractor
 from .pipeline import Pipeline
 from .response import ResponseStreamExtractor, Strategy
@@ -44,7 +39,5 @@ __all__ = [
     "ValidationStreamExtractor",
     "XmlTagExtractor",
     "check_chunk_size",
-    "create_streaming_context",
-    "create_streaming_retry_state",
     "trim_buffer",
 ]

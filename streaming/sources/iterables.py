@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -43,7 +43,7 @@ def is_iterable_input(value: object) -> bool:
     )
 
 
-async def iterate(value: Any) -> AsyncIterator[Any]:
+async def iterate(value: Any) -> AsyncGenerator[Any, None]:
     """The items of ``value`` (see the module docstring); ``TypeError`` for anything else.
 
     Closing this iterator closes the underlying one (for a worker thread: at its next
@@ -83,7 +83,7 @@ async def iterate(value: Any) -> AsyncIterator[Any]:
         raise TypeError(f"Cannot stream a {type(value).__name__}")
 
 
-async def _in_worker_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+async def _in_worker_thread(iterator: Iterator[Any]) -> AsyncGenerator[Any, None]:
     """Iterate ``iterator`` in its own thread; its items arrive here in batches.
 
     The thread waits while ``STREAMING["MAX_BATCH"]`` items are unread, and stops (closing

@@ -10,7 +10,7 @@ each caller does with them (forward events as they are, pick a JSON field, stop 
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -24,7 +24,7 @@ ERROR_BODY_LIMIT = 1024
 
 async def read_upstream(
     response: httpx.Response, *, max_line: int | None = None
-) -> AsyncIterator[ParsedEvent | str]:
+) -> AsyncGenerator[ParsedEvent | str, None]:
     """The events (event stream) or text pieces (anything else) of an opened ``response``.
 
     Failures are a ``StreamError``: UPSTREAM_ERROR for a non-2xx status (``details``:

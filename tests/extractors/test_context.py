@@ -11,10 +11,9 @@ from streaming.extractors import (
     Pipeline,
     ResponseStreamExtractor,
     StreamingContext,
+    StreamingRetryState,
     ValidationStreamExtractor,
     XmlTagExtractor,
-    create_streaming_context,
-    create_streaming_retry_state,
 )
 
 
@@ -24,8 +23,7 @@ async def test_context_forwards_non_empty_text_with_the_message_id() -> None:
     async def on_chunk(text: str, message_id: str | None) -> None:
         sent.append((text, message_id))
 
-    context = create_streaming_context(ResponseStreamExtractor(), on_chunk, "msg-1")
-    assert isinstance(context, StreamingContext)
+    context = StreamingContext(ResponseStreamExtractor(), on_chunk, "msg-1")
     for chunk in ("<actions>REPLY</actions>", "<text>Hello wonderful", " world</text>"):
         await context.push(chunk)
     assert sent == [("Hello", "msg-1"), (" wonderful world", "msg-1")]
@@ -35,14 +33,14 @@ async def test_context_forwards_non_empty_text_with_the_message_id() -> None:
 
 async def test_context_drops_chunks_once_done_and_accepts_sync_callbacks() -> None:
     sent: list[str] = []
-    context = create_streaming_context(XmlTagExtractor("text"), lambda text, _id: sent.append(text))
+    context = StreamingContext(XmlTagExtractor("text"), lambda text, _id: sent.append(text))
     await context.push("<text>First</text>")
     await context.push("x" * (MAX_CHUNK_SIZE + 1))  # dropped: no error once done
     assert sent == ["First"] and context.message_id is None
 
 
 async def test_context_propagates_stream_errors() -> None:
-    context = create_streaming_context(PassthroughExtractor(), lambda text, _id: None)
+    context = StreamingContext(PassthroughExtractor(), lambda text, _id: None)
     with pytest.raises(StreamError):
         await context.push("x" * (MAX_CHUNK_SIZE + 1))
 
@@ -55,14 +53,14 @@ async def test_context_awaits_validation_callbacks() -> None:
 
     extractor = ValidationStreamExtractor(schema=["text"], stream_fields=["text"])
     extractor.on_chunk = on_field
-    context = create_streaming_context(Pipeline(extractor), lambda text, _id: None)
+    context = StreamingContext(Pipeline(extractor), lambda text, _id: None)
     await context.push("<text>Hello</text>")
     assert seen == ["Hello"]
 
 
 async def test_context_reset_starts_over() -> None:
     sent: list[str] = []
-    context = create_streaming_context(XmlTagExtractor("text"), lambda t, _id: sent.append(t))
+    context = StreamingContext(XmlTagExtractor("text"), lambda t, _id: sent.append(t))
     await context.push("<text>Partial reply")
     context.reset()
     assert context.get_streamed_text() == "" and not context.is_complete()
@@ -72,7 +70,7 @@ async def test_context_reset_starts_over() -> None:
 
 def test_retry_state_flushes_the_held_back_tail_once() -> None:
     extractor = XmlTagExtractor("text")
-    retry = create_streaming_retry_state(extractor)
+    retry = StreamingRetryState(extractor)
     retry.append_text(extractor.push("<text>Hello"))
     assert not retry.is_complete()
     assert retry.get_streamed_text() == "Hello"

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from streaming.context import create_streaming_context
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.extractors import XmlTagExtractor
+from streaming.extractors import StreamingContext, XmlTagExtractor
 from streaming.runtime import stream_to_action, use_model
 from streaming.sources import DemoModel, proxy
 
@@ -70,7 +69,7 @@ async def test_use_model_without_a_context_returns_the_full_text() -> None:
 async def test_use_model_drives_a_real_streaming_context() -> None:
     streamed: list[tuple[str, str | None]] = []
     extractor = XmlTagExtractor("text")
-    context = create_streaming_context(
+    context = StreamingContext(
         extractor, lambda text, message_id=None: streamed.append((text, message_id)), "m-1"
     )
     model = DemoModel(token_delay=0)

@@ -1,6 +1,6 @@
 """The streaming context and retry state: an extractor wired to a chunk callback.
 
-``create_streaming_context(extractor, on_chunk, message_id)`` returns a context whose
+``StreamingContext(extractor, on_chunk, message_id)`` is a context whose
 ``await push(chunk)`` drops chunks once the extractor is done, pushes, and forwards
 non-empty text to ``on_chunk(text, message_id)`` (sync or async). The model runtime feeds
 it raw chunks; ``get_streamed_text()`` flushes the extractor once and returns all text.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 
-from .extractors.base import StreamExtractor
+from .base import StreamExtractor
 
 OnChunk = Callable[[str, "str | None"], Awaitable[None] | None]
 
@@ -55,7 +55,7 @@ class StreamingContext(StreamingRetryState):
         self.message_id = message_id
 
     async def push(self, chunk: str) -> None:
-        """Feed one raw chunk (``on_stream_chunk`` in the reference); dropped once done.
+        """Feed one raw chunk; dropped once the extractor is done.
 
         A ``StreamError`` from the extractor propagates; async callbacks of the extractor
         (``drain()``) are awaited before the text is forwarded.
@@ -72,24 +72,5 @@ class StreamingContext(StreamingRetryState):
             if inspect.isawaitable(result):
                 await result
 
-    on_stream_chunk = push
 
-
-def create_streaming_context(
-    extractor: StreamExtractor, on_chunk: OnChunk, message_id: str | None = None
-) -> StreamingContext:
-    """An extractor wired to ``on_chunk(text, message_id)`` (sync or async)."""
-    return StreamingContext(extractor, on_chunk, message_id)
-
-
-def create_streaming_retry_state(extractor: StreamExtractor) -> StreamingRetryState:
-    """What was streamed through ``extractor``, for deciding how to retry."""
-    return StreamingRetryState(extractor)
-
-
-__all__ = [
-    "StreamingContext",
-    "StreamingRetryState",
-    "create_streaming_context",
-    "create_streaming_retry_state",
-]
+__all__ = ["StreamingContext", "StreamingRetryState"]
