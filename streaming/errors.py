@@ -14,7 +14,6 @@ class StreamErrorCode(StrEnum):
     """Why a stream failed; the value is what clients see as ``code``."""
 
     CHUNK_TOO_LARGE = "CHUNK_TOO_LARGE"
-    BUFFER_OVERFLOW = "BUFFER_OVERFLOW"
     PARSE_ERROR = "PARSE_ERROR"
     TIMEOUT = "TIMEOUT"
     ABORTED = "ABORTED"
@@ -52,11 +51,6 @@ class StreamError(Exception):
         self.code = StreamErrorCode(code) if code in StreamErrorCode._value2member_map_ else code
         self.message = message
         self.details = details
-
-    @staticmethod
-    def is_stream_error(value: object) -> bool:
-        """True only for real ``StreamError`` instances (not look-alikes)."""
-        return isinstance(value, StreamError)
 
     def as_dict(self) -> dict[str, Any]:
         """The client-safe form: message and code, never a traceback."""

@@ -2,7 +2,7 @@
 
 ``use_model`` reads a text source to the end, hands every raw chunk to the streaming
 context (which filters it through its extractor and forwards the streamable text) and
-returns the full raw reply. ``stream_to_action`` is the seed's "Streaming in Actions":
+returns the full raw reply. ``stream_to_action`` is ElizaOS's "Streaming in Actions":
 an action callback gets each filtered piece, then the whole reply.
 
 Whatever ends the run (the last chunk, an abort, an error, a cancelled task) the source is
@@ -88,7 +88,7 @@ async def stream_to_action(
     streams plain text, the ``<text>`` of XML and nothing of JSON); each piece becomes
     ``callback({"text": piece, "streaming": True})``, the held-back tail included. Last
     comes ``callback({"text": full_raw_reply, "streaming": False})``, with ``"actions"``
-    when given, as the final message of the seed's "Streaming in Actions".
+    when given, as the final message of ElizaOS's "Streaming in Actions".
     """
     active = extractor if extractor is not None else ActionStreamFilter()
 

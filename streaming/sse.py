@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,11 +252,3 @@ class SSEParser:
         self._data = []
         self._event = ""
         self._retry = None
-
-
-def iter_events(chunks: Iterator[bytes]) -> Iterator[ParsedEvent]:
-    """Parse a whole sync byte stream into events."""
-    parser = SSEParser()
-    for chunk in chunks:
-        yield from parser.feed(chunk)
-    yield from parser.close()

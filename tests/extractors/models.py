@@ -1,5 +1,5 @@
-"""Small whole-buffer models of the extractors, written straight from the reference's
-description (``eliza-observed.md``) plus the fixes of ``extractors.md``.
+"""Small whole-buffer models of the extractors, written straight from the ElizaOS
+reference's described behaviour plus the fixes this package makes (see the README).
 
 They re-scan the whole buffer on every push (quadratic, fine for tests) and serve as the
 oracle the real, incremental extractors are compared with.

@@ -1,5 +1,5 @@
-"""Unit tests of the basic extractors beyond the reference cases: the seed's examples, the
-fixed quirks of ``extractors.md``, the limits, ``Pipeline`` and ``MarkableExtractor``."""
+"""Unit tests of the basic extractors beyond the reference cases: the ElizaOS examples, the
+reference's quirks this package fixes, the limits, ``Pipeline`` and ``MarkableExtractor``."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_chunk_too_large(factory: type[StreamExtractor]) -> None:
     assert error.code is StreamErrorCode.CHUNK_TOO_LARGE
     assert error.message == f"Chunk size {size} exceeds maximum allowed 1048576"
     assert error.details == {"chunk_size": size, "max_allowed": 1048576}
-    assert StreamError.is_stream_error(error)
+    assert isinstance(error, StreamError)
 
 
 def test_extractors_import_without_django() -> None:

@@ -23,7 +23,7 @@ from streaming.extractors import (
     XmlTagExtractor,
 )
 
-#: A copy of the reference's ``shared/reference/extractor-cases.json``.
+#: The ElizaOS reference's extractor cases, copied into this repository.
 CASES_FILE = Path(__file__).parent.parent / "reference" / "extractor-cases.json"
 
 EXTRACTORS: dict[str, Any] = {
