@@ -1,8 +1,9 @@
 """One settings namespace, ``settings.STREAMING``, with documented defaults.
 
-Read a value as ``streaming_settings.KEEPALIVE``; a project overrides any key in
-``STREAMING = {...}``. Values are looked up on every access, so
-``override_settings(STREAMING=...)`` in tests takes effect at once.
+Read a value as ``setting("KEEPALIVE")`` (or ``streaming_settings.KEEPALIVE``); a project
+overrides any key in ``STREAMING = {...}``. ``setting()`` caches values and forgets them on
+Django's ``setting_changed``, so ``override_settings(STREAMING=...)`` in tests takes effect
+at once. Without Django (the extractors are plain Python) it returns the defaults.
 """
 
 from __future__ import annotations
@@ -61,15 +62,36 @@ class StreamingSettings:
 
 
 def setting(name: str) -> Any:
-    """The value of one STREAMING setting, or its default when Django is not configured."""
+    """The value of one STREAMING setting, or its default when Django is not configured.
+
+    Values are cached once Django is configured (extractors read their limits on every
+    reply) and the cache is cleared whenever ``settings.STREAMING`` changes.
+    """
+    try:
+        return _cache[name]
+    except KeyError:
+        pass
     try:
         from django.conf import settings
 
         if settings.configured:
-            return getattr(streaming_settings, name)
+            if not _cache:
+                from django.core.signals import setting_changed
+
+                setting_changed.connect(_clear_cache, dispatch_uid="streaming.conf")
+            value = _cache[name] = getattr(streaming_settings, name)
+            return value
     except ImportError:
         pass
     return DEFAULTS[name]
+
+
+_cache: dict[str, Any] = {}
+
+
+def _clear_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "STREAMING":
+        _cache.clear()
 
 
 streaming_settings = StreamingSettings()

@@ -12,14 +12,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
+from ..conf import DEFAULTS, setting
 from ..errors import StreamError, StreamErrorCode
 
+# The defaults of the limits; extractors read the current ones with ``setting()``:
+# ``settings.STREAMING`` under Django, these values in plain Python.
 #: Characters held back while inside a tag, so a split closing tag is never released.
-SAFE_MARGIN = 10
+SAFE_MARGIN: int = DEFAULTS["SAFE_MARGIN"]
 #: Buffer size (outside a tag) past which the buffer is trimmed to its last 1024 characters.
-MAX_BUFFER = 100 * 1024
+MAX_BUFFER: int = DEFAULTS["MAX_BUFFER"]
 #: Largest chunk one ``push`` accepts.
-MAX_CHUNK_SIZE = 1024 * 1024
+MAX_CHUNK_SIZE: int = DEFAULTS["MAX_CHUNK_SIZE"]
 #: What trimming keeps.
 TRIM_KEEP = 1024
 
@@ -63,8 +66,11 @@ def js_trim_start(text: str) -> str:
     return text.lstrip(_JS_WHITESPACE)
 
 
-def check_chunk_size(chunk: str, max_size: int = MAX_CHUNK_SIZE) -> None:
-    """Refuse a chunk over ``max_size`` characters before anything is appended."""
+def check_chunk_size(chunk: str, max_size: int | None = None) -> None:
+    """Refuse a chunk over ``max_size`` characters (default: the ``MAX_CHUNK_SIZE``
+    setting) before anything is appended."""
+    if max_size is None:
+        max_size = int(setting("MAX_CHUNK_SIZE"))
     size = len(chunk)
     if size > max_size:
         raise StreamError(
@@ -74,8 +80,11 @@ def check_chunk_size(chunk: str, max_size: int = MAX_CHUNK_SIZE) -> None:
         )
 
 
-def trim_buffer(buffer: str, max_size: int = MAX_BUFFER, keep_size: int = TRIM_KEEP) -> str:
-    """Keep only the last ``keep_size`` characters once ``buffer`` exceeds ``max_size``."""
+def trim_buffer(buffer: str, max_size: int | None = None, keep_size: int = TRIM_KEEP) -> str:
+    """Keep only the last ``keep_size`` characters once ``buffer`` exceeds ``max_size``
+    (default: the ``MAX_BUFFER`` setting)."""
+    if max_size is None:
+        max_size = int(setting("MAX_BUFFER"))
     if len(buffer) > max_size:
         return buffer[-keep_size:]
     return buffer

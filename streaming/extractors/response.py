@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from .base import MAX_BUFFER, TRIM_KEEP, TagFinder, check_chunk_size, js_trim
+from ..conf import setting
+from .base import TRIM_KEEP, TagFinder, check_chunk_size, js_trim
 from .tag import TagScanner
 
 ACTIONS_OPEN, ACTIONS_CLOSE = "<actions>", "</actions>"
@@ -45,6 +46,7 @@ class ResponseStreamExtractor:
     def reset(self) -> None:
         """Start over: strategy pending, nothing held."""
         self.strategy = Strategy.PENDING
+        self._max_buffer = int(setting("MAX_BUFFER"))
         self._scanner = TagScanner("text")
         self._finished = False
         self._finder = TagFinder((ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE))
@@ -97,9 +99,9 @@ class ResponseStreamExtractor:
     # ------------------------------------------------------------- the held reply
     def _hold(self, chunk: str, start: int, stop: int, *, trim_at_end: bool) -> None:
         """Hold ``chunk`` up to absolute ``stop``, trimming wherever the held reply first
-        exceeds ``MAX_BUFFER`` (at ``stop`` itself only if ``trim_at_end``)."""
+        exceeds the ``MAX_BUFFER`` limit (at ``stop`` itself only if ``trim_at_end``)."""
         while True:
-            limit = self._base + MAX_BUFFER + 1  # where the held reply would exceed the limit
+            limit = self._base + self._max_buffer + 1  # where the held reply would exceed the limit
             if limit > stop or (limit == stop and not trim_at_end):
                 break
             self._append(chunk[self._end - start : limit - start])
@@ -112,7 +114,7 @@ class ResponseStreamExtractor:
             self._end += len(text)
 
     def _trim(self) -> None:
-        if self._end - self._base > MAX_BUFFER:
+        if self._end - self._base > self._max_buffer:
             self._discard_before(self._end - TRIM_KEEP)
 
     def _discard_before(self, position: int) -> None:

@@ -9,7 +9,7 @@ more (up to ``MAX_BUFFER``) but what it returns is the same.
 
 from __future__ import annotations
 
-from .base import SAFE_MARGIN
+from ..conf import setting
 
 
 class TagScanner:
@@ -18,8 +18,9 @@ class TagScanner:
     def __init__(self, tag: str) -> None:
         self.open = f"<{tag}>"
         self.close = f"</{tag}>"
-        # Enough to hold a closing tag split anywhere (the reference's 10 leaks longer ones).
-        self.margin = max(SAFE_MARGIN, len(self.close) - 1)
+        # The SAFE_MARGIN setting, but enough to hold a closing tag split anywhere (the
+        # reference's 10 leaks longer ones).
+        self.margin = max(int(setting("SAFE_MARGIN")), len(self.close) - 1)
         self._open_tail = len(self.open) - 1
         self._close_tail = len(self.close) - 1
         self.reset()

@@ -1,0 +1,60 @@
+"""The extractors' limits come from ``settings.STREAMING`` (``SAFE_MARGIN``, ``MAX_BUFFER``,
+``MAX_CHUNK_SIZE``): changing a setting changes what a new extractor does."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from streaming.errors import StreamError, StreamErrorCode
+from streaming.extractors import (
+    PassthroughExtractor,
+    ResponseStreamExtractor,
+    ValidationStreamExtractor,
+    XmlTagExtractor,
+    trim_buffer,
+)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [PassthroughExtractor, lambda: XmlTagExtractor("text"), ResponseStreamExtractor],
+)
+def test_max_chunk_size_is_the_setting(make: type) -> None:
+    assert make().push("x" * 11) is not None
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        with pytest.raises(StreamError) as raised:
+            make().push("x" * 11)
+    assert raised.value.code is StreamErrorCode.CHUNK_TOO_LARGE
+    assert raised.value.details == {"chunk_size": 11, "max_allowed": 10}
+
+
+def test_validation_extractor_takes_max_chunk_size_from_the_setting_too() -> None:
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        extractor = ValidationStreamExtractor(level=0, stream_fields=["text"])
+        with pytest.raises(StreamError, match="exceeds maximum allowed 10"):
+            extractor.push("<text>" + "x" * 10)
+
+
+def test_safe_margin_is_the_setting() -> None:
+    reply = "<text>" + "a" * 30
+    assert XmlTagExtractor("text").push(reply) == "a" * 20
+    with override_settings(STREAMING={"SAFE_MARGIN": 25}):
+        assert XmlTagExtractor("text").push(reply) == "a" * 5
+
+
+def test_max_buffer_is_the_setting() -> None:
+    assert trim_buffer("y" + "x" * 3000) == "y" + "x" * 3000
+    # The actions open 2,500 characters before they close: within the default buffer,
+    # trimmed away with a 2,000-character one (so nothing is ever decided or streamed).
+    reply = "<actions>REPLY" + " " * 2500 + "</actions><text>hi</text>"
+    chunks = [reply[i : i + 500] for i in range(0, len(reply), 500)]
+
+    def stream() -> str:
+        extractor = ResponseStreamExtractor()
+        return "".join(extractor.push(chunk) for chunk in chunks) + extractor.flush()
+
+    assert stream() == "hi"
+    with override_settings(STREAMING={"MAX_BUFFER": 2000}):
+        assert trim_buffer("y" + "x" * 3000) == "x" * 1024
+        assert stream() == ""
