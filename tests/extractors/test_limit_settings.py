@@ -22,9 +22,8 @@ from streaming.extractors import (
 )
 def test_max_chunk_size_is_the_setting(make: type) -> None:
     assert make().push("x" * 11) is not None
-    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
-        with pytest.raises(StreamError) as raised:
-            make().push("x" * 11)
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}), pytest.raises(StreamError) as raised:
+        make().push("x" * 11)
     assert raised.value.code is StreamErrorCode.CHUNK_TOO_LARGE
     assert raised.value.details == {"chunk_size": 11, "max_allowed": 10}
 
