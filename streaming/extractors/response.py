@@ -35,9 +35,10 @@ class ResponseStreamExtractor:
     otherwise it streams nothing (the actions answer instead) and is never done.
 
     Until the strategy is known, the reply is held (trimmed to its last 1024 characters
-    whenever it exceeds ``MAX_BUFFER``) and a ``<text>`` that closes first is skipped, as
-    the reference does when the reply arrives in pieces. Tags are handled in the order
-    they complete, so the result never depends on how the reply is split into chunks.
+    whenever it exceeds ``MAX_BUFFER``), a ``<text>`` that closes first included: it is
+    streamed, whole, once the actions turn out to be REPLY (the reference drops it when
+    the reply arrives in pieces). Tags are handled in the order they complete, so the
+    result never depends on how the reply is split into chunks.
     """
 
     def __init__(self) -> None:
@@ -80,7 +81,9 @@ class ResponseStreamExtractor:
             if self._delegated():
                 return ""
             if entered is not None:
-                return self._release(entered + self._scanner.feed(chunk[end - start :]))
+                if not self._scanner.closed:  # else the text was whole in the held reply
+                    entered += self._scanner.feed(chunk[end - start :])
+                return self._release(entered)
             self._trim()
         self._hold(chunk, start, start + len(chunk), trim_at_end=True)
         return ""
@@ -135,29 +138,27 @@ class ResponseStreamExtractor:
 
     # ----------------------------------------------------------------- decisions
     def _settle(self) -> str | None:
-        """Apply what the tags held so far decide; the text to stream if ``<text>`` opens."""
+        """Apply what the tags held so far decide; the text to stream if ``<text>`` opens.
+
+        A ``<text>`` that comes (even whole) before the actions are known stays held
+        until they are: streamed if they are REPLY, dropped otherwise.
+        """
         tags = self._tags
-        while True:
-            if self.strategy is Strategy.PENDING and tags[ACTIONS_OPEN]:
-                opened = tags[ACTIONS_OPEN][0]
-                closes = tags[ACTIONS_CLOSE]
-                while closes and closes[0] < opened:
-                    closes.popleft()
-                if closes:
-                    content = self._held_text(opened + len(ACTIONS_OPEN))
-                    content = content[: closes[0] - opened - len(ACTIONS_OPEN)]
-                    direct = is_direct_reply(content)
-                    self.strategy = Strategy.DIRECT if direct else Strategy.DELEGATED
-            if self.strategy is Strategy.DELEGATED:
-                self._discard_before(self._end)
-                return None
-            if not tags[TEXT_OPEN]:
-                return None
-            if self.strategy is Strategy.DIRECT:
-                content = self._held_text(tags[TEXT_OPEN][0] + len(TEXT_OPEN))
-                self._discard_before(self._end)
-                return self._scanner.enter(content)
-            if not tags[TEXT_CLOSE]:
-                return None
-            # Undecided: a text that closes before the actions do is skipped.
-            self._discard_before(tags[TEXT_CLOSE][0] + len(TEXT_CLOSE))
+        if self.strategy is Strategy.PENDING and tags[ACTIONS_OPEN]:
+            opened = tags[ACTIONS_OPEN][0]
+            closes = tags[ACTIONS_CLOSE]
+            while closes and closes[0] < opened:
+                closes.popleft()
+            if closes:
+                content = self._held_text(opened + len(ACTIONS_OPEN))
+                content = content[: closes[0] - opened - len(ACTIONS_OPEN)]
+                direct = is_direct_reply(content)
+                self.strategy = Strategy.DIRECT if direct else Strategy.DELEGATED
+        if self.strategy is Strategy.DELEGATED:
+            self._discard_before(self._end)
+            return None
+        if self.strategy is Strategy.PENDING or not tags[TEXT_OPEN]:
+            return None
+        content = self._held_text(tags[TEXT_OPEN][0] + len(TEXT_OPEN))
+        self._discard_before(self._end)
+        return self._scanner.enter(content)

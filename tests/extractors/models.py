@@ -102,9 +102,9 @@ class ActionFilterModel:
 
 
 class ResponseModel:
-    """ResponseStreamExtractor with the done-guard; an undecided skip of a closed
-    ``<text>`` repeats until nothing changes (so the result does not depend on how many
-    pushes follow). Pushed one character at a time it is what the real one does."""
+    """ResponseStreamExtractor with the done-guard; a ``<text>`` held before the actions
+    are known is streamed once they are REPLY. Pushed one character at a time it is what
+    the real one does."""
 
     def __init__(self) -> None:
         self.buffer = ""
@@ -122,24 +122,17 @@ class ResponseModel:
             self.scan.buffer += chunk
             return self.scan.step()
         self.buffer += chunk
-        while True:
-            if self.strategy == "pending":
-                start = self.buffer.find("<actions>")
-                end = self.buffer.find("</actions>", start + 9) if start >= 0 else -1
-                if end >= 0:
-                    direct = is_direct_reply(self.buffer[start + 9 : end])
-                    self.strategy = "direct" if direct else "delegated"
-            if "<text>" not in self.buffer:
-                break
-            if self.strategy == "direct":
-                start = self.buffer.find("<text>")
-                self.scan.buffer, self.buffer = self.buffer[start + 6 :], ""
-                self.scan.inside = True
-                return self.scan.step()
-            end = self.buffer.find("</text>")
-            if end < 0:
-                break
-            self.buffer = self.buffer[end + 7 :]
+        if self.strategy == "pending":
+            start = self.buffer.find("<actions>")
+            end = self.buffer.find("</actions>", start + 9) if start >= 0 else -1
+            if end >= 0:
+                direct = is_direct_reply(self.buffer[start + 9 : end])
+                self.strategy = "direct" if direct else "delegated"
+        if self.strategy == "direct" and "<text>" in self.buffer:
+            start = self.buffer.find("<text>")
+            self.scan.buffer, self.buffer = self.buffer[start + 6 :], ""
+            self.scan.inside = True
+            return self.scan.step()
         if len(self.buffer) > MAX_BUFFER:
             self.buffer = self.buffer[-1024:]
         return ""

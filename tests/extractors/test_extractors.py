@@ -145,13 +145,26 @@ def test_open_tag_is_never_lost_to_trimming() -> None:
     assert extractor.push("noise" + reply[:-7]) + extractor.push("</text>") == reply[6:-7]
 
 
-def test_response_text_that_closes_before_the_actions_is_skipped_in_any_split() -> None:
-    """The reference streams ``Early`` only when everything arrives in one push; we skip it
-    whatever the split, as the reference does for a reply that arrives in pieces."""
-    reply = "<text>Early</text><actions>REPLY</actions><text>Late</text>"
-    assert ResponseStreamExtractor().push(reply) == "Late"
-    extractor = ResponseStreamExtractor()
-    assert "".join(extractor.push(c) for c in reply) == "Late"
+@pytest.mark.parametrize(
+    ("reply", "streamed"),
+    [
+        ("<text>Early</text><actions>REPLY</actions>", "Early"),
+        ("<thought>t</thought><text>Early</text><actions> reply </actions>", "Early"),
+        ("<text>Early</text><actions>REPLY</actions><text>Late</text>", "Early"),
+        ("<text>Early</text><actions>SEND_EMAIL</actions>", ""),
+        ("<text>Early</text>", ""),
+    ],
+)
+def test_response_text_that_closes_before_the_actions_waits_for_them(
+    reply: str, streamed: str
+) -> None:
+    """A ``<text>`` whole before ``<actions>`` is held and streamed once the actions are
+    REPLY (the reference drops it when the reply arrives in pieces), for any split."""
+    for size in (len(reply), 1, 2, 5, 7):
+        extractor = ResponseStreamExtractor()
+        chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
+        out = "".join(extractor.push(chunk) for chunk in chunks) + extractor.flush()
+        assert (out, extractor.done) == (streamed, bool(streamed))
 
 
 def test_response_text_open_before_the_actions_streams_once_they_say_reply() -> None:

@@ -1,6 +1,7 @@
 """Hypothesis properties of every extractor, on inputs built from realistic XML-ish pieces.
 
-- Any split of the same input gives the same joined output + ``flush()`` and ``done``.
+- Any split of the same input gives the same joined output + ``flush()`` and ``done``;
+  an agent reply's ``<text>`` streams whether it comes before or after ``<actions>``.
 - Each push returns what a whole-buffer model of the reference returns (XmlTagExtractor
   and ActionStreamFilter for any split; ResponseStreamExtractor one character at a time).
 - Nothing but ``StreamError`` is raised, and the held buffer stays bounded on long input.
@@ -138,6 +139,33 @@ def test_action_filter_matches_the_model(case: tuple[str, list[str]]) -> None:
 def test_response_extractor_matches_the_model_per_character(text: str) -> None:
     chars = list(text)
     assert _pushes(ResponseStreamExtractor(), chars) == _pushes(ResponseModel(), chars)
+
+
+@st.composite
+def agent_reply(draw: st.DrawFn) -> tuple[str, list[str], tuple[str, bool]]:
+    """An agent reply whose ``<text>`` comes before or after ``<actions>``, one way of
+    cutting it, and what ResponseStreamExtractor must stream for it (and ``done``)."""
+    content = draw(st.text(alphabet="ab x\n😀é/>", max_size=40))
+    actions = draw(st.sampled_from(["REPLY", " reply ", "REPLY,", "REPLY, SEND", "SEND", ""]))
+    parts = [f"<text>{content}</text>", f"<actions>{actions}</actions>"]
+    if draw(st.booleans()):
+        parts.reverse()
+    reply = "<response><thought>hm</thought>" + "".join(parts) + "</response>"
+    cuts = sorted(draw(st.lists(st.integers(0, len(reply)), max_size=12)))
+    bounds = [0, *cuts, len(reply)]
+    direct = [a.strip().upper() for a in actions.split(",") if a.strip()] == ["REPLY"]
+    chunks = [reply[a:b] for a, b in itertools.pairwise(bounds)]
+    return reply, chunks, (content if direct else "", direct)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=agent_reply())
+def test_response_extractor_streams_the_text_before_or_after_the_actions(
+    case: tuple[str, list[str], tuple[str, bool]],
+) -> None:
+    reply, chunks, expected = case
+    for pieces in (chunks, [reply], list(reply)):
+        assert run(ResponseStreamExtractor(), pieces) == expected
 
 
 @settings(max_examples=200, deadline=None)
