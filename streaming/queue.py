@@ -7,8 +7,9 @@ that is the back-pressure a slow client puts on a fast source). One reader takes
 ``limit`` items at a time: ``await get`` in an event loop (the ASGI body),
 ``get_blocking`` in a thread (the WSGI body).
 
-Every change to the items happens under one lock, and every wait is registered under
-that lock before it is released, so no item and no wake-up can be lost between threads.
+Items live in a deque (atomic appends and pops); every wait is registered under one lock
+and the condition is checked again after registering, while a producer checks for
+waiters after appending, so neither an item nor a wake-up can be lost between threads.
 A waiter in an event loop is woken through its own future (from another thread with
 ``call_soon_threadsafe``), a waiter in a thread through a condition variable.
 """
@@ -107,13 +108,19 @@ class MessageQueue(Generic[T]):
 
     async def put(self, item: T) -> None:
         """Queue ``item``, then wait while ``high_water`` items are queued (a coroutine)."""
-        with self._lock:
+        # The hot path takes no lock: a deque's append is atomic, and a reader registers
+        # its wait before it looks at the items again, so either it sees this item or
+        # this check sees its wait.
+        if self._closed:
             self._check_open()
-            items = self._items
-            items.append(item)
-            self._readable.wake()
-            if len(items) < self.high_water:
-                return
+        items = self._items
+        items.append(item)
+        readable = self._readable
+        if readable.futures or readable.threads:
+            with self._lock:
+                readable.wake()
+        if len(items) < self.high_water:
+            return
         while True:
             with self._lock:
                 if self._aborted or len(self._items) < self.high_water:
@@ -185,6 +192,9 @@ class MessageQueue(Generic[T]):
                     return None
                 future = asyncio.get_running_loop().create_future()
                 self._readable.futures.append(future)
+                if self._items:  # put() appended while the wait was being registered
+                    self._readable.futures.remove(future)
+                    return self._take(limit)
             if not await self._wait(future, self._readable, timeout):
                 return []
 
@@ -195,7 +205,8 @@ class MessageQueue(Generic[T]):
                 waiters = self._readable
                 waiters.threads += 1
                 try:
-                    waiters.condition.wait(timeout)
+                    if not self._items:  # see get()
+                        waiters.condition.wait(timeout)
                 finally:
                     waiters.threads -= 1
             if self._items:
@@ -206,14 +217,13 @@ class MessageQueue(Generic[T]):
             return []
 
     def _take(self, limit: int) -> list[T]:
+        # One item at a time: an append without the lock may happen meanwhile.
         items = self._items
-        if len(items) <= limit:
-            batch = list(items)
-            items.clear()
-        else:
-            batch = [items.popleft() for _ in range(limit)]
-        if batch:
-            self._writable.wake()
+        popleft = items.popleft
+        batch = [popleft() for _ in range(min(limit, len(items)))]
+        writable = self._writable
+        if batch and (writable.futures or writable.threads):
+            writable.wake()
         return batch
 
     def _raise_error(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import threading
+import types
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -43,12 +44,19 @@ def is_iterable_input(value: object) -> bool:
     )
 
 
-async def iterate(value: Any) -> AsyncGenerator[Any, None]:
+def iterate(value: Any) -> AsyncGenerator[Any, None]:
     """The items of ``value`` (see the module docstring); ``TypeError`` for anything else.
 
     Closing this iterator closes the underlying one (for a worker thread: at its next
-    item, as a blocking call cannot be interrupted).
+    item, as a blocking call cannot be interrupted). An async generator is returned as
+    it is: it already is one, and its items then pass through no extra layer.
     """
+    if isinstance(value, types.AsyncGeneratorType):
+        return value
+    return _iterate(value)
+
+
+async def _iterate(value: Any) -> AsyncGenerator[Any, None]:
     if inspect.isawaitable(value):
         value = await value
     if isinstance(value, httpx.Response):
