@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from .sse import ServerSentEvent
     from .stream import Stream
 
+#: The package version (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 _EXPORTS = {
     "Stream": ".stream",
     "ServerSentEvent": ".sse",
