@@ -42,7 +42,7 @@ async def test_every_kind_of_input_becomes_its_items() -> None:
     assert await collect(Entered()) == [5]
     assert await collect("text") == ["text"]
     assert await collect(b"raw") == [b"raw"]
-    assert await collect((n for n in range(3))) == [0, 1, 2]
+    assert await collect(n for n in range(3)) == [0, 1, 2]
     assert await collect(range(2)) == [0, 1]
     with pytest.raises(TypeError, match="Cannot stream a int"):
         await collect(42)
