@@ -1,9 +1,9 @@
 """One settings namespace, ``settings.STREAMING``, with documented defaults.
 
-Read a value as ``setting("KEEPALIVE")`` (or ``streaming_settings.KEEPALIVE``); a project
-overrides any key in ``STREAMING = {...}``. ``setting()`` caches values and forgets them on
-Django's ``setting_changed``, so ``override_settings(STREAMING=...)`` in tests takes effect
-at once. Without Django (the extractors are plain Python) it returns the defaults.
+Read a value as ``setting("KEEPALIVE")``; a project overrides any key in
+``STREAMING = {...}``. ``setting()`` caches values and forgets them on Django's
+``setting_changed``, so ``override_settings(STREAMING=...)`` in tests takes effect at once.
+Without Django (the extractors are plain Python) it returns the defaults.
 """
 
 from __future__ import annotations
@@ -49,18 +49,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class StreamingSettings:
-    """Attribute access to ``settings.STREAMING`` merged over ``DEFAULTS``."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in DEFAULTS:
-            raise AttributeError(f"Unknown STREAMING setting: {name!r}")
-        from django.conf import settings
-
-        user = getattr(settings, "STREAMING", None) or {}
-        return user.get(name, DEFAULTS[name])
-
-
 def setting(name: str) -> Any:
     """The value of one STREAMING setting, or its default when Django is not configured.
 
@@ -71,6 +59,8 @@ def setting(name: str) -> Any:
         return _cache[name]
     except KeyError:
         pass
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown STREAMING setting: {name!r}")
     try:
         from django.conf import settings
 
@@ -79,7 +69,8 @@ def setting(name: str) -> Any:
                 from django.core.signals import setting_changed
 
                 setting_changed.connect(_clear_cache, dispatch_uid="streaming.conf")
-            value = _cache[name] = getattr(streaming_settings, name)
+            user = getattr(settings, "STREAMING", None) or {}
+            value = _cache[name] = user.get(name, DEFAULTS[name])
             return value
     except ImportError:
         pass
@@ -92,6 +83,3 @@ _cache: dict[str, Any] = {}
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
     if setting == "STREAMING":
         _cache.clear()
-
-
-streaming_settings = StreamingSettings()

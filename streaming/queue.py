@@ -88,9 +88,6 @@ class MessageQueue(Generic[T]):
         """True once ``abort()`` was called: the reader is gone."""
         return self._aborted
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     # ------------------------------------------------------------------ producers
     def put_nowait(self, item: T) -> None:
         """Queue ``item`` without waiting (from any thread); QUEUE_FULL past ``max_queue``."""
@@ -132,7 +129,7 @@ class MessageQueue(Generic[T]):
     def put_blocking(self, item: T) -> None:
         """Queue ``item``, then wait while ``high_water`` items are queued (a thread).
 
-        Raises STREAM_CLOSED once the queue is closed, also while waiting for room.
+        Raises STREAM_CLOSED on a closed queue, and when it is aborted while waiting.
         """
         with self._lock:
             self._check_open()
