@@ -28,9 +28,6 @@ Abort = asyncio.Event | Callable[[], bool]
 ActionCallback = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 
-#: Receives each piece of streamable text and the reply's message id; may be async.
-OnText = Callable[[str, str | None], Awaitable[None] | None]
-
 _END = object()
 
 
@@ -155,43 +152,6 @@ def _text(chunk: Any) -> str:
     raise StreamError(
         StreamErrorCode.PARSE_ERROR, f"Model chunks must be text, not {type(chunk).__name__}"
     )
-
-
-async def run_generation(
-    source: Any,
-    extractor: StreamExtractor,
-    on_text: OnText,
-    *,
-    message_id: str | None = None,
-) -> str:
-    """Stream ``source`` through ``extractor``, calling ``on_text`` for each piece; return all.
-
-    The extractor's held-back tail (``flush()``) is delivered last, also when the source
-    fails midway, so nothing the pipeline accepted is lost. Cancellation closes the
-    source (the runtime's job) and delivers nothing more.
-    """
-    streamed: list[str] = []
-
-    async def deliver(text: str, chunk_message_id: str | None = None) -> None:
-        streamed.append(text)
-        result = on_text(text, message_id)
-        if inspect.isawaitable(result):
-            await result
-
-    async def deliver_tail() -> None:
-        tail = extractor.flush()
-        if tail:
-            await deliver(tail)
-
-    context = create_streaming_context(extractor, deliver, message_id)
-    try:
-        await use_model(as_text_source(source), streaming_context=context)
-    except Exception:
-        # The model failed mid-reply: the client still gets every character that arrived.
-        await deliver_tail()
-        raise
-    await deliver_tail()
-    return "".join(streamed)
 
 
 def _aborted(abort: Abort | None) -> bool:
