@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 
 from streaming import StreamError, StreamErrorCode
 from streaming.chat import CHAT_PIPELINES
@@ -158,6 +159,22 @@ class OpenAIView(SSEView):
         return openai_chat(messages, base_url=params["base_url"], api_key="test-key")
 
 
+class KeepOpenAIView(OpenAIView):
+    """The OpenAI source with the ``keep`` policy: only the generation can stop it."""
+
+    disconnect_policy = "keep"
+
+
+class SlowToAnswerView(OpenAIView):
+    """A reply that starts, then a slow step (a middleware, say) before the response is
+    sent: a client that leaves meanwhile never gets a follower."""
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = await super().get(request, *args, **kwargs)
+        await asyncio.sleep(1.0)
+        return response
+
+
 class ScriptedConsumer(StreamConsumer):
     """The scripted reply over a WebSocket, through the chat pipelines."""
 
@@ -183,3 +200,7 @@ class OpenAIConsumer(StreamConsumer):
     def stream(self, prompt: str, **params: Any) -> Any:
         messages = [{"role": "user", "content": prompt}]
         return openai_chat(messages, base_url=params["base_url"], api_key="test-key")
+
+
+class KeepOpenAIConsumer(OpenAIConsumer):
+    disconnect_policy = "keep"

@@ -19,4 +19,6 @@ urlpatterns = [
     path("sse/custom", transport_views.CustomMessagesView.as_view()),
     path("sse/validation", transport_views.ValidationView.as_view()),
     path("sse/openai", transport_views.OpenAIView.as_view()),
+    path("sse/openai-keep", transport_views.KeepOpenAIView.as_view()),
+    path("sse/openai-late", transport_views.SlowToAnswerView.as_view()),
 ]
