@@ -32,6 +32,7 @@ from .generations import (
     parse_event_id,
 )
 from .protocols import SSEMessages, WireProtocol
+from .protocols.sse import chunk_data, done_data, error_data
 from .requests import PipelineChoiceMixin, call_hook
 from .response import sse_response
 from .sse import ServerSentEvent
@@ -103,13 +104,13 @@ class SSEView(PipelineChoiceMixin, View):
         return dict(request.GET.items())
 
     def chunk_message(self, text: str) -> Any:
-        return {"chunk": text}
+        return chunk_data(text)
 
     def done_message(self) -> Any:
-        return {"done": True}
+        return done_data()
 
     def error_message(self, error: StreamError) -> Any:
-        return {"error": error.message, "code": str(error.code)}
+        return error_data(error)
 
     def get_protocol(self) -> WireProtocol[ServerSentEvent]:
         """How the reply's events become SSE messages: ours, built by the hooks above."""
