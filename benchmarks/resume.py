@@ -79,7 +79,7 @@ async def interrupted_reply(bases: list[str], rng: random.Random) -> tuple[int, 
     """One reply, dropped and resumed at random; return (cycles, lost, duplicated)."""
     async with httpx.AsyncClient(timeout=LIMIT) as client:
         await client.get(f"{bases[0]}/")  # the session that owns the reply
-        url = f"/stamps/stored?n={CHUNKS}&delay=0.002"
+        url = f"/stamps/stored?prompt=go&n={CHUNKS}&delay=0.002"
         headers: dict[str, str] = {}
         received: list[str] = []
         cycles = 0
@@ -124,7 +124,7 @@ async def chunk_latencies(base: str, route: str, replies: int) -> list[float]:
         await client.get(f"{base}/")
         for _ in range(replies):
             parser = SSEParser()
-            url = f"{base}/stamps/{route}?n=100&delay=0.005"
+            url = f"{base}/stamps/{route}?prompt=go&n=100&delay=0.005"
             async with client.stream("GET", url) as response:
                 async for raw in response.aiter_raw():
                     now = time.time()

@@ -39,5 +39,5 @@ class StoredView(SSEView):
 
     disconnect_policy = "keep"
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
-        return stamps(*_options(self.params))
+    def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
+        return stamps(*_options(params))

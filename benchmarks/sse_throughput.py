@@ -72,7 +72,7 @@ async def throughput(port: int, route: str, connections: int, events: int) -> fl
     opened = [await connect(port) for _ in range(connections)]
     start = time.perf_counter()
     results = await asyncio.gather(
-        *(fetch(port, f"/{route}?n={events}", connection) for connection in opened)
+        *(fetch(port, f"/{route}?prompt=go&n={events}", connection) for connection in opened)
     )
     elapsed = time.perf_counter() - start
     assert all(count == events for count, _, _ in results), "events were lost"
@@ -80,7 +80,7 @@ async def throughput(port: int, route: str, connections: int, events: int) -> fl
 
 
 async def first_byte_ms(port: int, route: str, samples: int) -> float:
-    times = [(await fetch(port, f"/{route}?n=1"))[1] for _ in range(samples)]
+    times = [(await fetch(port, f"/{route}?prompt=go&n=1"))[1] for _ in range(samples)]
     return statistics.median(times) * 1000
 
 

@@ -42,8 +42,8 @@ async def ours(request: HttpRequest) -> HttpResponse:
 class View(SSEView):
     """The same text through ``SSEView``: a generation, the event store, a follower."""
 
-    def stream(self, request: HttpRequest, *args: object, **kwargs: object) -> AsyncIterator[str]:
-        n = _count(request)
+    def stream(self, prompt: str, **params: object) -> AsyncIterator[str]:
+        n = _count(self.request)
 
         async def pieces() -> AsyncIterator[str]:
             for _ in range(n):

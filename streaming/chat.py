@@ -22,7 +22,7 @@ from .extractors import (
     XmlTagExtractor,
 )
 from .generations import owner_of
-from .requests import ExtractorFactory, get_prompt
+from .requests import ExtractorFactory
 from .sources import source_from_settings
 from .views import SSEView
 
@@ -42,10 +42,8 @@ class ChatView(SSEView):
     default_pipeline = "response"
     disconnect_policy = "keep"
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return source_from_settings(
-            get_prompt(self.params), pipeline=self.get_pipeline_name(self.params) or "response"
-        )
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")
 
 
 class ChatConsumer(StreamConsumer):

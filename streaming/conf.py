@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "STORE": {"BACKEND": "streaming.store.memory.MemoryStore", "OPTIONS": {}},
     # Seconds a generation with the ``keep`` policy runs on with nobody following it.
     "KEEP_GRACE": 60.0,
+    # Seconds a generation with the ``cancel`` policy runs with nobody following it (its
+    # client went away before reading, say) before it is cancelled.
+    "CANCEL_GRACE": 3.0,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

@@ -2,100 +2,125 @@
 
 Client → server: ``{"type": "prompt", "prompt": ..., "pipeline": ...}`` (or just
 ``{"prompt": ...}``), ``{"type": "cancel"}``, ``{"type": "resume", "message_id": ...,
-"after": N}``, ``{"type": "ping"}``.
-Server → client: ``chunk`` (``content``, ``message_id``, ``seq``), ``complete``
-(``fullResponse``, ``message_id``), ``error`` (``code``, ``message``), ``cancelled``
-(``message_id``), ``pong``.
+"after": N}``, ``{"type": "ping"}``; each is handled by ``on_<type>``.
+Server → client (``streaming.protocols.WebSocketFrames``): ``chunk`` (``content``,
+``message_id``, ``seq``), ``complete`` (``fullResponse``, ``message_id``), ``error``
+(``code``, ``message``), ``cancelled`` (``message_id``), ``pong``.
 
 Each reply runs as a generation (``streaming.generations``), never inside
 ``receive_json``, so a ``cancel`` is handled while text streams; this connection follows
-it from the event store. Text that is ready at once goes out as one ``chunk`` frame, and
-no ready text is held back. Prompts that arrive during a reply wait their turn (at most
-``WS_MAX_PENDING``).
+it through ``Generations.follow``. Text that is ready at once goes out as one ``chunk``
+frame, and no ready text is held back. Prompts that arrive during a reply wait their turn
+(at most ``WS_MAX_PENDING``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from collections import deque
+from contextlib import aclosing
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import PermissionDenied
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .generations import (
     OWNER_SESSION_KEY,
     DisconnectPolicy,
+    Generations,
+    aowner_of,
     get_generations,
-    merge_chunks,
-    owner_of,
-    terminal_error,
 )
-from .requests import PipelineChoiceMixin, get_prompt
-from .store.base import StoredEvent
+from .protocols import WebSocketFrames, WireProtocol
+from .requests import PipelineChoiceMixin, call_hook
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
 CLOSE_POLICY_VIOLATION = 4008
 
+Frame = dict[str, Any]
+
 
 class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
-    """Subclass and implement ``stream(prompt, **params)``; pick extractors like ``SSEView``."""
+    """Subclass and implement ``stream(prompt, **params)``; pick extractors like ``SSEView``.
+
+    Hooks (the same names and shape as ``SSEView``'s), with ``self.scope`` at hand:
+    ``check_permissions`` and ``get_owner`` (each may be sync, run in a thread, or
+    async), ``get_prompt``, ``get_extractors`` (from ``extractors`` / ``pipelines``) and
+    ``stream(prompt, **params)``; frames go out through ``protocol``.
+    """
 
     #: When the socket closes: ``"cancel"`` stops the reply; ``"keep"`` lets it run for
     #: ``STREAMING["KEEP_GRACE"]`` seconds unwatched, so a ``resume`` can pick it up.
     disconnect_policy: DisconnectPolicy = "cancel"
+    #: How the reply's events become frames.
+    protocol: WireProtocol[Frame] = WebSocketFrames()
 
-    def stream(self, prompt: str, **params: Any) -> Any:
-        """The model's raw text chunks for ``prompt``, as ``SSEView.stream``: a generator
-        or async generator of str, an (async) iterable, or a coroutine resolving to one.
-        ``params`` are the prompt frame's other keys (``pipeline`` …)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement stream()")
-
-    async def check_permissions(self) -> bool:
-        """Return False to refuse the connection: the handshake is answered with HTTP 403."""
-        return True
-
-    # ------------------------------------------------------------ connection
-    async def connect(self) -> None:
-        if not await self.check_permissions():
-            await self.close()
-            return
-        self.pending: deque[dict[str, Any]] = deque()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: deque[Frame] = deque()
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
-        self.generations = get_generations()
-        self.owner = await database_sync_to_async(self.get_owner)()
+        self.owner = ""
+        self.accepted = False
         self.closing = False
         self.tokens = float(setting("WS_BURST"))
         self.refilled = time.monotonic()
-        await self.accept()
 
-    async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "pending"):
-            return  # refused before accept
-        self.pending.clear()
-        generation_id = self.current_id
-        if self.current is not None:
-            self.current.cancel()
-        if generation_id is not None and self.disconnect_policy == "cancel":
-            await self.generations.cancel(generation_id)
+    @property
+    def generations(self) -> Generations:
+        return get_generations()
 
-    def get_owner(self) -> str:
-        """Who may resume or cancel the replies of this connection (runs in a thread).
+    # ------------------------------------------------------------------ hooks
+    def stream(self, prompt: str, **params: Any) -> Any:
+        """The model's raw text chunks for ``prompt``, as ``SSEView.stream``: a generator
+        or async generator of str, an (async) iterable, or a coroutine resolving to one.
+        ``params`` are the prompt frame's other keys (``pipeline`` …); ``self.scope`` is
+        at hand."""
+        raise NotImplementedError(f"{type(self).__name__} must implement stream()")
+
+    async def check_permissions(self) -> bool | None:
+        """Raise ``PermissionDenied`` (or return False) to refuse the connection: the
+        handshake is answered with HTTP 403. May be sync (run in a thread) or async."""
+        return None
+
+    async def get_owner(self) -> str:
+        """Who may resume or cancel the replies of this connection (sync or async).
 
         The session's visitor token is only read here (a WebSocket cannot set a cookie):
         a page view that called ``owner_of`` first makes replies resumable across
         connections; without one, only this connection owns its replies.
         """
         session = self.scope.get("session")
-        has_token = session is not None and OWNER_SESSION_KEY in session
-        return owner_of(self.scope.get("user"), session if has_token else None)
+        has_token = session is not None and await session.aget(OWNER_SESSION_KEY) is not None
+        return await aowner_of(self.scope.get("user"), session if has_token else None)
+
+    # ------------------------------------------------------------ connection
+    async def connect(self) -> None:
+        try:
+            allowed = await call_hook(self.check_permissions)
+        except PermissionDenied:
+            allowed = False
+        if allowed is False:
+            raise DenyConnection
+        self.owner = await call_hook(self.get_owner)
+        self.accepted = True
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if not self.accepted:
+            return
+        self.pending.clear()
+        generation_id = self.current_id
+        if self.current is not None:
+            self.current.cancel()
+        if generation_id is not None and self.disconnect_policy == "cancel":
+            await self.generations.cancel(generation_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
@@ -114,7 +139,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         try:
-            content = json.loads(text_data)
+            content = await self.decode_json(text_data)
         except ValueError:
             await self.send_error(
                 StreamError(StreamErrorCode.BAD_REQUEST, "Frames must be JSON objects")
@@ -123,19 +148,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Dispatch a frame by its ``type`` to ``on_<type>`` (a frame with only a
+        ``prompt`` is a prompt)."""
         if not isinstance(content, dict):
             await self.send_error(
                 StreamError(StreamErrorCode.BAD_REQUEST, "Frames must be JSON objects")
             )
             return
         kind = content.get("type", "prompt" if "prompt" in content else None)
-        handlers = {
-            "prompt": self.on_prompt,
-            "cancel": self.on_cancel,
-            "resume": self.on_resume,
-            "ping": self.on_ping,
-        }
-        handler = handlers.get(kind if isinstance(kind, str) else "")
+        known = isinstance(kind, str) and kind.isidentifier()
+        handler = getattr(self, f"on_{kind}", None) if known else None
         if handler is None:
             await self.send_error(
                 StreamError(StreamErrorCode.BAD_REQUEST, f"Unknown message type {kind!r}")
@@ -144,12 +166,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         await handler(content)
 
     # --------------------------------------------------------------- messages
-    async def on_ping(self, content: dict[str, Any]) -> None:
+    async def on_ping(self, content: Frame) -> None:
         await self.send_json({"type": "pong"})
 
-    async def on_prompt(self, content: dict[str, Any]) -> None:
+    async def on_prompt(self, content: Frame) -> None:
         try:
-            get_prompt(content)
+            self.get_prompt(content)
             self.get_pipeline_name(content)
         except StreamError as exc:
             await self.send_error(exc)
@@ -165,7 +187,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         if self.current is None or self.current.done():
             self.current = asyncio.create_task(self._run_pending())
 
-    async def on_cancel(self, content: dict[str, Any]) -> None:
+    async def on_cancel(self, content: Frame) -> None:
         """Stop the current reply: its follower then sends the ``cancelled`` frame."""
         self.pending.clear()
         if self.current_id is None:
@@ -173,7 +195,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             return
         await self.generations.cancel(self.current_id)
 
-    async def on_resume(self, content: dict[str, Any]) -> None:
+    async def on_resume(self, content: Frame) -> None:
         """``{"type": "resume", "message_id": ..., "after": N}``: the events after ``N``."""
         message_id, after = content.get("message_id"), content.get("after", 0)
         if not isinstance(message_id, str) or not isinstance(after, int) or after < 0:
@@ -197,10 +219,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.current = asyncio.create_task(self._follow(message_id, after))
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
-        frame: dict[str, Any] = {"type": "error", "code": str(error.code), "message": error.message}
-        if message_id is not None:
-            frame["message_id"] = message_id
-        await self.send_json(frame)
+        await self.send_json(self.protocol.failure(error, message_id))
 
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:
@@ -208,7 +227,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             content = self.pending.popleft()
             params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
             try:
-                source = self.stream(get_prompt(content), **params)
+                source = self.stream(self.get_prompt(content), **params)
                 if inspect.iscoroutine(source):
                     source = await source
                 generation_id = await self.generations.start(
@@ -225,47 +244,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def _follow(self, generation_id: str, after: int) -> None:
         """Send the generation's events after ``after`` as frames, until its end."""
         self.current_id = generation_id
+        generations = self.generations
         try:
-            async for batch in self.generations.follow(generation_id, self.owner, after):
-                for frame in self.batch_frames(generation_id, batch):
-                    await self.send_json(frame)
+            async with aclosing(generations.follow(generation_id, self.owner, after)) as batches:
+                async for batch in batches:
+                    for frame in self.protocol.messages(generation_id, batch):
+                        await self.send_json(frame)
         except StreamError as exc:
             await self.send_error(exc, generation_id)
         finally:
             self.current_id = None
-
-    def batch_frames(self, generation_id: str, batch: list[StoredEvent]) -> list[dict[str, Any]]:
-        """One ``chunk`` frame per run of text (with the ``seq`` to resume after), and the end."""
-        frames: list[dict[str, Any]] = []
-        for stored in merge_chunks(batch):
-            data = stored.data
-            kind = data["type"]
-            if kind == "chunk":
-                frames.append(
-                    {
-                        "type": "chunk",
-                        "content": data["text"],
-                        "message_id": generation_id,
-                        "seq": stored.seq,
-                    }
-                )
-            elif kind == "complete":
-                frames.append(
-                    {"type": "complete", "fullResponse": data["text"], "message_id": generation_id}
-                )
-            elif kind == "cancelled":
-                frames.append({"type": "cancelled", "message_id": generation_id})
-            elif kind == "error":
-                error = terminal_error(data)
-                frames.append(
-                    {
-                        "type": "error",
-                        "code": str(error.code),
-                        "message": error.message,
-                        "message_id": generation_id,
-                    }
-                )
-        return frames
 
     def _within_rate(self) -> bool:
         """Token bucket: ``WS_RATE`` messages a second on average, ``WS_BURST`` at once."""

@@ -1,16 +1,16 @@
 """Generations: a model reply that runs as its own task and outlives its connection.
 
-A generation drives a text source through an extractor pipeline (``run_generation``) and
-writes what comes out to the event store, with increasing sequence numbers:
-``{"type": "chunk", "text"}`` (text ready at once is merged into one event),
-``{"type": "event", "name", "data"}`` (extractor events), then exactly one of
-``{"type": "complete", "text"}``, ``{"type": "error", "code", "message"}`` or
-``{"type": "cancelled"}``. Transports *follow* the store from a cursor, so a client that
-reconnects gets exactly the events it missed, from any process sharing the store.
+A generation drives a text source through an extractor pipeline and writes what comes out
+to the event store as typed events (``streaming.events``), numbered 1, 2, 3 …: ``Chunk``
+(text ready at once is merged into one), ``Event`` (extractor events), then exactly one of
+``Complete``, ``Error`` or ``Cancelled``. Transports *follow* a generation through
+``Generations.follow`` from a cursor, so a client that reconnects gets exactly the events
+it missed, from any process sharing the store.
 
-Policies on disconnect: ``cancel`` stops the generation when its client goes away;
-``keep`` lets it run while someone followed it within ``KEEP_GRACE`` seconds. A cancel
-request stops it in whichever process runs it.
+Policies on disconnect: ``cancel`` stops the generation when its client goes away (and
+after ``CANCEL_GRACE`` seconds when nobody ever followed it); ``keep`` lets it run while
+someone followed it within ``KEEP_GRACE`` seconds. A cancel request stops it in whichever
+process runs it. A store that fails ends the generation at once, with the store's error.
 """
 
 from __future__ import annotations
@@ -21,26 +21,38 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
-from .extractors import Pipeline, ValidationStreamExtractor
-from .runtime import run_generation
+from .events import (
+    TERMINAL,
+    Cancelled,
+    Chunk,
+    Complete,
+    Error,
+    Event,
+    GenerationEvent,
+    from_record,
+    to_record,
+)
+from .extractors import Pipeline
+from .runtime import as_text_source
 from .store import get_store
-from .store.base import EventStore, StoredEvent
+from .store.base import EventStore
 
 logger = logging.getLogger("streaming")
 
 DisconnectPolicy = Literal["cancel", "keep"]
 
-#: Event types that end a generation.
-TERMINAL = frozenset({"complete", "error", "cancelled"})
 #: Seconds a follower waits on the store before it checks in again.
 FOLLOW_POLL = 1.0
-#: Seconds between two watchdog checks (cancel requests, unwatched ``keep`` generations).
+#: Seconds between two watchdog checks (cancel requests, unwatched generations).
 WATCH_INTERVAL = 0.5
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
@@ -84,6 +96,17 @@ def _authenticated(user: Any) -> bool:
     return user is not None and bool(getattr(user, "is_authenticated", False))
 
 
+#: Store failures remembered for this process's followers (the newest ones).
+MAX_REMEMBERED_FAILURES = 256
+
+
+def store_failure(exc: BaseException) -> StreamError:
+    """The error a failed store write ends a generation with (its own, when it has one)."""
+    if isinstance(exc, StreamError):
+        return exc
+    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The event store failed")
+
+
 @dataclass
 class _Running:
     task: asyncio.Task[None]
@@ -95,15 +118,20 @@ class _EventWriter:
 
     With an in-memory store a write never waits; with Redis, text that arrives during a
     round trip goes out in the next one, so the model is never held back by the store.
+    The generation is the only writer of its log, so it numbers its events itself. A
+    failed write is kept in ``failure`` and reported to ``on_failure`` at once.
     """
 
     def __init__(self, store: EventStore, generation_id: str) -> None:
         self.store = store
         self.generation_id = generation_id
-        self.pending: list[dict[str, Any]] = []
+        self.seq = 0
+        self.pending: list[GenerationEvent] = []
         #: Text after the last pending event, joined once when it is written.
         self.text: list[str] = []
         self.writing: asyncio.Task[None] | None = None
+        self.failure: StreamError | None = None
+        self.on_failure: Callable[[], object] = lambda: None
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -111,28 +139,55 @@ class _EventWriter:
 
     def add_event(self, name: str, data: Any) -> None:
         self._close_text()
-        self.pending.append({"type": "event", "name": name, "data": data})
+        self.seq += 1
+        self.pending.append(Event(self.seq, name, data))
         self._kick()
 
     def _close_text(self) -> None:
         if self.text:
-            self.pending.append({"type": "chunk", "text": "".join(self.text)})
+            self.seq += 1
+            self.pending.append(Chunk(self.seq, "".join(self.text)))
             self.text = []
 
     def _kick(self) -> None:
-        if self.writing is None or self.writing.done():
+        if self.failure is None and (self.writing is None or self.writing.done()):
             self.writing = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        while self.pending or self.text:
-            self._close_text()
-            batch, self.pending = self.pending, []
-            await self.store.append_many(self.generation_id, batch)
+        try:
+            while self.pending or self.text:
+                self._close_text()
+                batch, self.pending = self.pending, []
+                await self._append(batch)
+        except Exception as exc:
+            if not isinstance(exc, StreamError):
+                logger.exception("Generation %s: the event store failed", self.generation_id)
+            self.failure = store_failure(exc)
+            self.pending, self.text = [], []
+            self.on_failure()
 
-    async def close(self) -> None:
-        """Wait until everything added so far is stored (errors of the store propagate)."""
+    async def close(self, terminal: Callable[[int], GenerationEvent]) -> None:
+        """Write everything added so far, then the terminal event ``terminal(seq)``, and
+        finish the log. A failed write raises the store's error."""
         if self.writing is not None:
             await self.writing
+        if self.failure is not None:
+            raise self.failure
+        self._close_text()
+        self.seq += 1
+        batch = [*self.pending, terminal(self.seq)]
+        self.pending = []
+        await self._append(batch)
+        await self.store.finish(self.generation_id)
+
+    async def _append(self, batch: list[GenerationEvent]) -> None:
+        last = await self.store.append_many(self.generation_id, [to_record(e) for e in batch])
+        if last != batch[-1].seq:
+            raise StreamError(
+                StreamErrorCode.INTERNAL_ERROR,
+                f"The log of {self.generation_id} has another writer (seq {last}, not "
+                f"{batch[-1].seq})",
+            )
 
 
 class Generations:
@@ -141,6 +196,10 @@ class Generations:
     def __init__(self, store: EventStore | None = None) -> None:
         self._store = store
         self.running: dict[str, _Running] = {}
+        #: How many followers each generation has in this process.
+        self.followers: dict[str, int] = {}
+        #: Store failures that ended generations here, for this process's followers.
+        self.failures: OrderedDict[str, StreamError] = OrderedDict()
 
     @property
     def store(self) -> EventStore:
@@ -155,13 +214,18 @@ class Generations:
         policy: DisconnectPolicy = "cancel",
         forward_events: bool = False,
     ) -> str:
-        """Start a generation; return its id. It runs until done, cancelled or unwatched."""
+        """Start a generation; return its id. It runs until done, cancelled or unwatched.
+
+        ``forward_events``: store the pipeline's extractor events (else they are dropped).
+        """
         generation_id = uuid.uuid4().hex
         store = self.store
         await store.create(generation_id, owner=owner)
         writer = _EventWriter(store, generation_id)
-        _wire_validation(pipeline, writer, forward_events)
-        task = asyncio.create_task(self._run(generation_id, source, pipeline, writer))
+        task = asyncio.create_task(
+            self._run(generation_id, source, pipeline, writer, forward_events)
+        )
+        writer.on_failure = task.cancel
         watchdog = asyncio.create_task(self._watch(generation_id, task, policy))
         self.running[generation_id] = _Running(task, watchdog)
         task.add_done_callback(lambda _: self._forget(generation_id))
@@ -184,63 +248,148 @@ class Generations:
                 StreamErrorCode.NOT_FOUND, "No such reply (unknown, expired or not yours)"
             )
 
+    async def has_more(self, generation_id: str, owner: str, after: int) -> bool:
+        """Whether following from ``after`` would give anything: False once the
+        generation is finished and its events after ``after`` are all read."""
+        await self.check_owner(generation_id, owner)
+        store = self.store
+        if not await store.is_finished(generation_id):
+            return True
+        return bool(await store.read(generation_id, after, timeout=0))
+
     async def follow(
         self, generation_id: str, owner: str, after: int = 0
-    ) -> AsyncIterator[list[StoredEvent]]:
-        """The events after ``after``, in batches, until the terminal one (included)."""
+    ) -> AsyncGenerator[list[GenerationEvent]]:
+        """The events after ``after``, in batches, until the terminal one (included).
+
+        A store failure is raised as ``StreamError`` (also when the generation was ended
+        by one: its log then has no terminal event). Close it (``aclosing``) when you stop
+        early: it counts as a follower until then.
+        """
         await self.check_owner(generation_id, owner)
         store = self.store
         touched = 0.0
-        while True:
-            now = time.monotonic()
-            if now - touched >= WATCH_INTERVAL / 2:
-                await store.touch(generation_id)
-                touched = now
-            events = await store.read(generation_id, after, timeout=FOLLOW_POLL)
-            if events:
-                yield events
-                if events[-1].data["type"] in TERMINAL:
+        self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
+        try:
+            while True:
+                now = time.monotonic()
+                if now - touched >= WATCH_INTERVAL / 2:
+                    await store.touch(generation_id)
+                    touched = now
+                stored = await store.read(generation_id, after, timeout=FOLLOW_POLL)
+                if stored:
+                    events = [from_record(item.seq, item.data) for item in stored]
+                    yield events
+                    if isinstance(events[-1], TERMINAL):
+                        return
+                    after = events[-1].seq
+                elif await store.is_finished(generation_id):
+                    if not await self._ended_at(generation_id, after):
+                        raise self._lost(generation_id)
                     return
-                after = events[-1].seq
-            elif await store.is_finished(generation_id):
-                return
+        finally:
+            left = self.followers.pop(generation_id, 1) - 1
+            if left:
+                self.followers[generation_id] = left
+
+    async def _ended_at(self, generation_id: str, seq: int) -> bool:
+        """Whether event ``seq`` is the terminal one (a finished log always ends with one,
+        unless the store failed)."""
+        if seq < 1:
+            return False
+        events = await self.store.read(generation_id, seq - 1, timeout=0)
+        return bool(events) and isinstance(from_record(events[0].seq, events[0].data), TERMINAL)
+
+    def _lost(self, generation_id: str) -> StreamError:
+        failure = self.failures.get(generation_id)
+        if failure is not None:
+            return failure
+        return StreamError(
+            StreamErrorCode.STORE_UNAVAILABLE, "The event store failed; the reply was stopped"
+        )
 
     # ----------------------------------------------------------------- running
     async def _run(
-        self, generation_id: str, source: Any, pipeline: Pipeline, writer: _EventWriter
+        self,
+        generation_id: str,
+        source: Any,
+        pipeline: Pipeline,
+        writer: _EventWriter,
+        forward_events: bool,
     ) -> None:
-        terminal: dict[str, Any]
+        terminal: Callable[[int], GenerationEvent]
         try:
-            full = await run_generation(
-                source, pipeline, lambda text, _id: writer.add_text(text), message_id=generation_id
-            )
-            terminal = {"type": "complete", "text": full}
+            full = await self._produce(source, pipeline, writer, forward_events)
+            terminal = partial(Complete, text=full)
         except asyncio.CancelledError:
-            terminal = {"type": "cancelled"}
+            # Cancelled, or stopped by a failed write (``close`` then raises the store's error).
+            terminal = Cancelled
         except StreamError as exc:
             logger.warning("Generation %s failed: %r", generation_id, exc)
-            terminal = {"type": "error", "code": str(exc.code), "message": exc.message}
+            terminal = partial(Error, code=str(exc.code), message=exc.message)
         except Exception:
             logger.exception("Generation %s failed", generation_id)
-            terminal = {
-                "type": "error",
-                "code": str(StreamErrorCode.INTERNAL_ERROR),
-                "message": "The model stream failed",
-            }
+            terminal = partial(
+                Error, code=str(StreamErrorCode.INTERNAL_ERROR), message="The model stream failed"
+            )
         try:
-            await writer.close()
-            await writer.store.append(generation_id, terminal)
-            await writer.store.finish(generation_id)
-        except StreamError as exc:
-            # The store is gone: followers get the same error from their reads.
-            logger.error("Generation %s could not be stored: %r", generation_id, exc)
+            await writer.close(terminal)
+        except Exception as exc:
+            # The store failed: end the log if it still can, so that every follower
+            # stops at once and reports the store's error.
+            failure = store_failure(exc)
+            logger.error("Generation %s could not be stored: %r", generation_id, failure)
+            self._remember(generation_id, failure)
+            with contextlib.suppress(Exception):
+                await writer.store.finish(generation_id)
+
+    @staticmethod
+    async def _produce(
+        source: Any, pipeline: Pipeline, writer: _EventWriter, forward_events: bool
+    ) -> str:
+        """Feed the source's chunks through the pipeline to the writer; return all text.
+
+        The pipeline's held-back tail is delivered last, also when the source fails
+        midway, so nothing it accepted is lost; chunks after it is done are dropped.
+        Cancellation closes the source (an upstream request stops) and delivers nothing more.
+        """
+        streamed: list[str] = []
+
+        def deliver(text: str) -> None:
+            if text:
+                streamed.append(text)
+                writer.add_text(text)
+            for event in pipeline.drain_events():
+                if forward_events:
+                    writer.add_event(event.name, event.data)
+
+        try:
+            async with aclosing(as_text_source(source)) as chunks:
+                async for chunk in chunks:
+                    if pipeline.done:
+                        continue
+                    text = pipeline.push(chunk)
+                    await pipeline.drain()
+                    deliver(text)
+        except Exception:
+            # The model failed mid-reply: the client still gets every character that arrived.
+            deliver(pipeline.flush())
+            raise
+        deliver(pipeline.flush())
+        return "".join(streamed)
+
+    def _remember(self, generation_id: str, failure: StreamError) -> None:
+        self.failures[generation_id] = failure
+        while len(self.failures) > MAX_REMEMBERED_FAILURES:
+            self.failures.popitem(last=False)
 
     async def _watch(
         self, generation_id: str, task: asyncio.Task[None], policy: DisconnectPolicy
     ) -> None:
-        """Cancel ``task`` on a cancel request, or (``keep``) once nobody follows it."""
+        """Cancel ``task`` on a cancel request, or once nobody has followed it (here or in
+        another process) for ``KEEP_GRACE`` (``keep``) or ``CANCEL_GRACE`` seconds."""
         store = self.store
-        grace = float(setting("KEEP_GRACE"))
+        grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
         started = time.time()
         while not task.done():
             await asyncio.wait({task}, timeout=WATCH_INTERVAL)
@@ -249,7 +398,7 @@ class Generations:
             try:
                 if await store.cancel_requested(generation_id):
                     task.cancel()
-                elif policy == "keep":
+                elif not self.followers.get(generation_id):
                     watched = await store.last_watched(generation_id) or started
                     if time.time() - watched > grace:
                         logger.info(
@@ -266,17 +415,6 @@ class Generations:
             running.watchdog.cancel()
 
 
-def _wire_validation(pipeline: Pipeline, writer: _EventWriter, forward_events: bool) -> None:
-    """Route ``ValidationStreamExtractor`` output that has no callback into the store."""
-    for extractor in pipeline.extractors:
-        if not isinstance(extractor, ValidationStreamExtractor):
-            continue
-        if extractor.on_chunk is None:
-            extractor.on_chunk = lambda text, _field, _so_far: writer.add_text(text)
-        if forward_events and extractor.on_event is None:
-            extractor.on_event = lambda event: writer.add_event(str(event["event_type"]), event)
-
-
 _generations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Generations] = (
     weakref.WeakKeyDictionary()
 )
@@ -291,33 +429,9 @@ def get_generations() -> Generations:
     return registry
 
 
-def merge_chunks(batch: list[StoredEvent]) -> list[StoredEvent]:
-    """``batch`` with each run of ``chunk`` events merged into one, numbered as its last:
-    the protocols are about text, so a client resuming after that number misses nothing."""
-    merged: list[StoredEvent] = []
-    text: list[str] = []
-    for index, stored in enumerate(batch):
-        if stored.data["type"] != "chunk":
-            merged.append(stored)
-            continue
-        text.append(stored.data["text"])
-        following = batch[index + 1] if index + 1 < len(batch) else None
-        if following is None or following.data["type"] != "chunk":
-            merged.append(StoredEvent(stored.seq, {"type": "chunk", "text": "".join(text)}))
-            text.clear()
-    return merged
-
-
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """``"<generation>:<seq>"`` as SSE ids carry it, or ``None`` when it is not one."""
     generation_id, _, seq = value.partition(":")
     if not generation_id or not seq.isdigit():
         return None
     return generation_id, int(seq)
-
-
-def terminal_error(data: Mapping[str, Any]) -> StreamError:
-    """The ``StreamError`` an ``error`` or ``cancelled`` event stands for."""
-    if data["type"] == "cancelled":
-        return StreamError(StreamErrorCode.ABORTED, "The reply was cancelled")
-    return StreamError(data["code"], data["message"])

@@ -1,13 +1,17 @@
 """What both transports accept from a client: a prompt and a choice of pipeline.
 
 ``PipelineChoiceMixin`` gives ``SSEView`` and ``StreamConsumer`` the same
-``extractors`` / ``pipelines`` attributes and the same answers to bad input.
+``extractors`` / ``pipelines`` attributes, the same ``get_prompt`` hook and the same
+answers to bad input; ``call_hook`` runs their hooks, sync or async, the same way.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from asgiref.sync import sync_to_async
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
@@ -31,6 +35,13 @@ def get_prompt(params: Mapping[str, Any]) -> str:
     return prompt
 
 
+async def call_hook(hook: Callable[[], Any]) -> Any:
+    """Run a transport hook: awaited when it is async, else in a thread (it may use the ORM)."""
+    if inspect.iscoroutinefunction(hook):
+        return await hook()
+    return await sync_to_async(hook)()
+
+
 class PipelineChoiceMixin:
     """Extractors per request: ``extractors`` by default, or a named entry of ``pipelines``."""
 
@@ -40,6 +51,10 @@ class PipelineChoiceMixin:
     pipelines: Mapping[str, Sequence[ExtractorFactory]] = {}
     #: The pipeline used when the request names none (``None``: ``extractors``).
     default_pipeline: str | None = None
+
+    def get_prompt(self, params: Mapping[str, Any]) -> str:
+        """The prompt ``stream()`` gets: the request's non-empty ``prompt`` parameter."""
+        return get_prompt(params)
 
     def get_pipeline_name(self, params: Mapping[str, Any]) -> str | None:
         """The pipeline the request asked for, or the default; unknown names are refused."""

@@ -29,10 +29,6 @@ Abort = asyncio.Event | Callable[[], bool]
 ActionCallback = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 
-#: Receives each piece of streamable text and the reply's message id; may be async.
-OnText = Callable[[str, str | None], Awaitable[None] | None]
-
-
 class ChunkConsumer(Protocol):
     """What ``use_model`` feeds: a streaming context, or anything with ``push(chunk)``."""
 
@@ -107,8 +103,8 @@ async def stream_to_action(
     return full
 
 
-async def _text_chunks(value: Any) -> AsyncGenerator[str, None]:
-    """Raw model chunks from what a view's ``stream()`` returned: anything
+async def as_text_source(value: Any) -> AsyncGenerator[str, None]:
+    """Raw model chunks from what a transport's ``stream()`` returned: anything
     ``sources.iterables.iterate`` reads, whose items must be text (``str``).
 
     Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text.
@@ -128,43 +124,6 @@ def _text(chunk: Any) -> str:
     raise StreamError(
         StreamErrorCode.PARSE_ERROR, f"Model chunks must be text, not {type(chunk).__name__}"
     )
-
-
-async def run_generation(
-    source: Any,
-    extractor: StreamExtractor,
-    on_text: OnText,
-    *,
-    message_id: str | None = None,
-) -> str:
-    """Stream ``source`` through ``extractor``, calling ``on_text`` for each piece; return all.
-
-    The extractor's held-back tail (``flush()``) is delivered last, also when the source
-    fails midway, so nothing the pipeline accepted is lost. Cancellation closes the
-    source (the runtime's job) and delivers nothing more.
-    """
-    streamed: list[str] = []
-
-    async def deliver(text: str, chunk_message_id: str | None = None) -> None:
-        streamed.append(text)
-        result = on_text(text, message_id)
-        if inspect.isawaitable(result):
-            await result
-
-    async def deliver_tail() -> None:
-        tail = extractor.flush()
-        if tail:
-            await deliver(tail)
-
-    context = StreamingContext(extractor, deliver, message_id)
-    try:
-        await use_model(_text_chunks(source), streaming_context=context)
-    except Exception:
-        # The model failed mid-reply: the client still gets every character that arrived.
-        await deliver_tail()
-        raise
-    await deliver_tail()
-    return "".join(streamed)
 
 
 def _aborted(abort: Abort | None) -> bool:

@@ -1,11 +1,12 @@
 """``SSEView``: the class-based view users subclass to stream a model's reply as SSE.
 
-Override ``stream()`` to yield the model's raw text chunks; choose the extractors that
-filter them (``extractors``, or named ``pipelines`` a request picks with ``pipeline=``).
-Messages: ``{"chunk": text}`` per piece, ``{"done": true}`` at the end, ``{"error": ...,
-"code": ...}`` on failure, each with the id ``<generation>:<seq>``. The reply runs as a
-generation (``streaming.generations``) that writes to the event store, so a reconnect
-carrying ``Last-Event-ID`` resumes it, and ``DELETE ?id=<generation>`` cancels it.
+Implement ``stream(prompt, **params)`` to yield the model's raw text chunks; choose the
+extractors that filter them (``extractors``, or named ``pipelines`` a request picks with
+``pipeline=``). The reply runs as a generation (``streaming.generations``); its events
+are written as our SSE messages (``streaming.protocols.SSEMessages``): ``{"chunk": text}``
+per piece, ``{"done": true}`` at the end, ``{"error": ..., "code": ...}`` on failure, each
+with the id ``<generation>:<seq>``, so a reconnect carrying ``Last-Event-ID`` resumes it,
+and ``DELETE ?id=<generation>`` cancels it.
 """
 
 from __future__ import annotations
@@ -13,29 +14,28 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .errors import StreamError, StreamErrorCode
+from .events import TERMINAL
 from .generations import (
-    TERMINAL,
     DisconnectPolicy,
     Generations,
     aowner_of,
     get_generations,
-    merge_chunks,
     parse_event_id,
-    terminal_error,
 )
-from .requests import PipelineChoiceMixin
+from .protocols import SSEMessages, WireProtocol
+from .protocols.sse import chunk_data, done_data, error_data
+from .requests import PipelineChoiceMixin, call_hook
 from .response import sse_response
 from .sse import ServerSentEvent
-from .store.base import StoredEvent
-from .stream import Stream
 
 #: HTTP status of a refused request, by error code (others: 400).
 ERROR_STATUS = {"NOT_FOUND": 404, "EVENTS_EXPIRED": 410, "STORE_UNAVAILABLE": 503}
@@ -45,8 +45,10 @@ class SSEView(PipelineChoiceMixin, View):
     """Stream a model's reply to ``GET`` (query parameters, for ``EventSource``) and ``POST``
     (a JSON object, for ``fetch``) as Server-Sent Events.
 
-    Subclass hooks, in the order they run: ``check_permissions``, ``get_params``,
-    ``get_extractors`` (from ``extractors`` / ``pipelines``), ``stream``, and the message
+    Hooks, in the order they run, with ``self.request`` at hand (the same names and shape
+    as ``StreamConsumer``'s): ``check_permissions`` and ``get_owner`` (each may be sync,
+    run in a thread, or async), ``get_params``, ``get_prompt``, ``get_extractors`` (from
+    ``extractors`` / ``pipelines``), ``stream(prompt, **params)``, and the message
     builders ``chunk_message``, ``done_message``, ``error_message``.
     """
 
@@ -61,20 +63,27 @@ class SSEView(PipelineChoiceMixin, View):
     event: str | None = None
     retry: int | None = None
 
-    params: dict[str, Any]
-
     # ------------------------------------------------------------------ hooks
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        """The model's raw text chunks: write it as a generator or an async generator
-        of str, or return an (async) iterable, a coroutine resolving to one, or a
-        ``Stream`` (sent as is). ``self.params`` holds the request's parameters."""
+    def stream(self, prompt: str, **params: Any) -> Any:
+        """The model's raw text chunks for ``prompt``: a generator or async generator of
+        str, an (async) iterable, or a coroutine resolving to one. ``params`` are the
+        request's other parameters (``pipeline`` …); ``self.request`` is at hand."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
 
-    def check_permissions(self, request: HttpRequest) -> None:
-        """Raise ``PermissionDenied`` to refuse the request (403)."""
+    async def check_permissions(self) -> bool | None:
+        """Raise ``PermissionDenied`` (or return False) to refuse the request with 403.
+        May be sync (it then runs in a thread, so it may use the ORM) or async."""
+        return None
 
-    def get_params(self, request: HttpRequest) -> dict[str, Any]:
+    async def get_owner(self) -> str:
+        """Who may resume, watch or cancel the replies this request starts (sync or async)."""
+        auser = getattr(self.request, "auser", None)
+        user = await auser() if auser is not None else None
+        return await aowner_of(user, getattr(self.request, "session", None))
+
+    def get_params(self) -> dict[str, Any]:
         """The request's parameters: the query string for GET, a JSON object for POST."""
+        request = self.request
         if request.method == "POST":
             try:
                 params = json.loads(request.body or b"{}")
@@ -95,36 +104,39 @@ class SSEView(PipelineChoiceMixin, View):
         return dict(request.GET.items())
 
     def chunk_message(self, text: str) -> Any:
-        return {"chunk": text}
+        return chunk_data(text)
 
     def done_message(self) -> Any:
-        return {"done": True}
+        return done_data()
 
     def error_message(self, error: StreamError) -> Any:
-        return {"error": error.message, "code": str(error.code)}
+        return error_data(error)
+
+    def get_protocol(self) -> WireProtocol[ServerSentEvent]:
+        """How the reply's events become SSE messages: ours, built by the hooks above."""
+        return SSEMessages(self.chunk_message, self.done_message, self.error_message)
 
     # -------------------------------------------------------------- dispatch
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return await self._respond(request, *args, **kwargs)
+        return await self._respond()
 
     async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return await self._respond(request, *args, **kwargs)
+        return await self._respond()
 
-    async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        await self._check_permissions(request)
+    async def _respond(self) -> HttpResponse:
+        await self._check_permissions()
         generations = get_generations()
-        owner = await self.get_owner(request)
         try:
-            last_event_id = request.headers.get("Last-Event-ID")
+            owner = await call_hook(self.get_owner)
+            last_event_id = self.request.headers.get("Last-Event-ID")
             if last_event_id is not None:
                 return await self._resume(generations, owner, last_event_id)
-            self.params = self.get_params(request)
-            pipeline = self.get_pipeline(self.params)
-            source = self.stream(request, *args, **kwargs)
+            params = self.get_params()
+            prompt = self.get_prompt(params)
+            pipeline = self.get_pipeline(params)
+            source = self.stream(prompt, **{k: v for k, v in params.items() if k != "prompt"})
             if inspect.iscoroutine(source):
                 source = await source
-            if isinstance(source, Stream):
-                return sse_response(source)
             generation_id = await generations.start(
                 source,
                 pipeline,
@@ -138,27 +150,20 @@ class SSEView(PipelineChoiceMixin, View):
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
-        await self._check_permissions(request)
+        await self._check_permissions()
         generations = get_generations()
         generation_id = request.GET.get("id", "")
         try:
-            owner = await self.get_owner(request)
+            owner = await call_hook(self.get_owner)
             await generations.check_owner(generation_id, owner)
         except StreamError as exc:
             return self.error_response(exc)
         await generations.cancel(generation_id)
         return HttpResponse(status=204)
 
-    async def get_owner(self, request: HttpRequest) -> str:
-        """Who may resume, watch or cancel the replies this request starts."""
-        auser = getattr(request, "auser", None)
-        user = await auser() if auser is not None else None
-        return await aowner_of(user, getattr(request, "session", None))
-
-    async def _check_permissions(self, request: HttpRequest) -> None:
-        """Run the sync ``check_permissions`` hook in a thread, when a subclass has one."""
-        if type(self).check_permissions is not SSEView.check_permissions:
-            await sync_to_async(self.check_permissions)(request)
+    async def _check_permissions(self) -> None:
+        if await call_hook(self.check_permissions) is False:
+            raise PermissionDenied
 
     def error_response(self, error: StreamError) -> HttpResponse:
         """A refused request: ``error_message`` as JSON, with the status its code calls for."""
@@ -173,52 +178,32 @@ class SSEView(PipelineChoiceMixin, View):
         if parsed is None:
             raise StreamError(StreamErrorCode.NOT_FOUND, "Last-Event-ID names no reply")
         generation_id, after = parsed
-        await generations.check_owner(generation_id, owner)
-        store = generations.store
-        if await store.is_finished(generation_id) and not await store.read(
-            generation_id, after, timeout=0
-        ):
+        if not await generations.has_more(generation_id, owner, after):
             return HttpResponse(status=204)  # the client has everything: EventSource stops
         return self.follow_response(generations, generation_id, owner, after=after)
 
     def follow_response(
         self, generations: Generations, generation_id: str, owner: str, *, after: int
     ) -> HttpResponse:
-        """The generation's events after ``after`` as SSE, each id ``<generation>:<seq>``."""
+        """The generation's events after ``after`` as an SSE response, until its end."""
+        protocol = self.get_protocol()
 
         async def messages() -> AsyncIterator[ServerSentEvent]:
             ended = False
             try:
-                async for batch in generations.follow(generation_id, owner, after):
-                    for message in self.batch_messages(generation_id, batch):
-                        yield message
-                    ended = batch[-1].data["type"] in TERMINAL
+                async with aclosing(generations.follow(generation_id, owner, after)) as batches:
+                    async for batch in batches:
+                        for message in protocol.messages(generation_id, batch):
+                            yield message
+                        ended = isinstance(batch[-1], TERMINAL)
             except StreamError as exc:
                 ended = True
-                yield ServerSentEvent(self.error_message(exc))
+                yield protocol.failure(exc, generation_id)
             finally:
                 if not ended and self.disconnect_policy == "cancel":
                     await generations.cancel(generation_id)
 
         return sse_response(messages(), event=self.event, retry=self.retry)
-
-    def batch_messages(self, generation_id: str, batch: list[StoredEvent]) -> list[ServerSentEvent]:
-        """One message per run of chunks (merged: the text is what counts), per extractor
-        event and for the end."""
-        out: list[ServerSentEvent] = []
-        for stored in merge_chunks(batch):
-            data = stored.data
-            kind = data["type"]
-            event_id = f"{generation_id}:{stored.seq}"
-            if kind == "chunk":
-                out.append(ServerSentEvent(self.chunk_message(data["text"]), id=event_id))
-            elif kind == "event":
-                out.append(ServerSentEvent(data["data"], event=data["name"], id=event_id))
-            elif kind == "complete":
-                out.append(ServerSentEvent(self.done_message(), id=event_id))
-            else:
-                out.append(ServerSentEvent(self.error_message(terminal_error(data)), id=event_id))
-        return out
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:

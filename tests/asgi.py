@@ -25,6 +25,7 @@ websocket_application = AllowedHostsOriginValidator(
                 path("ws/keep/", transport_views.KeepConsumer.as_asgi()),
                 path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
+                path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),
             ]
         )
     )

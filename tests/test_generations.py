@@ -10,16 +10,10 @@ import pytest
 from django.test import override_settings
 
 from streaming import StreamError
+from streaming.events import Cancelled, Chunk, Complete, Error, Event, GenerationEvent, merge_chunks
 from streaming.extractors import Pipeline
-from streaming.generations import (
-    Generations,
-    aowner_of,
-    merge_chunks,
-    owner_of,
-    parse_event_id,
-)
+from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
-from streaming.store.base import StoredEvent
 
 LIMIT = 10.0
 
@@ -33,8 +27,8 @@ async def paced(count: int, delay: float, finished: list[str]) -> AsyncIterator[
         finished.append("finally")
 
 
-async def everything(generations: Generations, generation_id: str) -> list[StoredEvent]:
-    events: list[StoredEvent] = []
+async def everything(generations: Generations, generation_id: str) -> list[GenerationEvent]:
+    events: list[GenerationEvent] = []
     async for batch in generations.follow(generation_id, "me"):
         events += batch
     return events
@@ -44,9 +38,9 @@ async def test_a_followed_reply_completes_with_all_its_text() -> None:
     generations = Generations(MemoryStore())
     generation_id = await generations.start(paced(20, 0.001, []), Pipeline(), owner="me")
     events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
-    text = "".join(e.data["text"] for e in events if e.data["type"] == "chunk")
+    text = "".join(e.text for e in events if isinstance(e, Chunk))
     assert text == "".join(f"{i} " for i in range(20))
-    assert events[-1].data == {"type": "complete", "text": text}
+    assert events[-1] == Complete(len(events), text)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
@@ -59,7 +53,7 @@ async def test_text_ready_at_once_is_merged_into_few_events() -> None:
     generations = Generations(store)
     generation_id = await generations.start(burst(), Pipeline(), owner="me")
     events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
-    assert "".join(e.data.get("text", "") for e in events[:-1]) == "x" * 50_000
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "x" * 50_000
     assert len(events) <= 3
 
 
@@ -72,8 +66,8 @@ async def test_an_unwatched_kept_reply_is_cancelled_after_the_grace_period() -> 
         )
         task = generations.running[generation_id].task
         await asyncio.wait_for(task, LIMIT)
-    events = await generations.store.read(generation_id, 0, timeout=0)
-    assert events[-1].data == {"type": "cancelled"}
+    events = await everything(generations, generation_id)
+    assert isinstance(events[-1], Cancelled)
     assert finished == ["finally"]
 
 
@@ -84,7 +78,7 @@ async def test_a_kept_reply_that_is_followed_runs_to_its_end() -> None:
             paced(80, 0.01, []), Pipeline(), owner="me", policy="keep"
         )
         events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
-    assert events[-1].data["type"] == "complete"
+    assert isinstance(events[-1], Complete)
 
 
 async def test_a_cancel_from_another_process_stops_the_reply() -> None:
@@ -94,8 +88,8 @@ async def test_a_cancel_from_another_process_stops_the_reply() -> None:
     generation_id = await runner.start(paced(1000, 0.01, finished), Pipeline(), owner="me")
     await elsewhere.cancel(generation_id)  # not running there: a request through the store
     await asyncio.wait_for(runner.running[generation_id].task, LIMIT)
-    events = await store.read(generation_id, 0, timeout=0)
-    assert events[-1].data == {"type": "cancelled"}
+    events = await everything(elsewhere, generation_id)
+    assert isinstance(events[-1], Cancelled)
     assert finished == ["finally"]
 
 
@@ -107,12 +101,8 @@ async def test_a_failing_source_ends_with_an_error_event_without_details() -> No
     generations = Generations(MemoryStore())
     generation_id = await generations.start(broken(), Pipeline(), owner="me")
     events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
-    assert events[0].data == {"type": "chunk", "text": "partial "}
-    assert events[-1].data == {
-        "type": "error",
-        "code": "INTERNAL_ERROR",
-        "message": "The model stream failed",
-    }
+    assert events[0] == Chunk(1, "partial ")
+    assert events[-1] == Error(2, "INTERNAL_ERROR", "The model stream failed")
 
 
 async def test_only_the_owner_may_follow() -> None:
@@ -168,10 +158,7 @@ async def test_the_async_owner_uses_the_async_session_api() -> None:
 
 
 def test_runs_of_chunks_are_merged_and_numbered_as_their_last() -> None:
-    def chunk(seq: int, text: str) -> StoredEvent:
-        return StoredEvent(seq, {"type": "chunk", "text": text})
-
-    event = StoredEvent(3, {"type": "event", "name": "x", "data": {}})
-    end = StoredEvent(6, {"type": "complete", "text": "abcde"})
-    batch = [chunk(1, "a"), chunk(2, "b"), event, chunk(4, "c"), chunk(5, "de"), end]
-    assert merge_chunks(batch) == [chunk(2, "ab"), event, chunk(5, "cde"), end]
+    event = Event(3, "x", {})
+    end = Complete(6, "abcde")
+    batch = [Chunk(1, "a"), Chunk(2, "b"), event, Chunk(4, "c"), Chunk(5, "de"), end]
+    assert merge_chunks(batch) == [Chunk(2, "ab"), event, Chunk(5, "cde"), end]

@@ -65,7 +65,7 @@ def test_a_module_imports_first_in_a_fresh_interpreter(
 
 
 def test_the_readme_runtime_import_works_first() -> None:
-    code = "from streaming.runtime import use_model, run_generation, stream_to_action"
+    code = "from streaming.runtime import use_model, stream_to_action"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

@@ -225,11 +225,6 @@ def test_message_hooks_change_the_wire_shape(http: httpx.Client) -> None:
     assert json.loads(failed[-1].data) == {"failure": "The upstream model failed"}
 
 
-def test_a_stream_returned_by_stream_is_sent_as_is(http: httpx.Client) -> None:
-    events = parse_sse(http.get("/sse/own-stream").content)
-    assert [(e.event, e.data) for e in events] == [("custom", "one"), ("custom", "two")]
-
-
 def test_validation_fields_stream_and_events_are_named_sse_events(http: httpx.Client) -> None:
     events = parse_sse(http.get("/sse/validation", params={"size": 4}).content)
     chunks = [

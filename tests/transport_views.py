@@ -18,9 +18,9 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
-from streaming import Stream, StreamError, StreamErrorCode
+from streaming import StreamError, StreamErrorCode
 from streaming.chat import CHAT_PIPELINES
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor, ValidationStreamExtractor
@@ -76,14 +76,21 @@ async def scripted_reply(params: Mapping[str, Any]) -> AsyncIterator[str]:
         record(key, "finally")
 
 
-class ScriptedView(SSEView):
+class ScriptedPrompt:
+    """A scripted model needs no prompt: a request without one gets a fixed prompt."""
+
+    def get_prompt(self, params: Mapping[str, Any]) -> str:
+        return str(params.get("prompt") or "scripted")
+
+
+class ScriptedView(ScriptedPrompt, SSEView):
     """The scripted reply through the chat pipelines (``response`` by default)."""
 
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return scripted_reply(self.params)
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return scripted_reply(params)
 
 
 class KeepView(ScriptedView):
@@ -92,13 +99,13 @@ class KeepView(ScriptedView):
     disconnect_policy = "keep"
 
 
-class ResponseOnlyView(SSEView):
+class ResponseOnlyView(ScriptedPrompt, SSEView):
     """The issue's example: ``extractors = [ResponseStreamExtractor]``, a sync generator."""
 
     extractors = (ResponseStreamExtractor,)
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Iterator[str]:
-        chunks, _, _, _, key = _options(self.params)
+    def stream(self, prompt: str, **params: Any) -> Iterator[str]:
+        chunks, _, _, _, key = _options(params)
         record(key, "started")
         try:
             yield from chunks
@@ -111,7 +118,7 @@ class LoginScriptedView(LoginRequiredMixin, ScriptedView):
 
 
 class DeniedView(ScriptedView):
-    def check_permissions(self, request: HttpRequest) -> None:
+    def check_permissions(self) -> None:
         raise PermissionDenied("No streams for you")
 
 
@@ -128,14 +135,7 @@ class CustomMessagesView(ScriptedView):
         return {"failure": error.message}
 
 
-class StreamReturningView(SSEView):
-    """``stream()`` may build its own ``Stream``: it is sent as is."""
-
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Stream:
-        return Stream(["one", "two"], event="custom")
-
-
-class ValidationView(SSEView):
+class ValidationView(ScriptedPrompt, SSEView):
     """Validated fields stream as chunks; the extractor's events as named SSE events."""
 
     send_extractor_events = True
@@ -145,8 +145,8 @@ class ValidationView(SSEView):
             ValidationStreamExtractor(level=0, schema=["thought", "text"], stream_fields=["text"])
         ]
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return scripted_reply(self.params)
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return scripted_reply(params)
 
 
 class OpenAIView(SSEView):
@@ -154,9 +154,25 @@ class OpenAIView(SSEView):
 
     extractors = (ResponseStreamExtractor,)
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        messages = [{"role": "user", "content": str(self.params["prompt"])}]
-        return openai_chat(messages, base_url=self.params["base_url"], api_key="test-key")
+    def stream(self, prompt: str, **params: Any) -> Any:
+        messages = [{"role": "user", "content": prompt}]
+        return openai_chat(messages, base_url=params["base_url"], api_key="test-key")
+
+
+class KeepOpenAIView(OpenAIView):
+    """The OpenAI source with the ``keep`` policy: only the generation can stop it."""
+
+    disconnect_policy = "keep"
+
+
+class SlowToAnswerView(OpenAIView):
+    """A reply that starts, then a slow step (a middleware, say) before the response is
+    sent: a client that leaves meanwhile never gets a follower."""
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = await super().get(request, *args, **kwargs)
+        await asyncio.sleep(1.0)
+        return response
 
 
 class ScriptedConsumer(StreamConsumer):
@@ -174,8 +190,8 @@ class KeepConsumer(ScriptedConsumer):
 
 
 class DeniedConsumer(ScriptedConsumer):
-    async def check_permissions(self) -> bool:
-        return False
+    def check_permissions(self) -> None:
+        raise PermissionDenied("No streams for you")
 
 
 class OpenAIConsumer(StreamConsumer):
@@ -184,3 +200,7 @@ class OpenAIConsumer(StreamConsumer):
     def stream(self, prompt: str, **params: Any) -> Any:
         messages = [{"role": "user", "content": prompt}]
         return openai_chat(messages, base_url=params["base_url"], api_key="test-key")
+
+
+class KeepOpenAIConsumer(OpenAIConsumer):
+    disconnect_policy = "keep"

@@ -17,7 +17,8 @@ urlpatterns = [
     path("sse/login", transport_views.LoginScriptedView.as_view()),
     path("sse/denied", transport_views.DeniedView.as_view()),
     path("sse/custom", transport_views.CustomMessagesView.as_view()),
-    path("sse/own-stream", transport_views.StreamReturningView.as_view()),
     path("sse/validation", transport_views.ValidationView.as_view()),
     path("sse/openai", transport_views.OpenAIView.as_view()),
+    path("sse/openai-keep", transport_views.KeepOpenAIView.as_view()),
+    path("sse/openai-late", transport_views.SlowToAnswerView.as_view()),
 ]

@@ -1,5 +1,5 @@
-"""What every extractor shares: the protocol, the limits, the size check, trimming, the
-incremental tag finder and the callback runner.
+"""What every extractor shares: the protocol (and its optional events), the limits, the
+size check, trimming, the incremental tag finder and the callback runner.
 
 Lengths count Python characters (code points), so a character is never split.
 """
@@ -10,6 +10,7 @@ import inspect
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..conf import DEFAULTS, setting
@@ -53,6 +54,28 @@ class StreamExtractor(Protocol):
 
     def reset(self) -> None:
         """Start over, as if new."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractorEvent:
+    """A named event an extractor emits beside its text (``field_validated`` …)."""
+
+    name: str
+    data: Any
+
+
+@runtime_checkable
+class EmitsEvents(Protocol):
+    """The one optional addition to ``StreamExtractor``: named events beside the text.
+
+    An extractor that has ``drain_events()`` collects its events while it is pushed or
+    flushed; ``Pipeline`` takes them after each ``push``/``flush`` and a generation sends
+    them on (``SSEView.send_extractor_events``).
+    """
+
+    def drain_events(self) -> list[ExtractorEvent]:
+        """The events emitted since the last call, oldest first; forgets them."""
         ...
 
 

@@ -1,8 +1,9 @@
-"""``Pipeline``: extractors in a chain, each one's output the next one's input."""
+"""``Pipeline``: extractors in a chain, each one's output the next one's input, and the
+named events any of them emits (``EmitsEvents``), collected in order."""
 
 from __future__ import annotations
 
-from .base import StreamExtractor
+from .base import EmitsEvents, ExtractorEvent, StreamExtractor
 from .passthrough import PassthroughExtractor
 
 
@@ -15,6 +16,7 @@ class Pipeline:
 
     def __init__(self, *extractors: StreamExtractor) -> None:
         self.extractors: tuple[StreamExtractor, ...] = extractors or (PassthroughExtractor(),)
+        self._emitters = [e for e in self.extractors if isinstance(e, EmitsEvents)]
 
     @property
     def done(self) -> bool:
@@ -37,6 +39,16 @@ class Pipeline:
                 text = extractor.push(text)
             text += extractor.flush()
         return text
+
+    def drain_events(self) -> list[ExtractorEvent]:
+        """The events the extractors emitted since the last call (``EmitsEvents``), in
+        pipeline order; a pipeline is itself an extractor that emits events."""
+        if not self._emitters:
+            return []
+        events: list[ExtractorEvent] = []
+        for extractor in self._emitters:
+            events += extractor.drain_events()
+        return events
 
     def reset(self) -> None:
         for extractor in self.extractors:

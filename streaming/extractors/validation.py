@@ -1,11 +1,14 @@
 """``ValidationStreamExtractor``: structured fields of an XML reply, validated while they
 stream, with retry and error signals.
 
-Output goes through callbacks only (``push`` returns ``""``): ``on_chunk(chunk, field,
-accumulated)`` for field text and ``on_event(event)`` for the event dicts
+Field text goes to ``on_chunk(chunk, field, accumulated)`` when it is given (``push``
+then returns ``""``), else ``push``/``flush`` return it like any extractor. The event dicts
 ``{"event_type", "field", "chunk", "error", "retry_count", "timestamp"}`` (absent keys
-omitted). Levels: 0 streams a field as it grows, 1 streams a field once it is complete and
-its codes match, 2 and 3 emit on ``flush()`` only. A field with an expected code is always
+omitted) go to ``on_event(event)`` when it is given, else they are kept for
+``drain_events()`` (``EmitsEvents``), which a ``Pipeline`` forwards.
+
+Levels: 0 streams a field as it grows, 1 streams a field once it is complete and its
+codes match, 2 and 3 emit on ``flush()`` only. A field with an expected code is always
 handled as at level 1. Each thing is emitted once: deltas that join to exactly the final
 content, one ``field_validated`` per field, one ``error`` per bad field, one ``complete``
 per attempt.
@@ -20,7 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .base import Callbacks, TagFinder, check_chunk_size, check_tag_name, js_trim
+from .base import (
+    Callbacks,
+    ExtractorEvent,
+    TagFinder,
+    check_chunk_size,
+    check_tag_name,
+    js_trim,
+)
 
 OnChunk = Callable[[str, str, str], Any]
 OnEvent = Callable[[dict[str, Any]], Any]
@@ -133,6 +143,9 @@ class ValidationStreamExtractor:
         self.on_event = on_event
         self.abort = abort
         self.callbacks = Callbacks()
+        #: Field text and events not yet returned or drained (when there is no callback).
+        self._text: list[str] = []
+        self._events: list[ExtractorEvent] = []
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -197,6 +210,18 @@ class ValidationStreamExtractor:
         """Await the results of async callbacks, in order."""
         await self.callbacks.drain()
 
+    def drain_events(self) -> list[ExtractorEvent]:
+        """The events emitted since the last call when there is no ``on_event``."""
+        events, self._events = self._events, []
+        return events
+
+    def _take_text(self) -> str:
+        if not self._text:
+            return ""
+        text = "".join(self._text)
+        self._text = []
+        return text
+
     # ---------------------------------------------------------------- signals
     def signal_retry(self, retry_count: int) -> dict[str, Any]:
         """The caller retries: ignore pushes until ``reset()``; say so with ``retry_start``."""
@@ -229,13 +254,13 @@ class ValidationStreamExtractor:
         if self.level <= 1:
             for field in self._streamed:
                 self._stream_field(field)
-        return ""
+        return self._take_text()
 
     def flush(self) -> str:
         """End of the attempt: at levels 2-3 emit the fields, at level 0 the held-back ends
         of unclosed fields; then ``complete`` (once)."""
         if self._state == FAILED:
-            return ""
+            return self._take_text()
         for field in self._streamed:
             if field.start is None or field.state == INVALID:
                 continue
@@ -245,7 +270,7 @@ class ValidationStreamExtractor:
         if not self._complete_sent:
             self._complete_sent = True
             self._emit_event("complete")
-        return ""
+        return self._take_text()
 
     # --------------------------------------------------------------- parsing
     def _on_tag(self, position: int, tag: str) -> None:
@@ -346,14 +371,20 @@ class ValidationStreamExtractor:
         field.accumulated = ""  # one reference left: ``+=`` can extend it in place
         accumulated += delta
         field.accumulated = accumulated
-        self.callbacks.call(self.on_chunk, delta, field.name, accumulated)
+        if self.on_chunk is None:
+            self._text.append(delta)
+        else:
+            self.callbacks.call(self.on_chunk, delta, field.name, accumulated)
         self._emit_event("chunk", field=field.name, chunk=delta)
 
     def _emit_event(self, event_type: str, **fields: Any) -> None:
         event: dict[str, Any] = {"event_type": event_type}
         event.update({key: value for key, value in fields.items() if value is not None})
         event["timestamp"] = int(time.time() * 1000)
-        self.callbacks.call(self.on_event, event)
+        if self.on_event is None:
+            self._events.append(ExtractorEvent(event_type, event))
+        else:
+            self.callbacks.call(self.on_event, event)
 
 
 def _streamed_in_order(extractor: ValidationStreamExtractor) -> list[str]:

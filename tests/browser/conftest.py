@@ -64,9 +64,13 @@ new MutationObserver(snapshot).observe(document, {
 class DemoServer:
     """The demo project under ``manage.py runserver`` (daphne) on a fixed port."""
 
-    def __init__(self, port: int, settings: str = "tests.browser.settings") -> None:
+    def __init__(
+        self, port: int, settings: str = "tests.browser.settings", env: dict[str, str] | None = None
+    ) -> None:
         self.port = port
         self.settings = settings
+        #: Environment of the server over ours (``OPENAI_BASE_URL`` …).
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
@@ -74,7 +78,8 @@ class DemoServer:
     def start(self) -> None:
         assert self.process is None, "already running"
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "DJANGO_DB": ":memory:"}
-        env.pop("OPENAI_API_KEY", None)  # the built-in demo model, always
+        env.pop("OPENAI_API_KEY", None)  # the built-in demo model, unless ``self.env`` says
+        env.update(self.env)
         command = [
             sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}",
             "--noreload", "--skip-checks",

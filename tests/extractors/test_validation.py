@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError
-from streaming.extractors import MAX_CHUNK_SIZE, ValidationStreamExtractor
+from streaming.extractors import MAX_CHUNK_SIZE, Pipeline, ValidationStreamExtractor
 
 CODE = "ab12cd34"
 VALID = (
@@ -320,3 +320,14 @@ async def test_async_callbacks_are_awaited_in_order_by_drain() -> None:
     assert seen == []
     await extractor.drain()
     assert seen == ["Hello ", "world"]
+
+
+def test_without_callbacks_text_is_returned_and_events_are_drained_by_a_pipeline() -> None:
+    extractor = ValidationStreamExtractor(schema=["text"], stream_fields=["text"])
+    pipeline = Pipeline(extractor)
+    text = "".join(pipeline.push(chunk) for chunk in ["<te", "xt>Hel", "lo</text>"])
+    text += pipeline.flush()
+    assert text == "Hello"
+    names = [event.name for event in pipeline.drain_events()]
+    assert names.count("chunk") >= 1 and names[-1] == "complete"
+    assert pipeline.drain_events() == []

@@ -128,8 +128,12 @@ class Upstream:
             request = await _read_request(reader)
             self.requests.append(request)
             watcher = asyncio.create_task(self._watch(reader, gone))
-            with contextlib.suppress(ConnectionError):
+            try:
                 await self.script(request, Reply(writer, gone))
+            except ConnectionError:
+                # A write failed: the client went away, maybe before the watcher saw it.
+                gone.set()
+                self.client_gone.set()
         finally:
             if watcher is not None:
                 watcher.cancel()

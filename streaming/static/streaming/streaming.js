@@ -321,8 +321,9 @@ export class StreamClient {
   }
 
   /**
-   * Stop the current reply: the request is aborted (SSE) or a `cancel` frame is sent (WS),
-   * and the server stops generating. Returns false if no reply was streaming.
+   * Stop the current reply: a `cancel` frame is sent (WS), or the request is aborted and
+   * `DELETE <url>?id=<reply>` sent (SSE), so the server stops generating even a reply it
+   * keeps for resumption. Returns false if no reply was streaming.
    * @returns {boolean}
    */
   cancel() {
@@ -331,6 +332,8 @@ export class StreamClient {
     if (this.transport === "ws" && reply.sent && this._socketOpen()) {
       this._socket.send(JSON.stringify({ type: "cancel" }));
       this._cancelAcks += 1;
+    } else if (this.transport !== "ws") {
+      this._deleteReply(reply);
     }
     this._finish(reply, "cancelled");
     return true;
@@ -577,6 +580,20 @@ export class StreamClient {
     const delay = backoffDelay(reply.attempt, this.reconnect);
     this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay });
     reply.timer = setTimeout(() => this._request(reply, true), delay);
+  }
+
+  /** Ask the server to stop `reply` (its id is the part of an event id before `:`). */
+  _deleteReply(reply) {
+    const generation = reply.lastEventId.split(":")[0];
+    if (!generation) return; // nothing arrived yet: the closed connection has to do
+    const url = new URL(this.options.url, globalThis.location?.href);
+    url.searchParams.set("id", generation);
+    const headers = { ...this.options.headers };
+    const token = this._csrfToken();
+    if (token) headers["X-CSRFToken"] = token;
+    fetch(url, { method: "DELETE", headers, credentials: "same-origin", keepalive: true }).catch(
+      () => {},
+    );
   }
 
   _csrfToken() {

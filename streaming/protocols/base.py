@@ -1,0 +1,59 @@
+"""``WireProtocol``: typed generation events in, wire messages out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from ..errors import StreamError
+from ..events import Cancelled, Chunk, Complete, Error, Event, GenerationEvent, merge_chunks
+
+M = TypeVar("M")
+
+
+class WireProtocol(abc.ABC, Generic[M]):
+    """Maps the events of one generation to the messages ``M`` of a transport.
+
+    ``messages`` merges each run of chunks first (the wire is about text: one message per
+    run, numbered as its last chunk), then asks the method of each event's kind.
+    """
+
+    def messages(self, generation_id: str, events: Iterable[GenerationEvent]) -> list[M]:
+        out: list[M] = []
+        for event in merge_chunks(events):
+            if isinstance(event, Chunk):
+                out.extend(self.chunk(generation_id, event))
+            elif isinstance(event, Event):
+                out.extend(self.event(generation_id, event))
+            elif isinstance(event, Complete):
+                out.extend(self.complete(generation_id, event))
+            elif isinstance(event, Error):
+                out.extend(self.error(generation_id, event))
+            else:
+                out.extend(self.cancelled(generation_id, event))
+        return out
+
+    @abc.abstractmethod
+    def chunk(self, generation_id: str, event: Chunk) -> Iterable[M]:
+        """A run of text."""
+
+    def event(self, generation_id: str, event: Event) -> Iterable[M]:
+        """A named extractor event: nothing, unless the protocol has a way to say it."""
+        return ()
+
+    @abc.abstractmethod
+    def complete(self, generation_id: str, event: Complete) -> Iterable[M]:
+        """The normal end."""
+
+    @abc.abstractmethod
+    def error(self, generation_id: str, event: Error) -> Iterable[M]:
+        """The reply failed."""
+
+    @abc.abstractmethod
+    def cancelled(self, generation_id: str, event: Cancelled) -> Iterable[M]:
+        """The reply was stopped."""
+
+    @abc.abstractmethod
+    def failure(self, error: StreamError, generation_id: str | None = None) -> M:
+        """A failure outside the reply's events: a refused request, a lost store."""

@@ -1,0 +1,60 @@
+"""Our SSE messages: ``{"chunk": text}``, ``{"done": true}``, ``{"error", "code"}``, and
+extractor events as named SSE events, each with the id ``<generation>:<seq>`` that a
+reconnect sends back as ``Last-Event-ID``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import StreamError
+from ..events import Cancelled, Chunk, Complete, Error, Event
+from ..sse import ServerSentEvent
+from .base import WireProtocol
+
+
+def chunk_data(text: str) -> Any:
+    return {"chunk": text}
+
+
+def done_data() -> Any:
+    return {"done": True}
+
+
+def error_data(error: StreamError) -> Any:
+    return {"error": error.message, "code": str(error.code)}
+
+
+class SSEMessages(WireProtocol[ServerSentEvent]):
+    """Our SSE messages; the three data builders are ``SSEView``'s message hooks."""
+
+    def __init__(
+        self,
+        chunk_message: Callable[[str], Any] = chunk_data,
+        done_message: Callable[[], Any] = done_data,
+        error_message: Callable[[StreamError], Any] = error_data,
+    ) -> None:
+        self.chunk_message = chunk_message
+        self.done_message = done_message
+        self.error_message = error_message
+
+    def chunk(self, generation_id: str, event: Chunk) -> list[ServerSentEvent]:
+        return [ServerSentEvent(self.chunk_message(event.text), id=f"{generation_id}:{event.seq}")]
+
+    def event(self, generation_id: str, event: Event) -> list[ServerSentEvent]:
+        return [ServerSentEvent(event.data, event=event.name, id=f"{generation_id}:{event.seq}")]
+
+    def complete(self, generation_id: str, event: Complete) -> list[ServerSentEvent]:
+        return [ServerSentEvent(self.done_message(), id=f"{generation_id}:{event.seq}")]
+
+    def error(self, generation_id: str, event: Error) -> list[ServerSentEvent]:
+        return [self._end(generation_id, event.seq, event.as_error())]
+
+    def cancelled(self, generation_id: str, event: Cancelled) -> list[ServerSentEvent]:
+        return [self._end(generation_id, event.seq, event.as_error())]
+
+    def _end(self, generation_id: str, seq: int, error: StreamError) -> ServerSentEvent:
+        return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}")
+
+    def failure(self, error: StreamError, generation_id: str | None = None) -> ServerSentEvent:
+        return ServerSentEvent(self.error_message(error))

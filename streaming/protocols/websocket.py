@@ -1,0 +1,37 @@
+"""Our WebSocket frames (JSON objects): ``chunk`` (``content``, ``message_id``, ``seq``),
+``complete`` (``fullResponse``, ``message_id``), ``error`` (``code``, ``message``, and
+``message_id`` when a reply failed) and ``cancelled`` (``message_id``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StreamError
+from ..events import Cancelled, Chunk, Complete, Error
+from .base import WireProtocol
+
+Frame = dict[str, Any]
+
+
+class WebSocketFrames(WireProtocol[Frame]):
+    """Our frames; extractor events are not sent (the frames have no place for them)."""
+
+    def chunk(self, generation_id: str, event: Chunk) -> list[Frame]:
+        return [
+            {"type": "chunk", "content": event.text, "message_id": generation_id, "seq": event.seq}
+        ]
+
+    def complete(self, generation_id: str, event: Complete) -> list[Frame]:
+        return [{"type": "complete", "fullResponse": event.text, "message_id": generation_id}]
+
+    def error(self, generation_id: str, event: Error) -> list[Frame]:
+        return [self.failure(event.as_error(), generation_id)]
+
+    def cancelled(self, generation_id: str, event: Cancelled) -> list[Frame]:
+        return [{"type": "cancelled", "message_id": generation_id}]
+
+    def failure(self, error: StreamError, generation_id: str | None = None) -> Frame:
+        frame: Frame = {"type": "error", "code": str(error.code), "message": error.message}
+        if generation_id is not None:
+            frame["message_id"] = generation_id
+        return frame

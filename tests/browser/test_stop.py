@@ -1,0 +1,87 @@
+"""Stop stops the model: after the Stop button, on every transport, the model's request
+(to a local OpenAI-compatible upstream, ``tests/sources/upstream.py``) is closed within a
+second, also with the chat's ``keep`` policy, which keeps a reply whose client went away."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ..servers import free_port
+from ..sources.upstream import Reply, Request, Upstream
+from ..test_full_path import completion_chunk
+from .chatpage import TRANSPORTS, choose, send, wait_for_state
+from .conftest import DemoServer, open_page
+
+
+class EndlessUpstream:
+    """An upstream that streams tokens until its client goes away, in a thread of its own
+    (Playwright's sync API holds this thread's event loop); ``cuts`` are the
+    ``time.monotonic()`` of each request's end."""
+
+    def __init__(self) -> None:
+        self.cuts: list[float] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.upstream = Upstream(self.script)
+
+    async def script(self, request: Request, reply: Reply) -> None:
+        try:
+            await reply.head()
+            while not reply.gone.is_set():
+                await reply.event(completion_chunk("more text "))
+                await asyncio.sleep(0.01)
+        finally:
+            self.cuts.append(time.monotonic())
+
+    def __enter__(self) -> EndlessUpstream:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.upstream.__aenter__(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.upstream.__aexit__(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[EndlessUpstream]:
+    with EndlessUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def openai_server(upstream: EndlessUpstream) -> Iterator[DemoServer]:
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": f"{upstream.upstream.url}/v1"}
+    server = DemoServer(free_port(), env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_closes_the_model_request_within_a_second(
+    browser: Any, openai_server: DemoServer, upstream: EndlessUpstream, transport: str
+) -> None:
+    for page in open_page(browser, openai_server.url):
+        choose(page, transport, "passthrough")
+        cuts = len(upstream.cuts)
+        send(page, "Talk forever")
+        wait_for_state(page, "streaming", timeout=10_000)
+        page.get_by_role("button", name="Stop").click()
+        stopped = time.monotonic()
+        wait_for_state(page, "cancelled", timeout=5_000)
+        deadline = stopped + 5.0
+        while len(upstream.cuts) == cuts and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(upstream.cuts) > cuts, "the model request was not closed after Stop"
+        assert upstream.cuts[cuts] - stopped < 1.0

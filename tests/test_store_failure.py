@@ -1,0 +1,152 @@
+"""A store that fails mid-reply ends the generation at once, with the store's error, for
+every follower: in process, over SSE and over a WebSocket (a real daphne whose event
+store's writes fail, ``tests/failing_store.py``), and with a real Redis stopped mid-reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from streaming import StreamError
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
+from streaming.sse import SSEParser
+
+from .conftest import Serve
+from .failing_store import MESSAGE, FailingStore
+from .redis_server import REDIS_SERVER, RedisServer
+from .servers import daphne_server
+from .sources.upstream import WAIT_LIMIT
+from .test_full_path import endless_reply
+
+
+async def paced(finished: list[str]) -> AsyncIterator[str]:
+    try:
+        for index in range(10_000):
+            await asyncio.sleep(0.01)
+            yield f"{index} "
+    finally:
+        finished.append("finally")
+
+
+async def test_a_failed_write_stops_the_model_and_reaches_the_follower() -> None:
+    finished: list[str] = []
+    generations = Generations(FailingStore(fail_at=3))
+    generation_id = await generations.start(paced(finished), Pipeline(), owner="me")
+    with pytest.raises(StreamError) as caught:
+        async with asyncio.timeout(WAIT_LIMIT):
+            async for _ in generations.follow(generation_id, "me"):
+                pass
+    assert (caught.value.code, caught.value.message) == ("STORE_UNAVAILABLE", MESSAGE)
+    assert finished == ["finally"]  # the model was stopped, not run to its end
+    await asyncio.sleep(0)  # the task's done callback
+    assert not generations.running
+
+
+@pytest.fixture(scope="module")
+def failing_url() -> Iterator[str]:
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_failing_store"}
+    with daphne_server("tests.asgi:application", env=env) as url:
+        yield url
+
+
+async def sse_messages(base: str, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT_LIMIT) as client:
+        response = await client.get(path, params=params)
+    parser = SSEParser()
+    return [json.loads(e.data) for e in parser.feed(response.content) + parser.close()]
+
+
+async def ws_frames(url: str, origin: str, prompt: dict[str, Any]) -> list[dict[str, Any]]:
+    async with connect(url, origin=origin) as socket:
+        await socket.send(json.dumps(prompt))
+        frames = [json.loads(await asyncio.wait_for(socket.recv(), WAIT_LIMIT))]
+        while frames[-1]["type"] == "chunk":
+            frames.append(json.loads(await asyncio.wait_for(socket.recv(), WAIT_LIMIT)))
+    return frames
+
+
+async def test_sse_followers_get_the_store_error_and_the_model_stops(
+    failing_url: str, serve: Serve
+) -> None:
+    upstream = await serve(endless_reply)
+    params = {"prompt": "Hi", "base_url": f"{upstream.url}/v1"}
+    messages = await sse_messages(failing_url, "/sse/openai-keep", params)
+    assert messages[-1] == {"error": MESSAGE, "code": "STORE_UNAVAILABLE"}
+    await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_ws_followers_get_the_store_error_and_the_model_stops(
+    failing_url: str, serve: Serve
+) -> None:
+    upstream = await serve(endless_reply)
+    url = failing_url.replace("http://", "ws://") + "/ws/openai-keep/"
+    frames = await ws_frames(url, failing_url, {"prompt": "Hi", "base_url": f"{upstream.url}/v1"})
+    assert frames[-1] == {
+        "type": "error",
+        "code": "STORE_UNAVAILABLE",
+        "message": MESSAGE,
+        "message_id": frames[-1]["message_id"],
+    }
+    await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+
+async def sse_stopping(base: str, params: dict[str, str], redis: RedisServer) -> dict[str, Any]:
+    """The last message of an SSE reply during which ``redis`` is stopped."""
+    parser = SSEParser()
+    messages: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=WAIT_LIMIT) as client,
+        client.stream("GET", "/sse/openai-keep", params=params) as response,
+    ):
+        async for raw in response.aiter_raw():
+            if not messages:
+                messages += [json.loads(e.data) for e in parser.feed(raw)]
+                if messages:
+                    await asyncio.to_thread(redis.stop)
+            else:
+                messages += [json.loads(e.data) for e in parser.feed(raw)]
+    return messages[-1]
+
+
+async def ws_stopping(base: str, prompt: dict[str, Any], redis: RedisServer) -> dict[str, Any]:
+    """The last frame of a WebSocket reply during which ``redis`` is stopped."""
+    async with connect(base.replace("http://", "ws://") + "/ws/openai-keep/", origin=base) as ws:
+        await ws.send(json.dumps(prompt))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT_LIMIT))
+        await asyncio.to_thread(redis.stop)
+        while frame["type"] == "chunk":
+            frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT_LIMIT))
+    return frame
+
+
+@needs_redis
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_a_redis_stopped_mid_reply_ends_it_with_the_store_error(
+    serve: Serve, transport: str
+) -> None:
+    upstream = await serve(endless_reply)
+    redis = RedisServer()
+    redis.start()
+    try:
+        env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": redis.url}
+        with daphne_server("tests.asgi:application", env=env) as base:
+            prompt = {"prompt": "Hi", "base_url": f"{upstream.url}/v1"}
+            if transport == "sse":
+                last = await sse_stopping(base, prompt, redis)
+            else:
+                last = await ws_stopping(base, prompt, redis)
+                assert last["type"] == "error", last
+            assert last["code"] == "STORE_UNAVAILABLE", last
+            await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+    finally:
+        redis.close()
