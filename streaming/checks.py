@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from .addresses import check_trusted_proxies
 from .conf import DEFAULTS
 
 # Middleware that compresses or collects whole bodies, so events arrive late or never.
@@ -111,7 +112,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             errors.append(
                 Error(f"STREAMING[{key!r}] must be a positive integer.", id="streaming.E003")
             )
+    errors += _check_client_address(user)
     return errors + _check_store(user.get("STORE", DEFAULTS["STORE"]))
+
+
+def _check_client_address(user: dict[str, Any]) -> list[CheckMessage]:
+    """``TRUSTED_PROXIES`` must be IPs or networks, ``CLIENT_ADDRESS_HEADER`` a header name."""
+    errors: list[CheckMessage] = [
+        Error(
+            f'STREAMING["TRUSTED_PROXIES"] {problem}.',
+            hint='For example ["127.0.0.1", "10.0.0.0/8"]: the reverse proxies in front of '
+            "the server, whose forwarded header names the client.",
+            id="streaming.E005",
+        )
+        for problem in check_trusted_proxies(user.get("TRUSTED_PROXIES", []))
+    ]
+    header = user.get("CLIENT_ADDRESS_HEADER", DEFAULTS["CLIENT_ADDRESS_HEADER"])
+    if not isinstance(header, str) or not header.strip() or "_" in header:
+        errors.append(
+            Error(
+                'STREAMING["CLIENT_ADDRESS_HEADER"] must be an HTTP header name.',
+                hint='For example "X-Forwarded-For" or "X-Real-IP".',
+                id="streaming.E005",
+            )
+        )
+    return errors
 
 
 def _check_store(store: Any) -> list[CheckMessage]:

@@ -49,6 +49,12 @@ DEFAULTS: dict[str, Any] = {
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,
     "MAX_CHUNK_SIZE": 1024 * 1024,
+    # The client's address (per-address limits, logs): the socket's peer, unless the peer
+    # is one of these reverse proxies (IPs or CIDR networks; "unix" for a Unix socket):
+    # then the right-most address of CLIENT_ADDRESS_HEADER that is not a trusted proxy.
+    # Behind a proxy without this setting every client shares the proxy's address.
+    "TRUSTED_PROXIES": [],
+    "CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
 }
 
 

@@ -48,6 +48,11 @@ def test_daphne_after_staticfiles_warns() -> None:
             {"STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {}}},
             [],
         ),
+        ({"TRUSTED_PROXIES": "10.0.0.1"}, ["streaming.E005"]),
+        ({"TRUSTED_PROXIES": ["10.0.0.1", "proxy.local", "10.0.0.0/33"]}, ["streaming.E005"] * 2),
+        ({"TRUSTED_PROXIES": ["10.0.0.1", "10.1.0.0/16", "::1", "unix"]}, []),
+        ({"CLIENT_ADDRESS_HEADER": "X_Forwarded_For"}, ["streaming.E005"]),
+        ({"CLIENT_ADDRESS_HEADER": ""}, ["streaming.E005"]),
     ],
 )
 def test_misconfigured_streaming_settings_are_errors(value: object, ids: list[str]) -> None:
