@@ -40,6 +40,12 @@ _POSITIVE_INTS = (
     "MAX_CHUNK_SIZE",
     "UPSTREAM_MAX_LINE",
 )
+# Limits that ``None`` turns off.
+_OPTIONAL_POSITIVE_INTS = (
+    "MAX_ACTIVE_PER_OWNER",
+    "MAX_ACTIVE_PER_ADDRESS",
+    "MAX_STARTS_PER_MINUTE",
+)
 
 
 @register(Tags.compatibility)
@@ -111,6 +117,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             errors.append(
                 Error(f"STREAMING[{key!r}] must be a positive integer.", id="streaming.E003")
+            )
+    for key in _OPTIONAL_POSITIVE_INTS:
+        value = user.get(key, DEFAULTS[key])
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value <= 0
+        ):
+            errors.append(
+                Error(
+                    f"STREAMING[{key!r}] must be a positive integer, or None for no limit.",
+                    id="streaming.E003",
+                )
             )
     errors += _check_client_address(user)
     return errors + _check_store(user.get("STORE", DEFAULTS["STORE"]))

@@ -55,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     # Behind a proxy without this setting every client shares the proxy's address.
     "TRUSTED_PROXIES": [],
     "CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
+    # Paid replies a client may run at once (per owner: the user or the session's visitor;
+    # per client address) and start per minute from one address; None turns one off.
+    # Counted in the event store, so across processes with Redis. Over a limit: 429
+    # TOO_MANY_REPLIES / RATE_LIMITED with Retry-After (an error frame on a WebSocket).
+    "MAX_ACTIVE_PER_OWNER": 3,
+    "MAX_ACTIVE_PER_ADDRESS": 10,
+    "MAX_STARTS_PER_MINUTE": 30,
 }
 
 

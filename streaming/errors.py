@@ -28,6 +28,14 @@ class StreamErrorCode(StrEnum):
     UNKNOWN_PIPELINE = "UNKNOWN_PIPELINE"
     PROMPT_TOO_LARGE = "PROMPT_TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
+    # Refusals of a request that would start a reply: another site asked (403), the
+    # client runs too many at once (429), no valid CSRF token (403), a method the view
+    # does not answer (405), ``check_permissions`` said no (403).
+    CROSS_SITE = "CROSS_SITE"
+    TOO_MANY_REPLIES = "TOO_MANY_REPLIES"
+    CSRF_FAILED = "CSRF_FAILED"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    FORBIDDEN = "FORBIDDEN"
     # Resumable streams: an unknown (or another user's) generation, events no longer
     # stored, and an event store that cannot be reached.
     NOT_FOUND = "NOT_FOUND"

@@ -9,6 +9,7 @@ layers only carry wake-ups: the store is the log.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -87,6 +88,24 @@ class StoredEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most ``limit`` holders of ``key`` at a time, each place held for ``seconds``
+    (renewed while a reply runs, so a process that dies frees its places by itself)."""
+
+    key: str
+    limit: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRefusal:
+    """The quota that had no free place, and the seconds until its earliest place lapses."""
+
+    key: str
+    retry_after: float
+
+
 class EventStore(abc.ABC):
     """Where generations write their events and transports read them from a cursor.
 
@@ -147,6 +166,20 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def cancel_requested(self, stream_id: str) -> bool:
         """Whether someone asked to stop the generation."""
+
+    @abc.abstractmethod
+    async def acquire_quotas(self, holder: str, quotas: Sequence[Quota]) -> QuotaRefusal | None:
+        """Take a place for ``holder`` in every quota, atomically: all of them, or none and
+        the first one that is full. Lapsed places are dropped first; a holder already
+        present keeps its place (its time is renewed)."""
+
+    @abc.abstractmethod
+    async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
+        """Extend ``holder``'s places by each quota's ``seconds`` (those it still holds)."""
+
+    @abc.abstractmethod
+    async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
+        """Give back ``holder``'s places in ``keys`` (a place not held is ignored)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -23,6 +23,8 @@ from .base import (
     DEFAULT_TTL_ACTIVE,
     DEFAULT_TTL_FINISHED,
     EventStore,
+    Quota,
+    QuotaRefusal,
     StoredEvent,
     check_cursor,
     check_options,
@@ -100,6 +102,8 @@ class MemoryStore(EventStore):
         self.max_events = max_events
         self.max_batch = max_batch
         self._streams: dict[str, _Stream] = {}
+        # Quota key -> holder -> monotonic time its place lapses.
+        self._quotas: dict[str, dict[str, float]] = {}
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
         self._next_sweep = 0.0
@@ -129,6 +133,8 @@ class MemoryStore(EventStore):
         with self._lock:
             expired = [key for key, s in self._streams.items() if s.expires_at <= now]
             dropped = [self._streams.pop(key) for key in expired]
+            for key in list(self._quotas):
+                self._held(key, now)
         for stream in dropped:
             _wake(stream.waiters)
 
@@ -233,6 +239,45 @@ class MemoryStore(EventStore):
 
     async def cancel_requested(self, stream_id: str) -> bool:
         return self._require(stream_id).cancel
+
+    def _held(self, key: str, now: float) -> dict[str, float]:
+        """The live places of quota ``key`` (call with the lock held); lapsed ones go."""
+        held = self._quotas.get(key)
+        if held is None:
+            return {}
+        for holder in [h for h, until in held.items() if until <= now]:
+            del held[holder]
+        if not held:
+            del self._quotas[key]
+        return held
+
+    async def acquire_quotas(self, holder: str, quotas: Sequence[Quota]) -> QuotaRefusal | None:
+        now = time.monotonic()
+        with self._lock:
+            for quota in quotas:
+                held = self._held(quota.key, now)
+                if holder not in held and len(held) >= quota.limit:
+                    return QuotaRefusal(quota.key, min(held.values(), default=now) - now)
+            for quota in quotas:
+                self._quotas.setdefault(quota.key, {})[holder] = now + quota.seconds
+        return None
+
+    async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for quota in quotas:
+                held = self._held(quota.key, now)
+                if holder in held:
+                    held[holder] = now + quota.seconds
+
+    async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                held = self._quotas.get(key)
+                if held is not None:
+                    held.pop(holder, None)
+                    if not held:
+                        del self._quotas[key]
 
     async def close(self) -> None:
         """Nothing to release: the streams live as long as the store object."""

@@ -40,6 +40,8 @@ from .base import (
     DEFAULT_TTL_FINISHED,
     STORE_UNAVAILABLE,
     EventStore,
+    Quota,
+    QuotaRefusal,
     StoredEvent,
     check_cursor,
     check_options,
@@ -103,6 +105,43 @@ return {seq, finished, redis.call('XRANGE', KEYS[2], '(' .. after .. '-0', '+', 
 _SET_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# Quotas are sorted sets: member the holder, score the server time (ms) its place lapses.
+# KEYS: the quotas. ARGV: holder, then limit and ms for each key. {0, 0} if every place
+# was taken, else {index of the full quota (1-based), ms until its earliest place lapses}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if not redis.call('ZSCORE', key, ARGV[1])
+      and redis.call('ZCARD', key) >= tonumber(ARGV[2 * i]) then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, first[2] and (tonumber(first[2]) - now) or 0}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local ms = tonumber(ARGV[2 * i + 1])
+  redis.call('ZADD', key, now + ms, ARGV[1])
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+return {0, 0}
+"""
+
+# KEYS: the quotas. ARGV: holder, then ms for each key. Extends the places still held.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  local ms = tonumber(ARGV[i + 1])
+  local held = redis.call('ZSCORE', key, ARGV[1])
+  if held and tonumber(held) > now then
+    redis.call('ZADD', key, now + ms, ARGV[1])
+    if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+  end
+end
 return 1
 """
 
@@ -176,6 +215,8 @@ class RedisStore(EventStore):
         self._finish_script = self._redis.register_script(_FINISH)
         self._read_script = self._redis.register_script(_READ)
         self._set_script = self._redis.register_script(_SET_IF_EXISTS)
+        self._acquire_script = self._redis.register_script(_ACQUIRE)
+        self._renew_script = self._redis.register_script(_RENEW)
 
     def _keys(self, stream_id: str) -> list[str]:
         base = f"{self.key_prefix}{{{stream_id}}}"
@@ -318,6 +359,42 @@ class RedisStore(EventStore):
 
     async def cancel_requested(self, stream_id: str) -> bool:
         return await self._flag(stream_id, "cancel")
+
+    def _quota_key(self, key: str) -> str:
+        # One hash tag for every quota: a script touches several at once (Redis Cluster).
+        return f"{self.key_prefix}{{quotas}}:{key}"
+
+    async def acquire_quotas(self, holder: str, quotas: Sequence[Quota]) -> QuotaRefusal | None:
+        if not quotas:
+            return None
+        args: list[Any] = [holder]
+        for quota in quotas:
+            args += [quota.limit, _ms(quota.seconds)]
+        with self._reaching():
+            index, wait_ms = await self._acquire_script(
+                keys=[self._quota_key(q.key) for q in quotas], args=args
+            )
+        if not index:
+            return None
+        return QuotaRefusal(quotas[int(index) - 1].key, max(0, int(wait_ms)) / 1000)
+
+    async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
+        if not quotas:
+            return
+        with self._reaching():
+            await self._renew_script(
+                keys=[self._quota_key(q.key) for q in quotas],
+                args=[holder, *(_ms(q.seconds) for q in quotas)],
+            )
+
+    async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with self._reaching():
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrem(self._quota_key(key), holder)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,0 +1,126 @@
+"""``streaming.limits``: reservations of running replies and starts, on the memory store
+(the contract tests run the store part on Redis too; the transports over daphne)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.test import override_settings
+
+from streaming import limits as limits_module
+from streaming.errors import StreamError
+from streaming.limits import UNLIMITED, Limits, address_key, reserve, retry_after
+from streaming.store.memory import MemoryStore
+
+
+async def test_the_settings_give_the_default_limits() -> None:
+    assert Limits.from_settings() == Limits(3, 10, 30)
+    with override_settings(STREAMING={"MAX_ACTIVE_PER_OWNER": None}):
+        assert Limits.from_settings() == Limits(None, 10, 30)
+
+
+async def test_per_owner_limit_and_release() -> None:
+    store = MemoryStore()
+    limits = Limits(max_active_per_owner=2)
+    first = await reserve(store, limits, owner="session:a", address="1.1.1.1")
+    await reserve(store, limits, owner="session:a", address="2.2.2.2")
+    with pytest.raises(StreamError) as refused:
+        await reserve(store, limits, owner="session:a", address="3.3.3.3")
+    assert str(refused.value.code) == "TOO_MANY_REPLIES"
+    assert "for you" in refused.value.message and retry_after(refused.value) == 5
+    await reserve(store, limits, owner="session:b", address="1.1.1.1")  # another owner
+    await first.release()
+    await first.release()  # once only: it frees one place, not two
+    await reserve(store, limits, owner="session:a", address="3.3.3.3")
+    with pytest.raises(StreamError):
+        await reserve(store, limits, owner="session:a", address="3.3.3.3")
+
+
+async def test_per_address_limit_counts_every_owner() -> None:
+    store = MemoryStore()
+    limits = Limits(max_active_per_address=2)
+    for owner in ("a", "b"):
+        await reserve(store, limits, owner=owner, address="1.1.1.1")
+    with pytest.raises(StreamError) as refused:
+        await reserve(store, limits, owner="c", address="1.1.1.1")
+    assert "from this address" in refused.value.message
+
+
+async def test_ipv6_clients_count_per_64_network() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key("unknown") == "unknown"
+    store = MemoryStore()
+    limits = Limits(max_active_per_address=1)
+    await reserve(store, limits, owner="a", address="2001:db8:1:2::1")
+    with pytest.raises(StreamError):
+        await reserve(store, limits, owner="b", address="2001:db8:1:2::ffff")
+    await reserve(store, limits, owner="c", address="2001:db8:1:3::1")
+
+
+async def test_starts_per_minute_is_a_window_that_releasing_does_not_refill() -> None:
+    store = MemoryStore()
+    limits = Limits(max_starts_per_minute=2)
+    for _ in range(2):
+        reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
+        await reservation.release()
+    with pytest.raises(StreamError) as refused:
+        await reserve(store, limits, owner="a", address="1.1.1.1")
+    assert str(refused.value.code) == "RATE_LIMITED"
+    assert retry_after(refused.value) in range(59, 61)
+
+
+async def test_unlimited_never_asks_the_store() -> None:
+    class Refusing(MemoryStore):
+        async def acquire_quotas(self, *args: object) -> None:
+            raise AssertionError("asked")
+
+    reservation = await reserve(Refusing(), UNLIMITED, owner="a", address="1.1.1.1")
+    await reservation.release()
+    assert UNLIMITED.unlimited and not Limits(max_starts_per_minute=1).unlimited
+
+
+@pytest.mark.parametrize("ending", ["complete", "fail", "cancel"])
+async def test_an_attached_reservation_is_released_when_its_reply_ends(ending: str) -> None:
+    store = MemoryStore()
+    limits = Limits(max_active_per_owner=1)
+    gate = asyncio.Event()
+
+    async def reply() -> None:
+        await gate.wait()
+        if ending == "fail":
+            raise RuntimeError("the model failed")
+
+    reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
+    task = asyncio.create_task(reply())
+    reservation.attach(task)
+    with pytest.raises(StreamError):
+        await reserve(store, limits, owner="a", address="1.1.1.1")
+    if ending == "cancel":
+        task.cancel()
+    else:
+        gate.set()
+    await asyncio.wait({task})
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert reservation.released
+    await reserve(store, limits, owner="a", address="1.1.1.1")
+
+
+async def test_a_running_reply_renews_its_places(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that runs longer than the lease keeps its places."""
+    monkeypatch.setattr(limits_module, "LEASE", 0.3)
+    monkeypatch.setattr(limits_module, "RENEW_EVERY", 0.1)
+    store = MemoryStore()
+    limits = Limits(max_active_per_owner=1)
+    reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
+    task = asyncio.create_task(asyncio.sleep(1.0))
+    reservation.attach(task)
+    await asyncio.sleep(0.7)
+    with pytest.raises(StreamError):
+        await reserve(store, limits, owner="a", address="1.1.1.1")
+    task.cancel()
+    await asyncio.wait({task})
+    await asyncio.sleep(0.05)
+    await reserve(store, limits, owner="a", address="1.1.1.1")
