@@ -4,10 +4,16 @@ It works with any OpenAI-compatible server (Ollama, vLLM, LM Studio, a gatewayâ€
 the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable. It yields
 the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
 stream, so the upstream HTTP connection closes at once and the server stops generating.
+
+A reply is complete only when the server said why it stopped (a ``finish_reason``: ``stop``,
+``length`` â€¦, which OpenAI and the compatible servers send before ``[DONE]``); a stream that
+ends without one was cut short (a proxy timeout, a crashed worker) and is an
+``UPSTREAM_ERROR``, as is a body that is not valid UTF-8 or JSON.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
@@ -59,19 +65,39 @@ async def openai_chat(
                 timeout=openai.Timeout(read, connect=connect),
                 **params,
             )
+            finished = False
             try:
                 async for chunk in stream:
                     if not chunk.choices:
                         continue
+                    choice = chunk.choices[0]
                     # Some compatible servers leave ``delta`` out of their last chunk.
-                    delta = getattr(chunk.choices[0], "delta", None)
+                    delta = getattr(choice, "delta", None)
                     content = getattr(delta, "content", None)
                     if content:
                         yield content
+                    finished = finished or bool(getattr(choice, "finish_reason", None))
             finally:
                 await stream.close()
+            if not finished:
+                raise StreamError(
+                    StreamErrorCode.UPSTREAM_ERROR,
+                    "The model server's stream ended before the reply was finished "
+                    "(no finish_reason)",
+                )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise _stream_error(exc, connect, read) from exc
+        except UnicodeDecodeError as exc:
+            raise StreamError(
+                StreamErrorCode.UPSTREAM_ERROR,
+                "The model server sent invalid UTF-8",
+                {"reason": str(exc)},
+            ) from exc
+        except json.JSONDecodeError as exc:  # from the SDK's event parser
+            raise StreamError(
+                StreamErrorCode.UPSTREAM_ERROR,
+                f"The model server sent an event that is not valid JSON: {exc}",
+            ) from exc
     finally:
         if owned:
             await api.close()

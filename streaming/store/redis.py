@@ -7,7 +7,9 @@ position, gapless, and a cursor is an entry id. ``finish()`` adds an end marker
 ``<last seq>-1`` so that blocked ``XREAD``s wake up. Writes are Lua scripts (atomic,
 one round trip). Every wait is bounded: a blocked read is cut into ``XREAD BLOCK``s
 shorter than the socket timeout, and redis-py retries nothing, so a dead or restarted
-Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within seconds.
+Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within seconds. Its
+message, which clients see, names no host, port or database: the server's log (logger
+``streaming``) and the error's ``details`` (``url``, password hidden, and ``error``) do.
 
 Needs the ``redis`` package (``pip install redis``); only this module imports it.
 """
@@ -15,6 +17,7 @@ Needs the ``redis`` package (``pip install redis``); only this module imports it
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +52,8 @@ from .base import (
     store_error,
     trimmed,
 )
+
+logger = logging.getLogger("streaming")
 
 # KEYS: meta, events. ARGV: owner, ttl_active (ms). 1 if created, 0 if it exists.
 _CREATE = """
@@ -224,18 +229,22 @@ class RedisStore(EventStore):
 
     @contextmanager
     def _reaching(self) -> Iterator[None]:
-        """Turn every redis-py failure into a ``StreamError`` that names the store."""
+        """Turn every redis-py failure into a ``StreamError``: the log names the store and
+        the failure, the message (what clients see) neither."""
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as error:
+            logger.error("The event store at %s is unavailable: %s", self.url, error)
             raise store_error(
                 STORE_UNAVAILABLE,
-                f"the event store at {self.url} is unavailable: {error}",
+                "The event store is unavailable",
                 url=self.url,
+                error=str(error),
             ) from error
         except RedisError as error:
+            logger.error("The event store at %s failed: %s", self.url, error)
             raise store_error(
-                STORE_UNAVAILABLE, f"the event store at {self.url} failed: {error}", url=self.url
+                STORE_UNAVAILABLE, "The event store failed", url=self.url, error=str(error)
             ) from error
 
     async def create(self, stream_id: str, *, owner: str) -> None:

@@ -207,3 +207,61 @@ async def test_aclose_of_an_own_client_closes_the_upstream_connection(serve: Ser
     assert await anext(source) == "first"
     await source.aclose()
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_a_stream_cut_short_is_an_upstream_error_not_a_complete_reply(
+    serve: Serve,
+) -> None:
+    """The body ends cleanly, but without a ``finish_reason`` (and ``[DONE]``): the model
+    server stopped mid-reply, and the text so far is not the whole reply."""
+
+    async def cut(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("", role="assistant"))
+        await reply.event(chunk("Hel"))
+        await reply.event(chunk("lo"))
+        await reply.end()
+
+    upstream = await serve(cut)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
+    assert pieces == ["Hel", "lo"]
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
+    assert "ended before the reply was finished" in error.message
+
+
+async def test_a_finish_reason_without_done_is_a_complete_reply(serve: Serve) -> None:
+    async def no_done(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("Hi"))
+        await reply.event(chunk(finish="length"))
+        await reply.end()
+
+    upstream = await serve(no_done)
+    async with client(upstream.url) as api:
+        assert await collect(openai_chat(MESSAGES, client=api)) == ["Hi"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'data: {"choices": [{"index": 0, "delta": {"content": "a"\n\n', "not valid JSON"),
+        (b"data: \xff\xfe{}\n\n", "invalid UTF-8"),
+    ],
+)
+async def test_a_malformed_stream_is_an_upstream_error_with_a_clear_message(
+    serve: Serve, body: bytes, reason: str
+) -> None:
+    async def malformed(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("before"))
+        await reply.chunk(body)
+        await reply.event(chunk(finish="stop"))
+        await reply.end()
+
+    upstream = await serve(malformed)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
+    assert pieces == ["before"]
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
+    assert reason in error.message

@@ -93,7 +93,8 @@ async def test_restart_while_a_reader_waits_raises_promptly(
         await asyncio.wait_for(reader, BOUND)
     assert time.monotonic() - start < BOUND
     assert error.value.code == StreamErrorCode.STORE_UNAVAILABLE
-    assert f"the event store at {own_redis.url} is unavailable" in error.value.message
+    assert error.value.message == "The event store is unavailable"
+    assert (error.value.details or {})["url"] == own_redis.url
     # Redis is back, empty (no persistence): the stream is gone, the store works again.
     assert await store.owner("s") is None
     with pytest.raises(StreamError) as error:
@@ -146,13 +147,30 @@ async def test_a_hung_redis_fails_within_the_socket_timeout(
         own_redis.resume()
 
 
-async def test_errors_never_show_the_password(own_redis: RedisServer, make: Make) -> None:
+async def test_errors_never_show_the_password(
+    own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     own_redis.stop()
     store = make(f"redis://:s3cret@127.0.0.1:{own_redis.port}/0")
     with pytest.raises(StreamError) as error:
         await store.owner("s")
-    assert "s3cret" not in error.value.message
-    assert f"redis://:***@127.0.0.1:{own_redis.port}/0" in error.value.message
+    assert "s3cret" not in repr(error.value.details) + caplog.text
+    assert f"redis://:***@127.0.0.1:{own_redis.port}/0" in caplog.text
+
+
+async def test_errors_tell_clients_no_host_port_or_database(
+    own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message is what clients see; the server's log has the whole story."""
+    own_redis.stop()
+    store = make(own_redis.url)
+    for call in (store.owner("s"), store.create("s", owner="o"), store.read("s", 0, timeout=1)):
+        with pytest.raises(StreamError) as error:
+            await call
+        assert "127.0.0.1" not in error.value.message
+        assert str(own_redis.port) not in error.value.message
+        assert "/0" not in error.value.message
+    assert own_redis.url in caplog.text and "Error 111 connecting" in caplog.text
 
 
 def test_restart_keeps_the_port(own_redis: RedisServer) -> None:
