@@ -12,6 +12,12 @@ Each reply runs as a generation (``streaming.generations``), never inside
 it through ``Generations.follow``. Text that is ready at once goes out as one ``chunk``
 frame, and no ready text is held back. Prompts that arrive during a reply wait their turn
 (at most ``WS_MAX_PENDING``).
+
+The handshake is refused (HTTP 403) when another site opens the socket
+(``streaming.origins``); a prompt over the limits (``streaming.limits``, decided per
+prompt by ``get_limits``) gets an error frame ``TOO_MANY_REPLIES`` or ``RATE_LIMITED``
+with ``retry_after`` seconds. Frames are parsed strictly (``streaming.requests.parse_json``):
+a frame that is not JSON, or nested too deeply to parse, gets a ``BAD_REQUEST`` frame.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 
+from .addresses import scope_client_address
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .generations import (
@@ -36,8 +43,10 @@ from .generations import (
     aowner_of,
     get_generations,
 )
+from .limits import Limits, reserve
+from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
-from .requests import PipelineChoiceMixin, call_hook
+from .requests import PipelineChoiceMixin, call_hook, parse_json
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
@@ -100,6 +109,17 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         has_token = session is not None and await session.aget(OWNER_SESSION_KEY) is not None
         return await aowner_of(self.scope.get("user"), session if has_token else None)
 
+    async def get_limits(self) -> Limits:
+        """The limits of a prompt (``STREAMING`` settings by default). Return
+        ``streaming.limits.UNLIMITED`` to exempt it (a staff user, an API key), or other
+        ``Limits``; ``self.scope`` is at hand."""
+        return Limits.from_settings()
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """Frames are parsed strictly: ``ValueError`` for anything but plain JSON."""
+        return parse_json(text_data)
+
     # ------------------------------------------------------------ connection
     async def connect(self) -> None:
         try:
@@ -108,6 +128,10 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             allowed = False
         if allowed is False:
             raise DenyConnection
+        try:
+            check_scope_origin(self.scope)
+        except StreamError as exc:
+            raise DenyConnection from exc
         self.owner = await call_hook(self.get_owner)
         self.accepted = True
         await self.accept()
@@ -140,9 +164,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             return
         try:
             content = await self.decode_json(text_data)
-        except ValueError:
+        except ValueError as exc:
             await self.send_error(
-                StreamError(StreamErrorCode.BAD_REQUEST, "Frames must be JSON objects")
+                StreamError(StreamErrorCode.BAD_REQUEST, f"Frames must be JSON objects: {exc}")
             )
             return
         await self.receive_json(content)
@@ -160,7 +184,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         handler = getattr(self, f"on_{kind}", None) if known else None
         if handler is None:
             await self.send_error(
-                StreamError(StreamErrorCode.BAD_REQUEST, f"Unknown message type {kind!r}")
+                StreamError(
+                    StreamErrorCode.BAD_REQUEST,
+                    f"Unknown message type {kind[:100]!r}"
+                    if isinstance(kind, str)
+                    else "A frame's 'type' must be a string",
+                )
             )
             return
         await handler(content)
@@ -227,15 +256,27 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             content = self.pending.popleft()
             params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
             try:
-                source = self.stream(self.get_prompt(content), **params)
-                if inspect.iscoroutine(source):
-                    source = await source
-                generation_id = await self.generations.start(
-                    source,
-                    self.get_pipeline(content),
+                prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
+                reservation = await reserve(
+                    self.generations.store,
+                    await self.get_limits(),
                     owner=self.owner,
-                    policy=self.disconnect_policy,
+                    address=scope_client_address(self.scope),
                 )
+                try:
+                    source = self.stream(prompt, **params)
+                    if inspect.iscoroutine(source):
+                        source = await source
+                    generation_id = await self.generations.start(
+                        source,
+                        pipeline,
+                        owner=self.owner,
+                        policy=self.disconnect_policy,
+                        reservation=reservation,
+                    )
+                except BaseException:
+                    await reservation.release()
+                    raise
             except StreamError as exc:
                 await self.send_error(exc)
                 continue
@@ -245,13 +286,15 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         """Send the generation's events after ``after`` as frames, until its end."""
         self.current_id = generation_id
         generations = self.generations
+        last = after
         try:
             async with aclosing(generations.follow(generation_id, self.owner, after)) as batches:
                 async for batch in batches:
                     for frame in self.protocol.messages(generation_id, batch):
                         await self.send_json(frame)
+                    last = batch[-1].seq
         except StreamError as exc:
-            await self.send_error(exc, generation_id)
+            await self.send_json(self.protocol.failure(exc, generation_id, last))
         finally:
             self.current_id = None
 

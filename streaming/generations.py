@@ -42,9 +42,11 @@ from .events import (
     to_record,
 )
 from .extractors import Pipeline
+from .limits import Reservation
 from .runtime import as_text_source
 from .store import get_store
 from .store.base import EventStore
+from .surrogates import replace_surrogates
 
 logger = logging.getLogger("streaming")
 
@@ -213,18 +215,23 @@ class Generations:
         owner: str,
         policy: DisconnectPolicy = "cancel",
         forward_events: bool = False,
+        reservation: Reservation | None = None,
     ) -> str:
         """Start a generation; return its id. It runs until done, cancelled or unwatched.
 
         ``forward_events``: store the pipeline's extractor events (else they are dropped).
+        ``reservation``: the places it holds in the limits (``streaming.limits``), held
+        while it runs and released before its end is written, however it ends.
         """
         generation_id = uuid.uuid4().hex
         store = self.store
         await store.create(generation_id, owner=owner)
         writer = _EventWriter(store, generation_id)
         task = asyncio.create_task(
-            self._run(generation_id, source, pipeline, writer, forward_events)
+            self._run(generation_id, source, pipeline, writer, forward_events, reservation)
         )
+        if reservation is not None:
+            reservation.attach(task)
         writer.on_failure = task.cancel
         watchdog = asyncio.create_task(self._watch(generation_id, task, policy))
         self.running[generation_id] = _Running(task, watchdog)
@@ -316,6 +323,7 @@ class Generations:
         pipeline: Pipeline,
         writer: _EventWriter,
         forward_events: bool,
+        reservation: Reservation | None = None,
     ) -> None:
         terminal: Callable[[int], GenerationEvent]
         try:
@@ -326,12 +334,15 @@ class Generations:
             terminal = Cancelled
         except StreamError as exc:
             logger.warning("Generation %s failed: %r", generation_id, exc)
-            terminal = partial(Error, code=str(exc.code), message=exc.message)
+            terminal = partial(Error, code=str(exc.code), message=replace_surrogates(exc.message))
         except Exception:
             logger.exception("Generation %s failed", generation_id)
             terminal = partial(
                 Error, code=str(StreamErrorCode.INTERNAL_ERROR), message="The model stream failed"
             )
+        if reservation is not None:
+            # Before the end is visible: its client may start the next reply at once.
+            await reservation.release()
         try:
             await writer.close(terminal)
         except Exception as exc:

@@ -27,6 +27,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
@@ -96,7 +97,7 @@ class Reservation:
         self.released = False
         self._renewer: asyncio.Task[None] | None = None
 
-    def attach(self, task: asyncio.Future[object]) -> None:
+    def attach(self, task: asyncio.Future[Any]) -> None:
         """Hold the places while ``task`` (the reply) runs; release them when it ends."""
         if self.active and not self.released:
             self._renewer = asyncio.create_task(self._renew_until(task))
@@ -114,7 +115,7 @@ class Reservation:
         except StreamError as exc:
             logger.warning("Reply places of %s not released: %r", self.holder, exc)
 
-    async def _renew_until(self, task: asyncio.Future[object]) -> None:
+    async def _renew_until(self, task: asyncio.Future[Any]) -> None:
         try:
             while not task.done() and not self.released:
                 await asyncio.wait({task}, timeout=RENEW_EVERY)

@@ -8,6 +8,9 @@ answers to bad input; ``call_hook`` runs their hooks, sync or async, the same wa
 from __future__ import annotations
 
 import inspect
+import json
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,8 +19,39 @@ from asgiref.sync import sync_to_async
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
+from .surrogates import replace_surrogates, replace_surrogates_in
 
 ExtractorFactory = Callable[[], StreamExtractor]
+
+
+#: A JSON escape that may make a lone surrogate (``"\ud800"``).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_json(data: str | bytes) -> Any:
+    """A client's JSON (a POST body, a WebSocket frame), strictly: ``ValueError`` for
+    invalid JSON or UTF-8, ``NaN``/``Infinity`` (not JSON), a number too large for a float
+    and nesting too deep to parse (Python's ``RecursionError``, which would otherwise be
+    a 500 page or a closed socket). Lone surrogates in its strings become U+FFFD."""
+    try:
+        value = json.loads(data, parse_constant=_not_json, parse_float=_finite)
+        text = data if isinstance(data, str) else data.decode("latin-1")
+        if _SURROGATE_ESCAPE.search(text):
+            value = replace_surrogates_in(value)
+    except RecursionError as exc:
+        raise ValueError("The JSON is nested too deeply") from exc
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"The number {text[:20]} is too large")
+    return number
 
 
 def get_prompt(params: Mapping[str, Any]) -> str:
@@ -32,7 +66,7 @@ def get_prompt(params: Mapping[str, Any]) -> str:
             f"The prompt has {len(prompt)} characters; the limit is {limit}",
             {"length": len(prompt), "max_length": limit},
         )
-    return prompt
+    return replace_surrogates(prompt)
 
 
 async def call_hook(hook: Callable[[], Any]) -> Any:

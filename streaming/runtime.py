@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .errors import StreamError, StreamErrorCode
 from .extractors import ActionStreamFilter, StreamExtractor, StreamingContext
 from .sources.iterables import iterate
+from .surrogates import replace_surrogates
 
 #: Stops a run between two chunks: an ``asyncio.Event`` that is set, or a callable that
 #: returns true.
@@ -107,7 +108,8 @@ async def as_text_source(value: Any) -> AsyncGenerator[str, None]:
     """Raw model chunks from what a transport's ``stream()`` returned: anything
     ``sources.iterables.iterate`` reads, whose items must be text (``str``).
 
-    Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text.
+    Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text. Lone
+    surrogates become U+FFFD (``streaming.surrogates``), so no write of the text fails.
     """
     async with aclosing(iterate(value)) as items:
         async for chunk in items:
@@ -116,7 +118,7 @@ async def as_text_source(value: Any) -> AsyncGenerator[str, None]:
 
 def _text(chunk: Any) -> str:
     if isinstance(chunk, str):
-        return chunk
+        return replace_surrogates(chunk)
     if isinstance(chunk, bytes):
         raise StreamError(
             StreamErrorCode.PARSE_ERROR, "Model chunks must be text; decode bytes first"

@@ -1,6 +1,6 @@
 """Lone surrogates become U+FFFD wherever text from a client or a model enters.
 
-A Python ``str`` can hold a lone surrogate (U+D800–U+DFFF): JSON's ``"\\ud800"`` escape
+A Python ``str`` can hold a lone surrogate (U+D800 to U+DFFF): JSON's ``"\\ud800"`` escape
 makes one, and so does a model server's broken output. UTF-8 cannot encode it, so the
 first write of such text (the SSE body, a WebSocket text frame, the Redis store) would
 fail and end the reply. Replacing it where the text enters (the prompt, each model

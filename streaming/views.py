@@ -7,12 +7,19 @@ are written as our SSE messages (``streaming.protocols.SSEMessages``): ``{"chunk
 per piece, ``{"done": true}`` at the end, ``{"error": ..., "code": ...}`` on failure, each
 with the id ``<generation>:<seq>``, so a reconnect carrying ``Last-Event-ID`` resumes it,
 and ``DELETE ?id=<generation>`` cancels it.
+
+A request that would start a reply is refused when another site sent it
+(``streaming.origins``: 403 ``CROSS_SITE``) or when the client runs or starts too many
+(``streaming.limits``, decided per request by ``get_limits``: 429 ``TOO_MANY_REPLIES`` /
+``RATE_LIMITED`` with ``Retry-After``). Every refusal is JSON ``{"error", "code"}``: a
+failed CSRF check (403 ``CSRF_FAILED``; the view runs Django's check itself), a method it
+does not answer (405 ``METHOD_NOT_ALLOWED``, with ``Allow``), ``check_permissions``
+saying no (403 ``FORBIDDEN``).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, ClassVar
@@ -22,6 +29,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .addresses import client_address
+from .csrf import csrf_failure
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL
 from .generations import (
@@ -31,14 +40,26 @@ from .generations import (
     get_generations,
     parse_event_id,
 )
+from .limits import Limits, Reservation, reserve, retry_after
+from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
-from .requests import PipelineChoiceMixin, call_hook
+from .requests import PipelineChoiceMixin, call_hook, parse_json
 from .response import sse_response
 from .sse import ServerSentEvent
 
 #: HTTP status of a refused request, by error code (others: 400).
-ERROR_STATUS = {"NOT_FOUND": 404, "EVENTS_EXPIRED": 410, "STORE_UNAVAILABLE": 503}
+ERROR_STATUS = {
+    "NOT_FOUND": 404,
+    "EVENTS_EXPIRED": 410,
+    "STORE_UNAVAILABLE": 503,
+    "CROSS_SITE": 403,
+    "CSRF_FAILED": 403,
+    "FORBIDDEN": 403,
+    "METHOD_NOT_ALLOWED": 405,
+    "TOO_MANY_REPLIES": 429,
+    "RATE_LIMITED": 429,
+}
 
 
 class SSEView(PipelineChoiceMixin, View):
@@ -86,15 +107,15 @@ class SSEView(PipelineChoiceMixin, View):
         request = self.request
         if request.method == "POST":
             try:
-                params = json.loads(request.body or b"{}")
+                params = parse_json(request.body or b"{}")
             except RequestDataTooBig as exc:
                 raise StreamError(
                     StreamErrorCode.PROMPT_TOO_LARGE,
                     "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE",
                 ) from exc
-            except (ValueError, UnicodeDecodeError) as exc:
+            except ValueError as exc:
                 raise StreamError(
-                    StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object"
+                    StreamErrorCode.BAD_REQUEST, f"The request body must be a JSON object: {exc}"
                 ) from exc
             if not isinstance(params, dict):
                 raise StreamError(
@@ -124,36 +145,43 @@ class SSEView(PipelineChoiceMixin, View):
         return await self._respond()
 
     async def _respond(self) -> HttpResponse:
-        await self._check_permissions()
         generations = get_generations()
         try:
+            await self._check_request()
             owner = await call_hook(self.get_owner)
             last_event_id = self.request.headers.get("Last-Event-ID")
             if last_event_id is not None:
                 return await self._resume(generations, owner, last_event_id)
+            check_request_origin(self.request)
             params = self.get_params()
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)
-            source = self.stream(prompt, **{k: v for k, v in params.items() if k != "prompt"})
-            if inspect.iscoroutine(source):
-                source = await source
-            generation_id = await generations.start(
-                source,
-                pipeline,
-                owner=owner,
-                policy=self.disconnect_policy,
-                forward_events=self.send_extractor_events,
-            )
+            reservation = await self._reserve(generations, owner)
+            try:
+                source = self.stream(prompt, **{k: v for k, v in params.items() if k != "prompt"})
+                if inspect.iscoroutine(source):
+                    source = await source
+                generation_id = await generations.start(
+                    source,
+                    pipeline,
+                    owner=owner,
+                    policy=self.disconnect_policy,
+                    forward_events=self.send_extractor_events,
+                    reservation=reservation,
+                )
+            except BaseException:
+                await reservation.release()
+                raise
         except StreamError as exc:
             return self.error_response(exc)
         return self.follow_response(generations, generation_id, owner, after=0)
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
-        await self._check_permissions()
         generations = get_generations()
         generation_id = request.GET.get("id", "")
         try:
+            await self._check_request()
             owner = await call_hook(self.get_owner)
             await generations.check_owner(generation_id, owner)
         except StreamError as exc:
@@ -161,14 +189,56 @@ class SSEView(PipelineChoiceMixin, View):
         await generations.cancel(generation_id)
         return HttpResponse(status=204)
 
-    async def _check_permissions(self) -> None:
-        if await call_hook(self.check_permissions) is False:
-            raise PermissionDenied
+    async def get_limits(self) -> Limits:
+        """The limits of this request (``STREAMING`` settings by default). Return
+        ``streaming.limits.UNLIMITED`` to exempt it (a staff user, an API key), or other
+        ``Limits``; ``self.request`` is at hand."""
+        return Limits.from_settings()
+
+    async def _reserve(self, generations: Generations, owner: str) -> Reservation:
+        limits = await self.get_limits()
+        address = client_address(self.request)
+        return await reserve(generations.store, limits, owner=owner, address=address)
+
+    async def _check_request(self) -> None:
+        """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON),
+        then ``check_permissions``."""
+        reason = await csrf_failure(self.request)
+        if reason is not None:
+            raise StreamError(StreamErrorCode.CSRF_FAILED, f"CSRF check failed: {reason}")
+        try:
+            allowed = await call_hook(self.check_permissions)
+        except PermissionDenied as exc:
+            raise StreamError(StreamErrorCode.FORBIDDEN, str(exc) or "Permission denied") from exc
+        if allowed is False:
+            raise StreamError(StreamErrorCode.FORBIDDEN, "Permission denied")
 
     def error_response(self, error: StreamError) -> HttpResponse:
-        """A refused request: ``error_message`` as JSON, with the status its code calls for."""
+        """A refused request: ``error_message`` as JSON, with the status its code calls for
+        (and ``Retry-After`` when the refusal has one)."""
         status = ERROR_STATUS.get(str(error.code), 400)
-        return JsonResponse(self.error_message(error), status=status, safe=False)
+        response = JsonResponse(self.error_message(error), status=status, safe=False)
+        seconds = retry_after(error)
+        if seconds is not None:
+            response["Retry-After"] = str(seconds)
+        return response
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        """405 as JSON, naming the allowed methods (in the body and in ``Allow``)."""
+        allowed = ", ".join(self._allowed_methods())
+        response = self.error_response(
+            StreamError(
+                StreamErrorCode.METHOD_NOT_ALLOWED,
+                f"Method {request.method} is not allowed; allowed: {allowed}",
+                {"allowed": self._allowed_methods()},
+            )
+        )
+        response["Allow"] = allowed
+
+        async def answer() -> HttpResponse:
+            return response
+
+        return answer()
 
     async def _resume(
         self, generations: Generations, owner: str, last_event_id: str
@@ -190,15 +260,17 @@ class SSEView(PipelineChoiceMixin, View):
 
         async def messages() -> AsyncIterator[ServerSentEvent]:
             ended = False
+            last = after
             try:
                 async with aclosing(generations.follow(generation_id, owner, after)) as batches:
                     async for batch in batches:
                         for message in protocol.messages(generation_id, batch):
                             yield message
                         ended = isinstance(batch[-1], TERMINAL)
+                        last = batch[-1].seq
             except StreamError as exc:
                 ended = True
-                yield protocol.failure(exc, generation_id)
+                yield protocol.failure(exc, generation_id, last)
             finally:
                 if not ended and self.disconnect_policy == "cancel":
                     await generations.cancel(generation_id)
@@ -211,9 +283,12 @@ class SSEView(PipelineChoiceMixin, View):
 
         A mixin's ``dispatch`` may answer by itself (a redirect, a 403) or return our
         async handler's coroutine; both are handled, so Django's access mixins work here.
-        Without such a mixin nothing sync runs first, and no thread is involved.
+        Without such a mixin nothing sync runs first, and no thread is involved. A mixin's
+        ``PermissionDenied`` is a JSON 403 too. The view is ``csrf_exempt``: it runs
+        Django's CSRF check itself, to answer a failure as JSON.
         """
         view = super().as_view(**initkwargs)
+        view.csrf_exempt = True
         if cls.dispatch is View.dispatch:
             return view
 
@@ -223,7 +298,11 @@ class SSEView(PipelineChoiceMixin, View):
             return view(request, *args, **kwargs)
 
         async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            result = await sync_to_async(dispatch_in_thread)(request, *args, **kwargs)
+            try:
+                result = await sync_to_async(dispatch_in_thread)(request, *args, **kwargs)
+            except PermissionDenied as exc:
+                refusal = StreamError(StreamErrorCode.FORBIDDEN, str(exc) or "Permission denied")
+                return cls(**initkwargs).error_response(refusal)
             if inspect.isawaitable(result):
                 result = await result
             return result

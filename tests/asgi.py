@@ -26,6 +26,7 @@ websocket_application = AllowedHostsOriginValidator(
                 path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
                 path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),
+                path("ws/echo/", transport_views.EchoConsumer.as_asgi()),
             ]
         )
     )

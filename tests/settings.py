@@ -4,5 +4,13 @@ from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-STREAMING = {"KEEPALIVE": 1.0, "DEMO_TOKEN_DELAY": 0.002}
+# The suite starts hundreds of replies from 127.0.0.1: limits are off here, and on in
+# tests.settings_limits (the tests of the limits).
+STREAMING = {
+    "KEEPALIVE": 1.0,
+    "DEMO_TOKEN_DELAY": 0.002,
+    "MAX_ACTIVE_PER_OWNER": None,
+    "MAX_ACTIVE_PER_ADDRESS": None,
+    "MAX_STARTS_PER_MINUTE": None,
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

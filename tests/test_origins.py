@@ -107,3 +107,12 @@ def test_trusted_origins_pass_even_when_same_site() -> None:
     assert verdicts(**{"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com"}) == {
         False
     }
+
+
+def test_a_scope_without_host_is_judged_by_sec_fetch_site_only() -> None:
+    """Browsers always send ``Host``; test communicators do not."""
+    scope = {"type": "websocket", "headers": [(b"origin", b"http://127.0.0.1")]}
+    check_scope_origin(scope)
+    scope["headers"].append((b"sec-fetch-site", b"cross-site"))
+    with pytest.raises(StreamError):
+        check_scope_origin(scope)

@@ -24,6 +24,7 @@ from streaming import StreamError, StreamErrorCode
 from streaming.chat import CHAT_PIPELINES
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor, ValidationStreamExtractor
+from streaming.limits import UNLIMITED, Limits
 from streaming.sources import openai_chat
 from streaming.views import SSEView
 
@@ -204,3 +205,33 @@ class OpenAIConsumer(StreamConsumer):
 
 class KeepOpenAIConsumer(OpenAIConsumer):
     disconnect_policy = "keep"
+
+
+# ------------------------------------------------------ hostile input and limits
+#: A lone surrogate the model "sends" after echoing the prompt.
+LONE_SURROGATE = "\udc9f"
+
+
+async def echo_reply(prompt: str) -> AsyncIterator[str]:
+    """The prompt back, then a piece of broken model text (a lone surrogate)."""
+    yield f"You said: {prompt} "
+    yield f"and {LONE_SURROGATE}!"
+
+
+class EchoView(SSEView):
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return echo_reply(prompt)
+
+
+class EchoConsumer(StreamConsumer):
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return echo_reply(prompt)
+
+
+class ApiKeyView(ScriptedView):
+    """Requests with the ``X-Api-Key: partner`` header are exempt from the limits."""
+
+    async def get_limits(self) -> Limits:
+        if self.request.headers.get("X-Api-Key") == "partner":
+            return UNLIMITED
+        return await super().get_limits()

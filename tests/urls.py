@@ -21,4 +21,6 @@ urlpatterns = [
     path("sse/openai", transport_views.OpenAIView.as_view()),
     path("sse/openai-keep", transport_views.KeepOpenAIView.as_view()),
     path("sse/openai-late", transport_views.SlowToAnswerView.as_view()),
+    path("sse/echo", transport_views.EchoView.as_view()),
+    path("sse/api-key", transport_views.ApiKeyView.as_view()),
 ]

@@ -55,5 +55,8 @@ class WireProtocol(abc.ABC, Generic[M]):
         """The reply was stopped."""
 
     @abc.abstractmethod
-    def failure(self, error: StreamError, generation_id: str | None = None) -> M:
-        """A failure outside the reply's events: a refused request, a lost store."""
+    def failure(
+        self, error: StreamError, generation_id: str | None = None, seq: int | None = None
+    ) -> M:
+        """A failure outside the reply's events: a refused request, a lost store. ``seq``
+        is the last event the client has of ``generation_id`` (to resume after)."""

@@ -56,5 +56,9 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
     def _end(self, generation_id: str, seq: int, error: StreamError) -> ServerSentEvent:
         return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}")
 
-    def failure(self, error: StreamError, generation_id: str | None = None) -> ServerSentEvent:
-        return ServerSentEvent(self.error_message(error))
+    def failure(
+        self, error: StreamError, generation_id: str | None = None, seq: int | None = None
+    ) -> ServerSentEvent:
+        if generation_id is None or seq is None:
+            return ServerSentEvent(self.error_message(error))
+        return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}")

@@ -1,6 +1,7 @@
 """Our WebSocket frames (JSON objects): ``chunk`` (``content``, ``message_id``, ``seq``),
-``complete`` (``fullResponse``, ``message_id``), ``error`` (``code``, ``message``, and
-``message_id`` when a reply failed) and ``cancelled`` (``message_id``)."""
+``complete`` (``fullResponse``, ``message_id``), ``error`` (``code``, ``message``;
+``message_id`` and ``seq`` when a reply failed, ``retry_after`` seconds when a limit
+refused a prompt) and ``cancelled`` (``message_id``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from ..errors import StreamError
 from ..events import Cancelled, Chunk, Complete, Error
+from ..limits import retry_after
 from .base import WireProtocol
 
 Frame = dict[str, Any]
@@ -25,13 +27,20 @@ class WebSocketFrames(WireProtocol[Frame]):
         return [{"type": "complete", "fullResponse": event.text, "message_id": generation_id}]
 
     def error(self, generation_id: str, event: Error) -> list[Frame]:
-        return [self.failure(event.as_error(), generation_id)]
+        return [self.failure(event.as_error(), generation_id, event.seq)]
 
     def cancelled(self, generation_id: str, event: Cancelled) -> list[Frame]:
         return [{"type": "cancelled", "message_id": generation_id}]
 
-    def failure(self, error: StreamError, generation_id: str | None = None) -> Frame:
+    def failure(
+        self, error: StreamError, generation_id: str | None = None, seq: int | None = None
+    ) -> Frame:
         frame: Frame = {"type": "error", "code": str(error.code), "message": error.message}
         if generation_id is not None:
             frame["message_id"] = generation_id
+            if seq is not None:
+                frame["seq"] = seq
+        seconds = retry_after(error)
+        if seconds is not None:
+            frame["retry_after"] = seconds
         return frame

@@ -5,10 +5,11 @@ the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable.
 the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
 stream, so the upstream HTTP connection closes at once and the server stops generating.
 
-A reply is complete only when the server said why it stopped (a ``finish_reason``: ``stop``,
-``length`` …, which OpenAI and the compatible servers send before ``[DONE]``); a stream that
-ends without one was cut short (a proxy timeout, a crashed worker) and is an
-``UPSTREAM_ERROR``, as is a body that is not valid UTF-8 or JSON.
+A reply is complete only when the server ended it: a ``finish_reason`` (``stop``,
+``length`` …) or the ``data: [DONE]`` event. A stream that ends with neither was cut short
+(a proxy timeout, a crashed worker) and is an ``UPSTREAM_ERROR``, as is a body that is not
+valid UTF-8 or JSON. The SDK swallows ``[DONE]``, so ``_DoneWatcher`` looks at the events
+its decoder yields.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ async def openai_chat(
                 timeout=openai.Timeout(read, connect=connect),
                 **params,
             )
+            done = _DoneWatcher.install(stream)
             finished = False
             try:
                 async for chunk in stream:
@@ -79,11 +81,11 @@ async def openai_chat(
                     finished = finished or bool(getattr(choice, "finish_reason", None))
             finally:
                 await stream.close()
-            if not finished:
+            if not finished and not done.seen:
                 raise StreamError(
                     StreamErrorCode.UPSTREAM_ERROR,
                     "The model server's stream ended before the reply was finished "
-                    "(no finish_reason)",
+                    "(no finish_reason, no [DONE])",
                 )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise _stream_error(exc, connect, read) from exc
@@ -101,6 +103,35 @@ async def openai_chat(
     finally:
         if owned:
             await api.close()
+
+
+class _DoneWatcher:
+    """Stands in for the SDK stream's event decoder and notes the ``[DONE]`` event."""
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder = decoder
+        self.seen = False
+
+    @classmethod
+    def install(cls, stream: Any) -> _DoneWatcher:
+        """Watch ``stream`` (before it is iterated). An SDK without the ``_decoder`` it
+        has had since 1.0 leaves the watcher unused: then only ``finish_reason`` counts."""
+        watcher = cls(getattr(stream, "_decoder", None))
+        if watcher.decoder is not None and hasattr(watcher.decoder, "aiter_bytes"):
+            stream._decoder = watcher
+        return watcher
+
+    def aiter_bytes(self, iterator: Any) -> AsyncIterator[Any]:
+        return self._watch(self.decoder.aiter_bytes(iterator))
+
+    async def _watch(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for event in events:
+            if str(getattr(event, "data", "")).startswith("[DONE]"):
+                self.seen = True
+            yield event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decoder, name)
 
 
 def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:

@@ -102,7 +102,8 @@ class MemoryStore(EventStore):
         self.max_events = max_events
         self.max_batch = max_batch
         self._streams: dict[str, _Stream] = {}
-        # Quota key -> holder -> monotonic time its place lapses.
+        # Quota key -> holder -> monotonic time its place lapses, in that order (a key's
+        # places all last the same seconds, and a renewed one moves to the end).
         self._quotas: dict[str, dict[str, float]] = {}
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
@@ -241,11 +242,15 @@ class MemoryStore(EventStore):
         return self._require(stream_id).cancel
 
     def _held(self, key: str, now: float) -> dict[str, float]:
-        """The live places of quota ``key`` (call with the lock held); lapsed ones go."""
+        """The live places of quota ``key`` (call with the lock held); lapsed ones, which
+        come first, go."""
         held = self._quotas.get(key)
         if held is None:
             return {}
-        for holder in [h for h, until in held.items() if until <= now]:
+        while held:
+            holder, until = next(iter(held.items()))
+            if until > now:
+                break
             del held[holder]
         if not held:
             del self._quotas[key]
@@ -259,7 +264,9 @@ class MemoryStore(EventStore):
                 if holder not in held and len(held) >= quota.limit:
                     return QuotaRefusal(quota.key, min(held.values(), default=now) - now)
             for quota in quotas:
-                self._quotas.setdefault(quota.key, {})[holder] = now + quota.seconds
+                held = self._quotas.setdefault(quota.key, {})
+                held.pop(holder, None)
+                held[holder] = now + quota.seconds
         return None
 
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
@@ -267,7 +274,7 @@ class MemoryStore(EventStore):
         with self._lock:
             for quota in quotas:
                 held = self._held(quota.key, now)
-                if holder in held:
+                if held.pop(holder, None) is not None:
                     held[holder] = now + quota.seconds
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:

@@ -242,6 +242,18 @@ async def test_a_finish_reason_without_done_is_a_complete_reply(serve: Serve) ->
         assert await collect(openai_chat(MESSAGES, client=api)) == ["Hi"]
 
 
+async def test_done_without_a_finish_reason_is_a_complete_reply(serve: Serve) -> None:
+    async def done_only(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("Hi"))
+        await reply.event("[DONE]")
+        await reply.end()
+
+    upstream = await serve(done_only)
+    async with client(upstream.url) as api:
+        assert await collect(openai_chat(MESSAGES, client=api)) == ["Hi"]
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

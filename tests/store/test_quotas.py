@@ -54,9 +54,9 @@ async def test_a_place_that_is_not_renewed_lapses(store: EventStore) -> None:
 
 
 async def test_renewing_keeps_the_place(store: EventStore) -> None:
-    quota = Quota("k", 1, 0.4)
+    quota = Quota("k", 1, 1.0)
     assert await store.acquire_quotas("alive", [quota]) is None
-    for _ in range(4):
+    for _ in range(8):  # 1.6 s: longer than the lease
         await asyncio.sleep(0.2)
         await store.renew_quotas("alive", [quota])
     assert await store.acquire_quotas("r2", [quota]) is not None

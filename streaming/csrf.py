@@ -1,0 +1,43 @@
+"""Django's CSRF check, run inside our async views so that a failure is a JSON error.
+
+``CsrfViewMiddleware`` answers a failed check with Django's HTML 403 page, which a
+client of a JSON and event-stream API cannot read. ``SSEView`` is therefore marked
+``csrf_exempt`` and runs the same check itself (as Django REST framework's
+``SessionAuthentication`` does), for the methods and the projects the middleware would
+check: unsafe methods, and only when ``CsrfViewMiddleware`` is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
+
+MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class _Check(CsrfViewMiddleware):
+    """The middleware's checks, answering with the reason instead of a response."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> Any:
+        return reason
+
+
+def _failure(request: HttpRequest) -> str | None:
+    check = _Check(lambda request: None)
+    check.process_request(request)
+    reason = check.process_view(request, lambda request: None, (), {})
+    return reason if isinstance(reason, str) else None
+
+
+async def csrf_failure(request: HttpRequest) -> str | None:
+    """Why ``request`` fails Django's CSRF check (``None``: it passes, or is not checked)."""
+    if request.method in SAFE_METHODS or MIDDLEWARE not in settings.MIDDLEWARE:
+        return None
+    if settings.CSRF_USE_SESSIONS:
+        return await sync_to_async(_failure)(request)  # reads the session
+    return _failure(request)
