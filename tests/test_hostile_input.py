@@ -1,0 +1,225 @@
+"""Hostile input and broken parts over real sockets: JSON nested too deeply for the
+parser, non-JSON numbers, lone surrogates from the client and from the model (memory and
+Redis stores), error events that carry their reply's id, and a Redis that stops without
+telling clients where it runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.sse import ParsedEvent, SSEParser
+from streaming.testing import parse_sse
+
+from .redis_server import REDIS_SERVER, RedisServer
+from .servers import daphne_server
+
+LIMIT = 10.0
+DEEP = 100_000
+SLOW = {"delay": "0.02", "size": "1", "pipeline": "passthrough"}
+#: A prompt with a lone surrogate, as the JSON escape sends it.
+SURROGATE_BODY = b'{"prompt": "hi \\ud800 there"}'
+#: What ``EchoView`` streams for it: the prompt back, then the model's own lone surrogate.
+ECHOED = "You said: hi \ufffd there and \ufffd!"
+
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+
+@pytest.fixture
+def browser(live_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")
+        yield client
+
+
+def post(client: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    headers = {"X-CSRFToken": client.cookies["csrftoken"], "Content-Type": "application/json"}
+    return client.post(path, content=body, headers=headers)
+
+
+def ws(live_url: str, path: str) -> Any:
+    return connect(live_url.replace("http://", "ws://") + path, origin=live_url)  # type: ignore[arg-type]
+
+
+async def frames_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
+    frames = [json.loads(await socket.recv())]
+    while frames[-1]["type"] == "chunk":
+        frames.append(json.loads(await socket.recv()))
+    return frames
+
+
+def sse_text(events: list[ParsedEvent]) -> str:
+    return "".join(json.loads(event.data).get("chunk", "") for event in events)
+
+
+# ------------------------------------------------------------------------ deep JSON
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"prompt": "hi", "options": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}",
+        b'{"prompt": "hi", "temperature": NaN}',
+        b'{"prompt": "hi", "temperature": 1e999}',
+        b'{"prompt": "hi", "n": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["nested-array", "nested-object", "nan", "infinite", "huge-integer"],
+)
+def test_a_post_body_json_cannot_break_the_view(browser: httpx.Client, body: bytes) -> None:
+    response = post(browser, "/sse/scripted", body)
+    assert response.status_code == 400, response.text[:200]
+    assert response.json()["code"] == "BAD_REQUEST"
+    assert "must be a JSON object" in response.json()["error"]
+
+
+async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_stays(
+    live_url: str,
+) -> None:
+    async with ws(live_url, "/ws/scripted/") as socket:
+        await socket.send('{"type": "prompt", "prompt": ' + "[" * DEEP + "]" * DEEP + "}")
+        frame = json.loads(await socket.recv())
+        assert frame["type"] == "error" and frame["code"] == "BAD_REQUEST"
+        assert "nested too deeply" in frame["message"]
+        await socket.send(json.dumps({"type": [[[["not", "a", "type"]]]]}))
+        frame = json.loads(await socket.recv())
+        assert frame["code"] == "BAD_REQUEST" and "must be a string" in frame["message"]
+        await socket.send('{"type": "prompt", "prompt": "hi", "temperature": NaN}')
+        assert json.loads(await socket.recv())["code"] == "BAD_REQUEST"
+        await socket.send(json.dumps({"type": "ping"}))
+        assert json.loads(await socket.recv()) == {"type": "pong"}
+
+
+# ----------------------------------------------------------------- lone surrogates
+def check_sse_echo(client: httpx.Client) -> None:
+    response = post(client, "/sse/echo", SURROGATE_BODY)
+    assert response.status_code == 200
+    events = parse_sse(response.content)
+    assert sse_text(events) == ECHOED
+    assert json.loads(events[-1].data) == {"done": True}
+
+
+async def check_ws_echo(url: str) -> None:
+    async with ws(url, "/ws/echo/") as socket:
+        await socket.send('{"type": "prompt", "prompt": "hi \\ud800 there"}')
+        frames = await frames_until_end(socket)
+    assert frames[-1]["type"] == "complete", frames[-1]
+    assert frames[-1]["fullResponse"] == ECHOED
+    assert "".join(f["content"] for f in frames if f["type"] == "chunk") == ECHOED
+
+
+def test_lone_surrogates_reach_an_sse_client_as_replacement_characters(
+    browser: httpx.Client,
+) -> None:
+    check_sse_echo(browser)
+
+
+async def test_lone_surrogates_reach_a_websocket_client_as_replacement_characters(
+    live_url: str,
+) -> None:
+    await check_ws_echo(live_url)
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url(redis: RedisServer) -> Iterator[str]:
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": redis.url}
+    with daphne_server("tests.asgi:application", env=env) as url:
+        yield url
+
+
+@needs_redis
+async def test_lone_surrogates_pass_through_the_redis_store(redis_url: str) -> None:
+    with httpx.Client(base_url=redis_url, timeout=LIMIT) as client:
+        client.get("/")
+        check_sse_echo(client)
+    await check_ws_echo(redis_url)
+
+
+# ------------------------------------------------------------------ error event ids
+def test_an_sse_error_event_carries_the_reply_id(http: httpx.Client) -> None:
+    events = parse_sse(http.get("/sse/scripted", params={"size": 10, "fail": "crash"}).content)
+    assert json.loads(events[-1].data)["code"] == "INTERNAL_ERROR"
+    ids = [event.id or "" for event in events]
+    generation = ids[0].split(":")[0]
+    assert all(i.startswith(f"{generation}:") for i in ids)
+    seqs = [int(i.split(":")[1]) for i in ids]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_a_websocket_error_frame_carries_the_reply_id_and_seq(live_url: str) -> None:
+    async with ws(live_url, "/ws/scripted/") as socket:
+        await socket.send(
+            json.dumps({"prompt": "hi", "size": 10, "fail": "upstream", "pipeline": "passthrough"})
+        )
+        frames = await frames_until_end(socket)
+    error = frames[-1]
+    assert error["type"] == "error" and error["code"] == "UPSTREAM_ERROR"
+    assert error["message_id"] == frames[0]["message_id"]
+    assert error["seq"] > frames[-2]["seq"]
+
+
+# ---------------------------------------------------------------- a stopped store
+@pytest.fixture
+def own_redis_url() -> Iterator[tuple[RedisServer, str]]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": server.url}
+    try:
+        with daphne_server("tests.asgi:application", env=env) as url:
+            yield server, url
+    finally:
+        server.close()
+
+
+def no_address(text: str, server: RedisServer) -> None:
+    assert "127.0.0.1" not in text and str(server.port) not in text and "redis://" not in text
+
+
+@needs_redis
+async def test_a_stopped_store_tells_clients_nothing_of_where_it_runs(
+    own_redis_url: tuple[RedisServer, str],
+) -> None:
+    server, url = own_redis_url
+    with httpx.Client(base_url=url, timeout=LIMIT) as client:
+        client.get("/")
+        with client.stream("GET", "/sse/scripted", params=SLOW) as response:
+            parser = SSEParser()
+            events: list[ParsedEvent] = []
+            for chunk in response.iter_raw():
+                events += parser.feed(chunk)
+                if len(events) == 3 and server.process is not None:
+                    server.stop()
+        last = json.loads(events[-1].data)
+        assert last["code"] in {"STORE_UNAVAILABLE", "NOT_FOUND"}, last
+        no_address(last["error"], server)
+        # Even this failure names the reply and where to resume after.
+        generation, seq = (events[-1].id or "").split(":")
+        assert generation == (events[0].id or "").split(":")[0] and int(seq) >= 3
+        refused = client.get("/sse/scripted", params=SLOW)
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "error": "The event store is unavailable",
+            "code": "STORE_UNAVAILABLE",
+        }
+    async with ws(url, "/ws/scripted/") as socket:
+        await socket.send(json.dumps({"prompt": "hi"}))
+        frame = json.loads(await socket.recv())
+    assert frame["code"] == "STORE_UNAVAILABLE"
+    no_address(frame["message"], server)
