@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 from streaming import sse_response
+from streaming.limits import UNLIMITED, Limits
 from streaming.views import SSEView
 
 from . import resume_views
@@ -52,10 +53,18 @@ class View(SSEView):
         return pieces()
 
 
+class UnlimitedView(View):
+    """``View`` exempt from the limits: the difference is what checking them costs."""
+
+    async def get_limits(self) -> Limits:
+        return UNLIMITED
+
+
 urlpatterns = [
     path("raw", raw),
     path("ours", ours),
     path("view", View.as_view()),
+    path("unlimited", UnlimitedView.as_view()),
     path("stamps/direct", resume_views.direct),
     path("stamps/stored", resume_views.StoredView.as_view()),
 ]
