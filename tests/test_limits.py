@@ -14,8 +14,10 @@ from streaming.limits import UNLIMITED, Limits, address_key, reserve, retry_afte
 from streaming.store.memory import MemoryStore
 
 
-async def test_the_settings_give_the_default_limits() -> None:
-    assert Limits.from_settings() == Limits(3, 10, 30)
+async def test_the_settings_give_the_limits() -> None:
+    """The defaults (tests.settings turns them off for the rest of the suite)."""
+    with override_settings(STREAMING={}):
+        assert Limits.from_settings() == Limits(3, 10, 30)
     with override_settings(STREAMING={"MAX_ACTIVE_PER_OWNER": None}):
         assert Limits.from_settings() == Limits(None, 10, 30)
 
