@@ -101,8 +101,9 @@ def _event_text(event: ParsedEvent, text_field: str | None) -> str | None:
         payload = jsonlib.loads(event.data)
     except ValueError as exc:
         raise StreamError(
-            StreamErrorCode.PARSE_ERROR,
-            f"An upstream event is not JSON, so it has no {text_field!r} field",
+            StreamErrorCode.UPSTREAM_ERROR,
+            f"The upstream server sent an event that is not JSON, so it has no "
+            f"{text_field!r} field",
             {"data": event.data[:ERROR_BODY_LIMIT]},
         ) from exc
     value = _lookup(payload, text_field)
@@ -116,7 +117,7 @@ def _event_text(event: ParsedEvent, text_field: str | None) -> str | None:
         return None
     if not isinstance(value, str):
         raise StreamError(
-            StreamErrorCode.PARSE_ERROR,
+            StreamErrorCode.UPSTREAM_ERROR,
             f"The upstream field {text_field!r} holds {type(value).__name__}, not text",
         )
     return value

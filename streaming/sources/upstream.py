@@ -29,7 +29,8 @@ async def read_upstream(
 
     Failures are a ``StreamError``: UPSTREAM_ERROR for a non-2xx status (``details``:
     ``status`` and the start of the ``body``) or a broken connection, TIMEOUT for a read
-    timeout, PARSE_ERROR for invalid UTF-8 or an SSE line over ``max_line`` characters.
+    timeout or invalid UTF-8 (the upstream's fault, as a broken connection is), PARSE_ERROR
+    for an SSE line over ``max_line`` characters.
     The response is closed whatever ends the reading.
     """
     try:
@@ -71,7 +72,7 @@ def _decode(decoder: codecs.IncrementalDecoder, raw: bytes, final: bool = False)
         return decoder.decode(raw, final)
     except UnicodeDecodeError as exc:
         raise StreamError(
-            StreamErrorCode.PARSE_ERROR,
+            StreamErrorCode.UPSTREAM_ERROR,
             "The upstream server sent invalid UTF-8",
             {"reason": str(exc)},
         ) from exc

@@ -107,7 +107,9 @@ async def test_a_character_split_across_chunks_arrives_whole(
 
 @pytest.mark.parametrize("content_type", ["text/plain", "text/event-stream"])
 @pytest.mark.parametrize("bad", [b"data: ab\xff\n\n", b"data: ab\xc3"])
-async def test_invalid_utf8_is_a_parse_error(serve: Serve, content_type: str, bad: bytes) -> None:
+async def test_invalid_utf8_is_an_upstream_error(
+    serve: Serve, content_type: str, bad: bytes
+) -> None:
     async def invalid(request: Request, reply: Reply) -> None:
         await reply.head(content_type=content_type)
         await reply.chunk(b"data: ok\n\n")
@@ -116,8 +118,8 @@ async def test_invalid_utf8_is_a_parse_error(serve: Serve, content_type: str, ba
 
     upstream = await serve(invalid)
     _, error = await failure(proxy(upstream.url))
-    assert error.code == StreamErrorCode.PARSE_ERROR
-    assert "UTF-8" in error.message
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
+    assert error.message == "The upstream server sent invalid UTF-8"
 
 
 async def test_a_line_over_the_limit_is_a_parse_error(serve: Serve) -> None:
@@ -222,7 +224,7 @@ async def test_an_sse_error_event_is_an_upstream_error(serve: Serve) -> None:
 @pytest.mark.parametrize(
     ("data", "why"), [("not json", "not JSON"), ('{"response": 42}', "holds int")]
 )
-async def test_data_without_the_text_field_is_a_parse_error(
+async def test_data_without_the_text_field_is_an_upstream_error(
     serve: Serve, data: str, why: str
 ) -> None:
     async def odd(request: Request, reply: Reply) -> None:
@@ -232,7 +234,7 @@ async def test_data_without_the_text_field_is_a_parse_error(
 
     upstream = await serve(odd)
     _, error = await failure(proxy(upstream.url, text_field="response"))
-    assert error.code == StreamErrorCode.PARSE_ERROR
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR
     assert why in error.message
 
 
