@@ -88,11 +88,14 @@ async def test_ws_followers_get_the_store_error_and_the_model_stops(
     upstream = await serve(endless_reply)
     url = failing_url.replace("http://", "ws://") + "/ws/openai-keep/"
     frames = await ws_frames(url, failing_url, {"prompt": "Hi", "base_url": f"{upstream.url}/v1"})
+    # ``seq``: the last event the client has, to resume after.
+    delivered = max((frame["seq"] for frame in frames if frame["type"] == "chunk"), default=0)
     assert frames[-1] == {
         "type": "error",
         "code": "STORE_UNAVAILABLE",
         "message": MESSAGE,
         "message_id": frames[-1]["message_id"],
+        "seq": delivered,
     }
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
 
