@@ -63,14 +63,6 @@ class Limits:
             setting("MAX_STARTS_PER_MINUTE"),
         )
 
-    @property
-    def unlimited(self) -> bool:
-        return (
-            self.max_active_per_owner is None
-            and self.max_active_per_address is None
-            and self.max_starts_per_minute is None
-        )
-
 
 #: No limit at all (an exempt request).
 UNLIMITED = Limits()

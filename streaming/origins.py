@@ -14,7 +14,9 @@ a request comes from, in headers a page cannot forge:
 
 A request with neither header is not a browser's cross-site request (curl, a server, an
 SDK) and passes: limits, not this check, bound what those cost. Resuming a reply (a
-``Last-Event-ID``) starts nothing and is not checked.
+``Last-Event-ID``) starts nothing and is not checked. A WebSocket scope without a ``Host``
+header (which every browser sends; Channels' test communicator does not) is judged by
+``Sec-Fetch-Site`` alone.
 """
 
 from __future__ import annotations
