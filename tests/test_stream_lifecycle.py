@@ -101,7 +101,9 @@ def wsgi_url() -> Iterator[str]:
 
 @pytest.fixture
 def wsgi(wsgi_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=wsgi_url, timeout=httpx.Timeout(10, read=5)) as client:
+    # The first request loads Django's URLconf in the server: on a busy machine that
+    # alone can take seconds, so the read timeout is a bound on hangs, not on speed.
+    with httpx.Client(base_url=wsgi_url, timeout=httpx.Timeout(30, read=30)) as client:
         yield client
 
 
