@@ -1,0 +1,68 @@
+"""Production settings for the demo project behind nginx (see the README's "Deploy").
+
+Every server process, on one machine or on several, must run with the same values: the
+same ``SECRET_KEY`` (it signs the session and CSRF cookies any process may receive), the
+same Redis (the replies' events, so a reply started on one process resumes or is cancelled
+on another; and the sessions, which hold an anonymous visitor's owner token) and the same
+database. They come from the environment (systemd: ``EnvironmentFile=/etc/streaming/env``):
+
+    DJANGO_SECRET_KEY=...                  required: a long random string
+    DJANGO_ALLOWED_HOSTS=chat.example.com  comma-separated
+    STREAMING_REDIS_URL=redis://127.0.0.1:6379/0
+    DJANGO_DB=/srv/streaming/db.sqlite3    one machine; several: PostgreSQL (README)
+    DJANGO_STATIC_ROOT=/srv/streaming/staticfiles
+
+Use it with ``DJANGO_SETTINGS_MODULE=deploy.settings_production``.
+"""
+
+import os
+
+from project.settings import *  # noqa: F403
+from project.settings import BASE_DIR, STREAMING
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+DEBUG = False
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS") or [
+    f"https://{host}" for host in ALLOWED_HOSTS
+]
+
+# nginx terminates TLS and says so in X-Forwarded-Proto (it sets the header itself, so a
+# client cannot): Django then knows the request was HTTPS and sends cookies only over it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+
+# One Redis for everything the processes share: the replies' events and the sessions.
+REDIS_URL = os.environ.get("STREAMING_REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "django",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+STREAMING = {
+    **STREAMING,
+    "STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": REDIS_URL}},
+}
+
+# `manage.py collectstatic` copies the app's CSS and JavaScript here; nginx serves them.
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+
+# To stderr, which systemd's journal keeps: errors of requests (with tracebacks), and the
+# app's own messages (failed replies, an unreachable store).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "{levelname} {name} {message}", "style": "{"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"streaming": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}

@@ -1,0 +1,229 @@
+"""The README's production set-up, for real: Debian's nginx with ``deploy/nginx.conf`` on TLS
+in front of two daphne processes (``deploy/streaming@.service``) sharing a redis-server,
+with ``deploy/settings_production.py`` (``DEBUG = False``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.sources.demo import DemoModel
+from streaming.sse import ParsedEvent, SSEParser
+from streaming.testing import parse_sse
+
+from .nginx import NGINX, SHIPPED
+from .stack import Stack, production_stack
+
+pytestmark = [
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/test installs it)"),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is missing"),
+]
+
+LIMIT = 20.0
+#: The production settings keep the demo model's pace, DEMO_TOKEN_DELAY = 0.03 s a token.
+DEMO = DemoModel(token_delay=0.03, xml=False)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with production_stack(tmp_path_factory.mktemp("deploy")) as running:
+        yield running
+
+
+def client(stack: Stack, **options: Any) -> httpx.Client:
+    return httpx.Client(base_url=stack.url, verify=stack.tls, timeout=LIMIT, **options)
+
+
+def visit(browser: httpx.Client) -> httpx.Response:
+    """Load the chat page: it sets the CSRF cookie and the session (the owner token)."""
+    page = browser.get("/")
+    assert page.status_code == 200, page.text[:500]
+    return page
+
+
+def text_of(events: list[ParsedEvent]) -> str:
+    return "".join(json.loads(e.data).get("chunk", "") for e in events)
+
+
+def prompt() -> str:
+    return f"deploy test {uuid.uuid4().hex[:8]}"
+
+
+# ------------------------------------------------------------------------- SSE
+def test_sse_arrives_token_by_token_through_nginx(stack: Stack) -> None:
+    """A POST from the page (CSRF over HTTPS behind the proxy) streams in many separate
+    reads spread over the reply's time, not one blob buffered by nginx."""
+    words = prompt()
+    with client(stack) as browser:
+        visit(browser)
+        parser = SSEParser()
+        arrivals: list[tuple[float, int]] = []  # (when, characters of text) per read
+        events: list[ParsedEvent] = []
+        with browser.stream(
+            "POST",
+            "/chat/stream",
+            json={"prompt": words, "pipeline": "passthrough"},
+            headers={"X-CSRFToken": browser.cookies["csrftoken"], "Origin": stack.url},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for raw in response.iter_raw():
+                new = parser.feed(raw)
+                events += new
+                if text_of(new):
+                    arrivals.append((time.monotonic(), len(text_of(new))))
+    assert json.loads(events[-1].data) == {"done": True}
+    expected = DEMO.reply(words)
+    assert text_of(events) == expected
+    tokens = len(DEMO.tokens(words))
+    # Each token waits at least half of 0.03 s: a reply streamed as it is made takes at
+    # least tokens * 0.015 s from its first text to its last, in many reads, none of them
+    # holding much of the text. A buffering proxy delivers it in one or a few blobs.
+    assert len(arrivals) >= tokens // 4, (len(arrivals), tokens)
+    assert arrivals[-1][0] - arrivals[0][0] >= tokens * 0.015 * 0.5
+    assert max(size for _, size in arrivals) <= len(expected) // 4
+
+
+def read_events(response: httpx.Response, count: int) -> list[ParsedEvent]:
+    parser = SSEParser()
+    events: list[ParsedEvent] = []
+    for raw in response.iter_raw():
+        events += parser.feed(raw)
+        if len(events) >= count:
+            break
+    return events
+
+
+def test_a_dropped_reply_resumes_on_the_other_process(stack: Stack) -> None:
+    """The reply runs on one daphne; the reconnect with Last-Event-ID is served by the other
+    (round robin, checked), which follows it through Redis: every event exactly once."""
+    words = prompt()
+    with client(stack) as browser:
+        visit(browser)
+        with browser.stream(
+            "GET", "/chat/stream", params={"prompt": words, "pipeline": "passthrough"}
+        ) as response:
+            first_upstream = response.headers["x-upstream"]
+            before = read_events(response, 5)
+        resumed = browser.get("/chat/stream", headers={"Last-Event-ID": before[-1].id or ""})
+    assert resumed.status_code == 200, resumed.text
+    assert {first_upstream, resumed.headers["x-upstream"]} == set(stack.upstreams)
+    after = parse_sse(resumed.content)
+    assert text_of(before) + text_of(after) == DEMO.reply(words)
+    assert json.loads(after[-1].data) == {"done": True}
+    ids = [e.id for e in before + after]
+    assert len(ids) == len(set(ids))
+
+
+def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
+    with httpx.Client(timeout=LIMIT) as plain:
+        redirect = plain.get(f"{stack.plain_url}/chat/stream?prompt=x")
+    assert redirect.status_code == 301
+    assert redirect.headers["location"].startswith("https://127.0.0.1")
+
+
+def test_another_visitor_cannot_resume_a_reply_on_either_process(stack: Stack) -> None:
+    """A reply belongs to its visitor's session, which both processes read from Redis."""
+    with client(stack) as owner:
+        visit(owner)
+        with owner.stream("GET", "/chat/stream", params={"prompt": prompt()}) as response:
+            event_id = read_events(response, 1)[0].id or ""
+        with client(stack) as stranger:
+            visit(stranger)
+            answers = [
+                stranger.get("/chat/stream", headers={"Last-Event-ID": event_id})
+                for _ in stack.upstreams
+            ]
+        assert [a.status_code for a in answers] == [404, 404]
+        assert {a.headers["x-upstream"] for a in answers} == set(stack.upstreams)
+        rest = owner.get("/chat/stream", headers={"Last-Event-ID": event_id})
+        assert json.loads(parse_sse(rest.content)[-1].data) == {"done": True}
+
+
+# ------------------------------------------------------------------- WebSocket
+async def frames_until(socket: ClientConnection, stop: Any) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or not stop(frames):
+        frames.append(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+    return frames
+
+
+async def open_socket(stack: Stack, cookie: str) -> Any:
+    return connect(
+        stack.url.replace("https", "wss") + "/ws/chat/",
+        origin=stack.url,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        ssl=stack.tls,
+        open_timeout=LIMIT,
+    )
+
+
+async def test_the_websocket_streams_and_resumes_through_nginx(stack: Stack) -> None:
+    """Upgraded by nginx; a reply cut after three frames resumes on a new connection that
+    nginx hands to the other process."""
+    async with httpx.AsyncClient(base_url=stack.url, verify=stack.tls, timeout=LIMIT) as browser:
+        assert (await browser.get("/")).status_code == 200
+        cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+    words = prompt()
+    async with await open_socket(stack, cookie) as socket:
+        first_upstream = socket.response.headers["X-Upstream"]
+        await socket.send(json.dumps({"prompt": words, "pipeline": "passthrough"}))
+        before = await frames_until(socket, lambda frames: len(frames) >= 3)
+    async with await open_socket(stack, cookie) as socket:
+        second_upstream = socket.response.headers["X-Upstream"]
+        last = before[-1]
+        await socket.send(
+            json.dumps({"type": "resume", "message_id": last["message_id"], "after": last["seq"]})
+        )
+        after = await frames_until(socket, lambda frames: frames[-1]["type"] != "chunk")
+    assert {first_upstream, second_upstream} == set(stack.upstreams)
+    chunks = [f for f in before + after if f["type"] == "chunk"]
+    assert "".join(f["content"] for f in chunks) == after[-1]["fullResponse"] == DEMO.reply(words)
+    assert [f["seq"] for f in chunks] == sorted({f["seq"] for f in chunks})
+
+
+# -------------------------------------------------------------- static files
+def test_the_chat_page_and_its_static_files_load_with_debug_off(stack: Stack) -> None:
+    with client(stack) as browser:
+        page = visit(browser)
+        assets = sorted(set(re.findall(r"""["'](/static/[^"']+)["']""", page.text)))
+        assert {"/static/streaming/chat.css", "/static/streaming/chat.js"} <= set(assets)
+        for asset in assets:
+            response = browser.get(asset)
+            assert response.status_code == 200, asset
+            assert "x-upstream" not in response.headers  # nginx itself, not daphne
+            assert "max-age=3600" in response.headers["cache-control"]
+            kind = "text/css" if asset.endswith(".css") else "application/javascript"
+            assert response.headers["content-type"].startswith(kind)
+            collected = Path(stack.env["DJANGO_STATIC_ROOT"]) / asset.removeprefix("/static/")
+            assert response.content == collected.read_bytes()
+        # DEBUG is off: an unknown page is a plain 404, no debug page, no settings shown.
+        missing = browser.get("/no-such-page")
+        assert missing.status_code == 404
+        assert "DJANGO_SECRET_KEY" not in missing.text and "Traceback" not in missing.text
+
+
+# ---------------------------------------------------------------- the config
+def timeouts(directive: str) -> list[float]:
+    return [float(v) for v in re.findall(rf"^\s*{directive}\s+(\d+)s;", SHIPPED.read_text(), re.M)]
+
+
+def test_proxy_timeouts_outlast_the_keepalive_interval() -> None:
+    """An open event stream is silent at most STREAMING["KEEPALIVE"] seconds (15 by
+    default); every proxied location waits well longer before closing it."""
+    from streaming.conf import DEFAULTS
+
+    reads, sends = timeouts("proxy_read_timeout"), timeouts("proxy_send_timeout")
+    assert len(reads) == len(sends) == 2  # "/" and "/ws/"
+    assert min(reads + sends) >= 4 * DEFAULTS["KEEPALIVE"]
