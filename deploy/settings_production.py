@@ -9,7 +9,7 @@ database. They come from the environment (systemd: ``EnvironmentFile=/etc/stream
     DJANGO_SECRET_KEY=...                  required: a long random string
     DJANGO_ALLOWED_HOSTS=chat.example.com  comma-separated
     STREAMING_REDIS_URL=redis://127.0.0.1:6379/0
-    DJANGO_DB=/srv/streaming/db.sqlite3    one machine; several: PostgreSQL (README)
+    DJANGO_DB=/var/lib/streaming/db.sqlite3  one machine; several: PostgreSQL (README)
     DJANGO_STATIC_ROOT=/srv/streaming/staticfiles
 
 Use it with ``DJANGO_SETTINGS_MODULE=deploy.settings_production``.

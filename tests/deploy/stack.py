@@ -57,9 +57,14 @@ class Stack:
     url: str  #: https://127.0.0.1:<port>, nginx
     plain_url: str  #: http://127.0.0.1:<port>, nginx's redirect to HTTPS
     tls: ssl.SSLContext  #: trusts nginx's certificate
-    upstreams: tuple[str, str]  #: the two daphne processes, as nginx's $upstream_addr names them
+    ports: tuple[int, int]  #: the two daphne processes
     env: dict[str, str]  #: what the processes run with (the unit's and the env file's variables)
-    directory: Path
+    directory: Path  #: the certificate and key, the database, STATIC_ROOT
+
+    @property
+    def upstreams(self) -> set[str]:
+        """The daphne processes as nginx's ``$upstream_addr`` (``X-Upstream``) names them."""
+        return {f"127.0.0.1:{port}" for port in self.ports}
 
 
 def production_env(directory: Path, redis_url: str) -> dict[str, str]:
@@ -87,6 +92,27 @@ def manage(env: dict[str, str], *args: str) -> None:
     )
 
 
+def nginx_config(
+    upstream_ports: tuple[int, int],
+    https_port: int,
+    http_port: int,
+    directory: Path,
+    env: dict[str, str],
+) -> str:
+    """``deploy/nginx.conf`` with these ports, the test certificate and STATIC_ROOT."""
+    return render(
+        {
+            "server 127.0.0.1:8001": f"server 127.0.0.1:{upstream_ports[0]}",
+            "server 127.0.0.1:8002": f"server 127.0.0.1:{upstream_ports[1]}",
+            "listen 80;": f"listen 127.0.0.1:{http_port};",
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+            SHIPPED_CERTIFICATE: str(directory / "fullchain.pem"),
+            SHIPPED_KEY: str(directory / "privkey.pem"),
+            SHIPPED_STATIC_ROOT: f"{env['DJANGO_STATIC_ROOT']}/",
+        }
+    )
+
+
 @contextmanager
 def production_stack(directory: Path) -> Iterator[Stack]:
     with ExitStack() as stack:
@@ -101,30 +127,19 @@ def production_stack(directory: Path) -> Iterator[Stack]:
 
         ca = trustme.CA()
         certificate = ca.issue_cert("127.0.0.1")
-        chain, key = directory / "fullchain.pem", directory / "privkey.pem"
-        certificate.cert_chain_pems[0].write_to_path(str(chain))
-        certificate.private_key_pem.write_to_path(str(key))
+        certificate.cert_chain_pems[0].write_to_path(str(directory / "fullchain.pem"))
+        certificate.private_key_pem.write_to_path(str(directory / "privkey.pem"))
         tls = ssl.create_default_context()
         ca.configure_trust(tls)
 
         https_port, http_port = free_port(), free_port()
-        config = render(
-            {
-                "server 127.0.0.1:8001": f"server 127.0.0.1:{ports[0]}",
-                "server 127.0.0.1:8002": f"server 127.0.0.1:{ports[1]}",
-                "listen 80;": f"listen 127.0.0.1:{http_port};",
-                "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
-                SHIPPED_CERTIFICATE: str(chain),
-                SHIPPED_KEY: str(key),
-                SHIPPED_STATIC_ROOT: f"{env['DJANGO_STATIC_ROOT']}/",
-            }
-        )
+        config = nginx_config(ports, https_port, http_port, directory, env)
         stack.enter_context(nginx(directory / "nginx", config, https_port))
         yield Stack(
             url=f"https://127.0.0.1:{https_port}",
             plain_url=f"http://127.0.0.1:{http_port}",
             tls=tls,
-            upstreams=(f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"),
+            ports=ports,
             env=env,
             directory=directory,
         )

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +26,16 @@ from streaming.sources.demo import DemoModel
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
-from .nginx import NGINX, SHIPPED
-from .stack import Stack, production_stack
+from ..servers import ROOT, free_port, stop_process, wait_for_port
+from .nginx import NGINX, SHIPPED, nginx
+from .stack import (
+    SHIPPED_DAPHNE,
+    Stack,
+    nginx_config,
+    production_stack,
+    unit_command,
+    unit_entries,
+)
 
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/test installs it)"),
@@ -61,11 +73,13 @@ def prompt() -> str:
 
 
 # ------------------------------------------------------------------------- SSE
-def test_sse_arrives_token_by_token_through_nginx(stack: Stack) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["HTTP/1.1", "HTTP/2"])
+def test_sse_arrives_token_by_token_through_nginx(stack: Stack, http2: bool) -> None:
     """A POST from the page (CSRF over HTTPS behind the proxy) streams in many separate
-    reads spread over the reply's time, not one blob buffered by nginx."""
+    reads spread over the reply's time, not one blob buffered by nginx; over HTTP/1.1 and
+    over HTTP/2 (what browsers use with this config, so many streams share a connection)."""
     words = prompt()
-    with client(stack) as browser:
+    with client(stack, http1=not http2, http2=http2) as browser:
         visit(browser)
         parser = SSEParser()
         arrivals: list[tuple[float, int]] = []  # (when, characters of text) per read
@@ -77,6 +91,7 @@ def test_sse_arrives_token_by_token_through_nginx(stack: Stack) -> None:
             headers={"X-CSRFToken": browser.cookies["csrftoken"], "Origin": stack.url},
         ) as response:
             assert response.status_code == 200
+            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
             assert response.headers["content-type"].startswith("text/event-stream")
             for raw in response.iter_raw():
                 new = parser.feed(raw)
@@ -118,7 +133,7 @@ def test_a_dropped_reply_resumes_on_the_other_process(stack: Stack) -> None:
             before = read_events(response, 5)
         resumed = browser.get("/chat/stream", headers={"Last-Event-ID": before[-1].id or ""})
     assert resumed.status_code == 200, resumed.text
-    assert {first_upstream, resumed.headers["x-upstream"]} == set(stack.upstreams)
+    assert {first_upstream, resumed.headers["x-upstream"]} == stack.upstreams
     after = parse_sse(resumed.content)
     assert text_of(before) + text_of(after) == DEMO.reply(words)
     assert json.loads(after[-1].data) == {"done": True}
@@ -146,7 +161,7 @@ def test_another_visitor_cannot_resume_a_reply_on_either_process(stack: Stack) -
                 for _ in stack.upstreams
             ]
         assert [a.status_code for a in answers] == [404, 404]
-        assert {a.headers["x-upstream"] for a in answers} == set(stack.upstreams)
+        assert {a.headers["x-upstream"] for a in answers} == stack.upstreams
         rest = owner.get("/chat/stream", headers={"Last-Event-ID": event_id})
         assert json.loads(parse_sse(rest.content)[-1].data) == {"done": True}
 
@@ -187,7 +202,7 @@ async def test_the_websocket_streams_and_resumes_through_nginx(stack: Stack) -> 
             json.dumps({"type": "resume", "message_id": last["message_id"], "after": last["seq"]})
         )
         after = await frames_until(socket, lambda frames: frames[-1]["type"] != "chunk")
-    assert {first_upstream, second_upstream} == set(stack.upstreams)
+    assert {first_upstream, second_upstream} == stack.upstreams
     chunks = [f for f in before + after if f["type"] == "chunk"]
     assert "".join(f["content"] for f in chunks) == after[-1]["fullResponse"] == DEMO.reply(words)
     assert [f["seq"] for f in chunks] == sorted({f["seq"] for f in chunks})
@@ -214,6 +229,52 @@ def test_the_chat_page_and_its_static_files_load_with_debug_off(stack: Stack) ->
         assert "DJANGO_SECRET_KEY" not in missing.text and "Traceback" not in missing.text
 
 
+# ------------------------------------------------------ stopping a process
+def test_a_process_stopped_with_sigterm_exits_in_time_and_nginx_skips_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A third daphne from the unit's ExecStart, behind its own nginx (the shipped config)
+    with one of the stack's: SIGTERM while it streams a reply ends it well within the unit's
+    TimeoutStopSec, cleanly, and nginx then sends every request to the process left."""
+    (timeout,) = unit_entries("TimeoutStopSec")
+    port, https_port, http_port = free_port(), free_port(), free_port()
+    process = subprocess.Popen(
+        unit_command(port),
+        cwd=ROOT,
+        env={**os.environ, **stack.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        config = nginx_config(
+            (stack.ports[0], port), https_port, http_port, stack.directory, stack.env
+        )
+        with nginx(tmp_path / "nginx", config, https_port):
+            base = f"https://127.0.0.1:{https_port}"
+            with httpx.Client(base_url=base, verify=stack.tls, timeout=LIMIT) as browser:
+                visit(browser)  # round robin: the stack's process, then the new one
+                with browser.stream(
+                    "GET", "/chat/stream", params={"prompt": prompt(), "pipeline": "passthrough"}
+                ) as response:
+                    assert response.headers["x-upstream"] == f"127.0.0.1:{port}"
+                    read_events(response, 3)
+                    stopping = time.monotonic()
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=float(timeout))
+                    stopped_after = time.monotonic() - stopping
+                answers = [browser.get("/") for _ in range(4)]
+    finally:
+        stop_process(process)
+    assert process.returncode == 0
+    assert stopped_after < float(timeout)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert {a.headers["x-upstream"].split(", ")[-1] for a in answers} == {
+        f"127.0.0.1:{stack.ports[0]}"
+    }
+
+
 # ---------------------------------------------------------------- the config
 def timeouts(directive: str) -> list[float]:
     return [float(v) for v in re.findall(rf"^\s*{directive}\s+(\d+)s;", SHIPPED.read_text(), re.M)]
@@ -227,3 +288,15 @@ def test_proxy_timeouts_outlast_the_keepalive_interval() -> None:
     reads, sends = timeouts("proxy_read_timeout"), timeouts("proxy_send_timeout")
     assert len(reads) == len(sends) == 2  # "/" and "/ws/"
     assert min(reads + sends) >= 4 * DEFAULTS["KEEPALIVE"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
+    """``systemd-analyze verify`` finds nothing wrong (with this venv's daphne)."""
+    unit = tmp_path / "streaming@8001.service"
+    shipped = (ROOT / "deploy" / "streaming@.service").read_text()
+    unit.write_text(shipped.replace(SHIPPED_DAPHNE, str(Path(sys.executable).parent / "daphne")))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
