@@ -18,7 +18,7 @@ Use it with ``DJANGO_SETTINGS_MODULE=deploy.settings_production``.
 import os
 
 from project.settings import *  # noqa: F403
-from project.settings import BASE_DIR, STREAMING
+from project.settings import BASE_DIR, MIDDLEWARE, STREAMING
 
 
 def _env_list(name: str) -> list[str]:
@@ -37,6 +37,10 @@ CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS") or [
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+SECURE_SSL_REDIRECT = True  # nginx redirects already; this covers a request that bypasses it
+# Browsers remember to use HTTPS only for this long: raise it once HTTPS works everywhere.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
+MIDDLEWARE = [*MIDDLEWARE, "django.middleware.clickjacking.XFrameOptionsMiddleware"]
 
 # One Redis for everything the processes share: the replies' events and the sessions.
 REDIS_URL = os.environ.get("STREAMING_REDIS_URL", "redis://127.0.0.1:6379/0")

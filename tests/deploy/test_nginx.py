@@ -32,6 +32,7 @@ from .stack import (
     SHIPPED_DAPHNE,
     Stack,
     nginx_config,
+    production_env,
     production_stack,
     unit_command,
     unit_entries,
@@ -300,3 +301,21 @@ def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_production_settings_pass_the_deployment_checks(tmp_path: Path) -> None:
+    """``manage.py check --deploy`` (the README's step) warns only about the two HSTS
+    choices that depend on the domain: its subdomains and the browsers' preload list."""
+    env = production_env(tmp_path, "redis://127.0.0.1:1/0")
+    env["DJANGO_ALLOWED_HOSTS"] = "chat.example.com"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    issues = set(re.findall(r"\(([\w.]+\.[EW]\d+)\)", result.stderr + result.stdout))
+    assert issues == {"security.W005", "security.W021"}, result.stderr
