@@ -22,6 +22,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from streaming.conf import DEFAULTS
 from streaming.sources.demo import DemoModel
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
@@ -44,8 +45,10 @@ pytestmark = [
 ]
 
 LIMIT = 20.0
-#: The production settings keep the demo model's pace, DEMO_TOKEN_DELAY = 0.03 s a token.
-DEMO = DemoModel(token_delay=0.03, xml=False)
+#: The demo model as the production settings run it (the default DEMO_TOKEN_DELAY), for
+#: the passthrough pipeline; ``DEMO.reply(prompt)`` is the whole text a reply must have.
+DELAY = DEFAULTS["DEMO_TOKEN_DELAY"]
+DEMO = DemoModel(token_delay=DELAY, xml=False)
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +106,11 @@ def test_sse_arrives_token_by_token_through_nginx(stack: Stack, http2: bool) -> 
     expected = DEMO.reply(words)
     assert text_of(events) == expected
     tokens = len(DEMO.tokens(words))
-    # Each token waits at least half of 0.03 s: a reply streamed as it is made takes at
-    # least tokens * 0.015 s from its first text to its last, in many reads, none of them
-    # holding much of the text. A buffering proxy delivers it in one or a few blobs.
+    # Each token waits at least half of DELAY: a reply streamed as it is made takes at least
+    # tokens * DELAY / 2 from its first text to its last, in many reads, none of them
+    # holding much of the text. A buffering proxy delivers it in a burst at the end.
     assert len(arrivals) >= tokens // 4, (len(arrivals), tokens)
-    assert arrivals[-1][0] - arrivals[0][0] >= tokens * 0.015 * 0.5
+    assert arrivals[-1][0] - arrivals[0][0] >= tokens * DELAY / 2 * 0.5
     assert max(size for _, size in arrivals) <= len(expected) // 4
 
 
@@ -284,8 +287,6 @@ def timeouts(directive: str) -> list[float]:
 def test_proxy_timeouts_outlast_the_keepalive_interval() -> None:
     """An open event stream is silent at most STREAMING["KEEPALIVE"] seconds (15 by
     default); every proxied location waits well longer before closing it."""
-    from streaming.conf import DEFAULTS
-
     reads, sends = timeouts("proxy_read_timeout"), timeouts("proxy_send_timeout")
     assert len(reads) == len(sends) == 2  # "/" and "/ws/"
     assert min(reads + sends) >= 4 * DEFAULTS["KEEPALIVE"]
