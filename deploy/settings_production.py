@@ -11,6 +11,7 @@ database. They come from the environment (systemd: ``EnvironmentFile=/etc/stream
     STREAMING_REDIS_URL=redis://127.0.0.1:6379/0
     DJANGO_DB=/var/lib/streaming/db.sqlite3  one machine; several: PostgreSQL (README)
     DJANGO_STATIC_ROOT=/srv/streaming/staticfiles
+    STREAMING_TRUSTED_PROXIES=10.0.0.1     nginx's address, when it runs on another machine
 
 Use it with ``DJANGO_SETTINGS_MODULE=deploy.settings_production``.
 """
@@ -55,6 +56,10 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 STREAMING = {
     **STREAMING,
     "STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": REDIS_URL}},
+    # nginx, on this machine: the client is the right-most X-Forwarded-For address that is
+    # not nginx's. Without it every client would share nginx's address and its limits
+    # (MAX_ACTIVE_PER_ADDRESS, MAX_STARTS_PER_MINUTE). nginx elsewhere: list its address.
+    "TRUSTED_PROXIES": _env_list("STREAMING_TRUSTED_PROXIES") or ["127.0.0.1"],
 }
 
 # `manage.py collectstatic` copies the app's CSS and JavaScript here; nginx serves them.

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,60 @@ def test_the_production_settings_pass_the_deployment_checks(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     issues = set(re.findall(r"\(([\w.]+\.[EW]\d+)\)", result.stderr + result.stdout))
     assert issues == {"security.W005", "security.W021"}, result.stderr
+
+
+# --------------------------------------------------------- the client address
+def from_address(stack: Stack, address: str) -> httpx.Client:
+    """A browser whose connections to nginx come from ``address`` (any 127.x.y.z is this
+    machine), while nginx itself reaches daphne from 127.0.0.1."""
+    transport = httpx.HTTPTransport(local_address=address, verify=stack.tls)
+    return httpx.Client(base_url=stack.url, transport=transport, timeout=LIMIT)
+
+
+async def first_ws_frame(stack: Stack, address: str, cookie: str) -> dict[str, Any]:
+    """The first frame answering a prompt on a WebSocket from ``address``."""
+    async with connect(
+        stack.url.replace("https", "wss") + "/ws/chat/",
+        origin=stack.url,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        ssl=stack.tls,
+        local_addr=(address, 0),
+        open_timeout=LIMIT,
+    ) as socket:
+        await socket.send(json.dumps({"prompt": "one more"}))
+        return dict(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+
+
+def test_the_per_address_limit_counts_the_address_nginx_forwards(stack: Stack) -> None:
+    """MAX_ACTIVE_PER_ADDRESS replies from one client fill that client's places, not
+    nginx's: its next reply is refused, also with a forged X-Forwarded-For and over a
+    WebSocket, while another client behind the same nginx still starts one."""
+    limit = DEFAULTS["MAX_ACTIVE_PER_ADDRESS"]
+    long_prompt = "x" * 300  # the longest echo: a reply of about 10 s
+    with ExitStack() as running:
+        for _ in range(limit):  # one visitor each (MAX_ACTIVE_PER_OWNER is lower)
+            browser = running.enter_context(from_address(stack, "127.0.0.2"))
+            visit(browser)
+            response = running.enter_context(
+                browser.stream("GET", "/chat/stream", params={"prompt": long_prompt})
+            )
+            assert response.status_code == 200
+        with from_address(stack, "127.0.0.2") as same:
+            visit(same)
+            refused = same.get("/chat/stream", params={"prompt": "one more"})
+            forged = same.get(
+                "/chat/stream",
+                params={"prompt": "one more"},
+                headers={"X-Forwarded-For": "198.51.100.7"},
+            )
+            cookie = "; ".join(f"{name}={value}" for name, value in same.cookies.items())
+            frame = asyncio.run(first_ws_frame(stack, "127.0.0.2", cookie))
+        with (
+            from_address(stack, "127.0.0.3") as other,
+            other.stream("GET", "/chat/stream", params={"prompt": "mine"}) as allowed,
+        ):
+            assert allowed.status_code == 200
+    for answer in (refused, forged):
+        assert answer.status_code == 429, answer.text
+        assert answer.json()["code"] == "TOO_MANY_REPLIES"
+    assert (frame["type"], frame["code"]) == ("error", "TOO_MANY_REPLIES")
