@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     # ``url``, ``key_prefix``) serves several. Common options: ``ttl_finished`` (seconds a
     # finished reply stays replayable, 300), ``ttl_active`` (3600), ``max_events`` (10000).
     "STORE": {"BACKEND": "streaming.store.memory.MemoryStore", "OPTIONS": {}},
+    # On SIGTERM/SIGINT under daphne: seconds open replies get to tell their clients
+    # (SHUTTING_DOWN) before the server stops.
+    "SHUTDOWN_TIMEOUT": 3.0,
     # Seconds a generation with the ``keep`` policy runs on with nobody following it.
     "KEEP_GRACE": 60.0,
     # Seconds a generation with the ``cancel`` policy runs with nobody following it (its
