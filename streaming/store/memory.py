@@ -148,8 +148,12 @@ class MemoryStore(EventStore):
         runs), so expired streams leave memory when nothing else touches the store."""
         loop = asyncio.get_running_loop()
         current = self._timer_loop
-        alive = current is not None and not current.is_closed()
-        if self._timer is not None and alive and (current is loop or current.is_running()):
+        if (
+            self._timer is not None
+            and current is not None
+            and not current.is_closed()
+            and (current is loop or current.is_running())
+        ):
             return
         if self._timer is not None:
             self._timer.cancel()
