@@ -13,4 +13,5 @@ urlpatterns = [
     path("h/login", hostile_views.login_view),
     path("h/openai", hostile_views.OpenAIPlainView.as_view()),
     path("h/slow", hostile_views.SlowView.as_view()),
+    path("h/login-slow", hostile_views.LoginSlowView.as_view()),
 ]

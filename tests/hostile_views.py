@@ -8,6 +8,7 @@ import weakref
 from typing import Any
 
 from django.contrib.auth import get_user_model, login
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -81,3 +82,7 @@ class SlowConsumer(StreamConsumer):
 
     def stream(self, prompt: str, **params: Any) -> Any:
         return scripted_reply(params)
+
+
+class LoginSlowView(LoginRequiredMixin, SlowView):
+    """``SlowView`` for logged-in users only (Django's access mixin runs in a thread)."""
