@@ -4,14 +4,16 @@ reply, a login, and a count of the server's open database connections."""
 
 from __future__ import annotations
 
+import asyncio
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from streaming.consumers import StreamConsumer
@@ -43,6 +45,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
     user, _ = get_user_model().objects.get_or_create(username=request.GET.get("name", "alice"))
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return HttpResponse("ok")
+
+
+async def plain(request: HttpRequest) -> StreamingHttpResponse:
+    """A plain ``StreamingHttpResponse`` that never ends by itself (no ``streaming`` code)."""
+
+    async def ticks() -> AsyncIterator[bytes]:
+        while True:
+            yield b"data: tick\n\n"
+            await asyncio.sleep(0.1)
+
+    return StreamingHttpResponse(ticks(), content_type="text/event-stream")
 
 
 def _openai(params: dict[str, Any]) -> Any:
