@@ -1,6 +1,8 @@
-"""Clients that stop reading cannot make a reply cost unbounded memory (real daphne, real
-sockets): a reply past ``MAX_REPLY_CHARS`` ends with ``REPLY_TOO_LARGE`` and its upstream
-request is closed, so daphne's resident memory stays bounded."""
+"""Limits of a reply over real daphne and real sockets. Clients that stop reading cannot
+make it cost unbounded memory: a reply past ``MAX_REPLY_CHARS`` ends with
+``REPLY_TOO_LARGE`` and its upstream request is closed, so daphne's resident memory stays
+bounded. An upstream that keeps its connection alive and sends no text ends with
+``TIMEOUT`` after ``MAX_REPLY_SECONDS``."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from websockets.asyncio.client import connect
 from streaming.testing import parse_sse
 
 from .hostile import (
+    comments_every,
     daphne_process,
     flood,
     migrate,
@@ -33,6 +36,8 @@ MB = 1024 * 1024
 #: What the upstream offers each reply: far past the default MAX_REPLY_CHARS (1,000,000).
 FLOOD = 60 * MB
 LIMIT = 60.0
+#: MAX_REPLY_SECONDS of the deadline test.
+DEADLINE = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,24 @@ def test_a_reader_of_a_flood_gets_reply_too_large_on_both_transports(
         while not upstream.all_gone() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert upstream.all_gone(), "the upstream request was not closed"
+
+
+def test_an_upstream_that_only_keeps_alive_ends_with_timeout(tmp_path: Path) -> None:
+    env = migrate(sqlite_database(tmp_path / "db.sqlite3"))
+    env["STREAMING_TEST_SETTINGS"] = json.dumps({"MAX_REPLY_SECONDS": DEADLINE})
+    with daphne_process(env=env) as (url, _), upstream_in_thread(comments_every(0.5)) as upstream:
+        started = time.monotonic()
+        response = httpx.get(f"{url}/h/openai", params={"base_url": upstream.url}, timeout=LIMIT)
+        elapsed = time.monotonic() - started
+
+        async def over_websocket() -> dict[str, object]:
+            ws_url = url.replace("http", "ws") + "/ws/h/openai/"
+            async with connect(ws_url, origin=url) as ws:
+                await ws.send(json.dumps({"prompt": "Hi", "base_url": upstream.url}))
+                return dict(json.loads(await asyncio.wait_for(ws.recv(), LIMIT)))
+
+        frame = asyncio.run(over_websocket())
+    last = json.loads(parse_sse(response.content)[-1].data)
+    assert last["code"] == "TIMEOUT", last
+    assert elapsed < LIMIT  # it ended on its own, long before the read timeout (60 s)
+    assert frame["type"] == "error" and frame["code"] == "TIMEOUT", frame
