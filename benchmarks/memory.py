@@ -50,7 +50,9 @@ def measure(clients: int, flood_mb: int, streaming: dict[str, Any]) -> tuple[flo
             upstream_in_thread(flood(flood_mb * MB)) as upstream,
         ):
             port = int(url.rsplit(":", 1)[1])
-            warm = httpx.get(f"{url}/h/openai", params={"base_url": upstream.url}, timeout=LIMIT)
+            warm = httpx.get(
+                f"{url}/h/openai", params={"base_url": upstream.url, "prompt": "Hi"}, timeout=LIMIT
+            )
             assert warm.status_code == 200
             before = rss(process.pid)
             query = urlencode({"base_url": upstream.url, "prompt": "Hi"})

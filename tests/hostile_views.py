@@ -68,8 +68,8 @@ class OpenAIPlainView(SSEView):
 
     extractors = (PassthroughExtractor,)
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return _openai(self.params)
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return _openai({**params, "prompt": prompt})
 
 
 class OpenAIPlainConsumer(StreamConsumer):
@@ -85,8 +85,8 @@ class SlowView(SSEView):
     extractors = (PassthroughExtractor,)
     disconnect_policy = "keep"
 
-    def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return scripted_reply(self.params)
+    def stream(self, prompt: str, **params: Any) -> Any:
+        return scripted_reply(params)
 
 
 class SlowConsumer(StreamConsumer):

@@ -20,7 +20,7 @@ from .postgres_server import PostgresServer
 STREAMS = 50
 LIMIT = 30.0
 #: A reply that keeps its stream open for about 40 s (one character every 0.25 s).
-SLOW = {"delay": "0.25", "size": "1"}
+SLOW = {"prompt": "Hi", "delay": "0.25", "size": "1"}
 
 
 def open_streams(url: str, count: int, stack: ExitStack, path: str = "/h/slow") -> None:

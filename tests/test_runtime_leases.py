@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is no
 LIMIT = 30.0
 #: The issue's bound: a resume learns of the dead process within 15 s (default lease 10 s).
 WITHIN = 15.0
-SLOW = {"delay": "0.2", "size": "1"}
+SLOW = {"prompt": "Hi", "delay": "0.2", "size": "1"}
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_a_websocket_resume_of_a_killed_reply_gets_interrupted(env: dict[str, st
         with connect(
             first.replace("http", "ws") + "/ws/h/slow/", origin=first, additional_headers=headers
         ) as socket:
-            socket.send(json.dumps({"prompt": "Hi", **SLOW}))
+            socket.send(json.dumps(SLOW))
             frame: dict[str, Any] = json.loads(socket.recv(LIMIT))
             process.kill()
             process.wait(LIMIT)

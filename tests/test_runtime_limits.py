@@ -55,7 +55,9 @@ def test_clients_that_never_read_keep_memory_bounded(server: tuple[str, int]) ->
     url, pid = server
     port = port_of(url)
     with upstream_in_thread(flood(FLOOD)) as upstream:
-        httpx.get(f"{url}/h/openai", params={"base_url": upstream.url}, timeout=LIMIT)  # warm up
+        httpx.get(
+            f"{url}/h/openai", params={"base_url": upstream.url, "prompt": "Hi"}, timeout=LIMIT
+        )  # warm up
         before = rss(pid)
         query = urlencode({"base_url": upstream.url, "prompt": "Hi"})
         sockets: list[socket.socket] = []
@@ -87,7 +89,9 @@ def test_a_reader_of_a_flood_gets_reply_too_large_on_both_transports(
 ) -> None:
     url, _ = server
     with upstream_in_thread(flood(FLOOD)) as upstream:
-        response = httpx.get(f"{url}/h/openai", params={"base_url": upstream.url}, timeout=LIMIT)
+        response = httpx.get(
+            f"{url}/h/openai", params={"base_url": upstream.url, "prompt": "Hi"}, timeout=LIMIT
+        )
         events = parse_sse(response.content)
         text = "".join(json.loads(e.data).get("chunk", "") for e in events)
         assert json.loads(events[-1].data)["code"] == "REPLY_TOO_LARGE"
@@ -116,7 +120,9 @@ def test_an_upstream_that_only_keeps_alive_ends_with_timeout(tmp_path: Path) -> 
     env["STREAMING_TEST_SETTINGS"] = json.dumps({"MAX_REPLY_SECONDS": DEADLINE})
     with daphne_process(env=env) as (url, _), upstream_in_thread(comments_every(0.5)) as upstream:
         started = time.monotonic()
-        response = httpx.get(f"{url}/h/openai", params={"base_url": upstream.url}, timeout=LIMIT)
+        response = httpx.get(
+            f"{url}/h/openai", params={"base_url": upstream.url, "prompt": "Hi"}, timeout=LIMIT
+        )
         elapsed = time.monotonic() - started
 
         async def over_websocket() -> dict[str, object]:

@@ -28,7 +28,7 @@ from .redis_server import REDIS_SERVER, RedisServer, redis_server
 
 LIMIT = 30.0
 #: Long enough to be open when the signal comes (about 30 s).
-SLOW = {"delay": "0.2", "size": "1"}
+SLOW = {"prompt": "Hi", "delay": "0.2", "size": "1"}
 EXIT_WITHIN = 5.0
 PLAIN_STREAMS = 50
 
@@ -65,7 +65,7 @@ class WSClient:
     async def run(self, url: str) -> None:
         socket: ClientConnection
         async with connect(url.replace("http", "ws") + "/ws/h/slow/", origin=url) as socket:
-            await socket.send(json.dumps({"prompt": "Hi", **SLOW}))
+            await socket.send(json.dumps(SLOW))
             try:
                 async for message in socket:
                     self.frames.append(json.loads(message))
