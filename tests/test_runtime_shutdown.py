@@ -26,9 +26,9 @@ from streaming.testing import parse_sse
 from .hostile import daphne_process, migrate, sqlite_database
 from .redis_server import REDIS_SERVER, RedisServer, redis_server
 
-LIMIT = 30.0
-#: Long enough to be open when the signal comes (about 30 s).
-SLOW = {"prompt": "Hi", "delay": "0.2", "size": "1"}
+LIMIT = 60.0
+#: Long enough to be open when the signal comes (about 45 s).
+SLOW = {"prompt": "Hi", "delay": "0.3", "size": "1"}
 EXIT_WITHIN = 5.0
 PLAIN_STREAMS = 50
 
@@ -62,9 +62,13 @@ class WSClient:
         self.started = asyncio.Event()
         self.close_code: int | None = None
 
-    async def run(self, url: str) -> None:
+    async def run(self, url: str, cookie: str) -> None:
         socket: ClientConnection
-        async with connect(url.replace("http", "ws") + "/ws/h/slow/", origin=url) as socket:
+        async with connect(
+            url.replace("http", "ws") + "/ws/h/slow/",
+            origin=url,
+            additional_headers={"Cookie": cookie},
+        ) as socket:
             await socket.send(json.dumps(SLOW))
             try:
                 async for message in socket:
@@ -93,9 +97,11 @@ class Replies:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        """Open them all and return once every one has its first event."""
+        """Log in, open them all and return once every one has its first event."""
+        await self.client.get("/h/login")  # one session for all: no session writes
+        cookie = "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())
         self.tasks = [asyncio.create_task(c.run(self.client, "/h/slow")) for c in self.sse]
-        self.tasks += [asyncio.create_task(c.run(self.url)) for c in self.ws]
+        self.tasks += [asyncio.create_task(c.run(self.url, cookie)) for c in self.ws]
         started = [c.started.wait() for c in [*self.sse, *self.ws]]
         await asyncio.wait_for(asyncio.gather(*started), LIMIT)
 
