@@ -29,6 +29,8 @@ from typing import Any
 from .servers import ROOT, free_port, stop_process, wait_for_port
 from .sources.upstream import Reply, Request, Script, Upstream
 
+#: Seconds a daphne process may take to listen (a loaded CI machine is slow to import).
+STARTUP_LIMIT = 60.0
 #: Characters of text in one upstream event.
 PIECE = 16 * 1024
 
@@ -184,7 +186,7 @@ def daphne_process(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, timeout=STARTUP_LIMIT)
         yield f"http://127.0.0.1:{port}", process
     finally:
         if process.poll() is None:
