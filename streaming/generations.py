@@ -458,7 +458,8 @@ class Generations:
             nonlocal size
             if text:
                 if limit is not None and size + len(text) > limit:
-                    writer.add_text(text[: limit - size])
+                    if limit > size:
+                        writer.add_text(text[: limit - size])
                     raise StreamError(
                         StreamErrorCode.REPLY_TOO_LARGE,
                         f"The reply is longer than {limit} characters; it was cut there",
@@ -477,13 +478,11 @@ class Generations:
                     text = pipeline.push(chunk)
                     await pipeline.drain()
                     deliver(text)
-        except StreamError as exc:
-            if exc.code != StreamErrorCode.REPLY_TOO_LARGE:
-                deliver(pipeline.flush())  # every character that arrived reaches the client
-            raise
-        except Exception:
-            # The model failed mid-reply: the client still gets every character that arrived.
-            deliver(pipeline.flush())
+        except Exception as exc:
+            # The model failed mid-reply: the client still gets every character that
+            # arrived (unless the reply is over its cap).
+            if getattr(exc, "code", None) != StreamErrorCode.REPLY_TOO_LARGE:
+                deliver(pipeline.flush())
             raise
         deliver(pipeline.flush())
 
