@@ -155,18 +155,21 @@ def _install(reactor: Any) -> None:
         logger.info("Received %s: ending open replies, then stopping", signal.Signals(number).name)
         loop.call_soon_threadsafe(lambda: _keep(loop.create_task(drain_then_stop())))
 
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, on_signal)
+    try:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, on_signal)
+    except ValueError:  # the reactor runs outside the main thread: signals are not ours
+        logger.info("Not in the main thread: SIGTERM is left to the server")
 
     def before_shutdown() -> Any:
         from twisted.internet import defer
 
-        return defer.Deferred.fromFuture(loop.create_task(_after_daphne(loop)))
+        return defer.Deferred.fromFuture(loop.create_task(_after_daphne()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
-async def _after_daphne(loop: asyncio.AbstractEventLoop) -> None:
+async def _after_daphne() -> None:
     """Let daphne cancel its application instances (same trigger phase), then the rest."""
     await asyncio.sleep(0)
     with contextlib.suppress(Exception):
