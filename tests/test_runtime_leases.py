@@ -21,7 +21,11 @@ from streaming.testing import parse_sse
 from .hostile import daphne_process, migrate, sqlite_database
 from .redis_server import REDIS_SERVER, RedisServer, redis_server
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+pytestmark = [
+    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+    # Two daphne processes, a lease to lapse: more than the default 120 s on a loaded machine.
+    pytest.mark.timeout(300),
+]
 
 LIMIT = 30.0
 #: The issue's bound: a resume learns of the dead process within 15 s (default lease 10 s).

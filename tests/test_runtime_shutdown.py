@@ -177,6 +177,7 @@ def redis_env(database: dict[str, str], redis: RedisServer, **streaming: Any) ->
 
 
 @needs_redis
+@pytest.mark.timeout(300)  # two daphne processes: slow to start on a loaded machine
 def test_a_reply_cut_by_shutdown_is_ended_in_the_store(
     database: dict[str, str], redis: RedisServer
 ) -> None:
