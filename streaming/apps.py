@@ -9,3 +9,6 @@ class StreamingConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the checks
+        from .shutdown import install_for_daphne
+
+        install_for_daphne()

@@ -28,7 +28,14 @@ _POSITIVE_NUMBERS = (
     "DEMO_TOKEN_DELAY",
     "KEEP_GRACE",
     "CANCEL_GRACE",
+    "LEASE_SECONDS",
+    "SHUTDOWN_TIMEOUT",
 )
+#: Limits that ``None`` turns off.
+_OPTIONAL_LIMITS: dict[str, type | tuple[type, ...]] = {
+    "MAX_REPLY_CHARS": int,
+    "MAX_REPLY_SECONDS": (int, float),
+}
 _POSITIVE_INTS = (
     "MAX_QUEUE",
     "MAX_BATCH",
@@ -126,6 +133,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             errors.append(
                 Error(
                     f"STREAMING[{key!r}] must be a positive integer, or None for no limit.",
+                    id="streaming.E003",
+                )
+            )
+    for key, kinds in _OPTIONAL_LIMITS.items():
+        value = user.get(key, DEFAULTS[key])
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+        valid = isinstance(number, kinds) and number > 0
+        if value is not None and not valid:
+            errors.append(
+                Error(
+                    f"STREAMING[{key!r}] must be positive, or None for no limit.",
                     id="streaming.E003",
                 )
             )

@@ -40,6 +40,19 @@ DEFAULTS: dict[str, Any] = {
     # ``url``, ``key_prefix``) serves several. Common options: ``ttl_finished`` (seconds a
     # finished reply stays replayable, 300), ``ttl_active`` (3600), ``max_events`` (10000).
     "STORE": {"BACKEND": "streaming.store.memory.MemoryStore", "OPTIONS": {}},
+    # Characters of text a reply may have; past it the reply ends with the text so far
+    # and REPLY_TOO_LARGE, and its upstream request is closed. None: no limit.
+    "MAX_REPLY_CHARS": 1_000_000,
+    # Seconds a reply may run in all (UPSTREAM_READ_TIMEOUT bounds each silence); past
+    # it the reply ends with TIMEOUT. None: no limit.
+    "MAX_REPLY_SECONDS": 600.0,
+    # Seconds a reply's lease lasts: the process that runs it renews it (one store call
+    # for all its replies, every third of this); a follower that sees it lapse (the
+    # process died) ends the reply with INTERRUPTED.
+    "LEASE_SECONDS": 10.0,
+    # On SIGTERM/SIGINT under daphne: seconds open replies get to tell their clients
+    # (SHUTTING_DOWN) before the server stops.
+    "SHUTDOWN_TIMEOUT": 3.0,
     # Seconds a generation with the ``keep`` policy runs on with nobody following it.
     "KEEP_GRACE": 60.0,
     # Seconds a generation with the ``cancel`` policy runs with nobody following it (its

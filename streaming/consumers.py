@@ -7,6 +7,10 @@ Server → client (``streaming.protocols.WebSocketFrames``): ``chunk`` (``conten
 ``message_id``, ``seq``), ``complete`` (``fullResponse``, ``message_id``), ``error``
 (``code``, ``message``), ``cancelled`` (``message_id``), ``pong``.
 
+When the server stops (SIGTERM under daphne, ``streaming.shutdown``), the current reply
+ends with an ``error`` frame ``SHUTTING_DOWN`` and the socket closes with code 4012
+(RFC 6455's 1012 "service restart" in the range daphne lets an application send).
+
 Each reply runs as a generation (``streaming.generations``), never inside
 ``receive_json``, so a ``cancel`` is handled while text streams; this connection follows
 it through ``Generations.follow``. Text that is ready at once goes out as one ``chunk``
@@ -33,9 +37,11 @@ from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 
+from . import shutdown
 from .addresses import scope_client_address
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
+from .events import Chunk, Complete
 from .generations import (
     OWNER_SESSION_KEY,
     DisconnectPolicy,
@@ -135,6 +141,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.owner = await call_hook(self.get_owner)
         self.accepted = True
         await self.accept()
+        shutdown.register(self)
+
+    async def shut_down(self) -> None:
+        """The process drains: let the current reply end (with ``SHUTTING_DOWN`` when it
+        was cut), then close with code 4012 so the client reconnects elsewhere."""
+        self.closing = True
+        self.pending.clear()
+        if self.current is not None:
+            await asyncio.wait({self.current})
+        await self.close(code=shutdown.CLOSE_SERVICE_RESTART)
 
     async def disconnect(self, code: int) -> None:
         if not self.accepted:
@@ -283,13 +299,23 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await self._follow(generation_id, 0)
 
     async def _follow(self, generation_id: str, after: int) -> None:
-        """Send the generation's events after ``after`` as frames, until its end."""
+        """Send the generation's events after ``after`` as frames, until its end.
+
+        The ``complete`` frame's whole text is joined here, once, from the chunks this
+        follower sent (and, after a resume, the ones before ``after``): the store keeps a
+        reply's text once, in its chunks."""
         self.current_id = generation_id
         generations = self.generations
         last = after
+        sent: list[str] = []
         try:
             async with aclosing(generations.follow(generation_id, self.owner, after)) as batches:
                 async for batch in batches:
+                    sent.extend(event.text for event in batch if isinstance(event, Chunk))
+                    end = batch[-1]
+                    if isinstance(end, Complete):
+                        before = await generations.text_before(generation_id, after)
+                        batch = [*batch[:-1], Complete(end.seq, before + "".join(sent))]
                     for frame in self.protocol.messages(generation_id, batch):
                         await self.send_json(frame)
                     last = batch[-1].seq

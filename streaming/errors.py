@@ -41,6 +41,11 @@ class StreamErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     EVENTS_EXPIRED = "EVENTS_EXPIRED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    # Hostile or unlucky runs: a reply past MAX_REPLY_CHARS, a server that stops (SIGTERM),
+    # a reply whose process died (its lease lapsed).
+    REPLY_TOO_LARGE = "REPLY_TOO_LARGE"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    INTERRUPTED = "INTERRUPTED"
 
     def __str__(self) -> str:
         return self.value

@@ -35,10 +35,12 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Complete:
-    """The reply ended normally; ``text`` is all of its streamable text."""
+    """The reply ended normally. The store does not keep its text a second time: a
+    follower that needs all of it (the WebSocket's ``fullResponse``) fills in ``text``
+    from the chunks it read."""
 
     seq: int
-    text: str
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def to_record(event: GenerationEvent) -> dict[str, Any]:
     if isinstance(event, Event):
         return {"type": "event", "name": event.name, "data": event.data}
     if isinstance(event, Complete):
-        return {"type": "complete", "text": event.text}
+        return {"type": "complete"}
     if isinstance(event, Error):
         return {"type": "error", "code": event.code, "message": event.message}
     return {"type": "cancelled"}
@@ -89,7 +91,7 @@ def from_record(seq: int, data: dict[str, Any]) -> GenerationEvent:
     if kind == "event":
         return Event(seq, data["name"], data["data"])
     if kind == "complete":
-        return Complete(seq, data["text"])
+        return Complete(seq, data.get("text", ""))
     if kind == "error":
         return Error(seq, data["code"], data["message"])
     if kind == "cancelled":

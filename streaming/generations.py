@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+from . import shutdown
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .events import (
@@ -202,6 +203,11 @@ class Generations:
         self.followers: dict[str, int] = {}
         #: Store failures that ended generations here, for this process's followers.
         self.failures: OrderedDict[str, StreamError] = OrderedDict()
+        #: The one task that renews the leases of every generation running here.
+        self.renewer: asyncio.Task[None] | None = None
+        #: Set when the process drains: the generations it ended with SHUTTING_DOWN.
+        self.cut: set[str] | None = None
+        shutdown.register(self)
 
     @property
     def store(self) -> EventStore:
@@ -223,9 +229,13 @@ class Generations:
         ``reservation``: the places it holds in the limits (``streaming.limits``), held
         while it runs and released before its end is written, however it ends.
         """
+        if shutdown.is_stopping():
+            raise StreamError(
+                StreamErrorCode.SHUTTING_DOWN, "The server is restarting; try again shortly"
+            )
         generation_id = uuid.uuid4().hex
         store = self.store
-        await store.create(generation_id, owner=owner)
+        await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
         writer = _EventWriter(store, generation_id)
         task = asyncio.create_task(
             self._run(generation_id, source, pipeline, writer, forward_events, reservation)
@@ -236,6 +246,8 @@ class Generations:
         watchdog = asyncio.create_task(self._watch(generation_id, task, policy))
         self.running[generation_id] = _Running(task, watchdog)
         task.add_done_callback(lambda _: self._forget(generation_id))
+        if self.renewer is None or self.renewer.done():
+            self.renewer = asyncio.create_task(self._renew_leases())
         return generation_id
 
     async def cancel(self, generation_id: str) -> None:
@@ -279,6 +291,10 @@ class Generations:
         self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
         try:
             while True:
+                if self.cut is not None and generation_id not in self.cut:
+                    raise StreamError(
+                        StreamErrorCode.SHUTTING_DOWN, "The server is restarting; resume the reply"
+                    )
                 now = time.monotonic()
                 if now - touched >= WATCH_INTERVAL / 2:
                     await store.touch(generation_id)
@@ -291,13 +307,66 @@ class Generations:
                         return
                     after = events[-1].seq
                 elif await store.is_finished(generation_id):
+                    if await store.read(generation_id, after, timeout=0):
+                        continue  # the last events came between the read and the check
                     if not await self._ended_at(generation_id, after):
                         raise self._lost(generation_id)
                     return
+                elif generation_id not in self.running:
+                    await self._check_lease(generation_id)
         finally:
             left = self.followers.pop(generation_id, 1) - 1
             if left:
                 self.followers[generation_id] = left
+
+    async def text_before(self, generation_id: str, seq: int) -> str:
+        """The reply's text in its events up to ``seq`` (a follower that resumed after
+        ``seq`` and needs the whole text reads it once, at the end)."""
+        parts: list[str] = []
+        after = 0
+        while after < seq:
+            stored = await self.store.read(generation_id, after, timeout=0)
+            if not stored:
+                break
+            for item in stored:
+                if item.seq > seq:
+                    break
+                if item.data["type"] == "chunk":
+                    parts.append(item.data["text"])
+            after = stored[-1].seq
+        return "".join(parts)
+
+    async def _check_lease(self, generation_id: str) -> None:
+        """End a generation another process ran when that process died (its lease
+        lapsed), so that no follower waits for it forever."""
+        interrupted = Error(
+            0, str(StreamErrorCode.INTERRUPTED), "The server running the reply stopped"
+        )
+        if await self.store.interrupt_if_lapsed(generation_id, to_record(interrupted)):
+            logger.warning("Generation %s: its process stopped renewing it", generation_id)
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of every generation running here, in one store call, every
+        third of ``LEASE_SECONDS``, while any runs."""
+        lease = float(setting("LEASE_SECONDS"))
+        while self.running:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self.store.renew_leases(list(self.running), lease)
+            except StreamError as exc:
+                logger.error("Could not renew the leases of this process: %r", exc)
+
+    async def shut_down(self) -> None:
+        """The process drains: end every generation running here with ``SHUTTING_DOWN``
+        (stored, so a resume elsewhere gets it at once), then wait for its followers."""
+        self.cut = set(self.running)
+        tasks = [running.task for running in self.running.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        while self.followers:
+            await asyncio.sleep(0.05)
 
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,
@@ -326,12 +395,28 @@ class Generations:
         reservation: Reservation | None = None,
     ) -> None:
         terminal: Callable[[int], GenerationEvent]
+        deadline = setting("MAX_REPLY_SECONDS")
         try:
-            full = await self._produce(source, pipeline, writer, forward_events)
-            terminal = partial(Complete, text=full)
+            try:
+                async with asyncio.timeout(deadline) as budget:
+                    await self._produce(source, pipeline, writer, forward_events)
+            except TimeoutError as exc:
+                if not budget.expired():
+                    raise
+                raise StreamError(
+                    StreamErrorCode.TIMEOUT, f"The reply took longer than {deadline} s"
+                ) from exc
+            terminal = Complete
         except asyncio.CancelledError:
-            # Cancelled, or stopped by a failed write (``close`` then raises the store's error).
+            # Cancelled, the process draining, or stopped by a failed write (``close``
+            # then raises the store's error).
             terminal = Cancelled
+            if self.cut is not None:
+                terminal = partial(
+                    Error,
+                    code=str(StreamErrorCode.SHUTTING_DOWN),
+                    message="The server is restarting; the reply was cut",
+                )
         except StreamError as exc:
             logger.warning("Generation %s failed: %r", generation_id, exc)
             terminal = partial(Error, code=str(exc.code), message=replace_surrogates(exc.message))
@@ -357,18 +442,29 @@ class Generations:
     @staticmethod
     async def _produce(
         source: Any, pipeline: Pipeline, writer: _EventWriter, forward_events: bool
-    ) -> str:
-        """Feed the source's chunks through the pipeline to the writer; return all text.
+    ) -> None:
+        """Feed the source's chunks through the pipeline to the writer.
 
         The pipeline's held-back tail is delivered last, also when the source fails
         midway, so nothing it accepted is lost; chunks after it is done are dropped.
         Cancellation closes the source (an upstream request stops) and delivers nothing more.
+        Text past ``MAX_REPLY_CHARS`` is cut there and ends the reply (``REPLY_TOO_LARGE``,
+        the source closed). The text is kept only in the store, never joined here.
         """
-        streamed: list[str] = []
+        limit: int | None = setting("MAX_REPLY_CHARS")
+        size = 0
 
         def deliver(text: str) -> None:
+            nonlocal size
             if text:
-                streamed.append(text)
+                if limit is not None and size + len(text) > limit:
+                    if limit > size:
+                        writer.add_text(text[: limit - size])
+                    raise StreamError(
+                        StreamErrorCode.REPLY_TOO_LARGE,
+                        f"The reply is longer than {limit} characters; it was cut there",
+                    )
+                size += len(text)
                 writer.add_text(text)
             for event in pipeline.drain_events():
                 if forward_events:
@@ -382,12 +478,13 @@ class Generations:
                     text = pipeline.push(chunk)
                     await pipeline.drain()
                     deliver(text)
-        except Exception:
-            # The model failed mid-reply: the client still gets every character that arrived.
-            deliver(pipeline.flush())
+        except Exception as exc:
+            # The model failed mid-reply: the client still gets every character that
+            # arrived (unless the reply is over its cap).
+            if getattr(exc, "code", None) != StreamErrorCode.REPLY_TOO_LARGE:
+                deliver(pipeline.flush())
             raise
         deliver(pipeline.flush())
-        return "".join(streamed)
 
     def _remember(self, generation_id: str, failure: StreamError) -> None:
         self.failures[generation_id] = failure

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import httpx
 import pytest
 
-from .servers import daphne_server
+from .postgres_server import AVAILABLE as POSTGRES_AVAILABLE
+from .postgres_server import PostgresServer, postgres_server
+from .servers import daphne_server, sqlite_database
 from .sources.upstream import Script, Upstream
 
 Serve = Callable[[Script], Awaitable[Upstream]]
@@ -17,9 +19,21 @@ Serve = Callable[[Script], Awaitable[Upstream]]
 
 @pytest.fixture(scope="session")
 def live_url() -> Iterator[str]:
-    """Base URL of a real daphne serving the test project on 127.0.0.1."""
-    with daphne_server("tests.asgi:application") as url:
+    """Base URL of a real daphne serving the test project on 127.0.0.1 (a migrated
+    SQLite file: the chat stores its conversations)."""
+    with sqlite_database() as env, daphne_server("tests.asgi:application", env=env) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session; tests keep apart by their own databases
+    (``postgres.create_database(name)``; ``servers.migrate`` with
+    ``tests.settings_postgres``)."""
+    if not POSTGRES_AVAILABLE:
+        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,25 @@ def run_server(
         stop_process(process)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def migrate(env: dict[str, str] | None = None) -> None:
+    """Apply every migration to the database the settings in ``env`` name (a subprocess,
+    as a server process sees it; default ``tests.settings`` with ``$DJANGO_DB``)."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=full_env, check=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@contextmanager
+def sqlite_database() -> Iterator[dict[str, str]]:
+    """A migrated SQLite file for server processes: yields the env that names it."""
+    with tempfile.TemporaryDirectory(prefix="streaming-db-") as directory:
+        env = {"DJANGO_DB": str(Path(directory) / "db.sqlite3")}
+        migrate(env)
+        yield env
 
 
 @contextmanager

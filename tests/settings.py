@@ -1,9 +1,17 @@
 """Settings for the tests: the demo project plus the test-only routes."""
 
+import os
+
 from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        # A server process started by the tests gets a migrated file (servers.sqlite_database).
+        "NAME": os.environ.get("DJANGO_DB", ":memory:"),
+    }
+}
 # The suite starts hundreds of replies from 127.0.0.1: limits are off here, and on in
 # tests.settings_limits (the tests of the limits).
 STREAMING = {

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StreamError
+from ..errors import StreamError, StreamErrorCode
 from ..events import Cancelled, Chunk, Complete, Error, Event
+from ..shutdown import SHUTDOWN_RETRY_MS
 from ..sse import ServerSentEvent
 from .base import WireProtocol
 
@@ -54,11 +55,19 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         return [self._end(generation_id, event.seq, event.as_error())]
 
     def _end(self, generation_id: str, seq: int, error: StreamError) -> ServerSentEvent:
-        return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}")
+        return ServerSentEvent(
+            self.error_message(error), id=f"{generation_id}:{seq}", retry=_retry(error)
+        )
 
     def failure(
         self, error: StreamError, generation_id: str | None = None, seq: int | None = None
     ) -> ServerSentEvent:
+        retry = _retry(error)
         if generation_id is None or seq is None:
-            return ServerSentEvent(self.error_message(error))
-        return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}")
+            return ServerSentEvent(self.error_message(error), retry=retry)
+        return ServerSentEvent(self.error_message(error), id=f"{generation_id}:{seq}", retry=retry)
+
+
+def _retry(error: StreamError) -> int | None:
+    """A ``retry:`` hint when the server is restarting: reconnect (to another process) soon."""
+    return SHUTDOWN_RETRY_MS if error.code == StreamErrorCode.SHUTTING_DOWN else None

@@ -9,7 +9,7 @@ layers only carry wake-ups: the store is the log.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -119,8 +119,13 @@ class EventStore(abc.ABC):
     loop_bound: ClassVar[bool] = True
 
     @abc.abstractmethod
-    async def create(self, stream_id: str, *, owner: str) -> None:
-        """Register a new stream owned by ``owner`` (e.g. "user:3"); it must not exist."""
+    async def create(self, stream_id: str, *, owner: str, lease: float | None = None) -> None:
+        """Register a new stream owned by ``owner`` (e.g. "user:3"); it must not exist.
+
+        ``lease``: seconds the stream counts as run by a live process; the process renews
+        it (``renew_leases``), and a lapsed lease lets followers end it
+        (``interrupt_if_lapsed``). Without one, the stream never lapses.
+        """
 
     @abc.abstractmethod
     async def owner(self, stream_id: str) -> str | None:
@@ -180,6 +185,17 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         """Give back ``holder``'s places in ``keys`` (a place not held is ignored)."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
+        """Extend the lease of each live stream by ``seconds`` from now, in one round trip
+        (a process renews all the streams it runs at once). Unknown ids are skipped."""
+
+    @abc.abstractmethod
+    async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
+        """If the stream is unfinished and its lease has lapsed (its process died),
+        append ``data`` as its last event and finish it, atomically; return whether it
+        did. Several followers may call it: only one appends."""
 
     @abc.abstractmethod
     async def close(self) -> None:

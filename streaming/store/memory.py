@@ -3,8 +3,8 @@
 It is shared by every event loop and thread of the process (a sync view running
 ``async_to_sync`` reads what the daphne loop writes), so it binds no asyncio object at
 construction: each waiting reader parks a future on its own loop, and a writer wakes it
-on that loop. Expiry is checked lazily on access, plus a sweep of all streams at most
-once a second when a stream is created: no background thread.
+on that loop. Expiry is checked lazily on access, and a timer on the loop that created
+the latest stream sweeps all streams once a second while any are kept: no thread.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ class _Stream:
     finished: bool = False
     cancel: bool = False
     watched: float | None = None
+    #: ``time.monotonic()`` when the lease lapses; None: never.
+    lease: float | None = None
     waiters: list[_Waiter] = field(default_factory=list)
 
     @property
@@ -108,6 +110,8 @@ class MemoryStore(EventStore):
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
         self._next_sweep = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def _get(self, stream_id: str) -> _Stream | None:
         """The live stream, dropping it (and waking its readers) if it has expired."""
@@ -139,14 +143,43 @@ class MemoryStore(EventStore):
         for stream in dropped:
             _wake(stream.waiters)
 
-    async def create(self, stream_id: str, *, owner: str) -> None:
+    def _schedule_sweeps(self) -> None:
+        """Keep a sweep timer on the running loop (or on the loop that has one, while it
+        runs), so expired streams leave memory when nothing else touches the store."""
+        loop = asyncio.get_running_loop()
+        current = self._timer_loop
+        if (
+            self._timer is not None
+            and current is not None
+            and not current.is_closed()
+            and (current is loop or current.is_running())
+        ):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_loop = loop
+        self._timer = loop.call_later(_SWEEP_INTERVAL, self._timed_sweep)
+
+    def _timed_sweep(self) -> None:
+        self._timer = None
+        self._next_sweep = 0.0
+        self._sweep(time.monotonic())
+        if self._streams and self._timer_loop is not None:
+            self._timer = self._timer_loop.call_later(_SWEEP_INTERVAL, self._timed_sweep)
+
+    async def create(self, stream_id: str, *, owner: str, lease: float | None = None) -> None:
         now = time.monotonic()
         self._sweep(now)
         with self._lock:
             current = self._streams.get(stream_id)
             if current is not None and current.expires_at > now:
                 raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
-            self._streams[stream_id] = _Stream(owner=owner, expires_at=now + self.ttl_active)
+            self._streams[stream_id] = _Stream(
+                owner=owner,
+                expires_at=now + self.ttl_active,
+                lease=None if lease is None else now + lease,
+            )
+        self._schedule_sweeps()
 
     async def owner(self, stream_id: str) -> str | None:
         stream = self._get(stream_id)
@@ -286,5 +319,30 @@ class MemoryStore(EventStore):
                     if not held:
                         del self._quotas[key]
 
+    async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
+        until = time.monotonic() + seconds
+        for stream_id in stream_ids:
+            stream = self._get(stream_id)
+            if stream is not None:
+                stream.lease = until
+
+    async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
+        stream = self._require(stream_id)
+        with self._lock:
+            lapsed = (
+                not stream.finished
+                and stream.lease is not None
+                and stream.lease <= time.monotonic()
+            )
+            if lapsed:
+                stream.lease = None  # only this caller appends
+        if lapsed:
+            self._append(stream_id, (data,))
+            await self.finish(stream_id)
+        return lapsed
+
     async def close(self) -> None:
-        """Nothing to release: the streams live as long as the store object."""
+        """Stop the sweep timer; the streams live as long as the store object."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

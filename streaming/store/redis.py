@@ -1,7 +1,7 @@
 """``RedisStore``: events in Redis Streams, shared by every server process.
 
 Each stream has two keys with the same hash tag (so a cluster keeps them together):
-``<prefix>{<id>}:meta``, a hash (owner, seq, finished, watched, cancel), and
+``<prefix>{<id>}:meta``, a hash (owner, seq, finished, watched, cancel, lease), and
 ``<prefix>{<id>}:events``, a Redis stream whose entry ids are ``<seq>-0``: the seq is the
 position, gapless, and a cursor is an entry id. ``finish()`` adds an end marker
 ``<last seq>-1`` so that blocked ``XREAD``s wake up. Writes are Lua scripts (atomic,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -55,14 +55,54 @@ from .base import (
 
 logger = logging.getLogger("streaming")
 
-# KEYS: meta, events. ARGV: owner, ttl_active (ms). 1 if created, 0 if it exists.
-_CREATE = """
+# Leases are kept in Redis's own clock (TIME, in ms), so the processes' clocks never matter.
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: meta, events. ARGV: owner, ttl_active (ms), lease (ms, 0: none).
+# 1 if created, 0 if it exists.
+_CREATE = (
+    _NOW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'seq', 0)
+if tonumber(ARGV[3]) > 0 then redis.call('HSET', KEYS[1], 'lease', now + ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+)
+
+# KEYS: meta. ARGV: lease (ms). Renews the lease of a live, unfinished stream.
+_RENEW_LEASE = (
+    _NOW
+    + """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
+if not state[1] or state[2] then return 0 end
+redis.call('HSET', KEYS[1], 'lease', now + ARGV[1])
+return 1
+"""
+)
+
+# KEYS: meta, events. ARGV: maxlen, ttl_finished (ms), payload. -1 if the stream is
+# unknown; 1 if its lease had lapsed and the payload ended it; else 0.
+_INTERRUPT = (
+    _NOW
+    + """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'finished', 'lease')
+if not state[1] then return -1 end
+if state[2] or not state[3] or tonumber(state[3]) > now then return 0 end
+local seq = tonumber(state[1]) + 1
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'd', ARGV[3])
+redis.call('XADD', KEYS[2], seq .. '-1', 'end', 1)
+redis.call('HSET', KEYS[1], 'seq', seq, 'finished', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+)
 
 # KEYS: meta, events. ARGV: maxlen, ttl_active (ms), payloads…
 # The last seq, -1 if the stream is unknown, -2 if it is finished.
@@ -222,6 +262,8 @@ class RedisStore(EventStore):
         self._set_script = self._redis.register_script(_SET_IF_EXISTS)
         self._acquire_script = self._redis.register_script(_ACQUIRE)
         self._renew_script = self._redis.register_script(_RENEW)
+        self._renew_lease_script = self._redis.register_script(_RENEW_LEASE)
+        self._interrupt_script = self._redis.register_script(_INTERRUPT)
 
     def _keys(self, stream_id: str) -> list[str]:
         base = f"{self.key_prefix}{{{stream_id}}}"
@@ -247,10 +289,11 @@ class RedisStore(EventStore):
                 STORE_UNAVAILABLE, "The event store failed", url=self.url, error=str(error)
             ) from error
 
-    async def create(self, stream_id: str, *, owner: str) -> None:
+    async def create(self, stream_id: str, *, owner: str, lease: float | None = None) -> None:
         with self._reaching():
             created = await self._create_script(
-                keys=self._keys(stream_id), args=[owner, _ms(self.ttl_active)]
+                keys=self._keys(stream_id),
+                args=[owner, _ms(self.ttl_active), 0 if lease is None else _ms(lease)],
             )
         if not created:
             raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
@@ -404,6 +447,30 @@ class RedisStore(EventStore):
             for key in keys:
                 pipe.zrem(self._quota_key(key), holder)
             await pipe.execute()
+
+    async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
+        if not stream_ids:
+            return
+        with self._reaching():
+            pipe = self._redis.pipeline(transaction=False)
+            for stream_id in stream_ids:
+                await self._renew_lease_script(
+                    keys=self._keys(stream_id)[:1], args=[_ms(seconds)], client=pipe
+                )
+            await pipe.execute()
+
+    async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        with self._reaching():
+            ended = int(
+                await self._interrupt_script(
+                    keys=self._keys(stream_id),
+                    args=[self.max_events, _ms(self.ttl_finished), payload],
+                )
+            )
+        if ended == -1:
+            raise not_found(stream_id)
+        return ended == 1
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -259,3 +259,36 @@ async def test_concurrent_writer_and_readers_see_every_event_once(
     await writer
     for after, got in zip(starts, seen, strict=True):
         assert got == list(range(after + 1, total + 1))
+
+
+async def test_a_lapsed_lease_lets_one_follower_end_the_stream(store: EventStore) -> None:
+    interrupted = {"type": "error", "code": "INTERRUPTED", "message": "gone"}
+    await store.create("s", owner="o", lease=0.3)
+    await store.append("s", {"n": 1})
+    assert not await store.interrupt_if_lapsed("s", interrupted)
+    await asyncio.sleep(0.2)
+    await store.renew_leases(["s", "unknown"], 0.3)  # a live process renews it
+    await asyncio.sleep(0.2)
+    assert not await store.interrupt_if_lapsed("s", interrupted)
+    await asyncio.sleep(0.3)  # the process died: nobody renews
+    results = await asyncio.gather(*(store.interrupt_if_lapsed("s", interrupted) for _ in range(5)))
+    assert results.count(True) == 1
+    assert await store.is_finished("s")
+    assert await store.read("s", 0, timeout=0) == [
+        StoredEvent(1, {"n": 1}),
+        StoredEvent(2, interrupted),
+    ]
+    assert await store.read("s", 2, timeout=WAIT) == []
+
+
+async def test_streams_without_a_lease_or_finished_never_lapse(store: EventStore) -> None:
+    await store.create("plain", owner="o")
+    await store.create("done", owner="o", lease=0.05)
+    await store.finish("done")
+    await asyncio.sleep(0.1)
+    assert not await store.interrupt_if_lapsed("plain", {"type": "error"})
+    assert not await store.interrupt_if_lapsed("done", {"type": "error"})
+    await store.renew_leases([], 1.0)
+    with pytest.raises(StreamError) as error:
+        await store.interrupt_if_lapsed("unknown", {"type": "error"})
+    assert reason(error) == "NOT_FOUND"

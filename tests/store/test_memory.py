@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from streaming.store.base import StoredEvent
 from streaming.store.memory import MemoryStore
@@ -45,3 +46,15 @@ async def test_expired_streams_are_swept_on_create() -> None:
     store._next_sweep = 0.0  # as if a second had passed since the last sweep
     await store.create("new", owner="o")
     assert list(store._streams) == ["new"]
+
+
+async def test_expired_streams_leave_memory_on_a_timer() -> None:
+    store = MemoryStore(ttl_finished=0.05)
+    for n in range(20):
+        await store.create(f"s{n}", owner="o")
+        await store.finish(f"s{n}")
+    deadline = time.monotonic() + 5
+    while store._streams and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert store._streams == {}  # no new stream was created, no stream was read
+    await store.close()

@@ -1,0 +1,32 @@
+"""ASGI application of ``tests.settings_hostile``: HTTP through Django, the hostile test
+consumers through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings_hostile")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from . import hostile_views  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(
+                URLRouter(
+                    [
+                        path("ws/h/openai/", hostile_views.OpenAIPlainConsumer.as_asgi()),
+                        path("ws/h/slow/", hostile_views.SlowConsumer.as_asgi()),
+                    ]
+                )
+            )
+        ),
+    }
+)

@@ -1,0 +1,105 @@
+"""A process that dies without warning (kill -9) leaves no reply running forever: the
+process that runs a reply renews its lease, and a follower on another process that sees
+it lapse gets ``INTERRUPTED``; the reply is ended in the store (two daphne processes
+sharing a real redis-server)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from streaming.sse import ParsedEvent, SSEParser
+from streaming.testing import parse_sse
+
+from .hostile import daphne_process, migrate, sqlite_database
+from .redis_server import REDIS_SERVER, RedisServer, redis_server
+
+pytestmark = [
+    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+    # Two daphne processes, a lease to lapse: more than the default 120 s on a loaded machine.
+    pytest.mark.timeout(300),
+]
+
+LIMIT = 30.0
+#: The issue's bound: a resume learns of the dead process within 15 s (default lease 10 s).
+WITHIN = 15.0
+SLOW = {"prompt": "Hi", "delay": "0.2", "size": "1"}
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis: RedisServer) -> dict[str, str]:
+    store = {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": redis.url}}
+    database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
+    return {**database, "STREAMING_TEST_SETTINGS": json.dumps({"STORE": store})}
+
+
+def test_a_resume_of_a_reply_whose_process_was_killed_gets_interrupted(
+    env: dict[str, str],
+) -> None:
+    with daphne_process(env=env) as (first, process), daphne_process(env=env) as (second, _):
+        with httpx.Client(base_url=first, timeout=LIMIT) as client:
+            client.get("/h/login")
+            cookies = dict(client.cookies)
+            with client.stream("GET", "/h/slow", params=SLOW) as response:
+                parser = SSEParser()
+                events: list[ParsedEvent] = []
+                chunks = response.iter_raw()
+                while not events:
+                    events += parser.feed(next(chunks))
+                process.kill()
+                process.wait(LIMIT)
+        started = time.monotonic()
+        with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
+            resumed = parse_sse(
+                client.get("/h/slow", headers={"Last-Event-ID": events[-1].id or ""}).content
+            )
+            elapsed = time.monotonic() - started
+            again = parse_sse(
+                client.get("/h/slow", headers={"Last-Event-ID": events[-1].id or ""}).content
+            )
+    assert json.loads(resumed[-1].data)["code"] == "INTERRUPTED"
+    assert elapsed < WITHIN
+    assert json.loads(again[-1].data)["code"] == "INTERRUPTED"  # ended in the store
+
+
+def test_a_websocket_resume_of_a_killed_reply_gets_interrupted(env: dict[str, str]) -> None:
+    with daphne_process(env=env) as (first, process), daphne_process(env=env) as (second, _):
+        with httpx.Client(base_url=first, timeout=LIMIT) as client:
+            client.get("/h/login")
+            cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        headers = {"Cookie": cookie}
+        with connect(
+            first.replace("http", "ws") + "/ws/h/slow/", origin=first, additional_headers=headers
+        ) as socket:
+            socket.send(json.dumps(SLOW))
+            frame: dict[str, Any] = json.loads(socket.recv(LIMIT))
+            process.kill()
+            process.wait(LIMIT)
+        started = time.monotonic()
+        with connect(
+            second.replace("http", "ws") + "/ws/h/slow/", origin=second, additional_headers=headers
+        ) as socket:
+            socket.send(
+                json.dumps(
+                    {"type": "resume", "message_id": frame["message_id"], "after": frame["seq"]}
+                )
+            )
+            frames = [json.loads(socket.recv(LIMIT))]
+            while frames[-1]["type"] == "chunk":
+                frames.append(json.loads(socket.recv(LIMIT)))
+        elapsed = time.monotonic() - started
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "INTERRUPTED", frames[-1]
+    assert elapsed < WITHIN
