@@ -1,10 +1,12 @@
-"""The ``streaming`` app: registers its system checks."""
+"""The ``streaming`` app: registers its system checks; its models are the chat's stored
+conversations."""
 
 from django.apps import AppConfig
 
 
 class StreamingConfig(AppConfig):
     name = "streaming"
+    default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Streaming"
 
     def ready(self) -> None:

@@ -46,6 +46,7 @@ _POSITIVE_INTS = (
     "MAX_BUFFER",
     "MAX_CHUNK_SIZE",
     "UPSTREAM_MAX_LINE",
+    "HISTORY_MAX_CHARS",
 )
 # Limits that ``None`` turns off.
 _OPTIONAL_POSITIVE_INTS = (
@@ -148,7 +149,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     errors += _check_client_address(user)
-    return errors + _check_store(user.get("STORE", DEFAULTS["STORE"]))
+    return (
+        errors
+        + _check_store(user.get("STORE", DEFAULTS["STORE"]))
+        + _check_model(user.get("MODEL", DEFAULTS["MODEL"]))
+    )
 
 
 def _check_client_address(user: dict[str, Any]) -> list[CheckMessage]:
@@ -194,6 +199,24 @@ def _check_store(store: Any) -> list[CheckMessage]:
                 f'STREAMING["STORE"] cannot be built: {exc}',
                 hint=f"{hint} The Redis store needs the redis extra.",
                 id="streaming.E004",
+            )
+        ]
+    return []
+
+
+def _check_model(model: Any) -> list[CheckMessage]:
+    """The chat's model: None, an OpenAI-compatible server's dict, or a factory's path."""
+    from .sources.model import ModelSettingError, model_factory
+
+    try:
+        model_factory(model)
+    except ModelSettingError as exc:
+        return [
+            Error(
+                f'STREAMING["MODEL"] is invalid: {exc}',
+                hint='None, {"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": "OPENAI_API_KEY"} '
+                'or "yourapp.models.chat_source" (a callable).',
+                id="streaming.E006",
             )
         ]
     return []

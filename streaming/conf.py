@@ -58,6 +58,14 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a generation with the ``cancel`` policy runs with nobody following it (its
     # client went away before reading, say) before it is cancelled.
     "CANCEL_GRACE": 3.0,
+    # The chat's model: None (the OPENAI_* environment variables, else the demo model), an
+    # OpenAI-compatible server {"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": "OPENAI_API_KEY"}
+    # (each key optional; the key is read from that environment variable), or the dotted
+    # path of a source factory ``(prompt, *, pipeline, history) -> async iterator of str``.
+    "MODEL": None,
+    # Characters of a conversation's earlier turns sent to the model with a new prompt;
+    # the oldest turns are dropped first beyond it.
+    "HISTORY_MAX_CHARS": 24_000,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

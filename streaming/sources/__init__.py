@@ -3,18 +3,18 @@
 * ``openai_chat``: a chat completion from OpenAI or any OpenAI-compatible server;
 * ``proxy``: any upstream HTTP endpoint that streams text or Server-Sent Events;
 * ``DemoModel``: the built-in, deterministic demo model;
-* ``source_from_settings``: the one of the first and last the environment asks for.
+* ``source_from_settings``: the chat's model, as ``STREAMING["MODEL"]`` (or, by default,
+  the environment) chooses it (``streaming.sources.model``).
 
 ``openai_chat`` is imported on first use, as the ``openai`` SDK takes a while to import.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .demo import DemoModel
+from .model import source_from_settings
 from .prompts import Message, chat_messages, expects_xml, system_prompt
 from .proxy import proxy
 
@@ -31,22 +31,6 @@ __all__ = [
     "source_from_settings",
     "system_prompt",
 ]
-
-
-def source_from_settings(
-    prompt: str, *, pipeline: str | None = "response", history: Sequence[Message] | None = None
-) -> AsyncIterator[str]:
-    """The reply to ``prompt`` from the model the environment configures.
-
-    ``OPENAI_API_KEY`` set: ``openai_chat`` (``OPENAI_BASE_URL`` for any compatible server,
-    ``OPENAI_MODEL`` default ``gpt-4o-mini``), asked for the shape ``pipeline`` expects.
-    Otherwise the demo model, answering in XML exactly when ``pipeline`` expects it.
-    """
-    if os.environ.get("OPENAI_API_KEY"):
-        from .openai import openai_chat
-
-        return openai_chat(chat_messages(prompt, pipeline=pipeline, history=history))
-    return DemoModel(xml=expects_xml(pipeline)).stream(prompt, history)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """The built-in demo model: a deterministic local "model" for trying the page without a key.
 
-It says what it is, explains what the page shows and echoes the prompt, streamed token by
-token with a model's pacing. With ``xml=True`` (what the ``xml``, ``response`` and
+It says what it is, echoes the prompt, refers to the previous one when the conversation has
+one, and explains what the page shows in Markdown (a list, a table, a code block), streamed
+token by token with a model's pacing. With ``xml=True`` (what the ``xml``, ``response`` and
 ``action`` pipelines ask for) it answers in the ElizaOS XML shape
 ``<response><thought>…</thought><actions>REPLY</actions><text>…</text></response>``, so
 the extractors have a thought to filter out; with ``xml=False`` (``passthrough``) it answers
@@ -41,28 +42,49 @@ _WHO = (
 )
 
 _REAL_MODEL = (
-    "To talk to a real model, set OPENAI_API_KEY (and OPENAI_MODEL, gpt-4o-mini by "
-    "default) before you start the server. Add OPENAI_BASE_URL to use any "
-    "OpenAI-compatible server instead, such as a local Ollama or vLLM."
+    'To talk to a real model, set STREAMING["MODEL"] in the settings, or OPENAI_API_KEY '
+    "(and OPENAI_MODEL, gpt-4o-mini by default) before you start the server. Add "
+    "OPENAI_BASE_URL to use any OpenAI-compatible server instead, such as a local Ollama "
+    "or vLLM."
 )
 
-_XML_PAGE = (
-    "What this page shows:\n"
-    "- My raw reply is XML with three parts: a thought, the actions (REPLY) and this text. "
-    "The extractor pipeline filters it while it streams, so the thought and the tags never "
-    "reach the page; only this text does.\n"
-    "- The text arrives token by token, about {ms} ms apart. Tokens are split anywhere, "
-    "even in the middle of a tag, as a real model's chunks are.\n"
-    "- Pick the passthrough pipeline to see a reply streamed as it is, with nothing "
-    "filtered."
+_PAGE_XML = (
+    "**What this page shows**\n\n"
+    "- My raw reply is XML: a thought, the actions (REPLY) and this text. The extractor "
+    "pipeline filters it while it streams: the thought is shown apart as reasoning, the "
+    "tags never reach the page.\n"
+    "- The text arrives token by token, about {ms} ms apart, split anywhere, even in the "
+    "middle of a tag, as a real model's chunks are.\n"
+    "- It is Markdown, rendered while it streams: this list, the table and the code below."
 )
 
-_PLAIN_PAGE = (
-    "What this page shows: this reply streams to the page as it is, token by token, about "
-    "{ms} ms apart, with nothing filtered, because I was asked for plain text as the "
-    "passthrough pipeline asks. With the xml, response or action pipelines I answer in XML "
-    "with a thought, the actions and a text, and the extractors keep only the text while "
-    "it streams."
+_PAGE_PLAIN = (
+    "**What this page shows**\n\n"
+    "- This reply streams as it is, token by token, about {ms} ms apart, with nothing "
+    "filtered: the passthrough pipeline asks me for plain text.\n"
+    "- With the xml, response or action pipelines I answer in XML with a thought, the "
+    "actions and a text, and the extractors keep only the text while it streams.\n"
+    "- It is Markdown, rendered while it streams: this list, the table and the code below."
+)
+
+_TABLE = (
+    "| pipeline | what reaches the page |\n"
+    "|---|---|\n"
+    "| response | the text, when the action is REPLY |\n"
+    "| xml | the content of the text element |\n"
+    "| action | the text of XML, plain text as it is, nothing of JSON |\n"
+    "| passthrough | everything, unfiltered |"
+)
+
+_CODE = (
+    "Your own view streams a real model in a few lines:\n\n"
+    "```python\n"
+    "class Chat(SSEView):\n"
+    "    extractors = [ResponseStreamExtractor]\n"
+    "\n"
+    "    def stream(self, prompt, **params):\n"
+    '        return openai_chat([{"role": "user", "content": prompt}])\n'
+    "```"
 )
 
 
@@ -82,24 +104,31 @@ class DemoModel:
         self.xml = xml
 
     def reply(self, prompt: str, history: Sequence[Message] | None = None) -> str:
-        """The whole answer to ``prompt``, as it will be streamed."""
+        """The whole answer to ``prompt`` (after the conversation's ``history``), as it
+        will be streamed: Markdown with a list, a table and a code block."""
         echo = _echo(prompt, xml=self.xml)
-        earlier = len(history or ())
+        previous = _previous_prompt(history)
+        turn = 1 + sum(1 for message in history or () if message.get("role") == "user")
         memory = (
-            f"\n\nEarlier messages in this conversation: {earlier}. I do not read them; "
-            "a real model gets them all."
-            if earlier
-            else ""
+            f"Before that you wrote {_echo(previous, xml=self.xml)}: this is message {turn} "
+            "of our conversation, and the server sent me the earlier turns it stored."
+            if previous is not None
+            else "This is the first message of our conversation."
         )
         ms = f"{self.token_delay * 1000:g}"
-        if not self.xml:
-            page = _PLAIN_PAGE.format(ms=ms)
-            return f"{_WHO}\n\nYou wrote: {echo}{memory}\n\n{page}\n\n{_REAL_MODEL}"
-        thought = (
-            f"The user wrote {echo}. I am the demo model, so I explain the page and echo "
-            "the message. This thought is part of my raw reply and is filtered out."
+        page = (_PAGE_XML if self.xml else _PAGE_PLAIN).format(ms=ms)
+        text = (
+            f"{_WHO}\n\nYou wrote: {echo}. {memory}\n\n{page}\n\n{_TABLE}\n\n"
+            f"{_CODE}\n\n{_REAL_MODEL}"
         )
-        text = f"{_WHO}\n\nYou wrote: {echo}{memory}\n\n{_XML_PAGE.format(ms=ms)}\n\n{_REAL_MODEL}"
+        if not self.xml:
+            return text
+        thought = (
+            f"The user wrote {echo}"
+            + (f", after {_echo(previous, xml=True)}" if previous is not None else "")
+            + ". I am the demo model, so I explain the page with a list, a table and a "
+            "code block. This thought is part of my raw reply; the page shows it apart."
+        )
         return (
             f"<response>\n<thought>{thought}</thought>\n<actions>REPLY</actions>\n"
             f"<text>{text}</text>\n</response>"
@@ -122,6 +151,14 @@ class DemoModel:
 def _rng(prompt: str) -> random.Random:
     """A random generator seeded by the prompt, so the same prompt streams the same way."""
     return random.Random(hashlib.sha256(prompt.encode("utf-8", "replace")).digest())
+
+
+def _previous_prompt(history: Sequence[Message] | None) -> str | None:
+    """The user's last prompt before this one, if the conversation has one."""
+    for message in reversed(history or ()):
+        if message.get("role") == "user":
+            return message.get("content", "")
+    return None
 
 
 def _echo(prompt: str, *, xml: bool) -> str:

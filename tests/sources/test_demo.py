@@ -99,9 +99,29 @@ def test_a_long_prompt_is_echoed_shortened() -> None:
     assert len(reply) < 3000
 
 
-def test_history_is_mentioned() -> None:
-    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    assert "Earlier messages in this conversation: 2." in DemoModel().reply(PROMPT, history)
+def test_the_reply_refers_to_the_previous_turn() -> None:
+    history = [
+        {"role": "user", "content": "What is SSE?"},
+        {"role": "assistant", "content": "Server-Sent Events."},
+    ]
+    model = DemoModel(token_delay=0)
+    text = filtered(model.tokens(PROMPT, history), ResponseStreamExtractor())
+    assert "Before that you wrote “What is SSE?”: this is message 2 of our conversation" in text
+    assert "This is the first message" in filtered(model.tokens(PROMPT), XmlTagExtractor("text"))
+    thought = filtered(model.tokens(PROMPT, history), XmlTagExtractor("thought"))
+    assert thought.startswith(f"The user wrote “{PROMPT}”, after “What is SSE?”.")
+
+
+@pytest.mark.parametrize("xml", [True, False], ids=["xml", "plain"])
+def test_the_reply_is_markdown_with_a_list_a_table_and_a_code_block(xml: bool) -> None:
+    reply = DemoModel(token_delay=0, xml=xml).reply(PROMPT)
+    text = filtered([reply], XmlTagExtractor("text")) if xml else reply
+    lines = text.splitlines()
+    assert sum(line.startswith("- ") for line in lines) == 3
+    assert "| pipeline | what reaches the page |" in lines
+    assert "|---|---|" in lines
+    assert lines.count("```python") == 1
+    assert lines.count("```") == 1
 
 
 async def test_the_token_delay_setting_is_honoured() -> None:

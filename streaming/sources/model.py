@@ -1,0 +1,111 @@
+"""The chat's model, chosen in settings: ``STREAMING["MODEL"]``.
+
+* ``None`` (the default): ``OPENAI_API_KEY`` set in the environment means OpenAI or any
+  compatible server (``OPENAI_BASE_URL``, ``OPENAI_MODEL``); otherwise the demo model.
+* A dict ``{"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": "OPENAI_API_KEY"}``: an
+  OpenAI-compatible server (each key optional; the key is read from the named environment
+  variable when a reply starts, so it is never written in settings, and is ``"none"``
+  when that variable is unset, for local servers that need no key).
+* A dotted path to a *source factory*: ``factory(prompt, *, pipeline, history)`` returning
+  an async iterator of the reply's raw text (``history`` is the earlier turns as chat
+  messages, oldest first).
+
+Every factory is asked for the shape the pipeline expects (``prompts.system_prompt``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from django.utils.module_loading import import_string
+
+from ..conf import setting
+from .demo import DemoModel
+from .prompts import Message, chat_messages, expects_xml
+
+#: The key sent when ``API_KEY_ENV`` names an unset variable (a local server needs none).
+NO_KEY = "none"
+#: The keys of a ``MODEL`` dict.
+MODEL_KEYS = frozenset({"BASE_URL", "NAME", "API_KEY_ENV"})
+
+
+class SourceFactory(Protocol):
+    """Makes the reply to ``prompt``: an async iterator of its raw text."""
+
+    def __call__(
+        self, prompt: str, *, pipeline: str | None, history: Sequence[Message]
+    ) -> AsyncIterator[str]: ...
+
+
+class ModelSettingError(ValueError):
+    """``STREAMING["MODEL"]`` names no usable model."""
+
+
+def environment_model(
+    prompt: str, *, pipeline: str | None, history: Sequence[Message]
+) -> AsyncIterator[str]:
+    """``OPENAI_API_KEY`` set: ``openai_chat`` (``OPENAI_BASE_URL``, ``OPENAI_MODEL``);
+    otherwise the demo model, in XML exactly when ``pipeline`` expects it."""
+    if os.environ.get("OPENAI_API_KEY"):
+        from .openai import openai_chat
+
+        return openai_chat(chat_messages(prompt, pipeline=pipeline, history=history))
+    return DemoModel(xml=expects_xml(pipeline)).stream(prompt, history)
+
+
+class OpenAICompatibleModel:
+    """A model of an OpenAI-compatible server, as a ``MODEL`` dict describes it."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - MODEL_KEYS)
+        if unknown:
+            raise ModelSettingError(
+                f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(MODEL_KEYS))})"
+            )
+        for key, value in options.items():
+            if not isinstance(value, str) or not value:
+                raise ModelSettingError(f"{key} must be a non-empty string")
+        self.base_url: str | None = options.get("BASE_URL")
+        self.name: str | None = options.get("NAME")
+        self.api_key_env: str = options.get("API_KEY_ENV", "OPENAI_API_KEY")
+
+    def __call__(
+        self, prompt: str, *, pipeline: str | None, history: Sequence[Message]
+    ) -> AsyncIterator[str]:
+        from .openai import openai_chat
+
+        return openai_chat(
+            chat_messages(prompt, pipeline=pipeline, history=history),
+            model=self.name,
+            base_url=self.base_url,
+            # A local server may need no key; the SDK wants one all the same.
+            api_key=os.environ.get(self.api_key_env) or NO_KEY,
+        )
+
+
+def model_factory(value: Any) -> SourceFactory:
+    """The source factory ``value`` (a ``MODEL`` setting) describes, or ``ModelSettingError``."""
+    if value is None:
+        return environment_model
+    if isinstance(value, Mapping):
+        return OpenAICompatibleModel(value)
+    if isinstance(value, str):
+        try:
+            factory = import_string(value)
+        except ImportError as exc:
+            raise ModelSettingError(f"{value!r} does not import: {exc}") from exc
+        if not callable(factory):
+            raise ModelSettingError(f"{value!r} is not callable")
+        return factory
+    raise ModelSettingError(f"expected None, a dict or a dotted path, not {type(value).__name__}")
+
+
+def source_from_settings(
+    prompt: str, *, pipeline: str | None = "response", history: Sequence[Message] | None = None
+) -> AsyncIterator[str]:
+    """The reply to ``prompt`` (after ``history``) from the model ``STREAMING["MODEL"]``
+    configures, asked for the shape ``pipeline`` expects."""
+    factory = model_factory(setting("MODEL"))
+    return factory(prompt, pipeline=pipeline, history=list(history or ()))

@@ -1,0 +1,104 @@
+"""``STREAMING["MODEL"]``: the chat's model from settings, against a local OpenAI-compatible
+server through the real ``openai`` SDK; the dotted-path factory; the system check."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from django.test import override_settings
+
+from streaming.checks import check_settings
+from streaming.sources import source_from_settings
+from streaming.sources.model import ModelSettingError, model_factory
+from streaming.sources.prompts import XML_SYSTEM_PROMPT, Message
+
+from ..conftest import Serve
+from .consume import collect
+from .test_openai import hello
+
+HISTORY = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+CALLS: list[tuple[str, str | None, list[Message]]] = []
+
+
+async def echo_factory(
+    prompt: str, *, pipeline: str | None, history: Sequence[Message]
+) -> AsyncIterator[str]:
+    """A source factory as a project writes one (found by its dotted path)."""
+    CALLS.append((prompt, pipeline, list(history)))
+    for word in ("you", "said", prompt):
+        yield f"{word} "
+
+
+async def test_a_model_dict_names_an_openai_compatible_server(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = await serve(hello)
+    monkeypatch.setenv("LOCAL_MODEL_KEY", "secret-from-env")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    model = {"BASE_URL": f"{upstream.url}/v1", "NAME": "local-8b", "API_KEY_ENV": "LOCAL_MODEL_KEY"}
+    with override_settings(STREAMING={"MODEL": model}):
+        source = source_from_settings("Say hello", pipeline="response", history=HISTORY)
+    assert "".join(await collect(source)) == "Hello, world!"
+    [request] = upstream.requests
+    assert request.headers["authorization"] == "Bearer secret-from-env"
+    body = request.json()
+    assert body["model"] == "local-8b"
+    assert body["messages"] == [
+        {"role": "system", "content": XML_SYSTEM_PROMPT},
+        *HISTORY,
+        {"role": "user", "content": "Say hello"},
+    ]
+
+
+async def test_a_model_dict_works_without_a_key_for_a_local_server(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = await serve(hello)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with override_settings(STREAMING={"MODEL": {"BASE_URL": f"{upstream.url}/v1"}}):
+        source = source_from_settings("Say hello")
+    assert "".join(await collect(source)) == "Hello, world!"
+    assert upstream.requests[0].json()["model"] == "gpt-4o-mini"
+    assert upstream.requests[0].headers["authorization"] == "Bearer none"
+
+
+async def test_a_dotted_path_names_a_source_factory() -> None:
+    CALLS.clear()
+    with override_settings(STREAMING={"MODEL": f"{__name__}.echo_factory"}):
+        source = source_from_settings("hi", pipeline="passthrough", history=HISTORY)
+    assert "".join(await collect(source)) == "you said hi "
+    assert CALLS == [("hi", "passthrough", HISTORY)]
+
+
+async def test_no_model_setting_and_no_key_is_the_demo_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with override_settings(STREAMING={"DEMO_TOKEN_DELAY": 0.0001}):
+        text = "".join(await collect(source_from_settings("Hi", pipeline="passthrough")))
+    assert text.startswith("Hello! I am the built-in demo model")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"URL": "http://x"}, "unknown keys URL"),
+        ({"NAME": ""}, "NAME must be a non-empty string"),
+        ({"BASE_URL": 8080}, "BASE_URL must be a non-empty string"),
+        ("streaming.sources.nope.factory", "does not import"),
+        ("streaming.sources.model.MODEL_KEYS", "is not callable"),
+        (42, "expected None, a dict or a dotted path, not int"),
+    ],
+)
+def test_a_bad_model_setting_is_a_clear_error_and_a_check(value: object, message: str) -> None:
+    with pytest.raises(ModelSettingError, match=message):
+        model_factory(value)
+    with override_settings(STREAMING={"MODEL": value}):
+        assert [m.id for m in check_settings()] == ["streaming.E005"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "24000"])
+def test_a_bad_history_budget_is_a_check(value: object) -> None:
+    with override_settings(STREAMING={"HISTORY_MAX_CHARS": value}):
+        assert [m.id for m in check_settings()] == ["streaming.E003"]
