@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from .postgres_server import AVAILABLE as POSTGRES_AVAILABLE
 from .postgres_server import PostgresServer, postgres_server
-from .servers import daphne_server, sqlite_database
+from .servers import daphne_server, migrate, sqlite_database
 from .sources.upstream import Script, Upstream
 
 Serve = Callable[[Script], Awaitable[Upstream]]
@@ -34,6 +36,41 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
     with postgres_server() as server:
         yield server
+
+
+@dataclass
+class ChatServer:
+    """A daphne serving the test project on one database, for the conversation tests."""
+
+    url: str
+    database: str  # "sqlite" or "postgres"
+    postgres: PostgresServer | None = None
+    name: str = ""  # the PostgreSQL database
+
+    def connections(self) -> int:
+        """Client connections the server holds to its PostgreSQL database now."""
+        assert self.postgres is not None, "only PostgreSQL counts connections"
+        return self.postgres.connections(self.name)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def chat_server(request: pytest.FixtureRequest) -> Iterator[ChatServer]:
+    """The test project under daphne on SQLite (``live_url``) and on PostgreSQL (a
+    database of its own in the session's cluster, migrated first)."""
+    if request.param == "sqlite":
+        yield ChatServer(request.getfixturevalue("live_url"), "sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"chat_{uuid.uuid4().hex[:8]}"
+    server.create_database(name)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_postgres",
+        "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
+        "DJANGO_DB": name,
+    }
+    migrate(env)
+    with daphne_server("tests.asgi:application", env=env) as url:
+        yield ChatServer(url, "postgres", server, name)
 
 
 @pytest.fixture

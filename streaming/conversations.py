@@ -1,0 +1,203 @@
+"""The chat's conversations as JSON, for its page: list, create, read, rename, delete.
+
+Every view is scoped to the requesting owner (``streaming.generations.aowner_of``: the
+user when logged in, else the session's visitor), so another owner's conversation, an
+unknown id and a malformed one all get the same 404 ``NOT_FOUND``. Unsafe methods are
+protected by Django's CSRF middleware (send ``X-CSRFToken``). Errors are
+``{"error": message, "code": CODE}``, as the streaming views answer.
+
+* ``GET chat/conversations[?limit=N&before=<id>]``: ``{"conversations": [{"id",
+  "title", "updated"}], "next": id | null}``, newest first, at most ``limit`` (1 to 100,
+  default 100); pass ``next`` as ``before`` for the following page.
+* ``POST chat/conversations`` (optional ``{"title"}``): 201 with ``{"id", "title", "updated"}``.
+* ``GET chat/conversations/<id>``: the summary plus ``"messages"`` (``id``, ``role``,
+  ``content``, ``status``, ``reasoning``, ``generation``, ``created``, oldest first) and
+  ``"running"``: the generation id of a reply still running (resume it), else null.
+* ``PATCH chat/conversations/<id>`` ``{"title"}``: the summary.
+* ``DELETE chat/conversations/<id>``: 204, after stopping a running reply of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, ClassVar
+
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import View
+
+from .errors import StreamError, StreamErrorCode
+from .generations import aowner_of, get_generations
+from .models import Conversation, Message
+from .storage import clean_title, conversation_uuid, not_found
+
+logger = logging.getLogger("streaming")
+
+#: Conversations one listing returns at most.
+MAX_LIST = 100
+#: HTTP status of a refused request, by error code (others: 400).
+ERROR_STATUS = {"NOT_FOUND": 404, "STORE_UNAVAILABLE": 503}
+
+
+def error_response(error: StreamError, status: int | None = None) -> JsonResponse:
+    return JsonResponse(
+        {"error": error.message, "code": str(error.code)},
+        status=status or ERROR_STATUS.get(str(error.code), 400),
+    )
+
+
+def summary(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "updated": conversation.updated.isoformat(),
+    }
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "reasoning": message.reasoning,
+        "generation": message.generation,
+        "created": message.created.isoformat(),
+    }
+
+
+async def running_generation(conversation: Conversation) -> str | None:
+    """The conversation's reply if the event store says it still runs, else None."""
+    generation_id = conversation.generation
+    if not generation_id:
+        return None
+    store = get_generations().store
+    try:
+        if await store.owner(generation_id) != conversation.owner:
+            return None
+        return None if await store.is_finished(generation_id) else generation_id
+    except StreamError as exc:
+        logger.warning("Conversation %s: the event store failed (%r)", conversation.pk, exc)
+        return None
+
+
+class ConversationAPIView(View):
+    """What both endpoints share: the owner, JSON bodies and JSON errors."""
+
+    owner: str
+
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        handler = getattr(self, (request.method or "").lower(), None)
+        if request.method is None or request.method.lower() not in self.http_method_names:
+            handler = None
+        if handler is None:
+            allowed = ", ".join(m.upper() for m in self.http_method_names if hasattr(self, m))
+            refused = error_response(
+                StreamError(StreamErrorCode.BAD_REQUEST, f"Allowed methods: {allowed}"), 405
+            )
+            refused["Allow"] = allowed
+            return refused
+        user = await request.auser() if hasattr(request, "auser") else None
+        self.owner = await aowner_of(user, getattr(request, "session", None))
+        try:
+            response: HttpResponse = await handler(request, *args, **kwargs)
+        except StreamError as exc:
+            response = error_response(exc)
+        return response
+
+    def json_body(self, request: HttpRequest) -> dict[str, Any]:
+        """The request's JSON object (an empty body is ``{}``)."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            raise StreamError(StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object")
+        return body
+
+    async def conversation(self, conversation_id: str) -> Conversation:
+        try:
+            return await Conversation.objects.aget(
+                pk=conversation_uuid(conversation_id), owner=self.owner
+            )
+        except Conversation.DoesNotExist:
+            raise not_found() from None
+
+
+class ConversationListView(ConversationAPIView):
+    """``GET`` the owner's conversations, newest first; ``POST`` a new one."""
+
+    http_method_names: ClassVar[list[str]] = ["get", "post"]
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        limit = _limit(request.GET.get("limit"))
+        conversations = Conversation.objects.filter(owner=self.owner).order_by("-updated", "-pk")
+        before = request.GET.get("before")
+        if before:
+            last = await self.conversation(before)
+            conversations = conversations.filter(
+                Q(updated__lt=last.updated) | Q(updated=last.updated, pk__lt=last.pk)
+            )
+        page = [c async for c in conversations[: limit + 1]]
+        more = len(page) > limit
+        page = page[:limit]
+        return JsonResponse(
+            {
+                "conversations": [summary(c) for c in page],
+                "next": str(page[-1].pk) if more else None,
+            }
+        )
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        body = self.json_body(request)
+        title = clean_title(body["title"]) if body.get("title") is not None else ""
+        conversation = await Conversation.objects.acreate(
+            owner=self.owner, title=title, renamed=bool(title)
+        )
+        return JsonResponse(summary(conversation), status=201)
+
+
+class ConversationView(ConversationAPIView):
+    """``GET`` one conversation with its messages, ``PATCH`` its title, ``DELETE`` it."""
+
+    http_method_names: ClassVar[list[str]] = ["get", "patch", "delete"]
+
+    async def get(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
+        conversation = await self.conversation(conversation_id)
+        messages = [
+            message_data(m) async for m in Message.objects.filter(conversation=conversation)
+        ]
+        return JsonResponse(
+            {
+                **summary(conversation),
+                "messages": messages,
+                "running": await running_generation(conversation),
+            }
+        )
+
+    async def patch(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
+        title = clean_title(self.json_body(request).get("title"))
+        conversation = await self.conversation(conversation_id)
+        conversation.title = title
+        conversation.renamed = True
+        await conversation.asave(update_fields=["title", "renamed"])
+        return JsonResponse(summary(conversation))
+
+    async def delete(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
+        conversation = await self.conversation(conversation_id)
+        running = await running_generation(conversation)
+        if running is not None:
+            await get_generations().cancel(running)
+        await Conversation.objects.filter(pk=conversation.pk).adelete()
+        return HttpResponse(status=204)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return MAX_LIST
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_LIST}"
+        )
+    return int(value)

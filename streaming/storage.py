@@ -1,0 +1,229 @@
+"""How the chat stores a conversation's turns, without holding a database connection while
+the model streams.
+
+A reply touches the database twice, in short calls: when it starts (``begin_turn``: the
+conversation is found or created, the user's message stored, the earlier turns read for
+the model) and when it ends (``end_turn``: the assistant's message stored with its status
+and the text so far). Each call runs in a worker thread (``in_db``) whose connections are
+closed when it returns, so a reply that streams for minutes holds no connection, and the
+thread of a request that has ended is never needed again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.utils import timezone
+
+from .conf import setting
+from .errors import StreamError, StreamErrorCode
+from .models import TITLE_MAX_LENGTH, Conversation, Message
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Characters of the first prompt that make a conversation's title.
+AUTO_TITLE_LENGTH = 60
+#: The status of an assistant message, by the type of the reply's last event.
+STATUS_OF_END = {
+    "complete": Message.Status.COMPLETE,
+    "cancelled": Message.Status.STOPPED,
+    "error": Message.Status.FAILED,
+}
+
+
+async def in_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn`` (ORM code) in a worker thread; close that thread's connections after it.
+
+    Django's async ORM runs its calls in the thread of the request's context, whose
+    connection stays open until the response ends (a stream: until the model is done),
+    and a reply's task outlives its request. A thread of the default executor with a
+    connection closed at once serves both cases.
+    """
+
+    def closing() -> R:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(closing, thread_sensitive=False)()
+
+
+def not_found() -> StreamError:
+    """The one answer for an unknown, malformed or someone else's conversation id."""
+    return StreamError(StreamErrorCode.NOT_FOUND, "No such conversation")
+
+
+def busy() -> StreamError:
+    return StreamError(
+        StreamErrorCode.BAD_REQUEST,
+        "A reply is still running in this conversation; wait for it or stop it",
+    )
+
+
+def current_generation(owner: str, conversation_id: Any) -> str:
+    """The generation last started in the owner's conversation ("" for none), or
+    ``NOT_FOUND``; whether it still runs is the event store's to say."""
+    pk = conversation_uuid(conversation_id)
+    generation = (
+        Conversation.objects.filter(pk=pk, owner=owner).values_list("generation", flat=True).first()
+    )
+    if generation is None:
+        raise not_found()
+    return generation
+
+
+def conversation_uuid(value: Any) -> uuid.UUID:
+    """``value`` as a conversation id, or ``NOT_FOUND`` (never a hint of what is wrong)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise not_found()
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+def auto_title(prompt: str) -> str:
+    """A title from the first prompt: its words on one line, cut to ``AUTO_TITLE_LENGTH``."""
+    text = " ".join(prompt.split())
+    if len(text) > AUTO_TITLE_LENGTH:
+        text = text[: AUTO_TITLE_LENGTH - 1].rstrip() + "…"
+    return text[:TITLE_MAX_LENGTH]
+
+
+def clean_title(value: Any) -> str:
+    """A title a client sent: a non-empty string of at most ``TITLE_MAX_LENGTH`` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise StreamError(StreamErrorCode.BAD_REQUEST, "'title' must be a non-empty string")
+    title = " ".join(value.split())
+    if len(title) > TITLE_MAX_LENGTH:
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST,
+            f"'title' has {len(title)} characters; the limit is {TITLE_MAX_LENGTH}",
+        )
+    return title
+
+
+def within_budget(newest_first: Iterable[tuple[str, str]], budget: int) -> list[dict[str, str]]:
+    """The turns that fit in ``budget`` characters, oldest first; the oldest are dropped
+    first, a turn is never cut, and an empty one (a reply that failed at once) is left out."""
+    kept: list[dict[str, str]] = []
+    used = 0
+    for role, content in newest_first:
+        if not content:
+            continue
+        used += len(content)
+        if used > budget:
+            break
+        kept.append({"role": role, "content": content})
+    kept.reverse()
+    return kept
+
+
+@dataclass
+class Turn:
+    """One reply in a conversation, from its start to its end."""
+
+    conversation_id: uuid.UUID
+    generation_id: str
+    prompt: str
+    #: The earlier turns the model is sent, oldest first.
+    history: list[dict[str, str]] = field(default_factory=list)
+
+
+def begin_turn(
+    owner: str,
+    conversation_id: Any,
+    prompt: str | None,
+    *,
+    generation_id: str,
+    expected: str = "",
+    regenerate: bool = False,
+) -> Turn:
+    """Store the start of a reply: the user's message (or, to regenerate, drop the last
+    reply and ask again), the title from the first prompt, and the reply's generation.
+
+    ``conversation_id`` None creates a conversation. ``expected`` is the generation the
+    caller found in it and knows to be over (``current_generation``): if another reply
+    started since, this one is refused, so a conversation has one reply at a time.
+    """
+    with transaction.atomic():
+        if conversation_id is None:
+            if regenerate or prompt is None:
+                raise StreamError(
+                    StreamErrorCode.BAD_REQUEST, "'regenerate' needs a 'conversation'"
+                )
+            conversation = Conversation.objects.create(owner=owner)
+        else:
+            pk = conversation_uuid(conversation_id)
+            try:
+                conversation = Conversation.objects.select_for_update().get(pk=pk, owner=owner)
+            except Conversation.DoesNotExist:
+                raise not_found() from None
+        if conversation.generation != expected:
+            raise busy()
+        earlier = Message.objects.filter(conversation=conversation)
+        if regenerate:
+            last_user = earlier.filter(role=Message.Role.USER).order_by("-id").first()
+            if last_user is None:
+                raise StreamError(StreamErrorCode.BAD_REQUEST, "There is no prompt to regenerate")
+            earlier.filter(id__gt=last_user.id).delete()
+            prompt = last_user.content
+            before = last_user.id
+        else:
+            assert prompt is not None
+            before = Message.objects.create(
+                conversation=conversation, role=Message.Role.USER, content=prompt
+            ).id
+        if not conversation.title and not conversation.renamed:
+            conversation.title = auto_title(prompt)
+        conversation.generation = generation_id
+        conversation.updated = timezone.now()
+        conversation.save(update_fields=["title", "generation", "updated"])
+        turns = history_before(conversation.pk, before)
+    return Turn(conversation.pk, generation_id, prompt, turns)
+
+
+def history_before(conversation_id: uuid.UUID, message_id: int) -> list[dict[str, str]]:
+    """``history`` of the turns stored before message ``message_id``."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, id__lt=message_id)
+        .order_by("-id")
+        .values_list("role", "content")
+        .iterator(chunk_size=20)
+    )
+    return within_budget(rows, int(setting("HISTORY_MAX_CHARS")))
+
+
+def end_turn(turn: Turn, end: str, text: str, reasoning: str = "") -> Message | None:
+    """Store the reply's message: its text so far, its reasoning and how it ended
+    (``end`` is the type of its last event). Nothing when the conversation was deleted."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        )
+        if conversation is None:
+            return None
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            content=text,
+            status=STATUS_OF_END.get(end, Message.Status.FAILED),
+            generation=turn.generation_id,
+            reasoning=reasoning,
+        )
+        fields = ["updated"]
+        conversation.updated = timezone.now()
+        if conversation.generation == turn.generation_id:
+            conversation.generation = ""
+            fields.append("generation")
+        conversation.save(update_fields=fields)
+    return message

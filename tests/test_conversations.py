@@ -1,0 +1,165 @@
+"""The conversations API over real sockets, on SQLite and on PostgreSQL: list, create,
+read, rename, delete; owner scoping (404 that reveals nothing), CSRF, JSON errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import ChatServer
+
+API = "/chat/conversations"
+
+
+class Visitor:
+    """One browser: its own cookies (session, CSRF), so its own owner."""
+
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=10)
+        assert self.client.get("/").status_code == 200  # the page sets both cookies
+
+    @property
+    def token(self) -> str:
+        return self.client.cookies["csrftoken"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-CSRFToken": self.token, **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def create(self, title: str | None = None) -> dict[str, Any]:
+        response = self.request("POST", API, json={} if title is None else {"title": title})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def visitors(chat_server: ChatServer) -> Iterator[Any]:
+    made: list[Visitor] = []
+
+    def make() -> Visitor:
+        made.append(Visitor(chat_server.url))
+        return made[-1]
+
+    yield make
+    for visitor in made:
+        visitor.close()
+
+
+def test_a_new_conversation_is_listed_and_read(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    assert set(created) == {"id", "title", "updated"}
+    assert created["title"] == ""
+    listed = me.request("GET", API).json()
+    assert listed == {"conversations": [created], "next": None}
+    detail = me.request("GET", f"{API}/{created['id']}").json()
+    assert detail == {**created, "messages": [], "running": None}
+
+
+def test_a_title_given_at_creation_is_kept(visitors: Any) -> None:
+    assert visitors().create("  Trip   to Lisbon ")["title"] == "Trip to Lisbon"
+
+
+def test_the_list_is_newest_first_and_pages_with_limit_and_before(visitors: Any) -> None:
+    me = visitors()
+    ids = [me.create(f"chat {n}")["id"] for n in range(5)]
+    first = me.request("GET", API, params={"limit": 2}).json()
+    assert [c["id"] for c in first["conversations"]] == ids[::-1][:2]
+    second = me.request("GET", API, params={"limit": 2, "before": first["next"]}).json()
+    assert [c["id"] for c in second["conversations"]] == ids[::-1][2:4]
+    third = me.request("GET", API, params={"limit": 2, "before": second["next"]}).json()
+    assert [c["id"] for c in third["conversations"]] == ids[:1]
+    assert third["next"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "ten", "-1"])
+def test_a_bad_limit_is_a_json_400(visitors: Any, limit: str) -> None:
+    response = visitors().request("GET", API, params={"limit": limit})
+    assert response.status_code == 400
+    assert response.json()["code"] == "BAD_REQUEST"
+
+
+def test_rename(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    response = me.request("PATCH", f"{API}/{created['id']}", json={"title": "Renamed"})
+    assert response.status_code == 200
+    assert response.json() == {**created, "title": "Renamed"}
+    assert me.request("GET", API).json()["conversations"][0]["title"] == "Renamed"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"title": ""}, {"title": "   "}, {"title": 7}, {"title": "x" * 201}]
+)
+def test_a_bad_title_is_refused(visitors: Any, body: dict[str, Any]) -> None:
+    me = visitors()
+    created = me.create()
+    response = me.request("PATCH", f"{API}/{created['id']}", json=body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "BAD_REQUEST"
+    assert me.request("GET", f"{API}/{created['id']}").json()["title"] == ""
+    assert me.request("POST", API, json=body).status_code == (201 if body == {} else 400)
+
+
+def test_a_body_that_is_not_a_json_object_is_refused(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    for content in (b"not json", b"[1, 2]", b"\xff\xfe"):
+        response = me.request("PATCH", f"{API}/{created['id']}", content=content)
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": "The request body must be a JSON object",
+            "code": "BAD_REQUEST",
+        }
+
+
+def test_delete(visitors: Any) -> None:
+    me = visitors()
+    keep, gone = me.create("keep"), me.create("gone")
+    assert me.request("DELETE", f"{API}/{gone['id']}").status_code == 204
+    assert me.request("GET", f"{API}/{gone['id']}").status_code == 404
+    assert [c["id"] for c in me.request("GET", API).json()["conversations"]] == [keep["id"]]
+    assert me.request("DELETE", f"{API}/{gone['id']}").status_code == 404
+
+
+def test_another_owners_conversation_is_a_404_that_reveals_nothing(visitors: Any) -> None:
+    owner, stranger = visitors(), visitors()
+    theirs = owner.create("private")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    answers = []
+    for conversation_id in (theirs["id"], unknown, "not-a-uuid", "1"):
+        for method, body in (("GET", None), ("PATCH", {"title": "mine"}), ("DELETE", None)):
+            response = stranger.request(method, f"{API}/{conversation_id}", json=body)
+            answers.append((response.status_code, response.json()))
+    assert set(map(str, answers)) == {
+        str((404, {"error": "No such conversation", "code": "NOT_FOUND"}))
+    }
+    assert stranger.request("GET", API).json()["conversations"] == []
+    assert owner.request("GET", f"{API}/{theirs['id']}").json()["title"] == "private"
+
+
+def test_unsafe_methods_need_the_csrf_token(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    for method, path in (
+        ("POST", API),
+        ("PATCH", f"{API}/{created['id']}"),
+        ("DELETE", f"{API}/{created['id']}"),
+    ):
+        response = me.client.request(method, path, json={"title": "x"})
+        assert response.status_code == 403
+    assert me.request("GET", f"{API}/{created['id']}").json()["title"] == ""
+
+
+def test_another_method_is_a_json_405(visitors: Any) -> None:
+    me = visitors()
+    response = me.request("PUT", API, json={})
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert response.json()["code"] == "BAD_REQUEST"
