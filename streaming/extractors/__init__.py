@@ -18,6 +18,7 @@ from .base import (
 from .context import StreamingContext, StreamingRetryState
 from .passthrough import MarkableExtractor, PassthroughExtractor
 from .pipeline import Pipeline
+from .reasoning import ReasoningExtractor
 from .response import ResponseStreamExtractor, Strategy
 from .validation import ValidationStreamExtractor
 from .xml_tag import XmlTagExtractor
@@ -33,6 +34,7 @@ __all__ = [
     "MarkableExtractor",
     "PassthroughExtractor",
     "Pipeline",
+    "ReasoningExtractor",
     "ResponseStreamExtractor",
     "Strategy",
     "StreamError",

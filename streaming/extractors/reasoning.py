@@ -1,0 +1,60 @@
+"""``ReasoningExtractor``: the model's ``<thought>`` as ``reasoning`` events, while it arrives.
+
+It passes every chunk on unchanged (the next extractor, such as
+``ResponseStreamExtractor``, still sees the whole XML reply) and emits the content of the
+first ``<thought>…</thought>`` as named events ``reasoning`` with data ``{"text": piece}``
+(``EmitsEvents``), holding back a safe margin so a split ``</thought>`` never shows. The
+chat puts it first in its XML pipelines, so a page can show the thought apart from the
+answer, and stores ``reasoning`` with the reply.
+"""
+
+from __future__ import annotations
+
+from .base import ExtractorEvent, check_chunk_size
+from .tag import TagScanner
+
+
+class ReasoningExtractor:
+    """Emits the first ``<tag>`` element's content as ``event`` events; passes text through."""
+
+    def __init__(self, tag: str = "thought", event: str = "reasoning") -> None:
+        self.tag = tag
+        self.event = event
+        self._scanner = TagScanner(tag)
+        self._pieces: list[str] = []
+        self._events: list[ExtractorEvent] = []
+
+    @property
+    def done(self) -> bool:
+        """Never: the text after the thought still passes through."""
+        return False
+
+    @property
+    def reasoning(self) -> str:
+        """Everything emitted so far: the thought (its held-back tail after ``flush``)."""
+        return "".join(self._pieces)
+
+    def push(self, chunk: str) -> str:
+        check_chunk_size(chunk)
+        if not self._scanner.closed:
+            self._emit(self._scanner.feed(chunk))
+        return chunk
+
+    def flush(self) -> str:
+        """An unclosed thought: emit what was held back."""
+        self._emit(self._scanner.take_held_back())
+        return ""
+
+    def drain_events(self) -> list[ExtractorEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def reset(self) -> None:
+        self._scanner.reset()
+        self._pieces = []
+        self._events = []
+
+    def _emit(self, piece: str) -> None:
+        if piece:
+            self._pieces.append(piece)
+            self._events.append(ExtractorEvent(self.event, {"text": piece}))
