@@ -46,12 +46,15 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextmanager
 def run_server(
-    command: Sequence[str], port: int, env: dict[str, str] | None = None
+    command: Sequence[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[str]:
     """Start ``command`` (which must listen on ``port``), yield its URL, stop it for sure."""
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
     process = subprocess.Popen(
-        list(command), cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        list(command), cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_for_port(port, process)
