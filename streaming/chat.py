@@ -1,12 +1,17 @@
-"""Ready-made chat endpoints: the configured model through a pipeline the client picks.
+"""The ready-made chat: its page, and a reply in a stored conversation over SSE and
+WebSockets, through a pipeline the client picks.
 
-The model comes from ``streaming.sources.source_from_settings`` (OpenAI or any compatible
-server when ``OPENAI_API_KEY`` is set, else the built-in demo model). Include
+The model comes from ``streaming.sources.source_from_settings`` (``STREAMING["MODEL"]``,
+else OpenAI or any compatible server when ``OPENAI_API_KEY`` is set, else the built-in demo
+model) and is sent the conversation's earlier turns as the server stored them. The XML
+pipelines separate the reply's ``<thought>`` as ``reasoning`` events. Include
 ``streaming.urls`` and ``streaming.routing.websocket_urlpatterns`` to serve them.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -15,46 +20,207 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from .consumers import StreamConsumer
+from .errors import StreamError, StreamErrorCode
+from .events import Cancelled, Complete, Error
 from .extractors import (
     ActionStreamFilter,
     PassthroughExtractor,
+    Pipeline,
+    ReasoningExtractor,
     ResponseStreamExtractor,
     XmlTagExtractor,
 )
-from .generations import owner_of
-from .requests import ExtractorFactory
+from .generations import DisconnectPolicy, Generations, get_generations, owner_of
+from .protocols.websocket import Frame, WebSocketFrames
+from .requests import ExtractorFactory, PipelineChoiceMixin, get_prompt
 from .sources import source_from_settings
+from .storage import (
+    Turn,
+    begin_turn,
+    busy,
+    conversation_of,
+    current_generation,
+    end_turn,
+    in_db,
+)
 from .views import SSEView
 
-#: The pipelines a chat client may choose by name; ``response`` is the default.
+#: The pipelines a chat client may choose by name; ``response`` is the default. The XML
+#: ones first separate the reply's ``<thought>`` as ``reasoning`` events.
 CHAT_PIPELINES: dict[str, list[ExtractorFactory]] = {
     "passthrough": [PassthroughExtractor],
-    "xml": [partial(XmlTagExtractor, "text")],
-    "response": [ResponseStreamExtractor],
-    "action": [ActionStreamFilter],
+    "xml": [ReasoningExtractor, partial(XmlTagExtractor, "text")],
+    "response": [ReasoningExtractor, ResponseStreamExtractor],
+    "action": [ReasoningExtractor, ActionStreamFilter],
 }
 
 
-class ChatView(SSEView):
-    """``GET /chat/stream?prompt=...&pipeline=...`` or ``POST`` JSON, answered as SSE."""
+class RecordingPipeline(Pipeline):
+    """A pipeline that keeps the text it let through: what a stopped reply had said."""
+
+    def __init__(self, *extractors: Any) -> None:
+        super().__init__(*extractors)
+        self.pieces: list[str] = []
+
+    def push(self, chunk: str) -> str:
+        text = super().push(chunk)
+        if text:
+            self.pieces.append(text)
+        return text
+
+    def flush(self) -> str:
+        text = super().flush()
+        if text:
+            self.pieces.append(text)
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(e.reasoning for e in self.extractors if isinstance(e, ReasoningExtractor))
+
+
+async def is_running(generations: Generations, generation_id: str, owner: str) -> bool:
+    """Whether the event store says the owner's generation still runs."""
+    store = generations.store
+    return await store.owner(generation_id) == owner and not await store.is_finished(generation_id)
+
+
+def wants_regenerate(params: Mapping[str, Any]) -> bool:
+    """``regenerate``: true in JSON, ``true`` or ``1`` in a query string."""
+    return params.get("regenerate") in (True, "true", "1")
+
+
+class ConversationReplies(PipelineChoiceMixin):
+    """What ``ChatView`` and ``ChatConsumer`` share: each reply belongs to a conversation.
+
+    ``stream()`` stores the start of the turn and asks the model with the stored history;
+    ``generation_options()`` gives the generation its id and the ``on_end`` that stores
+    the reply. Parameters: ``conversation`` (absent: a new one) and ``regenerate``.
+    """
 
     pipelines = CHAT_PIPELINES
     default_pipeline = "response"
-    disconnect_policy = "keep"
+    disconnect_policy: DisconnectPolicy = "keep"
+    send_extractor_events = True
 
-    def stream(self, prompt: str, **params: Any) -> Any:
-        return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")
+    turn: Turn | None = None
+    pipeline: RecordingPipeline | None = None
+
+    def get_prompt(self, params: Mapping[str, Any]) -> str:
+        """The prompt; none with ``regenerate`` (the stored one is asked again)."""
+        if wants_regenerate(params):
+            if params.get("prompt") is not None:
+                raise StreamError(StreamErrorCode.BAD_REQUEST, "'regenerate' takes no 'prompt'")
+            return ""
+        return get_prompt(params)
+
+    def get_pipeline(self, params: Mapping[str, Any]) -> Pipeline:
+        self.pipeline = RecordingPipeline(*self.get_extractors(params))
+        return self.pipeline
+
+    async def begin_reply(self, owner: str, prompt: str, params: Mapping[str, Any]) -> Turn:
+        """Store the turn's start: the model is asked ``turn.prompt`` after ``turn.history``
+        (``prompt``, or with ``regenerate`` the last stored one)."""
+        conversation = params.get("conversation")
+        regenerate = wants_regenerate(params)
+        expected = ""
+        if conversation is not None:
+            expected = await in_db(current_generation, owner, conversation)
+            if expected and await is_running(get_generations(), expected, owner):
+                raise busy()
+        self.turn = await in_db(
+            begin_turn,
+            owner,
+            conversation,
+            None if regenerate else prompt,
+            generation_id=uuid.uuid4().hex,
+            expected=expected,
+            regenerate=regenerate,
+        )
+        return self.turn
+
+    def model_source(self, turn: Turn, params: Mapping[str, Any]) -> Any:
+        pipeline = self.get_pipeline_name(params) or "response"
+        return source_from_settings(turn.prompt, pipeline=pipeline, history=turn.history)
+
+    def generation_options(self) -> dict[str, Any]:
+        turn, pipeline = self.turn, self.pipeline
+        if turn is None or pipeline is None:
+            return {}
+
+        async def on_end(end: str) -> None:
+            await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)
+
+        return {"generation_id": turn.generation_id, "on_end": on_end}
 
 
-class ChatConsumer(StreamConsumer):
-    """``/ws/chat/``: the same chat over a WebSocket."""
+class ChatView(ConversationReplies, SSEView):
+    """``GET /chat/stream?prompt=...&pipeline=...&conversation=...`` or ``POST`` JSON,
+    answered as SSE with the conversation in ``X-Conversation-Id``."""
 
-    pipelines = CHAT_PIPELINES
-    default_pipeline = "response"
-    disconnect_policy = "keep"
+    async def stream(self, prompt: str, **params: Any) -> Any:
+        turn = await self.begin_reply(await self.get_owner(), prompt, params)
+        return self.model_source(turn, params)
 
-    def stream(self, prompt: str, **params: Any) -> Any:
-        return source_from_settings(prompt, pipeline=self.get_pipeline_name(params) or "response")
+    def follow_response(
+        self, generations: Generations, generation_id: str, owner: str, *, after: int
+    ) -> HttpResponse:
+        response = super().follow_response(generations, generation_id, owner, after=after)
+        if self.turn is not None:
+            response["X-Conversation-Id"] = str(self.turn.conversation_id)
+        return response
+
+
+class ConversationFrames(WebSocketFrames):
+    """Our frames, with the reply's ``conversation`` on the last one (when known)."""
+
+    def __init__(self, conversations: Mapping[str, str]) -> None:
+        self.conversations = conversations
+
+    def complete(self, generation_id: str, event: Complete) -> list[Frame]:
+        return self._with_conversation(generation_id, super().complete(generation_id, event))
+
+    def error(self, generation_id: str, event: Error) -> list[Frame]:
+        return self._with_conversation(generation_id, super().error(generation_id, event))
+
+    def cancelled(self, generation_id: str, event: Cancelled) -> list[Frame]:
+        return self._with_conversation(generation_id, super().cancelled(generation_id, event))
+
+    def _with_conversation(self, generation_id: str, frames: list[Frame]) -> list[Frame]:
+        conversation = self.conversations.get(generation_id)
+        if conversation is not None:
+            for frame in frames:
+                frame["conversation"] = conversation
+        return frames
+
+
+class ChatConsumer(ConversationReplies, StreamConsumer):
+    """``/ws/chat/``: the same chat over a WebSocket; the ``complete``, ``error`` and
+    ``cancelled`` frames of a reply carry its ``conversation``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The conversation of each reply this connection started or resumed.
+        self.conversations: dict[str, str] = {}
+        self.protocol = ConversationFrames(self.conversations)
+
+    async def stream(self, prompt: str, **params: Any) -> Any:
+        turn = await self.begin_reply(self.owner, prompt, params)
+        self.conversations[turn.generation_id] = str(turn.conversation_id)
+        return self.model_source(turn, params)
+
+    async def on_resume(self, content: dict[str, Any]) -> None:
+        """A resumed reply's last frame carries its conversation too (looked up)."""
+        message_id = content.get("message_id")
+        if isinstance(message_id, str) and message_id not in self.conversations:
+            found = await in_db(conversation_of, self.owner, message_id)
+            if found is not None:
+                self.conversations[message_id] = found
+        await super().on_resume(content)
 
 
 @ensure_csrf_cookie

@@ -75,6 +75,8 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     disconnect_policy: DisconnectPolicy = "cancel"
     #: How the reply's events become frames.
     protocol: WireProtocol[Frame] = WebSocketFrames()
+    #: Let extractor events reach the client (``event`` frames), as ``SSEView``'s.
+    send_extractor_events = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,6 +100,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         ``params`` are the prompt frame's other keys (``pipeline`` …); ``self.scope`` is
         at hand."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
+
+    def generation_options(self) -> dict[str, Any]:
+        """More arguments for ``Generations.start`` (``generation_id``, ``on_end``), asked
+        after ``stream()``, as ``SSEView.generation_options``."""
+        return {}
 
     async def check_permissions(self) -> bool | None:
         """Raise ``PermissionDenied`` (or return False) to refuse the connection: the
@@ -288,7 +295,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                         pipeline,
                         owner=self.owner,
                         policy=self.disconnect_policy,
+                        forward_events=self.send_extractor_events,
                         reservation=reservation,
+                        **self.generation_options(),
                     )
                 except BaseException:
                     await reservation.release()

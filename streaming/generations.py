@@ -7,6 +7,10 @@ to the event store as typed events (``streaming.events``), numbered 1, 2, 3 …:
 ``Generations.follow`` from a cursor, so a client that reconnects gets exactly the events
 it missed, from any process sharing the store.
 
+``start(..., on_end=...)`` lets a caller store the outcome (the chat's messages): it is
+awaited with how the generation ended before its terminal event is written, so a client
+that has seen the end finds what ``on_end`` stored.
+
 Policies on disconnect: ``cancel`` stops the generation when its client goes away (and
 after ``CANCEL_GRACE`` seconds when nobody ever followed it); ``keep`` lets it run while
 someone followed it within ``KEEP_GRACE`` seconds. A cancel request stops it in whichever
@@ -22,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -52,6 +56,8 @@ from .surrogates import replace_surrogates
 logger = logging.getLogger("streaming")
 
 DisconnectPolicy = Literal["cancel", "keep"]
+#: Awaited with how a generation ended: "complete", "cancelled" or "error".
+OnEnd = Callable[[str], Awaitable[None]]
 
 #: Seconds a follower waits on the store before it checks in again.
 FOLLOW_POLL = 1.0
@@ -222,23 +228,29 @@ class Generations:
         policy: DisconnectPolicy = "cancel",
         forward_events: bool = False,
         reservation: Reservation | None = None,
+        generation_id: str | None = None,
+        on_end: OnEnd | None = None,
     ) -> str:
         """Start a generation; return its id. It runs until done, cancelled or unwatched.
 
         ``forward_events``: store the pipeline's extractor events (else they are dropped).
         ``reservation``: the places it holds in the limits (``streaming.limits``), held
         while it runs and released before its end is written, however it ends.
+        ``generation_id`` (default: a random one) lets a caller record it first;
+        ``on_end`` is awaited with how it ended, before its terminal event is written.
         """
         if shutdown.is_stopping():
             raise StreamError(
                 StreamErrorCode.SHUTTING_DOWN, "The server is restarting; try again shortly"
             )
-        generation_id = uuid.uuid4().hex
+        generation_id = generation_id or uuid.uuid4().hex
         store = self.store
         await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
         writer = _EventWriter(store, generation_id)
         task = asyncio.create_task(
-            self._run(generation_id, source, pipeline, writer, forward_events, reservation)
+            self._run(
+                generation_id, source, pipeline, writer, forward_events, reservation, on_end
+            )
         )
         if reservation is not None:
             reservation.attach(task)
@@ -393,9 +405,11 @@ class Generations:
         writer: _EventWriter,
         forward_events: bool,
         reservation: Reservation | None = None,
+        on_end: OnEnd | None = None,
     ) -> None:
         terminal: Callable[[int], GenerationEvent]
         deadline = setting("MAX_REPLY_SECONDS")
+        end = "error"
         try:
             try:
                 async with asyncio.timeout(deadline) as budget:
@@ -406,12 +420,13 @@ class Generations:
                 raise StreamError(
                     StreamErrorCode.TIMEOUT, f"The reply took longer than {deadline} s"
                 ) from exc
-            terminal = Complete
+            terminal, end = Complete, "complete"
         except asyncio.CancelledError:
             # Cancelled, the process draining, or stopped by a failed write (``close``
             # then raises the store's error).
-            terminal = Cancelled
+            terminal, end = Cancelled, "cancelled"
             if self.cut is not None:
+                end = "error"
                 terminal = partial(
                     Error,
                     code=str(StreamErrorCode.SHUTTING_DOWN),
@@ -428,6 +443,7 @@ class Generations:
         if reservation is not None:
             # Before the end is visible: its client may start the next reply at once.
             await reservation.release()
+        await _ended(generation_id, on_end, end)
         try:
             await writer.close(terminal)
         except Exception as exc:
@@ -521,6 +537,23 @@ class Generations:
         running = self.running.pop(generation_id, None)
         if running is not None:
             running.watchdog.cancel()
+
+
+async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> None:
+    """Await ``on_end(end)`` to its end; its failure is logged, never the generation's.
+
+    A cancel request is repeated until the generation is done (the watchdog), so one may
+    arrive while ``on_end`` stores: it is finished all the same, and the terminal event
+    is written after it, so no follower waits for an end that never comes.
+    """
+    if on_end is None:
+        return
+    storing = asyncio.ensure_future(on_end(end))
+    while not storing.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({storing})
+    if not storing.cancelled() and storing.exception() is not None:
+        logger.error("Generation %s: on_end failed", generation_id, exc_info=storing.exception())
 
 
 _generations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Generations] = (

@@ -79,6 +79,19 @@ def current_generation(owner: str, conversation_id: Any) -> str:
     return generation
 
 
+def conversation_of(owner: str, generation_id: str) -> str | None:
+    """The id of the owner's conversation a reply belongs to (running or stored), if any."""
+    running = Conversation.objects.filter(owner=owner, generation=generation_id)
+    pk = running.values_list("pk", flat=True).first()
+    if pk is None:
+        pk = (
+            Message.objects.filter(conversation__owner=owner, generation=generation_id)
+            .values_list("conversation_id", flat=True)
+            .first()
+        )
+    return None if pk is None else str(pk)
+
+
 def conversation_uuid(value: Any) -> uuid.UUID:
     """``value`` as a conversation id, or ``NOT_FOUND`` (never a hint of what is wrong)."""
     if isinstance(value, uuid.UUID):

@@ -92,6 +92,11 @@ class SSEView(PipelineChoiceMixin, View):
         request's other parameters (``pipeline`` …); ``self.request`` is at hand."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
 
+    def generation_options(self) -> dict[str, Any]:
+        """More arguments for ``Generations.start`` (``generation_id``, ``on_end``), asked
+        after ``stream()``: the chat stores its conversation's messages this way."""
+        return {}
+
     async def check_permissions(self) -> bool | None:
         """Raise ``PermissionDenied`` (or return False) to refuse the request with 403.
         May be sync (it then runs in a thread, so it may use the ORM) or async."""
@@ -169,6 +174,7 @@ class SSEView(PipelineChoiceMixin, View):
                     policy=self.disconnect_policy,
                     forward_events=self.send_extractor_events,
                     reservation=reservation,
+                    **self.generation_options(),
                 )
             except BaseException:
                 await reservation.release()

@@ -147,7 +147,7 @@ async def test_the_websocket_streams_a_reply_with_an_origin_header(new_project: 
             while not frames or frames[-1]["type"] == "chunk":
                 frames.append(json.loads(await socket.recv()))
         complete = frames[-1]
-        assert complete["type"] == "complete"
+        assert complete["type"] == "complete", frames
         assert complete["fullResponse"].startswith("Hello! I am the built-in demo model")
         listed = (await client.get("/chat/conversations")).json()["conversations"]
         assert complete["conversation"] in [c["id"] for c in listed]
