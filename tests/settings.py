@@ -20,5 +20,7 @@ STREAMING = {
     "MAX_ACTIVE_PER_OWNER": None,
     "MAX_ACTIVE_PER_ADDRESS": None,
     "MAX_STARTS_PER_MINUTE": None,
+    # The demo model, plus slow and failing replies on request (tests/chat_model.py).
+    "MODEL": "tests.chat_model.model",
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

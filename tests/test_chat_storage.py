@@ -1,0 +1,294 @@
+"""Replies stored in their conversations, over real sockets, on SQLite and PostgreSQL.
+
+Every transport takes ``conversation`` (absent: a new one) and ``regenerate``; the model
+gets the stored turns; the user's message is stored at the start and the reply's at the
+end with its status and the text so far; SSE says the conversation in
+``X-Conversation-Id``, the WebSocket's last frames in ``conversation``. On PostgreSQL, no
+database connection stays open while the model streams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from streaming.sources import DemoModel
+
+from .conftest import ChatServer
+
+API = "/chat/conversations"
+
+
+class Browser:
+    """One visitor with its cookies: SSE requests, the API, and a WebSocket."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.Client(base_url=url, timeout=20)
+        self.client.get("/")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-CSRFToken": self.client.cookies["csrftoken"]}
+
+    def post(self, **body: Any) -> httpx.Response:
+        return self.client.post("/chat/stream", json=body, headers=self.headers)
+
+    def events(self, response: httpx.Response) -> list[tuple[str, Any, str]]:
+        """``(event, data, id)`` of each message of an SSE body."""
+        out = []
+        for block in response.text.split("\n\n"):
+            fields = dict(
+                line.split(": ", 1)
+                for line in block.splitlines()
+                if ": " in line and line[0] != ":"
+            )
+            if "data" in fields:
+                out.append(
+                    (
+                        fields.get("event", "message"),
+                        json.loads(fields["data"]),
+                        fields.get("id", ""),
+                    )
+                )
+        return out
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        response = self.client.get(f"{API}/{conversation_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def websocket(self) -> Any:
+        cookies = "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())
+        return connect(
+            self.url.replace("http", "ws") + "/ws/chat/",
+            origin=self.url,
+            additional_headers={"Cookie": cookies},
+        )
+
+
+def text_of(events: list[tuple[str, Any, str]]) -> str:
+    return "".join(
+        data["chunk"] for event, data, _ in events if event == "message" and "chunk" in data
+    )
+
+
+def demo_text(prompt: str, history: list[dict[str, str]] | None = None) -> str:
+    reply = DemoModel(xml=True).reply(prompt, history)
+    return reply[reply.index("<text>") + 6 : reply.index("</text>")]
+
+
+def demo_thought(prompt: str, history: list[dict[str, str]] | None = None) -> str:
+    reply = DemoModel(xml=True).reply(prompt, history)
+    return reply[reply.index("<thought>") + 9 : reply.index("</thought>")]
+
+
+@pytest.fixture
+def browser(chat_server: ChatServer) -> Iterator[Browser]:
+    made = Browser(chat_server.url)
+    yield made
+    made.client.close()
+
+
+async def frames_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
+        frames.append(json.loads(await socket.recv()))
+    return frames
+
+
+def test_an_sse_reply_starts_a_conversation_and_is_stored(browser: Browser) -> None:
+    response = browser.post(prompt="What is SSE?")
+    assert response.status_code == 200
+    events = browser.events(response)
+    assert events[-1][1] == {"done": True}
+    conversation_id = response.headers["X-Conversation-Id"]
+    generation = events[-1][2].split(":")[0]
+    stored = browser.conversation(conversation_id)
+    assert stored["title"] == "What is SSE?"
+    assert stored["running"] is None
+    user, assistant = stored["messages"]
+    assert (user["role"], user["content"], user["status"], user["generation"]) == (
+        "user", "What is SSE?", "complete", None,
+    )  # fmt: skip
+    assert assistant["role"] == "assistant" and assistant["status"] == "complete"
+    assert assistant["content"] == text_of(events) == demo_text("What is SSE?")
+    assert assistant["reasoning"] == demo_thought("What is SSE?")
+    assert assistant["generation"] == generation
+    assert [c["id"] for c in browser.client.get(API).json()["conversations"]] == [conversation_id]
+
+
+def test_the_reasoning_streams_as_named_events(browser: Browser) -> None:
+    events = browser.events(browser.post(prompt="Think first"))
+    reasoning = [data for event, data, _ in events if event == "reasoning"]
+    assert reasoning and all(set(data) == {"text"} for data in reasoning)
+    assert "".join(data["text"] for data in reasoning) == demo_thought("Think first")
+
+
+def test_the_second_turn_is_sent_the_stored_first_one(browser: Browser) -> None:
+    first = browser.post(prompt="First question")
+    conversation_id = first.headers["X-Conversation-Id"]
+    second = browser.post(prompt="Second question", conversation=conversation_id)
+    assert second.headers["X-Conversation-Id"] == conversation_id
+    history = [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": demo_text("First question")},
+    ]
+    assert text_of(browser.events(second)) == demo_text("Second question", history)
+    assert "Before that you wrote “First question”" in text_of(browser.events(second))
+    stored = browser.conversation(conversation_id)
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
+    assert stored["title"] == "First question"
+
+
+def test_a_get_stream_takes_the_conversation_in_the_query(browser: Browser) -> None:
+    created = browser.client.post(API, json={"title": "Mine"}, headers=browser.headers).json()
+    response = browser.client.get(
+        "/chat/stream", params={"prompt": "Hi", "conversation": created["id"]}
+    )
+    assert response.headers["X-Conversation-Id"] == created["id"]
+    stored = browser.conversation(created["id"])
+    assert stored["title"] == "Mine"  # a title given stays
+    assert stored["messages"][0]["content"] == "Hi"
+
+
+async def test_the_websocket_reply_is_stored_and_its_frames_carry_the_conversation(
+    browser: Browser,
+) -> None:
+    async with browser.websocket() as socket:
+        await socket.send(json.dumps({"type": "prompt", "prompt": "Over the socket"}))
+        frames = await frames_until_end(socket)
+        conversation_id = frames[-1]["conversation"]
+        await socket.send(
+            json.dumps({"type": "prompt", "prompt": "Again", "conversation": conversation_id})
+        )
+        second = await frames_until_end(socket)
+    assert frames[-1]["type"] == "complete"
+    assert second[-1]["type"] == "complete" and second[-1]["conversation"] == conversation_id
+    reasoning = [f for f in frames if f["type"] == "event" and f["name"] == "reasoning"]
+    assert "".join(f["data"]["text"] for f in reasoning) == demo_thought("Over the socket")
+    stored = browser.conversation(conversation_id)
+    contents = [m["content"] for m in stored["messages"]]
+    assert contents[0] == "Over the socket" and contents[2] == "Again"
+    assert contents[1] == frames[-1]["fullResponse"]
+    assert "Before that you wrote “Over the socket”" in contents[3]
+
+
+async def test_a_stopped_reply_keeps_what_it_said(
+    browser: Browser, chat_server: ChatServer
+) -> None:
+    async with browser.websocket() as socket:
+        await socket.send(json.dumps({"type": "prompt", "prompt": "slow: talk"}))
+        frames = [json.loads(await socket.recv())]
+        while sum(f["type"] == "chunk" for f in frames) < 3:
+            frames.append(json.loads(await socket.recv()))
+        await socket.send(json.dumps({"type": "cancel"}))
+        frames += await frames_until_end(socket)
+    assert frames[-1]["type"] == "cancelled"
+    said = "".join(f["content"] for f in frames if f["type"] == "chunk")
+    stored = browser.conversation(frames[-1]["conversation"])
+    reply = stored["messages"][-1]
+    assert reply["status"] == "stopped"
+    assert reply["content"].startswith(said) and reply["content"].startswith("word0 word1")
+    assert stored["running"] is None
+
+
+def test_a_failed_reply_keeps_what_it_said(browser: Browser) -> None:
+    response = browser.post(prompt="fail: now")
+    events = browser.events(response)
+    assert events[-1][1]["code"] == "UPSTREAM_ERROR"
+    reply = browser.conversation(response.headers["X-Conversation-Id"])["messages"][-1]
+    assert reply["status"] == "failed"
+    assert reply["content"] == text_of(events) == "".join(f"word{n} " for n in range(30))
+
+
+def test_regenerate_replaces_the_last_reply(browser: Browser) -> None:
+    first = browser.post(prompt="Tell me something")
+    conversation_id = first.headers["X-Conversation-Id"]
+    before = browser.conversation(conversation_id)["messages"]
+    again = browser.post(regenerate=True, conversation=conversation_id)
+    assert again.status_code == 200
+    assert text_of(browser.events(again)) == demo_text("Tell me something")
+    after = browser.conversation(conversation_id)["messages"]
+    assert [m["role"] for m in after] == ["user", "assistant"]
+    assert after[0] == before[0]
+    assert after[1]["generation"] != before[1]["generation"]
+    for body in (
+        {"regenerate": True},
+        {"regenerate": True, "conversation": conversation_id, "prompt": "x"},
+    ):
+        refused = browser.post(**body)
+        assert refused.status_code == 400 and refused.json()["code"] == "BAD_REQUEST"
+    empty = browser.client.post(API, json={}, headers=browser.headers).json()
+    refused = browser.post(regenerate=True, conversation=empty["id"])
+    assert refused.json() == {"error": "There is no prompt to regenerate", "code": "BAD_REQUEST"}
+
+
+def test_a_running_reply_is_named_and_a_second_prompt_is_refused(
+    browser: Browser, chat_server: ChatServer
+) -> None:
+    with browser.client.stream(
+        "POST", "/chat/stream", json={"prompt": "slow: one"}, headers=browser.headers
+    ) as response:
+        conversation_id = response.headers["X-Conversation-Id"]
+        lines = response.iter_lines()
+        event_id = next(line for line in lines if line.startswith("id: "))[4:]
+        generation = event_id.split(":")[0]
+        stored = browser.conversation(conversation_id)
+        assert stored["running"] == generation
+        assert [m["role"] for m in stored["messages"]] == ["user"]
+        if chat_server.database == "postgres":
+            # The reply streams; the server holds no connection to the database meanwhile.
+            from .postgres_server import wait_for_connections
+
+            assert wait_for_connections(chat_server.postgres, chat_server.name, 0) == 0
+            assert next(lines)  # still streaming
+        busy = browser.post(prompt="meanwhile", conversation=conversation_id)
+        assert busy.status_code == 400 and "still running" in busy.json()["error"]
+        browser.client.delete("/chat/stream", params={"id": generation}, headers=browser.headers)
+        rest = list(lines)
+    assert any('"code":"ABORTED"' in line for line in rest)
+    stored = browser.conversation(conversation_id)
+    assert stored["running"] is None
+    assert stored["messages"][-1]["status"] == "stopped"
+
+
+def test_deleting_a_conversation_stops_its_reply(browser: Browser) -> None:
+    with browser.client.stream(
+        "POST", "/chat/stream", json={"prompt": "slow: two"}, headers=browser.headers
+    ) as response:
+        conversation_id = response.headers["X-Conversation-Id"]
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        deleted = browser.client.delete(f"{API}/{conversation_id}", headers=browser.headers)
+        assert deleted.status_code == 204
+        rest = list(lines)
+    assert any('"code":"ABORTED"' in line for line in rest)
+    assert browser.client.get(f"{API}/{conversation_id}").status_code == 404
+
+
+async def test_another_owners_conversation_is_not_found_on_every_transport(
+    chat_server: ChatServer,
+) -> None:
+    owner, stranger = Browser(chat_server.url), Browser(chat_server.url)
+    theirs = owner.post(prompt="Private").headers["X-Conversation-Id"]
+    for body in (
+        {"prompt": "Mine now", "conversation": theirs},
+        {"regenerate": True, "conversation": theirs},
+    ):
+        refused = stranger.post(**body)
+        assert refused.status_code == 404
+        assert refused.json() == {"error": "No such conversation", "code": "NOT_FOUND"}
+    async with stranger.websocket() as socket:
+        await socket.send(json.dumps({"type": "prompt", "prompt": "Mine", "conversation": theirs}))
+        frame = json.loads(await socket.recv())
+    assert frame == {"type": "error", "code": "NOT_FOUND", "message": "No such conversation"}
+    assert len(owner.conversation(theirs)["messages"]) == 2
+    assert stranger.client.get(API).json()["conversations"] == []
+    owner.client.close()
+    stranger.client.close()
