@@ -1,0 +1,145 @@
+"""Turn storage: the history budget, titles, the start and end of a turn; and the chat's
+multi-turn conversation against a local OpenAI-compatible server (the real ``openai``
+SDK), which must be sent the stored first turn with the second prompt."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from streaming.errors import StreamError
+from streaming.models import Conversation, Message
+from streaming.sources.prompts import XML_SYSTEM_PROMPT
+from streaming.storage import auto_title, begin_turn, end_turn, within_budget
+from streaming.testing import read_sse
+
+from .conftest import Serve
+from .sources.test_openai import chunk
+from .sources.upstream import Reply, Request
+
+
+def test_the_history_budget_drops_the_oldest_turns_first_and_never_cuts_one() -> None:
+    newest_first = [
+        ("assistant", "d" * 10),
+        ("user", "c" * 10),
+        ("assistant", ""),
+        ("user", "a" * 10),
+    ]
+    assert within_budget(newest_first, 100) == [
+        {"role": "user", "content": "a" * 10},
+        {"role": "user", "content": "c" * 10},
+        {"role": "assistant", "content": "d" * 10},
+    ]
+    assert within_budget(newest_first, 25) == [
+        {"role": "user", "content": "c" * 10},
+        {"role": "assistant", "content": "d" * 10},
+    ]
+    assert within_budget(newest_first, 9) == []
+
+
+def test_a_title_is_the_first_prompt_on_one_line_and_shortened() -> None:
+    assert auto_title("  Hello\n  there  ") == "Hello there"
+    long = auto_title("word " * 40)
+    assert len(long) == 60 and long.endswith("…")
+
+
+@pytest.mark.django_db
+def test_begin_turn_sends_the_stored_turns_within_the_budget() -> None:
+    turn = begin_turn("user:1", None, "x" * 30, generation_id="g1")
+    end_turn(turn, "complete", "y" * 30)
+    with override_settings(STREAMING={"HISTORY_MAX_CHARS": 45}):
+        second = begin_turn("user:1", turn.conversation_id, "z", generation_id="g2")
+    assert second.history == [{"role": "assistant", "content": "y" * 30}]
+    assert second.prompt == "z"
+    conversation = Conversation.objects.get(pk=turn.conversation_id)
+    assert conversation.generation == "g2"
+    assert conversation.title == "x" * 30
+
+
+@pytest.mark.django_db
+def test_end_turn_maps_how_a_reply_ended_and_bumps_updated() -> None:
+    turn = begin_turn("user:1", None, "Hi", generation_id="g1")
+    before = Conversation.objects.get(pk=turn.conversation_id).updated
+    for end, status in (("complete", "complete"), ("cancelled", "stopped"), ("error", "failed")):
+        message = end_turn(turn, end, "text", "why")
+        assert message is not None and message.status == status
+    conversation = Conversation.objects.get(pk=turn.conversation_id)
+    assert conversation.updated > before
+    assert conversation.generation == ""
+    assert Message.objects.filter(conversation=conversation).count() == 4
+
+
+@pytest.mark.django_db
+def test_end_turn_of_a_deleted_conversation_stores_nothing() -> None:
+    turn = begin_turn("user:1", None, "Hi", generation_id="g1")
+    Conversation.objects.filter(pk=turn.conversation_id).delete()
+    assert end_turn(turn, "complete", "text") is None
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_renamed_conversation_keeps_its_title_and_a_busy_one_refuses() -> None:
+    conversation = Conversation.objects.create(owner="user:1", title="Mine", renamed=True)
+    turn = begin_turn("user:1", str(conversation.pk), "Hello", generation_id="g1")
+    assert Conversation.objects.get(pk=turn.conversation_id).title == "Mine"
+    with pytest.raises(StreamError, match="still running"):
+        begin_turn("user:1", str(conversation.pk), "Again", generation_id="g2")  # g1 not over
+    with pytest.raises(StreamError, match="No such conversation"):
+        begin_turn("user:2", str(conversation.pk), "Mine?", generation_id="g3")
+
+
+async def remember(request: Request, reply: Reply) -> None:
+    """An OpenAI-compatible reply in the XML shape, naming how many messages it got."""
+    count = len(request.json()["messages"])
+    await reply.head()
+    text = (
+        f"<response><thought>t{count}</thought><actions>REPLY</actions>"
+        f"<text>got {count}</text></response>"
+    )
+    for start in range(0, len(text), 7):
+        await reply.event(chunk(text[start : start + 7]))
+    await reply.event("[DONE]")
+    await reply.end()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_model_is_sent_the_stored_first_turn_with_the_second(
+    serve: Serve, async_client: Any
+) -> None:
+    upstream = await serve(remember)
+    model = {"BASE_URL": f"{upstream.url}/v1", "NAME": "local"}
+    with override_settings(STREAMING={"MODEL": model, "KEEPALIVE": 1.0}):
+        first = await async_client.post(
+            "/chat/stream", {"prompt": "First"}, content_type="application/json"
+        )
+        await read_sse(first)
+        conversation = first.headers["X-Conversation-Id"]
+        second = await async_client.post(
+            "/chat/stream",
+            {"prompt": "Second", "conversation": conversation},
+            content_type="application/json",
+        )
+        events = await read_sse(second)
+    assert "".join(json.loads(e.data).get("chunk", "") for e in events) == "got 4"
+    assert [r.json()["messages"] for r in upstream.requests] == [
+        [{"role": "system", "content": XML_SYSTEM_PROMPT}, {"role": "user", "content": "First"}],
+        [
+            {"role": "system", "content": XML_SYSTEM_PROMPT},
+            {"role": "user", "content": "First"},
+            {"role": "assistant", "content": "got 2"},
+            {"role": "user", "content": "Second"},
+        ],
+    ]
+    stored = [
+        (m.role, m.content, m.reasoning)
+        async for m in Message.objects.filter(conversation_id=conversation)
+    ]
+    assert stored == [
+        ("user", "First", ""),
+        ("assistant", "got 2", "t2"),
+        ("user", "Second", ""),
+        ("assistant", "got 4", "t4"),
+    ]
