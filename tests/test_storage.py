@@ -143,3 +143,9 @@ async def test_the_model_is_sent_the_stored_first_turn_with_the_second(
         ("user", "Second", ""),
         ("assistant", "got 4", "t4"),
     ]
+
+
+def test_the_migrations_match_the_models() -> None:
+    from django.core.management import call_command
+
+    call_command("makemigrations", "streaming", "--check", "--dry-run", verbosity=0)
