@@ -145,6 +145,7 @@ async def test_the_model_is_sent_the_stored_first_turn_with_the_second(
     ]
 
 
+@pytest.mark.django_db
 def test_the_migrations_match_the_models() -> None:
     from django.core.management import call_command
 
