@@ -10,6 +10,7 @@ downloaded: ``/usr/bin/chromium`` must exist, or these tests are skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ..servers import ROOT, free_port, wait_for_port
+from ..servers import ROOT, free_port, migrate, wait_for_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -74,10 +75,18 @@ class DemoServer:
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
+        #: Migrated before the first start; kept across restarts, as a real database is.
+        self.database = Path(tempfile.mkdtemp(prefix="demo-db-")) / "db.sqlite3"
 
     def start(self) -> None:
         assert self.process is None, "already running"
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "DJANGO_DB": ":memory:"}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": self.settings,
+            "DJANGO_DB": str(self.database),
+        }
+        if not self.database.exists():
+            migrate({"DJANGO_SETTINGS_MODULE": self.settings, "DJANGO_DB": str(self.database)})
         env.pop("OPENAI_API_KEY", None)  # the built-in demo model, unless ``self.env`` says
         env.update(self.env)
         command = [
@@ -109,6 +118,7 @@ class DemoServer:
         self.stop()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+        shutil.rmtree(self.database.parent, ignore_errors=True)
 
 
 def demo_server() -> Iterator[DemoServer]:

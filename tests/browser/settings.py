@@ -1,9 +1,12 @@
 """Settings of the browser tests: the demo project as is, with a faster demo model."""
 
+import os
+
 from project.settings import *  # noqa: F403
 
 DEBUG = True  # runserver (daphne) serves the page's static files
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# A migrated SQLite file of the server's own (DemoServer): the chat stores conversations.
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DJANGO_DB"]}}
 # About 230 tokens a reply, 4 ms apart: a reply takes about a second.
 STREAMING = {**STREAMING, "DEMO_TOKEN_DELAY": 0.004}  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False}
