@@ -13,7 +13,7 @@ from django.test import override_settings
 from streaming.errors import StreamError
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
-from streaming.storage import auto_title, begin_turn, end_turn, within_budget
+from streaming.storage import auto_title, begin_turn, end_turn, in_db, within_budget
 from streaming.testing import read_sse
 
 from .conftest import Serve
@@ -133,10 +133,13 @@ async def test_the_model_is_sent_the_stored_first_turn_with_the_second(
             {"role": "user", "content": "Second"},
         ],
     ]
-    stored = [
-        (m.role, m.content, m.reasoning)
-        async for m in Message.objects.filter(conversation_id=conversation)
-    ]
+    stored = await in_db(
+        lambda: list(
+            Message.objects.filter(conversation_id=conversation).values_list(
+                "role", "content", "reasoning"
+            )
+        )
+    )
     assert stored == [
         ("user", "First", ""),
         ("assistant", "got 2", "t2"),
