@@ -4,7 +4,8 @@ Every view is scoped to the requesting owner (``streaming.generations.aowner_of`
 user when logged in, else the session's visitor), so another owner's conversation, an
 unknown id and a malformed one all get the same 404 ``NOT_FOUND``. Unsafe methods are
 protected by Django's CSRF middleware (send ``X-CSRFToken``). Errors are
-``{"error": message, "code": CODE}``, as the streaming views answer.
+``{"error": message, "code": CODE}``, as the streaming views answer; a database that
+fails is a 503 ``STORE_UNAVAILABLE``.
 
 * ``GET chat/conversations[?limit=N&before=<id>]``: ``{"conversations": [{"id",
   "title", "updated"}], "next": id | null}``, newest first, at most ``limit`` (1 to 100,
@@ -23,6 +24,7 @@ import json
 import logging
 from typing import Any, ClassVar
 
+from django.db import DatabaseError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
@@ -30,7 +32,7 @@ from django.views import View
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
 from .models import Conversation, Message
-from .storage import clean_title, conversation_uuid, not_found
+from .storage import clean_title, conversation_uuid, database_unavailable, not_found
 
 logger = logging.getLogger("streaming")
 
@@ -104,6 +106,8 @@ class ConversationAPIView(View):
             response: HttpResponse = await handler(request, *args, **kwargs)
         except StreamError as exc:
             response = error_response(exc)
+        except DatabaseError as exc:
+            response = error_response(database_unavailable(exc))
         return response
 
     def json_body(self, request: HttpRequest) -> dict[str, Any]:

@@ -11,18 +11,21 @@ thread of a request that has ended is never needed again.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .models import TITLE_MAX_LENGTH, Conversation, Message
+
+logger = logging.getLogger("streaming")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,10 +52,18 @@ async def in_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     def closing() -> R:
         try:
             return fn(*args, **kwargs)
+        except DatabaseError as exc:
+            raise database_unavailable(exc) from exc
         finally:
             connections.close_all()
 
     return await sync_to_async(closing, thread_sensitive=False)()
+
+
+def database_unavailable(exc: DatabaseError) -> StreamError:
+    """What a client is told when the database fails (the details go to the log)."""
+    logger.error("The database failed: %r", exc)
+    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The database is unavailable")
 
 
 def not_found() -> StreamError:

@@ -292,3 +292,35 @@ async def test_another_owners_conversation_is_not_found_on_every_transport(
     assert stranger.client.get(API).json()["conversations"] == []
     owner.client.close()
     stranger.client.close()
+
+
+def test_a_database_that_is_down_gets_a_json_503_and_then_works_again() -> None:
+    from .postgres_server import AVAILABLE, postgres_server
+    from .servers import daphne_server, migrate
+
+    if not AVAILABLE:
+        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    with postgres_server() as server:
+        server.create_database("chat")
+        env = {
+            "DJANGO_SETTINGS_MODULE": "tests.settings_postgres",
+            "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
+            "DJANGO_DB": "chat",
+        }
+        migrate(env)
+        with daphne_server("tests.asgi:application", env=env) as url:
+            browser = Browser(url)
+            conversation = browser.post(prompt="Before").headers["X-Conversation-Id"]
+            server.stop()
+            down = {"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}
+            for response in (
+                browser.client.get(API),
+                browser.client.get(f"{API}/{conversation}"),
+                browser.post(prompt="During", conversation=conversation),
+            ):
+                assert (response.status_code, response.json()) == (503, down)
+            server.start()
+            assert len(browser.conversation(conversation)["messages"]) == 2
+            assert browser.post(prompt="After", conversation=conversation).status_code == 200
+            assert len(browser.conversation(conversation)["messages"]) == 4
+            browser.client.close()
