@@ -1,14 +1,15 @@
 """Our WebSocket frames (JSON objects): ``chunk`` (``content``, ``message_id``, ``seq``),
-``complete`` (``fullResponse``, ``message_id``), ``error`` (``code``, ``message``;
-``message_id`` and ``seq`` when a reply failed, ``retry_after`` seconds when a limit
-refused a prompt) and ``cancelled`` (``message_id``)."""
+``event`` (an extractor event: ``name``, ``data``, ``message_id``, ``seq``), ``complete``
+(``fullResponse``, ``message_id``), ``error`` (``code``, ``message``; ``message_id`` and
+``seq`` when a reply failed, ``retry_after`` seconds when a limit refused a prompt) and
+``cancelled`` (``message_id``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import StreamError
-from ..events import Cancelled, Chunk, Complete, Error
+from ..events import Cancelled, Chunk, Complete, Error, Event
 from ..limits import retry_after
 from .base import WireProtocol
 
@@ -16,11 +17,23 @@ Frame = dict[str, Any]
 
 
 class WebSocketFrames(WireProtocol[Frame]):
-    """Our frames; extractor events are not sent (the frames have no place for them)."""
+    """Our frames; extractor events are sent when the generation keeps them
+    (``send_extractor_events``)."""
 
     def chunk(self, generation_id: str, event: Chunk) -> list[Frame]:
         return [
             {"type": "chunk", "content": event.text, "message_id": generation_id, "seq": event.seq}
+        ]
+
+    def event(self, generation_id: str, event: Event) -> list[Frame]:
+        return [
+            {
+                "type": "event",
+                "name": event.name,
+                "data": event.data,
+                "message_id": generation_id,
+                "seq": event.seq,
+            }
         ]
 
     def complete(self, generation_id: str, event: Complete) -> list[Frame]:
