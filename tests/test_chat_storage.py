@@ -168,6 +168,12 @@ async def test_the_websocket_reply_is_stored_and_its_frames_carry_the_conversati
             json.dumps({"type": "prompt", "prompt": "Again", "conversation": conversation_id})
         )
         second = await frames_until_end(socket)
+        await socket.send(
+            json.dumps({"type": "prompt", "regenerate": True, "conversation": conversation_id})
+        )
+        again = await frames_until_end(socket)
+    assert again[-1]["type"] == "complete" and again[-1]["conversation"] == conversation_id
+    assert again[-1]["message_id"] != second[-1]["message_id"]
     assert frames[-1]["type"] == "complete"
     assert second[-1]["type"] == "complete" and second[-1]["conversation"] == conversation_id
     reasoning = [f for f in frames if f["type"] == "event" and f["name"] == "reasoning"]
@@ -177,6 +183,8 @@ async def test_the_websocket_reply_is_stored_and_its_frames_carry_the_conversati
     assert contents[0] == "Over the socket" and contents[2] == "Again"
     assert contents[1] == frames[-1]["fullResponse"]
     assert "Before that you wrote “Over the socket”" in contents[3]
+    assert len(contents) == 4  # the regenerated reply replaced the last one
+    assert stored["messages"][3]["generation"] == again[-1]["message_id"]
 
 
 async def test_a_stopped_reply_keeps_what_it_said(
