@@ -1,0 +1,70 @@
+"""``Generations.start(on_end=...)``: awaited with how a reply ended, before its terminal
+event is written; finished even when the reply is cancelled again meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from streaming.events import TERMINAL, Cancelled, Complete, Error
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
+from streaming.store.memory import MemoryStore
+
+
+async def words(count: int, delay: float = 0.0, fail: bool = False) -> AsyncIterator[str]:
+    for n in range(count):
+        yield f"w{n} "
+        await asyncio.sleep(delay)
+    if fail:
+        raise RuntimeError("the model broke")
+
+
+async def last_event(generations: Generations, generation_id: str) -> object:
+    events = []
+    async with asyncio.timeout(10):
+        async for batch in generations.follow(generation_id, "me"):
+            events += batch
+    assert isinstance(events[-1], TERMINAL)
+    return events[-1]
+
+
+async def test_on_end_is_told_how_the_reply_ended_before_its_last_event() -> None:
+    generations = Generations(MemoryStore())
+    seen: list[tuple[str, bool]] = []
+
+    async def on_end(end: str) -> None:
+        seen.append((end, await generations.store.is_finished(f"fixed-{end}")))
+
+    for source, kind, expected in (
+        (words(3), Complete, "complete"),
+        (words(3, fail=True), Error, "error"),
+    ):
+        generation_id = await generations.start(
+            source, Pipeline(), owner="me", generation_id=f"fixed-{expected}", on_end=on_end
+        )
+        assert generation_id == f"fixed-{expected}"
+        assert isinstance(await last_event(generations, generation_id), kind)
+    assert seen == [("complete", False), ("error", False)]
+
+
+async def test_on_end_finishes_when_the_reply_is_cancelled_again_meanwhile() -> None:
+    generations = Generations(MemoryStore())
+    stored: list[str] = []
+    storing = asyncio.Event()
+
+    async def slow_on_end(end: str) -> None:
+        storing.set()
+        await asyncio.sleep(0.3)  # a database write in a thread
+        stored.append(end)
+
+    generation_id = await generations.start(
+        words(1000, delay=0.01), Pipeline(), owner="me", on_end=slow_on_end
+    )
+    task = generations.running[generation_id].task
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.wait_for(storing.wait(), 5)
+    task.cancel()  # a repeated cancel request, as the watchdog sends
+    assert isinstance(await last_event(generations, generation_id), Cancelled)
+    assert stored == ["cancelled"]
