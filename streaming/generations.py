@@ -248,9 +248,7 @@ class Generations:
         await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
         writer = _EventWriter(store, generation_id)
         task = asyncio.create_task(
-            self._run(
-                generation_id, source, pipeline, writer, forward_events, reservation, on_end
-            )
+            self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end)
         )
         if reservation is not None:
             reservation.attach(task)

@@ -95,7 +95,7 @@ def test_a_bad_model_setting_is_a_clear_error_and_a_check(value: object, message
     with pytest.raises(ModelSettingError, match=message):
         model_factory(value)
     with override_settings(STREAMING={"MODEL": value}):
-        assert [m.id for m in check_settings()] == ["streaming.E005"]
+        assert [m.id for m in check_settings()] == ["streaming.E006"]
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "24000"])
