@@ -54,6 +54,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB", BASE_DIR / "db.sqlite3"),
+        # Concurrent requests write conversations: a transaction takes the write lock when
+        # it starts (waiting for it), instead of failing with "database is locked" later.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .chat import ChatView, chat_page
+from .chat_ui import AISDKChatView
 from .conversations import ConversationListView, ConversationView
 
 app_name = "streaming"
@@ -16,4 +17,7 @@ urlpatterns = [
         ConversationView.as_view(),
         name="conversation",
     ),
+    # The AI SDK's useChat (DefaultChatTransport): send, then resume / stop a chat's reply.
+    path("chat/ui", AISDKChatView.as_view(), name="chat-ui"),
+    path("chat/ui/<str:chat_id>/stream", AISDKChatView.as_view(), name="chat-ui-stream"),
 ]

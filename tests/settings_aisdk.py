@@ -11,6 +11,7 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("STREAMING_TEST_DB", ":memory:"),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
 STREAMING = {**STREAMING, "DEMO_TOKEN_DELAY": 0.01}

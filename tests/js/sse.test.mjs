@@ -175,19 +175,20 @@ test('stop: DELETE cancels the running reply; the stream ends and nothing runs a
   // Nothing is running for this chat any more: a resume finds nothing (204).
   const resumed = await page.httpTransport().reconnectToStream({ chatId });
   assert.equal(resumed, null);
-  // Stopping again: nothing to stop.
-  assert.equal(await page.stop(chatId), 404);
+  // Stopping again: nothing runs, nothing to do.
+  assert.equal(await page.stop(chatId), 204);
 });
 
-test("another visitor can neither resume nor stop this visitor's chat", async () => {
-  const chatId = newChatId('owner');
+test("another visitor can neither resume, stop nor continue this visitor's chat", async () => {
+  const chatId = crypto.randomUUID(); // a UUID chat id is the conversation's own id
   const chat = new Chat({ id: chatId, transport: page.httpTransport() });
   const sending = chat.sendMessage({ text: PROMPT });
   await until(() => assistants(chat).length === 1, 15000, 'the reply to start');
   const stranger = await browser();
+  // Nothing of the stranger's runs there: a resume finds nothing, a stop stops nothing.
   const response = await stranger.fetch(`${API}/${encodeURIComponent(chatId)}/stream`);
-  assert.equal(response.status, 404);
-  assert.equal(await stranger.stop(chatId), 404);
+  assert.equal(response.status, 204);
+  assert.equal(await stranger.stop(chatId), 204);
   const post = await stranger.fetch(API, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'X-CSRFToken': stranger.csrf },
@@ -197,6 +198,44 @@ test("another visitor can neither resume nor stop this visitor's chat", async ()
     }),
   });
   assert.equal(post.status, 404);
+  assert.equal((await post.json()).code, 'NOT_FOUND');
   await sending;
   assert.equal(chat.status, 'ready');
+  assert.equal(textOf(assistants(chat)[0]), textOf(reference), 'the reply ran to its end');
+});
+
+test('a second message while a reply runs is refused (409) until it is stopped', async () => {
+  const chatId = newChatId('busy');
+  const chat = new Chat({ id: chatId, transport: page.httpTransport() });
+  const sending = chat.sendMessage({ text: PROMPT });
+  await until(() => assistants(chat).length === 1, 15000, 'the reply to start');
+  const other = new Chat({ id: chatId, transport: page.httpTransport() });
+  await other.sendMessage({ text: 'me too' });
+  assert.equal(other.status, 'error');
+  assert.equal(page.responses.findLast((r) => r.method === 'POST').status, 409);
+  assert.equal(await page.stop(chatId), 204);
+  await sending;
+  await other.sendMessage({ text: 'now?' });
+  assert.equal(other.status, 'ready', String(other.error));
+});
+
+test('bad requests are refused with 400 and a reason', async () => {
+  const cases = [
+    {},
+    { id: 'x', trigger: 'submit-message', messages: [] },
+    { id: 'x', trigger: 'other', messages: [] },
+    { id: 'x', trigger: 'submit-message', messages: [{ role: 'assistant', parts: [] }] },
+    { id: 'x'.repeat(201), trigger: 'submit-message', messages: [] },
+    { id: 'x', trigger: 'submit-message', messages: [{ role: 'user', parts: [{ type: 'text', text: ' ' }] }] },
+    { id: newChatId('nothing'), trigger: 'regenerate-message', messages: [] },
+  ];
+  for (const body of cases) {
+    const response = await page.fetch(API, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'X-CSRFToken': page.csrf },
+      body: JSON.stringify(body),
+    });
+    assert.ok([400, 404].includes(response.status), `${JSON.stringify(body)}: ${response.status}`);
+    assert.equal(typeof (await response.json()).error, 'string');
+  }
 });

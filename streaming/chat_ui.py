@@ -1,0 +1,363 @@
+"""The ready-made chat for the AI SDK's ``useChat`` (npm ``ai``), over both its transports.
+
+HTTP, for ``DefaultChatTransport`` (``api`` = ``<include root>chat/ui``):
+
+* ``POST chat/ui`` with ``{id, messages, trigger, messageId, ...}`` answers with the reply
+  as a UI message stream (``streaming.protocols.ai_sdk``);
+* ``GET chat/ui/<id>/stream`` answers 204 when the chat has no reply running, else the
+  running reply from its start, then follows it (the transport's resume);
+* ``DELETE chat/ui/<id>/stream`` stops the running reply (204): the stop button's call.
+
+WebSocket, for ``WebSocketChatTransport`` (``url`` = ``/ws/chat/ui/``): ``send``,
+``resume`` (after ``lastSequence``, or the whole reply) and ``abort`` frames, several
+requests at once on one socket, each answered with ``start``, ``chunk``, ``end`` or
+``error`` frames (``no-active`` for a resume with nothing running).
+
+The chat id names a stored conversation (``streaming.chat_turns``), created on first
+use and owned like every reply. Its history comes from the database: of the messages the
+client sends only the last one, the new prompt, is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .chat import CHAT_PIPELINES
+from .chat_turns import ChatTurns, Turn
+from .conf import setting
+from .consumers import StreamConsumer
+from .errors import StreamError, StreamErrorCode
+from .events import TERMINAL
+from .generations import DisconnectPolicy, Generations, get_generations
+from .protocols.ai_sdk import (
+    UI_MESSAGE_STREAM_HEADERS,
+    ChatTransportFrames,
+    UIMessageChunks,
+    error_frame,
+    no_active_frame,
+    sse_messages,
+)
+from .requests import ExtractorFactory, PipelineChoiceMixin, call_hook
+from .response import sse_response
+from .sources import source_from_settings
+from .sse import ServerSentEvent
+from .views import ERROR_STATUS, SSEView
+
+logger = logging.getLogger("streaming")
+
+Trigger = Literal["submit-message", "regenerate-message"]
+TRIGGERS: frozenset[str] = frozenset({"submit-message", "regenerate-message"})
+#: Longest chat id (characters) a client may send.
+MAX_CHAT_ID_LENGTH = 200
+#: Keys of a request body that are the transport's own, not parameters of the reply.
+TRANSPORT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What ``useChat`` asks for, from either transport."""
+
+    chat_id: str
+    trigger: Trigger
+    #: The new user message's text (``submit-message``); empty when regenerating.
+    prompt: str
+    #: The request's other parameters (``pipeline`` …, from the transport's ``body``).
+    params: dict[str, Any]
+
+
+def bad_request(message: str) -> StreamError:
+    return StreamError(StreamErrorCode.BAD_REQUEST, message)
+
+
+def check_chat_id(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_CHAT_ID_LENGTH:
+        raise bad_request(
+            f"'id' must be a chat id: a string of 1 to {MAX_CHAT_ID_LENGTH} characters"
+        )
+    return value
+
+
+def message_text(message: Any) -> str:
+    """The text of a UI message (its ``text`` parts, joined)."""
+    parts = message.get("parts") if isinstance(message, Mapping) else None
+    if not isinstance(parts, list):
+        raise bad_request("Each message must be an object with a list of 'parts'")
+    return "".join(
+        part["text"]
+        for part in parts
+        if isinstance(part, Mapping)
+        and part.get("type") == "text"
+        and isinstance(part.get("text"), str)
+    )
+
+
+def parse_chat_request(body: Mapping[str, Any], params: Mapping[str, Any]) -> ChatRequest:
+    """A transport's request: ``id``, ``trigger``, and for a new message the last of
+    ``messages``, which must be the user's. ``params`` are the request's own parameters."""
+    chat_id = check_chat_id(body.get("id"))
+    trigger = body.get("trigger")
+    if trigger not in TRIGGERS:
+        raise bad_request("'trigger' must be 'submit-message' or 'regenerate-message'")
+    prompt = ""
+    if trigger == "submit-message":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise bad_request("'messages' must be a list ending with the user's new message")
+        last = messages[-1]
+        if not isinstance(last, Mapping) or last.get("role") != "user":
+            raise bad_request("The last message must be the user's")
+        prompt = message_text(last)
+    return ChatRequest(chat_id, trigger, prompt, dict(params))
+
+
+class ChatUIMixin(PipelineChoiceMixin):
+    """What both transports share: the model, the pipelines, starting a turn."""
+
+    pipelines: Mapping[str, Sequence[ExtractorFactory]] = CHAT_PIPELINES
+    default_pipeline: str | None = "response"
+    #: Replies outlive their connections, so a reload or a new socket resumes them.
+    disconnect_policy: DisconnectPolicy = "keep"
+    #: The stored conversations (history, the running reply, the reply once it ends).
+    turns = ChatTurns()
+
+    def stream(self, prompt: str, **params: Any) -> Any:
+        """The model's reply to ``prompt`` after ``history`` (the stored conversation)."""
+        history = params.pop("history", None)
+        pipeline = self.get_pipeline_name(params) or "response"
+        return source_from_settings(prompt, pipeline=pipeline, history=history)
+
+    async def start_turn(self, owner: str, request: ChatRequest) -> Turn:
+        """Store the new turn, start its reply, and record it as the chat's running reply."""
+        if request.trigger == "submit-message":
+            self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
+        pipeline = self.get_pipeline(request.params)
+        turn = await self.turns.begin(owner, request.chat_id, request.prompt, request.trigger)
+        generations = get_generations()
+        try:
+            source = self.stream(turn.prompt, history=turn.history, **request.params)
+            if inspect.iscoroutine(source):
+                source = await source
+            turn.generation_id = await generations.start(
+                source, pipeline, owner=owner, policy=self.disconnect_policy, forward_events=True
+            )
+        except BaseException:
+            await self.turns.abandon(turn)
+            raise
+        await self.turns.started(turn, generations)
+        return turn
+
+
+class AISDKChatView(ChatUIMixin, SSEView):
+    """``POST chat/ui``, and ``GET`` / ``DELETE`` ``chat/ui/<chat_id>/stream``."""
+
+    http_method_names: ClassVar[list[str]] = ["get", "post", "delete", "options"]
+
+    async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        await self._check_permissions()
+        try:
+            owner = await call_hook(self.get_owner)
+            body = self.get_params()
+            params = {k: v for k, v in body.items() if k not in TRANSPORT_KEYS}
+            turn = await self.start_turn(owner, parse_chat_request(body, params))
+        except StreamError as exc:
+            return self.error_response(exc)
+        return self.ui_stream(get_generations(), turn.generation_id, owner)
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Resume: the running reply from its start, or 204 when none runs."""
+        await self._check_permissions()
+        try:
+            owner = await call_hook(self.get_owner)
+            chat_id = check_chat_id(kwargs.get("chat_id"))
+            generation_id = await self.turns.running(owner, chat_id, get_generations())
+        except StreamError as exc:
+            return self.error_response(exc)
+        if generation_id is None:
+            return HttpResponse(status=204)
+        return self.ui_stream(get_generations(), generation_id, owner)
+
+    async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Stop: cancel the chat's running reply; 204 also when none runs (nothing to do)."""
+        await self._check_permissions()
+        generations = get_generations()
+        try:
+            owner = await call_hook(self.get_owner)
+            chat_id = check_chat_id(kwargs.get("chat_id"))
+            generation_id = await self.turns.running(owner, chat_id, generations)
+        except StreamError as exc:
+            return self.error_response(exc)
+        if generation_id is not None:
+            await generations.cancel(generation_id)
+        return HttpResponse(status=204)
+
+    def error_response(self, error: StreamError) -> HttpResponse:
+        status = {**ERROR_STATUS, "REPLY_RUNNING": 409, "INTERNAL_ERROR": 500}.get(
+            str(error.code), 400
+        )
+        return JsonResponse(self.error_message(error), status=status, safe=False)
+
+    def ui_stream(self, generations: Generations, generation_id: str, owner: str) -> HttpResponse:
+        """The reply from its start as a UI message stream, ending with ``[DONE]``.
+
+        The message id is the generation id: the same on every replay, and stored with
+        the reply (``Message.generation``)."""
+        protocol = UIMessageChunks(generation_id)
+
+        async def messages() -> AsyncIterator[ServerSentEvent]:
+            try:
+                async with aclosing(generations.follow(generation_id, owner, 0)) as batches:
+                    async for batch in batches:
+                        ended = isinstance(batch[-1], TERMINAL)
+                        for message in sse_messages(
+                            protocol.messages(generation_id, batch), done=ended
+                        ):
+                            yield message
+            except StreamError as exc:
+                for message in sse_messages([protocol.failure(exc)], done=True):
+                    yield message
+
+        return sse_response(messages(), headers=UI_MESSAGE_STREAM_HEADERS)
+
+
+class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
+    """``/ws/chat/ui/``: the same chat for ``WebSocketChatTransport``, several requests at
+    once on one socket (each followed by its own task, keyed by ``requestId``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: requestId -> the task that answers it, and the reply it follows.
+        self.requests: dict[str, asyncio.Task[None]] = {}
+        self.following: dict[str, str] = {}
+
+    async def disconnect(self, code: int) -> None:
+        """The socket went away: stop answering; the replies run on (``keep``) for a resume."""
+        for task in self.requests.values():
+            task.cancel()
+        self.requests.clear()
+
+    async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
+        """A frame no request can be named for (not JSON, binary, flooding)."""
+        await self.send_json(error_frame(message_id or "", error))
+
+    # --------------------------------------------------------------- frames
+    async def on_send(self, content: dict[str, Any]) -> None:
+        request_id = await self._new_request(content)
+        if request_id is None:
+            return
+        try:
+            body = content.get("body")
+            headers = content.get("headers")
+            if not isinstance(body, dict) or not _string_map(headers):
+                raise bad_request("'headers' must map strings to strings and 'body' be an object")
+            chat_request = parse_chat_request(content, body)
+        except StreamError as exc:
+            await self.send_json(error_frame(request_id, exc))
+            return
+        self._answer(request_id, self._send(request_id, chat_request))
+
+    async def on_resume(self, content: dict[str, Any]) -> None:
+        request_id = await self._new_request(content)
+        if request_id is None:
+            return
+        last = content.get("lastSequence")
+        try:
+            chat_id = check_chat_id(content.get("id"))
+            if last is not None and (
+                isinstance(last, bool) or not isinstance(last, int) or last < 0
+            ):
+                raise bad_request("'lastSequence' must be a non-negative integer")
+            generation_id = await self.turns.running(self.owner, chat_id, self.generations)
+        except StreamError as exc:
+            await self.send_json(error_frame(request_id, exc))
+            return
+        if generation_id is None:
+            await self.send_json(no_active_frame(request_id))
+            return
+        frames = ChatTransportFrames(request_id, generation_id, last)
+        self._answer(request_id, self._follow_reply(frames, generation_id))
+
+    async def on_abort(self, content: dict[str, Any]) -> None:
+        """Stop the reply a request follows; the client has already let the request go,
+        so nothing is answered (an unknown or finished request is no error)."""
+        request_id = content.get("requestId")
+        generation_id = self.following.get(request_id) if isinstance(request_id, str) else None
+        if generation_id is not None:
+            await self.generations.cancel(generation_id)
+
+    async def on_prompt(self, content: dict[str, Any]) -> None:
+        await self.send_error(
+            bad_request("Unknown message type 'prompt'"), content.get("requestId")
+        )
+
+    on_cancel = on_prompt
+    on_ping = on_prompt
+
+    # --------------------------------------------------------------- requests
+    async def _new_request(self, content: dict[str, Any]) -> str | None:
+        """The frame's ``requestId`` when a new request may start; else answer why not."""
+        request_id = content.get("requestId")
+        if not isinstance(request_id, str) or not request_id:
+            await self.send_error(bad_request("'requestId' must be a non-empty string"))
+            return None
+        if request_id in self.requests:
+            await self.send_json(error_frame(request_id, bad_request("This requestId is in use")))
+            return None
+        if len(self.requests) >= setting("WS_MAX_PENDING"):
+            error = StreamError(
+                StreamErrorCode.QUEUE_FULL, "Too many requests at once on this socket"
+            )
+            await self.send_json(error_frame(request_id, error))
+            return None
+        return request_id
+
+    def _answer(self, request_id: str, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.requests[request_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self.requests.get(request_id) is task:
+                del self.requests[request_id]
+            self.following.pop(request_id, None)
+
+        task.add_done_callback(done)
+
+    async def _send(self, request_id: str, chat_request: ChatRequest) -> None:
+        try:
+            turn = await self.start_turn(self.owner, chat_request)
+        except StreamError as exc:
+            await self.send_json(error_frame(request_id, exc))
+            return
+        except Exception:
+            logger.exception("The chat request %s failed", request_id)
+            error = StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not start")
+            await self.send_json(error_frame(request_id, error))
+            return
+        frames = ChatTransportFrames(request_id, turn.generation_id)
+        await self._follow_reply(frames, turn.generation_id)
+
+    async def _follow_reply(self, frames: ChatTransportFrames, generation_id: str) -> None:
+        """``start``, the reply's chunks from its first (numbered), then ``end``."""
+        self.following[frames.request_id] = generation_id
+        await self.send_json(frames.start())
+        generations = self.generations
+        try:
+            async with aclosing(generations.follow(generation_id, self.owner, 0)) as batches:
+                async for batch in batches:
+                    for frame in frames.frames(generation_id, batch):
+                        await self.send_json(frame)
+        except StreamError as exc:
+            await self.send_json(frames.error(exc))
+            return
+        await self.send_json(frames.end())
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
