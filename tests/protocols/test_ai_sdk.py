@@ -9,9 +9,9 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from streaming.events import Cancelled, Chunk, Complete, Error, Event, GenerationEvent
 
 from streaming.errors import StreamError, StreamErrorCode
+from streaming.events import Cancelled, Chunk, Complete, Error, Event, GenerationEvent
 from streaming.protocols.ai_sdk import (
     DONE,
     ChatTransportFrames,
