@@ -169,7 +169,9 @@ class AISDKChatView(ChatUIMixin, SSEView):
             turn = await self.start_turn(owner, parse_chat_request(body, params))
         except StreamError as exc:
             return self.error_response(exc)
-        return self.ui_stream(get_generations(), turn.generation_id, owner)
+        response = self.ui_stream(get_generations(), turn.generation_id, owner)
+        response["X-Conversation-Id"] = str(turn.conversation_id)
+        return response
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Resume: the running reply from its start, or 204 when none runs."""
