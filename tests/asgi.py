@@ -14,7 +14,7 @@ from django.urls import path  # noqa: E402
 
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
-from . import transport_views  # noqa: E402
+from . import chat_ui_views, transport_views  # noqa: E402
 
 websocket_application = AllowedHostsOriginValidator(
     AuthMiddlewareStack(
@@ -27,6 +27,7 @@ websocket_application = AllowedHostsOriginValidator(
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
                 path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),
                 path("ws/echo/", transport_views.EchoConsumer.as_asgi()),
+                path("ws/chat-ui/", chat_ui_views.ScriptedChatUIConsumer.as_asgi()),
             ]
         )
     )

@@ -12,41 +12,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-from .servers import ROOT, daphne_server
+from .aisdk_server import chat_ui_server
+from .servers import ROOT
 
 JS = ROOT / "tests" / "js"
 #: Seconds the whole Node run may take before it counts as hung.
 NODE_TIMEOUT = 240
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> dict[str, str]:
-    """A migrated SQLite file for the server (its threads share it, unlike ``:memory:``)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings_aisdk",
-        "STREAMING_TEST_DB": str(tmp_path / "db.sqlite3"),
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    return {key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "STREAMING_TEST_DB")}
-
-
-def test_ai_sdk_client(database: dict[str, str]) -> None:
+def test_ai_sdk_client() -> None:
     node = shutil.which("node")
     assert node is not None, "Node 20 is needed for tests/js"
     assert (JS / "node_modules" / "ai").is_dir(), "run scripts/test (npm ci in tests/js)"
-    with daphne_server("project.asgi:application", env=database) as url:
+    with chat_ui_server("project.asgi:application") as (url, _):
         files = sorted(path.name for path in JS.glob("*.test.mjs"))
         result = subprocess.run(
             [node, "--test", "--test-concurrency=2", "--test-reporter=tap", *files],

@@ -4,7 +4,7 @@ from django.urls import path
 
 from project.urls import urlpatterns as demo_urlpatterns
 
-from . import routes, transport_views
+from . import chat_ui_views, routes, transport_views
 
 urlpatterns = [
     *demo_urlpatterns,
@@ -23,4 +23,6 @@ urlpatterns = [
     path("sse/openai-late", transport_views.SlowToAnswerView.as_view()),
     path("sse/echo", transport_views.EchoView.as_view()),
     path("sse/api-key", transport_views.ApiKeyView.as_view()),
+    path("sse/chat-ui", chat_ui_views.ScriptedChatUIView.as_view()),
+    path("sse/chat-ui/<str:chat_id>/stream", chat_ui_views.ScriptedChatUIView.as_view()),
 ]

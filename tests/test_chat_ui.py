@@ -1,0 +1,455 @@
+"""The ``useChat`` endpoints over a real daphne with the scripted model: the UI message
+stream, stored conversations, resume, stop (the model's stream closes), ownership, bad
+input, and the WebSocket transport's frames. tests/js runs the real AI SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from .aisdk_server import chat_ui_server
+from .conftest import probe, wait_for_probe
+from .transport_views import XML_TEXT
+
+API = "/sse/chat-ui"
+LIMIT = 10.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Path]]:
+    with chat_ui_server() as started:
+        yield started
+
+
+@pytest.fixture
+def url(server: tuple[str, Path]) -> str:
+    return server[0]
+
+
+@contextmanager
+def browser(url: str) -> Iterator[httpx.Client]:
+    """A client with the page's cookies (CSRF, the visitor's session) and CSRF header."""
+    with httpx.Client(base_url=url, timeout=LIMIT) as client:
+        assert client.get("/").status_code == 200
+        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+        yield client
+
+
+@pytest.fixture
+def http(url: str) -> Iterator[httpx.Client]:
+    with browser(url) as client:
+        yield client
+
+
+def body(chat_id: str, text: str = "Hello", **params: Any) -> dict[str, Any]:
+    return {
+        "id": chat_id,
+        "trigger": "submit-message",
+        "messageId": None,
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}],
+        **params,
+    }
+
+
+def chunks_of(lines: list[str]) -> list[dict[str, Any]]:
+    """The chunks of a UI message stream's ``data:`` lines; it must end with ``[DONE]``."""
+    data = [line[6:] for line in lines if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    return [json.loads(item) for item in data[:-1]]
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+
+
+def post(
+    http: httpx.Client, payload: dict[str, Any]
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    response = http.post(API, json=payload)
+    assert response.status_code == 200, response.text
+    return response, chunks_of(response.text.splitlines())
+
+
+def stored(database: Path) -> list[tuple[str, str, str, str | None]]:
+    """Every stored message: role, content, status, generation (oldest first)."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT role, content, status, generation FROM streaming_message ORDER BY id"
+        )
+        return list(rows)
+
+
+def messages_of(database: Path, conversation: str) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT role, content, status FROM streaming_message WHERE conversation_id = ? "
+            "ORDER BY id",
+            (conversation.replace("-", ""),),
+        )
+        return list(rows)
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def test_the_reply_as_a_ui_message_stream_and_stored(
+    http: httpx.Client, server: tuple[str, Path]
+) -> None:
+    chat_id = str(uuid.uuid4())
+    response, chunks = post(http, body(chat_id, "Hi there", key=key(), size=2))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-conversation-id"] == chat_id
+    start, finish = chunks[0], chunks[-1]
+    assert start["type"] == "start" and len(start["messageId"]) == 32
+    assert finish == {"type": "finish", "finishReason": "stop"}
+    assert text_of(chunks) == XML_TEXT
+    assert "secret" not in response.text
+    assert messages_of(server[1], chat_id) == [
+        ("user", "Hi there", "complete"),
+        ("assistant", XML_TEXT, "complete"),
+    ]
+    assert stored(server[1])[-1][3] == start["messageId"]
+
+
+def test_a_chat_id_that_is_no_uuid_names_the_owners_own_conversation(
+    http: httpx.Client, url: str
+) -> None:
+    chat_id = "my-chat-" + key()
+    response, _ = post(http, body(chat_id, key=key()))
+    mine = response.headers["x-conversation-id"]
+    assert uuid.UUID(mine)
+    again, _ = post(http, body(chat_id, key=key()))
+    assert again.headers["x-conversation-id"] == mine
+    with browser(url) as other:
+        theirs, _ = post(other, body(chat_id, key=key()))
+    assert theirs.headers["x-conversation-id"] != mine
+
+
+def test_history_comes_from_the_database(http: httpx.Client) -> None:
+    chat_id, first, second = str(uuid.uuid4()), key(), key()
+    post(http, body(chat_id, "one", key=first))
+    forged = body(chat_id, "two", key=second)
+    forged["messages"] = [
+        {"id": "x", "role": "assistant", "parts": [{"type": "text", "text": "forged"}]},
+        *forged["messages"],
+    ]
+    post(http, forged)
+    assert probe(http, second) == [
+        "prompt:two",
+        f"history:user=one|assistant={XML_TEXT}",
+        "started",
+        "finally",
+    ]
+
+
+def test_regenerate_runs_the_last_turn_again(http: httpx.Client, server: tuple[str, Path]) -> None:
+    chat_id, again = str(uuid.uuid4()), key()
+    post(http, body(chat_id, "one", key=key()))
+    post(http, body(chat_id, "two", key=key()))
+    post(
+        http,
+        {
+            "id": chat_id,
+            "trigger": "regenerate-message",
+            "messageId": "m",
+            "messages": [],
+            "key": again,
+        },
+    )
+    assert probe(http, again)[:2] == ["prompt:two", f"history:user=one|assistant={XML_TEXT}"]
+    assert [role for role, _, _ in messages_of(server[1], chat_id)] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+
+
+def test_stop_cancels_the_reply_and_closes_the_models_stream(
+    http: httpx.Client, server: tuple[str, Path]
+) -> None:
+    chat_id, probe_key = str(uuid.uuid4()), key()
+    lines: list[str] = []
+    with http.stream("POST", API, json=body(chat_id, key=probe_key, delay=0.05)) as response:
+        assert response.status_code == 200
+        reading = response.iter_lines()
+        for line in reading:
+            lines.append(line)
+            if '"text-delta"' in line:
+                break
+        stop = http.delete(f"{API}/{chat_id}/stream")
+        assert stop.status_code == 204
+        lines += list(reading)
+    chunks = chunks_of(lines)
+    assert chunks[-1] == {"type": "abort", "reason": "The reply was cancelled"}
+    assert chunks[-2]["type"] == "text-end"
+    wait_for_probe(http, probe_key, ["prompt:Hello", "history:", "started", "finally"])
+    partial = text_of(chunks)
+    assert partial and XML_TEXT.startswith(partial) and partial != XML_TEXT
+    assert messages_of(server[1], chat_id)[-1] == ("assistant", partial, "stopped")
+    assert http.get(f"{API}/{chat_id}/stream").status_code == 204
+    assert http.delete(f"{API}/{chat_id}/stream").status_code == 204  # nothing to stop
+
+
+def test_resume_replays_the_running_reply_from_its_start(http: httpx.Client) -> None:
+    chat_id = str(uuid.uuid4())
+    first: list[str] = []
+    with http.stream("POST", API, json=body(chat_id, key=key(), delay=0.03)) as response:
+        for line in response.iter_lines():
+            first.append(line)
+            if '"text-delta"' in line:
+                break  # the connection drops; the reply runs on
+    resumed = http.get(f"{API}/{chat_id}/stream")
+    assert resumed.status_code == 200
+    assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    chunks = chunks_of(resumed.text.splitlines())
+    original_start = chunks_of([*first, "data: [DONE]"])[0]
+    assert chunks[0] == original_start
+    assert text_of(chunks) == XML_TEXT
+    assert http.get(f"{API}/{chat_id}/stream").status_code == 204  # over now
+
+
+def test_a_failing_model_ends_with_an_error_chunk(
+    http: httpx.Client, server: tuple[str, Path]
+) -> None:
+    chat_id = str(uuid.uuid4())
+    _, chunks = post(http, body(chat_id, key=key(), fail="upstream", fail_after=20))
+    assert chunks[-1] == {"type": "error", "errorText": "The upstream model failed"}
+    assert messages_of(server[1], chat_id)[-1][2] == "failed"
+    _, chunks = post(http, body(str(uuid.uuid4()), key=key(), fail="crash", fail_after=20))
+    assert chunks[-1] == {"type": "error", "errorText": "The model stream failed"}
+
+
+def test_another_visitor_cannot_continue_resume_or_stop_a_chat(
+    http: httpx.Client, url: str
+) -> None:
+    chat_id = str(uuid.uuid4())
+    with http.stream("POST", API, json=body(chat_id, key=key(), delay=0.02)) as response:
+        with browser(url) as stranger:
+            refused = stranger.post(API, json=body(chat_id, key=key()))
+            assert refused.status_code == 404
+            assert refused.json() == {
+                "error": "No such chat (unknown or not yours)",
+                "code": "NOT_FOUND",
+            }
+            assert stranger.get(f"{API}/{chat_id}/stream").status_code == 204
+            assert stranger.delete(f"{API}/{chat_id}/stream").status_code == 204
+        chunks = chunks_of(list(response.iter_lines()))
+    assert chunks[-1]["type"] == "finish"  # the stranger's DELETE stopped nothing
+    assert text_of(chunks) == XML_TEXT
+
+
+def test_a_second_message_while_a_reply_runs_is_refused(http: httpx.Client) -> None:
+    chat_id = str(uuid.uuid4())
+    with http.stream("POST", API, json=body(chat_id, key=key(), delay=0.02)) as response:
+        reading = response.iter_lines()
+        next(reading)
+        busy = http.post(API, json=body(chat_id, "again", key=key()))
+        assert busy.status_code == 409
+        assert busy.json()["code"] == "REPLY_RUNNING"
+        list(reading)
+    post(http, body(chat_id, "again", key=key()))
+
+
+def test_csrf_is_required(url: str) -> None:
+    with browser(url) as client:
+        del client.headers["X-CSRFToken"]
+        assert client.post(API, json=body(str(uuid.uuid4()))).status_code == 403
+        assert client.delete(f"{API}/{uuid.uuid4()}/stream").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({}, "BAD_REQUEST"),
+        ({"id": "", "trigger": "submit-message", "messages": []}, "BAD_REQUEST"),
+        ({"id": "x" * 201, "trigger": "submit-message", "messages": []}, "BAD_REQUEST"),
+        ({"id": "x", "trigger": "resume", "messages": []}, "BAD_REQUEST"),
+        ({"id": "x", "trigger": "submit-message", "messages": []}, "BAD_REQUEST"),
+        ({"id": "x", "trigger": "submit-message", "messages": "hello"}, "BAD_REQUEST"),
+        ({"id": "x", "trigger": "submit-message", "messages": [{"role": "user"}]}, "BAD_REQUEST"),
+        (
+            {
+                "id": "x",
+                "trigger": "submit-message",
+                "messages": [{"role": "assistant", "parts": []}],
+            },
+            "BAD_REQUEST",
+        ),
+        (body("x", " "), "BAD_REQUEST"),
+        (body("x", "a" * 40_000), "PROMPT_TOO_LARGE"),
+        (body("x", pipeline="nope"), "UNKNOWN_PIPELINE"),
+        ({"id": "new-chat", "trigger": "regenerate-message", "messages": []}, "NOT_FOUND"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_reason(
+    http: httpx.Client, payload: dict[str, Any], code: str
+) -> None:
+    if payload.get("id") == "new-chat":
+        payload = {**payload, "id": key()}
+    response = http.post(API, json=payload)
+    assert response.status_code in (400, 404)
+    assert response.json()["code"] == code
+
+
+def test_a_body_that_is_no_json_object(http: httpx.Client) -> None:
+    response = http.post(API, content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "BAD_REQUEST"
+
+
+# ---------------------------------------------------------------- WebSocket transport
+def ws_url(url: str) -> str:
+    return url.replace("http://", "ws://") + "/ws/chat-ui/"
+
+
+@pytest.fixture
+def cookie(http: httpx.Client) -> dict[str, str]:
+    """The handshake headers of a page's socket: its session cookie (its owner)."""
+    return {"Cookie": "; ".join(f"{name}={value}" for name, value in http.cookies.items())}
+
+
+async def frame(socket: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+
+
+async def until_end(socket: ClientConnection, request_id: str) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] not in {"end", "error", "no-active"}:
+        received = await frame(socket)
+        if received["requestId"] == request_id:
+            frames.append(received)
+    return frames
+
+
+def send_frame(request_id: str, chat_id: str, text: str = "Hello", **body: Any) -> str:
+    return json.dumps(
+        {
+            "type": "send",
+            "requestId": request_id,
+            "id": chat_id,
+            "trigger": "submit-message",
+            "messageId": None,
+            "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": text}]}],
+            "headers": {},
+            "body": body,
+        }
+    )
+
+
+async def test_ws_send_abort_resume_and_no_active(url: str, cookie: dict[str, str]) -> None:
+    chat_id, probe_key = str(uuid.uuid4()), key()
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        await socket.send(send_frame("r1", chat_id, key=probe_key, delay=0.05))
+        assert await frame(socket) == {"type": "start", "requestId": "r1"}
+        first = await frame(socket)
+        assert first["sequence"] == 0 and first["chunk"]["type"] == "start"
+        await socket.send(json.dumps({"type": "abort", "requestId": "r1"}))
+        rest = await until_end(socket, "r1")
+        assert [f["sequence"] for f in rest[:-1]] == list(range(1, len(rest)))
+        assert rest[-2]["chunk"]["type"] == "abort"
+        assert rest[-1] == {"type": "end", "requestId": "r1"}
+        await socket.send(
+            json.dumps(
+                {"type": "resume", "requestId": "r2", "id": chat_id, "headers": {}, "body": {}}
+            )
+        )
+        assert await frame(socket) == {"type": "no-active", "requestId": "r2"}
+    with httpx.Client(base_url=url) as client:
+        wait_for_probe(client, probe_key, ["prompt:Hello", "history:", "started", "finally"])
+
+
+async def test_ws_resume_after_last_sequence_and_multiplexing(
+    url: str, cookie: dict[str, str]
+) -> None:
+    chat_a, chat_b = str(uuid.uuid4()), str(uuid.uuid4())
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        await socket.send(send_frame("a", chat_a, key=key(), delay=0.02))
+        await socket.send(send_frame("b", chat_b, key=key(), delay=0.02))
+        frames: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        while len(frames["a"]) < 6:
+            received = await frame(socket)
+            frames[received["requestId"]].append(received)
+    # The socket is gone; both replies run on. Resume "a" after sequence 3, "b" whole.
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        await socket.send(
+            json.dumps(
+                {"type": "resume", "requestId": "a2", "id": chat_a, "lastSequence": 3,
+                 "headers": {}, "body": {}}
+            )
+        )  # fmt: skip
+        await socket.send(
+            json.dumps(
+                {"type": "resume", "requestId": "b2", "id": chat_b, "headers": {}, "body": {}}
+            )
+        )
+        answers: dict[str, list[dict[str, Any]]] = {"a2": [], "b2": []}
+        while any(not got or got[-1]["type"] != "end" for got in answers.values()):
+            received = await frame(socket)
+            answers[received["requestId"]].append(received)
+        a2, b2 = answers["a2"], answers["b2"]
+    assert a2[0] == {"type": "start", "requestId": "a2"}
+    assert [f["sequence"] for f in a2[1:-1]] == list(range(4, 4 + len(a2) - 2))
+    before = [f["chunk"] for f in frames["a"][1:5]]  # sequences 0 to 3
+    assert text_of(before + [f["chunk"] for f in a2[1:-1]]) == XML_TEXT
+    assert [f["sequence"] for f in b2[1:-1]] == list(range(len(b2) - 2))
+    assert text_of([f["chunk"] for f in b2[1:-1]]) == XML_TEXT
+
+
+async def test_ws_bad_frames_are_answered_and_the_socket_stays(
+    url: str, cookie: dict[str, str]
+) -> None:
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        await socket.send(json.dumps({"type": "send", "requestId": "x", "id": "c"}))
+        assert (await frame(socket))["type"] == "error"
+        await socket.send(json.dumps({"type": "send", "id": "c"}))
+        bad = await frame(socket)
+        assert bad == {
+            "type": "error",
+            "requestId": "",
+            "errorText": "'requestId' must be a non-empty string",
+        }
+        await socket.send(
+            json.dumps({"type": "resume", "requestId": "r", "id": "c", "lastSequence": -1})
+        )
+        assert (await frame(socket))["errorText"] == "'lastSequence' must be a non-negative integer"
+        await socket.send(
+            json.dumps({"type": "prompt", "prompt": "old protocol", "requestId": "p"})
+        )
+        assert await frame(socket) == {
+            "type": "error",
+            "requestId": "p",
+            "errorText": "Unknown message type 'prompt'",
+        }
+        await socket.send(send_frame("ok", str(uuid.uuid4()), key=key()))
+        frames = await until_end(socket, "ok")
+        assert frames[-1]["type"] == "end"
+
+
+async def test_ws_requests_at_once_are_limited(url: str, cookie: dict[str, str]) -> None:
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        for n in range(5):  # WS_MAX_PENDING is 4
+            await socket.send(send_frame(f"r{n}", str(uuid.uuid4()), key=key(), delay=0.05))
+        refused = None
+        while refused is None:
+            received = await frame(socket)
+            if received["type"] == "error":
+                refused = received
+        assert refused == {
+            "type": "error",
+            "requestId": "r4",
+            "errorText": "Too many requests at once on this socket",
+        }
