@@ -3,7 +3,8 @@
 Starts daphne with the demo project on a free port and runs ``node --test tests/js/``
 with ``STREAMING_URL`` pointing at it: ``useChat``'s ``DefaultChatTransport`` (send,
 regenerate, drop and resume, stop with DELETE) and ``WebSocketChatTransport`` (send,
-resume, abort, no-active, several chats on one socket). ``scripts/test`` installs
+resume, abort, no-active, several chats on one socket), with ``ai`` 7.0.173; and the
+HTTP transport again with ``ai`` 6 (``sse-ai6.test.mjs``). ``scripts/test`` installs
 tests/js from its lockfile (``npm ci``).
 """
 
@@ -28,7 +29,7 @@ def test_ai_sdk_client() -> None:
     with chat_ui_server("project.asgi:application") as (url, _):
         files = sorted(path.name for path in JS.glob("*.test.mjs"))
         result = subprocess.run(
-            [node, "--test", "--test-concurrency=2", "--test-reporter=tap", *files],
+            [node, "--test", "--test-concurrency=3", "--test-reporter=tap", *files],
             cwd=JS,
             env={**os.environ, "STREAMING_URL": url, "NO_COLOR": "1"},
             capture_output=True,

@@ -5,8 +5,11 @@
 // would (session, CSRF), sends them with every fetch and WebSocket handshake, and sends
 // an Origin header as browsers do. Nothing else is faked: the chat, both transports and
 // the chunk validation are the `ai` package's own.
-import { AbstractChat, DefaultChatTransport, WebSocketChatTransport } from 'ai';
 import WebSocket from 'ws';
+
+// AI_PACKAGE=ai6 runs the same tests with ai 6 (which has no WebSocketChatTransport).
+export const AI_PACKAGE = process.env.AI_PACKAGE ?? 'ai';
+const { AbstractChat, DefaultChatTransport, WebSocketChatTransport } = await import(AI_PACKAGE);
 
 export const BASE = (process.env.STREAMING_URL ?? '').replace(/\/$/, '');
 if (!BASE) throw new Error('Set STREAMING_URL to the server under test, e.g. http://127.0.0.1:8000');
@@ -89,6 +92,7 @@ export async function browser() {
       });
     },
     wsTransport(options = {}) {
+      if (!WebSocketChatTransport) throw new Error(`${AI_PACKAGE} has no WebSocketChatTransport`);
       return new WebSocketChatTransport({ url: WS_URL, webSocket: BrowserWebSocket, ...options });
     },
     /** Stop a reply as the documented useChat wiring does: DELETE its stream. */
