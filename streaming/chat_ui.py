@@ -238,6 +238,8 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
         #: requestId -> the task that answers it, and the reply it follows.
         self.requests: dict[str, asyncio.Task[None]] = {}
         self.following: dict[str, str] = {}
+        #: Requests aborted before their reply started: it is cancelled as it starts.
+        self.aborted: set[str] = set()
 
     async def disconnect(self, code: int) -> None:
         """The socket went away: stop answering; the replies run on (``keep``) for a resume."""
@@ -290,9 +292,13 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
         """Stop the reply a request follows; the client has already let the request go,
         so nothing is answered (an unknown or finished request is no error)."""
         request_id = content.get("requestId")
-        generation_id = self.following.get(request_id) if isinstance(request_id, str) else None
+        if not isinstance(request_id, str):
+            return
+        generation_id = self.following.get(request_id)
         if generation_id is not None:
             await self.generations.cancel(generation_id)
+        elif request_id in self.requests:
+            self.aborted.add(request_id)
 
     async def on_prompt(self, content: dict[str, Any]) -> None:
         await self.send_error(
@@ -328,6 +334,7 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
             if self.requests.get(request_id) is task:
                 del self.requests[request_id]
             self.following.pop(request_id, None)
+            self.aborted.discard(request_id)
 
         task.add_done_callback(done)
 
@@ -348,8 +355,10 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
     async def _follow_reply(self, frames: ChatTransportFrames, generation_id: str) -> None:
         """``start``, the reply's chunks from its first (numbered), then ``end``."""
         self.following[frames.request_id] = generation_id
-        await self.send_json(frames.start())
         generations = self.generations
+        if frames.request_id in self.aborted:
+            await generations.cancel(generation_id)
+        await self.send_json(frames.start())
         try:
             async with aclosing(generations.follow(generation_id, self.owner, 0)) as batches:
                 async for batch in batches:

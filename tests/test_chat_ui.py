@@ -453,3 +453,23 @@ async def test_ws_requests_at_once_are_limited(url: str, cookie: dict[str, str])
             "requestId": "r4",
             "errorText": "Too many requests at once on this socket",
         }
+
+
+async def test_ws_abort_right_after_send_stops_the_reply_as_it_starts(
+    url: str, cookie: dict[str, str]
+) -> None:
+    probe_key = key()
+    async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
+        await socket.send(send_frame("r", str(uuid.uuid4()), key=probe_key, delay=0.05))
+        await socket.send(json.dumps({"type": "abort", "requestId": "r"}))
+        frames = await until_end(socket, "r")
+    assert frames[-1] == {"type": "end", "requestId": "r"}
+    assert frames[-2]["chunk"] == {"type": "abort", "reason": "The reply was cancelled"}
+    assert text_of([f["chunk"] for f in frames[1:-1]]) != XML_TEXT
+    # The model's stream never started, or it was closed.
+    with httpx.Client(base_url=url) as client:
+        deadline = asyncio.get_running_loop().time() + LIMIT
+        while probe(client, probe_key)[2:] == ["started"]:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        assert probe(client, probe_key)[2:] in ([], ["started", "finally"])
