@@ -28,10 +28,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from .chat import CHAT_PIPELINES
-from .chat_turns import ChatTurns, Turn
+from . import chat_turns
+from .chat import CHAT_PIPELINES, RecordingPipeline
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
@@ -49,7 +49,8 @@ from .requests import ExtractorFactory, PipelineChoiceMixin, call_hook
 from .response import sse_response
 from .sources import source_from_settings
 from .sse import ServerSentEvent
-from .views import ERROR_STATUS, SSEView
+from .storage import Turn
+from .views import SSEView
 
 logger = logging.getLogger("streaming")
 
@@ -119,14 +120,12 @@ def parse_chat_request(body: Mapping[str, Any], params: Mapping[str, Any]) -> Ch
 
 
 class ChatUIMixin(PipelineChoiceMixin):
-    """What both transports share: the model, the pipelines, starting a turn."""
+    """What both transports share: the chat's model and pipelines, starting a turn."""
 
     pipelines: Mapping[str, Sequence[ExtractorFactory]] = CHAT_PIPELINES
     default_pipeline: str | None = "response"
     #: Replies outlive their connections, so a reload or a new socket resumes them.
     disconnect_policy: DisconnectPolicy = "keep"
-    #: The stored conversations (history, the running reply, the reply once it ends).
-    turns = ChatTurns()
 
     def stream(self, prompt: str, **params: Any) -> Any:
         """The model's reply to ``prompt`` after ``history`` (the stored conversation)."""
@@ -135,23 +134,27 @@ class ChatUIMixin(PipelineChoiceMixin):
         return source_from_settings(prompt, pipeline=pipeline, history=history)
 
     async def start_turn(self, owner: str, request: ChatRequest) -> Turn:
-        """Store the new turn, start its reply, and record it as the chat's running reply."""
-        if request.trigger == "submit-message":
+        """Store the new turn and start its reply, which stores itself when it ends."""
+        regenerate = request.trigger == "regenerate-message"
+        if not regenerate:
             self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
-        pipeline = self.get_pipeline(request.params)
-        turn = await self.turns.begin(owner, request.chat_id, request.prompt, request.trigger)
+        pipeline = RecordingPipeline(*self.get_extractors(request.params))
         generations = get_generations()
-        try:
-            source = self.stream(turn.prompt, history=turn.history, **request.params)
-            if inspect.iscoroutine(source):
-                source = await source
-            turn.generation_id = await generations.start(
-                source, pipeline, owner=owner, policy=self.disconnect_policy, forward_events=True
-            )
-        except BaseException:
-            await self.turns.abandon(turn)
-            raise
-        await self.turns.started(turn, generations)
+        turn = await chat_turns.begin(
+            owner, request.chat_id, request.prompt, regenerate=regenerate, generations=generations
+        )
+        source = self.stream(turn.prompt, history=turn.history, **request.params)
+        if inspect.iscoroutine(source):
+            source = await source
+        await generations.start(
+            source,
+            pipeline,
+            owner=owner,
+            policy=self.disconnect_policy,
+            forward_events=True,
+            generation_id=turn.generation_id,
+            on_end=chat_turns.storing(turn, pipeline),
+        )
         return turn
 
 
@@ -179,7 +182,7 @@ class AISDKChatView(ChatUIMixin, SSEView):
         try:
             owner = await call_hook(self.get_owner)
             chat_id = check_chat_id(kwargs.get("chat_id"))
-            generation_id = await self.turns.running(owner, chat_id, get_generations())
+            generation_id = await chat_turns.running(owner, chat_id, get_generations())
         except StreamError as exc:
             return self.error_response(exc)
         if generation_id is None:
@@ -193,18 +196,12 @@ class AISDKChatView(ChatUIMixin, SSEView):
         try:
             owner = await call_hook(self.get_owner)
             chat_id = check_chat_id(kwargs.get("chat_id"))
-            generation_id = await self.turns.running(owner, chat_id, generations)
+            generation_id = await chat_turns.running(owner, chat_id, generations)
         except StreamError as exc:
             return self.error_response(exc)
         if generation_id is not None:
             await generations.cancel(generation_id)
         return HttpResponse(status=204)
-
-    def error_response(self, error: StreamError) -> HttpResponse:
-        status = {**ERROR_STATUS, "REPLY_RUNNING": 409, "INTERNAL_ERROR": 500}.get(
-            str(error.code), 400
-        )
-        return JsonResponse(self.error_message(error), status=status, safe=False)
 
     def ui_stream(self, generations: Generations, generation_id: str, owner: str) -> HttpResponse:
         """The reply from its start as a UI message stream, ending with ``[DONE]``.
@@ -278,7 +275,7 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
                 isinstance(last, bool) or not isinstance(last, int) or last < 0
             ):
                 raise bad_request("'lastSequence' must be a non-negative integer")
-            generation_id = await self.turns.running(self.owner, chat_id, self.generations)
+            generation_id = await chat_turns.running(self.owner, chat_id, self.generations)
         except StreamError as exc:
             await self.send_json(error_frame(request_id, exc))
             return

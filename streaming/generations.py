@@ -258,6 +258,9 @@ class Generations:
         task.add_done_callback(lambda _: self._forget(generation_id))
         if self.renewer is None or self.renewer.done():
             self.renewer = asyncio.create_task(self._renew_leases())
+        # Let the run begin: a task cancelled before its first step never runs, and its
+        # log would never get the Cancelled event its followers wait for.
+        await asyncio.sleep(0)
         return generation_id
 
     async def cancel(self, generation_id: str) -> None:

@@ -10,6 +10,8 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         # A server process started by the tests gets a migrated file (servers.sqlite_database).
         "NAME": os.environ.get("DJANGO_DB", ":memory:"),
+        # As the demo project's: concurrent requests wait for the write lock at BEGIN.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
 # The suite starts hundreds of replies from 127.0.0.1: limits are off here, and on in

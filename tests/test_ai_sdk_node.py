@@ -14,8 +14,7 @@ import os
 import shutil
 import subprocess
 
-from .aisdk_server import chat_ui_server
-from .servers import ROOT
+from .servers import ROOT, daphne_server, sqlite_database
 
 JS = ROOT / "tests" / "js"
 #: Seconds the whole Node run may take before it counts as hung.
@@ -26,7 +25,13 @@ def test_ai_sdk_client() -> None:
     node = shutil.which("node")
     assert node is not None, "Node 20 is needed for tests/js"
     assert (JS / "node_modules" / "ai").is_dir(), "run scripts/test (npm ci in tests/js)"
-    with chat_ui_server("project.asgi:application") as (url, _):
+    with (
+        sqlite_database() as database,
+        daphne_server(
+            "project.asgi:application",
+            env={**database, "DJANGO_SETTINGS_MODULE": "tests.settings_aisdk"},
+        ) as url,
+    ):
         files = sorted(path.name for path in JS.glob("*.test.mjs"))
         result = subprocess.run(
             [node, "--test", "--test-concurrency=3", "--test-reporter=tap", *files],

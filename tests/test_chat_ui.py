@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .aisdk_server import chat_ui_server
 from .conftest import probe, wait_for_probe
 from .transport_views import XML_TEXT
 
@@ -25,15 +22,9 @@ API = "/sse/chat-ui"
 LIMIT = 10.0
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Path]]:
-    with chat_ui_server() as started:
-        yield started
-
-
 @pytest.fixture
-def url(server: tuple[str, Path]) -> str:
-    return server[0]
+def url(live_url: str) -> str:
+    return live_url
 
 
 @contextmanager
@@ -80,23 +71,16 @@ def post(
     return response, chunks_of(response.text.splitlines())
 
 
-def stored(database: Path) -> list[tuple[str, str, str, str | None]]:
-    """Every stored message: role, content, status, generation (oldest first)."""
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT role, content, status, generation FROM streaming_message ORDER BY id"
-        )
-        return list(rows)
+def messages_of(http: httpx.Client, conversation: str) -> list[tuple[str, str, str]]:
+    """The conversation's stored messages (role, content, status), from its API."""
+    response = http.get(f"/chat/conversations/{conversation}")
+    assert response.status_code == 200, response.text
+    return [(m["role"], m["content"], m["status"]) for m in response.json()["messages"]]
 
 
-def messages_of(database: Path, conversation: str) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT role, content, status FROM streaming_message WHERE conversation_id = ? "
-            "ORDER BY id",
-            (conversation.replace("-", ""),),
-        )
-        return list(rows)
+def generations_of(http: httpx.Client, conversation: str) -> list[str | None]:
+    response = http.get(f"/chat/conversations/{conversation}")
+    return [m["generation"] for m in response.json()["messages"]]
 
 
 def key() -> str:
@@ -104,7 +88,7 @@ def key() -> str:
 
 
 def test_the_reply_as_a_ui_message_stream_and_stored(
-    http: httpx.Client, server: tuple[str, Path]
+    http: httpx.Client,
 ) -> None:
     chat_id = str(uuid.uuid4())
     response, chunks = post(http, body(chat_id, "Hi there", key=key(), size=2))
@@ -116,12 +100,23 @@ def test_the_reply_as_a_ui_message_stream_and_stored(
     assert start["type"] == "start" and len(start["messageId"]) == 32
     assert finish == {"type": "finish", "finishReason": "stop"}
     assert text_of(chunks) == XML_TEXT
-    assert "secret" not in response.text
-    assert messages_of(server[1], chat_id) == [
+    reasoning = "".join(c["delta"] for c in chunks if c["type"] == "reasoning-delta")
+    assert reasoning == "The user greets me; secret plan."
+    kinds = [c["type"] for c in chunks if not c["type"].endswith("-delta")]
+    assert kinds == [
+        "start",
+        "reasoning-start",
+        "reasoning-end",
+        "text-start",
+        "text-end",
+        "finish",
+    ]
+    assert "<thought>" not in response.text and "<text>" not in response.text
+    assert messages_of(http, chat_id) == [
         ("user", "Hi there", "complete"),
         ("assistant", XML_TEXT, "complete"),
     ]
-    assert stored(server[1])[-1][3] == start["messageId"]
+    assert generations_of(http, chat_id)[-1] == start["messageId"]
 
 
 def test_a_chat_id_that_is_no_uuid_names_the_owners_own_conversation(
@@ -155,7 +150,9 @@ def test_history_comes_from_the_database(http: httpx.Client) -> None:
     ]
 
 
-def test_regenerate_runs_the_last_turn_again(http: httpx.Client, server: tuple[str, Path]) -> None:
+def test_regenerate_runs_the_last_turn_again(
+    http: httpx.Client,
+) -> None:
     chat_id, again = str(uuid.uuid4()), key()
     post(http, body(chat_id, "one", key=key()))
     post(http, body(chat_id, "two", key=key()))
@@ -170,7 +167,7 @@ def test_regenerate_runs_the_last_turn_again(http: httpx.Client, server: tuple[s
         },
     )
     assert probe(http, again)[:2] == ["prompt:two", f"history:user=one|assistant={XML_TEXT}"]
-    assert [role for role, _, _ in messages_of(server[1], chat_id)] == [
+    assert [role for role, _, _ in messages_of(http, chat_id)] == [
         "user",
         "assistant",
         "user",
@@ -179,7 +176,7 @@ def test_regenerate_runs_the_last_turn_again(http: httpx.Client, server: tuple[s
 
 
 def test_stop_cancels_the_reply_and_closes_the_models_stream(
-    http: httpx.Client, server: tuple[str, Path]
+    http: httpx.Client,
 ) -> None:
     chat_id, probe_key = str(uuid.uuid4()), key()
     lines: list[str] = []
@@ -199,7 +196,7 @@ def test_stop_cancels_the_reply_and_closes_the_models_stream(
     wait_for_probe(http, probe_key, ["prompt:Hello", "history:", "started", "finally"])
     partial = text_of(chunks)
     assert partial and XML_TEXT.startswith(partial) and partial != XML_TEXT
-    assert messages_of(server[1], chat_id)[-1] == ("assistant", partial, "stopped")
+    assert messages_of(http, chat_id)[-1] == ("assistant", partial, "stopped")
     assert http.get(f"{API}/{chat_id}/stream").status_code == 204
     assert http.delete(f"{API}/{chat_id}/stream").status_code == 204  # nothing to stop
 
@@ -223,12 +220,12 @@ def test_resume_replays_the_running_reply_from_its_start(http: httpx.Client) -> 
 
 
 def test_a_failing_model_ends_with_an_error_chunk(
-    http: httpx.Client, server: tuple[str, Path]
+    http: httpx.Client,
 ) -> None:
     chat_id = str(uuid.uuid4())
     _, chunks = post(http, body(chat_id, key=key(), fail="upstream", fail_after=20))
     assert chunks[-1] == {"type": "error", "errorText": "The upstream model failed"}
-    assert messages_of(server[1], chat_id)[-1][2] == "failed"
+    assert messages_of(http, chat_id)[-1][2] == "failed"
     _, chunks = post(http, body(str(uuid.uuid4()), key=key(), fail="crash", fail_after=20))
     assert chunks[-1] == {"type": "error", "errorText": "The model stream failed"}
 
@@ -242,7 +239,7 @@ def test_another_visitor_cannot_continue_resume_or_stop_a_chat(
             refused = stranger.post(API, json=body(chat_id, key=key()))
             assert refused.status_code == 404
             assert refused.json() == {
-                "error": "No such chat (unknown or not yours)",
+                "error": "No such conversation",
                 "code": "NOT_FOUND",
             }
             assert stranger.get(f"{API}/{chat_id}/stream").status_code == 204
@@ -258,8 +255,11 @@ def test_a_second_message_while_a_reply_runs_is_refused(http: httpx.Client) -> N
         reading = response.iter_lines()
         next(reading)
         busy = http.post(API, json=body(chat_id, "again", key=key()))
-        assert busy.status_code == 409
-        assert busy.json()["code"] == "REPLY_RUNNING"
+        assert busy.status_code == 400
+        assert busy.json() == {
+            "error": "A reply is still running in this conversation; wait for it or stop it",
+            "code": "BAD_REQUEST",
+        }
         list(reading)
     post(http, body(chat_id, "again", key=key()))
 

@@ -93,6 +93,16 @@ async def test_a_cancel_from_another_process_stops_the_reply() -> None:
     assert finished == ["finally"]
 
 
+async def test_a_cancel_right_after_the_start_still_ends_the_log() -> None:
+    """A reply stopped at once (an ``abort`` that arrived with its ``send``) must still
+    end with ``Cancelled``: its followers would otherwise wait for it forever."""
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(1000, 0.01, []), Pipeline(), owner="me")
+    await generations.cancel(generation_id)
+    events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert events == [Cancelled(1)]
+
+
 async def test_a_failing_source_ends_with_an_error_event_without_details() -> None:
     async def broken() -> AsyncIterator[str]:
         yield "partial "
