@@ -1,8 +1,9 @@
 """A ``useChat`` chat's turns in its stored conversation, for ``streaming.chat_ui``.
 
-The turn's start and end are the chat's own (``streaming.storage``): the user's message
-stored, the model given the stored history, the reply stored by the generation's
-``on_end`` before its last event. What is particular to the AI SDK is the chat id:
+The turn's start and end are the chat's own (``streaming.chat.ConversationReplies``,
+``streaming.storage``): the user's message stored, the model given the stored history, the
+reply stored by the generation's ``on_end`` before its last event. What is particular to
+the AI SDK is the chat id:
 
 A chat id names a conversation of its owner, created on first use. A UUID is the
 conversation's own id (one from the conversations API, or ``crypto.randomUUID()``); any
@@ -18,7 +19,7 @@ from .chat import RecordingPipeline, is_running
 from .errors import StreamError, StreamErrorCode
 from .generations import Generations, OnEnd
 from .models import Conversation
-from .storage import Turn, begin_turn, busy, current_generation, end_turn, in_db, not_found
+from .storage import Turn, current_generation, end_turn, in_db, not_found
 
 #: The namespace of the conversation ids derived from an owner and a chat id.
 CHAT_NAMESPACE = uuid.UUID("0b7c6a52-3f0e-4c59-9a37-5b0d6c0e8a11")
@@ -52,28 +53,6 @@ async def running(owner: str, chat_id: str, generations: Generations) -> str | N
     if generation_id and await is_running(generations, generation_id, owner):
         return generation_id
     return None
-
-
-async def begin(
-    owner: str, chat_id: str, prompt: str, *, regenerate: bool, generations: Generations
-) -> Turn:
-    """Store the start of a turn in the chat's conversation (created on first use; to
-    regenerate, it must exist): one reply at a time, the history from the database."""
-    key = conversation_id(owner, chat_id)
-    if not regenerate:
-        await in_db(open_conversation, owner, key)
-    expected = await in_db(current_generation, owner, key)
-    if expected and await is_running(generations, expected, owner):
-        raise busy()
-    return await in_db(
-        begin_turn,
-        owner,
-        key,
-        None if regenerate else prompt,
-        generation_id=uuid.uuid4().hex,
-        expected=expected,
-        regenerate=regenerate,
-    )
 
 
 def storing(turn: Turn, pipeline: RecordingPipeline) -> OnEnd:

@@ -21,9 +21,8 @@ client sends only the last one, the new prompt, is read.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -31,12 +30,12 @@ from typing import Any, ClassVar, Literal
 from django.http import HttpRequest, HttpResponse
 
 from . import chat_turns
-from .chat import CHAT_PIPELINES, RecordingPipeline
+from .chat import ChatView, ConversationReplies, RecordingPipeline, wants_regenerate
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL
-from .generations import DisconnectPolicy, Generations, get_generations
+from .generations import Generations, get_generations
 from .protocols.ai_sdk import (
     UI_MESSAGE_STREAM_HEADERS,
     ChatTransportFrames,
@@ -45,12 +44,10 @@ from .protocols.ai_sdk import (
     no_active_frame,
     sse_messages,
 )
-from .requests import ExtractorFactory, PipelineChoiceMixin, call_hook
+from .requests import call_hook
 from .response import sse_response
-from .sources import source_from_settings
 from .sse import ServerSentEvent
-from .storage import Turn
-from .views import SSEView
+from .storage import Turn, in_db
 
 logger = logging.getLogger("streaming")
 
@@ -60,6 +57,8 @@ TRIGGERS: frozenset[str] = frozenset({"submit-message", "regenerate-message"})
 MAX_CHAT_ID_LENGTH = 200
 #: Keys of a request body that are the transport's own, not parameters of the reply.
 TRANSPORT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
+#: The chat's own parameters, which the transport's request decides (never its body).
+CHAT_KEYS = frozenset({"prompt", "regenerate", "conversation", "chat"})
 
 
 @dataclass(frozen=True)
@@ -119,61 +118,43 @@ def parse_chat_request(body: Mapping[str, Any], params: Mapping[str, Any]) -> Ch
     return ChatRequest(chat_id, trigger, prompt, dict(params))
 
 
-class ChatUIMixin(PipelineChoiceMixin):
-    """What both transports share: the chat's model and pipelines, starting a turn."""
+class ChatIdReplies(ConversationReplies):
+    """The chat's replies, in the conversation a ``useChat`` chat id names (``chat``)."""
 
-    pipelines: Mapping[str, Sequence[ExtractorFactory]] = CHAT_PIPELINES
-    default_pipeline: str | None = "response"
-    #: Replies outlive their connections, so a reload or a new socket resumes them.
-    disconnect_policy: DisconnectPolicy = "keep"
-
-    def stream(self, prompt: str, **params: Any) -> Any:
-        """The model's reply to ``prompt`` after ``history`` (the stored conversation)."""
-        history = params.pop("history", None)
-        pipeline = self.get_pipeline_name(params) or "response"
-        return source_from_settings(prompt, pipeline=pipeline, history=history)
-
-    async def start_turn(self, owner: str, request: ChatRequest) -> Turn:
-        """Store the new turn and start its reply, which stores itself when it ends."""
-        regenerate = request.trigger == "regenerate-message"
-        if not regenerate:
-            self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
-        pipeline = RecordingPipeline(*self.get_extractors(request.params))
-        generations = get_generations()
-        turn = await chat_turns.begin(
-            owner, request.chat_id, request.prompt, regenerate=regenerate, generations=generations
-        )
-        source = self.stream(turn.prompt, history=turn.history, **request.params)
-        if inspect.iscoroutine(source):
-            source = await source
-        await generations.start(
-            source,
-            pipeline,
-            owner=owner,
-            policy=self.disconnect_policy,
-            forward_events=True,
-            generation_id=turn.generation_id,
-            on_end=chat_turns.storing(turn, pipeline),
-        )
-        return turn
+    async def begin_reply(self, owner: str, prompt: str, params: Mapping[str, Any]) -> Turn:
+        """The chat id's conversation, created on first use, takes the turn."""
+        key = chat_turns.conversation_id(owner, params["chat"])
+        if not wants_regenerate(params):
+            await in_db(chat_turns.open_conversation, owner, key)
+        rest = {k: v for k, v in params.items() if k != "chat"}
+        return await super().begin_reply(owner, prompt, {**rest, "conversation": str(key)})
 
 
-class AISDKChatView(ChatUIMixin, SSEView):
-    """``POST chat/ui``, and ``GET`` / ``DELETE`` ``chat/ui/<chat_id>/stream``."""
+class AISDKChatView(ChatIdReplies, ChatView):
+    """``POST chat/ui``, and ``GET`` / ``DELETE`` ``chat/ui/<chat_id>/stream``.
+
+    A ``ChatView`` (the same checks, limits, pipelines, storage and model hook,
+    ``model_source``) that reads the transport's request and answers in its protocol.
+    """
 
     http_method_names: ClassVar[list[str]] = ["get", "post", "delete", "options"]
 
-    async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        await self._check_permissions()
-        try:
-            owner = await call_hook(self.get_owner)
-            body = self.get_params()
-            params = {k: v for k, v in body.items() if k not in TRANSPORT_KEYS}
-            turn = await self.start_turn(owner, parse_chat_request(body, params))
-        except StreamError as exc:
-            return self.error_response(exc)
-        response = self.ui_stream(get_generations(), turn.generation_id, owner)
-        response["X-Conversation-Id"] = str(turn.conversation_id)
+    def get_params(self) -> dict[str, Any]:
+        """The transport's body as the chat's parameters: ``prompt`` (the last message),
+        ``regenerate``, and the body's other keys (``pipeline`` …)."""
+        body = super().get_params()
+        extra = {k: v for k, v in body.items() if k not in TRANSPORT_KEYS | CHAT_KEYS}
+        request = parse_chat_request(body, extra)
+        if request.trigger == "regenerate-message":
+            return {**extra, "chat": request.chat_id, "regenerate": True}
+        return {**extra, "chat": request.chat_id, "prompt": request.prompt}
+
+    def follow_response(
+        self, generations: Generations, generation_id: str, owner: str, *, after: int
+    ) -> HttpResponse:
+        response = self.ui_stream(generations, generation_id, owner)
+        if self.turn is not None:
+            response["X-Conversation-Id"] = str(self.turn.conversation_id)
         return response
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -226,7 +207,7 @@ class AISDKChatView(ChatUIMixin, SSEView):
         return sse_response(messages(), headers=UI_MESSAGE_STREAM_HEADERS)
 
 
-class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
+class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
     """``/ws/chat/ui/``: the same chat for ``WebSocketChatTransport``, several requests at
     once on one socket (each followed by its own task, keyed by ``requestId``)."""
 
@@ -258,7 +239,8 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
             headers = content.get("headers")
             if not isinstance(body, dict) or not _string_map(headers):
                 raise bad_request("'headers' must map strings to strings and 'body' be an object")
-            chat_request = parse_chat_request(content, body)
+            params = {k: v for k, v in body.items() if k not in CHAT_KEYS}
+            chat_request = parse_chat_request(content, params)
         except StreamError as exc:
             await self.send_json(error_frame(request_id, exc))
             return
@@ -335,9 +317,35 @@ class AISDKChatConsumer(ChatUIMixin, StreamConsumer):
 
         task.add_done_callback(done)
 
+    async def start_turn(self, request: ChatRequest) -> Turn:
+        """Store the new turn and start its reply, which stores itself when it ends (not
+        through ``generation_options``, which knows one turn per instance: a socket has
+        several at once)."""
+        regenerate = request.trigger == "regenerate-message"
+        if not regenerate:
+            self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
+        pipeline = RecordingPipeline(*self.get_extractors(request.params))
+        generations = self.generations
+        turn = await self.begin_reply(
+            self.owner,
+            request.prompt,
+            {**request.params, "chat": request.chat_id, "regenerate": regenerate},
+        )
+        source = self.model_source(turn, request.params)
+        await generations.start(
+            source,
+            pipeline,
+            owner=self.owner,
+            policy=self.disconnect_policy,
+            forward_events=True,
+            generation_id=turn.generation_id,
+            on_end=chat_turns.storing(turn, pipeline),
+        )
+        return turn
+
     async def _send(self, request_id: str, chat_request: ChatRequest) -> None:
         try:
-            turn = await self.start_turn(self.owner, chat_request)
+            turn = await self.start_turn(chat_request)
         except StreamError as exc:
             await self.send_json(error_frame(request_id, exc))
             return

@@ -1,30 +1,31 @@
 """The ``useChat`` endpoints with the scripted model (``transport_views.scripted_reply``),
-for tests/test_chat_ui.py: the history each turn gets, and when the model's stream
-starts and closes, are recorded under the request's ``key``."""
+for tests/test_chat_ui.py: the prompt and history each turn gets, and when the model's
+stream starts and closes, are recorded under the request's ``key``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from streaming.chat_ui import AISDKChatConsumer, AISDKChatView
+from streaming.storage import Turn
 
 from .routes import record
 from .transport_views import scripted_reply
 
 
-def scripted_turn(prompt: str, params: dict[str, Any]) -> Any:
-    history = params.pop("history", None) or []
+def scripted_turn(turn: Turn, params: Mapping[str, Any]) -> Any:
     key = str(params.get("key", "default"))
-    record(key, f"prompt:{prompt}")
-    record(key, "history:" + "|".join(f"{m['role']}={m['content']}" for m in history))
+    record(key, f"prompt:{turn.prompt}")
+    record(key, "history:" + "|".join(f"{m['role']}={m['content']}" for m in turn.history))
     return scripted_reply(params)
 
 
 class ScriptedChatUIView(AISDKChatView):
-    def stream(self, prompt: str, **params: Any) -> Any:
-        return scripted_turn(prompt, params)
+    def model_source(self, turn: Turn, params: Mapping[str, Any]) -> Any:
+        return scripted_turn(turn, params)
 
 
 class ScriptedChatUIConsumer(AISDKChatConsumer):
-    def stream(self, prompt: str, **params: Any) -> Any:
-        return scripted_turn(prompt, params)
+    def model_source(self, turn: Turn, params: Mapping[str, Any]) -> Any:
+        return scripted_turn(turn, params)
