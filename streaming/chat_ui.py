@@ -30,12 +30,14 @@ from typing import Any, ClassVar, Literal
 from django.http import HttpRequest, HttpResponse
 
 from . import chat_turns
+from .addresses import scope_client_address
 from .chat import ChatView, ConversationReplies, RecordingPipeline, wants_regenerate
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL
 from .generations import Generations, get_generations
+from .limits import reserve
 from .protocols.ai_sdk import (
     UI_MESSAGE_STREAM_HEADERS,
     ChatTransportFrames,
@@ -159,8 +161,8 @@ class AISDKChatView(ChatIdReplies, ChatView):
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Resume: the running reply from its start, or 204 when none runs."""
-        await self._check_permissions()
         try:
+            await self._check_request()
             owner = await call_hook(self.get_owner)
             chat_id = check_chat_id(kwargs.get("chat_id"))
             generation_id = await chat_turns.running(owner, chat_id, get_generations())
@@ -172,9 +174,9 @@ class AISDKChatView(ChatIdReplies, ChatView):
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Stop: cancel the chat's running reply; 204 also when none runs (nothing to do)."""
-        await self._check_permissions()
         generations = get_generations()
         try:
+            await self._check_request()
             owner = await call_hook(self.get_owner)
             chat_id = check_chat_id(kwargs.get("chat_id"))
             generation_id = await chat_turns.running(owner, chat_id, generations)
@@ -326,21 +328,31 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
         pipeline = RecordingPipeline(*self.get_extractors(request.params))
         generations = self.generations
-        turn = await self.begin_reply(
-            self.owner,
-            request.prompt,
-            {**request.params, "chat": request.chat_id, "regenerate": regenerate},
-        )
-        source = self.model_source(turn, request.params)
-        await generations.start(
-            source,
-            pipeline,
+        reservation = await reserve(  # the limits first, as for every reply
+            generations.store,
+            await self.get_limits(),
             owner=self.owner,
-            policy=self.disconnect_policy,
-            forward_events=True,
-            generation_id=turn.generation_id,
-            on_end=chat_turns.storing(turn, pipeline),
+            address=scope_client_address(self.scope),
         )
+        try:
+            turn = await self.begin_reply(
+                self.owner,
+                request.prompt,
+                {**request.params, "chat": request.chat_id, "regenerate": regenerate},
+            )
+            await generations.start(
+                self.model_source(turn, request.params),
+                pipeline,
+                owner=self.owner,
+                policy=self.disconnect_policy,
+                forward_events=True,
+                reservation=reservation,
+                generation_id=turn.generation_id,
+                on_end=chat_turns.storing(turn, pipeline),
+            )
+        except BaseException:
+            await reservation.release()
+            raise
         return turn
 
     async def _send(self, request_id: str, chat_request: ChatRequest) -> None:

@@ -111,7 +111,9 @@ class UIMessageChunks(WireProtocol[UIChunk]):
     def cancelled(self, generation_id: str, event: Cancelled) -> list[UIChunk]:
         return [*self._close(), {"type": "abort", "reason": event.as_error().message}]
 
-    def failure(self, error: StreamError, generation_id: str | None = None) -> UIChunk:
+    def failure(
+        self, error: StreamError, generation_id: str | None = None, seq: int | None = None
+    ) -> UIChunk:
         return {"type": "error", "errorText": error.message}
 
     def _delta(self, kind: PartKind, text: str) -> list[UIChunk]:
