@@ -513,7 +513,9 @@ async function submit() {
   if (!active) {
     current = { pending: true }; // no second send while the conversation is created
     try {
-      const created = await api("POST", "", { title: titleFrom(prompt) });
+      // Untitled: the server names it after the first prompt (shown here meanwhile).
+      const created = await api("POST", "", {});
+      created.title ||= titleFrom(prompt);
       current = null;
       showConversation(created, { push: true });
       conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
@@ -607,7 +609,7 @@ function regenerate(view) {
 /** Show `conversation` as the open one (title, list highlight, URL). */
 function showConversation(conversation, { push = false } = {}) {
   active = conversation ? { id: conversation.id, title: conversation.title } : null;
-  document.title = active?.title ? `${active.title} · ${baseTitle}` : baseTitle;
+  updateTitle();
   const url = new URL(location.href);
   if (active) url.searchParams.set("c", active.id);
   else url.searchParams.delete("c");
@@ -617,6 +619,10 @@ function showConversation(conversation, { push = false } = {}) {
   }
   remember();
   renderConversations();
+}
+
+function updateTitle() {
+  document.title = active?.title ? `${active.title} · ${baseTitle}` : baseTitle;
 }
 
 function clearMessages() {
@@ -692,6 +698,11 @@ async function refreshConversations() {
   try {
     const data = await api("GET");
     conversations = data.conversations;
+    const shown = active && conversations.find((c) => c.id === active.id);
+    if (shown?.title && shown.title !== active.title) {
+      active.title = shown.title;
+      updateTitle();
+    }
     renderConversations();
   } catch {
     // the list stays as it was; the next reply refreshes it again
