@@ -93,6 +93,8 @@ const TRANSPORTS = ["sse", "sse-post", "ws"];
 const DEFAULT_RECONNECT = { retries: 6, delay: 500, maxDelay: 10000 };
 /** WebSocket close codes after which reconnecting would not help. */
 const FINAL_CLOSE_CODES = new Set([1000, 1008]);
+/** WebSocket frames that belong to one reply (by `message_id`). */
+const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
 
 /** An error of the stream, with a machine-readable `code` (the server's, or one below). */
 export class StreamError extends Error {
@@ -748,14 +750,14 @@ export class StreamClient {
     if (this._cancelAcks > 0) {
       // Frames of a reply we cancelled, up to the server's answer to the cancel.
       if (type === "cancelled" || type === "error") this._cancelAcks -= 1;
-      if (["chunk", "complete", "cancelled", "error"].includes(type)) return;
+      if (REPLY_FRAMES.includes(type)) return;
     }
     const reply = this._reply;
     const id = frame.message_id ?? null;
     const known = (candidate) => candidate === null || reply.messageId === null
       || candidate === reply.messageId;
     if (!reply || !known(id)) {
-      if (!["chunk", "complete", "cancelled", "error"].includes(type)) {
+      if (!REPLY_FRAMES.includes(type)) {
         this.options.onEvent?.(type, frame, this._info(reply));
       }
       return;
@@ -782,6 +784,11 @@ export class StreamClient {
     } else if (type === "cancelled") {
       this._finish(reply, "cancelled");
     } else {
+      if (type === "event") {
+        // An extractor event (such as `reasoning`) is part of the reply: resume after it.
+        if (reply.messageId === null) reply.messageId = id;
+        if (Number.isInteger(frame.seq)) reply.seq = frame.seq;
+      }
       this.options.onEvent?.(type, frame, this._info(reply));
     }
   }
