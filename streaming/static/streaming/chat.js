@@ -617,7 +617,6 @@ function showConversation(conversation, { push = false } = {}) {
     if (push) history.pushState({ c: active?.id ?? null }, "", url);
     else history.replaceState({ c: active?.id ?? null }, "", url);
   }
-  remember();
   renderConversations();
 }
 
@@ -919,7 +918,7 @@ function remember() {
   try {
     localStorage.setItem(
       "streaming-chat",
-      JSON.stringify({ transport: selectedTransport(), pipeline: ui.pipeline.value, conversation: active?.id ?? null }),
+      JSON.stringify({ transport: selectedTransport(), pipeline: ui.pipeline.value }),
     );
   } catch {
     // storage disabled: nothing to remember
