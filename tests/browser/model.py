@@ -43,9 +43,13 @@ MARKDOWN = (
 THOUGHT = "The user wants a short answer; I will keep it brief."
 
 #: The slow reply: 90 words in paragraphs of ten, about five seconds.
-SLOW = "A slow answer:\n\n" + "\n\n".join(
-    " ".join(f"word{n}" for n in range(start, start + 10)) for start in range(1, 91, 10)
-) + "\n\nThe end."
+SLOW = (
+    "A slow answer:\n\n"
+    + "\n\n".join(
+        " ".join(f"word{n}" for n in range(start, start + 10)) for start in range(1, 91, 10)
+    )
+    + "\n\nThe end."
+)
 
 
 def answer(prompt: str, number: int) -> tuple[str, float]:

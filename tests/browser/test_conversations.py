@@ -233,9 +233,11 @@ def test_rename_and_delete_conversations(page: Any) -> None:
 INERT_CHECK = """() => {
     const root = document.querySelector("#messages");
     const all = [...root.querySelectorAll("*")];
+    const active = "script, iframe, img, svg, object, embed, form, input, style";
     return {
-        active: root.querySelectorAll("script, iframe, img, svg, object, embed, form, input, style").length,
-        handlers: all.flatMap((el) => [...el.attributes].map((a) => a.name)).filter((n) => n.startsWith("on")),
+        active: root.querySelectorAll(active).length,
+        handlers: all.flatMap((el) => [...el.attributes].map((a) => a.name))
+            .filter((name) => name.startsWith("on")),
         hrefs: [...root.querySelectorAll("a[href]")].map((a) => a.getAttribute("href")),
         rels: [...root.querySelectorAll("a[href]")].map((a) => a.rel),
         pwned: window.__pwned ?? null,
@@ -387,9 +389,7 @@ def boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     )
 
 
-def test_phone_layout_has_no_overlap(
-    browser: Any, model_server: DemoServer, tmp_path: Any
-) -> None:
+def test_phone_layout_has_no_overlap(browser: Any, model_server: DemoServer, tmp_path: Any) -> None:
     width, height = 390, 844
     for page in open_page(
         browser,
@@ -409,7 +409,7 @@ def test_phone_layout_has_no_overlap(
         assert header and messages and composer
         for a, b in ((header, messages), (messages, composer), (header, composer)):
             assert not boxes_overlap(a, b), (a, b)
-        assert 0 <= composer["y"] and composer["y"] + composer["height"] <= height
+        assert composer["y"] >= 0 and composer["y"] + composer["height"] <= height
         assert composer["x"] >= 0 and composer["x"] + composer["width"] <= width
         expect(page.get_by_role("textbox", name="Message")).to_be_in_viewport()
         for element in ("#send, #stop", ".topbar .icon-button >> nth=0", "#settings-button"):
