@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
-from ..sources.upstream import Reply, Request, Upstream
+from ..sources.upstream import Reply, Request, Script, Upstream
 
 HOSTILE = (
     "Careful now.\n\n"
@@ -87,13 +86,32 @@ def chunk(content: str | None = None, *, finish: str | None = None) -> dict[str,
     }
 
 
-class Model:
+class ThreadedUpstream:
+    """A scripted ``Upstream`` on an event loop of its own thread (Playwright's sync API
+    holds this thread's loop), started and stopped as a context manager."""
+
+    def __init__(self, script: Script) -> None:
+        self.upstream = Upstream(script)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.upstream.__aenter__(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.upstream.__aexit__(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Model(ThreadedUpstream):
     """The recording model: ``url`` for ``OPENAI_BASE_URL``, ``requests`` it was sent."""
 
     def __init__(self) -> None:
-        self.upstream = Upstream(self._script)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__(self._script)
 
     @property
     def url(self) -> str:
@@ -118,22 +136,3 @@ class Model:
         await reply.event(chunk(finish="stop"))
         await reply.event("[DONE]")
         await reply.end()
-
-    def start(self) -> None:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.upstream.__aenter__(), self.loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.upstream.__aexit__(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def running_model() -> Iterator[Model]:
-    model = Model()
-    model.start()
-    try:
-        yield model
-    finally:
-        model.stop()

@@ -26,12 +26,13 @@ from .chatpage import (
     wait_for_state,
 )
 from .conftest import DemoServer, demo_server, open_page
-from .model import HOSTILE, MARKDOWN, SLOW, THOUGHT, Model, running_model
+from .model import HOSTILE, MARKDOWN, SLOW, THOUGHT, Model
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Model]:
-    yield from running_model()
+    with Model() as model:
+        yield model
 
 
 @pytest.fixture(scope="module")
