@@ -3,8 +3,8 @@
 Starts the demo project with its own settings and the built-in demo model at its own pace
 (``manage.py runserver``), has a two-turn conversation over a WebSocket with the
 ``response`` pipeline (reasoning apart, Markdown answers), and saves ``chat.png`` (a
-desktop window, light) and ``chat-phone.png`` (a 390 px wide phone, dark) to ``docs/``
-(or DIRECTORY).
+desktop window, light, the last reply's reasoning opened) and ``chat-phone.png`` (a
+390 px wide phone, dark) to ``docs/`` (or DIRECTORY).
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def converse(page: Any, url: str) -> None:
 def show_last_turn(page: Any) -> None:
     """Scroll so the last question, its reasoning and the start of its answer show."""
     page.locator(".message[data-role='user']").last.evaluate(
-        "item => { const box = document.querySelector('#conversation');"
-        " box.scrollTop = item.offsetTop - 24; }"
+        """item => {
+            const box = document.querySelector('#conversation');
+            const offset = item.getBoundingClientRect().top - box.getBoundingClientRect().top;
+            box.scrollTop += offset - 16;
+        }"""
     )
 
 
@@ -78,8 +81,14 @@ def main(argv: list[str]) -> None:
                 )
                 page = context.new_page()
                 converse(page, server.url)
+                if not phone:  # the desktop shot shows the reasoning opened
+                    page.locator(".message[data-role='assistant']").last.locator(
+                        ".reasoning summary"
+                    ).click()
                 show_last_turn(page)
-                page.get_by_role("textbox", name="Message").fill("Write a haiku about it")
+                box = page.get_by_role("textbox", name="Message")
+                box.fill("Write a haiku about it")
+                box.hover()  # no hover effect left on the settings button
                 page.screenshot(path=str(target / name))
                 context.close()
                 print(target / name)
