@@ -308,11 +308,34 @@ def test_markdown_code_blocks_and_copy(browser: Any, model_server: DemoServer) -
         assert page.evaluate("navigator.clipboard.readText()") == "Some markdown please"
 
 
+#: Records the lengths of the last reply's reasoning and answer at every change of the page.
+REASONING_TRAIL = """() => {
+    window.__reasoning = [];
+    new MutationObserver(() => {
+        const items = document.querySelectorAll('.message[data-role="assistant"]');
+        const item = items[items.length - 1];
+        if (!item) return;
+        window.__reasoning.push({
+            reasoning: item.querySelector(".reasoning-text").textContent.length,
+            answer: Number(item.querySelector(".text").dataset.length || 0),
+        });
+    }).observe(document.querySelector("#messages"), {
+        subtree: true, childList: true, characterData: true,
+    });
+}"""
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_reasoning_is_shown_apart_and_collapsed(page: Any, transport: str) -> None:
     choose(page, transport, "response")
+    page.evaluate(REASONING_TRAIL)
     send(page, "think first")
     wait_for_state(page, "complete")
+    # The thought streamed in pieces, before any of the answer.
+    seen = page.evaluate("window.__reasoning")
+    before_answer = {entry["reasoning"] for entry in seen if entry["answer"] == 0}
+    assert len(before_answer - {0}) >= 3, seen
+    assert max(before_answer) == len(THOUGHT)
     reply = last_reply(page)
     reasoning = reply.locator("details.reasoning")
     for when in ("streamed", "after a reload"):
