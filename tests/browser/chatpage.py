@@ -13,9 +13,15 @@ REPLY_TIMEOUT = 15_000
 
 
 def choose(page: Any, transport: str, pipeline: str = "response") -> None:
+    """Pick a transport and a pipeline in the settings popover, then close it."""
+    settings = page.get_by_role("button", name="Settings")
+    settings.click()
+    expect(settings).to_have_attribute("aria-expanded", "true")
     page.locator(f"label[for='transport-{transport}']").click()
     expect(page.locator(f"#transport-{transport}")).to_be_checked()
     page.get_by_label("Extractor pipeline").select_option(pipeline)
+    settings.click()
+    expect(page.locator("#settings")).to_be_hidden()
 
 
 def send(page: Any, prompt: str) -> None:
@@ -29,7 +35,13 @@ def last_reply(page: Any) -> Any:
 
 
 def reply_text(page: Any) -> str:
+    """The last reply as the page shows it (its rendered Markdown's text)."""
     return str(last_reply(page).locator(".text").text_content())
+
+
+def reply_source(page: Any) -> str:
+    """The Markdown of the last reply received so far (what its Copy button copies)."""
+    return str(last_reply(page).evaluate("item => item.view.shown"))
 
 
 def trail(page: Any) -> list[dict[str, Any]]:

@@ -35,8 +35,8 @@ CHROMIUM_ARGS = [
 ]
 
 #: Records every state the last assistant message goes through, as the DOM changes
-#: (a MutationObserver sees each change, however short-lived): state, text length and
-#: whether the loading indicator is shown.
+#: (a MutationObserver sees each change, however short-lived): state, length of the
+#: Markdown shown and whether the loading indicator is shown.
 TRAIL_SCRIPT = """
 window.__trail = [];
 const snapshot = () => {
@@ -47,7 +47,7 @@ const snapshot = () => {
   const entry = {
     n: items.length,
     state: item.dataset.state,
-    length: item.querySelector(".text").textContent.length,
+    length: Number(item.querySelector(".text").dataset.length || 0),
     loading: Boolean(loading && loading.checkVisibility()),
   };
   const last = window.__trail[window.__trail.length - 1];
@@ -121,8 +121,8 @@ class DemoServer:
         shutil.rmtree(self.database.parent, ignore_errors=True)
 
 
-def demo_server() -> Iterator[DemoServer]:
-    server = DemoServer(free_port())
+def demo_server(env: dict[str, str] | None = None) -> Iterator[DemoServer]:
+    server = DemoServer(free_port(), env=env)
     try:
         server.start()
         yield server
@@ -161,7 +161,8 @@ def browser() -> Iterator[Any]:
 
 def open_page(browser: Any, url: str, **context_options: Any) -> Iterator[Any]:
     """A fresh browser context on the chat page; fails the test on any uncaught JS error."""
-    context = browser.new_context(viewport={"width": 1000, "height": 760}, **context_options)
+    options = {"viewport": {"width": 1000, "height": 760}, **context_options}
+    context = browser.new_context(**options)
     context.set_default_timeout(10_000)
     context.add_init_script(TRAIL_SCRIPT)
     page = context.new_page()

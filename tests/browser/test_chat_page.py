@@ -13,6 +13,7 @@ from .chatpage import (
     TRANSPORTS,
     choose,
     last_reply,
+    reply_source,
     reply_text,
     send,
     trail,
@@ -47,17 +48,19 @@ def test_reply_streams_and_completes(page: Any, transport: str) -> None:
     text = reply_text(page)
     assert text.startswith("Hello! I am the built-in demo model")
     assert "You wrote: “Hello from the browser test”" in text
-    assert "\n" in text  # line breaks kept (plain text, pre-wrap)
     assert "<" not in text and "thought" not in text.split("What this page shows")[0]
-    assert len(text) == states[-1]["length"]
+    source = reply_source(page)
+    assert len(source) == states[-1]["length"]
+    assert "\n- " in source  # the Markdown list ...
     reply = last_reply(page)
+    expect(reply.locator(".text li")).not_to_have_count(0)  # ... shown as a list
     expect(reply.locator(".loading")).to_be_hidden()
     expect(reply.locator(".notice")).to_be_hidden()
     expect(reply.locator(".meta")).to_contain_text("characters")
     expect(page.locator("#send")).to_be_visible()
     expect(page.locator("#stop")).to_be_hidden()
     # The conversation goes on: a second exchange on the same connection.
-    page.get_by_label("Extractor pipeline").select_option("passthrough")
+    choose(page, transport, "passthrough")
     send(page, "And a second message")
     wait_for_state(page, "complete")
     assert "You wrote: “And a second message”" in reply_text(page)
@@ -70,21 +73,21 @@ def test_stop_button_cancels(page: Any, transport: str) -> None:
     send(page, "Please stop me")
     wait_for_state(page, "streaming", timeout=5_000)
     expect(page.locator("#stop")).to_be_visible()
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Stop", exact=True).click()
     wait_for_state(page, "cancelled", timeout=5_000)
     expect(last_reply(page).locator(".meta")).to_contain_text("stopped")
     expect(page.locator("#stop")).to_be_hidden()
-    stopped_at = reply_text(page)
+    stopped_at = reply_source(page)
     assert stopped_at.startswith("Hello!")
     time.sleep(0.4)  # chunks still on their way would show up by now
-    assert reply_text(page) == stopped_at
+    assert reply_source(page) == stopped_at
     # The next prompt gets a clean reply of its own (no leftovers of the stopped one).
     send(page, "A fresh question")
     wait_for_state(page, "complete")
     text = reply_text(page)
     assert text.startswith("Hello! I am the built-in demo model")
     assert "You wrote: “A fresh question”" in text
-    assert "stop me" not in text
+    assert text.count("Hello! I am the built-in demo model") == 1  # nothing of the stopped one
 
 
 MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
@@ -115,7 +118,7 @@ def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
         expect(notice).to_contain_text("PROMPT_TOO_LARGE")
     expect(notice.get_by_role("button", name="Try again")).to_be_visible()
     # The page stays usable.
-    page.get_by_label("Extractor pipeline").select_option("passthrough")
+    choose(page, transport, "passthrough")
     send(page, "Short now")
     wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
 

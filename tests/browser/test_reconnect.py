@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .chatpage import TRANSPORTS, choose, last_reply, reply_text, send, wait_for_state
+from .chatpage import (
+    TRANSPORTS,
+    choose,
+    last_reply,
+    reply_source,
+    reply_text,
+    send,
+    wait_for_state,
+)
 from .conftest import DemoServer, open_page
 
 
@@ -45,7 +53,7 @@ def test_server_restart_mid_reply(
     notice = last_reply(page).locator(".notice")
     expect(notice).to_have_attribute("role", "alert")
     expect(notice).to_contain_text("Connection lost mid-reply")
-    partial = reply_text(page)  # the text received is kept
+    partial = reply_source(page)  # the text received is kept
     assert partial.startswith("H")
     if transport == "ws":
         expect(connection).to_have_attribute("data-state", "open")
@@ -56,7 +64,9 @@ def test_server_restart_mid_reply(
     notice.get_by_role("button", name="Try again").click()
     wait_for_state(page, "complete")
     expect(page.locator(".message[data-role='assistant']")).to_have_count(1)
+    expect(page.locator(".message[data-role='user']")).to_have_count(1)  # asked again, not resent
     expect(last_reply(page).locator(".notice")).to_be_hidden()
     text = reply_text(page)
+    source = reply_source(page)
     assert "You wrote: “Are you still there?”" in text
-    assert text.startswith(partial)
+    assert source.startswith(partial)

@@ -5,7 +5,6 @@ second, also with the chat's ``keep`` policy, which keeps a reply whose client w
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,22 +12,20 @@ from typing import Any
 import pytest
 
 from ..servers import free_port
-from ..sources.upstream import Reply, Request, Upstream
+from ..sources.upstream import Reply, Request
 from ..test_full_path import completion_chunk
 from .chatpage import TRANSPORTS, choose, send, wait_for_state
 from .conftest import DemoServer, open_page
+from .model import ThreadedUpstream
 
 
-class EndlessUpstream:
-    """An upstream that streams tokens until its client goes away, in a thread of its own
-    (Playwright's sync API holds this thread's event loop); ``cuts`` are the
+class EndlessUpstream(ThreadedUpstream):
+    """An upstream that streams tokens until its client goes away; ``cuts`` are the
     ``time.monotonic()`` of each request's end."""
 
     def __init__(self) -> None:
         self.cuts: list[float] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.upstream = Upstream(self.script)
+        super().__init__(self.script)
 
     async def script(self, request: Request, reply: Reply) -> None:
         try:
@@ -38,17 +35,6 @@ class EndlessUpstream:
                 await asyncio.sleep(0.01)
         finally:
             self.cuts.append(time.monotonic())
-
-    def __enter__(self) -> EndlessUpstream:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.upstream.__aenter__(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.upstream.__aexit__(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

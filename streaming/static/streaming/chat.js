@@ -1,11 +1,14 @@
 /**
- * The demo chat page: a conversation streamed by the `streaming` client module.
+ * The chat page: stored conversations, replies streamed by the `streaming` client module.
  *
- * Model text only ever reaches the page through Text nodes (`appendData`, `textContent`),
- * never `innerHTML`: a reply that contains markup is shown as the characters it is.
+ * Conversations live on the server (`chat/conversations`); the open one is in the URL
+ * (`?c=<id>`), so a reload shows it again and picks up a reply that is still running.
+ * Replies are Markdown, rendered by `streaming/markdown` (marked + DOMPurify) while they
+ * stream; the user's own messages and the reply's reasoning are plain text (Text nodes).
  */
 
 import { createStream } from "streaming";
+import { renderMarkdown } from "streaming/markdown";
 
 const TRANSPORT_NAMES = {
   "sse-post": "SSE POST (fetch)",
@@ -14,7 +17,7 @@ const TRANSPORT_NAMES = {
 };
 
 const PIPELINE_HELP = {
-  response: "Only the reply's <text>, and only when its action is REPLY; thought and actions are filtered out.",
+  response: "Only the reply's <text>, and only when its action is REPLY; its <thought> is shown apart as reasoning.",
   xml: "The content of the <text> element as it streams; everything around it is filtered out.",
   action: "Decides by the reply's shape: XML streams its <text>, JSON nothing, plain text all.",
   passthrough: "The model's reply exactly as it streams, unfiltered (the demo model then answers in plain text).",
@@ -31,9 +34,16 @@ const ERROR_TITLES = {
   PROMPT_TOO_LARGE: "The message is too long",
   UNKNOWN_PIPELINE: "Unknown extractor pipeline",
   BAD_REQUEST: "The server could not read the request",
+  NOT_FOUND: "This chat is gone",
   TIMEOUT: "The model took too long",
   UPSTREAM_ERROR: "The model failed",
 };
+
+/** How a stored message's status shows on the page, and back. */
+const STATE_OF_STATUS = { complete: "complete", stopped: "cancelled", failed: "error" };
+const STATUS_OF_STATE = { complete: "complete", cancelled: "stopped", error: "failed" };
+
+const TITLE_LENGTH = 60;
 
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
@@ -43,6 +53,13 @@ const app = $("#chat");
 const ui = {
   connection: $("#connection"),
   connectionLabel: $("#connection .connection-label"),
+  sidebar: $("#sidebar"),
+  main: $(".main"),
+  backdrop: $("#backdrop"),
+  openDrawer: $("#open-drawer"),
+  closeDrawer: $("#close-drawer"),
+  conversations: $("#conversations"),
+  settingsButton: $("#settings-button"),
   settings: $("#settings"),
   pipeline: $("#pipeline"),
   pipelineHelp: $("#pipeline-help"),
@@ -50,26 +67,75 @@ const ui = {
   conversation: $("#conversation"),
   empty: $("#empty"),
   messages: $("#messages"),
+  loadError: $("#load-error"),
+  jump: $("#jump"),
   composer: $("#composer"),
   prompt: $("#prompt"),
   send: $("#send"),
   stop: $("#stop"),
+  announcer: $("#announcer"),
+  conversationTemplate: $("#conversation-item"),
   userTemplate: $("#user-message"),
   assistantTemplate: $("#assistant-message"),
 };
+const baseTitle = document.title;
 
-/** One assistant message: its state, and its text revealed smoothly as chunks arrive. */
+// ---------------------------------------------------------------------- API
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]*)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+/** One call of the conversations API: its JSON answer, null for 204, or an ApiError. */
+async function api(method, path = "", body = undefined) {
+  const headers = { Accept: "application/json" };
+  const init = { method, headers, credentials: "same-origin", cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
+  let response;
+  try {
+    response = await fetch(app.dataset.conversationsUrl + path, init);
+  } catch {
+    throw new ApiError("The server cannot be reached", 0);
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new ApiError(data?.error || data?.message || `The server answered ${response.status}`, response.status);
+  }
+  return data;
+}
+
+// --------------------------------------------------------------- a message
+
+/** One assistant message: its state, reasoning, and Markdown revealed smoothly as it comes. */
 class AssistantMessage {
   constructor(item) {
     this.item = item;
     this.textBox = $(".text", item);
-    this.node = document.createTextNode("");
-    this.textBox.append(this.node);
+    this.reasoning = $(".reasoning", item);
+    this.reasoningText = $(".reasoning-text", item);
+    this.reasoningNode = document.createTextNode("");
+    this.reasoningText.append(this.reasoningNode);
     this.notice = $(".notice", item);
     this.noticeTitle = $(".notice-title", item);
     this.noticeMessage = $(".notice-message", item);
     this.retry = $(".retry", item);
     this.meta = $(".meta", item);
+    this.regenerate = $(".regenerate", item);
+    item.view = this;
+    this.source = "";
     this.pending = "";
     this.frame = 0;
     this.drained = [];
@@ -80,34 +146,69 @@ class AssistantMessage {
     this.item.dataset.state = state;
     const busy = state === "waiting" || state === "streaming" || state === "reconnecting";
     this.textBox.setAttribute("aria-busy", String(busy));
+    if (STATUS_OF_STATE[state]) this.item.dataset.status = STATUS_OF_STATE[state];
+    else delete this.item.dataset.status;
+    if (!busy) this.reasoning.dataset.streaming = "false";
   }
 
   get state() {
     return this.item.dataset.state;
   }
 
+  /** The Markdown source on the page (what Copy copies). */
   get shown() {
-    return this.node.data;
+    return this.source;
   }
 
   reset() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.pending = "";
-    this.node.data = "";
+    this.setText("");
+    this.reasoningNode.data = "";
+    this.reasoning.hidden = true;
+    this.reasoning.open = false;
     this.hideNotice();
     this.meta.textContent = "";
     this.setState("waiting");
   }
 
+  /** Replace the whole text at once (a stored message, or the server's full reply). */
+  setText(text) {
+    this.source = text;
+    this.render();
+  }
+
+  render() {
+    this.textBox.replaceChildren(renderMarkdown(this.source));
+    this.textBox.dataset.length = String(this.source.length);
+    for (const pre of this.textBox.querySelectorAll("pre")) addCodeHeader(pre);
+  }
+
+  /** Reasoning (the reply's thought) arrives before the answer and is shown apart. */
+  addReasoning(text) {
+    if (!text) return;
+    const follow = following;
+    this.reasoning.hidden = false;
+    this.reasoning.dataset.streaming = String(!this.source);
+    this.reasoningNode.appendData(text);
+    if (follow) scrollToBottom();
+  }
+
+  setReasoning(text) {
+    this.reasoningNode.data = text || "";
+    this.reasoning.hidden = !text;
+  }
+
   /** Queue `text` for display; it is revealed a few characters per frame. */
   append(text) {
     this.pending += text;
+    this.reasoning.dataset.streaming = "false";
     if (reducedMotion.matches || document.hidden) {
       this.flush();
       return;
     }
-    if (!this.node.data) {
+    if (!this.source) {
       this.tick(); // the first characters replace the loading dots at once
       return;
     }
@@ -129,8 +230,8 @@ class AssistantMessage {
   }
 
   reveal(text) {
-    const follow = isNearBottom();
-    this.node.appendData(text);
+    const follow = following;
+    this.setText(this.source + text);
     if (follow) scrollToBottom();
   }
 
@@ -171,11 +272,61 @@ class AssistantMessage {
   }
 }
 
+/** A code block gets a bar with its language and a Copy button. */
+function addCodeHeader(pre) {
+  const block = document.createElement("div");
+  block.className = "code-block";
+  const head = document.createElement("div");
+  head.className = "code-head";
+  const language = document.createElement("span");
+  const match = pre.querySelector("code")?.className.match(/language-([\w+#.-]+)/);
+  language.textContent = match ? match[1] : "code";
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "copy-code";
+  copy.textContent = "Copy";
+  copy.setAttribute("aria-label", `Copy ${language.textContent}`);
+  head.append(language, copy);
+  pre.replaceWith(block);
+  block.append(head, pre);
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  button.dataset.copied = "true";
+  setTimeout(() => {
+    button.textContent = label;
+    delete button.dataset.copied;
+  }, 1500);
+}
+
+/** Say `text` to screen readers once (the live region gets whole replies, not tokens). */
+function announce(text) {
+  ui.announcer.textContent = "";
+  setTimeout(() => {
+    ui.announcer.textContent = text;
+  }, 50);
+}
+
 // ---------------------------------------------------------------- connection
 
 let client = null;
 let clientTransport = null;
-/** The exchange in progress: {view, prompt, pipeline, transport, started}. */
+/** The exchange in progress: {view, prompt, regenerate, pipeline, transport, started}. */
 let current = null;
 
 function selectedTransport() {
@@ -189,6 +340,7 @@ function clientFor(transport) {
   client = createStream({
     url: transport === "ws" ? app.dataset.wsUrl : app.dataset.sseUrl,
     transport,
+    events: ["reasoning"],
     onChunk: (text) => {
       if (!current) return;
       if (current.view.state !== "streaming") {
@@ -196,6 +348,12 @@ function clientFor(transport) {
         current.view.hideNotice();
       }
       current.view.append(text);
+    },
+    onEvent: (type, data) => {
+      if (!current) return;
+      // SSE: a named `reasoning` event; WebSocket: an `event` frame named `reasoning`.
+      const payload = type === "event" && data?.name === "reasoning" ? data.data : type === "reasoning" ? data : null;
+      if (payload && typeof payload.text === "string") current.view.addReasoning(payload.text);
     },
     onStatus: (status, info) => showStatus(status, info),
   });
@@ -215,7 +373,7 @@ function showStatus(status, info) {
       setConnection("connecting", `Connecting · ${name}`);
       break;
     case "open":
-      setConnection("open", current ? `Connected · waiting for the model` : `Connected · ${name}`);
+      setConnection("open", current ? "Connected · waiting for the model" : `Connected · ${name}`);
       if (current?.view.state === "reconnecting") {
         current.view.setState(current.view.shown ? "streaming" : "waiting");
         current.view.hideNotice();
@@ -230,11 +388,9 @@ function showStatus(status, info) {
       setConnection("reconnecting", `Connection lost · reconnecting in ${seconds} s (attempt ${info.attempt})`);
       if (current) {
         current.view.setState("reconnecting");
-        current.view.showNotice(
-          "Connection lost",
-          `Reconnecting in ${seconds} s (attempt ${info.attempt})…`,
-          { kind: "info" },
-        );
+        current.view.showNotice("Connection lost", `Reconnecting in ${seconds} s (attempt ${info.attempt})…`, {
+          kind: "info",
+        });
       }
       break;
     }
@@ -265,7 +421,10 @@ function useTransport(transport) {
   remember();
 }
 
-// -------------------------------------------------------------- conversation
+// ------------------------------------------------------------------ scrolling
+
+/** True while the view follows the stream: the user has not scrolled up. */
+let following = true;
 
 function isNearBottom() {
   const box = ui.conversation;
@@ -274,69 +433,152 @@ function isNearBottom() {
 
 function scrollToBottom() {
   ui.conversation.scrollTop = ui.conversation.scrollHeight;
+  following = true;
+  ui.jump.hidden = true;
 }
+
+ui.conversation.addEventListener("scroll", () => {
+  following = isNearBottom();
+  ui.jump.hidden = following || ui.messages.childElementCount === 0;
+});
+
+ui.jump.addEventListener("click", () => {
+  scrollToBottom();
+  ui.prompt.focus();
+});
+
+new ResizeObserver(() => {
+  app.style.setProperty("--composer-height", `${ui.composer.offsetHeight}px`);
+}).observe(ui.composer);
+
+// -------------------------------------------------------------- conversation
+
+/** The open conversation: {id, title} or null for a new chat not yet sent. */
+let active = null;
+/** The owner's conversations, newest first: [{id, title, updated}]. */
+let conversations = [];
 
 function addUserMessage(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
   $(".text", item).textContent = text;
   ui.messages.append(item);
+  ui.empty.hidden = true;
+  return item;
 }
 
 function addAssistantMessage() {
   const item = ui.assistantTemplate.content.firstElementChild.cloneNode(true);
   ui.messages.append(item);
+  ui.empty.hidden = true;
   const view = new AssistantMessage(item);
   view.reset();
   return view;
+}
+
+function lastAssistant() {
+  const items = ui.messages.querySelectorAll(".message[data-role='assistant']");
+  return items.length ? items[items.length - 1].view : null;
+}
+
+/** Regenerate is offered on the last reply only, and not while one streams. */
+function updateRegenerate() {
+  const last = lastAssistant();
+  for (const button of ui.messages.querySelectorAll(".regenerate")) {
+    button.hidden = current !== null || !active || !last || button !== last.regenerate;
+  }
 }
 
 function setBusy(busy) {
   app.dataset.busy = String(busy);
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
-  ui.send.disabled = busy;
+  updateSendButton();
+  updateRegenerate();
+}
+
+function updateSendButton() {
+  ui.send.disabled = current !== null || !ui.prompt.value.trim();
+}
+
+function titleFrom(prompt) {
+  const line = prompt.split("\n").find((part) => part.trim()) || "New chat";
+  const text = line.trim();
+  return text.length > TITLE_LENGTH ? `${text.slice(0, TITLE_LENGTH - 1)}…` : text;
 }
 
 async function submit() {
   const prompt = ui.prompt.value.trim();
   if (!prompt || current) return;
+  hideLoadError();
+  if (!active) {
+    current = { pending: true }; // no second send while the conversation is created
+    try {
+      // Untitled: the server names it after the first prompt (shown here meanwhile).
+      const created = await api("POST", "", {});
+      created.title ||= titleFrom(prompt);
+      current = null;
+      showConversation(created, { push: true });
+      conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
+      renderConversations();
+    } catch (error) {
+      current = null;
+      showLoadError(`Could not start a new chat: ${error.message}`);
+      return;
+    }
+  }
   ui.prompt.value = "";
   autosize();
-  ui.empty.hidden = true;
   addUserMessage(prompt);
   const view = addAssistantMessage();
   scrollToBottom();
-  await run(view, prompt, ui.pipeline.value, selectedTransport());
+  await run(view, { prompt });
 }
 
-/** Stream the reply to `prompt` into `view`, then show how it ended. */
-async function run(view, prompt, pipeline, transport) {
+/** Stream a reply into `view`: to `prompt`, or `regenerate` the last one, or `resume` it. */
+async function run(view, { prompt = null, regenerate = false, resume = null }) {
+  const transport = selectedTransport();
+  const pipeline = ui.pipeline.value;
   const stream = clientFor(transport);
-  const exchange = { view, prompt, pipeline, transport, started: performance.now() };
+  const conversation = active?.id;
+  const exchange = { view, prompt, regenerate, pipeline, transport, conversation, started: performance.now() };
   current = exchange;
   setBusy(true);
   view.reset();
-  const result = await stream.send(prompt, { pipeline });
-  if (current === exchange) {
-    current = null;
-    setBusy(false);
+  let result;
+  if (resume) {
+    result = await stream.resume(resume);
+  } else {
+    const params = { pipeline, conversation, ...(regenerate && { regenerate: true }) };
+    result = await stream.send(prompt, params);
   }
+  if (current === exchange) current = null;
+  setBusy(false);
+  await finish(exchange, result);
+  if (active?.id === conversation) refreshConversations();
+  if (document.activeElement === document.body) ui.prompt.focus();
+}
+
+/** Show how a reply ended: complete, stopped or failed (with "Try again"). */
+async function finish(exchange, result) {
+  const { view, pipeline, transport } = exchange;
   const seconds = ((performance.now() - exchange.started) / 1000).toFixed(1);
   const via = `${TRANSPORT_NAMES[transport]} · ${pipeline}`;
   if (result.status === "complete") {
     await view.drain();
-    if (result.text && view.shown !== result.text) view.node.data = result.text;
+    if (result.text && view.shown !== result.text) view.setText(result.text);
     view.setState("complete");
     view.hideNotice();
     const characters = view.shown.length;
     view.meta.textContent = characters
       ? `${via} · ${characters} characters in ${seconds} s`
       : `${via} · an empty reply (the pipeline filtered everything out) in ${seconds} s`;
+    announce(view.textBox.textContent || "The reply is empty.");
   } else if (result.status === "cancelled") {
     view.flush();
     view.setState("cancelled");
     view.hideNotice();
     view.meta.textContent = `${via} · stopped after ${seconds} s`;
+    announce("Reply stopped.");
   } else {
     view.flush();
     view.setState("error");
@@ -345,30 +587,331 @@ async function run(view, prompt, pipeline, transport) {
     const code = error.cause ? `${error.code}, ${error.cause}` : error.code;
     view.showNotice(title, `${error.message} (${code})`, { retry: true });
     view.meta.textContent = `${via} · failed after ${seconds} s`;
+    // A reply that started was stored with its prompt: try it again as a regeneration.
+    const stored = result.messageId !== null || !exchange.prompt;
     view.retry.onclick = () => {
-      if (current) return;
-      run(view, prompt, pipeline, selectedTransport());
+      if (current || active?.id !== exchange.conversation) return;
+      run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
   }
-  if (document.activeElement === document.body) ui.prompt.focus();
+  updateRegenerate();
 }
 
 function stopReply() {
-  if (current) client?.cancel();
+  if (current && !current.pending) client?.cancel();
 }
 
-function newChat() {
-  stopReply();
+function regenerate(view) {
+  if (current || !active || view !== lastAssistant()) return;
+  run(view, { regenerate: true });
+}
+
+/** Show `conversation` as the open one (title, list highlight, URL). */
+function showConversation(conversation, { push = false } = {}) {
+  active = conversation ? { id: conversation.id, title: conversation.title } : null;
+  updateTitle();
+  const url = new URL(location.href);
+  if (active) url.searchParams.set("c", active.id);
+  else url.searchParams.delete("c");
+  if (url.href !== location.href) {
+    if (push) history.pushState({ c: active?.id ?? null }, "", url);
+    else history.replaceState({ c: active?.id ?? null }, "", url);
+  }
+  renderConversations();
+}
+
+function updateTitle() {
+  document.title = active?.title ? `${active.title} · ${baseTitle}` : baseTitle;
+}
+
+function clearMessages() {
+  for (const item of ui.messages.children) cancelAnimationFrame(item.view?.frame ?? 0);
   ui.messages.replaceChildren();
   ui.empty.hidden = false;
+  ui.jump.hidden = true;
+  hideLoadError();
+}
+
+function newChat({ push = true } = {}) {
+  stopReply();
+  clearMessages();
+  showConversation(null, { push });
+  closeDrawer();
   ui.prompt.focus();
 }
 
-// --------------------------------------------------------------- composer
+/** Load conversation `id` from the server and show it; resume its reply if one runs. */
+async function openConversation(id, { push = false } = {}) {
+  stopReply();
+  clearMessages();
+  ui.empty.hidden = true;
+  app.dataset.loading = "true";
+  let data;
+  try {
+    data = await api("GET", `/${encodeURIComponent(id)}`);
+  } catch (error) {
+    app.dataset.loading = "false";
+    showConversation(null, { push });
+    ui.empty.hidden = false;
+    showLoadError(
+      error.status === 404 ? "That chat does not exist any more." : `Could not open the chat: ${error.message}`,
+    );
+    if (error.status === 404) {
+      conversations = conversations.filter((c) => c.id !== id);
+      renderConversations();
+    }
+    return;
+  }
+  showConversation(data, { push });
+  let resumeView = null;
+  for (const message of data.messages) {
+    if (message.role === "user") {
+      addUserMessage(message.content);
+      continue;
+    }
+    if (message.role !== "assistant") continue;
+    const view = addAssistantMessage();
+    view.setText(message.content || "");
+    view.setReasoning(message.reasoning);
+    if (data.running && message.generation === data.running) {
+      resumeView = view;
+      continue;
+    }
+    view.setState(STATE_OF_STATUS[message.status] || "complete");
+    if (message.status === "stopped") view.meta.textContent = "Stopped";
+    if (message.status === "failed") {
+      view.showNotice("The reply failed", "The model stopped with an error.", { retry: true });
+      view.retry.onclick = () => regenerate(view);
+    }
+  }
+  ui.empty.hidden = ui.messages.childElementCount > 0;
+  app.dataset.loading = "false";
+  updateRegenerate();
+  scrollToBottom();
+  if (data.running && !current) run(resumeView || addAssistantMessage(), { resume: data.running });
+}
+
+// --------------------------------------------------------- conversation list
+
+async function refreshConversations() {
+  try {
+    const data = await api("GET");
+    conversations = data.conversations;
+    const shown = active && conversations.find((c) => c.id === active.id);
+    if (shown?.title && shown.title !== active.title) {
+      active.title = shown.title;
+      updateTitle();
+    }
+    renderConversations();
+  } catch {
+    // the list stays as it was; the next reply refreshes it again
+  }
+}
+
+function renderConversations() {
+  const focused = document.activeElement?.closest?.(".conversation-item");
+  const focusedId = focused?.dataset.id;
+  const focusedClass = document.activeElement?.className;
+  if (ui.conversations.querySelector(".rename-input, .confirm-delete")) return; // mid-edit
+  ui.conversations.replaceChildren(
+    ...conversations.map((conversation) => {
+      const item = ui.conversationTemplate.content.firstElementChild.cloneNode(true);
+      item.dataset.id = conversation.id;
+      const link = $(".conversation-link", item);
+      link.href = `?c=${encodeURIComponent(conversation.id)}`;
+      link.textContent = conversation.title || "New chat";
+      link.title = conversation.title || "New chat";
+      const isActive = active?.id === conversation.id;
+      item.classList.toggle("active", isActive);
+      if (isActive) link.setAttribute("aria-current", "page");
+      $(".rename", item).setAttribute("aria-label", `Rename “${link.textContent}”`);
+      $(".delete", item).setAttribute("aria-label", `Delete “${link.textContent}”`);
+      return item;
+    }),
+  );
+  if (focusedId) {
+    const item = ui.conversations.querySelector(`[data-id="${CSS.escape(focusedId)}"]`);
+    const target = item && (item.querySelector(`.${focusedClass?.split(" ").pop()}`) || $(".conversation-link", item));
+    target?.focus();
+  }
+}
+
+function startRename(item) {
+  const id = item.dataset.id;
+  const conversation = conversations.find((c) => c.id === id);
+  if (!conversation) return;
+  const input = document.createElement("input");
+  input.className = "rename-input";
+  input.value = conversation.title || "";
+  input.maxLength = 200;
+  input.setAttribute("aria-label", "New name of the chat");
+  item.replaceChildren(input);
+  input.focus();
+  input.select();
+  let done = false;
+  const end = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    item.replaceChildren(); // leaves edit mode, so the list can be drawn again
+    if (save && title && title !== conversation.title) {
+      try {
+        const updated = await api("PATCH", `/${encodeURIComponent(id)}`, { title });
+        conversation.title = updated?.title ?? title;
+        if (active?.id === id) showConversation({ id, title: conversation.title });
+      } catch (error) {
+        showLoadError(`Could not rename the chat: ${error.message}`);
+      }
+    }
+    renderConversations();
+    ui.conversations.querySelector(`[data-id="${CSS.escape(id)}"] .rename`)?.focus();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      end(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      end(false);
+    }
+  });
+  input.addEventListener("blur", () => end(true));
+}
+
+function startDelete(item) {
+  const id = item.dataset.id;
+  const conversation = conversations.find((c) => c.id === id);
+  if (!conversation) return;
+  const box = document.createElement("div");
+  box.className = "confirm-delete";
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", "Delete this chat?");
+  const question = document.createElement("span");
+  question.textContent = `Delete “${conversation.title || "New chat"}”?`;
+  const yes = document.createElement("button");
+  yes.type = "button";
+  yes.className = "danger";
+  yes.textContent = "Delete";
+  const no = document.createElement("button");
+  no.type = "button";
+  no.textContent = "Cancel";
+  box.append(question, yes, no);
+  item.replaceChildren(box);
+  no.focus();
+  const cancel = () => {
+    item.replaceChildren();
+    renderConversations();
+    ui.conversations.querySelector(`[data-id="${CSS.escape(id)}"] .delete`)?.focus();
+  };
+  no.addEventListener("click", cancel);
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      cancel();
+    }
+  });
+  yes.addEventListener("click", async () => {
+    try {
+      await api("DELETE", `/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (error.status !== 404) {
+        cancel();
+        showLoadError(`Could not delete the chat: ${error.message}`);
+        return;
+      }
+    }
+    conversations = conversations.filter((c) => c.id !== id);
+    item.replaceChildren();
+    if (active?.id === id) newChat({ push: false });
+    renderConversations();
+    ui.newChat.focus();
+  });
+}
+
+ui.conversations.addEventListener("click", (event) => {
+  const item = event.target.closest(".conversation-item");
+  if (!item) return;
+  if (event.target.closest(".rename")) {
+    startRename(item);
+  } else if (event.target.closest(".delete")) {
+    startDelete(item);
+  } else if (event.target.closest(".conversation-link")) {
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    closeDrawer();
+    if (active?.id !== item.dataset.id || current) openConversation(item.dataset.id, { push: true });
+    ui.prompt.focus();
+  }
+});
+
+// ------------------------------------------------------------------ drawer
+
+function drawerOpen() {
+  return app.dataset.drawer === "open";
+}
+
+const narrow = window.matchMedia("(max-width: 800px)");
+
+/** On narrow screens the chat list is a drawer over the page, which is inert meanwhile. */
+function openDrawer() {
+  app.dataset.drawer = "open";
+  ui.backdrop.hidden = false;
+  ui.main.inert = narrow.matches;
+  ui.openDrawer.setAttribute("aria-expanded", "true");
+  ui.newChat.focus();
+}
+
+function closeDrawer({ focus = false } = {}) {
+  if (!drawerOpen()) return;
+  app.dataset.drawer = "closed";
+  ui.backdrop.hidden = true;
+  ui.main.inert = false;
+  ui.openDrawer.setAttribute("aria-expanded", "false");
+  if (focus) ui.openDrawer.focus();
+}
+
+ui.openDrawer.addEventListener("click", openDrawer);
+ui.closeDrawer.addEventListener("click", () => closeDrawer({ focus: true }));
+ui.backdrop.addEventListener("click", () => closeDrawer({ focus: true }));
+narrow.addEventListener("change", () => closeDrawer());
+
+// ---------------------------------------------------------------- settings
+
+function settingsOpen() {
+  return !ui.settings.hidden;
+}
+
+function toggleSettings(open = !settingsOpen(), { focus = true } = {}) {
+  ui.settings.hidden = !open;
+  ui.settingsButton.setAttribute("aria-expanded", String(open));
+  if (open && focus) ui.settings.querySelector("input:checked")?.focus();
+  else if (!open && focus) ui.settingsButton.focus();
+}
+
+ui.settingsButton.addEventListener("click", () => toggleSettings());
+document.addEventListener("pointerdown", (event) => {
+  if (settingsOpen() && !event.target.closest(".settings-anchor")) toggleSettings(false, { focus: false });
+});
+
+// -------------------------------------------------------------- load errors
+
+function showLoadError(message) {
+  ui.loadError.textContent = message;
+  ui.loadError.hidden = false;
+}
+
+function hideLoadError() {
+  ui.loadError.hidden = true;
+}
+
+// ----------------------------------------------------------------- composer
 
 function autosize() {
   ui.prompt.style.height = "auto";
   ui.prompt.style.height = `${Math.min(ui.prompt.scrollHeight, 200)}px`;
+  updateSendButton();
 }
 
 function remember() {
@@ -394,6 +937,7 @@ function restore() {
   const pipeline = params.get("pipeline") || saved.pipeline;
   if (transport && TRANSPORT_NAMES[transport]) ui.settings.elements.transport.value = transport;
   if (pipeline && PIPELINE_HELP[pipeline]) ui.pipeline.value = pipeline;
+  return params.get("c");
 }
 
 function showPipelineHelp() {
@@ -414,7 +958,14 @@ ui.prompt.addEventListener("keydown", (event) => {
 ui.prompt.addEventListener("input", autosize);
 
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && current) {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (settingsOpen()) {
+    event.preventDefault();
+    toggleSettings(false);
+  } else if (drawerOpen()) {
+    event.preventDefault();
+    closeDrawer({ focus: true });
+  } else if (current) {
     event.preventDefault();
     stopReply();
   }
@@ -424,7 +975,21 @@ ui.stop.addEventListener("click", () => {
   stopReply();
   ui.prompt.focus();
 });
-ui.newChat.addEventListener("click", newChat);
+ui.newChat.addEventListener("click", () => newChat());
+
+ui.messages.addEventListener("click", (event) => {
+  const button = event.target.closest("button");
+  if (!button) return;
+  const item = button.closest(".message");
+  if (button.classList.contains("copy-code")) {
+    copyText(button.closest(".code-block").querySelector("pre").textContent, button);
+  } else if (button.classList.contains("copy")) {
+    const text = item.view ? item.view.shown : $(".text", item).textContent;
+    copyText(text, button);
+  } else if (button.classList.contains("regenerate") && item.view) {
+    regenerate(item.view);
+  }
+});
 
 ui.settings.addEventListener("submit", (event) => event.preventDefault());
 ui.settings.addEventListener("change", (event) => {
@@ -447,9 +1012,22 @@ window.addEventListener("online", () => {
   if (clientTransport === "ws" && !current) client?.connect();
 });
 
-restore();
+window.addEventListener("popstate", () => {
+  const id = new URLSearchParams(location.search).get("c");
+  if (id) openConversation(id);
+  else newChat({ push: false });
+});
+
+const opened = restore();
 showPipelineHelp();
 useTransport(selectedTransport());
 setBusy(false);
-app.dataset.ready = "true";
+refreshConversations();
 ui.prompt.focus();
+if (opened) {
+  openConversation(opened).finally(() => {
+    app.dataset.ready = "true";
+  });
+} else {
+  app.dataset.ready = "true";
+}

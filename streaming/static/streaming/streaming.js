@@ -53,7 +53,8 @@
  * @property {"complete" | "cancelled" | "error"} status
  * @property {string} text The text received (the whole reply when complete).
  * @property {StreamError} [error] Why the reply failed (status `error`).
- * @property {string | null} messageId
+ * @property {string | null} messageId The server's id of the reply (WebSocket `message_id`,
+ *   or the generation named by this app's SSE event ids), null if it never started.
  */
 
 /**
@@ -92,6 +93,8 @@ const TRANSPORTS = ["sse", "sse-post", "ws"];
 const DEFAULT_RECONNECT = { retries: 6, delay: 500, maxDelay: 10000 };
 /** WebSocket close codes after which reconnecting would not help. */
 const FINAL_CLOSE_CODES = new Set([1000, 1008]);
+/** WebSocket frames that belong to one reply (by `message_id`). */
+const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
 
 /** An error of the stream, with a machine-readable `code` (the server's, or one below). */
 export class StreamError extends Error {
@@ -290,7 +293,7 @@ export class StreamClient {
 
   /**
    * Send a prompt and stream its reply. Throws if a reply is already streaming.
-   * @param {string} prompt
+   * @param {string | null} prompt null sends no prompt (`{regenerate: true}` in `params`).
    * @param {Record<string, unknown>} [params] Parameters for this prompt only
    *   (`{pipeline: "passthrough"}`), over the options' `pipeline` and `params`.
    * @returns {Promise<StreamResult>} Settles when the reply ends; never rejects.
@@ -298,25 +301,35 @@ export class StreamClient {
   send(prompt, params = {}) {
     if (this._reply) throw new Error("A reply is already streaming: cancel() it first");
     this._closed = false;
-    const body = { ...this.options.params, prompt, ...params };
+    const body = { ...this.options.params, ...(prompt == null ? {} : { prompt }), ...params };
     if (this.options.pipeline && body.pipeline === undefined) body.pipeline = this.options.pipeline;
     return new Promise((resolve) => {
-      this._reply = {
-        body,
-        resolve,
-        text: "",
-        received: 0,
-        seq: null,
-        messageId: null,
-        lastEventId: "",
-        attempt: 0,
-        timer: null,
-        stop: null,
-        sent: false,
-        resuming: false,
-      };
+      this._reply = newReply(body, resolve);
       if (this.transport === "ws") this._sendPrompt(this._reply);
       else this._request(this._reply, false);
+    });
+  }
+
+  /**
+   * Follow a reply that is already running on the server from its start, such as the one
+   * a page was showing before a reload (its generation id comes from the server). SSE asks
+   * with `Last-Event-ID: <id>:0`, a WebSocket with a `resume` frame; callbacks and result
+   * are those of {@link StreamClient#send}. Throws if a reply is already streaming.
+   * @param {string} generationId
+   * @returns {Promise<StreamResult>}
+   */
+  resume(generationId) {
+    if (this._reply) throw new Error("A reply is already streaming: cancel() it first");
+    this._closed = false;
+    return new Promise((resolve) => {
+      const reply = newReply({}, resolve);
+      Object.assign(reply, { messageId: generationId, seq: 0, sent: true });
+      reply.lastEventId = `${generationId}:0`;
+      this._reply = reply;
+      this._setStatus("connecting", reply);
+      if (this.transport !== "ws") this._request(reply, true);
+      else if (this._socketOpen()) this._resume(reply);
+      else this._openSocket(); // resumes when the socket opens
     });
   }
 
@@ -395,7 +408,8 @@ export class StreamClient {
     if (status === "complete") this.options.onComplete?.(reply.text, info);
     if (status === "error") this.options.onError?.(error, info);
     this._setStatus(status, reply);
-    reply.resolve({ status, text: reply.text, messageId: reply.messageId, ...(error && { error }) });
+    const messageId = reply.messageId ?? generationOf(reply.lastEventId);
+    reply.resolve({ status, text: reply.text, messageId, ...(error && { error }) });
   }
 
   _fail(reply, message, code, details) {
@@ -736,14 +750,14 @@ export class StreamClient {
     if (this._cancelAcks > 0) {
       // Frames of a reply we cancelled, up to the server's answer to the cancel.
       if (type === "cancelled" || type === "error") this._cancelAcks -= 1;
-      if (["chunk", "complete", "cancelled", "error"].includes(type)) return;
+      if (REPLY_FRAMES.includes(type)) return;
     }
     const reply = this._reply;
     const id = frame.message_id ?? null;
     const known = (candidate) => candidate === null || reply.messageId === null
       || candidate === reply.messageId;
     if (!reply || !known(id)) {
-      if (!["chunk", "complete", "cancelled", "error"].includes(type)) {
+      if (!REPLY_FRAMES.includes(type)) {
         this.options.onEvent?.(type, frame, this._info(reply));
       }
       return;
@@ -770,9 +784,37 @@ export class StreamClient {
     } else if (type === "cancelled") {
       this._finish(reply, "cancelled");
     } else {
+      if (type === "event") {
+        // An extractor event (such as `reasoning`) is part of the reply: resume after it.
+        if (reply.messageId === null) reply.messageId = id;
+        if (Number.isInteger(frame.seq)) reply.seq = frame.seq;
+      }
       this.options.onEvent?.(type, frame, this._info(reply));
     }
   }
+}
+
+function newReply(body, resolve) {
+  return {
+    body,
+    resolve,
+    text: "",
+    received: 0,
+    seq: null,
+    messageId: null,
+    lastEventId: "",
+    attempt: 0,
+    timer: null,
+    stop: null,
+    sent: false,
+    resuming: false,
+  };
+}
+
+/** The reply's id in an SSE event id of this app's `<generation>:<seq>` shape, or null. */
+function generationOf(lastEventId) {
+  const colon = lastEventId.lastIndexOf(":");
+  return colon > 0 ? lastEventId.slice(0, colon) : null;
 }
 
 function parseJSON(text) {

@@ -1,0 +1,499 @@
+"""Stored conversations on the chat page, in Chromium, against a local OpenAI-compatible model.
+
+The page's server talks to ``tests.browser.model``, which records every request, so the
+tests see what the model was sent (the earlier turns) as well as what the page shows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+from playwright.sync_api import expect
+
+from .chatpage import (
+    REPLY_TIMEOUT,
+    TRANSPORTS,
+    choose,
+    last_reply,
+    reply_source,
+    reply_text,
+    send,
+    wait_for_state,
+)
+from .conftest import DemoServer, demo_server, open_page
+from .model import HOSTILE, MARKDOWN, SLOW, THOUGHT, Model
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[Model]:
+    with Model() as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def model_server(model: Model) -> Iterator[DemoServer]:
+    """The demo project, its chat talking to the recording model instead of the demo one."""
+    yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})
+
+
+@pytest.fixture
+def page(browser: Any, model_server: DemoServer) -> Iterator[Any]:
+    yield from open_page(browser, model_server.url)
+
+
+def conversation_id(page: Any) -> str | None:
+    return parse_qs(urlsplit(page.url).query).get("c", [None])[0]
+
+
+def links(page: Any) -> Any:
+    return page.locator("#conversations .conversation-link")
+
+
+def reload(page: Any) -> None:
+    page.reload()
+    page.wait_for_selector("#chat[data-ready='true']", state="attached", timeout=5_000)
+
+
+def wait_for_length(page: Any, length: int) -> None:
+    """Wait until the last reply shows at least ``length`` characters of Markdown."""
+    page.wait_for_function(
+        """(length) => {
+            const items = document.querySelectorAll('.message[data-role="assistant"] .text');
+            const text = items[items.length - 1];
+            return text && Number(text.dataset.length || 0) >= length;
+        }""",
+        arg=length,
+        timeout=REPLY_TIMEOUT,
+    )
+
+
+def stored_messages(page: Any, conversation: str) -> Any:
+    """The conversation as the API answers it to this browser (its cookies, its owner)."""
+    base = page.locator("#chat").get_attribute("data-conversations-url")
+    response = page.request.get(urljoin(page.url, f"{base}/{conversation}"))
+    assert response.ok, response.status
+    return response.json()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_conversation_sends_the_model_its_earlier_turns(
+    page: Any, model: Model, transport: str
+) -> None:
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    first = reply_source(page)
+    assert re.fullmatch(r"Answer \d+ to “First question”\.", first), first
+    conversation = conversation_id(page)
+    assert conversation
+    expect(links(page).first).to_have_text("First question")
+    expect(page.locator(".conversation-item.active .conversation-link")).to_have_attribute(
+        "aria-current", "page"
+    )
+
+    send(page, "Second question")
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+    messages = model.messages()
+    turns = [m for m in messages if m["role"] != "system"]
+    assert turns == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "Second question"},
+    ]
+    assert conversation_id(page) == conversation  # the same conversation, not a new one
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        ["First question", "Second question"]
+    )
+    expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_reload_restores_the_conversation_and_resumes_its_reply(
+    page: Any, model: Model, transport: str
+) -> None:
+    choose(page, transport, "passthrough")
+    send(page, "Before the reload")
+    wait_for_state(page, "complete")
+    before = reply_source(page)
+    send(page, "Answer slowly, I will reload")
+    wait_for_length(page, 60)
+    asked = len(model.requests)
+
+    reload(page)
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        ["Before the reload", "Answer slowly, I will reload"]
+    )
+    first = page.locator(".message[data-role='assistant']").first
+    expect(first.locator(".text")).to_have_text(before)
+    expect(first).to_have_attribute("data-status", "complete")
+    # The reply still running is picked up where the server has it, and finishes.
+    wait_for_state(page, "complete")
+    assert reply_source(page) == SLOW
+    expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+    assert len(model.requests) == asked  # resumed: the model was not asked again
+    assert page.locator("#transport-" + transport).is_checked()
+
+    # A finished conversation comes back as it was.
+    reload(page)
+    expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    assert reply_source(page) == SLOW
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -> None:
+    choose(page, transport, "passthrough")
+    send(page, "Answer slowly so I can stop you")
+    wait_for_length(page, 40)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_state(page, "cancelled", timeout=5_000)
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "stopped")
+    shown = reply_source(page)
+    assert shown.startswith("A slow answer") and not shown.endswith("The end.")
+
+    # Stored as stopped with the text said so far, and shown so after a reload.
+    conversation = conversation_id(page)
+    assert conversation
+    deadline = time.monotonic() + 10
+    while True:
+        stored = stored_messages(page, conversation)
+        if stored["running"] is None and stored["messages"][-1]["role"] == "assistant":
+            break
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.1)
+    message = stored["messages"][-1]
+    assert message["status"] == "stopped"
+    assert message["content"].startswith(shown)
+    reload(page)
+    expect(last_reply(page)).to_have_attribute("data-status", "stopped")
+    expect(last_reply(page).locator(".meta")).to_have_text("Stopped")
+    assert reply_source(page) == message["content"]
+    assert not reply_source(page).endswith("The end.")
+
+
+def test_rename_and_delete_conversations(page: Any) -> None:
+    choose(page, "sse-post", "passthrough")
+    send(page, "Alpha topic")
+    wait_for_state(page, "complete")
+    alpha = conversation_id(page)
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator(".message")).to_have_count(0)
+    assert conversation_id(page) is None
+    send(page, "Beta topic")
+    wait_for_state(page, "complete")
+    beta = conversation_id(page)
+    assert beta and beta != alpha
+    expect(links(page).nth(0)).to_have_text("Beta topic")  # newest first
+    expect(links(page).nth(1)).to_have_text("Alpha topic")
+
+    # Rename (its buttons show on hover): Esc leaves the name as it was, Enter saves it.
+    links(page).nth(1).hover()
+    page.get_by_role("button", name="Rename “Alpha topic”").click()
+    box = page.get_by_role("textbox", name="New name of the chat")
+    expect(box).to_be_focused()
+    box.fill("Never saved")
+    box.press("Escape")
+    expect(links(page).filter(has_text="Alpha topic")).to_have_count(1)
+    expect(page.get_by_role("button", name="Rename “Alpha topic”")).to_be_focused()
+    page.get_by_role("button", name="Rename “Alpha topic”").click()
+    box.fill("Renamed alpha")
+    box.press("Enter")
+    expect(links(page).filter(has_text="Renamed alpha")).to_have_count(1)
+    reload(page)  # stored
+    expect(links(page).filter(has_text="Renamed alpha")).to_have_count(1)
+    expect(links(page).filter(has_text="Alpha topic")).to_have_count(0)
+
+    # Delete the open conversation: asked first, then gone, and the page is a new chat.
+    assert conversation_id(page) == beta
+    page.get_by_role("button", name="Delete “Beta topic”").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(links(page).filter(has_text="Beta topic")).to_have_count(1)
+    page.get_by_role("button", name="Delete “Beta topic”").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(links(page).filter(has_text="Beta topic")).to_have_count(0)
+    expect(page.locator(".message")).to_have_count(0)
+    expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
+    assert conversation_id(page) is None
+    reload(page)
+    expect(links(page).filter(has_text="Beta topic")).to_have_count(0)
+
+    # The renamed one opens with its messages.
+    links(page).filter(has_text="Renamed alpha").click()
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(["Alpha topic"])
+    assert conversation_id(page) == alpha
+    expect(page).to_have_title(re.compile("^Renamed alpha"))
+
+
+INERT_CHECK = """() => {
+    const root = document.querySelector("#messages");
+    const all = [...root.querySelectorAll("*")];
+    const active = "script, iframe, img, svg, object, embed, form, input, style";
+    return {
+        active: root.querySelectorAll(active).length,
+        handlers: all.flatMap((el) => [...el.attributes].map((a) => a.name))
+            .filter((name) => name.startsWith("on")),
+        hrefs: [...root.querySelectorAll("a[href]")].map((a) => a.getAttribute("href")),
+        rels: [...root.querySelectorAll("a[href]")].map((a) => a.rel),
+        pwned: window.__pwned ?? null,
+    };
+}"""
+
+
+def test_hostile_markdown_stays_inert(page: Any) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    choose(page, "sse-post", "passthrough")
+    send(page, "Be hostile")
+    wait_for_state(page, "complete")
+    assert reply_source(page) == HOSTILE
+    reply = last_reply(page)
+    # Raw HTML is shown as the text it is; Markdown still works around it.
+    text = reply_text(page)
+    assert "<script>window.__pwned = 2; alert(2)</script>" in text
+    assert '<a href="#" onclick="alert(5)">raw link</a>' in text
+    expect(reply.get_by_role("link", name="safe")).to_have_attribute(
+        "href", "https://example.com/docs"
+    )
+    for link in reply.locator("a").all():  # hover and click every link there is
+        link.hover()
+        link.click(modifiers=["Control"])
+    for item in reply.locator(".text *").all()[:40]:
+        item.hover()
+    page.wait_for_timeout(300)
+
+    for when in ("streamed", "after a reload"):
+        state = page.evaluate(INERT_CHECK)
+        assert state["active"] == 0, when
+        assert state["handlers"] == [], when
+        assert all(href.startswith("https://") for href in state["hrefs"]), state
+        assert all(rel == "noopener noreferrer nofollow" for rel in state["rels"]), state
+        assert state["pwned"] is None, when
+        assert dialogs == [], when
+        assert not [url for url in requests if "example.invalid" in url]
+        reload(page)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+        assert reply_source(page) == HOSTILE
+
+
+def test_markdown_code_blocks_and_copy(browser: Any, model_server: DemoServer) -> None:
+    for page in open_page(
+        browser, model_server.url, permissions=["clipboard-read", "clipboard-write"]
+    ):
+        choose(page, "ws", "passthrough")
+        send(page, "Some markdown please")
+        wait_for_state(page, "complete")
+        reply = last_reply(page)
+        expect(reply.locator(".text ul > li")).to_have_text(["first point", "second point"])
+        expect(reply.locator(".text table tbody tr")).to_have_count(2)
+        expect(reply.locator(".text th")).to_have_text(["Transport", "Reads with"])
+        block = reply.locator(".code-block")
+        expect(block.locator(".code-head")).to_contain_text("python")
+        block.get_by_role("button", name="Copy python").click()
+        expect(block.get_by_role("button", name="Copy python")).to_have_text("Copied")
+        clipboard = page.evaluate("navigator.clipboard.readText()")
+        assert clipboard == "def hello():\n    return 'world'\n"
+        reply.get_by_role("button", name="Copy reply").click()
+        assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN
+        page.locator(".message[data-role='user']").hover()
+        page.get_by_role("button", name="Copy message").click()
+        assert page.evaluate("navigator.clipboard.readText()") == "Some markdown please"
+
+
+#: Records the lengths of the last reply's reasoning and answer at every change of the page.
+REASONING_TRAIL = """() => {
+    window.__reasoning = [];
+    new MutationObserver(() => {
+        const items = document.querySelectorAll('.message[data-role="assistant"]');
+        const item = items[items.length - 1];
+        if (!item) return;
+        window.__reasoning.push({
+            reasoning: item.querySelector(".reasoning-text").textContent.length,
+            answer: Number(item.querySelector(".text").dataset.length || 0),
+        });
+    }).observe(document.querySelector("#messages"), {
+        subtree: true, childList: true, characterData: true,
+    });
+}"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reasoning_is_shown_apart_and_collapsed(page: Any, transport: str) -> None:
+    choose(page, transport, "response")
+    page.evaluate(REASONING_TRAIL)
+    send(page, "think first")
+    wait_for_state(page, "complete")
+    # The thought streamed in pieces, before any of the answer.
+    seen = page.evaluate("window.__reasoning")
+    before_answer = {entry["reasoning"] for entry in seen if entry["answer"] == 0}
+    assert len(before_answer - {0}) >= 3, seen
+    assert max(before_answer) == len(THOUGHT)
+    reply = last_reply(page)
+    reasoning = reply.locator("details.reasoning")
+    for when in ("streamed", "after a reload"):
+        expect(reasoning).to_be_visible()
+        assert reasoning.evaluate("details => details.open") is False, when
+        expect(reasoning.locator("summary")).to_have_text("Reasoning")
+        expect(reply.locator(".text")).to_have_text("Here is the short answer.")
+        expect(reply.locator(".text strong")).to_have_text("short")
+        reasoning.locator("summary").click()
+        expect(reasoning.locator(".reasoning-text")).to_have_text(THOUGHT)
+        reload(page)
+        reply = last_reply(page)
+        reasoning = reply.locator("details.reasoning")
+
+
+def test_regenerate_replaces_the_last_reply(page: Any, model: Model) -> None:
+    choose(page, "sse-post", "passthrough")
+    send(page, "Regenerate this")
+    wait_for_state(page, "complete")
+    first = reply_source(page)
+    reply = last_reply(page)
+    reply.get_by_role("button", name="Regenerate reply").click()
+    expect(reply.locator(".text")).not_to_have_text(first)
+    wait_for_state(page, "complete")
+    second = reply_source(page)
+    assert re.fullmatch(r"Answer \d+ to “Regenerate this”\.", second) and second != first
+    turns = [m for m in model.messages() if m["role"] != "system"]
+    assert turns == [{"role": "user", "content": "Regenerate this"}]  # not the old answer
+    expect(page.locator(".message[data-role='assistant']")).to_have_count(1)
+    reload(page)
+    expect(page.locator(".message")).to_have_count(2)
+    assert reply_source(page) == second
+    # Only the last reply offers Regenerate.
+    send(page, "One more")
+    wait_for_state(page, "complete")
+    expect(page.get_by_role("button", name="Regenerate reply")).to_have_count(1)
+    expect(last_reply(page).get_by_role("button", name="Regenerate reply")).to_be_visible()
+
+
+def test_the_view_follows_the_stream_until_the_user_scrolls_up(
+    browser: Any, model_server: DemoServer
+) -> None:
+    for page in open_page(browser, model_server.url, viewport={"width": 390, "height": 600}):
+        choose(page, "sse-post", "passthrough")
+        send(page, "Answer slowly, I will scroll")
+        conversation = page.locator("#conversation")
+        page.wait_for_function(
+            "() => { const c = document.querySelector('#conversation');"
+            " return c.scrollHeight > c.clientHeight + 150; }",
+            timeout=REPLY_TIMEOUT,
+        )
+        at_bottom = "c => c.scrollHeight - c.scrollTop - c.clientHeight < 80"
+        assert conversation.evaluate(at_bottom)  # followed so far
+        jump = page.get_by_role("button", name="Jump to latest")
+        expect(jump).to_be_hidden()
+        conversation.hover()
+        page.mouse.wheel(0, -5000)
+        expect(jump).to_be_visible()
+        top = conversation.evaluate("c => c.scrollTop")
+        wait_for_length(page, 300)
+        assert conversation.evaluate("c => c.scrollTop") == top  # left where the user is
+        jump.click()
+        assert conversation.evaluate(at_bottom)
+        expect(jump).to_be_hidden()
+        wait_for_state(page, "complete")
+        assert conversation.evaluate(at_bottom)  # and followed again to the end
+
+
+def boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_phone_layout_has_no_overlap(browser: Any, model_server: DemoServer, tmp_path: Any) -> None:
+    width, height = 390, 844
+    for page in open_page(
+        browser,
+        model_server.url,
+        viewport={"width": width, "height": height},
+        is_mobile=True,
+        has_touch=True,
+    ):
+        choose(page, "ws", "passthrough")
+        send(page, "Some markdown please")
+        wait_for_state(page, "complete")
+        send(page, "Answer slowly on a phone")
+        wait_for_length(page, 200)
+        header = page.locator(".topbar").bounding_box()
+        messages = page.locator("#conversation").bounding_box()
+        composer = page.locator("#composer").bounding_box()
+        assert header and messages and composer
+        for a, b in ((header, messages), (messages, composer), (header, composer)):
+            assert not boxes_overlap(a, b), (a, b)
+        assert composer["y"] >= 0 and composer["y"] + composer["height"] <= height
+        assert composer["x"] >= 0 and composer["x"] + composer["width"] <= width
+        expect(page.get_by_role("textbox", name="Message")).to_be_in_viewport()
+        for element in ("#send, #stop", ".topbar .icon-button >> nth=0", "#settings-button"):
+            expect(page.locator(element).first).to_be_in_viewport()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        for item in page.locator(".message").all():
+            box = item.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+        page.screenshot(path=str(tmp_path / "phone.png"))
+        wait_for_state(page, "complete")
+
+        # The chat list is a drawer: closed, it takes no room; open, it covers the page.
+        sidebar = page.locator("#sidebar")
+        expect(sidebar).to_be_hidden()
+        page.get_by_role("button", name="Open the chat list").click()
+        expect(sidebar).to_be_visible()
+        expect(page.get_by_role("button", name="New chat")).to_be_focused()
+        page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().x >= 0")
+        box = sidebar.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width
+        page.keyboard.press("Escape")
+        expect(sidebar).to_be_hidden()
+        expect(page.get_by_role("button", name="Open the chat list")).to_be_focused()
+
+
+def test_keyboard_alone_and_a_polite_announcement(page: Any) -> None:
+    choose(page, "sse-post", "passthrough")
+    box = page.get_by_role("textbox", name="Message")
+    box.focus()
+    page.keyboard.type("Typed by keyboard")
+    page.keyboard.press("Enter")
+    wait_for_state(page, "complete")
+    # The whole reply is announced once, politely; the streaming text itself is not live.
+    announcer = page.locator("#announcer")
+    expect(announcer).to_have_attribute("aria-live", "polite")
+    expect(announcer).to_have_text(reply_text(page))
+    assert last_reply(page).locator("[aria-live]").count() == 0
+
+    # Tab reaches the rename button of the chat; Enter, a name, Enter renames it.
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.getAttribute('aria-label') || ''")
+        if focused.startswith("Rename"):
+            break
+    else:
+        pytest.fail("Tab never reached the Rename button")
+    assert page.evaluate("document.activeElement.matches(':focus-visible')")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Keyboard chat")
+    page.keyboard.press("Enter")
+    expect(links(page).first).to_have_text("Keyboard chat")
+
+    # The settings popover opens, changes and closes from the keyboard.
+    page.get_by_role("button", name="Settings").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#settings")).to_be_visible()
+    expect(page.locator("#transport-sse-post")).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#transport-sse")).to_be_checked()
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings")).to_be_hidden()
+    expect(page.get_by_role("button", name="Settings")).to_be_focused()
