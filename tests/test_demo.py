@@ -43,7 +43,7 @@ def test_the_demo_serves_the_chat_page_on_the_port_it_is_given(tmp_path: Path) -
         wait_for_port(port, process, timeout=180)
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200
-        assert "streaming · chat demo" in page.text
+        assert "<title>Chat · streaming demo</title>" in page.text
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
