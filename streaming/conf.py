@@ -66,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     # Characters of a conversation's earlier turns sent to the model with a new prompt;
     # the oldest turns are dropped first beyond it.
     "HISTORY_MAX_CHARS": 24_000,
+    # Milliseconds during which a reply's tokens are merged into one message (one SSE
+    # event, one WebSocket frame): for fast models (300-1,000 tokens a second), 16 (one
+    # display frame) cuts the server's work per token at the cost of up to that much
+    # latency. None or 0: off, each token goes out as soon as it arrives.
+    "FLUSH_INTERVAL_MS": None,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

@@ -26,13 +26,13 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
-from . import shutdown
+from . import limits, shutdown
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .events import (
@@ -50,7 +50,7 @@ from .extractors import Pipeline
 from .limits import Reservation
 from .runtime import as_text_source
 from .store import get_store
-from .store.base import EventStore
+from .store.base import EventStore, check_cursor
 from .surrogates import replace_surrogates
 
 logger = logging.getLogger("streaming")
@@ -61,8 +61,14 @@ OnEnd = Callable[[str], Awaitable[None]]
 
 #: Seconds a follower waits on the store before it checks in again.
 FOLLOW_POLL = 1.0
-#: Seconds between two watchdog checks (cancel requests, unwatched generations).
+#: Seconds between two checks of this process's watcher (cancel requests, unwatched
+#: generations), for all the generations it runs at once.
 WATCH_INTERVAL = 0.5
+#: Seconds a source may keep the event loop to itself (chunks ready at once) before the
+#: generation lets the followers send what it has so far.
+BURST_SLICE = 0.004
+#: Seconds the store flusher waits for more writes before its task ends.
+FLUSHER_LINGER = 1.0
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
 
@@ -116,87 +122,242 @@ def store_failure(exc: BaseException) -> StreamError:
     return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The event store failed")
 
 
-@dataclass
-class _Running:
-    task: asyncio.Task[None]
-    watchdog: asyncio.Task[None]
-
-
 class _EventWriter:
-    """Appends a generation's events, merging text that arrives while a write is in flight.
+    """Numbers a generation's events, writes them to the store, and hands what is stored to
+    the followers in this process (no store read, no task per event).
 
-    With an in-memory store a write never waits; with Redis, text that arrives during a
-    round trip goes out in the next one, so the model is never held back by the store.
-    The generation is the only writer of its log, so it numbers its events itself. A
-    failed write is kept in ``failure`` and reported to ``on_failure`` at once.
+    Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
+    waits for it, else when the event loop next runs (or ``FLUSH_INTERVAL_MS`` later),
+    so text ready at once makes few events and a token paced by its model goes out alone.
+    A store that appends without waiting (``append_now``, the memory store) is written
+    inline; another (Redis) is written by the process's ``_StoreFlusher``, one round trip
+    for every reply with new events. Followers here see an event only once it is stored,
+    so a client that resumes elsewhere never finds the store behind what it saw. A failed
+    write is kept in ``failure`` and reported to ``on_failure`` at once.
     """
 
-    def __init__(self, store: EventStore, generation_id: str) -> None:
+    def __init__(
+        self, store: EventStore, generation_id: str, flusher: _StoreFlusher, interval: float
+    ) -> None:
         self.store = store
         self.generation_id = generation_id
+        self.flusher = flusher
+        self.interval = interval
         self.seq = 0
+        #: Sealed events not yet stored.
         self.pending: list[GenerationEvent] = []
-        #: Text after the last pending event, joined once when it is written.
+        #: Text after the last sealed event, joined once when it is sealed.
         self.text: list[str] = []
-        self.writing: asyncio.Task[None] | None = None
+        self.sealing: asyncio.TimerHandle | asyncio.Handle | None = None
+        #: ``loop.time()`` by which text waiting to be sealed should be: past it, the
+        #: source is hogging the event loop and the generation lets it run.
+        self.due = 0.0
+        self.writing = False
         self.failure: StreamError | None = None
         self.on_failure: Callable[[], object] = lambda: None
+        # For the followers here: the stored events after ``base`` (kept while someone
+        # here reads them), the futures of those waiting, and whether the log ended.
+        self.events: list[GenerationEvent] = []
+        self.base = 0
+        self.readers = 0
+        self.waiters: list[asyncio.Future[None]] = []
+        self.ended = False
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
-        self._kick()
+        if self.sealing is not None or self.failure is not None:
+            return
+        if self.waiters and not self.interval:
+            self._seal()  # a follower waits: hand the text over now
+            return
+        loop = asyncio.get_running_loop()
+        if self.interval:
+            self.sealing = loop.call_later(self.interval, self._seal)
+        else:
+            self.sealing = loop.call_soon(self._seal)
+        self.due = loop.time() + max(self.interval, BURST_SLICE)
 
     def add_event(self, name: str, data: Any) -> None:
         self._close_text()
         self.seq += 1
         self.pending.append(Event(self.seq, name, data))
-        self._kick()
+        self._write()
+
+    def hogging(self, now: float) -> bool:
+        """Whether text has waited to be sealed for longer than it should at ``now``."""
+        return self.sealing is not None and now >= self.due
 
     def _close_text(self) -> None:
+        if self.sealing is not None:
+            self.sealing.cancel()
+            self.sealing = None
         if self.text:
             self.seq += 1
             self.pending.append(Chunk(self.seq, "".join(self.text)))
             self.text = []
 
-    def _kick(self) -> None:
-        if self.failure is None and (self.writing is None or self.writing.done()):
-            self.writing = asyncio.create_task(self._drain())
+    def _seal(self) -> None:
+        self._close_text()
+        self._write()
 
-    async def _drain(self) -> None:
+    def _write(self) -> None:
+        """Store the pending events: inline when the store can, else through the flusher."""
+        if not self.pending or self.writing or self.failure is not None:
+            return
+        batch = self.pending
         try:
-            while self.pending or self.text:
-                self._close_text()
-                batch, self.pending = self.pending, []
-                await self._append(batch)
+            last = self.store.append_now(self.generation_id, [to_record(e) for e in batch])
         except Exception as exc:
-            if not isinstance(exc, StreamError):
-                logger.exception("Generation %s: the event store failed", self.generation_id)
-            self.failure = store_failure(exc)
-            self.pending, self.text = [], []
-            self.on_failure()
+            self.pending = []
+            self.fail(exc)
+            return
+        if last is None:
+            self.flusher.mark(self)
+            return
+        self.pending = []
+        self.stored(batch, last)
+
+    def stored(self, batch: list[GenerationEvent], last: int) -> None:
+        """``batch`` is in the store (its last seq there is ``last``): hand it over here."""
+        if last != batch[-1].seq:
+            self.fail(
+                StreamError(
+                    StreamErrorCode.INTERNAL_ERROR,
+                    f"The log of {self.generation_id} has another writer (seq {last}, not "
+                    f"{batch[-1].seq})",
+                )
+            )
+            return
+        if self.readers:
+            self.events.extend(batch)
+        else:
+            self.events = []
+            self.base = last
+        self.wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.failure is not None:
+            return
+        if not isinstance(exc, StreamError):
+            logger.error("Generation %s: the event store failed", self.generation_id, exc_info=exc)
+        self.failure = store_failure(exc)
+        self.pending, self.text = [], []
+        self.on_failure()
+        self.wake()
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self) -> None:
+        """Until something is stored, the log ends or a write fails."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        try:
+            await future
+        finally:
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(future)
 
     async def close(self, terminal: Callable[[int], GenerationEvent]) -> None:
         """Write everything added so far, then the terminal event ``terminal(seq)``, and
         finish the log. A failed write raises the store's error."""
-        if self.writing is not None:
-            await self.writing
+        self._close_text()
+        while self.writing and self.failure is None:
+            await self.wait()
         if self.failure is not None:
             raise self.failure
-        self._close_text()
         self.seq += 1
         batch = [*self.pending, terminal(self.seq)]
         self.pending = []
-        await self._append(batch)
-        await self.store.finish(self.generation_id)
-
-    async def _append(self, batch: list[GenerationEvent]) -> None:
+        self.writing = True
         last = await self.store.append_many(self.generation_id, [to_record(e) for e in batch])
-        if last != batch[-1].seq:
-            raise StreamError(
-                StreamErrorCode.INTERNAL_ERROR,
-                f"The log of {self.generation_id} has another writer (seq {last}, not "
-                f"{batch[-1].seq})",
-            )
+        await self.store.finish(self.generation_id)
+        self.stored(batch, last)
+        if self.failure is not None:
+            raise self.failure
+
+    def end(self) -> None:
+        """The generation is over: followers here stop once they have read everything."""
+        if self.sealing is not None:
+            self.sealing.cancel()
+            self.sealing = None
+        self.ended = True
+        self.wake()
+
+
+class _StoreFlusher:
+    """Writes the new events of every reply of this process whose store must wait (Redis):
+    one task, one ``append_batches`` call (one round trip) for all of them at a time."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.dirty: dict[str, _EventWriter] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.wakeup: asyncio.Future[None] | None = None
+
+    def mark(self, writer: _EventWriter) -> None:
+        self.dirty[writer.generation_id] = writer
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+        elif self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.dirty:
+                # Stay a moment for the next events (no task per write), then go.
+                self.wakeup = loop.create_future()
+                loop.call_later(FLUSHER_LINGER, _resolve, self.wakeup)
+                await self.wakeup
+                self.wakeup = None
+                if not self.dirty:
+                    return
+            writers = [w for w in self.dirty.values() if w.pending and not w.writing]
+            self.dirty = {}
+            if not writers:
+                continue
+            batches = {w.generation_id: w.pending for w in writers}
+            for writer in writers:
+                writer.pending = []
+                writer.writing = True
+            results: Mapping[str, int | BaseException]
+            try:
+                results = await self.store.append_batches(
+                    {key: [to_record(e) for e in batch] for key, batch in batches.items()}
+                )
+            except Exception as exc:
+                results = {key: exc for key in batches}
+            for writer in writers:
+                writer.writing = False
+                result = results[writer.generation_id]
+                if isinstance(result, BaseException):
+                    writer.fail(result)
+                else:
+                    writer.stored(batches[writer.generation_id], result)
+                    if writer.pending:
+                        self.dirty[writer.generation_id] = writer
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@dataclass(eq=False)
+class _Running:
+    task: asyncio.Task[None]
+    writer: _EventWriter
+    #: Seconds it may run with nobody following it, and since when it runs (``time()``).
+    grace: float
+    started: float
+    #: The places it holds in the limits: renewed by the watcher with all the others.
+    reservation: Reservation | None = None
 
 
 class Generations:
@@ -213,6 +374,12 @@ class Generations:
         self.renewer: asyncio.Task[None] | None = None
         #: Set when the process drains: the generations it ended with SHUTTING_DOWN.
         self.cut: set[str] | None = None
+        #: The task checking cancel requests and unwatched generations for all of them.
+        self.watcher: asyncio.Task[None] | None = None
+        self._flusher: _StoreFlusher | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
+        #: Where the store's feed of cancel requests was last read.
+        self._cancel_cursor: Any = None
         shutdown.register(self)
 
     @property
@@ -246,16 +413,20 @@ class Generations:
         generation_id = generation_id or uuid.uuid4().hex
         store = self.store
         await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
-        writer = _EventWriter(store, generation_id)
+        if self._flusher is None or self._flusher.store is not store:
+            self._flusher = _StoreFlusher(store)
+        interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000
+        writer = _EventWriter(store, generation_id, self._flusher, interval)
         task = asyncio.create_task(
             self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end)
         )
-        if reservation is not None:
-            reservation.attach(task)
         writer.on_failure = task.cancel
-        watchdog = asyncio.create_task(self._watch(generation_id, task, policy))
-        self.running[generation_id] = _Running(task, watchdog)
+        grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
+        held = reservation if reservation is not None and reservation.active else None
+        self.running[generation_id] = _Running(task, writer, grace, time.time(), held)
         task.add_done_callback(lambda _: self._forget(generation_id))
+        if self.watcher is None or self.watcher.done():
+            self.watcher = asyncio.create_task(self._watch())
         if self.renewer is None or self.renewer.done():
             self.renewer = asyncio.create_task(self._renew_leases())
         # Let the run begin: a task cancelled before its first step never runs, and its
@@ -303,6 +474,12 @@ class Generations:
         touched = 0.0
         self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
         try:
+            running = self.running.get(generation_id)
+            if running is not None:
+                # It runs here: its events are handed over as they are stored.
+                async for batch in self._follow_here(running.writer, after):
+                    yield batch
+                return
             while True:
                 if self.cut is not None and generation_id not in self.cut:
                     raise StreamError(
@@ -381,6 +558,47 @@ class Generations:
         while self.followers:
             await asyncio.sleep(0.05)
 
+    async def _follow_here(
+        self, writer: _EventWriter, after: int
+    ) -> AsyncGenerator[list[GenerationEvent]]:
+        """``follow`` for a generation this process runs: no store read, no polling (the
+        store is read only for events older than what the writer still keeps)."""
+        generation_id = writer.generation_id
+        writer.readers += 1
+        try:
+            while after < writer.base:
+                stored = await self.store.read(generation_id, after, timeout=0)
+                if not stored:
+                    raise self._lost(generation_id)
+                events = [from_record(item.seq, item.data) for item in stored]
+                events = [e for e in events if e.seq <= writer.base]
+                yield events
+                if isinstance(events[-1], TERMINAL):
+                    return
+                after = events[-1].seq
+            while True:
+                start = after - writer.base
+                kept = writer.events
+                if start > len(kept):
+                    check_cursor(generation_id, after, writer.base + len(kept))
+                if len(kept) > start:
+                    batch = kept[start:]
+                    if writer.readers == 1:  # the only reader: nobody needs them again
+                        writer.events = []
+                        writer.base = batch[-1].seq
+                    yield batch
+                    if isinstance(batch[-1], TERMINAL):
+                        return
+                    after = batch[-1].seq
+                elif writer.failure is not None:
+                    raise writer.failure
+                elif writer.ended:
+                    raise self._lost(generation_id)
+                else:
+                    await writer.wait()
+        finally:
+            writer.readers -= 1
+
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,
         unless the store failed)."""
@@ -455,6 +673,8 @@ class Generations:
             self._remember(generation_id, failure)
             with contextlib.suppress(Exception):
                 await writer.store.finish(generation_id)
+        finally:
+            writer.end()
 
     @staticmethod
     async def _produce(
@@ -487,6 +707,7 @@ class Generations:
                 if forward_events:
                     writer.add_event(event.name, event.data)
 
+        clock = asyncio.get_running_loop().time
         try:
             async with aclosing(as_text_source(source)) as chunks:
                 async for chunk in chunks:
@@ -495,6 +716,10 @@ class Generations:
                     text = pipeline.push(chunk)
                     await pipeline.drain()
                     deliver(text)
+                    if writer.hogging(clock()):
+                        # Chunks ready at once: let what is merged so far go out, so the
+                        # first text is not held back until the source ends.
+                        await asyncio.sleep(0)
         except Exception as exc:
             # The model failed mid-reply: the client still gets every character that
             # arrived (unless the reply is over its cap).
@@ -508,36 +733,70 @@ class Generations:
         while len(self.failures) > MAX_REMEMBERED_FAILURES:
             self.failures.popitem(last=False)
 
-    async def _watch(
-        self, generation_id: str, task: asyncio.Task[None], policy: DisconnectPolicy
-    ) -> None:
-        """Cancel ``task`` on a cancel request, or once nobody has followed it (here or in
-        another process) for ``KEEP_GRACE`` (``keep``) or ``CANCEL_GRACE`` seconds."""
+    async def _watch(self) -> None:
+        """Every ``WATCH_INTERVAL``, for all the generations running here at once: cancel
+        those someone asked to stop (from any process), and those nobody has followed
+        (here or elsewhere) for their grace period. The store is asked once for the
+        cancel requests (``cancel_requests``), and about the unfollowed ones only."""
         store = self.store
-        grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
-        started = time.time()
-        while not task.done():
-            await asyncio.wait({task}, timeout=WATCH_INTERVAL)
-            if task.done():
-                return
+        renewed = time.monotonic()
+        while self.running:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if time.monotonic() - renewed >= limits.RENEW_EVERY:
+                renewed = time.monotonic()
+                await self._renew_reservations(store)
             try:
-                if await store.cancel_requested(generation_id):
-                    task.cancel()
-                elif not self.followers.get(generation_id):
-                    watched = await store.last_watched(generation_id) or started
-                    if time.time() - watched > grace:
+                feed = await store.cancel_requests(self._cancel_cursor)
+                if feed is None:  # a store without the feed: ask about each one
+                    cancelled = [
+                        key for key in list(self.running) if await store.cancel_requested(key)
+                    ]
+                else:
+                    cancelled, self._cancel_cursor = feed
+                for generation_id in cancelled:
+                    running = self.running.get(generation_id)
+                    if running is not None:
+                        running.task.cancel()
+                now = time.time()
+                for generation_id, running in list(self.running.items()):
+                    if self.followers.get(generation_id) or running.task.done():
+                        continue
+                    watched = await store.last_watched(generation_id) or running.started
+                    if now - watched > running.grace:
                         logger.info(
-                            "Generation %s unwatched for %ss: cancelled", generation_id, grace
+                            "Generation %s unwatched for %ss: cancelled",
+                            generation_id,
+                            running.grace,
                         )
-                        task.cancel()
+                        running.task.cancel()
             except StreamError as exc:
-                logger.error("Generation %s: the store failed (%r); cancelled", generation_id, exc)
-                task.cancel()
+                logger.error("The store failed (%r); the generations here are cancelled", exc)
+                for running in list(self.running.values()):
+                    running.task.cancel()
+
+    async def _renew_reservations(self, store: EventStore) -> None:
+        """Extend the places every reply running here holds, in one store call."""
+        places = [
+            (r.reservation.holder, r.reservation.active)
+            for r in self.running.values()
+            if r.reservation is not None and not r.reservation.released
+        ]
+        try:
+            await store.renew_many_quotas(places)
+        except StreamError as exc:
+            logger.warning("Reply places of this process not renewed: %r", exc)
 
     def _forget(self, generation_id: str) -> None:
         running = self.running.pop(generation_id, None)
-        if running is not None:
-            running.watchdog.cancel()
+        reservation = running.reservation if running is not None else None
+        if reservation is not None and not reservation.released:
+            # Cancelled before it could run (it releases its places itself otherwise).
+            releasing = asyncio.ensure_future(reservation.release())
+            self._releasing.add(releasing)
+            releasing.add_done_callback(self._releasing.discard)
+        if not self.running and self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
 
 
 async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> None:

@@ -22,6 +22,7 @@ inline).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -95,6 +96,9 @@ class Stream:
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: asyncio.Task[None] | None = None
+        # The keep-alive timer, and whether nothing was written since its last turn.
+        self._ticker: asyncio.TimerHandle | None = None
+        self._quiet = True
 
     # ----------------------------------------------------------------- options
     @property
@@ -218,19 +222,33 @@ class Stream:
         return self._body()
 
     async def _body(self) -> AsyncIterator[bytes]:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._producer = asyncio.create_task(self._produce())
         queue, limit = self._queue, self._max_batch
+        # One timer per stream, not one per wait: every KEEPALIVE seconds it queues a
+        # keep-alive comment unless something was written since its last turn.
         keepalive = float(setting("KEEPALIVE"))
+        self._ticker = loop.call_later(keepalive, self._keep_alive, keepalive)
         try:
             # The opening comment goes out at once; one scheduler turn first lets events
             # that are ready right away share its write.
             await asyncio.sleep(0)
             yield OPENING_COMMENT + b"".join(queue.take(limit))
-            while (batch := await queue.get(limit, keepalive)) is not None:
-                yield b"".join(batch) if batch else KEEPALIVE_COMMENT
+            while (batch := await queue.get(limit)) is not None:
+                self._quiet = False
+                yield b"".join(batch)
         finally:
+            self._ticker.cancel()
             await self._shutdown()
+
+    def _keep_alive(self, keepalive: float) -> None:
+        """The keep-alive timer: a comment after a whole period of silence, then again."""
+        if self._quiet and not self._queue.closed:
+            with contextlib.suppress(StreamError):
+                self._queue.put_nowait(KEEPALIVE_COMMENT)
+        self._quiet = True
+        assert self._loop is not None
+        self._ticker = self._loop.call_later(keepalive, self._keep_alive, keepalive)
 
     async def _shutdown(self) -> None:
         """Mark closed and stop the producer (its ``finally`` and ``aclose()`` run)."""

@@ -139,6 +139,24 @@ class EventStore(abc.ABC):
     async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
         """Add several events at once (one round trip); return the last seq."""
 
+    def append_now(self, stream_id: str, items: list[dict[str, Any]]) -> int | None:
+        """``append_many`` for a store that needs no I/O: done at once, the last seq
+        returned. ``None`` (the default): this store must be awaited."""
+        return None
+
+    async def append_batches(
+        self, batches: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, int | StreamError]:
+        """``append_many`` for several streams at once: the last seq of each, or the
+        error its append raised. A networked store does it in one round trip."""
+        results: dict[str, int | StreamError] = {}
+        for stream_id, items in batches.items():
+            try:
+                results[stream_id] = await self.append_many(stream_id, items)
+            except StreamError as error:
+                results[stream_id] = error
+        return results
+
     @abc.abstractmethod
     async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
         """The events with seq > ``after``, in order, up to the batch limit.
@@ -172,6 +190,13 @@ class EventStore(abc.ABC):
     async def cancel_requested(self, stream_id: str) -> bool:
         """Whether someone asked to stop the generation."""
 
+    async def cancel_requests(self, cursor: Any) -> tuple[list[str], Any] | None:
+        """The streams whose stop was requested since ``cursor`` (``None``: as far back
+        as the store remembers), and the cursor to pass next: one call tells a process
+        about all of its generations. ``None`` (the default): not supported, the caller
+        asks ``cancel_requested`` per stream."""
+        return None
+
     @abc.abstractmethod
     async def acquire_quotas(self, holder: str, quotas: Sequence[Quota]) -> QuotaRefusal | None:
         """Take a place for ``holder`` in every quota, atomically: all of them, or none and
@@ -181,6 +206,12 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
         """Extend ``holder``'s places by each quota's ``seconds`` (those it still holds)."""
+
+    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+        """``renew_quotas`` for many holders at once (all the replies of a process); a
+        networked store does it in one round trip."""
+        for holder, quotas in places:
+            await self.renew_quotas(holder, quotas)
 
     @abc.abstractmethod
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:

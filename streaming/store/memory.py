@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from .base import (
 
 # Seconds between two sweeps of expired streams.
 _SWEEP_INTERVAL = 1.0
+# Cancel requests remembered for ``cancel_requests`` (the newest ones).
+_CANCELS_KEPT = 10_000
 
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
@@ -112,6 +115,8 @@ class MemoryStore(EventStore):
         self._next_sweep = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._cancels: deque[str] = deque(maxlen=_CANCELS_KEPT)
+        self._cancel_count = 0
 
     def _get(self, stream_id: str) -> _Stream | None:
         """The live stream, dropping it (and waking its readers) if it has expired."""
@@ -189,6 +194,11 @@ class MemoryStore(EventStore):
         return self._append(stream_id, (data,))
 
     async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        return self._append(stream_id, items)
+
+    def append_now(self, stream_id: str, items: list[dict[str, Any]]) -> int | None:
+        if type(self).append_many is not MemoryStore.append_many:
+            return None  # a subclass changed how appends work: go through it
         return self._append(stream_id, items)
 
     def _append(self, stream_id: str, items: Sequence[dict[str, Any]]) -> int:
@@ -270,6 +280,15 @@ class MemoryStore(EventStore):
 
     async def request_cancel(self, stream_id: str) -> None:
         self._require(stream_id).cancel = True
+        with self._lock:
+            self._cancels.append(stream_id)
+            self._cancel_count += 1
+
+    async def cancel_requests(self, cursor: Any) -> tuple[list[str], Any]:
+        with self._lock:
+            count = self._cancel_count
+            new = min(len(self._cancels), count - (cursor or 0))
+            return (list(self._cancels)[len(self._cancels) - new :] if new > 0 else []), count
 
     async def cancel_requested(self, stream_id: str) -> bool:
         return self._require(stream_id).cancel

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from streaming.errors import StreamError
+
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
@@ -191,6 +193,11 @@ return 1
 """
 
 
+#: Cancel requests kept in the ``<prefix>cancels`` stream (about; the newest ones), which
+#: every process reads with one call per watch interval.
+CANCELS_KEPT = 10_000
+
+
 def _redacted(url: str) -> str:
     """``url`` without its password, fit for error messages and logs."""
     parts = urlsplit(url)
@@ -238,6 +245,7 @@ class RedisStore(EventStore):
             raise ValueError("key_prefix must not contain '{' (it would change the hash tag)")
         self.url = _redacted(url)
         self.key_prefix = key_prefix
+        self._cancels = f"{key_prefix}cancels"
         self.ttl_finished = ttl_finished
         self.ttl_active = ttl_active
         self.max_events = max_events
@@ -306,20 +314,49 @@ class RedisStore(EventStore):
     async def append(self, stream_id: str, data: dict[str, Any]) -> int:
         return await self.append_many(stream_id, [data])
 
-    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+    def _append_args(self, items: list[dict[str, Any]]) -> list[Any]:
         payloads = [json.dumps(data, separators=(",", ":"), ensure_ascii=False) for data in items]
-        with self._reaching():
-            seq = int(
-                await self._append_script(
-                    keys=self._keys(stream_id),
-                    args=[self.max_events, _ms(self.ttl_active), *payloads],
-                )
-            )
+        return [self.max_events, _ms(self.ttl_active), *payloads]
+
+    @staticmethod
+    def _appended(stream_id: str, reply: Any) -> int:
+        seq = int(reply)
         if seq == -1:
             raise not_found(stream_id)
         if seq == -2:
             raise store_error("STREAM_FINISHED", "the stream is finished", stream_id=stream_id)
         return seq
+
+    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        with self._reaching():
+            reply = await self._append_script(
+                keys=self._keys(stream_id), args=self._append_args(items)
+            )
+        return self._appended(stream_id, reply)
+
+    async def append_batches(
+        self, batches: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, int | StreamError]:
+        """One pipeline (one round trip) of append scripts for all the streams."""
+        if len(batches) == 1:
+            return await super().append_batches(batches)
+        with self._reaching():
+            pipe = self._redis.pipeline(transaction=False)
+            for stream_id, items in batches.items():
+                await self._append_script(
+                    keys=self._keys(stream_id), args=self._append_args(items), client=pipe
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        results: dict[str, int | StreamError] = {}
+        for stream_id, reply in zip(batches, replies, strict=True):
+            try:
+                if isinstance(reply, Exception):
+                    with self._reaching():
+                        raise reply
+                results[stream_id] = self._appended(stream_id, reply)
+            except StreamError as error:
+                results[stream_id] = error
+        return results
 
     async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
         keys = self._keys(stream_id)
@@ -408,6 +445,10 @@ class RedisStore(EventStore):
 
     async def request_cancel(self, stream_id: str) -> None:
         await self._set(stream_id, "cancel", "1")
+        with self._reaching():
+            await self._redis.xadd(
+                self._cancels, {"id": stream_id}, maxlen=CANCELS_KEPT, approximate=True
+            )
 
     async def cancel_requested(self, stream_id: str) -> bool:
         return await self._flag(stream_id, "cancel")
@@ -438,6 +479,21 @@ class RedisStore(EventStore):
                 keys=[self._quota_key(q.key) for q in quotas],
                 args=[holder, *(_ms(q.seconds) for q in quotas)],
             )
+
+    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+        """One pipeline of renewal scripts for every holder."""
+        places = [(holder, quotas) for holder, quotas in places if quotas]
+        if not places:
+            return
+        with self._reaching():
+            pipe = self._redis.pipeline(transaction=False)
+            for holder, quotas in places:
+                await self._renew_script(
+                    keys=[self._quota_key(q.key) for q in quotas],
+                    args=[holder, *(_ms(q.seconds) for q in quotas)],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         if not keys:
@@ -471,6 +527,16 @@ class RedisStore(EventStore):
         if ended == -1:
             raise not_found(stream_id)
         return ended == 1
+
+    async def cancel_requests(self, cursor: Any) -> tuple[list[str], Any]:
+        """The ids added to the ``<prefix>cancels`` stream after ``cursor`` (an entry id)."""
+        with self._reaching():
+            entries = await self._redis.xrange(
+                self._cancels, f"({cursor}" if cursor else "-", "+", count=CANCELS_KEPT
+            )
+        if not entries:
+            return [], cursor
+        return [str(fields["id"]) for _, fields in entries if fields], entries[-1][0]
 
     async def close(self) -> None:
         await self._redis.aclose()

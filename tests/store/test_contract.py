@@ -207,6 +207,33 @@ async def test_cancel_request(store: EventStore) -> None:
     assert await store.cancel_requested("s")
 
 
+async def test_one_call_tells_the_cancel_requests_since_a_cursor(store: EventStore) -> None:
+    for name in ("a", "b", "c"):
+        await store.create(name, owner="o")
+    await store.request_cancel("a")
+    feed = await store.cancel_requests(None)
+    assert feed is not None
+    ids, cursor = feed
+    assert "a" in ids
+    assert await store.cancel_requests(cursor) == ([], cursor)
+    await store.request_cancel("b")
+    await store.request_cancel("c")
+    ids, cursor = await store.cancel_requests(cursor) or ([], None)
+    assert ids == ["b", "c"]
+
+
+async def test_appends_to_several_streams_at_once(store: EventStore) -> None:
+    await store.create("a", owner="o")
+    await store.create("b", owner="o")
+    await store.append("a", {"n": 1})
+    await store.finish("b")
+    results = await store.append_batches({"a": [{"n": 2}, {"n": 3}], "b": [{"n": 1}], "c": []})
+    assert results["a"] == 3
+    assert isinstance(results["b"], StreamError)  # finished: refused, the others written
+    assert isinstance(results["c"], StreamError)  # unknown
+    assert [e.data["n"] for e in await store.read("a", 0, timeout=0)] == [1, 2, 3]
+
+
 async def test_touch_and_reads_record_the_watch(store: EventStore) -> None:
     await store.create("s", owner="o")
     assert await store.last_watched("s") is None

@@ -1,0 +1,492 @@
+"""Capacity: concurrent model streams per core, tokens paced as a model sends them.
+
+    .venv/bin/python -m benchmarks.capacity [--quick] [--streams 25,50,100] [--rounds 2]
+                                            [--idle 2000] [--no-idle] [--fast]
+
+Daphne processes (one with the memory store, one with the Redis store and a real
+redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
+1 (a minimal asyncio HTTP/1.1 and WebSocket reader, so it is not the bottleneck). On
+every path (``capacity_app``) C concurrent streams each receive 200 tokens sent 20 ms
+apart; for each run it prints the client's gap between two deliveries of tokens (p50,
+p99), the server's CPU per 1,000 tokens (utime + stime of the daphne process, from
+``/proc``) and its ratio to the raw path of the same transport, measured in the same
+round. Paths are interleaved and repeated (median of the rounds). The machine is shared:
+compare the ratios of one run, not absolute numbers across runs.
+
+Idle: N open replies whose model sends nothing, per transport and store; the daphne
+process's RSS growth per reply (a fresh process for each path) and its CPU use while
+nothing streams. ``--fast``: a 500 tokens/s model (1,000 tokens 2 ms apart) on the raw
+path and on ``SSEView`` with ``FLUSH_INTERVAL_MS`` = 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.redis_server import RedisServer
+from tests.servers import ROOT, free_port, stop_process, wait_for_port
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+TICK = os.sysconf("SC_CLK_TCK")
+PROMPT = "go"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path: its label, transport, route, the server it runs on, its raw baseline."""
+
+    label: str
+    ws: bool
+    route: str
+    server: str  # "memory" | "redis" | "flush"
+    baseline: str
+
+
+PATHS = [
+    Route("raw async StreamingHttpResponse", False, "/raw", "memory", "raw-http"),
+    Route("sse_response", False, "/sse", "memory", "raw-http"),
+    Route("SSEView + extractor, memory store", False, "/view", "memory", "raw-http"),
+    Route("SSEView + extractor, Redis store", False, "/view", "redis", "raw-http"),
+    Route("raw Channels consumer", True, "/ws/raw/", "memory", "raw-ws"),
+    Route("StreamConsumer + extractor, memory store", True, "/ws/ours/", "memory", "raw-ws"),
+    Route("StreamConsumer + extractor, Redis store", True, "/ws/ours/", "redis", "raw-ws"),
+]
+KEYS = ["raw-http", "sse", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
+BY_KEY = dict(zip(KEYS, PATHS, strict=True))
+
+
+# ------------------------------------------------------------------ processes
+def pin(pid: int, core: int) -> None:
+    """Run ``pid`` (and the threads it starts later) on ``core`` only, when it exists."""
+    if core < (os.cpu_count() or 1):
+        os.sched_setaffinity(pid, {core})
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Server:
+    port: int
+    pid: int
+
+
+@contextmanager
+def daphne(env: dict[str, str]) -> Iterator[Server]:
+    """A daphne process serving ``capacity_asgi`` pinned to the server core."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        "--ping-interval", "600", "--ping-timeout", "600",
+        "benchmarks.capacity_asgi:application",
+    ]  # fmt: skip
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity", **env}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        pin(process.pid, SERVER_CORE)
+        wait_for_port(port, process)
+        yield Server(port, process.pid)
+    finally:
+        stop_process(process)
+
+
+# --------------------------------------------------------------------- client
+def ws_frame(payload: bytes) -> bytes:
+    """A masked WebSocket text frame (clients must mask)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        header = bytes([0x81, 0x80 | size])
+    else:
+        header = bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return header + mask + body
+
+
+class Reply(asyncio.Protocol):
+    """One client connection: sends its request on ``start()``, records when tokens arrive.
+
+    Tokens are counted as ``x`` bytes (see ``capacity_app``) of the body, or of the text
+    frames; an HTTP reply ends when the server closes the connection, a WebSocket one at
+    its ``complete`` frame.
+    """
+
+    def __init__(self, request: bytes, ws: bool, prompt: bytes | None) -> None:
+        self.request = request
+        self.ws = ws
+        self.prompt = prompt
+        self.head = b""
+        self.open = False
+        self.tail = b""
+        self.last = b""
+        self.complete = False
+        self.tokens = 0
+        self.arrivals: list[float] = []
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.last = data[-300:]
+        if not self.open:
+            buffer = self.head + data
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.head = buffer
+                return
+            status = buffer[:12]
+            if status not in (b"HTTP/1.1 200", b"HTTP/1.1 101"):
+                self._end(RuntimeError(f"refused: {buffer[:200]!r}"))
+                return
+            self.open = True
+            data = buffer[end + 4 :]
+            if self.prompt is not None and self.transport is not None:
+                self.transport.write(ws_frame(self.prompt))
+            if not self.opened.done():
+                self.opened.set_result(None)
+        count = self._frames(data) if self.ws else data.count(b"x")
+        if count:
+            self.tokens += count
+            self.arrivals.append(now)
+        if self.ws and self.complete:
+            self._end(None)
+            if self.transport is not None:
+                self.transport.close()
+
+    def _frames(self, data: bytes) -> int:
+        """The tokens in the text frames ``data`` completes; notes the ``complete`` frame."""
+        buffer = self.tail + data
+        count = position = 0
+        while len(buffer) - position >= 2:
+            size = buffer[position + 1] & 0x7F
+            start = position + 2
+            if size == 126:
+                size, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+            elif size == 127:
+                size, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
+            if len(buffer) < start + size:
+                break
+            payload = buffer[start : start + size]
+            if b'"complete"' in payload:
+                self.complete = True
+            else:
+                count += payload.count(b"x")
+            position = start + size
+        self.tail = buffer[position:]
+        return count
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(None)
+
+    def _end(self, error: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(None)
+        if not self.ended.done():
+            if error is None:
+                self.ended.set_result(None)
+            else:
+                self.ended.set_exception(error)
+
+
+def request_for(path: Route, query: str) -> tuple[bytes, bytes | None]:
+    """The bytes that open a reply on ``path`` (and, for a WebSocket, its prompt frame)."""
+    if not path.ws:
+        target = f"{path.route}?prompt={PROMPT}&{query}"
+        head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        return head.encode(), None
+    head = (
+        f"GET {path.route} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    params = dict(item.split("=") for item in query.split("&"))
+    prompt = '{"prompt": "%s", %s}' % (  # noqa: UP031
+        PROMPT,
+        ", ".join(f'"{key}": {value}' for key, value in params.items()),
+    )
+    return head.encode(), prompt.encode()
+
+
+async def open_replies(port: int, path: Route, query: str, count: int) -> list[Reply]:
+    """``count`` connected (not yet started) replies, connected in small batches so the
+    listen backlog never overflows."""
+    loop = asyncio.get_running_loop()
+    request, prompt = request_for(path, query)
+    replies: list[Reply] = []
+    for start in range(0, count, 50):
+        batch = await asyncio.gather(
+            *(
+                loop.create_connection(lambda: Reply(request, path.ws, prompt), "127.0.0.1", port)
+                for _ in range(min(50, count - start))
+            )
+        )
+        replies += [protocol for _, protocol in batch]
+    return replies
+
+
+@dataclass
+class Run:
+    gaps: list[float] = field(default_factory=list)
+    tokens: int = 0
+    cpu: float = 0.0
+    redis_cpu: float = 0.0
+    overloaded: bool = False
+
+
+async def paced_run(
+    server: Server, path: Route, streams: int, n: int, gap_ms: float, redis_pid: int | None
+) -> Run:
+    """``streams`` replies of ``n`` tokens ``gap_ms`` apart, started at random moments
+    within one gap; the gaps between deliveries and the server CPU per token."""
+    replies = await open_replies(server.port, path, f"n={n}&gap={gap_ms}", streams)
+    loop = asyncio.get_running_loop()
+    cpu_before = cpu_seconds(server.pid)
+    redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
+    for reply in replies:
+        loop.call_later(random.random() * gap_ms / 1000, reply.start)
+    # A server that cannot keep up takes longer than the model: past 3x, it is overloaded.
+    done, _ = await asyncio.wait([r.ended for r in replies], timeout=10 + 3 * n * gap_ms / 1000)
+    run = Run(cpu=cpu_seconds(server.pid) - cpu_before, overloaded=len(done) < len(replies))
+    if redis_pid:
+        run.redis_cpu = cpu_seconds(redis_pid) - redis_before
+    for reply in replies:
+        if run.overloaded:
+            if reply.transport is not None:
+                reply.transport.close()
+        elif reply.tokens != n:
+            raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived")
+        run.tokens += reply.tokens
+        run.gaps += [(b - a) * 1000 for a, b in itertools.pairwise(reply.arrivals)]
+    return run
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+@dataclass
+class Cell:
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    cpu_k: list[float] = field(default_factory=list)
+    ratio: list[float] = field(default_factory=list)
+    redis_k: list[float] = field(default_factory=list)
+
+
+async def paced(
+    servers: dict[str, Server],
+    keys: list[str],
+    levels: list[int],
+    rounds: int,
+    n: int,
+    gap_ms: float,
+    redis_pid: int | None,
+) -> dict[tuple[str, int], Cell]:
+    cells: dict[tuple[str, int], Cell] = {}
+    for key in keys:  # warm every path up (imports, first connections to Redis)
+        await paced_run(servers[BY_KEY[key].server], BY_KEY[key], 5, 20, 5, None)
+    for streams in levels:
+        for _ in range(rounds):
+            order = keys[:]
+            random.shuffle(order)
+            runs: dict[str, Run] = {}
+            for key in order:
+                path = BY_KEY[key]
+                server = servers[path.server]
+                runs[key] = await paced_run(server, path, streams, n, gap_ms, redis_pid)
+                await asyncio.sleep(2.0 if runs[key].overloaded else 0.2)
+            for key, run in runs.items():
+                cell = cells.setdefault((key, streams), Cell())
+                cell.p50.append(percentile(run.gaps, 0.5))
+                cell.p99.append(math.inf if run.overloaded else percentile(run.gaps, 0.99))
+                per_k = run.cpu / run.tokens * 1000
+                cell.cpu_k.append(per_k)
+                base = runs.get(BY_KEY[key].baseline)
+                if base is not None and base.cpu > 0:
+                    cell.ratio.append(per_k / (base.cpu / base.tokens * 1000))
+                if BY_KEY[key].server == "redis":
+                    cell.redis_k.append(run.redis_cpu / run.tokens * 1000)
+            print(f"  C={streams}: " + ", ".join(
+                f"{k} p99 {percentile(r.gaps, 0.99):.1f} ms cpu/1k {r.cpu / r.tokens * 1000:.3f}"
+                for k, r in runs.items()
+            ), flush=True)  # fmt: skip
+    return cells
+
+
+# ----------------------------------------------------------------------- idle
+async def idle_cost(server: Server, path: Route, count: int, settle: float) -> tuple[float, float]:
+    """(KiB of RSS per open reply, % of a core used while they all wait)."""
+    await asyncio.sleep(1.0)
+    rss_before = rss_kib(server.pid)
+    replies = await open_replies(server.port, path, "idle=1", count)
+    for start in range(0, count, 100):
+        for reply in replies[start : start + 100]:
+            reply.start()
+        await asyncio.sleep(0.05)
+    # Daphne sends a raw response's headers with its first body bytes (never, here), and
+    # a WebSocket's prompt goes out on the handshake's answer: let the server start them.
+    await asyncio.sleep(settle + count / 1000)
+    ended = [reply for reply in replies if reply.ended.done()]
+    if ended:
+        raise RuntimeError(f"{path.label}: {len(ended)} idle replies ended: {ended[0].last!r}")
+    rss_after = rss_kib(server.pid)
+    cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
+    await asyncio.sleep(5.0)
+    busy = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started) * 100
+    for reply in replies:
+        if reply.transport is not None:
+            reply.transport.close()
+    return (rss_after - rss_before) / count, busy
+
+
+IDLE_KEYS = ["raw-http", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
+
+
+def idle_table(redis_url: str, count: int, keys: list[str]) -> list[tuple[str, float, float]]:
+    rows = []
+    for key in [key for key in IDLE_KEYS if key in keys]:
+        path = BY_KEY[key]
+        env = {"STREAMING_BENCH_REDIS": redis_url} if path.server == "redis" else {}
+        with daphne(env) as server:
+            try:
+                kib, busy = asyncio.run(idle_cost(server, path, count, settle=3.0))
+            except RuntimeError as exc:  # the server could not hold them all open
+                print(f"  idle {key}: {exc}", flush=True)
+                kib = busy = math.nan
+        rows.append((path.label, kib, busy))
+        print(f"  idle {key}: {kib:.1f} KiB/reply, {busy:.2f} % CPU", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------- main
+def levels_held(cells: dict[tuple[str, int], Cell], key: str, levels: list[int]) -> str:
+    """The largest C whose median gap p99 stayed within 25 ms (and every C below it did)."""
+    held = 0
+    for streams in levels:
+        cell = cells.get((key, streams))
+        if cell is None or statistics.median(cell.p99) > 25.0:
+            break
+        held = streams
+    return f"{held}" if held else f"< {levels[0]}"
+
+
+def print_paced(
+    cells: dict[tuple[str, int], Cell], keys: list[str], levels: list[int], title: str
+) -> None:
+    print(title)
+    print(
+        "| path | C | gap p50 ms | gap p99 ms | CPU s per 1,000 tokens | x raw | redis-server CPU |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for key in keys:
+        for streams in levels:
+            cell = cells[(key, streams)]
+            ratio = f"{statistics.median(cell.ratio):.2f}" if cell.ratio else "-"
+            redis = f"{statistics.median(cell.redis_k):.3f}" if cell.redis_k else "-"
+            print(
+                f"| {BY_KEY[key].label} | {streams} | {statistics.median(cell.p50):.1f} | "
+                f"{statistics.median(cell.p99):.1f} | {statistics.median(cell.cpu_k):.3f} | "
+                f"{ratio} | {redis} |"
+            )
+    print()
+    print("| path | streams held with gap p99 ≤ 25 ms |")
+    print("|---|---:|")
+    for key in keys:
+        print(f"| {BY_KEY[key].label} | {levels_held(cells, key, levels)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="C = 25, 100; one round; 300 idle")
+    parser.add_argument("--streams", help="comma-separated C values (default 25,50,100,150,200)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--paths", help=f"comma-separated among {','.join(KEYS)}")
+    parser.add_argument("--idle", type=int, default=2000, help="open replies for the idle test")
+    parser.add_argument("--no-idle", action="store_true")
+    parser.add_argument("--no-paced", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="the 500 tokens/s flush comparison")
+    args = parser.parse_args()
+    levels = [25, 100] if args.quick else [25, 50, 100, 150, 200]
+    if args.streams:
+        levels = [int(value) for value in args.streams.split(",")]
+    rounds = 1 if args.quick else args.rounds
+    idle = 300 if args.quick and args.idle == 2000 else args.idle
+    keys = args.paths.split(",") if args.paths else KEYS
+    pin(0, CLIENT_CORE)
+    redis = RedisServer()
+    redis.start()
+    assert redis.process is not None
+    try:
+        if not args.no_paced:
+            with daphne({}) as memory, daphne({"STREAMING_BENCH_REDIS": redis.url}) as on_redis:
+                servers = {"memory": memory, "redis": on_redis}
+                cells = asyncio.run(
+                    paced(servers, keys, levels, rounds, 200, 20, redis.process.pid)
+                )
+            print_paced(
+                cells, keys, levels,
+                f"200 tokens 20 ms apart per stream; median of {rounds} interleaved rounds; "
+                "server on one core, client on the other",
+            )  # fmt: skip
+        if args.fast:
+            with daphne({}) as memory, daphne({"STREAMING_BENCH_FLUSH_MS": "16"}) as flush:
+                servers = {"memory": memory, "flush": flush}
+                BY_KEY["view-flush"] = Route(
+                    "SSEView + extractor, memory store, FLUSH_INTERVAL_MS=16",
+                    False, "/view", "flush", "raw-http",
+                )  # fmt: skip
+                fast_keys = ["raw-http", "view-flush"]
+                cells = asyncio.run(paced(servers, fast_keys, levels, rounds, 1000, 2, None))
+            print()
+            print_paced(cells, fast_keys, levels, "1,000 tokens 2 ms apart (500 tokens/s)")
+        if not args.no_idle:
+            print()
+            rows = idle_table(redis.url, idle, keys)
+            print(f"Idle: {idle} open replies whose model sends nothing (fresh process each)")
+            print("| path | KiB per open reply | server CPU % while idle |")
+            print("|---|---:|---:|")
+            for label, kib, busy in rows:
+                print(f"| {label} | {kib:.1f} | {busy:.2f} |")
+    finally:
+        redis.close()
+
+
+if __name__ == "__main__":
+    main()

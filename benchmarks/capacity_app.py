@@ -1,0 +1,115 @@
+"""What the capacity benchmark serves: a paced model reply on every path, raw and ours.
+
+The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a model that sends nothing).
+HTTP routes (query ``n``, ``gap``, ``idle``): ``/raw`` (a plain async
+``StreamingHttpResponse``), ``/sse`` (``sse_response``), ``/view`` (``SSEView`` with
+``ResponseStreamExtractor``; the store is the settings' one). WebSocket routes (a prompt
+frame ``{"prompt": ..., "n": ..., "gap": ..., "idle": ...}``): ``/ws/raw/`` (a plain
+Channels consumer), ``/ws/ours/`` (``StreamConsumer`` with ``ResponseStreamExtractor``).
+Every token is ``"xyz "``: a client counts the ``x`` bytes (no framing around them
+carries one) to count tokens, however the path merges or splits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path
+
+from streaming import sse_response
+from streaming.consumers import StreamConsumer
+from streaming.extractors import ResponseStreamExtractor
+from streaming.views import SSEView
+
+TOKEN = "xyz "
+#: What an agent model writes around its reply (``ResponseStreamExtractor`` streams the
+#: text between ``<text>`` and ``</text>`` only).
+AGENT_HEAD = "<response><thought>ok</thought><actions>REPLY</actions><text>"
+AGENT_TAIL = "</text></response>"
+
+
+def options(params: Mapping[str, Any]) -> tuple[int, float, bool]:
+    """(tokens, seconds between two tokens, idle) of a request."""
+    n = int(params.get("n", 200))
+    gap = float(params.get("gap", 20)) / 1000
+    return n, gap, str(params.get("idle", "0")) in {"1", "True", "true"}
+
+
+async def model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
+    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or nothing, ever."""
+    if idle:
+        await asyncio.Event().wait()
+    for _ in range(n):
+        await asyncio.sleep(gap)
+        yield TOKEN
+
+
+async def agent_model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
+    """The same tokens inside an agent reply, for ``ResponseStreamExtractor``."""
+    yield AGENT_HEAD
+    async for token in model(n, gap, idle):
+        yield token
+    yield AGENT_TAIL
+
+
+async def raw(request: HttpRequest) -> HttpResponse:
+    """The baseline: a plain async ``StreamingHttpResponse``, one SSE message per token."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for token in model(*options(request.GET)):
+            yield f"data: {token}\n\n".encode()
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream")
+
+
+async def sse(request: HttpRequest) -> HttpResponse:
+    """The same tokens through ``sse_response``."""
+    return sse_response(model(*options(request.GET)))
+
+
+class View(SSEView):
+    """The same tokens as a generation (the event store of the settings) through
+    ``ResponseStreamExtractor``."""
+
+    extractors = (ResponseStreamExtractor,)
+
+    def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
+        return agent_model(*options(params))
+
+
+class RawConsumer(AsyncWebsocketConsumer):
+    """The baseline consumer: one ``chunk`` frame per token, then ``complete``."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        request = json.loads(text_data or "{}")
+        message_id = uuid.uuid4().hex
+        parts: list[str] = []
+        async for token in model(*options(request)):
+            parts.append(token)
+            frame = {"type": "chunk", "content": token, "message_id": message_id}
+            await self.send(text_data=json.dumps(frame))
+        complete = {"type": "complete", "fullResponse": "".join(parts), "message_id": message_id}
+        await self.send(text_data=json.dumps(complete))
+
+
+class Consumer(StreamConsumer):
+    """The same tokens through ``StreamConsumer`` and ``ResponseStreamExtractor``."""
+
+    extractors = (ResponseStreamExtractor,)
+
+    def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
+        return agent_model(*options(params))
+
+
+urlpatterns = [path("raw", raw), path("sse", sse), path("view", View.as_view())]
+
+websocket_urlpatterns = [
+    path("ws/raw/", RawConsumer.as_asgi()),
+    path("ws/ours/", Consumer.as_asgi()),
+]

@@ -1,0 +1,134 @@
+"""What a reply costs: followers in the process that runs it read no store, an open reply
+waiting on its model makes no store calls, and ``FLUSH_INTERVAL_MS`` merges fast tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.test import override_settings
+
+from streaming.events import Chunk, Complete, GenerationEvent
+from streaming.extractors import Pipeline
+from streaming.generations import WATCH_INTERVAL, Generations
+from streaming.store import MemoryStore
+from streaming.store.base import StoredEvent
+
+LIMIT = 10.0
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the calls a generation and its followers make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
+        self._count("read")
+        return await super().read(stream_id, after, timeout=timeout)
+
+    async def touch(self, stream_id: str) -> None:
+        self._count("touch")
+        await super().touch(stream_id)
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        self._count("cancel_requested")
+        return await super().cancel_requested(stream_id)
+
+    async def last_watched(self, stream_id: str) -> float | None:
+        self._count("last_watched")
+        return await super().last_watched(stream_id)
+
+    async def cancel_requests(self, cursor: Any) -> tuple[list[str], Any]:
+        self._count("cancel_requests")
+        return await super().cancel_requests(cursor)
+
+
+async def paced(count: int, delay: float) -> AsyncIterator[str]:
+    for index in range(count):
+        await asyncio.sleep(delay)
+        yield f"{index} "
+
+
+async def everything(generations: Generations, generation_id: str) -> list[GenerationEvent]:
+    events: list[GenerationEvent] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in generations.follow(generation_id, "me"):
+            events += batch
+    return events
+
+
+async def test_a_follower_in_the_same_process_never_reads_the_store() -> None:
+    store = CountingStore()
+    generations = Generations(store)
+    generation_id = await generations.start(paced(30, 0.002), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "".join(
+        f"{i} " for i in range(30)
+    )
+    assert isinstance(events[-1], Complete)
+    assert store.calls.get("read", 0) == 0
+    assert store.calls.get("touch", 0) == 0
+    # … and the store has every event, for a resume here or elsewhere.
+    stored = await store.read(generation_id, 0, timeout=0)
+    assert [item.seq for item in stored] == [e.seq for e in events]
+
+
+async def test_a_follower_that_resumes_midway_gets_the_rest_once() -> None:
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(40, 0.002), Pipeline(), owner="me")
+    first: list[GenerationEvent] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in generations.follow(generation_id, "me"):
+            first += batch
+            if len(first) >= 5:
+                break
+    rest: list[GenerationEvent] = []
+    async for batch in generations.follow(generation_id, "me", after=first[-1].seq):
+        rest += batch
+    seqs = [e.seq for e in first + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert isinstance(rest[-1], Complete)
+
+
+async def test_open_replies_waiting_on_their_model_make_no_store_calls() -> None:
+    store = CountingStore()
+    generations = Generations(store)
+    forever = asyncio.Event()
+
+    async def silent() -> AsyncIterator[str]:
+        await forever.wait()
+        yield "late"
+
+    ids = [await generations.start(silent(), Pipeline(), owner="me") for _ in range(50)]
+    followers = [asyncio.create_task(everything(generations, key)) for key in ids]
+    await asyncio.sleep(WATCH_INTERVAL * 4)
+    # One call per watch interval for all of them (the cancel requests), none per reply.
+    assert set(store.calls) <= {"cancel_requests"}
+    assert store.calls.get("cancel_requests", 0) <= 5
+    forever.set()
+    for events in await asyncio.gather(*followers):
+        assert isinstance(events[-1], Complete)
+
+
+async def test_tokens_within_the_flush_interval_make_one_event() -> None:
+    generations = Generations(MemoryStore())
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(paced(60, 0.002), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert "".join(c.text for c in chunks) == "".join(f"{i} " for i in range(60))
+    assert len(chunks) < 30  # about 120 ms of tokens in 50 ms slices: a few events
+
+
+async def test_without_a_flush_interval_each_paced_token_goes_out_alone() -> None:
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(20, 0.005), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert len(chunks) >= 15  # one per token (a busy machine may merge a few)
