@@ -27,10 +27,10 @@ a frame that is not JSON, or nested too deeply to parse, gets a ``BAD_REQUEST`` 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import deque
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 from channels.exceptions import DenyConnection
@@ -52,7 +52,7 @@ from .generations import (
 from .limits import Limits, reserve
 from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
-from .requests import PipelineChoiceMixin, call_hook, parse_json
+from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
@@ -286,22 +286,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                     owner=self.owner,
                     address=scope_client_address(self.scope),
                 )
-                try:
-                    source = self.stream(prompt, **params)
-                    if inspect.iscoroutine(source):
-                        source = await source
-                    generation_id = await self.generations.start(
-                        source,
-                        pipeline,
-                        owner=self.owner,
-                        policy=self.disconnect_policy,
-                        forward_events=self.send_extractor_events,
-                        reservation=reservation,
-                        **self.generation_options(),
-                    )
-                except BaseException:
-                    await reservation.release()
-                    raise
+                generation_id = await start_reply(
+                    self.generations,
+                    partial(self.stream, prompt, **params),
+                    pipeline,
+                    owner=self.owner,
+                    reservation=reservation,
+                    policy=self.disconnect_policy,
+                    forward_events=self.send_extractor_events,
+                    options=self.generation_options,
+                )
             except StreamError as exc:
                 await self.send_error(exc)
                 continue

@@ -2,7 +2,8 @@
 
 ``PipelineChoiceMixin`` gives ``SSEView`` and ``StreamConsumer`` the same
 ``extractors`` / ``pipelines`` attributes, the same ``get_prompt`` hook and the same
-answers to bad input; ``call_hook`` runs their hooks, sync or async, the same way.
+answers to bad input; ``call_hook`` runs their hooks, sync or async, the same way, and
+``start_reply`` starts their replies the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
@@ -20,6 +21,10 @@ from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .surrogates import replace_surrogates, replace_surrogates_in
+
+if TYPE_CHECKING:
+    from .generations import DisconnectPolicy, Generations
+    from .limits import Reservation
 
 ExtractorFactory = Callable[[], StreamExtractor]
 
@@ -74,6 +79,38 @@ async def call_hook(hook: Callable[[], Any]) -> Any:
     if inspect.iscoroutinefunction(hook):
         return await hook()
     return await sync_to_async(hook)()
+
+
+async def start_reply(
+    generations: Generations,
+    stream: Callable[[], Any],
+    pipeline: Pipeline,
+    *,
+    owner: str,
+    reservation: Reservation,
+    policy: DisconnectPolicy,
+    forward_events: bool,
+    options: Callable[[], Mapping[str, Any]],
+) -> str:
+    """Start a transport's reply: call its ``stream`` hook (sync or async) and start the
+    generation with ``reservation`` and the hook's ``options()``; the reservation is
+    released if the reply does not start (whichever hook raises)."""
+    try:
+        source = stream()
+        if inspect.iscoroutine(source):
+            source = await source
+        return await generations.start(
+            source,
+            pipeline,
+            owner=owner,
+            policy=policy,
+            forward_events=forward_events,
+            reservation=reservation,
+            **options(),
+        )
+    except BaseException:
+        await reservation.release()
+        raise
 
 
 class PipelineChoiceMixin:

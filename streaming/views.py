@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
@@ -44,7 +45,7 @@ from .limits import Limits, Reservation, reserve, retry_after
 from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
-from .requests import PipelineChoiceMixin, call_hook, parse_json
+from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
 from .response import sse_response
 from .sse import ServerSentEvent
 
@@ -163,22 +164,16 @@ class SSEView(PipelineChoiceMixin, View):
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)
             reservation = await self._reserve(generations, owner)
-            try:
-                source = self.stream(prompt, **{k: v for k, v in params.items() if k != "prompt"})
-                if inspect.iscoroutine(source):
-                    source = await source
-                generation_id = await generations.start(
-                    source,
-                    pipeline,
-                    owner=owner,
-                    policy=self.disconnect_policy,
-                    forward_events=self.send_extractor_events,
-                    reservation=reservation,
-                    **self.generation_options(),
-                )
-            except BaseException:
-                await reservation.release()
-                raise
+            generation_id = await start_reply(
+                generations,
+                partial(self.stream, prompt, **{k: v for k, v in params.items() if k != "prompt"}),
+                pipeline,
+                owner=owner,
+                reservation=reservation,
+                policy=self.disconnect_policy,
+                forward_events=self.send_extractor_events,
+                options=self.generation_options,
+            )
         except StreamError as exc:
             return self.error_response(exc)
         return self.follow_response(generations, generation_id, owner, after=0)

@@ -20,12 +20,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from .servers import free_port, stop_process
+import pytest
+
+from .servers import daphne_server, free_port, stop_process
 
 REDIS_SERVER = shutil.which("redis-server")
+#: Marks a test that needs a real redis-server (Debian ``redis-server``).
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 _running: set[RedisServer] = set()
 
 
@@ -116,6 +120,18 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@contextmanager
+def redis_daphnes(settings: str, redis: RedisServer, count: int = 1) -> Iterator[list[str]]:
+    """The URLs of ``count`` daphne processes of ``tests.asgi`` with the settings module
+    ``settings`` (one of ``tests.settings_*``) sharing ``redis`` as their store."""
+    env = {"DJANGO_SETTINGS_MODULE": settings, "STREAMING_TEST_REDIS": redis.url}
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(daphne_server("tests.asgi:application", env=env))
+            for _ in range(count)
+        ]
 
 
 @atexit.register

@@ -14,6 +14,8 @@ from streaming.extractors import Pipeline
 from streaming.generations import Generations
 from streaming.store import MemoryStore
 
+from .generation_helpers import everything
+
 LIMIT = 10.0
 
 
@@ -24,13 +26,6 @@ async def endless(piece: str, closed: list[str]) -> AsyncIterator[str]:
             await asyncio.sleep(0)
     finally:
         closed.append("closed")
-
-
-async def everything(generations: Generations, generation_id: str) -> list[GenerationEvent]:
-    events: list[GenerationEvent] = []
-    async for batch in generations.follow(generation_id, "me"):
-        events += batch
-    return events
 
 
 def text_of(events: list[GenerationEvent]) -> str:

@@ -10,28 +10,14 @@ import pytest
 from django.test import override_settings
 
 from streaming import StreamError
-from streaming.events import Cancelled, Chunk, Complete, Error, Event, GenerationEvent, merge_chunks
+from streaming.events import Cancelled, Chunk, Complete, Error, Event, merge_chunks
 from streaming.extractors import Pipeline
 from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
 
+from .generation_helpers import everything, paced
+
 LIMIT = 10.0
-
-
-async def paced(count: int, delay: float, finished: list[str]) -> AsyncIterator[str]:
-    try:
-        for index in range(count):
-            await asyncio.sleep(delay)
-            yield f"{index} "
-    finally:
-        finished.append("finally")
-
-
-async def everything(generations: Generations, generation_id: str) -> list[GenerationEvent]:
-    events: list[GenerationEvent] = []
-    async for batch in generations.follow(generation_id, "me"):
-        events += batch
-    return events
 
 
 async def test_a_followed_reply_completes_with_all_its_text() -> None:

@@ -16,8 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
-from .redis_server import REDIS_SERVER, RedisServer
-from .servers import daphne_server
+from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 
 LIMIT = 10.0
 DEEP = 100_000
@@ -26,8 +25,6 @@ SLOW = {"delay": "0.02", "size": "1", "pipeline": "passthrough"}
 SURROGATE_BODY = b'{"prompt": "hi \\ud800 there"}'
 #: What ``EchoView`` streams for it: the prompt back, then the model's own lone surrogate.
 ECHOED = "You said: hi \ufffd there and \ufffd!"
-
-needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 
 @pytest.fixture
@@ -125,20 +122,13 @@ async def test_lone_surrogates_reach_a_websocket_client_as_replacement_character
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    try:
+    with redis_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
 def redis_url(redis: RedisServer) -> Iterator[str]:
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": redis.url}
-    with daphne_server("tests.asgi:application", env=env) as url:
+    with redis_daphnes("tests.settings_redis", redis) as (url,):
         yield url
 
 
@@ -176,16 +166,8 @@ async def test_a_websocket_error_frame_carries_the_reply_id_and_seq(live_url: st
 # ---------------------------------------------------------------- a stopped store
 @pytest.fixture
 def own_redis_url() -> Iterator[tuple[RedisServer, str]]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": server.url}
-    try:
-        with daphne_server("tests.asgi:application", env=env) as url:
-            yield server, url
-    finally:
-        server.close()
+    with redis_server() as server, redis_daphnes("tests.settings_redis", server) as (url,):
+        yield server, url
 
 
 def no_address(text: str, server: RedisServer) -> None:

@@ -23,7 +23,7 @@ from streaming.sse import SSEParser
 from streaming.testing import parse_sse
 
 from .conftest import probe
-from .redis_server import REDIS_SERVER, RedisServer
+from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 from .servers import daphne_server
 
 LIMIT = 20.0
@@ -32,8 +32,6 @@ SLOW = {"delay": "0.1", "size": "1", "pipeline": "passthrough"}
 #: A reply that ends at once.
 QUICK = {"size": "500", "pipeline": "passthrough"}
 _addresses = itertools.count(1)
-
-needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 
 def new_address() -> str:
@@ -223,23 +221,13 @@ async def test_a_websocket_prompt_over_the_limit_gets_an_error_frame(limited_url
 # ------------------------------------------------------------- several processes
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    try:
+    with redis_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
 def two_limited_processes(redis: RedisServer) -> Iterator[tuple[str, str]]:
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_limits", "STREAMING_TEST_REDIS": redis.url}
-    with (
-        daphne_server("tests.asgi:application", env=env) as first,
-        daphne_server("tests.asgi:application", env=env) as second,
-    ):
+    with redis_daphnes("tests.settings_limits", redis, 2) as (first, second):
         yield first, second
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,8 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
-from .redis_server import RedisServer
-from .servers import daphne_server
+from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 from .settings_redis import FINISHED_TTL
 from .transport_views import XML_REPLY, XML_TEXT
 
@@ -187,28 +185,15 @@ async def test_ws_resume_of_an_unknown_or_foreign_reply_is_not_found(live_url: s
 
 
 # ---------------------------------------------------- two processes sharing Redis
-needs_redis = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
-
-
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with redis_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
 def two_processes(redis: RedisServer) -> Iterator[tuple[str, str]]:
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_redis", "STREAMING_TEST_REDIS": redis.url}
-    with (
-        daphne_server("tests.asgi:application", env=env) as first,
-        daphne_server("tests.asgi:application", env=env) as second,
-    ):
+    with redis_daphnes("tests.settings_redis", redis, 2) as (first, second):
         yield first, second
 
 

@@ -24,7 +24,7 @@ from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
 from .hostile import daphne_process, migrate, sqlite_database
-from .redis_server import REDIS_SERVER, RedisServer, redis_server
+from .redis_server import RedisServer, needs_redis, redis_server
 
 LIMIT = 60.0
 #: Long enough to be open when the signal comes (about 45 s).
@@ -160,9 +160,6 @@ async def test_plain_streaming_responses_do_not_crash_the_exit(
             status = await asyncio.to_thread(wait_exit, process)
             await asyncio.wait(tasks, timeout=LIMIT)
     assert status == 0
-
-
-needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,25 +20,17 @@ from streaming.sse import SSEParser
 
 from .conftest import Serve
 from .failing_store import MESSAGE, FailingStore
-from .redis_server import REDIS_SERVER, RedisServer
+from .generation_helpers import paced
+from .redis_server import RedisServer, needs_redis
 from .servers import daphne_server
 from .sources.upstream import WAIT_LIMIT
 from .test_full_path import endless_reply
 
 
-async def paced(finished: list[str]) -> AsyncIterator[str]:
-    try:
-        for index in range(10_000):
-            await asyncio.sleep(0.01)
-            yield f"{index} "
-    finally:
-        finished.append("finally")
-
-
 async def test_a_failed_write_stops_the_model_and_reaches_the_follower() -> None:
     finished: list[str] = []
     generations = Generations(FailingStore(fail_at=3))
-    generation_id = await generations.start(paced(finished), Pipeline(), owner="me")
+    generation_id = await generations.start(paced(10_000, 0.01, finished), Pipeline(), owner="me")
     with pytest.raises(StreamError) as caught:
         async with asyncio.timeout(WAIT_LIMIT):
             async for _ in generations.follow(generation_id, "me"):
@@ -98,9 +90,6 @@ async def test_ws_followers_get_the_store_error_and_the_model_stops(
         "seq": delivered,
     }
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
-
-
-needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 
 async def sse_stopping(base: str, params: dict[str, str], redis: RedisServer) -> dict[str, Any]:

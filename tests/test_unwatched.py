@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode, urlsplit
 
 from django.test import override_settings
@@ -17,6 +16,7 @@ from streaming.generations import Generations
 from streaming.store import MemoryStore
 
 from .conftest import Serve
+from .generation_helpers import paced
 from .sources.upstream import WAIT_LIMIT
 from .test_full_path import endless_reply
 
@@ -24,17 +24,11 @@ from .test_full_path import endless_reply
 async def test_a_reply_nobody_follows_is_cancelled_after_the_grace() -> None:
     finished: list[str] = []
 
-    async def paced() -> AsyncIterator[str]:
-        try:
-            for index in range(10_000):
-                await asyncio.sleep(0.01)
-                yield f"{index} "
-        finally:
-            finished.append("finally")
-
     generations = Generations(MemoryStore())
     with override_settings(STREAMING={"CANCEL_GRACE": 0.3}):
-        generation_id = await generations.start(paced(), Pipeline(), owner="me")
+        generation_id = await generations.start(
+            paced(10_000, 0.01, finished), Pipeline(), owner="me"
+        )
         task = generations.running[generation_id].task
         await asyncio.wait({task}, timeout=WAIT_LIMIT)
     assert task.done()

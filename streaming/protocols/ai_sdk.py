@@ -80,16 +80,7 @@ class UIMessageChunks(WireProtocol[UIChunk]):
             self.started = True
             out.append({"type": "start", "messageId": self.message_id})
         for event in events:  # not merged: see the module's docstring
-            if isinstance(event, Chunk):
-                out.extend(self.chunk(generation_id, event))
-            elif isinstance(event, Event):
-                out.extend(self.event(generation_id, event))
-            elif isinstance(event, Complete):
-                out.extend(self.complete(generation_id, event))
-            elif isinstance(event, Error):
-                out.extend(self.error(generation_id, event))
-            else:
-                out.extend(self.cancelled(generation_id, event))
+            out.extend(self.messages_of(generation_id, event))
         return out
 
     def chunk(self, generation_id: str, event: Chunk) -> list[UIChunk]:

@@ -20,19 +20,23 @@ class WireProtocol(abc.ABC, Generic[M]):
     """
 
     def messages(self, generation_id: str, events: Iterable[GenerationEvent]) -> list[M]:
-        out: list[M] = []
-        for event in merge_chunks(events):
-            if isinstance(event, Chunk):
-                out.extend(self.chunk(generation_id, event))
-            elif isinstance(event, Event):
-                out.extend(self.event(generation_id, event))
-            elif isinstance(event, Complete):
-                out.extend(self.complete(generation_id, event))
-            elif isinstance(event, Error):
-                out.extend(self.error(generation_id, event))
-            else:
-                out.extend(self.cancelled(generation_id, event))
-        return out
+        return [
+            message
+            for event in merge_chunks(events)
+            for message in self.messages_of(generation_id, event)
+        ]
+
+    def messages_of(self, generation_id: str, event: GenerationEvent) -> Iterable[M]:
+        """The messages of one event: the method of its kind."""
+        if isinstance(event, Chunk):
+            return self.chunk(generation_id, event)
+        if isinstance(event, Event):
+            return self.event(generation_id, event)
+        if isinstance(event, Complete):
+            return self.complete(generation_id, event)
+        if isinstance(event, Error):
+            return self.error(generation_id, event)
+        return self.cancelled(generation_id, event)
 
     @abc.abstractmethod
     def chunk(self, generation_id: str, event: Chunk) -> Iterable[M]:
