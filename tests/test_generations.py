@@ -10,7 +10,15 @@ import pytest
 from django.test import override_settings
 
 from streaming import StreamError
-from streaming.events import Cancelled, Chunk, Complete, Error, Event, merge_chunks
+from streaming.events import (
+    Cancelled,
+    Chunk,
+    Complete,
+    Error,
+    Event,
+    GenerationEvent,
+    merge_chunks,
+)
 from streaming.extractors import Pipeline
 from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
