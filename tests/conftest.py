@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .postgres_server import AVAILABLE as POSTGRES_AVAILABLE
-from .postgres_server import PostgresServer, postgres_server
+from .postgres_server import PostgresServer, postgres_server, require_postgres
 from .servers import daphne_server, migrate, sqlite_database
 from .sources.upstream import Script, Upstream
 
@@ -32,8 +31,7 @@ def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the session; tests keep apart by their own databases
     (``postgres.create_database(name)``; ``servers.migrate`` with
     ``tests.settings_postgres``)."""
-    if not POSTGRES_AVAILABLE:
-        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    require_postgres()
     with postgres_server() as server:
         yield server
 

@@ -225,3 +225,18 @@ def wait_for_connections(
 def _stop_leftovers() -> None:
     for server in list(_running):
         server.close()
+
+
+def require_postgres() -> None:
+    """Skip a PostgreSQL test where the server is missing, but fail in CI (``CI`` set),
+    where ``scripts/test`` installs it: a skipped database test must not pass unseen."""
+    import os
+
+    import pytest
+
+    if AVAILABLE:
+        return
+    message = "PostgreSQL is not installed (scripts/test installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -303,11 +303,10 @@ async def test_another_owners_conversation_is_not_found_on_every_transport(
 
 
 def test_a_database_that_is_down_gets_a_json_503_and_then_works_again() -> None:
-    from .postgres_server import AVAILABLE, postgres_server
+    from .postgres_server import postgres_server, require_postgres
     from .servers import daphne_server, migrate
 
-    if not AVAILABLE:
-        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    require_postgres()
     with postgres_server() as server:
         server.create_database("chat")
         env = {
