@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.capacity [--quick] [--streams 25,50,100] [--rounds 2]
                                             [--idle 2000] [--no-idle] [--fast]
+                                            [--burst 100000] [--no-paced]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -15,8 +16,10 @@ compare the ratios of one run, not absolute numbers across runs.
 
 Idle: N open replies whose model sends nothing, per transport and store; the daphne
 process's RSS growth per reply (a fresh process for each path) and its CPU use while
-nothing streams. ``--fast``: a 500 tokens/s model (1,000 tokens 2 ms apart) on the raw
-path and on ``SSEView`` with ``FLUSH_INTERVAL_MS`` = 16.
+nothing streams. ``--burst N``: one reply of N tokens ready at once (as from one large
+network read) per path: when its first token and its last arrive. ``--fast``: a 500
+tokens/s model (1,000 tokens 2 ms apart) on the raw path and on ``SSEView`` with
+``FLUSH_INTERVAL_MS`` = 16.
 """
 
 from __future__ import annotations
@@ -350,6 +353,37 @@ async def paced(
     return cells
 
 
+# ---------------------------------------------------------------------- burst
+BURST_KEYS = ["raw-http", "sse", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
+
+
+async def burst_run(server: Server, path: Route, n: int) -> tuple[float, float]:
+    """One reply of ``n`` tokens ready at once: ms from the request to its first token,
+    and to its last."""
+    (reply,) = await open_replies(server.port, path, f"n={n}&gap=-1000", 1)
+    started = time.perf_counter()
+    reply.start()
+    await asyncio.wait_for(reply.ended, 60)
+    if reply.tokens != n:
+        raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived")
+    return (reply.arrivals[0] - started) * 1000, (reply.arrivals[-1] - started) * 1000
+
+
+async def bursts(
+    servers: dict[str, Server], keys: list[str], n: int, rounds: int
+) -> list[tuple[str, float, float]]:
+    rows = []
+    for key in [key for key in BURST_KEYS if key in keys]:
+        path = BY_KEY[key]
+        await burst_run(servers[path.server], path, 100)  # warm up
+        runs = [await burst_run(servers[path.server], path, n) for _ in range(rounds)]
+        first = statistics.median(run[0] for run in runs)
+        last = statistics.median(run[1] for run in runs)
+        rows.append((path.label, first, last))
+        print(f"  burst {key}: first {first:.1f} ms, last {last:.1f} ms", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------- idle
 async def idle_cost(server: Server, path: Route, count: int, settle: float) -> tuple[float, float]:
     """(KiB of RSS per open reply, % of a core used while they all wait)."""
@@ -442,6 +476,7 @@ def main() -> None:
     parser.add_argument("--no-idle", action="store_true")
     parser.add_argument("--no-paced", action="store_true")
     parser.add_argument("--fast", action="store_true", help="the 500 tokens/s flush comparison")
+    parser.add_argument("--burst", type=int, default=0, help="N tokens ready at once (100000)")
     args = parser.parse_args()
     levels = [25, 100] if args.quick else [25, 50, 100, 150, 200]
     if args.streams:
@@ -465,6 +500,16 @@ def main() -> None:
                 f"200 tokens 20 ms apart per stream; median of {rounds} interleaved rounds; "
                 "server on one core, client on the other",
             )  # fmt: skip
+        if args.burst:
+            with daphne({}) as memory, daphne({"STREAMING_BENCH_REDIS": redis.url}) as on_redis:
+                servers = {"memory": memory, "redis": on_redis}
+                rows = asyncio.run(bursts(servers, keys, args.burst, max(3, rounds)))
+            print()
+            print(f"{args.burst:,} tokens ready at once (median of {max(3, rounds)} replies)")
+            print("| path | first token ms | last token ms |")
+            print("|---|---:|---:|")
+            for label, first, last in rows:
+                print(f"| {label} | {first:.1f} | {last:.1f} |")
         if args.fast:
             with daphne({}) as memory, daphne({"STREAMING_BENCH_FLUSH_MS": "16"}) as flush:
                 servers = {"memory": memory, "flush": flush}

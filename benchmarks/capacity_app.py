@@ -35,18 +35,20 @@ AGENT_TAIL = "</text></response>"
 
 
 def options(params: Mapping[str, Any]) -> tuple[int, float, bool]:
-    """(tokens, seconds between two tokens, idle) of a request."""
+    """(tokens, seconds between two tokens, idle) of a request; ``gap`` -1: a burst."""
     n = int(params.get("n", 200))
     gap = float(params.get("gap", 20)) / 1000
     return n, gap, str(params.get("idle", "0")) in {"1", "True", "true"}
 
 
 async def model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
-    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or nothing, ever."""
+    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or nothing, ever;
+    or (``gap`` < 0) all of them ready at once, as from one large network read."""
     if idle:
         await asyncio.Event().wait()
     for _ in range(n):
-        await asyncio.sleep(gap)
+        if gap >= 0:
+            await asyncio.sleep(gap)
         yield TOKEN
 
 

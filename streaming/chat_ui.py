@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -46,9 +46,9 @@ from .protocols.ai_sdk import (
     no_active_frame,
     sse_messages,
 )
+from .reply_body import MessageBatches, ReplyBody
 from .requests import call_hook
-from .response import sse_response
-from .sse import ServerSentEvent
+from .response import SSEResponse
 from .storage import Turn, in_db
 
 logger = logging.getLogger("streaming")
@@ -193,20 +193,22 @@ class AISDKChatView(ChatIdReplies, ChatView):
         the reply (``Message.generation``)."""
         protocol = UIMessageChunks(generation_id)
 
-        async def messages() -> AsyncIterator[ServerSentEvent]:
+        async def messages() -> MessageBatches:
+            keepalive = float(setting("KEEPALIVE"))
             try:
-                async with aclosing(generations.follow(generation_id, owner, 0)) as batches:
+                async with aclosing(
+                    generations.follow(generation_id, owner, 0, heartbeat=keepalive)
+                ) as batches:
                     async for batch in batches:
-                        ended = isinstance(batch[-1], TERMINAL)
-                        for message in sse_messages(
-                            protocol.messages(generation_id, batch), done=ended
-                        ):
-                            yield message
+                        if not batch:
+                            yield ()
+                            continue
+                        chunks = protocol.messages(generation_id, batch)
+                        yield list(sse_messages(chunks, done=isinstance(batch[-1], TERMINAL)))
             except StreamError as exc:
-                for message in sse_messages([protocol.failure(exc)], done=True):
-                    yield message
+                yield list(sse_messages([protocol.failure(exc)], done=True))
 
-        return sse_response(messages(), headers=UI_MESSAGE_STREAM_HEADERS)
+        return SSEResponse(ReplyBody(messages()), headers=UI_MESSAGE_STREAM_HEADERS)
 
 
 class AISDKChatConsumer(ChatIdReplies, StreamConsumer):

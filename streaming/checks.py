@@ -149,18 +149,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     errors += _check_client_address(user)
-    flush = user.get("FLUSH_INTERVAL_MS")
-    if flush is not None and (
-        isinstance(flush, bool) or not isinstance(flush, int | float) or not 0 <= flush <= 1000
+    for key, hint in (
+        ("FLUSH_INTERVAL_MS", "For example 16 (one display frame)."),
+        ("STORE_BATCH_MS", "For example 2; 0 writes at the next event-loop turn."),
     ):
-        errors.append(
-            Error(
-                'STREAMING["FLUSH_INTERVAL_MS"] must be a number of milliseconds from 0 to '
-                "1000, or None (off).",
-                hint="For example 16 (one display frame).",
-                id="streaming.E003",
+        value = user.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1000
+        ):
+            errors.append(
+                Error(
+                    f"STREAMING[{key!r}] must be a number of milliseconds from 0 to 1000, "
+                    "or None (off).",
+                    hint=hint,
+                    id="streaming.E003",
+                )
             )
-        )
     return (
         errors
         + _check_store(user.get("STORE", DEFAULTS["STORE"]))

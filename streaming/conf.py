@@ -71,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
     # display frame) cuts the server's work per token at the cost of up to that much
     # latency. None or 0: off, each token goes out as soon as it arrives.
     "FLUSH_INTERVAL_MS": None,
+    # Milliseconds a store that needs a round trip (Redis) gathers the new events of every
+    # reply in the process before writing them all in one call: fewer round trips per
+    # token, at the cost of up to that much latency. 0: write at the next event-loop turn.
+    "STORE_BATCH_MS": 2.0,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

@@ -102,6 +102,8 @@ def from_record(seq: int, data: dict[str, Any]) -> GenerationEvent:
 def merge_chunks(events: Iterable[GenerationEvent]) -> list[GenerationEvent]:
     """``events`` with each run of ``Chunk``s merged into one, numbered as its last: the
     protocols are about text, so a client resuming after that number misses nothing."""
+    if isinstance(events, list) and len(events) == 1:
+        return events  # one event, the usual case of a paced reply: nothing to merge
     merged: list[GenerationEvent] = []
     text: list[str] = []
     last = 0

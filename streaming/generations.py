@@ -292,10 +292,12 @@ class _EventWriter:
 
 class _StoreFlusher:
     """Writes the new events of every reply of this process whose store must wait (Redis):
-    one task, one ``append_batches`` call (one round trip) for all of them at a time."""
+    one task, one ``append_batches`` call (one round trip) for all of them at a time,
+    gathering for ``STORE_BATCH_MS`` what the other replies add before it writes."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
+        self.window = float(setting("STORE_BATCH_MS") or 0) / 1000
         self.dirty: dict[str, _EventWriter] = {}
         self.task: asyncio.Task[None] | None = None
         self.wakeup: asyncio.Future[None] | None = None
@@ -318,6 +320,8 @@ class _StoreFlusher:
                 self.wakeup = None
                 if not self.dirty:
                     return
+            if self.window:
+                await asyncio.sleep(self.window)
             writers = [w for w in self.dirty.values() if w.pending and not w.writing]
             self.dirty = {}
             if not writers:
@@ -342,6 +346,35 @@ class _StoreFlusher:
                     writer.stored(batches[writer.generation_id], result)
                     if writer.pending:
                         self.dirty[writer.generation_id] = writer
+
+
+class _Heartbeat:
+    """A follower's keep-alive clock: one repeating timer (not one per wait) that makes
+    it ``due`` after a whole period without a batch, and wakes it through ``wake``."""
+
+    def __init__(self, seconds: float, wake: Callable[[], None] | None) -> None:
+        self.seconds = seconds
+        self.wake = wake
+        self.quiet = True
+        self.due = False
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(seconds, self._tick)
+
+    def _tick(self) -> None:
+        if self.quiet:
+            self.due = True
+            if self.wake is not None:
+                self.wake()
+        self.quiet = True
+        self.timer = self.loop.call_later(self.seconds, self._tick)
+
+    def sent(self) -> None:
+        """A batch (or a heartbeat) went out: the period starts again."""
+        self.quiet = False
+        self.due = False
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -461,10 +494,12 @@ class Generations:
         return bool(await store.read(generation_id, after, timeout=0))
 
     async def follow(
-        self, generation_id: str, owner: str, after: int = 0
+        self, generation_id: str, owner: str, after: int = 0, *, heartbeat: float | None = None
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """The events after ``after``, in batches, until the terminal one (included).
 
+        ``heartbeat``: after that many seconds without a batch, an empty one, so that the
+        transport can send a keep-alive without a timer of its own per wait.
         A store failure is raised as ``StreamError`` (also when the generation was ended
         by one: its log then has no terminal event). Close it (``aclosing``) when you stop
         early: it counts as a follower until then.
@@ -472,14 +507,17 @@ class Generations:
         await self.check_owner(generation_id, owner)
         store = self.store
         touched = 0.0
+        running = self.running.get(generation_id)
+        wake = running.writer.wake if running is not None else None
+        beat = _Heartbeat(heartbeat, wake) if heartbeat else None
         self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
         try:
-            running = self.running.get(generation_id)
             if running is not None:
                 # It runs here: its events are handed over as they are stored.
-                async for batch in self._follow_here(running.writer, after):
+                async for batch in self._follow_here(running.writer, after, beat):
                     yield batch
                 return
+            poll = FOLLOW_POLL if beat is None else min(FOLLOW_POLL, beat.seconds)
             while True:
                 if self.cut is not None and generation_id not in self.cut:
                     raise StreamError(
@@ -489,13 +527,18 @@ class Generations:
                 if now - touched >= WATCH_INTERVAL / 2:
                     await store.touch(generation_id)
                     touched = now
-                stored = await store.read(generation_id, after, timeout=FOLLOW_POLL)
+                stored = await store.read(generation_id, after, timeout=poll)
                 if stored:
                     events = [from_record(item.seq, item.data) for item in stored]
+                    if beat is not None:
+                        beat.sent()
                     yield events
                     if isinstance(events[-1], TERMINAL):
                         return
                     after = events[-1].seq
+                elif beat is not None and beat.due:
+                    beat.sent()
+                    yield []
                 elif await store.is_finished(generation_id):
                     if await store.read(generation_id, after, timeout=0):
                         continue  # the last events came between the read and the check
@@ -505,6 +548,8 @@ class Generations:
                 elif generation_id not in self.running:
                     await self._check_lease(generation_id)
         finally:
+            if beat is not None:
+                beat.cancel()
             left = self.followers.pop(generation_id, 1) - 1
             if left:
                 self.followers[generation_id] = left
@@ -559,7 +604,7 @@ class Generations:
             await asyncio.sleep(0.05)
 
     async def _follow_here(
-        self, writer: _EventWriter, after: int
+        self, writer: _EventWriter, after: int, beat: _Heartbeat | None
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """``follow`` for a generation this process runs: no store read, no polling (the
         store is read only for events older than what the writer still keeps)."""
@@ -586,6 +631,8 @@ class Generations:
                     if writer.readers == 1:  # the only reader: nobody needs them again
                         writer.events = []
                         writer.base = batch[-1].seq
+                    if beat is not None:
+                        beat.sent()
                     yield batch
                     if isinstance(batch[-1], TERMINAL):
                         return
@@ -594,6 +641,9 @@ class Generations:
                     raise writer.failure
                 elif writer.ended:
                     raise self._lost(generation_id)
+                elif beat is not None and beat.due:
+                    beat.sent()
+                    yield []
                 else:
                     await writer.wait()
         finally:

@@ -1,4 +1,5 @@
-"""``SSEResponse`` and ``sse_response``: a ``Stream`` as a Django streaming response."""
+"""``SSEResponse`` and ``sse_response``: a ``Stream`` (or a followed reply's
+``ReplyBody``) as a Django streaming response."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
+from .reply_body import ReplyBody
 from .stream import Stream
 
 SSE_HEADERS = {
@@ -17,25 +19,30 @@ SSE_HEADERS = {
 
 
 class SSEResponse(StreamingHttpResponse):
-    """A ``text/event-stream`` response whose body is a ``Stream``.
+    """A ``text/event-stream`` response whose body is a ``Stream`` or a ``ReplyBody``.
 
-    Under ASGI the server reads the stream's async body directly (so Django's
-    ``aclosing`` closes our generator, not a wrapper of it); under WSGI it reads the
-    sync body. ``close()`` (Django calls it when the response ends, also after a
-    disconnect) stops the stream's producer.
+    Under ASGI the server reads the body's async bytes directly (so Django's
+    ``aclosing`` closes our generator, not a wrapper of it); under WSGI it reads a
+    ``Stream``'s sync body. ``close()`` (Django calls it when the response ends, also
+    after a disconnect) stops a stream's producer.
     """
 
     def __init__(
-        self, stream: Stream, *, status: int = 200, headers: Mapping[str, str] | None = None
+        self,
+        stream: Stream | ReplyBody,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.stream = stream
         merged = dict(SSE_HEADERS)
         merged.update(headers or {})
         super().__init__(stream, status=status, headers=merged)
-        self._resource_closers.append(stream.abort)
+        if isinstance(stream, Stream):
+            self._resource_closers.append(stream.abort)
 
     def _set_streaming_content(self, value: Any) -> None:
-        if isinstance(value, Stream):
+        if isinstance(value, Stream | ReplyBody):
             # Which body (async or sync) is chosen when the server starts reading.
             self._iterator = value
             self.is_async = True

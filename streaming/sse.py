@@ -18,6 +18,8 @@ from typing import Any
 from .errors import StreamError, StreamErrorCode
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: Compact JSON with non-ASCII characters kept (one encoder, not one per message).
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _check_line(name: str, value: str) -> str:
@@ -76,7 +78,7 @@ def serialize_data(data: Any) -> str | None:
     dump = getattr(data, "model_dump_json", None)
     if callable(dump):
         return str(dump(exclude_unset=True))
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _compact_json(data)
 
 
 def encode_fields(

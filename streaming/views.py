@@ -20,7 +20,7 @@ saying no (403 ``FORBIDDEN``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import aclosing
 from functools import partial
 from typing import Any, ClassVar
@@ -31,6 +31,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .addresses import client_address
+from .conf import setting
 from .csrf import csrf_failure
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL
@@ -45,8 +46,9 @@ from .limits import Limits, Reservation, reserve, retry_after
 from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
+from .reply_body import MessageBatches, ReplyBody
 from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
-from .response import sse_response
+from .response import SSEResponse
 from .sse import ServerSentEvent
 
 #: HTTP status of a refused request, by error code (others: 400).
@@ -260,24 +262,29 @@ class SSEView(PipelineChoiceMixin, View):
         """The generation's events after ``after`` as an SSE response, until its end."""
         protocol = self.get_protocol()
 
-        async def messages() -> AsyncIterator[ServerSentEvent]:
+        async def messages() -> MessageBatches:
             ended = False
             last = after
+            keepalive = float(setting("KEEPALIVE"))
             try:
-                async with aclosing(generations.follow(generation_id, owner, after)) as batches:
+                async with aclosing(
+                    generations.follow(generation_id, owner, after, heartbeat=keepalive)
+                ) as batches:
                     async for batch in batches:
-                        for message in protocol.messages(generation_id, batch):
-                            yield message
+                        if not batch:
+                            yield ()
+                            continue
+                        yield protocol.messages(generation_id, batch)
                         ended = isinstance(batch[-1], TERMINAL)
                         last = batch[-1].seq
             except StreamError as exc:
                 ended = True
-                yield protocol.failure(exc, generation_id, last)
+                yield (protocol.failure(exc, generation_id, last),)
             finally:
                 if not ended and self.disconnect_policy == "cancel":
                     await generations.cancel(generation_id)
 
-        return sse_response(messages(), event=self.event, retry=self.retry)
+        return SSEResponse(ReplyBody(messages(), event=self.event, retry=self.retry))
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:

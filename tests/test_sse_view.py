@@ -139,6 +139,19 @@ def test_the_chat_view_streams_the_demo_model(http: httpx.Client) -> None:
     assert received[-1] == {"done": True}
 
 
+def test_a_quiet_reply_keeps_its_connection_alive_with_comments(http: httpx.Client) -> None:
+    """A model silent for longer than KEEPALIVE (1 s in the tests' settings): the client
+    gets ``: ping`` comments meanwhile (proxies would cut a silent connection), then the
+    whole text."""
+    parser = SSEParser()
+    received = parser.feed(
+        http.get("/sse/scripted", params={"size": 1000, "delay": 2.5}).content
+    )
+    assert parser.comments[0] == "stream open"
+    assert "ping" in parser.comments
+    assert streamed_text([json.loads(event.data) for event in received]) == XML_TEXT
+
+
 def test_a_reconnect_after_the_end_gets_204_and_starts_nothing(http: httpx.Client) -> None:
     name = key()
     events = parse_sse(http.get("/sse/scripted", params={"key": name}).content)

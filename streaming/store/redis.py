@@ -77,13 +77,14 @@ return 1
 """
 )
 
-# KEYS: meta. ARGV: lease (ms). Renews the lease of a live, unfinished stream.
+# KEYS: metas. ARGV: lease (ms). Renews the leases of the live, unfinished streams.
 _RENEW_LEASE = (
     _NOW
     + """
-local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
-if not state[1] or state[2] then return 0 end
-redis.call('HSET', KEYS[1], 'lease', now + ARGV[1])
+for _, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'seq', 'finished')
+  if state[1] and not state[2] then redis.call('HSET', key, 'lease', now + ARGV[1]) end
+end
 return 1
 """
 )
@@ -106,21 +107,34 @@ return 1
 """
 )
 
-# KEYS: meta, events. ARGV: maxlen, ttl_active (ms), payloads…
-# The last seq, -1 if the stream is unknown, -2 if it is finished.
+# KEYS: meta, events of each stream in turn. ARGV: maxlen, ttl_active (ms), then for
+# each stream the number of its payloads and the payloads. For each stream its last seq,
+# -1 if it is unknown, -2 if it is finished: one call appends for every reply of a process.
 _APPEND = """
-local state = redis.call('HMGET', KEYS[1], 'seq', 'finished')
-if not state[1] then return -1 end
-if state[2] then return -2 end
-local seq = tonumber(state[1])
-for i = 3, #ARGV do
-  seq = seq + 1
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'd', ARGV[i])
+local results = {}
+local arg = 3
+for k = 1, #KEYS, 2 do
+  local count = tonumber(ARGV[arg])
+  arg = arg + 1
+  local state = redis.call('HMGET', KEYS[k], 'seq', 'finished')
+  if not state[1] then
+    results[#results + 1] = -1
+  elseif state[2] then
+    results[#results + 1] = -2
+  else
+    local seq = tonumber(state[1])
+    for i = arg, arg + count - 1 do
+      seq = seq + 1
+      redis.call('XADD', KEYS[k + 1], 'MAXLEN', ARGV[1], seq .. '-0', 'd', ARGV[i])
+    end
+    redis.call('HSET', KEYS[k], 'seq', seq)
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[2])
+    results[#results + 1] = seq
+  end
+  arg = arg + count
 end
-redis.call('HSET', KEYS[1], 'seq', seq)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return seq
+return results
 """
 
 # KEYS: meta, events. ARGV: ttl_finished (ms). 0 if the stream is unknown, else 1.
@@ -205,6 +219,10 @@ def _redacted(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+#: The JSON a payload is stored as (compact, non-ASCII kept), built once.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _ms(seconds: float) -> int:
@@ -314,10 +332,6 @@ class RedisStore(EventStore):
     async def append(self, stream_id: str, data: dict[str, Any]) -> int:
         return await self.append_many(stream_id, [data])
 
-    def _append_args(self, items: list[dict[str, Any]]) -> list[Any]:
-        payloads = [json.dumps(data, separators=(",", ":"), ensure_ascii=False) for data in items]
-        return [self.max_events, _ms(self.ttl_active), *payloads]
-
     @staticmethod
     def _appended(stream_id: str, reply: Any) -> int:
         seq = int(reply)
@@ -328,31 +342,26 @@ class RedisStore(EventStore):
         return seq
 
     async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
-        with self._reaching():
-            reply = await self._append_script(
-                keys=self._keys(stream_id), args=self._append_args(items)
-            )
-        return self._appended(stream_id, reply)
+        result = (await self.append_batches({stream_id: items}))[stream_id]
+        if isinstance(result, StreamError):
+            raise result
+        return result
 
     async def append_batches(
         self, batches: dict[str, list[dict[str, Any]]]
     ) -> dict[str, int | StreamError]:
-        """One pipeline (one round trip) of append scripts for all the streams."""
-        if len(batches) == 1:
-            return await super().append_batches(batches)
+        """One script call (one round trip) appends to all the streams."""
+        keys: list[str] = []
+        args: list[Any] = [self.max_events, _ms(self.ttl_active)]
+        for stream_id, items in batches.items():
+            keys += self._keys(stream_id)
+            args.append(len(items))
+            args += [_encode(data) for data in items]
         with self._reaching():
-            pipe = self._redis.pipeline(transaction=False)
-            for stream_id, items in batches.items():
-                await self._append_script(
-                    keys=self._keys(stream_id), args=self._append_args(items), client=pipe
-                )
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._append_script(keys=keys, args=args)
         results: dict[str, int | StreamError] = {}
         for stream_id, reply in zip(batches, replies, strict=True):
             try:
-                if isinstance(reply, Exception):
-                    with self._reaching():
-                        raise reply
                 results[stream_id] = self._appended(stream_id, reply)
             except StreamError as error:
                 results[stream_id] = error
@@ -507,16 +516,12 @@ class RedisStore(EventStore):
     async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
         if not stream_ids:
             return
+        keys = [self._keys(stream_id)[0] for stream_id in stream_ids]
         with self._reaching():
-            pipe = self._redis.pipeline(transaction=False)
-            for stream_id in stream_ids:
-                await self._renew_lease_script(
-                    keys=self._keys(stream_id)[:1], args=[_ms(seconds)], client=pipe
-                )
-            await pipe.execute()
+            await self._renew_lease_script(keys=keys, args=[_ms(seconds)])
 
     async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
-        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        payload = _encode(data)
         with self._reaching():
             ended = int(
                 await self._interrupt_script(

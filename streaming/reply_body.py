@@ -1,0 +1,96 @@
+"""``ReplyBody``: a followed reply's SSE messages as a response body, encoded in the
+response's own task.
+
+``Stream`` reads its source in a producer task and hands the framed messages to the body
+through a queue, since its ``send()`` may come from any thread. A reply's events need
+none of that: ``Generations.follow`` already waits without polling, so the body reads it
+inline and frames each batch where the server asks for the next bytes: one task wake-up
+per event fewer, no queue. Keep-alives come from the follower's heartbeat (an empty
+batch after ``STREAMING["KEEPALIVE"]`` seconds of silence), so no timer runs per wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import aclosing
+
+from .errors import StreamError, StreamErrorCode
+from .sse import (
+    ServerSentEvent,
+    encode_comment,
+    encode_fields,
+    serialize_data,
+    validate_event,
+    validate_retry,
+)
+
+logger = logging.getLogger("streaming")
+
+OPENING_COMMENT = encode_comment("stream open")
+KEEPALIVE_COMMENT = encode_comment("ping")
+
+#: What a reply body reads: each item the messages of one batch of events; an empty one
+#: is a heartbeat (nothing new for a while: a keep-alive comment goes out).
+MessageBatches = AsyncGenerator[Sequence[ServerSentEvent]]
+
+
+class ReplyBody:
+    """The SSE body of ``batches``, with ``event`` and ``retry`` as defaults of every
+    message (as ``Stream`` has them). Consumed once, under ASGI."""
+
+    def __init__(
+        self, batches: MessageBatches, *, event: str | None = None, retry: int | None = None
+    ) -> None:
+        self._batches = batches
+        self._event = validate_event(event)
+        self._retry = validate_retry(retry)
+        self._started = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._started:
+            raise StreamError(StreamErrorCode.STREAM_CLOSED, "A reply body is read only once")
+        self._started = True
+        return self._body()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Under WSGI: the generation runs on an event loop, so say what is needed."""
+        failure = {
+            "message": "Following a reply needs an ASGI server (daphne or uvicorn)",
+            "code": str(StreamErrorCode.INTERNAL_ERROR),
+        }
+        return iter([OPENING_COMMENT, encode_fields(serialize_data(failure), event="error")])
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        # Daphne sends the headers only with the first body bytes: send them at once.
+        yield OPENING_COMMENT
+        try:
+            async with aclosing(self._batches) as batches:
+                async for messages in batches:
+                    if not messages:
+                        yield KEEPALIVE_COMMENT
+                    elif len(messages) == 1:
+                        yield self.encode(messages[0])
+                    else:
+                        yield b"".join(self.encode(message) for message in messages)
+        except StreamError as exc:
+            logger.warning("Reply body ended with %r", exc)
+            yield encode_fields(serialize_data(exc.as_dict()), event="error")
+        except Exception:
+            logger.exception("Reply body failed")
+            failure = {"message": "The stream failed", "code": str(StreamErrorCode.INTERNAL_ERROR)}
+            yield encode_fields(serialize_data(failure), event="error")
+
+    def encode(self, message: ServerSentEvent) -> bytes:
+        """The wire bytes of ``message`` (validated when it was built); nothing for a
+        message without data or comment."""
+        data = serialize_data(message.data)
+        if data is None and message.comment is None:
+            return b""
+        return encode_fields(
+            data,
+            event_id=message.id,
+            event=message.event or self._event,
+            retry=message.retry if message.retry is not None else self._retry,
+            comment=message.comment,
+        )

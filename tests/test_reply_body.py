@@ -1,0 +1,131 @@
+"""``ReplyBody`` and the follower's heartbeat: a reply's SSE body, read in the response's
+own task, with keep-alives that need no timer per wait."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+
+import pytest
+
+from streaming import StreamError, StreamErrorCode
+from streaming.events import Chunk, Complete
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
+from streaming.reply_body import KEEPALIVE_COMMENT, OPENING_COMMENT, ReplyBody
+from streaming.sse import ServerSentEvent, SSEParser
+from streaming.store import MemoryStore
+
+from .generation_helpers import paced
+
+LIMIT = 10.0
+
+
+async def batches_of(
+    *items: Sequence[ServerSentEvent] | BaseException, closed: list[str] | None = None
+) -> AsyncGenerator[Sequence[ServerSentEvent]]:
+    try:
+        for item in items:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if closed is not None:
+            closed.append("closed")
+
+
+async def body_bytes(body: ReplyBody) -> list[bytes]:
+    return [part async for part in body]
+
+
+async def test_messages_are_framed_with_the_body_defaults() -> None:
+    body = ReplyBody(
+        batches_of(
+            [ServerSentEvent({"chunk": "a"}, id="g:1")],
+            [ServerSentEvent("b", id="g:2"), ServerSentEvent("c", event="named", id="g:3")],
+            [ServerSentEvent(None, id="g:4")],  # no data, no comment: nothing goes out
+        ),
+        event="token",
+        retry=500,
+    )
+    parts = await body_bytes(body)
+    assert parts[0] == OPENING_COMMENT
+    assert parts[1] == b'id: g:1\nevent: token\nretry: 500\ndata: {"chunk":"a"}\n\n'
+    events = SSEParser().feed(b"".join(parts))
+    assert [(e.id, e.event, e.data) for e in events] == [
+        ("g:1", "token", '{"chunk":"a"}'),
+        ("g:2", "token", "b"),
+        ("g:3", "named", "c"),
+    ]
+    assert parts[-1] == b""
+
+
+async def test_an_empty_batch_is_a_keepalive_comment() -> None:
+    parts = await body_bytes(ReplyBody(batches_of([], [ServerSentEvent("x", id="g:1")])))
+    assert parts[:2] == [OPENING_COMMENT, KEEPALIVE_COMMENT]
+
+
+async def test_a_stream_error_ends_the_body_with_its_code() -> None:
+    failure = StreamError(StreamErrorCode.UPSTREAM_ERROR, "The upstream failed")
+    parts = await body_bytes(ReplyBody(batches_of([ServerSentEvent("x", id="g:1")], failure)))
+    last = SSEParser().feed(parts[-1])[0]
+    assert last.event == "error"
+    assert last.json() == {"message": "The upstream failed", "code": "UPSTREAM_ERROR"}
+
+
+async def test_an_unexpected_failure_is_an_internal_error_without_its_details() -> None:
+    parts = await body_bytes(ReplyBody(batches_of(RuntimeError("secret detail"))))
+    last = SSEParser().feed(parts[-1])[0]
+    assert last.json()["code"] == "INTERNAL_ERROR"
+    assert b"secret" not in b"".join(parts)
+
+
+async def test_closing_the_body_early_closes_its_batches() -> None:
+    closed: list[str] = []
+    body = aiter(ReplyBody(batches_of([ServerSentEvent("x")], [], closed=closed)))
+    assert await anext(body) == OPENING_COMMENT
+    await anext(body)
+    await body.aclose()  # type: ignore[attr-defined]
+    assert closed == ["closed"]
+
+
+async def test_a_body_is_read_once() -> None:
+    body = ReplyBody(batches_of())
+    await body_bytes(body)
+    with pytest.raises(StreamError):
+        aiter(body)
+
+
+def test_under_wsgi_the_body_says_it_needs_an_asgi_server() -> None:
+    parts = list(ReplyBody(batches_of()))
+    error = SSEParser().feed(b"".join(parts))[0]
+    assert error.event == "error"
+    assert "needs an ASGI server" in error.json()["message"]
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+async def test_a_quiet_follower_gets_a_heartbeat_then_the_rest(where: str) -> None:
+    """After ``heartbeat`` seconds without an event an empty batch comes (the transport
+    sends a keep-alive); events are not held back by it, and none is lost."""
+    store = MemoryStore()
+    runner = Generations(store)
+    follower = runner if where == "here" else Generations(store)
+    generation_id = await runner.start(paced(3, 0.7, []), Pipeline(), owner="me")
+    batches: list[list[object]] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in follower.follow(generation_id, "me", heartbeat=0.25):
+            batches.append(list(batch))
+    text = "".join(e.text for batch in batches for e in batch if isinstance(e, Chunk))
+    assert text == "0 1 2 "
+    assert isinstance(batches[-1][-1], Complete)
+    assert [] in batches  # 0.7 s between tokens: at least one heartbeat between two
+
+
+async def test_a_busy_follower_gets_no_heartbeat() -> None:
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(paced(30, 0.02, []), Pipeline(), owner="me")
+    batches: list[list[object]] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in generations.follow(generation_id, "me", heartbeat=0.3):
+            batches.append(list(batch))
+    assert [] not in batches
