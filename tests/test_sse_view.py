@@ -144,9 +144,7 @@ def test_a_quiet_reply_keeps_its_connection_alive_with_comments(http: httpx.Clie
     gets ``: ping`` comments meanwhile (proxies would cut a silent connection), then the
     whole text."""
     parser = SSEParser()
-    received = parser.feed(
-        http.get("/sse/scripted", params={"size": 1000, "delay": 2.5}).content
-    )
+    received = parser.feed(http.get("/sse/scripted", params={"size": 1000, "delay": 2.5}).content)
     assert parser.comments[0] == "stream open"
     assert "ping" in parser.comments
     assert streamed_text([json.loads(event.data) for event in received]) == XML_TEXT
