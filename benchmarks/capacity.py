@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.capacity [--quick] [--streams 25,50,100] [--rounds 2]
                                             [--idle 2000] [--no-idle] [--fast]
                                             [--burst 100000] [--no-paced]
+                                            [--before CHECKOUT]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -12,7 +13,9 @@ apart; for each run it prints the client's gap between two deliveries of tokens 
 p99), the server's CPU per 1,000 tokens (utime + stime of the daphne process, from
 ``/proc``) and its ratio to the raw path of the same transport, measured in the same
 round. Paths are interleaved and repeated (median of the rounds). The machine is shared:
-compare the ratios of one run, not absolute numbers across runs.
+compare the ratios of one run, not absolute numbers across runs. ``--before DIR``: a
+checkout of an earlier commit (``git worktree add DIR <commit>``) whose ``SSEView`` and
+``StreamConsumer`` paths run in the same rounds, on their own daphne processes.
 
 Idle: N open replies whose model sends nothing, per transport and store; the daphne
 process's RSS growth per reply (a fresh process for each path) and its CPU use while
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +102,8 @@ class Server:
 
 
 @contextmanager
-def daphne(env: dict[str, str]) -> Iterator[Server]:
-    """A daphne process serving ``capacity_asgi`` pinned to the server core."""
+def daphne(env: dict[str, str], checkout: Path = ROOT) -> Iterator[Server]:
+    """A daphne process serving ``capacity_asgi`` of ``checkout``, pinned to the server core."""
     port = free_port()
     command = [
         sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
@@ -109,7 +112,7 @@ def daphne(env: dict[str, str]) -> Iterator[Server]:
     ]  # fmt: skip
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity", **env}
     process = subprocess.Popen(
-        command, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=checkout, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         pin(process.pid, SERVER_CORE)
@@ -353,6 +356,25 @@ async def paced(
     return cells
 
 
+def add_before(
+    servers: dict[str, Server], stack: ExitStack, checkout: Path, redis_url: str, keys: list[str]
+) -> list[str]:
+    """Servers running an earlier checkout, and its library paths among ``keys`` (each
+    measured against this run's raw path of its transport, in the same rounds)."""
+    servers["memory@before"] = stack.enter_context(daphne({}, checkout))
+    servers["redis@before"] = stack.enter_context(
+        daphne({"STREAMING_BENCH_REDIS": redis_url}, checkout)
+    )
+    added = []
+    for key in keys:
+        path = BY_KEY[key]
+        if path.route.startswith(("/view", "/ws/ours")):
+            label, server = f"{path.label} (before)", f"{path.server}@before"
+            BY_KEY[f"{key}@before"] = Route(label, path.ws, path.route, server, path.baseline)
+            added.append(f"{key}@before")
+    return added
+
+
 # ---------------------------------------------------------------------- burst
 BURST_KEYS = ["raw-http", "sse", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 
@@ -477,6 +499,9 @@ def main() -> None:
     parser.add_argument("--no-paced", action="store_true")
     parser.add_argument("--fast", action="store_true", help="the 500 tokens/s flush comparison")
     parser.add_argument("--burst", type=int, default=0, help="N tokens ready at once (100000)")
+    parser.add_argument(
+        "--before", help="a checkout of an earlier commit: its paths run in the same rounds"
+    )
     args = parser.parse_args()
     levels = [25, 100] if args.quick else [25, 50, 100, 150, 200]
     if args.streams:
@@ -490,8 +515,13 @@ def main() -> None:
     assert redis.process is not None
     try:
         if not args.no_paced:
-            with daphne({}) as memory, daphne({"STREAMING_BENCH_REDIS": redis.url}) as on_redis:
-                servers = {"memory": memory, "redis": on_redis}
+            with ExitStack() as stack:
+                servers = {
+                    "memory": stack.enter_context(daphne({})),
+                    "redis": stack.enter_context(daphne({"STREAMING_BENCH_REDIS": redis.url})),
+                }
+                if args.before:
+                    keys += add_before(servers, stack, Path(args.before), redis.url, keys)
                 cells = asyncio.run(
                     paced(servers, keys, levels, rounds, 200, 20, redis.process.pid)
                 )

@@ -764,7 +764,8 @@ class Generations:
                     if pipeline.done:
                         continue
                     text = pipeline.push(chunk)
-                    await pipeline.drain()
+                    if pipeline.drains:
+                        await pipeline.drain()
                     deliver(text)
                     if writer.hogging(clock()):
                         # Chunks ready at once: let what is merged so far go out, so the

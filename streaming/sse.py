@@ -75,6 +75,8 @@ def serialize_data(data: Any) -> str | None:
         return None
     if isinstance(data, str):
         return data or None
+    if type(data) is dict:
+        return _compact_json(data)
     dump = getattr(data, "model_dump_json", None)
     if callable(dump):
         return str(dump(exclude_unset=True))

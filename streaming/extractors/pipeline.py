@@ -17,15 +17,18 @@ class Pipeline:
     def __init__(self, *extractors: StreamExtractor) -> None:
         self.extractors: tuple[StreamExtractor, ...] = extractors or (PassthroughExtractor(),)
         self._emitters = [e for e in self.extractors if isinstance(e, EmitsEvents)]
+        self._first, *self._rest = self.extractors
+        #: Whether any extractor has async callbacks to await (``drain``), so that a
+        #: generation awaits nothing per chunk when none has.
+        self.drains = any(getattr(e, "drain", None) is not None for e in self.extractors)
 
     @property
     def done(self) -> bool:
         return self.extractors[-1].done
 
     def push(self, chunk: str) -> str:
-        first, *rest = self.extractors
-        text = first.push(chunk)
-        for extractor in rest:
+        text = self._first.push(chunk)
+        for extractor in self._rest:
             if not text:
                 return ""
             text = extractor.push(text)
