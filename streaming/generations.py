@@ -143,6 +143,8 @@ class _EventWriter:
         self.generation_id = generation_id
         self.flusher = flusher
         self.interval = interval
+        #: Whether the store is written inline (memory), else by the flusher (Redis).
+        self.inline = store.appends_now
         self.seq = 0
         #: Sealed events not yet stored.
         self.pending: list[GenerationEvent] = []
@@ -167,7 +169,7 @@ class _EventWriter:
         self.text.append(text)
         if self.sealing is not None or self.failure is not None:
             return
-        if self.waiters and not self.interval:
+        if self.waiters and not self.interval and (self.inline or not self.flushing):
             self._seal()  # a follower waits: hand the text over now
             return
         loop = asyncio.get_running_loop()
@@ -182,6 +184,11 @@ class _EventWriter:
         self.seq += 1
         self.pending.append(Event(self.seq, name, data))
         self._write()
+
+    @property
+    def flushing(self) -> bool:
+        """Whether events wait for the flusher: text is merged until it writes them."""
+        return bool(self.pending) or self.writing
 
     def hogging(self, now: float) -> bool:
         """Whether text has waited to be sealed for longer than it should at ``now``."""
@@ -203,6 +210,9 @@ class _EventWriter:
     def _write(self) -> None:
         """Store the pending events: inline when the store can, else through the flusher."""
         if not self.pending or self.writing or self.failure is not None:
+            return
+        if not self.inline:
+            self.flusher.mark(self)
             return
         batch = self.pending
         try:

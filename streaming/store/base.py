@@ -139,6 +139,11 @@ class EventStore(abc.ABC):
     async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
         """Add several events at once (one round trip); return the last seq."""
 
+    @property
+    def appends_now(self) -> bool:
+        """Whether ``append_now`` works: the store needs no I/O to append (memory)."""
+        return False
+
     def append_now(self, stream_id: str, items: list[dict[str, Any]]) -> int | None:
         """``append_many`` for a store that needs no I/O: done at once, the last seq
         returned. ``None`` (the default): this store must be awaited."""
