@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -43,9 +44,12 @@ def options(params: Mapping[str, Any]) -> tuple[int, float, bool]:
 
 async def model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
     """``n`` tokens, each after ``gap`` seconds, as a model sends them; or nothing, ever;
-    or (``gap`` < 0) all of them ready at once, as from one large network read."""
+    or (``gap`` < 0) all of them ready at once, as from one large network read, after a
+    first chunk ``t<time.time()>t`` that tells the client when the burst started."""
     if idle:
         await asyncio.Event().wait()
+    if gap < 0:  # the moment the burst starts, for the client to measure its first token
+        yield f"t{time.time():.6f}t "
     for _ in range(n):
         if gap >= 0:
             await asyncio.sleep(gap)

@@ -67,6 +67,9 @@ WATCH_INTERVAL = 0.5
 #: Seconds a source may keep the event loop to itself (chunks ready at once) before the
 #: generation lets the followers send what it has so far.
 BURST_SLICE = 0.004
+#: The same until a follower here has taken the reply's first events: the first text of a
+#: burst goes out within a few milliseconds, not after several whole slices.
+FIRST_SLICE = 0.0005
 #: Seconds the store flusher waits for more writes before its task ends.
 FLUSHER_LINGER = 1.0
 #: The session key holding an anonymous visitor's owner token.
@@ -164,6 +167,8 @@ class _EventWriter:
         self.readers = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.ended = False
+        #: Whether a follower here has taken events yet.
+        self.handed = False
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -177,7 +182,7 @@ class _EventWriter:
             self.sealing = loop.call_later(self.interval, self._seal)
         else:
             self.sealing = loop.call_soon(self._seal)
-        self.due = loop.time() + max(self.interval, BURST_SLICE)
+        self.due = loop.time() + max(self.interval, BURST_SLICE if self.handed else FIRST_SLICE)
 
     def add_event(self, name: str, data: Any) -> None:
         self._close_text()
@@ -627,6 +632,7 @@ class Generations:
                     raise self._lost(generation_id)
                 events = [from_record(item.seq, item.data) for item in stored]
                 events = [e for e in events if e.seq <= writer.base]
+                writer.handed = True
                 yield events
                 if isinstance(events[-1], TERMINAL):
                     return
@@ -643,6 +649,7 @@ class Generations:
                         writer.base = batch[-1].seq
                     if beat is not None:
                         beat.sent()
+                    writer.handed = True
                     yield batch
                     if isinstance(batch[-1], TERMINAL):
                         return
