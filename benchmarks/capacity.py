@@ -19,8 +19,10 @@ checkout of an earlier commit (``git worktree add DIR <commit>``) whose ``SSEVie
 
 Idle: N open replies whose model sends nothing, per transport and store; the daphne
 process's RSS growth per reply (a fresh process for each path) and its CPU use while
-nothing streams. ``--burst N``: one reply of N tokens ready at once (as from one large
-network read) per path: when its first token and its last arrive. ``--fast``: a 500
+nothing streams (over 20 s, once they have all started: an SSE reply's keep-alive comment
+every ``KEEPALIVE`` seconds is part of it). ``--burst N``: one reply of N tokens ready
+at once (as from one large network read) per path: when its first token and its last
+arrive. ``--fast``: a 500
 tokens/s model (1,000 tokens 2 ms apart) on the raw path and on ``SSEView`` with
 ``FLUSH_INTERVAL_MS`` = 16.
 """
@@ -428,14 +430,21 @@ async def idle_cost(server: Server, path: Route, count: int, settle: float) -> t
             reply.start()
         await asyncio.sleep(0.05)
     # Daphne sends a raw response's headers with its first body bytes (never, here), and
-    # a WebSocket's prompt goes out on the handshake's answer: let the server start them.
-    await asyncio.sleep(settle + count / 1000)
+    # a WebSocket's prompt goes out on the handshake's answer: let the server start them
+    # all (until a second passes with the server under 10 % busy).
+    await asyncio.sleep(settle)
+    for _ in range(60):
+        cpu_before = cpu_seconds(server.pid)
+        await asyncio.sleep(1.0)
+        if cpu_seconds(server.pid) - cpu_before < 0.1:
+            break
     ended = [reply for reply in replies if reply.ended.done()]
     if ended:
         raise RuntimeError(f"{path.label}: {len(ended)} idle replies ended: {ended[0].last!r}")
     rss_after = rss_kib(server.pid)
+    # Longer than KEEPALIVE (15 s): an SSE reply's keep-alive comment is part of its cost.
     cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
-    await asyncio.sleep(5.0)
+    await asyncio.sleep(IDLE_WINDOW)
     busy = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started) * 100
     for reply in replies:
         if reply.transport is not None:
@@ -443,6 +452,8 @@ async def idle_cost(server: Server, path: Route, count: int, settle: float) -> t
     return (rss_after - rss_before) / count, busy
 
 
+#: Seconds over which the CPU of idle replies is measured.
+IDLE_WINDOW = 20.0
 IDLE_KEYS = ["raw-http", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 
 
