@@ -425,10 +425,10 @@ async def idle_cost(server: Server, path: Route, count: int, settle: float) -> t
     await asyncio.sleep(1.0)
     rss_before = rss_kib(server.pid)
     replies = await open_replies(server.port, path, "idle=1", count)
-    for start in range(0, count, 100):
+    for start in range(0, count, 100):  # 200 requests a second, which one process starts
         for reply in replies[start : start + 100]:
             reply.start()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
     # Daphne sends a raw response's headers with its first body bytes (never, here), and
     # a WebSocket's prompt goes out on the handshake's answer: let the server start them
     # all (until a second passes with the server under 10 % busy).
