@@ -9,7 +9,7 @@ layers only carry wake-ups: the store is the log.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -106,6 +106,52 @@ class QuotaRefusal:
     retry_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a ``StreamsReader`` found after one stream's cursor: the next ``events`` (the
+    first is the one right after the cursor), and whether the stream is ``finished``
+    right after them (nothing will ever follow)."""
+
+    events: list[StoredEvent]
+    finished: bool
+
+
+#: What ``StreamsReader.watch`` reports about a stream that needs its followers' attention.
+LAPSED = "LAPSED"
+
+
+class StreamsReader(abc.ABC):
+    """One reader of many streams for a whole process (``EventStore.streams_reader``):
+    one blocking read serves every local follower of the streams written elsewhere,
+    instead of a connection and a blocking read per follower. One task uses it at a time.
+    """
+
+    @abc.abstractmethod
+    async def wait(
+        self, cursors: Mapping[str, int], *, timeout: float
+    ) -> dict[str, Tail | StreamError]:
+        """The streams of ``cursors`` with events after their cursor or finished there (a
+        ``Tail``, at most the batch limit of events), and those whose cursor is behind the
+        trimmed events (``EVENTS_EXPIRED``). Waits up to ``timeout`` seconds for the first,
+        or until ``wake()``; then returns what it has (maybe nothing). An unknown stream
+        has nothing: ``watch`` tells. Raises ``StreamError`` when the store fails."""
+
+    @abc.abstractmethod
+    async def wake(self) -> None:
+        """Make the ``wait`` in progress (or the next one) return at once: the streams to
+        read changed. Safe to call from any task, also when no ``wait`` runs."""
+
+    @abc.abstractmethod
+    async def watch(self, stream_ids: Collection[str]) -> dict[str, str]:
+        """``touch`` every stream at once (one round trip) and return those that need
+        their followers: ``NOT_FOUND`` (unknown or expired) or ``LAPSED`` (unfinished,
+        and its lease lapsed: see ``EventStore.interrupt_if_lapsed``)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release what the reader holds (its connection)."""
+
+
 class EventStore(abc.ABC):
     """Where generations write their events and transports read them from a cursor.
 
@@ -170,6 +216,12 @@ class EventStore(abc.ABC):
         at once when the stream is finished and nothing follows ``after``. Counts as a
         watch (see ``last_watched``).
         """
+
+    def streams_reader(self) -> StreamsReader | None:
+        """This store's one reader of many streams, which the process's followers of
+        generations running elsewhere share. ``None`` (the default): each follower reads
+        on its own (``read``), as it does with a store in one process's memory."""
+        return None
 
     @abc.abstractmethod
     async def finish(self, stream_id: str) -> None:
