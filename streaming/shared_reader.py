@@ -80,6 +80,10 @@ class SharedReader:
         self.check_lease = check_lease
         self.shut_out = shut_out
         self.followers: dict[str, list[_Follower]] = {}
+        #: The cursor the reader reads each stream from (what it was told, and moved).
+        self.reading: dict[str, int] = {}
+        #: The streams whose cursor may have to change before the next read.
+        self.changed: set[str] = set()
         self.task: asyncio.Task[None] | None = None
         #: Whether a ``wait`` is on its way, and whether it was asked to return already.
         self.waiting = False
@@ -95,16 +99,20 @@ class SharedReader:
             after = stored[-1].seq
             self._check_shutdown(stream_id)
         follower = _Follower(stream_id, after)
-        self._add(follower)
+        self.followers.setdefault(stream_id, []).append(follower)
+        self.changed.add(stream_id)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
         try:
-            await self._changed()
+            await self._wake()
             while True:
                 self._check_shutdown(stream_id)
                 if follower.events:
                     held_back = not follower.reading
                     batch, follower.events = follower.events, []
                     if held_back:
-                        await self._changed()
+                        self.changed.add(stream_id)
+                        await self._wake()
                     yield batch
                 elif follower.failure is not None:
                     raise follower.failure
@@ -122,11 +130,6 @@ class SharedReader:
         if failure is not None:
             raise failure
 
-    def _add(self, follower: _Follower) -> None:
-        self.followers.setdefault(follower.stream_id, []).append(follower)
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
-
     def _remove(self, follower: _Follower) -> None:
         """A follower leaves. Its stream stays in the ``wait`` on its way, which ends
         within ``WATCH_EVERY``; then it is read no more (and the task ends when nobody
@@ -138,21 +141,27 @@ class SharedReader:
             followers.remove(follower)
         if not followers:
             del self.followers[follower.stream_id]
+        self.changed.add(follower.stream_id)
 
-    async def _changed(self) -> None:
+    async def _wake(self) -> None:
         """The streams to read changed: make the ``wait`` on its way return (once)."""
         if self.waiting and not self.woken:
             self.woken = True
             await self.reader.wake()
 
-    def _cursors(self) -> dict[str, int]:
-        """Each stream read for someone, from the earliest cursor of its followers."""
-        cursors: dict[str, int] = {}
-        for stream_id, followers in self.followers.items():
-            afters = [f.after for f in followers if f.reading]
-            if afters:
-                cursors[stream_id] = min(afters)
-        return cursors
+    def _update(self) -> None:
+        """Tell the reader the cursors that changed: each stream is read for its
+        followers that take their events, from the earliest of their cursors."""
+        for stream_id in self.changed:
+            afters = [f.after for f in self.followers.get(stream_id, ()) if f.reading]
+            cursor = min(afters) if afters else None
+            if cursor is None:
+                if self.reading.pop(stream_id, None) is not None:
+                    self.reader.forget(stream_id)
+            elif self.reading.get(stream_id) != cursor:
+                self.reading[stream_id] = cursor
+                self.reader.read_from(stream_id, cursor)
+        self.changed.clear()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,15 +171,13 @@ class SharedReader:
                 if loop.time() >= next_watch:
                     next_watch = loop.time() + WATCH_EVERY
                     await self._watch()
-                cursors = self._cursors()
+                self._update()
                 self.waiting, self.woken = True, False
                 try:
-                    found = await self.reader.wait(
-                        cursors, timeout=max(0.0, next_watch - loop.time())
-                    )
+                    found = await self.reader.wait(timeout=max(0.0, next_watch - loop.time()))
                 finally:
                     self.waiting = False
-                self._deliver(cursors, found)
+                self._deliver(found)
                 self._shut_out()
         except Exception as exc:
             failure = exc if isinstance(exc, StreamError) else None
@@ -181,6 +188,10 @@ class SharedReader:
         finally:
             # Cancelled (its event loop closes): nobody may wait for it any longer.
             self._fail_all(StreamError(StreamErrorCode.STORE_UNAVAILABLE, STOPPED))
+            for stream_id in self.reading:
+                self.reader.forget(stream_id)
+            self.reading.clear()
+            self.changed = set(self.followers)
 
     async def _watch(self) -> None:
         """Mark every followed stream watched, in one call; end the followers of those
@@ -194,16 +205,23 @@ class SharedReader:
             except StreamError as error:
                 for follower in self.followers.get(stream_id, ()):
                     follower.fail(error)
+                self.changed.add(stream_id)
 
-    def _deliver(self, cursors: dict[str, int], found: dict[str, Tail | StreamError]) -> None:
+    def _deliver(self, found: dict[str, Tail | StreamError]) -> None:
+        """Hand each follower what was read after its cursor; the reader moved on."""
         for stream_id, tail in found.items():
+            cursor = self.reading[stream_id]  # where this read began
+            if isinstance(tail, StreamError) or tail.finished:
+                del self.reading[stream_id]  # the reader read it for the last time
+            elif tail.events:
+                self.reading[stream_id] = tail.events[-1].seq
+            self.changed.add(stream_id)
             for follower in self.followers.get(stream_id, ()):
                 if not follower.reading:
                     continue  # its stream is read for it again once it took its events
                 if isinstance(tail, StreamError):
                     follower.fail(tail)
                     continue
-                cursor = cursors[stream_id]
                 # ``tail`` follows ``cursor``: the part after the follower's own cursor.
                 start = follower.after - cursor
                 if start < 0:

@@ -9,7 +9,7 @@ layers only carry wake-ups: the store is the log.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -123,18 +123,27 @@ LAPSED = "LAPSED"
 class StreamsReader(abc.ABC):
     """One reader of many streams for a whole process (``EventStore.streams_reader``):
     one blocking read serves every local follower of the streams written elsewhere,
-    instead of a connection and a blocking read per follower. One task uses it at a time.
-    """
+    instead of a connection and a blocking read per follower. It keeps the set of streams
+    to read and a cursor for each (changed between reads, by one task at a time), so a
+    read costs nothing per stream that did not change."""
 
     @abc.abstractmethod
-    async def wait(
-        self, cursors: Mapping[str, int], *, timeout: float
-    ) -> dict[str, Tail | StreamError]:
-        """The streams of ``cursors`` with events after their cursor or finished there (a
-        ``Tail``, at most the batch limit of events), and those whose cursor is behind the
-        trimmed events (``EVENTS_EXPIRED``). Waits up to ``timeout`` seconds for the first,
-        or until ``wake()``; then returns what it has (maybe nothing). An unknown stream
-        has nothing: ``watch`` tells. Raises ``StreamError`` when the store fails."""
+    def read_from(self, stream_id: str, cursor: int) -> None:
+        """Read ``stream_id`` after ``cursor`` from the next ``wait`` on."""
+
+    @abc.abstractmethod
+    def forget(self, stream_id: str) -> None:
+        """Read ``stream_id`` no more (nothing if it is not read)."""
+
+    @abc.abstractmethod
+    async def wait(self, *, timeout: float) -> dict[str, Tail | StreamError]:
+        """The streams read that have events after their cursor, or finished there (a
+        ``Tail``, at most the batch limit of events; their cursor moves past them, and a
+        finished one is read no more), and those whose cursor is behind the trimmed
+        events (``EVENTS_EXPIRED``; read no more). Waits up to ``timeout`` seconds for
+        the first, or until ``wake()``; then returns what it has (maybe nothing). An
+        unknown stream has nothing: ``watch`` tells. Raises ``StreamError`` when the
+        store fails."""
 
     @abc.abstractmethod
     async def wake(self) -> None:

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -599,42 +599,118 @@ class RedisStore(EventStore):
         await self._pool.aclose()
 
 
+def _bulk(text: str) -> bytes:
+    """``text`` as one argument of a command in the Redis protocol (RESP)."""
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 class _RedisStreamsReader(StreamsReader):
     """``XREAD BLOCK`` over many streams on a connection of its own, and the key of a
     small stream of its own (``<prefix>reader:<random>``) that it reads too: ``wake()``
     adds an entry there, so a blocked read returns at once, and a wake that comes while
-    the read is still on its way is not lost (the entry stays after the read's cursor)."""
+    the read is still on its way is not lost (the entry stays after the read's cursor).
+
+    The command is kept encoded, stream by stream (its key and its cursor), so a read
+    encodes only the cursors that moved: with thousands of streams and a token at a time,
+    building the command would otherwise cost more than the read.
+    """
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self._pool = store._new_pool(store._raw_url, 1)
-        self._redis = Redis(connection_pool=self._pool)
+        self._connection: Any = None
         self._wakeup_key = f"{store.key_prefix}reader:{uuid.uuid4().hex}"
         self._wakeup_seen = "0-0"
+        # The streams read, in the command's order: ids, cursors, encoded keys and ids.
+        self._position: dict[str, int] = {}
+        self._streams: list[str] = []
+        self._cursors: list[int] = []
+        self._key_args: list[bytes] = []
+        self._id_args: list[bytes] = []
+        self._stream_of: dict[str, str] = {}
 
-    async def wait(
-        self, cursors: Mapping[str, int], *, timeout: float
-    ) -> dict[str, Tail | StreamError]:
+    def read_from(self, stream_id: str, cursor: int) -> None:
+        position = self._position.get(stream_id)
+        if position is None:
+            key = self.store._keys(stream_id)[1]
+            self._position[stream_id] = len(self._streams)
+            self._stream_of[key] = stream_id
+            self._streams.append(stream_id)
+            self._cursors.append(cursor)
+            self._key_args.append(_bulk(key))
+            self._id_args.append(_bulk(f"{cursor}-0"))
+        elif self._cursors[position] != cursor:
+            self._cursors[position] = cursor
+            self._id_args[position] = _bulk(f"{cursor}-0")
+
+    def forget(self, stream_id: str) -> None:
+        position = self._position.pop(stream_id, None)
+        if position is None:
+            return
+        del self._stream_of[self.store._keys(stream_id)[1]]
+        last = len(self._streams) - 1
+        if position != last:  # the last one takes its place
+            moved = self._streams[last]
+            self._position[moved] = position
+            self._streams[position] = moved
+            self._cursors[position] = self._cursors[last]
+            self._key_args[position] = self._key_args[last]
+            self._id_args[position] = self._id_args[last]
+        for column in (self._streams, self._cursors, self._key_args, self._id_args):
+            column.pop()
+
+    def _command(self, timeout: float) -> list[bytes]:
         store = self.store
-        keys: dict[str, str] = {store._keys(stream_id)[1]: stream_id for stream_id in cursors}
-        streams: dict[Any, Any] = {key: f"{cursors[keys[key]]}-0" for key in keys}
-        streams[self._wakeup_key] = self._wakeup_seen
-        found: dict[str, Tail | StreamError] = {}
+        count, block = str(store.max_batch), str(_ms(min(timeout, store._block)))
+        head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n%s$5\r\nBLOCK\r\n%s$7\r\nSTREAMS\r\n" % (
+            8 + 2 * len(self._streams),
+            _bulk(count),
+            _bulk(block),
+        )
+        return [
+            head,
+            *self._key_args,
+            _bulk(self._wakeup_key),
+            *self._id_args,
+            _bulk(self._wakeup_seen),
+        ]
+
+    async def wait(self, *, timeout: float) -> dict[str, Tail | StreamError]:
+        store = self.store
         with store._reaching():
-            reply: Any = await self._redis.xread(
-                streams, count=store.max_batch, block=_ms(min(timeout, store._block))
-            )
-        for key, entries in reply or ():
-            stream_id = keys.get(key)
-            if stream_id is None:  # the wake-up stream
-                self._wakeup_seen = entries[-1][0]
-                continue
+            if self._connection is None:
+                self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = self._connection
             try:
-                events, finished = store._events(stream_id, cursors[stream_id], entries)
+                await connection.send_packed_command(self._command(timeout), check_health=False)
+                reply = await connection.read_response()
+            except BaseException:
+                # Cut mid-command (an error, or cancelled): the reply may still come.
+                await connection.disconnect(nowait=True)
+                raise
+        if isinstance(reply, Exception):
+            with store._reaching():
+                raise reply
+        found: dict[str, Tail | StreamError] = {}
+        for key, entries in reply.items() if isinstance(reply, dict) else reply or ():
+            stream_id = self._stream_of.get(key)
+            if stream_id is None:  # the wake-up stream (or a stream forgotten meanwhile)
+                if key == self._wakeup_key:
+                    self._wakeup_seen = entries[-1][0]
+                continue
+            position = self._position[stream_id]
+            try:
+                events, finished = store._events(stream_id, self._cursors[position], entries)
             except StreamError as error:
                 found[stream_id] = error
-            else:
-                found[stream_id] = Tail(events, finished)
+                self.forget(stream_id)
+                continue
+            found[stream_id] = Tail(events, finished)
+            if finished:
+                self.forget(stream_id)
+            elif events:
+                self.read_from(stream_id, events[-1].seq)
         return found
 
     async def wake(self) -> None:
@@ -662,5 +738,7 @@ class _RedisStreamsReader(StreamsReader):
         }
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._connection is not None:
+            await self._pool.release(self._connection)
+            self._connection = None
         await self._pool.aclose()
