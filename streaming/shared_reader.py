@@ -65,7 +65,7 @@ class SharedReader:
     ``follow()`` yields a stream's events after a cursor until it finishes (and returns:
     the caller checks that the last event ended it). ``check_lease`` is called for a
     stream whose lease lapsed; ``shut_out(stream_id)`` tells when the process drains and
-    a follower must stop (it is asked after every read, at least every ``WATCH_EVERY``).
+    a follower must stop (asked every ``WATCH_EVERY``, and whenever a follower wakes up).
     """
 
     def __init__(
@@ -170,6 +170,7 @@ class SharedReader:
             while self.followers:
                 if loop.time() >= next_watch:
                     next_watch = loop.time() + WATCH_EVERY
+                    self._shut_out()
                     await self._watch()
                 self._update()
                 self.waiting, self.woken = True, False
@@ -178,7 +179,6 @@ class SharedReader:
                 finally:
                     self.waiting = False
                 self._deliver(found)
-                self._shut_out()
         except Exception as exc:
             failure = exc if isinstance(exc, StreamError) else None
             if failure is None:
