@@ -7,6 +7,7 @@ stand for two server processes sharing a real redis-server)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -251,6 +252,16 @@ async def test_a_stopped_redis_fails_every_follower_promptly(
         assert isinstance(error, StreamError) and error.code == "STORE_UNAVAILABLE", error
     for task in [r.task for r in writer.running.values()]:
         task.cancel()
+    # Redis is back (empty): the next followers are served again (once the connections
+    # the pool kept from before have each failed once: redis-py retries nothing).
+    own_redis.start()
+    key = await own("writer-after").start(paced(20, 0.01), Pipeline(), owner="me")
+    for _ in range(30):
+        with contextlib.suppress(StreamError):
+            check_exactly_once(await follow_all(reader, key), 20)
+            break
+    else:
+        raise AssertionError("the reader never recovered")
 
 
 async def test_a_reply_whose_process_died_is_interrupted(
