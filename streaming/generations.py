@@ -538,7 +538,7 @@ class Generations:
             shared = self._shared_reader(store)
             if shared is not None:
                 # It runs elsewhere: this process's one reader of the store serves it.
-                async with aclosing(shared.follow(generation_id, after)) as batches:
+                async with aclosing(shared.follow(generation_id, after, beat)) as batches:
                     async for stored in batches:
                         if not stored:
                             yield []  # a heartbeat

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import StreamError, StreamErrorCode
 from .store.base import LAPSED, EventStore, StoredEvent, StreamsReader, Tail, not_found
@@ -30,6 +31,18 @@ WATCH_EVERY = 0.25
 MAX_WAITING = 1024
 #: The message of the followers' error when the reader stops while they wait.
 STOPPED = "The reader of the event store stopped"
+
+
+class Heartbeat(Protocol):
+    """A follower's keep-alive clock (``generations._Heartbeat``): ``due`` after a period
+    without a batch, when it calls ``wake``."""
+
+    wake: Callable[[], None] | None
+
+    @property
+    def due(self) -> bool: ...
+
+    def sent(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -89,16 +102,23 @@ class SharedReader:
         self.waiting = False
         self.woken = False
 
-    async def follow(self, stream_id: str, after: int) -> AsyncGenerator[list[StoredEvent]]:
-        """The stream's events after ``after``, in batches, until it finishes."""
+    async def follow(
+        self, stream_id: str, after: int, beat: Heartbeat | None = None
+    ) -> AsyncGenerator[list[StoredEvent]]:
+        """The stream's events after ``after``, in batches, until it finishes; with a
+        ``beat``, an empty batch when it is due (it wakes the follower)."""
         self._check_shutdown(stream_id)
         # The events stored so far, read at once: this checks the cursor (``BAD_CURSOR``,
         # ``EVENTS_EXPIRED``, ``NOT_FOUND``) and marks the stream watched.
         while stored := await self.store.read(stream_id, after, timeout=0):
+            if beat is not None:
+                beat.sent()
             yield stored
             after = stored[-1].seq
             self._check_shutdown(stream_id)
         follower = _Follower(stream_id, after)
+        if beat is not None:
+            beat.wake = follower.wake
         self.followers.setdefault(stream_id, []).append(follower)
         self.changed.add(stream_id)
         if self.task is None or self.task.done():
@@ -113,11 +133,16 @@ class SharedReader:
                     if held_back:
                         self.changed.add(stream_id)
                         await self._wake()
+                    if beat is not None:
+                        beat.sent()
                     yield batch
                 elif follower.failure is not None:
                     raise follower.failure
                 elif follower.finished:
                     return
+                elif beat is not None and beat.due:
+                    beat.sent()
+                    yield []
                 else:
                     follower.waiter = asyncio.get_running_loop().create_future()
                     await follower.waiter

@@ -350,3 +350,20 @@ async def test_remote_sse_followers_of_a_daphne_share_its_one_reader(redis: Redi
             assert seqs == sorted(set(seqs))  # ready events may share one message
     assert max(sum("b" in c["flags"] for c in held) for held in samples) <= 1
     assert any(c["cmd"] == "xread" for held in samples for c in held)
+
+
+async def test_a_remote_follower_gets_its_heartbeats(
+    process: Callable[..., Generations],
+) -> None:
+    writer, reader = process("writer"), process("follower")
+    stop = asyncio.Event()
+    key = await writer.start(silent(stop), Pipeline(), owner="me", policy="keep")
+    batches: list[list[GenerationEvent]] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in reader.follow(key, "me", heartbeat=0.2):
+            batches.append(batch)
+            if len(batches) == 3:
+                stop.set()
+    assert batches[:3] == [[], [], []]  # nothing for a while: a heartbeat each time
+    assert [e.text for b in batches for e in b if isinstance(e, Chunk)] == ["late"]
+    assert isinstance(batches[-1][-1], Complete)

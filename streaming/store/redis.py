@@ -738,7 +738,7 @@ class _RedisStreamsReader(StreamsReader):
         }
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._pool.release(self._connection)
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
         await self._pool.aclose()
