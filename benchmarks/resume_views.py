@@ -12,9 +12,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+import streaming
 from streaming import sse_response
+from streaming.generations import aowner_of
 from streaming.views import SSEView
 
 
@@ -41,3 +43,10 @@ class StoredView(SSEView):
 
     def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
         return stamps(*_options(params))
+
+
+async def owner(request: HttpRequest) -> HttpResponse:
+    """Who this session is to the event store (the benchmark writes replies it owns), and
+    where the server's ``streaming`` comes from (the code measured)."""
+    name = await aowner_of(request.user, request.session)
+    return JsonResponse({"owner": name, "module": streaming.__file__})

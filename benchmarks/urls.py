@@ -67,4 +67,5 @@ urlpatterns = [
     path("unlimited", UnlimitedView.as_view()),
     path("stamps/direct", resume_views.direct),
     path("stamps/stored", resume_views.StoredView.as_view()),
+    path("stamps/owner", resume_views.owner),
 ]

@@ -49,6 +49,7 @@ from .events import (
 from .extractors import Pipeline
 from .limits import Reservation
 from .runtime import as_text_source
+from .shared_reader import SharedReader
 from .store import get_store
 from .store.base import EventStore, check_cursor
 from .surrogates import replace_surrogates
@@ -428,6 +429,8 @@ class Generations:
         self._releasing: set[asyncio.Future[None]] = set()
         #: Where the store's feed of cancel requests was last read.
         self._cancel_cursor: Any = None
+        #: The reader this process's followers of generations running elsewhere share.
+        self._shared: SharedReader | None = None
         shutdown.register(self)
 
     @property
@@ -532,6 +535,22 @@ class Generations:
                 async for batch in self._follow_here(running.writer, after, beat):
                     yield batch
                 return
+            shared = self._shared_reader(store)
+            if shared is not None:
+                # It runs elsewhere: this process's one reader of the store serves it.
+                async with aclosing(shared.follow(generation_id, after, beat)) as batches:
+                    async for stored in batches:
+                        if not stored:
+                            yield []  # a heartbeat
+                            continue
+                        events = [from_record(item.seq, item.data) for item in stored]
+                        yield events
+                        if isinstance(events[-1], TERMINAL):
+                            return
+                        after = events[-1].seq
+                if not await self._ended_at(generation_id, after):
+                    raise self._lost(generation_id)
+                return
             poll = FOLLOW_POLL if beat is None else min(FOLLOW_POLL, beat.seconds)
             while True:
                 if self.cut is not None and generation_id not in self.cut:
@@ -568,6 +587,25 @@ class Generations:
             left = self.followers.pop(generation_id, 1) - 1
             if left:
                 self.followers[generation_id] = left
+
+    def _shared_reader(self, store: EventStore) -> SharedReader | None:
+        """The process's reader of ``store`` for followers of generations running
+        elsewhere; ``None`` when the store has none (each follower then reads alone)."""
+        if self._shared is None or self._shared.store is not store:
+            reader = store.streams_reader()
+            if reader is None:
+                return None
+            self._shared = SharedReader(store, reader, self._check_lease, self._shut_out)
+        return self._shared
+
+    def _shut_out(self, generation_id: str) -> StreamError | None:
+        """The error a follower here of ``generation_id`` stops with when the process
+        drains (a generation it cut itself still gives its followers its end)."""
+        if self.cut is not None and generation_id not in self.cut:
+            return StreamError(
+                StreamErrorCode.SHUTTING_DOWN, "The server is restarting; resume the reply"
+            )
+        return None
 
     async def text_before(self, generation_id: str, seq: int) -> str:
         """The reply's text in its events up to ``seq`` (a follower that resumed after

@@ -106,6 +106,61 @@ class QuotaRefusal:
     retry_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a ``StreamsReader`` found after one stream's cursor: the next ``events`` (the
+    first is the one right after the cursor), and whether the stream is ``finished``
+    right after them (nothing will ever follow)."""
+
+    events: list[StoredEvent]
+    finished: bool
+
+
+#: What ``StreamsReader.watch`` reports about a stream that needs its followers' attention.
+LAPSED = "LAPSED"
+
+
+class StreamsReader(abc.ABC):
+    """One reader of many streams for a whole process (``EventStore.streams_reader``):
+    one blocking read serves every local follower of the streams written elsewhere,
+    instead of a connection and a blocking read per follower. It keeps the set of streams
+    to read and a cursor for each (changed between reads, by one task at a time), so a
+    read costs nothing per stream that did not change."""
+
+    @abc.abstractmethod
+    def read_from(self, stream_id: str, cursor: int) -> None:
+        """Read ``stream_id`` after ``cursor`` from the next ``wait`` on."""
+
+    @abc.abstractmethod
+    def forget(self, stream_id: str) -> None:
+        """Read ``stream_id`` no more (nothing if it is not read)."""
+
+    @abc.abstractmethod
+    async def wait(self, *, timeout: float) -> dict[str, Tail | StreamError]:
+        """The streams read that have events after their cursor, or finished there (a
+        ``Tail``, at most the batch limit of events; their cursor moves past them, and a
+        finished one is read no more), and those whose cursor is behind the trimmed
+        events (``EVENTS_EXPIRED``; read no more). Waits up to ``timeout`` seconds for
+        the first, or until ``wake()``; then returns what it has (maybe nothing). An
+        unknown stream has nothing: ``watch`` tells. Raises ``StreamError`` when the
+        store fails."""
+
+    @abc.abstractmethod
+    async def wake(self) -> None:
+        """Make the ``wait`` in progress (or the next one) return at once: the streams to
+        read changed. Safe to call from any task, also when no ``wait`` runs."""
+
+    @abc.abstractmethod
+    async def watch(self, stream_ids: Collection[str]) -> dict[str, str]:
+        """``touch`` every stream at once (one round trip) and return those that need
+        their followers: ``NOT_FOUND`` (unknown or expired) or ``LAPSED`` (unfinished,
+        and its lease lapsed: see ``EventStore.interrupt_if_lapsed``)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release what the reader holds (its connection)."""
+
+
 class EventStore(abc.ABC):
     """Where generations write their events and transports read them from a cursor.
 
@@ -170,6 +225,12 @@ class EventStore(abc.ABC):
         at once when the stream is finished and nothing follows ``after``. Counts as a
         watch (see ``last_watched``).
         """
+
+    def streams_reader(self) -> StreamsReader | None:
+        """This store's one reader of many streams, which the process's followers of
+        generations running elsewhere share. ``None`` (the default): each follower reads
+        on its own (``read``), as it does with a store in one process's memory."""
+        return None
 
     @abc.abstractmethod
     async def finish(self, stream_id: str) -> None:

@@ -11,6 +11,13 @@ Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within seconds.
 message, which clients see, names no host, port or database: the server's log (logger
 ``streaming``) and the error's ``details`` (``url``, password hidden, and ``error``) do.
 
+The followers in one process of the streams written by other processes share one reader
+(``streams_reader()``): one ``XREAD BLOCK`` over all their streams on a connection of its
+own (so a process holds at most one connection in a blocking read, however many
+followers it serves), woken through a small stream of its own when a follower comes, and
+one script call per interval that marks all those streams watched. It reads several
+streams in one command, so they must live on one Redis server (not a Redis Cluster).
+
 Needs the ``redis`` package (``pip install redis``); only this module imports it.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -43,11 +51,15 @@ from .base import (
     DEFAULT_MAX_EVENTS,
     DEFAULT_TTL_ACTIVE,
     DEFAULT_TTL_FINISHED,
+    LAPSED,
+    NOT_FOUND,
     STORE_UNAVAILABLE,
     EventStore,
     Quota,
     QuotaRefusal,
     StoredEvent,
+    StreamsReader,
+    Tail,
     check_cursor,
     check_options,
     not_found,
@@ -207,6 +219,26 @@ return 1
 """
 
 
+# KEYS: the metas. ARGV: now (time.time()). Marks every live stream watched; one code per
+# key: 0 live, 1 unknown or expired, 2 unfinished with a lapsed lease.
+_WATCH = (
+    _NOW
+    + """
+local codes = {}
+for i, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'seq', 'finished', 'lease')
+  if not state[1] then
+    codes[i] = 1
+  else
+    redis.call('HSET', key, 'watched', ARGV[1])
+    if not state[2] and state[3] and tonumber(state[3]) <= now then codes[i] = 2
+    else codes[i] = 0 end
+  end
+end
+return codes
+"""
+)
+
 #: Cancel requests kept in the ``<prefix>cancels`` stream (about; the newest ones), which
 #: every process reads with one call per watch interval.
 CANCELS_KEPT = 10_000
@@ -237,8 +269,9 @@ class RedisStore(EventStore):
     (default 3600 s, refreshed on each append), ``max_events`` (default 10000, XADD
     MAXLEN), ``max_batch`` (default 512) as for ``MemoryStore``; ``socket_timeout``
     (default 5 s: longest wait for one Redis reply, so a hung Redis is noticed),
-    ``connect_timeout`` (default 2 s); ``max_connections`` (default 1000: each reader
-    that is waiting for events holds one) and ``pool_timeout`` (default 5 s: wait for a
+    ``connect_timeout`` (default 2 s); ``max_connections`` (default 50: connections for
+    short commands, none held while a follower waits; the shared reader of the process's
+    followers has one more of its own) and ``pool_timeout`` (default 5 s: wait for a
     free connection when all are taken).
     """
 
@@ -253,7 +286,7 @@ class RedisStore(EventStore):
         max_batch: int = DEFAULT_MAX_BATCH,
         socket_timeout: float = 5.0,
         connect_timeout: float = 2.0,
-        max_connections: int = 1000,
+        max_connections: int = 50,
         pool_timeout: float = 5.0,
     ) -> None:
         check_options(ttl_finished, ttl_active, max_events, max_batch)
@@ -270,17 +303,15 @@ class RedisStore(EventStore):
         self.max_batch = max_batch
         # One XREAD BLOCK waits at most this long, well inside the socket timeout.
         self._block = socket_timeout / 2
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
         # Connections bind to the event loop of their first use; nothing connects yet.
-        self._pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
+        self._pool = self._new_pool(url, max_connections)
         self._redis = Redis(connection_pool=self._pool)
+        # For the shared reader's own connection (made when it is first used).
+        self._raw_url = url
+        self._reader: _RedisStreamsReader | None = None
         self._create_script = self._redis.register_script(_CREATE)
         self._append_script = self._redis.register_script(_APPEND)
         self._finish_script = self._redis.register_script(_FINISH)
@@ -290,6 +321,18 @@ class RedisStore(EventStore):
         self._renew_script = self._redis.register_script(_RENEW)
         self._renew_lease_script = self._redis.register_script(_RENEW_LEASE)
         self._interrupt_script = self._redis.register_script(_INTERRUPT)
+        self._watch_script = self._redis.register_script(_WATCH)
+
+    def _new_pool(self, url: str, max_connections: int) -> BlockingConnectionPool:
+        return BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=self._pool_timeout,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=self._connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
 
     def _keys(self, stream_id: str) -> list[str]:
         base = f"{self.key_prefix}{{{stream_id}}}"
@@ -543,6 +586,159 @@ class RedisStore(EventStore):
             return [], cursor
         return [str(fields["id"]) for _, fields in entries if fields], entries[-1][0]
 
+    def streams_reader(self) -> _RedisStreamsReader:
+        """The shared reader: one more connection, for its blocking ``XREAD``."""
+        if self._reader is None:
+            self._reader = _RedisStreamsReader(self)
+        return self._reader
+
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
         await self._redis.aclose()
+        await self._pool.aclose()
+
+
+def _bulk(text: str) -> bytes:
+    """``text`` as one argument of a command in the Redis protocol (RESP)."""
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class _RedisStreamsReader(StreamsReader):
+    """``XREAD BLOCK`` over many streams on a connection of its own, and the key of a
+    small stream of its own (``<prefix>reader:<random>``) that it reads too: ``wake()``
+    adds an entry there, so a blocked read returns at once, and a wake that comes while
+    the read is still on its way is not lost (the entry stays after the read's cursor).
+
+    The command is kept encoded, stream by stream (its key and its cursor), so a read
+    encodes only the cursors that moved: with thousands of streams and a token at a time,
+    building the command would otherwise cost more than the read.
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self._pool = store._new_pool(store._raw_url, 1)
+        self._connection: Any = None
+        self._wakeup_key = f"{store.key_prefix}reader:{uuid.uuid4().hex}"
+        self._wakeup_seen = "0-0"
+        # The streams read, in the command's order: ids, cursors, encoded keys and ids.
+        self._position: dict[str, int] = {}
+        self._streams: list[str] = []
+        self._cursors: list[int] = []
+        self._key_args: list[bytes] = []
+        self._id_args: list[bytes] = []
+        self._stream_of: dict[str, str] = {}
+
+    def read_from(self, stream_id: str, cursor: int) -> None:
+        position = self._position.get(stream_id)
+        if position is None:
+            key = self.store._keys(stream_id)[1]
+            self._position[stream_id] = len(self._streams)
+            self._stream_of[key] = stream_id
+            self._streams.append(stream_id)
+            self._cursors.append(cursor)
+            self._key_args.append(_bulk(key))
+            self._id_args.append(_bulk(f"{cursor}-0"))
+        elif self._cursors[position] != cursor:
+            self._cursors[position] = cursor
+            self._id_args[position] = _bulk(f"{cursor}-0")
+
+    def forget(self, stream_id: str) -> None:
+        position = self._position.pop(stream_id, None)
+        if position is None:
+            return
+        del self._stream_of[self.store._keys(stream_id)[1]]
+        last = len(self._streams) - 1
+        if position != last:  # the last one takes its place
+            moved = self._streams[last]
+            self._position[moved] = position
+            self._streams[position] = moved
+            self._cursors[position] = self._cursors[last]
+            self._key_args[position] = self._key_args[last]
+            self._id_args[position] = self._id_args[last]
+        for column in (self._streams, self._cursors, self._key_args, self._id_args):
+            column.pop()
+
+    def _command(self, timeout: float) -> list[bytes]:
+        store = self.store
+        count, block = str(store.max_batch), str(_ms(min(timeout, store._block)))
+        head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n%s$5\r\nBLOCK\r\n%s$7\r\nSTREAMS\r\n" % (
+            8 + 2 * len(self._streams),
+            _bulk(count),
+            _bulk(block),
+        )
+        return [
+            head,
+            *self._key_args,
+            _bulk(self._wakeup_key),
+            *self._id_args,
+            _bulk(self._wakeup_seen),
+        ]
+
+    async def wait(self, *, timeout: float) -> dict[str, Tail | StreamError]:
+        store = self.store
+        with store._reaching():
+            if self._connection is None:
+                self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = self._connection
+            try:
+                await connection.send_packed_command(self._command(timeout), check_health=False)
+                reply = await connection.read_response()
+            except BaseException:
+                # Cut mid-command (an error, or cancelled): the reply may still come.
+                await connection.disconnect(nowait=True)
+                raise
+        if isinstance(reply, Exception):
+            with store._reaching():
+                raise reply
+        found: dict[str, Tail | StreamError] = {}
+        for key, entries in reply.items() if isinstance(reply, dict) else reply or ():
+            stream_id = self._stream_of.get(key)
+            if stream_id is None:  # the wake-up stream (or a stream forgotten meanwhile)
+                if key == self._wakeup_key:
+                    self._wakeup_seen = entries[-1][0]
+                continue
+            position = self._position[stream_id]
+            try:
+                events, finished = store._events(stream_id, self._cursors[position], entries)
+            except StreamError as error:
+                found[stream_id] = error
+                self.forget(stream_id)
+                continue
+            found[stream_id] = Tail(events, finished)
+            if finished:
+                self.forget(stream_id)
+            elif events:
+                self.read_from(stream_id, events[-1].seq)
+        return found
+
+    async def wake(self) -> None:
+        store = self.store
+        with store._reaching():
+            pipe = store._redis.pipeline(transaction=False)
+            pipe.xadd(self._wakeup_key, {"w": "1"}, maxlen=1)
+            pipe.pexpire(self._wakeup_key, _ms(store.ttl_active))
+            await pipe.execute()
+
+    async def watch(self, stream_ids: Collection[str]) -> dict[str, str]:
+        if not stream_ids:
+            return {}
+        store = self.store
+        ids = list(stream_ids)
+        with store._reaching():
+            codes = await store._watch_script(
+                keys=[store._keys(stream_id)[0] for stream_id in ids], args=[time.time()]
+            )
+        reasons = {1: NOT_FOUND, 2: LAPSED}
+        return {
+            stream_id: reasons[int(code)]
+            for stream_id, code in zip(ids, codes, strict=True)
+            if int(code)
+        }
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
         await self._pool.aclose()

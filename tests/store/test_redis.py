@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.store.base import StoredEvent
+from streaming.store.base import StoredEvent, Tail
 from tests.redis_server import RedisServer
 
 from .conftest import needs_redis
@@ -179,3 +179,52 @@ def test_restart_keeps_the_port(own_redis: RedisServer) -> None:
     assert own_redis.port == port and own_redis.ping()
     own_redis.stop()
     assert not own_redis.ping()
+
+
+async def test_the_streams_reader_reads_many_streams_in_one_blocking_read(
+    redis: RedisServer, make: Make
+) -> None:
+    writer, store = make(redis.url), make(redis.url)
+    reader = store.streams_reader()
+    for key in ("a", "b", "c"):
+        await writer.create(key, owner="me")
+        reader.read_from(key, 0)
+    await writer.append("a", {"n": 1})
+    await writer.append_many("b", [{"n": 1}, {"n": 2}])
+    found = await reader.wait(timeout=BOUND)
+    assert found == {
+        "a": Tail([StoredEvent(1, {"n": 1})], False),
+        "b": Tail([StoredEvent(1, {"n": 1}), StoredEvent(2, {"n": 2})], False),
+    }
+    # The cursors moved past what was read; a forgotten stream is read no more.
+    reader.forget("c")
+    await writer.append("c", {"n": 1})
+    await writer.finish("a")
+    assert await reader.wait(timeout=BOUND) == {"a": Tail([], True)}
+    waiting = asyncio.create_task(reader.wait(timeout=BOUND))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await store.streams_reader().wake()  # the same reader: one per store
+    assert await waiting == {}
+    assert time.monotonic() - started < 1.0
+
+
+async def test_the_streams_reader_reports_trimmed_gone_and_lapsed_streams(
+    redis: RedisServer, make: Make
+) -> None:
+    writer, store = make(redis.url, max_events=2), make(redis.url)
+    reader = store.streams_reader()
+    await writer.create("trimmed", owner="me")
+    await writer.append_many("trimmed", [{"n": n} for n in range(5)])
+    reader.read_from("trimmed", 1)
+    found = await reader.wait(timeout=BOUND)
+    assert isinstance(found["trimmed"], StreamError)
+    assert found["trimmed"].details is not None
+    assert found["trimmed"].details["reason"] == "EVENTS_EXPIRED"
+    await writer.create("dead", owner="me", lease=0.1)
+    await asyncio.sleep(0.2)
+    assert await reader.watch(["trimmed", "dead", "unknown"]) == {
+        "dead": "LAPSED",
+        "unknown": "NOT_FOUND",
+    }
+    assert await store.last_watched("trimmed") is not None
