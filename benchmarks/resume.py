@@ -7,7 +7,8 @@ timestamped chunks that clients drop after a random number of events and resume 
 random process with ``Last-Event-ID``, until ``--cycles`` disconnect/reconnect cycles are
 done; it counts chunks lost and chunks received twice (both must be 0).
 Part 2 measures how long a chunk takes from the model to the client: straight through
-``sse_response``, and through a generation and the in-memory or the Redis store.
+``sse_response``, and through a generation and the in-memory or the Redis store (with
+``STORE_BATCH_MS`` at its default and at 0, to show what gathering the writes adds).
 Part 3 (``--followers 100,1000``) measures followers of replies running in another process:
 this script writes N replies to Redis as a process running them would (one token at a
 time, 2,000 tokens a second in all), while N SSE clients follow them, resumed with
@@ -52,10 +53,14 @@ LIMIT = 30.0
 
 
 @contextmanager
-def servers(count: int, redis_url: str | None) -> Iterator[list[str]]:
+def servers(
+    count: int, redis_url: str | None, store_batch_ms: float | None = None
+) -> Iterator[list[str]]:
     env = {"DJANGO_SETTINGS_MODULE": "benchmarks.settings_resume"}
     if redis_url:
         env["STREAMING_BENCH_REDIS"] = redis_url
+    if store_batch_ms is not None:
+        env["STREAMING_BENCH_STORE_BATCH_MS"] = str(store_batch_ms)
     with ExitStack() as stack:
         yield [
             stack.enter_context(daphne_server("project.asgi:application", env=env))
@@ -407,6 +412,8 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             redis_direct = asyncio.run(chunk_latencies(bases[0], "direct", samples))
             redis_stored = asyncio.run(chunk_latencies(bases[0], "stored", samples))
+        with servers(1, redis.url, store_batch_ms=0) as (base,):
+            unbatched = asyncio.run(chunk_latencies(base, "stored", samples))
         with servers(1, None) as (base,):
             memory_direct = asyncio.run(chunk_latencies(base, "direct", samples))
             memory_stored = asyncio.run(chunk_latencies(base, "stored", samples))
@@ -427,6 +434,7 @@ def main() -> None:
         ("generation + MemoryStore", memory_stored, memory_direct),
         ("direct `sse_response`, server with the Redis store", redis_direct, redis_direct),
         ("generation + RedisStore", redis_stored, redis_direct),
+        ("generation + RedisStore, `STORE_BATCH_MS` = 0", unbatched, redis_direct),
     ]
     for label, values, baseline in rows:
         median = statistics.median(values)

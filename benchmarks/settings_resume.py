@@ -24,3 +24,5 @@ if os.environ.get("STREAMING_BENCH_REDIS"):
             "OPTIONS": {"url": os.environ["STREAMING_BENCH_REDIS"]},
         },
     }
+if os.environ.get("STREAMING_BENCH_STORE_BATCH_MS"):
+    STREAMING = {**STREAMING, "STORE_BATCH_MS": float(os.environ["STREAMING_BENCH_STORE_BATCH_MS"])}
