@@ -843,9 +843,15 @@ class Generations:
         """Every ``WATCH_INTERVAL``, for all the generations running here at once: cancel
         those someone asked to stop (from any process), and those nobody has followed
         (here or elsewhere) for their grace period. The store is asked once for the
-        cancel requests (``cancel_requests``), and about the unfollowed ones only."""
+        cancel requests (``cancel_requests``), and about the unfollowed ones only.
+
+        A store that fails these calls is asked again at the next turn; once it has failed
+        for ``LEASE_SECONDS`` (other processes then hold these replies for dead), the
+        generations here are cancelled. A failed write ends its generation at once anyway.
+        """
         store = self.store
         renewed = time.monotonic()
+        failing_since: float | None = None
         while self.running:
             await asyncio.sleep(WATCH_INTERVAL)
             if time.monotonic() - renewed >= limits.RENEW_EVERY:
@@ -875,8 +881,16 @@ class Generations:
                             running.grace,
                         )
                         running.task.cancel()
+                failing_since = None
             except StreamError as exc:
-                logger.error("The store failed (%r); the generations here are cancelled", exc)
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since < float(setting("LEASE_SECONDS")):
+                    logger.warning("The store failed (%r); asking again shortly", exc)
+                    continue
+                logger.error(
+                    "The store keeps failing (%r); the generations here are cancelled", exc
+                )
                 for running in list(self.running.values()):
                     running.task.cancel()
 

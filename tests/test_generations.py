@@ -194,3 +194,42 @@ def test_runs_of_chunks_are_merged_and_numbered_as_their_last() -> None:
     end = Complete(6, "abcde")
     batch = [Chunk(1, "a"), Chunk(2, "b"), event, Chunk(4, "c"), Chunk(5, "de"), end]
     assert merge_chunks(batch) == [Chunk(2, "ab"), event, Chunk(5, "cde"), end]
+
+
+class FlakyFeedStore(MemoryStore):
+    """A memory store whose feed of cancel requests fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    async def cancel_requests(self, cursor: Any) -> tuple[list[str], Any] | None:
+        if self.failing:
+            raise StreamError("STORE_UNAVAILABLE", "The event store is unavailable")
+        return await super().cancel_requests(cursor)
+
+
+async def test_a_store_failing_once_for_the_watcher_cancels_nothing() -> None:
+    """One failed call (a blip) is asked again; the replies run on to their end."""
+    store = FlakyFeedStore()
+    generations = Generations(store)
+    with override_settings(STREAMING={"LEASE_SECONDS": 5.0}):
+        generation_id = await generations.start(paced(15, 0.1, []), Pipeline(), owner="me")
+        store.failing = True
+        await asyncio.sleep(0.7)  # at least one watcher turn fails
+        store.failing = False
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert isinstance(events[-1], Complete)
+
+
+async def test_a_store_failing_for_the_lease_cancels_the_replies_here() -> None:
+    """Failing for LEASE_SECONDS: other processes hold these replies for dead by then."""
+    store = FlakyFeedStore()
+    generations = Generations(store)
+    with override_settings(STREAMING={"LEASE_SECONDS": 1.0}):
+        generation_id = await generations.start(paced(1000, 0.05, []), Pipeline(), owner="me")
+        store.failing = True
+        task = generations.running[generation_id].task
+        await asyncio.wait_for(asyncio.shield(task), LIMIT)
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert isinstance(events[-1], Cancelled)
