@@ -228,8 +228,9 @@ def _stop_leftovers() -> None:
 
 
 def require_postgres() -> None:
-    """Skip a PostgreSQL test where the server is missing, but fail in CI (``CI`` set),
-    where ``scripts/test`` installs it: a skipped database test must not pass unseen."""
+    """Skip a PostgreSQL test where the server is missing (a developer's machine without
+    it, running pytest directly), but fail in CI (``.ci/run`` sets ``CI``), where
+    ``scripts/test`` installs it: a skipped database test must not pass unseen."""
     import os
 
     import pytest
