@@ -11,24 +11,20 @@ batch after ``STREAMING["KEEPALIVE"]`` seconds of silence), so no timer runs per
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 
 from .errors import StreamError, StreamErrorCode
 from .sse import (
+    KEEPALIVE_COMMENT,
+    OPENING_COMMENT,
     ServerSentEvent,
-    encode_comment,
     encode_fields,
+    failure_event,
     serialize_data,
     validate_event,
     validate_retry,
 )
-
-logger = logging.getLogger("streaming")
-
-OPENING_COMMENT = encode_comment("stream open")
-KEEPALIVE_COMMENT = encode_comment("ping")
 
 #: What a reply body reads: each item the messages of one batch of events; an empty one
 #: is a heartbeat (nothing new for a while: a keep-alive comment goes out).
@@ -55,11 +51,11 @@ class ReplyBody:
 
     def __iter__(self) -> Iterator[bytes]:
         """Under WSGI: the generation runs on an event loop, so say what is needed."""
-        failure = {
-            "message": "Following a reply needs an ASGI server (daphne or uvicorn)",
-            "code": str(StreamErrorCode.INTERNAL_ERROR),
-        }
-        return iter([OPENING_COMMENT, encode_fields(serialize_data(failure), event="error")])
+        needs_asgi = StreamError(
+            StreamErrorCode.INTERNAL_ERROR,
+            "Following a reply needs an ASGI server (daphne or uvicorn)",
+        )
+        return iter([OPENING_COMMENT, failure_event(needs_asgi)])
 
     async def _body(self) -> AsyncIterator[bytes]:
         # Daphne sends the headers only with the first body bytes: send them at once.
@@ -73,13 +69,8 @@ class ReplyBody:
                         yield self.encode(messages[0])
                     else:
                         yield b"".join(self.encode(message) for message in messages)
-        except StreamError as exc:
-            logger.warning("Reply body ended with %r", exc)
-            yield encode_fields(serialize_data(exc.as_dict()), event="error")
-        except Exception:
-            logger.exception("Reply body failed")
-            failure = {"message": "The stream failed", "code": str(StreamErrorCode.INTERNAL_ERROR)}
-            yield encode_fields(serialize_data(failure), event="error")
+        except Exception as exc:
+            yield failure_event(exc)
 
     def encode(self, message: ServerSentEvent) -> bytes:
         """The wire bytes of ``message`` (validated when it was built); nothing for a

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import StreamError, StreamErrorCode
+
+logger = logging.getLogger("streaming")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: Compact JSON with non-ASCII characters kept (one encoder, not one per message).
@@ -118,6 +121,24 @@ def encode_comment(text: str = "") -> bytes:
         )
         + b"\n"
     )
+
+
+#: The comment a stream opens with (daphne sends the headers only with the first body
+#: bytes) and the one it sends after a silence, so that proxies keep the connection.
+OPENING_COMMENT = encode_comment("stream open")
+KEEPALIVE_COMMENT = encode_comment("ping")
+
+
+def failure_event(exc: BaseException, event_id: str | None = None) -> bytes:
+    """The ``error`` event a stream ends with when its source fails: a ``StreamError``'s
+    own message and code, anything else only ``INTERNAL_ERROR`` (logged in full)."""
+    if isinstance(exc, StreamError):
+        logger.warning("Stream ended with %r", exc)
+        payload = exc.as_dict()
+    else:
+        logger.error("Stream source failed", exc_info=exc)
+        payload = {"message": "The stream failed", "code": str(StreamErrorCode.INTERNAL_ERROR)}
+    return encode_fields(serialize_data(payload), event_id=event_id, event="error")
 
 
 @dataclass(frozen=True, slots=True)

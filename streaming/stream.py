@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
@@ -38,19 +37,16 @@ from .errors import StreamError, StreamErrorCode
 from .queue import MessageQueue
 from .sources.iterables import is_iterable_input, iterate
 from .sse import (
+    KEEPALIVE_COMMENT,
+    OPENING_COMMENT,
     ParsedEvent,
     ServerSentEvent,
-    encode_comment,
     encode_fields,
+    failure_event,
     serialize_data,
     validate_event,
     validate_retry,
 )
-
-logger = logging.getLogger("streaming")
-
-OPENING_COMMENT = encode_comment("stream open")
-KEEPALIVE_COMMENT = encode_comment("ping")
 
 Callback = Callable[["Stream"], Any]
 
@@ -201,13 +197,7 @@ class Stream:
         )
 
     def _error_message(self, exc: BaseException) -> bytes:
-        if isinstance(exc, StreamError):
-            logger.warning("Stream ended with %r", exc)
-            payload = exc.as_dict()
-        else:
-            logger.exception("Stream source failed", exc_info=exc)
-            payload = {"message": "The stream failed", "code": str(StreamErrorCode.INTERNAL_ERROR)}
-        return encode_fields(serialize_data(payload), event_id=str(next(self._ids)), event="error")
+        return failure_event(exc, str(next(self._ids)))
 
     def _fail(self, exc: BaseException) -> None:
         """End the stream with an error message (unless the client already went away)."""

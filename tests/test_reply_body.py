@@ -12,8 +12,8 @@ from streaming import StreamError, StreamErrorCode
 from streaming.events import Chunk, Complete
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
-from streaming.reply_body import KEEPALIVE_COMMENT, OPENING_COMMENT, ReplyBody
-from streaming.sse import ServerSentEvent, SSEParser
+from streaming.reply_body import ReplyBody
+from streaming.sse import KEEPALIVE_COMMENT, OPENING_COMMENT, ServerSentEvent, SSEParser
 from streaming.store import MemoryStore
 
 from .generation_helpers import paced
