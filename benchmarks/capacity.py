@@ -104,13 +104,17 @@ class Server:
 
 
 @contextmanager
-def daphne(env: dict[str, str], checkout: Path = ROOT) -> Iterator[Server]:
-    """A daphne process serving ``capacity_asgi`` of ``checkout``, pinned to the server core."""
+def daphne(
+    env: dict[str, str],
+    checkout: Path = ROOT,
+    application: str = "benchmarks.capacity_asgi:application",
+) -> Iterator[Server]:
+    """A daphne process serving ``application`` of ``checkout`` (by default the capacity
+    app, with ``env`` over the capacity settings), pinned to the server core."""
     port = free_port()
     command = [
         sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-        "--ping-interval", "600", "--ping-timeout", "600",
-        "benchmarks.capacity_asgi:application",
+        "--ping-interval", "600", "--ping-timeout", "600", application,
     ]  # fmt: skip
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity", **env}
     process = subprocess.Popen(

@@ -29,7 +29,6 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,11 +40,11 @@ from pathlib import Path
 import httpx
 from redis import Redis
 
-from benchmarks.capacity import CLIENT_CORE, SERVER_CORE, Server, cpu_seconds, pin
+from benchmarks.capacity import CLIENT_CORE, Server, cpu_seconds, daphne, pin
 from streaming.sse import SSEParser
 from streaming.store.redis import RedisStore
 from tests.redis_server import RedisServer
-from tests.servers import ROOT, daphne_server, free_port, stop_process, wait_for_port
+from tests.servers import ROOT, daphne_server
 
 CHUNKS = 200
 CONCURRENT = 20
@@ -190,28 +189,14 @@ def exported(ref: str) -> Iterator[Path]:
 def follower_server(redis_url: str, name: str, tree: Path) -> Iterator[Server]:
     """A daphne of the resume benchmark's project run from ``tree``, pinned to the server
     core, its Redis connections named ``name``."""
-    port = free_port()
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "benchmarks.settings_resume",
         "STREAMING_BENCH_REDIS": f"{redis_url}?client_name={name}",
         "PYTHONPATH": str(tree),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(
-        [*command, "project.asgi:application"],
-        cwd=tree,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        pin(process.pid, SERVER_CORE)
-        wait_for_port(port, process)
-        yield Server(port, process.pid)
-    finally:
-        stop_process(process)
+    with daphne(env, tree, "project.asgi:application") as server:
+        yield server
 
 
 class Follower(asyncio.Protocol):
