@@ -208,7 +208,8 @@ class AISDKChatView(ChatIdReplies, ChatView):
             except StreamError as exc:
                 yield list(sse_messages([protocol.failure(exc)], done=True))
 
-        return SSEResponse(ReplyBody(messages()), headers=UI_MESSAGE_STREAM_HEADERS)
+        body = ReplyBody(messages(), on_close=generations.expect_follower(generation_id))
+        return SSEResponse(body, headers=UI_MESSAGE_STREAM_HEADERS)
 
 
 class AISDKChatConsumer(ChatIdReplies, StreamConsumer):

@@ -584,9 +584,20 @@ class Generations:
         finally:
             if beat is not None:
                 beat.cancel()
-            left = self.followers.pop(generation_id, 1) - 1
-            if left:
-                self.followers[generation_id] = left
+            self._unfollow(generation_id)
+
+    def expect_follower(self, generation_id: str) -> Callable[[], None]:
+        """Count a follower about to start: a response the server has not begun reading
+        yet. A busy server may take longer than ``CANCEL_GRACE`` to get there, and its
+        reply must not be cancelled as unwatched meanwhile. Returns the call (to make
+        once) that stops counting it."""
+        self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
+        return partial(self._unfollow, generation_id)
+
+    def _unfollow(self, generation_id: str) -> None:
+        left = self.followers.pop(generation_id, 1) - 1
+        if left:
+            self.followers[generation_id] = left
 
     def _shared_reader(self, store: EventStore) -> SharedReader | None:
         """The process's reader of ``store`` for followers of generations running

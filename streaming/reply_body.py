@@ -11,7 +11,8 @@ batch after ``STREAMING["KEEPALIVE"]`` seconds of silence), so no timer runs per
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import aclosing
 
 from .errors import StreamError, StreamErrorCode
@@ -33,15 +34,31 @@ MessageBatches = AsyncGenerator[Sequence[ServerSentEvent]]
 
 class ReplyBody:
     """The SSE body of ``batches``, with ``event`` and ``retry`` as defaults of every
-    message (as ``Stream`` has them). Consumed once, under ASGI."""
+    message (as ``Stream`` has them). Consumed once, under ASGI.
+
+    ``on_close`` is called once, when the response is closed (Django closes every
+    response it returned, also after a disconnect) or, failing that, when the body is
+    garbage-collected unread.
+    """
 
     def __init__(
-        self, batches: MessageBatches, *, event: str | None = None, retry: int | None = None
+        self,
+        batches: MessageBatches,
+        *,
+        event: str | None = None,
+        retry: int | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._batches = batches
         self._event = validate_event(event)
         self._retry = validate_retry(retry)
         self._started = False
+        self._closed = None if on_close is None else weakref.finalize(self, on_close)
+
+    def close(self) -> None:
+        """The response is over: call ``on_close`` (once)."""
+        if self._closed is not None:
+            self._closed()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         if self._started:

@@ -24,7 +24,7 @@ class SSEResponse(StreamingHttpResponse):
     Under ASGI the server reads the body's async bytes directly (so Django's
     ``aclosing`` closes our generator, not a wrapper of it); under WSGI it reads a
     ``Stream``'s sync body. ``close()`` (Django calls it when the response ends, also
-    after a disconnect) stops a stream's producer.
+    after a disconnect) stops a stream's producer, or closes a reply body.
     """
 
     def __init__(
@@ -38,8 +38,7 @@ class SSEResponse(StreamingHttpResponse):
         merged = dict(SSE_HEADERS)
         merged.update(headers or {})
         super().__init__(stream, status=status, headers=merged)
-        if isinstance(stream, Stream):
-            self._resource_closers.append(stream.abort)
+        self._resource_closers.append(stream.abort if isinstance(stream, Stream) else stream.close)
 
     def _set_streaming_content(self, value: Any) -> None:
         if isinstance(value, Stream | ReplyBody):

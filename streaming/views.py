@@ -284,7 +284,13 @@ class SSEView(PipelineChoiceMixin, View):
                 if not ended and self.disconnect_policy == "cancel":
                     await generations.cancel(generation_id)
 
-        return SSEResponse(ReplyBody(messages(), event=self.event, retry=self.retry))
+        body = ReplyBody(
+            messages(),
+            event=self.event,
+            retry=self.retry,
+            on_close=generations.expect_follower(generation_id),
+        )
+        return SSEResponse(body)
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:

@@ -4,6 +4,7 @@ own task, with keep-alives that need no timer per wait."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
@@ -13,6 +14,7 @@ from streaming.events import Chunk, Complete
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
 from streaming.reply_body import ReplyBody
+from streaming.response import SSEResponse
 from streaming.sse import KEEPALIVE_COMMENT, OPENING_COMMENT, ServerSentEvent, SSEParser
 from streaming.store import MemoryStore
 
@@ -87,6 +89,27 @@ async def test_closing_the_body_early_closes_its_batches() -> None:
     await anext(body)
     await body.aclose()  # type: ignore[attr-defined]
     assert closed == ["closed"]
+
+
+async def test_on_close_is_called_once_when_the_response_closes() -> None:
+    calls: list[str] = []
+    body = ReplyBody(batches_of(), on_close=lambda: calls.append("closed"))
+    response = SSEResponse(body)
+    await body_bytes(body)
+    assert calls == []
+    response.close()
+    response.close()
+    assert calls == ["closed"]
+
+
+def test_on_close_is_called_when_a_body_is_dropped_unread() -> None:
+    """A response lost before it was returned (its request cancelled in a middleware)
+    is never closed: its body still stops counting its follower."""
+    calls: list[str] = []
+    body = ReplyBody(batches_of(), on_close=lambda: calls.append("closed"))
+    del body
+    gc.collect()
+    assert calls == ["closed"]
 
 
 async def test_a_body_is_read_once() -> None:

@@ -5,20 +5,28 @@ its end and paid for."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import uuid
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 from django.test import override_settings
 
+from streaming.conf import DEFAULTS
 from streaming.events import Cancelled
 from streaming.extractors import Pipeline
-from streaming.generations import Generations
+from streaming.generations import WATCH_INTERVAL, Generations
 from streaming.store import MemoryStore
+from streaming.testing import parse_sse
 
 from .conftest import Serve
 from .generation_helpers import paced
 from .sources.upstream import WAIT_LIMIT
 from .test_full_path import endless_reply
+from .transport_views import XML_REPLY, XML_TEXT
+
+CANCEL_GRACE = DEFAULTS["CANCEL_GRACE"]  # the test project keeps the default
 
 
 async def test_a_reply_nobody_follows_is_cancelled_after_the_grace() -> None:
@@ -50,3 +58,19 @@ async def test_a_client_gone_before_its_follower_started_stops_the_model(
             await asyncio.sleep(0.01)
     # The view answers a second later, to nobody: no follower ever reads the reply.
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+def test_a_response_read_late_by_a_busy_server_still_gets_the_whole_reply(
+    live_url: str,
+) -> None:
+    """The server begins reading the response after ``CANCEL_GRACE``: its reply is not
+    cancelled as unwatched meanwhile, since a response that will follow it exists."""
+    name = uuid.uuid4().hex
+    # The reply runs on for a second after the response is begun being read.
+    delay = (float(CANCEL_GRACE) + 2 * WATCH_INTERVAL + 1.0) / len(XML_REPLY)
+    params: dict[str, str | float] = {"key": name, "delay": delay, "size": 1}
+    with httpx.Client(base_url=live_url, timeout=WAIT_LIMIT) as client:
+        response = client.get("/sse/slow-to-read", params=params)
+    received = [json.loads(event.data) for event in parse_sse(response.content)]
+    assert "".join(m["chunk"] for m in received if "chunk" in m) == XML_TEXT
+    assert received[-1] == {"done": True}

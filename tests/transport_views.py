@@ -22,8 +22,10 @@ from django.http import HttpRequest, HttpResponse
 
 from streaming import StreamError, StreamErrorCode
 from streaming.chat import CHAT_PIPELINES
+from streaming.conf import setting
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor, ValidationStreamExtractor
+from streaming.generations import WATCH_INTERVAL
 from streaming.limits import UNLIMITED, Limits
 from streaming.sources import openai_chat
 from streaming.views import SSEView
@@ -173,6 +175,16 @@ class SlowToAnswerView(OpenAIView):
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = await super().get(request, *args, **kwargs)
         await asyncio.sleep(1.0)
+        return response
+
+
+class SlowToReadView(ScriptedView):
+    """A busy server: the response is returned, and begun being read, only after the
+    reply's ``CANCEL_GRACE`` (plus two turns of the watcher) has passed."""
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = await super().get(request, *args, **kwargs)
+        await asyncio.sleep(float(setting("CANCEL_GRACE")) + 2 * WATCH_INTERVAL)
         return response
 
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("sse/openai", transport_views.OpenAIView.as_view()),
     path("sse/openai-keep", transport_views.KeepOpenAIView.as_view()),
     path("sse/openai-late", transport_views.SlowToAnswerView.as_view()),
+    path("sse/slow-to-read", transport_views.SlowToReadView.as_view()),
     path("sse/echo", transport_views.EchoView.as_view()),
     path("sse/api-key", transport_views.ApiKeyView.as_view()),
     path("sse/chat-ui", chat_ui_views.ScriptedChatUIView.as_view()),
