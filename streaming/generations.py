@@ -590,9 +590,16 @@ class Generations:
         """Count a follower about to start: a response the server has not begun reading
         yet. A busy server may take longer than ``CANCEL_GRACE`` to get there, and its
         reply must not be cancelled as unwatched meanwhile. Returns the call (to make
-        once) that stops counting it."""
+        once, from any thread: Django closes a response in a worker thread) that stops
+        counting it, on this event loop."""
         self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
-        return partial(self._unfollow, generation_id)
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing counts
+                loop.call_soon_threadsafe(self._unfollow, generation_id)
+
+        return release
 
     def _unfollow(self, generation_id: str) -> None:
         left = self.followers.pop(generation_id, 1) - 1

@@ -45,6 +45,23 @@ async def test_a_reply_nobody_follows_is_cancelled_after_the_grace() -> None:
     assert finished == ["finally"]
 
 
+async def test_an_expected_follower_holds_the_reply_until_it_is_released() -> None:
+    finished: list[str] = []
+    generations = Generations(MemoryStore())
+    with override_settings(STREAMING={"CANCEL_GRACE": 0.3}):
+        generation_id = await generations.start(
+            paced(10_000, 0.01, finished), Pipeline(), owner="me"
+        )
+        release = generations.expect_follower(generation_id)
+        task = generations.running[generation_id].task
+        await asyncio.sleep(0.3 + 2 * WATCH_INTERVAL)
+        assert not task.done()
+        await asyncio.to_thread(release)  # Django closes a response in a worker thread
+        await asyncio.wait({task}, timeout=WAIT_LIMIT)
+    assert task.done() and finished == ["finally"]
+    assert generations.followers == {}
+
+
 async def test_a_client_gone_before_its_follower_started_stops_the_model(
     live_url: str, serve: Serve
 ) -> None:
