@@ -500,6 +500,9 @@ export class StreamClient {
         }
         if (done) break;
         parser.push(decoder.decode(value, { stream: true }));
+        // An event with an id and no data (this app's opening bytes) is not dispatched,
+        // but names the reply: Stop and a reconnect can use it before the first token.
+        if (!reply.lastEventId && parser.lastEventId) reply.lastEventId = parser.lastEventId;
       }
       parser.push(decoder.decode());
       parser.end();
