@@ -7,11 +7,13 @@ bytes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from ..servers import free_port
 from ..sources.upstream import Reply, Request
@@ -31,9 +33,13 @@ READS_SCRIPT = """() => {
 }"""
 
 
+#: Seconds a thinking model is silent before its first token.
+THINKING = 2.0
+
+
 class EndlessUpstream(ThreadedUpstream):
     """An upstream that streams tokens until its client goes away (to a prompt with
-    ``think``: nothing at all, a model thinking for ever); ``starts`` and ``cuts`` are the
+    ``think``: only after ``THINKING`` seconds of silence); ``starts`` and ``cuts`` are the
     ``time.monotonic()`` of each request's start and end."""
 
     def __init__(self) -> None:
@@ -49,7 +55,8 @@ class EndlessUpstream(ThreadedUpstream):
         try:
             await reply.head()
             if thinking:
-                await asyncio.wait_for(reply.gone.wait(), 60)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reply.gone.wait(), THINKING)
             while not reply.gone.is_set():
                 await reply.event(completion_chunk("more text "))
                 await asyncio.sleep(0.01)
@@ -93,21 +100,27 @@ def test_stop_closes_the_model_request_within_a_second(
         assert upstream.cuts[cuts] - stopped < 1.0
 
 
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
 def test_stop_before_the_first_token_closes_the_model_request(
-    browser: Any, openai_server: DemoServer, upstream: EndlessUpstream
+    browser: Any, openai_server: DemoServer, upstream: EndlessUpstream, transport: str
 ) -> None:
     """A model slow to its first token: Stop sends ``DELETE ?id=<reply>`` with the id of
-    the response's first bytes, so the kept reply does not run on unwatched."""
+    the response's first bytes (``fetch``), or with that of the first message, which an
+    ``EventSource`` waits for muted; the kept reply does not run on unwatched (for
+    ``KEEP_GRACE``, a minute)."""
     for page in open_page(browser, openai_server.url):
         page.evaluate(READS_SCRIPT)
-        choose(page, "sse-post", "passthrough")
+        choose(page, transport, "passthrough")
         starts, cuts = len(upstream.starts), len(upstream.cuts)
         send(page, "Think it over")
         deadline = time.monotonic() + 5.0
         while len(upstream.starts) == starts and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(upstream.starts) > starts, "the model was not asked"
-        page.wait_for_function("window.__reads > 0", polling="raf", timeout=5_000)
+        if transport == "sse-post":
+            page.wait_for_function("window.__reads > 0", polling="raf", timeout=5_000)
+        else:
+            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
         wait_for_state(page, "waiting", timeout=1_000)  # no token came
         page.get_by_role("button", name="Stop").click()
         wait_for_state(page, "cancelled", timeout=5_000)
