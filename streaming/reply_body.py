@@ -24,6 +24,7 @@ from .sse import (
     failure_event,
     serialize_data,
     validate_event,
+    validate_id,
     validate_retry,
 )
 
@@ -36,6 +37,11 @@ class ReplyBody:
     """The SSE body of ``batches``, with ``event`` and ``retry`` as defaults of every
     message (as ``Stream`` has them). Consumed once, under ASGI.
 
+    ``opening_id`` goes out with the opening comment as an event with an id and no data:
+    a client dispatches nothing, but its last event id is set at once, so a reconnect
+    before the first message (a slow model's first token) sends it as ``Last-Event-ID``
+    and resumes the reply instead of starting another one.
+
     ``on_close`` is called once, when the response is closed (Django closes every
     response it returned, also after a disconnect) or, failing that, when the body is
     garbage-collected unread.
@@ -47,9 +53,13 @@ class ReplyBody:
         *,
         event: str | None = None,
         retry: int | None = None,
+        opening_id: str | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._batches = batches
+        self._opening = OPENING_COMMENT
+        if opening_id is not None:
+            self._opening += encode_fields(None, event_id=validate_id(opening_id))
         self._event = validate_event(event)
         self._retry = validate_retry(retry)
         self._started = False
@@ -76,7 +86,7 @@ class ReplyBody:
 
     async def _body(self) -> AsyncIterator[bytes]:
         # Daphne sends the headers only with the first body bytes: send them at once.
-        yield OPENING_COMMENT
+        yield self._opening
         try:
             async with aclosing(self._batches) as batches:
                 async for messages in batches:

@@ -259,7 +259,9 @@ class SSEView(PipelineChoiceMixin, View):
     def follow_response(
         self, generations: Generations, generation_id: str, owner: str, *, after: int
     ) -> HttpResponse:
-        """The generation's events after ``after`` as an SSE response, until its end."""
+        """The generation's events after ``after`` as an SSE response, until its end. Its
+        first bytes carry the id ``<generation>:<after>`` (no data), so the client knows
+        the reply before its first message and a reconnect resumes it."""
         protocol = self.get_protocol()
 
         async def messages() -> MessageBatches:
@@ -288,6 +290,7 @@ class SSEView(PipelineChoiceMixin, View):
             messages(),
             event=self.event,
             retry=self.retry,
+            opening_id=f"{generation_id}:{after}",
             on_close=generations.expect_follower(generation_id),
         )
         return SSEResponse(body)

@@ -255,7 +255,7 @@ def test_a_running_reply_is_named_and_a_second_prompt_is_refused(
             from .postgres_server import wait_for_connections
 
             assert wait_for_connections(chat_server.postgres, chat_server.name, 0) == 0
-            assert next(lines)  # still streaming
+            assert next(line for line in lines if line)  # still streaming
         busy = browser.post(prompt="meanwhile", conversation=conversation_id)
         assert busy.status_code == 400 and "still running" in busy.json()["error"]
         browser.client.delete("/chat/stream", params={"id": generation}, headers=browser.headers)

@@ -17,6 +17,7 @@ from streaming.reply_body import ReplyBody
 from streaming.response import SSEResponse
 from streaming.sse import KEEPALIVE_COMMENT, OPENING_COMMENT, ServerSentEvent, SSEParser
 from streaming.store import MemoryStore
+from streaming.testing import parse_sse
 
 from .generation_helpers import paced
 
@@ -60,6 +61,24 @@ async def test_messages_are_framed_with_the_body_defaults() -> None:
         ("g:3", "named", "c"),
     ]
     assert parts[-1] == b""
+
+
+async def test_the_opening_carries_the_reply_id_as_an_event_without_data() -> None:
+    """The id is known from the first bytes on; no client dispatches anything for it."""
+    body = ReplyBody(batches_of([ServerSentEvent("x", id="g:1")]), opening_id="g:0")
+    parts = await body_bytes(body)
+    assert parts[0] == OPENING_COMMENT + b"id: g:0\n\n"
+    parser = SSEParser()
+    assert parser.feed(parts[0]) == []
+    assert parser.last_event_id == "g:0"
+    assert [(e.id, e.data) for e in parser.feed(parts[1])] == [("g:1", "x")]
+    assert parse_sse(parts[0]) == []
+
+
+def test_an_opening_id_that_could_inject_a_field_is_refused() -> None:
+    with pytest.raises(StreamError) as caught:
+        ReplyBody(batches_of(), opening_id="g:0\ndata: injected")
+    assert caught.value.code == StreamErrorCode.INVALID_FIELD
 
 
 async def test_an_empty_batch_is_a_keepalive_comment() -> None:

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
+from .conftest import probe, wait_for_probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 from .settings_redis import FINISHED_TTL
 from .transport_views import XML_REPLY, XML_TEXT
@@ -117,6 +118,76 @@ def test_delete_cancels_a_kept_reply(live_url: str) -> None:
         assert cancelled.status_code == 204
         rest = sse_all(client.get("/sse/keep", headers={"Last-Event-ID": event_id}))
         assert json.loads(rest[-1].data)["code"] == "ABORTED"
+
+
+#: A model slow to its first token: one chunk (the whole reply) after 1.5 seconds.
+SLOW_START = {"delay": "1.5", "size": "1000", "pipeline": "passthrough"}
+
+
+def opening_id(chunks: Iterator[bytes], parser: SSEParser) -> tuple[str, list[ParsedEvent]]:
+    """Read ``chunks`` until the client knows an event id; return it with the events
+    dispatched by then (none, when the id comes before the model's first token)."""
+    events: list[ParsedEvent] = []
+    while parser.last_event_id is None:
+        events += parser.feed(next(chunks))
+    return parser.last_event_id, events
+
+
+def test_the_reply_id_comes_with_the_first_bytes_before_the_first_token(
+    live_url: str, http: httpx.Client
+) -> None:
+    name = uuid.uuid4().hex
+    with (
+        httpx.Client(base_url=live_url, timeout=LIMIT) as client,
+        client.stream("GET", "/sse/scripted", params={**SLOW_START, "key": name}) as response,
+    ):
+        chunks = response.iter_raw()
+        parser = SSEParser()
+        event_id, events = opening_id(chunks, parser)
+        assert events == []  # nothing dispatched: the model has sent nothing yet
+        assert probe(http, name) == ["started"]
+        body = [event for chunk in chunks for event in parser.feed(chunk)]
+    generation, _, seq = event_id.partition(":")
+    assert len(generation) == 32 and seq == "0"
+    assert {(event.id or "").split(":")[0] for event in body} == {generation}
+    assert text_of(body) == XML_REPLY
+
+
+def test_a_reconnect_before_the_first_token_resumes_the_reply_and_starts_no_other(
+    live_url: str, http: httpx.Client
+) -> None:
+    """What a browser's ``EventSource`` does when its connection drops while a slow model
+    thinks: reconnect with the id of the opening bytes, ``<generation>:0``."""
+    name = uuid.uuid4().hex
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")  # the session's owner token
+        with client.stream("GET", "/sse/keep", params={**SLOW_START, "key": name}) as response:
+            event_id, events = opening_id(response.iter_raw(), SSEParser())
+        assert events == [] and event_id.endswith(":0")
+        resumed = client.get(
+            "/sse/keep", params={**SLOW_START, "key": name}, headers={"Last-Event-ID": event_id}
+        )
+    assert resumed.status_code == 200
+    # The resumed body opens with the id it resumes from, then the whole reply, once.
+    assert resumed.content.startswith(b": stream open\n\nid: " + event_id.encode() + b"\n\n")
+    after = sse_all(resumed)
+    assert text_of(after) == XML_REPLY
+    assert json.loads(after[-1].data) == {"done": True}
+    assert {(event.id or "").split(":")[0] for event in after} == {event_id.split(":")[0]}
+    wait_for_probe(http, name, ["started", "finally"])  # one generation, not two
+
+
+def test_a_resume_midway_opens_with_the_id_it_resumes_from(live_url: str) -> None:
+    """Sent again on a resume, the opening id moves nothing: the events after it come
+    exactly once."""
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")
+        with client.stream("GET", "/sse/keep", params=SLOW) as response:
+            before = sse_until(response, 5)
+        last_id = before[-1].id or ""
+        resumed = client.get("/sse/keep", headers={"Last-Event-ID": last_id})
+    assert resumed.content.startswith(b": stream open\n\nid: " + last_id.encode() + b"\n\n")
+    check_exactly_once(before, sse_all(resumed))
 
 
 # ------------------------------------------------------------------- WebSocket

@@ -1,13 +1,18 @@
-"""The server goes away mid-reply: the page says so, reconnects, and works again."""
+"""The server goes away mid-reply: the page says so, reconnects, and works again. The
+network drops while the model thinks (before its first token): the page resumes the same
+reply, and no second one is started."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from ..sources.upstream import Reply, Request
 from .chatpage import (
     TRANSPORTS,
     choose,
@@ -17,7 +22,9 @@ from .chatpage import (
     send,
     wait_for_state,
 )
-from .conftest import DemoServer, open_page
+from .conftest import DemoServer, demo_server, open_page
+from .model import ThreadedUpstream, chunk, tokens
+from .proxy import CuttingProxy
 
 
 @pytest.fixture
@@ -70,3 +77,92 @@ def test_server_restart_mid_reply(
     source = reply_source(page)
     assert "You wrote: “Are you still there?”" in text
     assert source.startswith(partial)
+
+
+#: Seconds the model thinks before its first token, and what it then answers.
+THINKING = 2.0
+ANSWER = "Having thought it over: yes, the same reply, once."
+
+
+class ThinkingModel(ThreadedUpstream):
+    """A model silent for ``THINKING`` seconds, then quick; ``asked`` counts its requests."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        super().__init__(self.script)
+
+    async def script(self, request: Request, reply: Reply) -> None:
+        self.asked += 1
+        await reply.head()
+        await asyncio.sleep(THINKING)
+        for piece in tokens(ANSWER):
+            await reply.event(chunk(piece))
+        await reply.event(chunk(finish="stop"))
+        await reply.event("[DONE]")
+        await reply.end()
+
+
+@pytest.fixture(scope="module")
+def thinking_model() -> Iterator[ThinkingModel]:
+    with ThinkingModel() as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def proxied_server(thinking_model: ThinkingModel) -> Iterator[CuttingProxy]:
+    """The chat page on the thinking model, reached through a proxy the test can cut."""
+    url = f"{thinking_model.upstream.url}/v1"
+    for server in demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": url}):
+        with CuttingProxy(server.port) as proxy:
+            yield proxy
+
+
+class StreamBytes:
+    """Whether the page received body bytes of a request to ``path``, from DevTools'
+    network events (the renderer's: the bytes are the page's fetch's or EventSource's,
+    not only in a socket buffer a cut would drop)."""
+
+    def __init__(self, page: Any, path: str = "/chat/stream") -> None:
+        self.page = page
+        self.path = path
+        self.streams: set[str] = set()
+        self.received: set[str] = set()
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.on("Network.requestWillBeSent", self._sent)
+        self.cdp.on("Network.dataReceived", self._data)
+        self.cdp.send("Network.enable")
+
+    def _sent(self, event: dict[str, Any]) -> None:
+        if self.path in event["request"]["url"]:
+            self.streams.add(event["requestId"])
+
+    def _data(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self.streams:
+            self.received.add(event["requestId"])
+
+    def wait(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.received and time.monotonic() < deadline:
+            self.page.wait_for_timeout(20)  # Playwright delivers the events meanwhile
+        assert self.received, f"no body bytes of {self.path} reached the page"
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+def test_a_drop_before_the_first_token_resumes_the_same_reply(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, transport: str
+) -> None:
+    """The id of the response's first bytes makes the reconnect a resume (fetch: our
+    backoff and ``Last-Event-ID``; EventSource: the browser's own reconnect)."""
+    for page in open_page(browser, proxied_server.url):
+        choose(page, transport, "passthrough")
+        stream = StreamBytes(page)
+        asked = thinking_model.asked
+        send(page, "Is it the same reply?")
+        stream.wait()
+        wait_for_state(page, "waiting", timeout=1_000)  # no token came yet
+        proxied_server.cut()
+        wait_for_state(page, "reconnecting", timeout=5_000)
+        wait_for_state(page, "complete", timeout=20_000)
+        assert reply_source(page) == ANSWER
+        expect(last_reply(page).locator(".notice")).to_be_hidden()
+        assert thinking_model.asked == asked + 1, "a second reply was started"

@@ -1,15 +1,19 @@
 """Stop stops the model: after the Stop button, on every transport, the model's request
 (to a local OpenAI-compatible upstream, ``tests/sources/upstream.py``) is closed within a
-second, also with the chat's ``keep`` policy, which keeps a reply whose client went away."""
+second, also with the chat's ``keep`` policy, which keeps a reply whose client went away,
+and also before the model's first token (the reply's id comes with the response's first
+bytes)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from ..servers import free_port
 from ..sources.upstream import Reply, Request
@@ -18,18 +22,41 @@ from .chatpage import TRANSPORTS, choose, send, wait_for_state
 from .conftest import DemoServer, open_page
 from .model import ThreadedUpstream
 
+#: Counts the reads of a fetch body (the client's SSE reader): once one resolved, the
+#: client has parsed the response's first bytes.
+READS_SCRIPT = """() => {
+  window.__reads = 0;
+  const read = ReadableStreamDefaultReader.prototype.read;
+  ReadableStreamDefaultReader.prototype.read = function () {
+    return read.call(this).then((result) => { window.__reads += 1; return result; });
+  };
+}"""
+
+
+#: Seconds a thinking model is silent before its first token.
+THINKING = 2.0
+
 
 class EndlessUpstream(ThreadedUpstream):
-    """An upstream that streams tokens until its client goes away; ``cuts`` are the
-    ``time.monotonic()`` of each request's end."""
+    """An upstream that streams tokens until its client goes away (to a prompt with
+    ``think``: only after ``THINKING`` seconds of silence); ``starts`` and ``cuts`` are the
+    ``time.monotonic()`` of each request's start and end."""
 
     def __init__(self) -> None:
+        self.starts: list[float] = []
         self.cuts: list[float] = []
         super().__init__(self.script)
 
     async def script(self, request: Request, reply: Reply) -> None:
+        self.starts.append(time.monotonic())
+        messages = request.json()["messages"]
+        prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        thinking = "think" in prompt.lower()
         try:
             await reply.head()
+            if thinking:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reply.gone.wait(), THINKING)
             while not reply.gone.is_set():
                 await reply.event(completion_chunk("more text "))
                 await asyncio.sleep(0.01)
@@ -71,3 +98,33 @@ def test_stop_closes_the_model_request_within_a_second(
             time.sleep(0.02)
         assert len(upstream.cuts) > cuts, "the model request was not closed after Stop"
         assert upstream.cuts[cuts] - stopped < 1.0
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+def test_stop_before_the_first_token_closes_the_model_request(
+    browser: Any, openai_server: DemoServer, upstream: EndlessUpstream, transport: str
+) -> None:
+    """A model slow to its first token: Stop sends ``DELETE ?id=<reply>`` with the id of
+    the response's first bytes (``fetch``), or with that of the first message, which an
+    ``EventSource`` waits for muted; the kept reply does not run on unwatched (for
+    ``KEEP_GRACE``, a minute)."""
+    for page in open_page(browser, openai_server.url):
+        page.evaluate(READS_SCRIPT)
+        choose(page, transport, "passthrough")
+        starts, cuts = len(upstream.starts), len(upstream.cuts)
+        send(page, "Think it over")
+        deadline = time.monotonic() + 5.0
+        while len(upstream.starts) == starts and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(upstream.starts) > starts, "the model was not asked"
+        if transport == "sse-post":
+            page.wait_for_function("window.__reads > 0", polling="raf", timeout=5_000)
+        else:
+            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        wait_for_state(page, "waiting", timeout=1_000)  # no token came
+        page.get_by_role("button", name="Stop").click()
+        wait_for_state(page, "cancelled", timeout=5_000)
+        deadline = time.monotonic() + 5.0
+        while len(upstream.cuts) == cuts and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(upstream.cuts) > cuts, "the model request was not closed after Stop"

@@ -384,11 +384,12 @@ function showStatus(status, info) {
       if (current?.view.state === "reconnecting") current.view.setState("streaming");
       break;
     case "reconnecting": {
-      const seconds = (info.delay / 1000).toFixed(1);
-      setConnection("reconnecting", `Connection lost · reconnecting in ${seconds} s (attempt ${info.attempt})`);
+      // No delay: the browser's EventSource reconnects by itself, when it sees fit.
+      const when = info.delay === null ? "" : ` in ${(info.delay / 1000).toFixed(1)} s`;
+      setConnection("reconnecting", `Connection lost · reconnecting${when} (attempt ${info.attempt})`);
       if (current) {
         current.view.setState("reconnecting");
-        current.view.showNotice("Connection lost", `Reconnecting in ${seconds} s (attempt ${info.attempt})…`, {
+        current.view.showNotice("Connection lost", `Reconnecting${when} (attempt ${info.attempt})…`, {
           kind: "info",
         });
       }

@@ -45,7 +45,8 @@
  * @property {string | null} messageId The server's id of the reply (WebSocket).
  * @property {string} lastEventId The last SSE event id received ("" if none).
  * @property {number} [attempt] Reconnection attempt (with status `reconnecting`).
- * @property {number} [delay] Milliseconds until that attempt.
+ * @property {number | null} [delay] Milliseconds until that attempt (null: the browser's
+ *   `EventSource` reconnects by itself, after a delay of its own).
  */
 
 /**
@@ -345,8 +346,8 @@ export class StreamClient {
     if (this.transport === "ws" && reply.sent && this._socketOpen()) {
       this._socket.send(JSON.stringify({ type: "cancel" }));
       this._cancelAcks += 1;
-    } else if (this.transport !== "ws") {
-      this._deleteReply(reply);
+    } else if (this.transport !== "ws" && !this._deleteReply(reply)) {
+      reply.cancelWhenNamed?.(); // EventSource, before its first message
     }
     this._finish(reply, "cancelled");
     return true;
@@ -438,18 +439,36 @@ export class StreamClient {
    * `EventSource` would reconnect by itself at a fixed interval, forever. We close it at
    * the first drop and resume with `fetch` (which sends `Last-Event-ID` as EventSource
    * would) on our own backoff, so both SSE transports recover the same way.
+   *
+   * Before the first message, though, only the browser knows the reply's id (the id the
+   * response opens with, in an event without data, which `EventSource` does not show):
+   * a drop then lets the browser reconnect by itself with it (at most `retries` times),
+   * and `cancel()` keeps the source, muted, until a message names the reply to `DELETE`.
    */
   _openEventSource(reply) {
     const source = new EventSource(this._queryURL(reply.body), {
       withCredentials: Boolean(this.options.withCredentials),
     });
     let opened = false;
+    let cancelled = false;
     reply.stop = () => source.close();
+    reply.cancelWhenNamed = () => {
+      cancelled = true;
+      reply.stop = null; // _finish leaves the source open
+    };
     source.onopen = () => {
       opened = true;
-      this._setStatus("open", reply);
+      if (this._reply === reply) this._setStatus("open", reply);
     };
-    const handle = (event) => this._event(reply, event.type, event.data, event.lastEventId);
+    const handle = (event) => {
+      if (!cancelled) {
+        this._event(reply, event.type, event.data, event.lastEventId);
+        return;
+      }
+      source.close();
+      reply.lastEventId = event.lastEventId;
+      this._deleteReply(reply);
+    };
     source.onmessage = handle;
     for (const name of this.options.events ?? []) source.addEventListener(name, handle);
     source.addEventListener("error", (event) => {
@@ -457,8 +476,18 @@ export class StreamClient {
         handle(event); // a server-sent `event: error`
         return;
       }
+      if (this._reply !== reply) {
+        source.close();
+        return;
+      }
+      const unnamed = reply.lastEventId === "" && reply.received === 0;
+      const retry = this.reconnect && reply.attempt < this.reconnect.retries;
+      if (opened && unnamed && retry && source.readyState === EventSource.CONNECTING) {
+        reply.attempt += 1; // the browser reconnects, with the id we cannot read
+        this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay: null });
+        return;
+      }
       source.close();
-      if (this._reply !== reply) return;
       if (opened || source.readyState === EventSource.CONNECTING) this._lost(reply);
       else this._fail(reply, "The server refused the stream request", "HTTP_ERROR");
     });
@@ -500,6 +529,9 @@ export class StreamClient {
         }
         if (done) break;
         parser.push(decoder.decode(value, { stream: true }));
+        // An event with an id and no data (this app's opening bytes) is not dispatched,
+        // but names the reply: Stop and a reconnect can use it before the first token.
+        if (!reply.lastEventId && parser.lastEventId) reply.lastEventId = parser.lastEventId;
       }
       parser.push(decoder.decode());
       parser.end();
@@ -584,6 +616,7 @@ export class StreamClient {
     if (this._reply !== reply) return;
     reply.stop?.();
     reply.stop = null;
+    reply.cancelWhenNamed = null;
     // Without an event id a reconnect would start the reply again: only if nothing came yet.
     const resumable = reply.lastEventId !== "" || reply.received === 0;
     if (!this.reconnect || !resumable || reply.attempt >= this.reconnect.retries) {
@@ -596,10 +629,13 @@ export class StreamClient {
     reply.timer = setTimeout(() => this._request(reply, true), delay);
   }
 
-  /** Ask the server to stop `reply` (its id is the part of an event id before `:`). */
+  /**
+   * Ask the server to stop `reply` (its id is the part of an event id before `:`); false
+   * when no id is known yet.
+   */
   _deleteReply(reply) {
     const generation = reply.lastEventId.split(":")[0];
-    if (!generation) return; // nothing arrived yet: the closed connection has to do
+    if (!generation) return false;
     const url = new URL(this.options.url, globalThis.location?.href);
     url.searchParams.set("id", generation);
     const headers = { ...this.options.headers };
@@ -608,6 +644,7 @@ export class StreamClient {
     fetch(url, { method: "DELETE", headers, credentials: "same-origin", keepalive: true }).catch(
       () => {},
     );
+    return true;
   }
 
   _csrfToken() {
@@ -806,6 +843,7 @@ function newReply(body, resolve) {
     attempt: 0,
     timer: null,
     stop: null,
+    cancelWhenNamed: null,
     sent: false,
     resuming: false,
   };
