@@ -411,7 +411,8 @@ async def burst_run(server: Server, path: Route, n: int) -> tuple[float, float, 
     reply.start()
     await asyncio.wait_for(reply.ended, 60)
     if reply.tokens != n or reply.started_at is None:
-        raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived")
+        raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived: {reply.last!r}")
+    await asyncio.sleep(0.5)  # the server finishes with this reply before the next starts
     return (
         (reply.first_at - reply.started_at) * 1000,
         (reply.arrivals[0] - reply.asked_at) * 1000,
