@@ -21,8 +21,9 @@ Idle: N open replies whose model sends nothing, per transport and store; the dap
 process's RSS growth per reply (a fresh process for each path) and its CPU use while
 nothing streams (over 20 s, once they have all started: an SSE reply's keep-alive comment
 every ``KEEPALIVE`` seconds is part of it). ``--burst N``: one reply of N tokens ready
-at once (as from one large network read) per path: when its first token and its last
-arrive. ``--fast``: a 500
+at once (as from one large network read) per path (and per ``--before`` path),
+interleaved: ms from the model's first chunk to the client's first token, and from the
+request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
 tokens/s model (1,000 tokens 2 ms apart) on the raw path and on ``SSEView`` with
 ``FLUSH_INTERVAL_MS`` = 16.
 """
@@ -163,6 +164,9 @@ class Reply(asyncio.Protocol):
         #: A burst: when the model started it and when its first chunk arrived (time()).
         self.started_at: float | None = None
         self.first_at = 0.0
+        #: When the reply was asked for (perf_counter): the HTTP request, or the prompt
+        #: frame on a WebSocket (its handshake is the connection, as TCP's is for HTTP).
+        self.asked_at = 0.0
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[None] = loop.create_future()
@@ -175,6 +179,7 @@ class Reply(asyncio.Protocol):
     def start(self) -> None:
         assert self.transport is not None
         self.transport.write(self.request)
+        self.asked_at = time.perf_counter()
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
@@ -197,6 +202,7 @@ class Reply(asyncio.Protocol):
             data = buffer[end + 4 :]
             if self.prompt is not None and self.transport is not None:
                 self.transport.write(ws_frame(self.prompt))
+                self.asked_at = time.perf_counter()
             if not self.opened.done():
                 self.opened.set_result(None)
         count = self._frames(data) if self.ws else data.count(b"x")
@@ -395,31 +401,43 @@ BURST_KEYS = ["raw-http", "sse", "view-mem", "view-redis", "raw-ws", "ws-mem", "
 async def burst_run(server: Server, path: Route, n: int) -> tuple[float, float, float]:
     """One reply of ``n`` tokens ready at once: ms from the model's first chunk to the
     client's (the model writes its ``time()``), from the request to the first token, and
-    to the last."""
+    to the last.
+
+    The first figure starts where the model starts, which is after the response exists
+    for ``sse_response`` (its body reads the model) but before it does for the library's
+    paths (the reply runs on its own and the response follows it): the second counts
+    the same steps on every path, from the request (on a WebSocket, the prompt frame)."""
     (reply,) = await open_replies(server.port, path, f"n={n}&gap=-1000", 1)
-    started = time.perf_counter()
     reply.start()
     await asyncio.wait_for(reply.ended, 60)
     if reply.tokens != n or reply.started_at is None:
-        raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived")
+        raise RuntimeError(f"{path.label}: {reply.tokens} tokens of {n} arrived: {reply.last!r}")
+    await asyncio.sleep(0.5)  # the server finishes with this reply before the next starts
     return (
         (reply.first_at - reply.started_at) * 1000,
-        (reply.arrivals[0] - started) * 1000,
-        (reply.arrivals[-1] - started) * 1000,
+        (reply.arrivals[0] - reply.asked_at) * 1000,
+        (reply.arrivals[-1] - reply.asked_at) * 1000,
     )
 
 
 async def bursts(
     servers: dict[str, Server], keys: list[str], n: int, rounds: int
 ) -> list[tuple[str, float, float, float]]:
+    """``rounds`` bursts on each path, the paths interleaved in a new order each round."""
+    for key in keys:  # warm up
+        await burst_run(servers[BY_KEY[key].server], BY_KEY[key], 100)
+    runs: dict[str, list[tuple[float, float, float]]] = {key: [] for key in keys}
+    for _ in range(rounds):
+        order = keys[:]
+        random.shuffle(order)
+        for key in order:
+            runs[key].append(await burst_run(servers[BY_KEY[key].server], BY_KEY[key], n))
     rows = []
-    for key in [key for key in BURST_KEYS if key in keys]:
-        path = BY_KEY[key]
-        await burst_run(servers[path.server], path, 100)  # warm up
-        runs = [await burst_run(servers[path.server], path, n) for _ in range(rounds)]
-        model, first, last = (statistics.median(run[i] for run in runs) for i in range(3))
-        rows.append((path.label, model, first, last))
-        print(f"  burst {key}: model to client {model:.1f} ms, first {first:.1f} ms", flush=True)
+    for key in keys:
+        model, first, last = (statistics.median(run[i] for run in runs[key]) for i in range(3))
+        rows.append((BY_KEY[key].label, model, first, last))
+        print(f"  burst {key}: model to client {model:.1f} ms, request to first {first:.1f} "
+              f"ms, to last {last:.1f} ms", flush=True)  # fmt: skip
     return rows
 
 
@@ -534,7 +552,7 @@ def main() -> None:
         levels = [int(value) for value in args.streams.split(",")]
     rounds = 1 if args.quick else args.rounds
     idle = 300 if args.quick and args.idle == 2000 else args.idle
-    keys = args.paths.split(",") if args.paths else KEYS
+    keys = args.paths.split(",") if args.paths else list(KEYS)
     pin(0, CLIENT_CORE)
     redis = RedisServer()
     redis.start()
@@ -557,9 +575,17 @@ def main() -> None:
                 "server on one core, client on the other",
             )  # fmt: skip
         if args.burst:
-            with daphne({}) as memory, daphne({"STREAMING_BENCH_REDIS": redis.url}) as on_redis:
-                servers = {"memory": memory, "redis": on_redis}
-                rows = asyncio.run(bursts(servers, keys, args.burst, max(3, rounds)))
+            with ExitStack() as stack:
+                servers = {
+                    "memory": stack.enter_context(daphne({})),
+                    "redis": stack.enter_context(daphne({"STREAMING_BENCH_REDIS": redis.url})),
+                }
+                burst_keys = [key for key in BURST_KEYS if key in keys]
+                if args.before:
+                    burst_keys += add_before(
+                        servers, stack, Path(args.before), redis.url, burst_keys
+                    )
+                rows = asyncio.run(bursts(servers, burst_keys, args.burst, max(3, rounds)))
             print()
             print(f"{args.burst:,} tokens ready at once (median of {max(3, rounds)} replies)")
             print("| path | model's first chunk to client ms | request to first token ms | "

@@ -73,7 +73,8 @@ DEFAULTS: dict[str, Any] = {
     "FLUSH_INTERVAL_MS": None,
     # Milliseconds a store that needs a round trip (Redis) gathers the new events of every
     # reply in the process before writing them all in one call: fewer round trips per
-    # token, at the cost of up to that much latency. 0: write at the next event-loop turn.
+    # token, at the cost of up to that much latency (a reply's first events, which its
+    # client waits for, go at once). 0: write at the next event-loop turn.
     "STORE_BATCH_MS": 2.0,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,

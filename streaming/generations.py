@@ -68,9 +68,13 @@ WATCH_INTERVAL = 0.5
 #: Seconds a source may keep the event loop to itself (chunks ready at once) before the
 #: generation lets the followers send what it has so far.
 BURST_SLICE = 0.004
-#: The same until a follower here has taken the reply's first events: the first text of a
-#: burst goes out within a few milliseconds, not after several whole slices.
+#: The same until the reply's first events are out: past it, the generation waits for them.
 FIRST_SLICE = 0.0005
+#: Seconds, at most, a generation whose source has much text ready at once leaves the
+#: event loop to the reply's first events (to be stored, taken by a follower here and
+#: given to its connection) before it reads on: every step they take needs a loop turn,
+#: and each turn would wait for a slice of the source.
+FIRST_WAIT = 0.02
 #: Seconds the store flusher waits for more writes before its task ends.
 FLUSHER_LINGER = 1.0
 #: The session key holding an anonymous visitor's owner token.
@@ -168,8 +172,10 @@ class _EventWriter:
         self.readers = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.ended = False
-        #: Whether a follower here has taken events yet.
-        self.handed = False
+        #: Whether the reply's first events are out (a follower here gave them to its
+        #: connection), or the generation stopped waiting for that.
+        self.out = False
+        self.going_out: asyncio.Future[None] | None = None
 
     def add_text(self, text: str) -> None:
         self.text.append(text)
@@ -183,7 +189,7 @@ class _EventWriter:
             self.sealing = loop.call_later(self.interval, self._seal)
         else:
             self.sealing = loop.call_soon(self._seal)
-        self.due = loop.time() + max(self.interval, BURST_SLICE if self.handed else FIRST_SLICE)
+        self.due = loop.time() + max(self.interval, BURST_SLICE if self.out else FIRST_SLICE)
 
     def add_event(self, name: str, data: Any) -> None:
         self._close_text()
@@ -199,6 +205,37 @@ class _EventWriter:
     def hogging(self, now: float) -> bool:
         """Whether text has waited to be sealed for longer than it should at ``now``."""
         return self.sealing is not None and now >= self.due
+
+    async def give_way(self) -> None:
+        """The source keeps the event loop to itself: let what is merged so far go out.
+
+        The first time, wait (at most ``FIRST_WAIT``) until a follower here has given the
+        reply's first events to its connection, then one more turn, in which the server
+        writes them: a burst's first text reaches the client within a few milliseconds,
+        not after a slice of the source per step it takes. Then one turn per slice.
+        """
+        if not self.out:
+            loop = asyncio.get_running_loop()
+            self.going_out = loop.create_future()
+            timer = loop.call_later(FIRST_WAIT, _resolve, self.going_out)
+            try:
+                await self.going_out
+            finally:
+                timer.cancel()
+                self.going_out = None
+                self.out = True
+        await asyncio.sleep(0)
+
+    def passed_on(self) -> None:
+        """A follower here came back for more after giving events to its connection."""
+        self.out = True
+        if self.going_out is not None:
+            _resolve(self.going_out)
+
+    @property
+    def fresh(self) -> bool:
+        """Whether nothing of the reply is stored yet."""
+        return not self.base and not self.events
 
     def _close_text(self) -> None:
         if self.sealing is not None:
@@ -260,6 +297,8 @@ class _EventWriter:
         self.pending, self.text = [], []
         self.on_failure()
         self.wake()
+        if self.going_out is not None:
+            _resolve(self.going_out)
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -336,7 +375,8 @@ class _StoreFlusher:
                 self.wakeup = None
                 if not self.dirty:
                     return
-            if self.window:
+            if self.window and not any(w.fresh for w in self.dirty.values()):
+                # (A reply's first events go at once: they are what its client waits for.)
                 await asyncio.sleep(self.window)
             writers = [w for w in self.dirty.values() if w.pending and not w.writing]
             self.dirty = {}
@@ -688,8 +728,9 @@ class Generations:
                     raise self._lost(generation_id)
                 events = [from_record(item.seq, item.data) for item in stored]
                 events = [e for e in events if e.seq <= writer.base]
-                writer.handed = True
                 yield events
+                if not writer.out:
+                    writer.passed_on()
                 if isinstance(events[-1], TERMINAL):
                     return
                 after = events[-1].seq
@@ -705,8 +746,9 @@ class Generations:
                         writer.base = batch[-1].seq
                     if beat is not None:
                         beat.sent()
-                    writer.handed = True
                     yield batch
+                    if not writer.out:
+                        writer.passed_on()
                     if isinstance(batch[-1], TERMINAL):
                         return
                     after = batch[-1].seq
@@ -843,7 +885,7 @@ class Generations:
                     if writer.hogging(clock()):
                         # Chunks ready at once: let what is merged so far go out, so the
                         # first text is not held back until the source ends.
-                        await asyncio.sleep(0)
+                        await writer.give_way()
         except Exception as exc:
             # The model failed mid-reply: the client still gets every character that
             # arrived (unless the reply is over its cap).

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
 from streaming import StreamError
+from streaming import generations as generations_module
 from streaming.events import (
     Cancelled,
     Chunk,
@@ -77,6 +80,84 @@ async def test_text_ready_at_once_is_merged_but_streams_as_it_is_read(store: Eve
     assert read_at_first is not None and read_at_first < 50_000
     # … and what is ready at once is merged (a few milliseconds of chunks per event).
     assert len(events) <= 500
+
+
+async def test_the_first_text_of_a_burst_reaches_the_connection_before_the_source_reads_on(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower's connection writes at the next loop turn (daphne's does: Twisted
+    writes when the socket is next found writable). The generation used to read on for a
+    whole slice of the source (4 ms) before that turn, for each step of the first event
+    (10 to 20 ms in all); it now leaves the loop to the first events until the follower
+    has given them to its connection and that turn has passed."""
+    monkeypatch.setattr(generations_module, "FIRST_WAIT", LIMIT)  # however slow the host
+    read = 0
+
+    async def burst() -> AsyncIterator[str]:
+        nonlocal read
+        for _ in range(200_000):
+            read += 1
+            yield "x"
+
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    written: list[int] = []
+
+    def write() -> None:  # the socket is writable: the connection writes what it has
+        loop.remove_writer(ours)
+        written.append(read)
+
+    generations = Generations(store)
+    generation_id = await generations.start(burst(), Pipeline(), owner="me")
+    taken = None
+    try:
+        async with asyncio.timeout(LIMIT):
+            async for batch in generations.follow(generation_id, "me"):
+                if taken is None:
+                    taken = read
+                    loop.add_writer(ours, write)
+                if isinstance(batch[-1], Complete):
+                    break
+    finally:
+        ours.close()
+        theirs.close()
+    assert taken is not None and taken < 200_000
+    assert written == [taken]  # not a chunk more read before the first text was written
+
+
+async def test_a_burst_nobody_here_follows_is_not_held_back() -> None:
+    """The wait for a burst's first events to go out is bounded: with no follower in
+    this process (its client left, or follows from another process) the reply runs on."""
+    generations = Generations(MemoryStore())
+    source = (text for text in ["x"] * 100_000)
+    generation_id = await generations.start(source, Pipeline(), owner="me")
+    await asyncio.wait_for(generations.running[generation_id].task, LIMIT)
+    events = await everything(generations, generation_id)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "x" * 100_000
+
+
+async def test_a_replys_first_events_are_written_without_the_store_batch_wait() -> None:
+    """``STORE_BATCH_MS`` gathers the writes of all replies into one round trip; the
+    first events of a reply, which its client waits for, go at once."""
+    from streaming.store.redis import RedisStore
+
+    more = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        await more.wait()
+        yield "second"
+
+    with redis_server() as redis, override_settings(STREAMING={"STORE_BATCH_MS": 600_000}):
+        generations = Generations(RedisStore(url=redis.url))
+        generation_id = await generations.start(source(), Pipeline(), owner="me")
+        async with (
+            asyncio.timeout(LIMIT),
+            aclosing(generations.follow(generation_id, "me")) as batches,
+        ):
+            first = await anext(batches)
+        assert first == [Chunk(1, "first")]
+        await generations.cancel(generation_id)
 
 
 async def test_an_unwatched_kept_reply_is_cancelled_after_the_grace_period() -> None:
