@@ -1,7 +1,8 @@
 """Capacity: concurrent model streams per core, tokens paced as a model sends them.
 
     .venv/bin/python -m benchmarks.capacity [--quick] [--streams 25,50,100] [--rounds 2]
-                                            [--idle 2000] [--no-idle] [--fast]
+                                            [--idle 2000] [--in-flight 20] [--no-idle]
+                                            [--fast]
                                             [--burst 100000] [--no-paced]
                                             [--before CHECKOUT]
 
@@ -15,12 +16,16 @@ p99), the server's CPU per 1,000 tokens (utime + stime of the daphne process, fr
 round. Paths are interleaved and repeated (median of the rounds). The machine is shared:
 compare the ratios of one run, not absolute numbers across runs. ``--before DIR``: a
 checkout of an earlier commit (``git worktree add DIR <commit>``) whose ``SSEView`` and
-``StreamConsumer`` paths run in the same rounds, on their own daphne processes.
+``StreamConsumer`` paths run in the same rounds (and idle runs), on their own daphne
+processes: its ``streaming`` package and project under this checkout's benchmark app.
 
-Idle: N open replies whose model sends nothing, per transport and store; the daphne
-process's RSS growth per reply (a fresh process for each path) and its CPU use while
-nothing streams (over 20 s, once they have all started: an SSE reply's keep-alive comment
-every ``KEEPALIVE`` seconds is part of it). ``--burst N``: one reply of N tokens ready
+Idle: N open replies whose model sends a few tokens and then nothing, per transport and
+store, opened with at most ``--in-flight`` of them waiting for their first tokens at a
+time (it fails, naming how many, when some do not open); the daphne process's RSS
+growth per reply (a fresh process for each path), its CPU use while nothing streams
+(over 20 s, once they have all started: an SSE reply's keep-alive comment every
+``KEEPALIVE`` seconds is part of it), and that CPU less the raw path's of the same
+transport in the same run. ``--burst N``: one reply of N tokens ready
 at once (as from one large network read) per path (and per ``--before`` path),
 interleaved: ms from the model's first chunk to the client's first token, and from the
 request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
@@ -36,9 +41,11 @@ import itertools
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -129,6 +136,21 @@ def daphne(
         stop_process(process)
 
 
+@contextmanager
+def this_app(checkout: Path) -> Iterator[Path]:
+    """A directory of links: the ``streaming`` package and project of ``checkout`` under
+    this checkout's benchmark app (so an earlier commit serves the same routes)."""
+    mixed = Path(tempfile.mkdtemp(prefix="capacity-"))
+    try:
+        for name in ("streaming", "project", "templates", "static"):
+            (mixed / name).symlink_to(checkout.resolve() / name)
+        for name in ("benchmarks", "tests"):
+            (mixed / name).symlink_to(ROOT / name)
+        yield mixed
+    finally:
+        shutil.rmtree(mixed)
+
+
 # --------------------------------------------------------------------- client
 def ws_frame(payload: bytes) -> bytes:
     """A masked WebSocket text frame (clients must mask)."""
@@ -169,6 +191,8 @@ class Reply(asyncio.Protocol):
         self.asked_at = 0.0
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
+        #: Resolved by the first token (an error if the reply ends or is refused first).
+        self.first: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -209,6 +233,8 @@ class Reply(asyncio.Protocol):
         if count:
             self.tokens += count
             self.arrivals.append(now)
+            if not self.first.done():
+                self.first.set_result(None)
         if self.ws and self.complete:
             self._end(None)
             if self.transport is not None:
@@ -242,6 +268,9 @@ class Reply(asyncio.Protocol):
     def _end(self, error: Exception | None) -> None:
         if not self.opened.done():
             self.opened.set_result(None)
+        if not self.first.done():
+            self.first.set_exception(error or RuntimeError(f"closed: {self.last!r}"))
+            self.first.exception()  # read here: a paced run never awaits it
         if not self.ended.done():
             if error is None:
                 self.ended.set_result(None)
@@ -380,6 +409,7 @@ def add_before(
 ) -> list[str]:
     """Servers running an earlier checkout, and its library paths among ``keys`` (each
     measured against this run's raw path of its transport, in the same rounds)."""
+    checkout = stack.enter_context(this_app(checkout))
     servers["memory@before"] = stack.enter_context(daphne({}, checkout))
     servers["redis@before"] = stack.enter_context(
         daphne({"STREAMING_BENCH_REDIS": redis_url}, checkout)
@@ -442,36 +472,70 @@ async def bursts(
 
 
 # ----------------------------------------------------------------------- idle
-async def idle_cost(server: Server, path: Route, count: int, settle: float) -> tuple[float, float]:
-    """(KiB of RSS per open reply, % of a core used while they all wait)."""
+class NotOpened(RuntimeError):
+    """Some idle replies did not open (refused, closed, or no first token in time)."""
+
+
+async def open_idle(port: int, path: Route, count: int, in_flight: int) -> list[Reply]:
+    """``count`` replies whose model sends a few tokens and then nothing, opened with at
+    most ``in_flight`` of them waiting for their first tokens at a time: the server is
+    never asked for more handshakes than it answers (daphne refuses a WebSocket not
+    accepted within 5 s). ``NotOpened`` when any did not open within 60 s."""
+    loop = asyncio.get_running_loop()
+    request, prompt = request_for(path, "idle=1")
+    slots = asyncio.Semaphore(in_flight)
+    failures: list[BaseException] = []
+
+    async def open_one() -> Reply:
+        async with slots:
+            _, reply = await loop.create_connection(
+                lambda: Reply(request, path.ws, prompt), "127.0.0.1", port
+            )
+            reply.start()
+            try:
+                await asyncio.wait_for(asyncio.shield(reply.first), 60)
+            except Exception as exc:  # refused, closed, or TimeoutError
+                failures.append(exc)
+            return reply
+
+    replies = await asyncio.gather(*(open_one() for _ in range(count)))
+    if failures:
+        for reply in replies:
+            if reply.transport is not None:
+                reply.transport.close()
+        raise NotOpened(f"{len(failures)} of {count} replies did not open: {failures[0]!r:.200}")
+    return list(replies)
+
+
+async def idle_cost(
+    server: Server, path: Route, count: int, in_flight: int
+) -> tuple[float, float, float]:
+    """(KiB of RSS per open reply, % of a core used while they all wait, seconds it took
+    to open them)."""
     await asyncio.sleep(1.0)
     rss_before = rss_kib(server.pid)
-    replies = await open_replies(server.port, path, "idle=1", count)
-    for start in range(0, count, 100):  # 200 requests a second, which one process starts
-        for reply in replies[start : start + 100]:
-            reply.start()
-        await asyncio.sleep(0.5)
-    # Daphne sends a raw response's headers with its first body bytes (never, here), and
-    # a WebSocket's prompt goes out on the handshake's answer: let the server start them
-    # all (until a second passes with the server under 10 % busy).
-    await asyncio.sleep(settle)
-    for _ in range(60):
+    started = time.perf_counter()
+    replies = await open_idle(server.port, path, count, in_flight)
+    opening = time.perf_counter() - started
+    # Let the server finish what opening them left (until a second passes with it under
+    # 10 % busy, or 30 s).
+    for _ in range(30):
         cpu_before = cpu_seconds(server.pid)
         await asyncio.sleep(1.0)
         if cpu_seconds(server.pid) - cpu_before < 0.1:
             break
-    ended = [reply for reply in replies if reply.ended.done()]
-    if ended:
-        raise RuntimeError(f"{path.label}: {len(ended)} idle replies ended: {ended[0].last!r}")
     rss_after = rss_kib(server.pid)
     # Longer than KEEPALIVE (15 s): an SSE reply's keep-alive comment is part of its cost.
     cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
     await asyncio.sleep(IDLE_WINDOW)
     busy = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started) * 100
+    ended = [reply for reply in replies if reply.ended.done()]
     for reply in replies:
         if reply.transport is not None:
             reply.transport.close()
-    return (rss_after - rss_before) / count, busy
+    if ended:
+        raise NotOpened(f"{len(ended)} of {count} idle replies ended: {ended[0].last!r}")
+    return (rss_after - rss_before) / count, busy, opening
 
 
 #: Seconds over which the CPU of idle replies is measured.
@@ -479,19 +543,48 @@ IDLE_WINDOW = 20.0
 IDLE_KEYS = ["raw-http", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 
 
-def idle_table(redis_url: str, count: int, keys: list[str]) -> list[tuple[str, float, float]]:
-    rows = []
+@dataclass
+class IdleRow:
+    label: str
+    kib: float
+    busy: float
+    over_raw: float
+    opening: float
+    failure: str = ""
+
+
+def idle_table(
+    redis_url: str, count: int, keys: list[str], in_flight: int, before: Path | None
+) -> list[IdleRow]:
+    """Each idle path in a fresh daphne process (and, with ``before``, the library paths
+    of that checkout too); the CPU over the raw path of the same transport, this run."""
+    runs = []
     for key in [key for key in IDLE_KEYS if key in keys]:
+        runs.append((key, ROOT))
+        if before is not None and not key.startswith("raw"):
+            runs.append((key, before))
+    rows = []
+    raw_busy: dict[bool, float] = {}
+    for key, checkout in runs:
         path = BY_KEY[key]
+        label = path.label if checkout == ROOT else f"{path.label} (before)"
         env = {"STREAMING_BENCH_REDIS": redis_url} if path.server == "redis" else {}
-        with daphne(env) as server:
+        with ExitStack() as stack:
+            if checkout != ROOT:
+                checkout = stack.enter_context(this_app(checkout))
+            server = stack.enter_context(daphne(env, checkout))
             try:
-                kib, busy = asyncio.run(idle_cost(server, path, count, settle=3.0))
-            except RuntimeError as exc:  # the server could not hold them all open
-                print(f"  idle {key}: {exc}", flush=True)
-                kib = busy = math.nan
-        rows.append((path.label, kib, busy))
-        print(f"  idle {key}: {kib:.1f} KiB/reply, {busy:.2f} % CPU", flush=True)
+                kib, busy, opening = asyncio.run(idle_cost(server, path, count, in_flight))
+            except NotOpened as exc:
+                rows.append(IdleRow(label, math.nan, math.nan, math.nan, math.nan, str(exc)))
+                print(f"  idle {key}: FAILED: {exc}", flush=True)
+                continue
+        if key.startswith("raw"):
+            raw_busy[path.ws] = busy
+        over = busy - raw_busy.get(path.ws, math.nan)
+        rows.append(IdleRow(label, kib, busy, over, opening))
+        print(f"  idle {label}: {kib:.1f} KiB/reply, {busy:.2f} % CPU ({over:+.2f} over raw), "
+              f"opened in {opening:.0f} s", flush=True)  # fmt: skip
     return rows
 
 
@@ -539,6 +632,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--paths", help=f"comma-separated among {','.join(KEYS)}")
     parser.add_argument("--idle", type=int, default=2000, help="open replies for the idle test")
+    parser.add_argument(
+        "--in-flight", type=int, default=20, help="idle replies opening at a time (20)"
+    )
     parser.add_argument("--no-idle", action="store_true")
     parser.add_argument("--no-paced", action="store_true")
     parser.add_argument("--fast", action="store_true", help="the 500 tokens/s flush comparison")
@@ -606,12 +702,22 @@ def main() -> None:
             print_paced(cells, fast_keys, levels, "1,000 tokens 2 ms apart (500 tokens/s)")
         if not args.no_idle:
             print()
-            rows = idle_table(redis.url, idle, keys)
-            print(f"Idle: {idle} open replies whose model sends nothing (fresh process each)")
-            print("| path | KiB per open reply | server CPU % while idle |")
-            print("|---|---:|---:|")
-            for label, kib, busy in rows:
-                print(f"| {label} | {kib:.1f} | {busy:.2f} |")
+            before = Path(args.before) if args.before else None
+            rows = idle_table(redis.url, idle, keys, args.in_flight, before)
+            print(
+                f"Idle: {idle} open replies whose model sent a few tokens and then nothing "
+                f"(fresh process each, at most {args.in_flight} opening at a time); CPU over "
+                f"{IDLE_WINDOW:.0f} s"
+            )
+            print("| path | KiB per open reply | server CPU % while idle | CPU % over raw |")
+            print("|---|---:|---:|---:|")
+            for row in rows:
+                if row.failure:
+                    print(f"| {row.label} | FAILED: {row.failure} | | |")
+                else:
+                    print(f"| {row.label} | {row.kib:.1f} | {row.busy:.2f} | {row.over_raw:+.2f} |")
+            if any(row.failure for row in rows):
+                sys.exit("Some idle replies did not open: see the table")
     finally:
         redis.close()
 

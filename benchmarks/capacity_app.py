@@ -1,6 +1,6 @@
 """What the capacity benchmark serves: a paced model reply on every path, raw and ours.
 
-The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a model that sends nothing).
+The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a few tokens, then nothing).
 HTTP routes (query ``n``, ``gap``, ``idle``): ``/raw`` (a plain async
 ``StreamingHttpResponse``), ``/sse`` (``sse_response``), ``/view`` (``SSEView`` with
 ``ResponseStreamExtractor``; the store is the settings' one). WebSocket routes (a prompt
@@ -43,10 +43,12 @@ def options(params: Mapping[str, Any]) -> tuple[int, float, bool]:
 
 
 async def model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
-    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or nothing, ever;
-    or (``gap`` < 0) all of them ready at once, as from one large network read, after a
+    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or (``idle``) a few
+    tokens at once, then nothing, ever (so the client knows the reply is open); or
+    (``gap`` < 0) all of them ready at once, as from one large network read, after a
     first chunk ``t<time.time()>t`` that tells the client when the burst started."""
     if idle:
+        yield TOKEN * 10  # past the extractor's held-back margin: the client sees it
         await asyncio.Event().wait()
     if gap < 0:  # the moment the burst starts, for the client to measure its first token
         yield f"t{time.time():.6f}t "

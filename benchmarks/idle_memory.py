@@ -1,0 +1,225 @@
+"""Idle replies in process: what each open reply holds, and what it does while idle.
+
+    .venv/bin/python -m benchmarks.idle_memory [--replies 2000] [--paths raw-http,view-mem]
+                                               [--window 20] [--top 25] [--redis]
+
+The capacity app (``benchmarks.capacity_app``) is driven in this process through ASGI,
+with no server: N replies whose model sends one token and then nothing. With tracemalloc
+on, a snapshot after they all sent their token is compared with one before they started,
+per file and line, so what a reply holds is seen where it was allocated (the
+library's, Django's, Channels', asyncio's), apart from what a server adds per
+connection (the same for every path). Then, over ``--window`` seconds with tracemalloc
+off, the CPU the process uses while nothing streams, with the event loop's callbacks and
+timers per reply: with no server, this is what the path itself does for idle replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tests.redis_server import RedisServer
+
+PATHS = {
+    "raw-http": ("http", "/raw"),
+    "view": ("http", "/view"),
+    "raw-ws": ("ws", "/ws/raw/"),
+    "ws": ("ws", "/ws/ours/"),
+}
+
+Message = dict[str, Any]
+
+
+class Client:
+    """One ASGI connection: its receive/send, and when its first token arrived."""
+
+    def __init__(self, kind: str, path: str) -> None:
+        self.kind = kind
+        self.path = path
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.opened = asyncio.get_running_loop().create_future()
+        self.messages = 0
+
+    def scope(self, port: int) -> Message:
+        common: Message = {
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", port),
+            "server": ("127.0.0.1", 8000),
+            "asgi": {"version": "3.0"},
+        }
+        if self.kind == "http":
+            return {
+                **common,
+                "type": "http",
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "query_string": b"prompt=go&idle=1",
+            }
+        return {**common, "type": "websocket", "scheme": "ws", "query_string": b"",
+                "subprotocols": []}  # fmt: skip
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        self.messages += 1
+        kind = message["type"]
+        if kind == "websocket.accept":
+            self.inbox.put_nowait(
+                {"type": "websocket.receive", "text": '{"prompt": "go", "idle": 1}'}
+            )
+        elif kind == "websocket.close" or message.get("status", 200) != 200:
+            self._fail(message)
+        elif b"x" in (message.get("body") or message.get("text", "").encode()):
+            if not self.opened.done():
+                self.opened.set_result(None)
+        elif kind == "websocket.send" and "error" in message.get("text", ""):
+            self._fail(message)
+
+    def _fail(self, message: Message) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(RuntimeError(f"refused: {message!r:.300}"))
+
+    def start(self, application: Callable[..., Awaitable[None]], port: int) -> asyncio.Task[None]:
+        if self.kind == "http":
+            self.inbox.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        else:
+            self.inbox.put_nowait({"type": "websocket.connect"})
+        return asyncio.create_task(application(self.scope(port), self.receive, self.send))
+
+
+class LoopCounter:
+    """Counts the callbacks an event loop runs (``Handle._run``), timers included."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original = asyncio.events.Handle._run
+
+    def __enter__(self) -> LoopCounter:
+        original, counter = self._original, self
+
+        def counted(handle: asyncio.Handle) -> None:
+            counter.count += 1
+            original(handle)
+
+        asyncio.events.Handle._run = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+
+
+async def measure(path_key: str, count: int, window: float, top: int) -> None:
+    from benchmarks.capacity_asgi import application
+
+    kind, route = PATHS[path_key]
+    loop = asyncio.get_running_loop()
+    warm = Client(kind, route)  # imports, first-use caches
+    warm_task = warm.start(application, 1)
+    await asyncio.wait_for(warm.opened, 10)
+    await asyncio.sleep(0.5)
+    gc.collect()
+    tracemalloc.start(8)
+    before = tracemalloc.take_snapshot()
+    tasks_before = len(asyncio.all_tasks())
+    timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
+    clients = [Client(kind, route) for _ in range(count)]
+    tasks = []
+    for start in range(0, count, 100):
+        tasks += [client.start(application, 10_000 + start + i)
+                  for i, client in enumerate(clients[start : start + 100])]  # fmt: skip
+        await asyncio.sleep(0.01)
+    done, waiting = await asyncio.wait([c.opened for c in clients], timeout=120)
+    failed = [f for f in done if f.exception() is not None]
+    if waiting or failed:
+        reason = failed[0].exception() if failed else "no token within 120 s"
+        raise RuntimeError(f"{len(waiting) + len(failed)} of {count} did not open: {reason}")
+    await asyncio.sleep(1.0)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    tasks_now = len(asyncio.all_tasks()) - tasks_before
+    timers_now = len(loop._scheduled) - timers_before  # type: ignore[attr-defined]
+    stats = after.compare_to(before, "lineno")
+    total = sum(stat.size_diff for stat in stats)
+    print(f"\n## {path_key}: {count} replies, {total / count / 1024:.2f} KiB per reply "
+          f"(Python heap, traced), {tasks_now / count:.2f} tasks and "
+          f"{timers_now / count:.2f} timers per reply")  # fmt: skip
+    print("| where | bytes per reply | objects per reply |")
+    print("|---|---:|---:|")
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        where = f"{_short(frame.filename)}:{frame.lineno}"
+        print(f"| {where} | {stat.size_diff / count:.0f} | {stat.count_diff / count:.2f} |")
+    by_file: dict[str, int] = {}
+    for stat in after.compare_to(before, "filename"):
+        key = _area(stat.traceback[0].filename)
+        by_file[key] = by_file.get(key, 0) + stat.size_diff
+    print("| area | bytes per reply |")
+    print("|---|---:|")
+    for key, size in sorted(by_file.items(), key=lambda item: -item[1]):
+        print(f"| {key} | {size / count:.0f} |")
+    del before, after, stats
+    gc.collect()
+    with LoopCounter() as counter:
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.sleep(window)
+        used = time.process_time() - cpu
+        elapsed = time.perf_counter() - started
+    print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
+          f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
+    for task in [*tasks, warm_task]:
+        task.cancel()
+    await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "lib/python3.", "/work/wt/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def _area(filename: str) -> str:
+    short = _short(filename)
+    if "/streaming/" in filename:
+        return short.split("/", 1)[-1]
+    return short.split("/", 1)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replies", type=int, default=2000)
+    parser.add_argument("--paths", default="raw-http,view,raw-ws,ws")
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--redis", action="store_true", help="the Redis store (else memory)")
+    args = parser.parse_args()
+    redis = None
+    if args.redis:
+        redis = RedisServer()
+        redis.start()
+        os.environ["STREAMING_BENCH_REDIS"] = redis.url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
+    try:
+        for key in args.paths.split(","):
+            asyncio.run(measure(key, args.replies, args.window, args.top))
+            sys.stdout.flush()
+    finally:
+        if redis is not None:
+            redis.close()
+
+
+if __name__ == "__main__":
+    main()
