@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_left
 from enum import Enum
 
 from ..conf import setting
@@ -52,12 +52,14 @@ class ResponseStreamExtractor:
         self._finished = False
         self._finder = TagFinder((ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE))
         # The held reply (outside the text): parts from absolute position ``_base`` on.
-        self._held: deque[str] = deque()
+        # Lists, not deques: a deque takes a block of 64 slots at once, and a reply holds
+        # these while it is open (mostly empty, once the text streams).
+        self._held: list[str] = []
         self._base = 0
         self._end = 0
-        # Absolute start of each complete tag still in the held reply, per tag.
-        self._tags: dict[str, deque[int]] = {
-            tag: deque() for tag in (ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE)
+        # Absolute start of each complete tag still in the held reply, per tag (ascending).
+        self._tags: dict[str, list[int]] = {
+            tag: [] for tag in (ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE)
         }
 
     @property
@@ -123,14 +125,16 @@ class ResponseStreamExtractor:
     def _discard_before(self, position: int) -> None:
         """Drop the held reply before absolute ``position``, and the tags that start there."""
         held = self._held
-        while held and self._base + len(held[0]) <= position:
-            self._base += len(held.popleft())
+        dropped = 0
+        while dropped < len(held) and self._base + len(held[dropped]) <= position:
+            self._base += len(held[dropped])
+            dropped += 1
+        del held[:dropped]
         if held and self._base < position:
             held[0] = held[0][position - self._base :]
         self._base = position
         for starts in self._tags.values():
-            while starts and starts[0] < position:
-                starts.popleft()
+            del starts[: bisect_left(starts, position)]
 
     def _held_text(self, start: int) -> str:
         """The held reply from absolute ``start`` to its end (joined once per decision)."""
@@ -147,8 +151,7 @@ class ResponseStreamExtractor:
         if self.strategy is Strategy.PENDING and tags[ACTIONS_OPEN]:
             opened = tags[ACTIONS_OPEN][0]
             closes = tags[ACTIONS_CLOSE]
-            while closes and closes[0] < opened:
-                closes.popleft()
+            del closes[: bisect_left(closes, opened)]
             if closes:
                 content = self._held_text(opened + len(ACTIONS_OPEN))
                 content = content[: closes[0] - opened - len(ACTIONS_OPEN)]
