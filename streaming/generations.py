@@ -447,6 +447,8 @@ class _Running:
     started: float
     #: The places it holds in the limits: renewed by the watcher with all the others.
     reservation: Reservation | None = None
+    #: Awaited with how it ended (by ``_run``, or here if it was cancelled before it ran).
+    on_end: OnEnd | None = None
 
 
 class Generations:
@@ -514,7 +516,7 @@ class Generations:
         writer.on_failure = task.cancel
         grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
         held = reservation if reservation is not None and reservation.active else None
-        self.running[generation_id] = _Running(task, writer, grace, time.time(), held)
+        self.running[generation_id] = _Running(task, writer, grace, time.time(), held, on_end)
         task.add_done_callback(lambda _: self._forget(generation_id))
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.create_task(self._watch())
@@ -808,14 +810,7 @@ class Generations:
         except asyncio.CancelledError:
             # Cancelled, the process draining, or stopped by a failed write (``close``
             # then raises the store's error).
-            terminal, end = Cancelled, "cancelled"
-            if self.cut is not None:
-                end = "error"
-                terminal = partial(
-                    Error,
-                    code=str(StreamErrorCode.SHUTTING_DOWN),
-                    message="The server is restarting; the reply was cut",
-                )
+            terminal, end = self._cancelled_end()
         except StreamError as exc:
             logger.warning("Generation %s failed: %r", generation_id, exc)
             terminal = partial(Error, code=str(exc.code), message=replace_surrogates(exc.message))
@@ -824,6 +819,25 @@ class Generations:
             terminal = partial(
                 Error, code=str(StreamErrorCode.INTERNAL_ERROR), message="The model stream failed"
             )
+        await self._finish(generation_id, writer, terminal, end, reservation, on_end)
+
+    def _cancelled_end(self) -> tuple[Callable[[int], GenerationEvent], str]:
+        """The terminal event of a cancelled generation, and how it ended."""
+        if self.cut is None:
+            return Cancelled, "cancelled"
+        message = "The server is restarting; the reply was cut"
+        return partial(Error, code=str(StreamErrorCode.SHUTTING_DOWN), message=message), "error"
+
+    async def _finish(
+        self,
+        generation_id: str,
+        writer: _EventWriter,
+        terminal: Callable[[int], GenerationEvent],
+        end: str,
+        reservation: Reservation | None,
+        on_end: OnEnd | None,
+    ) -> None:
+        """Release the places, await ``on_end``, write the terminal event, end the log."""
         if reservation is not None:
             # Before the end is visible: its client may start the next reply at once.
             await reservation.release()
@@ -968,12 +982,23 @@ class Generations:
 
     def _forget(self, generation_id: str) -> None:
         running = self.running.pop(generation_id, None)
-        reservation = running.reservation if running is not None else None
-        if reservation is not None and not reservation.released:
-            # Cancelled before it could run (it releases its places itself otherwise).
-            releasing = asyncio.ensure_future(reservation.release())
-            self._releasing.add(releasing)
-            releasing.add_done_callback(self._releasing.discard)
+        if running is not None and not running.writer.ended:
+            # Cancelled before its task ever ran (a loop busy for longer than the grace
+            # can do it): release its places and end its log here, or its followers
+            # would wait for an end that never comes.
+            terminal, end = self._cancelled_end()
+            ending = asyncio.ensure_future(
+                self._finish(
+                    generation_id,
+                    running.writer,
+                    terminal,
+                    end,
+                    running.reservation,
+                    running.on_end,
+                )
+            )
+            self._releasing.add(ending)
+            ending.add_done_callback(self._releasing.discard)
         if not self.running and self.watcher is not None:
             self.watcher.cancel()
             self.watcher = None

@@ -21,7 +21,7 @@ from streaming.store import MemoryStore
 from streaming.testing import parse_sse
 
 from .conftest import Serve
-from .generation_helpers import paced
+from .generation_helpers import everything, paced
 from .sources.upstream import WAIT_LIMIT
 from .test_full_path import endless_reply
 from .transport_views import XML_REPLY, XML_TEXT
@@ -91,3 +91,25 @@ def test_a_response_read_late_by_a_busy_server_still_gets_the_whole_reply(
     received = [json.loads(event.data) for event in parse_sse(response.content)]
     assert "".join(m["chunk"] for m in received if "chunk" in m) == XML_TEXT
     assert received[-1] == {"done": True}
+
+
+async def test_a_reply_cancelled_before_its_task_ran_still_ends_for_its_follower() -> None:
+    # A loop busy for longer than CANCEL_GRACE lets the watcher cancel a generation whose
+    # task has not taken its first step yet (its client's follower not there yet either):
+    # here the cancel runs first in the loop's queue, as it did then.
+    ends: list[str] = []
+
+    async def on_end(end: str) -> None:
+        ends.append(end)
+
+    generations = Generations(MemoryStore())
+    finished: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: generations.running["early"].task.cancel())
+    await generations.start(
+        paced(10, 0.01, finished), Pipeline(), owner="me", generation_id="early", on_end=on_end
+    )
+    events = await asyncio.wait_for(everything(generations, "early"), WAIT_LIMIT)
+    assert [type(event) for event in events] == [Cancelled]
+    assert ends == ["cancelled"]
+    assert not generations.running
