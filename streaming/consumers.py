@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from contextlib import aclosing
 from functools import partial
 from typing import Any
@@ -80,7 +79,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pending: deque[Frame] = deque()
+        #: Prompts waiting their turn (at most ``WS_MAX_PENDING``: a list, as a deque
+        #: would take a block of 64 slots for every open socket).
+        self.pending: list[Frame] = []
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
         self.owner = ""
@@ -276,7 +277,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:
         while self.pending:
-            content = self.pending.popleft()
+            content = self.pending.pop(0)
             params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
             try:
                 prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
