@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import os
+import pstats
 import sys
 import time
 import tracemalloc
@@ -120,7 +122,9 @@ class LoopCounter:
         asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
 
 
-async def measure(path_key: str, count: int, window: float, top: int) -> None:
+async def measure(
+    path_key: str, count: int, window: float, top: int, profile: bool, trace: bool
+) -> None:
     from benchmarks.capacity_asgi import application
 
     kind, route = PATHS[path_key]
@@ -130,8 +134,9 @@ async def measure(path_key: str, count: int, window: float, top: int) -> None:
     await asyncio.wait_for(warm.opened, 10)
     await asyncio.sleep(0.5)
     gc.collect()
-    tracemalloc.start(8)
-    before = tracemalloc.take_snapshot()
+    if trace:
+        tracemalloc.start(8)
+        before = tracemalloc.take_snapshot()
     tasks_before = len(asyncio.all_tasks())
     timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
     clients = [Client(kind, route) for _ in range(count)]
@@ -146,16 +151,39 @@ async def measure(path_key: str, count: int, window: float, top: int) -> None:
         reason = failed[0].exception() if failed else "no token within 120 s"
         raise RuntimeError(f"{len(waiting) + len(failed)} of {count} did not open: {reason}")
     await asyncio.sleep(1.0)
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
     tasks_now = len(asyncio.all_tasks()) - tasks_before
     timers_now = len(loop._scheduled) - timers_before  # type: ignore[attr-defined]
+    print(f"\n## {path_key}: {count} replies, {tasks_now / count:.2f} tasks and "
+          f"{timers_now / count:.2f} timers per reply")  # fmt: skip
+    if trace:
+        gc.collect()
+        report(before, tracemalloc.take_snapshot(), count, top)
+        tracemalloc.stop()
+        del before
+    gc.collect()
+    with LoopCounter() as counter:
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.sleep(window)
+        used = time.process_time() - cpu
+        elapsed = time.perf_counter() - started
+    print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
+          f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await asyncio.sleep(window)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+    for task in [*tasks, warm_task]:
+        task.cancel()
+    await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+
+
+def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, count: int, top: int) -> None:
+    """What the replies hold per reply, by file and line, then by package."""
     stats = after.compare_to(before, "lineno")
     total = sum(stat.size_diff for stat in stats)
-    print(f"\n## {path_key}: {count} replies, {total / count / 1024:.2f} KiB per reply "
-          f"(Python heap, traced), {tasks_now / count:.2f} tasks and "
-          f"{timers_now / count:.2f} timers per reply")  # fmt: skip
+    print(f"{total / count / 1024:.2f} KiB per reply (Python heap, traced)")
     print("| where | bytes per reply | objects per reply |")
     print("|---|---:|---:|")
     for stat in stats[:top]:
@@ -170,18 +198,6 @@ async def measure(path_key: str, count: int, window: float, top: int) -> None:
     print("|---|---:|")
     for key, size in sorted(by_file.items(), key=lambda item: -item[1]):
         print(f"| {key} | {size / count:.0f} |")
-    del before, after, stats
-    gc.collect()
-    with LoopCounter() as counter:
-        cpu, started = time.process_time(), time.perf_counter()
-        await asyncio.sleep(window)
-        used = time.process_time() - cpu
-        elapsed = time.perf_counter() - started
-    print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
-          f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
-    for task in [*tasks, warm_task]:
-        task.cancel()
-    await asyncio.gather(*tasks, warm_task, return_exceptions=True)
 
 
 def _short(filename: str) -> str:
@@ -205,6 +221,10 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--redis", action="store_true", help="the Redis store (else memory)")
+    parser.add_argument("--no-trace", action="store_true", help="the idle CPU only")
+    parser.add_argument(
+        "--profile", action="store_true", help="then where the idle CPU goes (cProfile)"
+    )
     args = parser.parse_args()
     redis = None
     if args.redis:
@@ -214,7 +234,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
     try:
         for key in args.paths.split(","):
-            asyncio.run(measure(key, args.replies, args.window, args.top))
+            asyncio.run(
+                measure(key, args.replies, args.window, args.top, args.profile, not args.no_trace)
+            )
             sys.stdout.flush()
     finally:
         if redis is not None:

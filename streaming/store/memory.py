@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,8 @@ from .base import (
 
 # Seconds between two sweeps of expired streams.
 _SWEEP_INTERVAL = 1.0
+# Seconds between two sweeps of lapsed quota places (one key per owner: many keys).
+_QUOTA_SWEEP_INTERVAL = 30.0
 # Cancel requests remembered for ``cancel_requests`` (the newest ones).
 _CANCELS_KEPT = 10_000
 
@@ -108,11 +110,15 @@ class MemoryStore(EventStore):
         self.max_batch = max_batch
         self._streams: dict[str, _Stream] = {}
         # Quota key -> holder -> monotonic time its place lapses, in that order (a key's
-        # places all last the same seconds, and a renewed one moves to the end).
-        self._quotas: dict[str, dict[str, float]] = {}
+        # places all last the same seconds, and a renewed one moves to the end). Ordered
+        # dicts: their oldest entry is found at once, where a dict's first live entry
+        # comes after every one renewed (deleted) since it was last resized, so renewing
+        # N places one by one would cost N * N.
+        self._quotas: dict[str, OrderedDict[str, float]] = {}
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
         self._next_sweep = 0.0
+        self._next_quota_sweep = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._cancels: deque[str] = deque(maxlen=_CANCELS_KEPT)
@@ -136,15 +142,19 @@ class MemoryStore(EventStore):
         return stream
 
     def _sweep(self, now: float) -> None:
-        """Drop every expired stream; runs at most once per ``_SWEEP_INTERVAL``."""
+        """Drop every expired stream; runs at most once per ``_SWEEP_INTERVAL``. Lapsed
+        quota places go at most once per ``_QUOTA_SWEEP_INTERVAL`` (a quota drops them
+        itself when it is used; this only frees the keys nobody uses again)."""
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL
         with self._lock:
             expired = [key for key, s in self._streams.items() if s.expires_at <= now]
             dropped = [self._streams.pop(key) for key in expired]
-            for key in list(self._quotas):
-                self._held(key, now)
+            if now >= self._next_quota_sweep:
+                self._next_quota_sweep = now + _QUOTA_SWEEP_INTERVAL
+                for key in list(self._quotas):
+                    self._held(key, now)
         for stream in dropped:
             _wake(stream.waiters)
 
@@ -298,12 +308,12 @@ class MemoryStore(EventStore):
     async def cancel_requested(self, stream_id: str) -> bool:
         return self._require(stream_id).cancel
 
-    def _held(self, key: str, now: float) -> dict[str, float]:
+    def _held(self, key: str, now: float) -> OrderedDict[str, float]:
         """The live places of quota ``key`` (call with the lock held); lapsed ones, which
         come first, go."""
         held = self._quotas.get(key)
         if held is None:
-            return {}
+            return OrderedDict()
         while held:
             holder, until = next(iter(held.items()))
             if until > now:
@@ -321,9 +331,9 @@ class MemoryStore(EventStore):
                 if holder not in held and len(held) >= quota.limit:
                     return QuotaRefusal(quota.key, min(held.values(), default=now) - now)
             for quota in quotas:
-                held = self._quotas.setdefault(quota.key, {})
-                held.pop(holder, None)
+                held = self._quotas.setdefault(quota.key, OrderedDict())
                 held[holder] = now + quota.seconds
+                held.move_to_end(holder)
         return None
 
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
