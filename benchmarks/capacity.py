@@ -496,6 +496,8 @@ async def open_idle(port: int, path: Route, count: int, in_flight: int) -> list[
                 await asyncio.wait_for(asyncio.shield(reply.first), 60)
             except Exception as exc:  # refused, closed, or TimeoutError
                 failures.append(exc)
+                if reply.ended.done():
+                    reply.ended.exception()  # reported here
             return reply
 
     replies = await asyncio.gather(*(open_one() for _ in range(count)))
