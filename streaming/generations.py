@@ -393,6 +393,15 @@ class _StoreFlusher:
                 )
             except Exception as exc:
                 results = {key: exc for key in batches}
+            except asyncio.CancelledError:
+                # The loop is closing: no writer may wait for this write any longer.
+                stopped = StreamError(
+                    StreamErrorCode.STORE_UNAVAILABLE, "The write to the event store was stopped"
+                )
+                for writer in writers:
+                    writer.writing = False
+                    writer.fail(stopped)
+                raise
             for writer in writers:
                 writer.writing = False
                 result = results[writer.generation_id]

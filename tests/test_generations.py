@@ -314,3 +314,29 @@ async def test_a_store_failing_for_the_lease_cancels_the_replies_here() -> None:
         await asyncio.wait_for(asyncio.shield(task), LIMIT)
         events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
     assert isinstance(events[-1], Cancelled)
+
+
+async def test_a_store_write_stopped_midway_ends_its_reply_instead_of_hanging() -> None:
+    """The process's store writer is cancelled (its event loop closing) during a write:
+    the reply waiting for that write fails with the store's error instead of waiting
+    forever."""
+
+    class StuckStore(MemoryStore):
+        async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+            await asyncio.Event().wait()  # a write that never returns
+            return 0
+
+    generations = Generations(StuckStore())
+    finished: list[str] = []
+    generation_id = await generations.start(paced(1_000, 0.01, finished), Pipeline(), owner="me")
+    running = generations.running[generation_id]
+    async with asyncio.timeout(LIMIT):
+        while not running.writer.writing:
+            await asyncio.sleep(0.01)
+    flusher = generations._flusher
+    assert flusher is not None and flusher.task is not None
+    flusher.task.cancel()
+    await asyncio.wait({running.task}, timeout=LIMIT)
+    assert running.task.done() and finished == ["finally"]
+    assert running.writer.failure is not None
+    assert running.writer.failure.code == "STORE_UNAVAILABLE"
