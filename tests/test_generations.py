@@ -55,25 +55,31 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
         yield RedisStore(url=redis.url)
 
 
+class CountedBurst:
+    """``count`` one-character chunks ready at once; ``read`` says how many were read."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.read = 0
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for _ in range(self.count):
+            self.read += 1
+            yield "x"
+
+
 async def test_text_ready_at_once_is_merged_but_streams_as_it_is_read(store: EventStore) -> None:
     """Also with a store written by the flusher: while a write is on its way, the text
     that arrives is merged, never one event per chunk (which made 50,000 ready chunks
     50,000 events, and each write re-encode every pending one)."""
-    read = 0
-
-    async def burst() -> AsyncIterator[str]:
-        nonlocal read
-        for _ in range(50_000):
-            read += 1
-            yield "x"
-
+    burst = CountedBurst(50_000)
     generations = Generations(store)
-    generation_id = await generations.start(burst(), Pipeline(), owner="me")
+    generation_id = await generations.start(burst, Pipeline(), owner="me")
     events: list[GenerationEvent] = []
     read_at_first = None
     async with asyncio.timeout(LIMIT):
         async for batch in generations.follow(generation_id, "me"):
-            read_at_first = read if read_at_first is None else read_at_first
+            read_at_first = burst.read if read_at_first is None else read_at_first
             events += batch
     assert "".join(e.text for e in events if isinstance(e, Chunk)) == "x" * 50_000
     # The first text goes out while the source is still being read, not at its end …
@@ -91,30 +97,23 @@ async def test_the_first_text_of_a_burst_reaches_the_connection_before_the_sourc
     (10 to 20 ms in all); it now leaves the loop to the first events until the follower
     has given them to its connection and that turn has passed."""
     monkeypatch.setattr(generations_module, "FIRST_WAIT", LIMIT)  # however slow the host
-    read = 0
-
-    async def burst() -> AsyncIterator[str]:
-        nonlocal read
-        for _ in range(200_000):
-            read += 1
-            yield "x"
-
+    burst = CountedBurst(200_000)
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
     written: list[int] = []
 
     def write() -> None:  # the socket is writable: the connection writes what it has
         loop.remove_writer(ours)
-        written.append(read)
+        written.append(burst.read)
 
     generations = Generations(store)
-    generation_id = await generations.start(burst(), Pipeline(), owner="me")
+    generation_id = await generations.start(burst, Pipeline(), owner="me")
     taken = None
     try:
         async with asyncio.timeout(LIMIT):
             async for batch in generations.follow(generation_id, "me"):
                 if taken is None:
-                    taken = read
+                    taken = burst.read
                     loop.add_writer(ours, write)
                 if isinstance(batch[-1], Complete):
                     break

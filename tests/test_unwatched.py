@@ -29,14 +29,17 @@ from .transport_views import XML_REPLY, XML_TEXT
 CANCEL_GRACE = DEFAULTS["CANCEL_GRACE"]  # the test project keeps the default
 
 
+async def start_long_reply(generations: Generations, finished: list[str]) -> str:
+    """A reply that would run for 100 s; ``finished`` notes when its model is closed."""
+    return await generations.start(paced(10_000, 0.01, finished), Pipeline(), owner="me")
+
+
 async def test_a_reply_nobody_follows_is_cancelled_after_the_grace() -> None:
     finished: list[str] = []
 
     generations = Generations(MemoryStore())
     with override_settings(STREAMING={"CANCEL_GRACE": 0.3}):
-        generation_id = await generations.start(
-            paced(10_000, 0.01, finished), Pipeline(), owner="me"
-        )
+        generation_id = await start_long_reply(generations, finished)
         task = generations.running[generation_id].task
         await asyncio.wait({task}, timeout=WAIT_LIMIT)
     assert task.done()
@@ -49,9 +52,7 @@ async def test_an_expected_follower_holds_the_reply_until_it_is_released() -> No
     finished: list[str] = []
     generations = Generations(MemoryStore())
     with override_settings(STREAMING={"CANCEL_GRACE": 0.3}):
-        generation_id = await generations.start(
-            paced(10_000, 0.01, finished), Pipeline(), owner="me"
-        )
+        generation_id = await start_long_reply(generations, finished)
         release = generations.expect_follower(generation_id)
         task = generations.running[generation_id].task
         await asyncio.sleep(0.3 + 2 * WATCH_INTERVAL)
