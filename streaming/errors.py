@@ -41,6 +41,9 @@ class StreamErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     EVENTS_EXPIRED = "EVENTS_EXPIRED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    # The process is past what it can serve now (every connection to the event store has
+    # been busy for the pool's whole wait): not a failure of the store; try again shortly.
+    SERVER_BUSY = "SERVER_BUSY"
     # Hostile or unlucky runs: a reply past MAX_REPLY_CHARS, a server that stops (SIGTERM),
     # a reply whose process died (its lease lapsed).
     REPLY_TOO_LARGE = "REPLY_TOO_LARGE"

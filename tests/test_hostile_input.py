@@ -1,10 +1,11 @@
 """Hostile input and broken parts over real sockets: JSON nested too deeply for the
 parser, non-JSON numbers, lone surrogates from the client and from the model (memory and
 Redis stores), error events that carry their reply's id, and a Redis that stops without
-telling clients where it runs."""
+telling clients where it runs, or that keeps a process's one store connection busy."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 LIMIT = 10.0
 DEEP = 100_000
 SLOW = {"delay": "0.02", "size": "1", "pipeline": "passthrough"}
+QUICK = {"delay": "0", "size": "1", "pipeline": "passthrough"}
 #: A prompt with a lone surrogate, as the JSON escape sends it.
 SURROGATE_BODY = b'{"prompt": "hi \\ud800 there"}'
 #: What ``EchoView`` streams for it: the prompt back, then the model's own lone surrogate.
@@ -205,3 +207,40 @@ async def test_a_stopped_store_tells_clients_nothing_of_where_it_runs(
         frame = json.loads(await socket.recv())
     assert frame["code"] == "STORE_UNAVAILABLE"
     no_address(frame["message"], server)
+
+
+@needs_redis
+async def test_a_process_out_of_store_connections_says_it_is_busy_not_that_the_store_failed() -> (
+    None
+):
+    """One command hangs (Redis paused) on the process's only pooled connection: the next
+    requests wait the pool's 0.3 s and get ``SERVER_BUSY`` with ``Retry-After``; once Redis
+    answers again (before the socket timeout) the hung reply and new ones complete."""
+    busy = {"error": "The server is too busy; try again shortly", "code": "SERVER_BUSY"}
+    with (
+        redis_server() as server,
+        redis_daphnes("tests.settings_redis_one_connection", server) as (url,),
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=LIMIT) as client:
+            assert (await client.get("/sse/scripted", params=QUICK)).status_code == 200
+            server.pause()
+            try:
+                hung = asyncio.create_task(client.get("/sse/scripted", params=QUICK))
+                await asyncio.sleep(0.5)
+                refused = await client.get("/sse/scripted", params=QUICK)
+                assert (refused.status_code, refused.json()) == (503, busy)
+                assert refused.headers["Retry-After"] == "1"
+                async with ws(url, "/ws/scripted/") as socket:
+                    await socket.send(json.dumps({"prompt": "hi"}))
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+                assert (frame["code"], frame["message"], frame["retry_after"]) == (
+                    "SERVER_BUSY",
+                    busy["error"],
+                    1,
+                )
+                assert not hung.done()
+            finally:
+                server.resume()
+            for response in (await hung, await client.get("/sse/scripted", params=QUICK)):
+                assert response.status_code == 200
+                assert json.loads(parse_sse(response.content)[-1].data) == {"done": True}

@@ -29,10 +29,12 @@ DEFAULT_MAX_BATCH = 512
 NOT_FOUND = "NOT_FOUND"
 EVENTS_EXPIRED = "EVENTS_EXPIRED"
 STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+STORE_BUSY = "STORE_BUSY"
 _CODES = {
     NOT_FOUND: StreamErrorCode.NOT_FOUND,
     EVENTS_EXPIRED: StreamErrorCode.EVENTS_EXPIRED,
     STORE_UNAVAILABLE: StreamErrorCode.STORE_UNAVAILABLE,
+    STORE_BUSY: StreamErrorCode.SERVER_BUSY,
     # Mistakes of the caller, not of the client: a reused id, a write after the end.
     "STREAM_EXISTS": StreamErrorCode.INTERNAL_ERROR,
     "STREAM_FINISHED": StreamErrorCode.STREAM_CLOSED,

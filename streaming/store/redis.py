@@ -53,6 +53,7 @@ from .base import (
     DEFAULT_TTL_FINISHED,
     LAPSED,
     NOT_FOUND,
+    STORE_BUSY,
     STORE_UNAVAILABLE,
     EventStore,
     Quota,
@@ -68,6 +69,16 @@ from .base import (
 )
 
 logger = logging.getLogger("streaming")
+
+#: ``Retry-After`` (seconds) when every pooled connection stayed busy for the pool's wait.
+BUSY_RETRY_AFTER = 1
+
+
+def _pool_wait_ran_out(error: Exception) -> bool:
+    """redis-py's pool gave up waiting for a free connection: the process is overloaded,
+    the store may well be fine (redis-py says so only with a ``TimeoutError`` cause)."""
+    return isinstance(error, RedisConnectionError) and isinstance(error.__cause__, TimeoutError)
+
 
 # Leases are kept in Redis's own clock (TIME, in ms), so the processes' clocks never matter.
 _NOW = """
@@ -345,6 +356,21 @@ class RedisStore(EventStore):
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as error:
+            if _pool_wait_ran_out(error):
+                logger.warning(
+                    "All %d connections to the event store at %s stayed busy for %s s: "
+                    "the process has more requests than connections (raise "
+                    "max_connections, or add processes), or the store answers slowly",
+                    self._pool.max_connections,
+                    self.url,
+                    self._pool_timeout,
+                )
+                raise store_error(
+                    STORE_BUSY,
+                    "The server is too busy; try again shortly",
+                    url=self.url,
+                    retry_after=BUSY_RETRY_AFTER,
+                ) from error
             logger.error("The event store at %s is unavailable: %s", self.url, error)
             raise store_error(
                 STORE_UNAVAILABLE,

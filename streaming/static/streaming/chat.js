@@ -30,6 +30,7 @@ const ERROR_TITLES = {
   HTTP_ERROR: "The server refused the request",
   PROTOCOL_ERROR: "Unexpected answer from the server",
   RATE_LIMITED: "Too many messages",
+  SERVER_BUSY: "The server is busy",
   QUEUE_FULL: "Too many messages",
   PROMPT_TOO_LARGE: "The message is too long",
   UNKNOWN_PIPELINE: "Unknown extractor pipeline",
