@@ -231,6 +231,55 @@ def test_rename_and_delete_conversations(page: Any) -> None:
     expect(page).to_have_title(re.compile("^Renamed alpha"))
 
 
+#: More chats than the API's first page (100) holds.
+MANY = 105
+
+CREATE_CHATS = """async (count) => {
+    const url = document.querySelector("#chat").dataset.conversationsUrl;
+    const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+    for (let i = 0; i < count; i++) {
+        const response = await fetch(url, {method: "POST", body: JSON.stringify(
+            {title: `Chat ${String(i).padStart(3, "0")}`}), headers: {
+            "Content-Type": "application/json", "X-CSRFToken": token}});
+        if (response.status !== 201) throw new Error(`create: ${response.status}`);
+    }
+}"""
+
+
+def test_older_chats_are_listed_on_demand_and_stay_listed(page: Any) -> None:
+    page.evaluate(CREATE_CHATS, MANY)
+    reload(page)
+    expect(links(page)).to_have_count(100)
+    expect(links(page).first).to_have_text("Chat 104")  # newest first
+    expect(links(page).last).to_have_text("Chat 005")
+    more = page.get_by_role("button", name="Show older chats")
+    more.click()
+    expect(links(page)).to_have_count(MANY)
+    expect(links(page).last).to_have_text("Chat 000")
+    expect(more).to_be_hidden()
+
+    # A reply refreshes the first page; the older chats stay listed, none twice.
+    choose(page, "sse-post", "passthrough")
+    send(page, "Newest topic")
+    wait_for_state(page, "complete")
+    expect(links(page).first).to_have_text("Newest topic")
+    expect(links(page)).to_have_count(MANY + 1)
+    expect(links(page).last).to_have_text("Chat 000")
+
+    # Deleting the last one listed while older ones remain unlisted: the next page starts
+    # after the new last one.
+    reload(page)
+    expect(links(page).last).to_have_text("Chat 006")
+    page.get_by_role("button", name="Delete “Chat 006”").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(links(page).filter(has_text="Chat 006")).to_have_count(0)
+    more.click()
+    expect(links(page)).to_have_count(MANY)
+    expect(links(page).last).to_have_text("Chat 000")
+    titles = links(page).all_text_contents()
+    assert len(set(titles)) == len(titles)
+
+
 INERT_CHECK = """() => {
     const root = document.querySelector("#messages");
     const all = [...root.querySelectorAll("*")];

@@ -60,6 +60,7 @@ const ui = {
   openDrawer: $("#open-drawer"),
   closeDrawer: $("#close-drawer"),
   conversations: $("#conversations"),
+  moreConversations: $("#more-conversations"),
   settingsButton: $("#settings-button"),
   settings: $("#settings"),
   pipeline: $("#pipeline"),
@@ -457,8 +458,13 @@ new ResizeObserver(() => {
 
 /** The open conversation: {id, title} or null for a new chat not yet sent. */
 let active = null;
-/** The owner's conversations, newest first: [{id, title, updated}]. */
+/** The owner's conversations, newest first: [{id, title, updated}]; the API's pages of
+ * them, from the newest, as far as the user asked ("Show older chats"). */
 let conversations = [];
+/** Where the next page starts (the API's `next`: the last chat listed); null: no more. */
+let olderCursor = null;
+/** Whether pages past the first are listed (a refresh of the first page keeps them). */
+let olderLoaded = false;
 
 function addUserMessage(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
@@ -698,7 +704,8 @@ async function openConversation(id, { push = false } = {}) {
 async function refreshConversations() {
   try {
     const data = await api("GET");
-    conversations = data.conversations;
+    conversations = withOlder(data.conversations);
+    if (!olderLoaded) olderCursor = data.next;
     const shown = active && conversations.find((c) => c.id === active.id);
     if (shown?.title && shown.title !== active.title) {
       active.title = shown.title;
@@ -710,7 +717,44 @@ async function refreshConversations() {
   }
 }
 
+/** The first page, then the older chats listed before that still come after it (one
+ * newer than the page's last chat yet not on the page was deleted elsewhere). */
+function withOlder(first) {
+  if (!olderLoaded) return first;
+  if (!first.length) {
+    olderLoaded = false;
+    return first;
+  }
+  const listed = new Set(first.map((c) => c.id));
+  const last = Date.parse(first[first.length - 1].updated);
+  return [...first, ...conversations.filter((c) => !listed.has(c.id) && Date.parse(c.updated) <= last)];
+}
+
+async function showOlderConversations() {
+  if (!olderCursor) return;
+  ui.moreConversations.disabled = true;
+  try {
+    const data = await api("GET", `?before=${encodeURIComponent(olderCursor)}`);
+    const listed = new Set(conversations.map((c) => c.id));
+    conversations = [...conversations, ...data.conversations.filter((c) => !listed.has(c.id))];
+    olderCursor = data.next;
+    olderLoaded = true;
+    renderConversations();
+  } catch (error) {
+    if (error.status === 404) {
+      // The last chat listed was deleted elsewhere: list again from the newest.
+      olderLoaded = false;
+      await refreshConversations();
+    } else {
+      showLoadError(`Could not load older chats: ${error.message}`);
+    }
+  } finally {
+    ui.moreConversations.disabled = false;
+  }
+}
+
 function renderConversations() {
+  ui.moreConversations.hidden = !olderCursor;
   const focused = document.activeElement?.closest?.(".conversation-item");
   const focusedId = focused?.dataset.id;
   const focusedClass = document.activeElement?.className;
@@ -825,12 +869,18 @@ function startDelete(item) {
       }
     }
     conversations = conversations.filter((c) => c.id !== id);
+    if (olderCursor === id) {
+      olderCursor = conversations.at(-1)?.id ?? null; // older ones start after the new last
+      if (!olderCursor) refreshConversations(); // none listed now; older ones may remain
+    }
     item.replaceChildren();
     if (active?.id === id) newChat({ push: false });
     renderConversations();
     ui.newChat.focus();
   });
 }
+
+ui.moreConversations.addEventListener("click", showOlderConversations);
 
 ui.conversations.addEventListener("click", (event) => {
   const item = event.target.closest(".conversation-item");
