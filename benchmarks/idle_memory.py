@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.idle_memory [--replies 2000] [--paths raw-http,view-mem]
                                                [--window 20] [--top 25] [--redis]
+                                               [--in-flight 20] [--profile]
 
 The capacity app (``benchmarks.capacity_app``) is driven in this process through ASGI,
 with no server: N replies whose model sends one token and then nothing. With tracemalloc
@@ -123,7 +124,14 @@ class LoopCounter:
 
 
 async def measure(
-    path_key: str, count: int, window: float, top: int, profile: bool, trace: bool
+    path_key: str,
+    count: int,
+    window: float,
+    top: int,
+    profile: bool,
+    trace: bool,
+    in_flight: int = 20,
+    redis_pid: int | None = None,
 ) -> None:
     from benchmarks.capacity_asgi import application
 
@@ -141,10 +149,17 @@ async def measure(
     timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
     clients = [Client(kind, route) for _ in range(count)]
     tasks = []
-    for start in range(0, count, 100):
-        tasks += [client.start(application, 10_000 + start + i)
-                  for i, client in enumerate(clients[start : start + 100])]  # fmt: skip
-        await asyncio.sleep(0.01)
+    # At most ``in_flight`` replies waiting for their first token at a time, as
+    # ``benchmarks.capacity --idle`` opens them: faster, the Redis store's pool of
+    # connections runs out and refuses some (503).
+    slots = asyncio.Semaphore(in_flight)
+    for i, client in enumerate(clients):
+        try:
+            await asyncio.wait_for(slots.acquire(), 120)
+        except TimeoutError:
+            break
+        client.opened.add_done_callback(lambda _: slots.release())
+        tasks.append(client.start(application, 10_000 + i))
     done, waiting = await asyncio.wait([c.opened for c in clients], timeout=120)
     failed = [f for f in done if f.exception() is not None]
     if waiting or failed:
@@ -163,20 +178,36 @@ async def measure(
     gc.collect()
     with LoopCounter() as counter:
         cpu, started = time.process_time(), time.perf_counter()
+        server_cpu = _cpu_of(redis_pid)
         await asyncio.sleep(window)
         used = time.process_time() - cpu
         elapsed = time.perf_counter() - started
+        server_used = _cpu_of(redis_pid) - server_cpu
     print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
           f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
+    if redis_pid is not None:
+        print(f"redis-server meanwhile: {server_used / elapsed * 100:.3f} % of a core")
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
         await asyncio.sleep(window)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(top)
+        # The library's own calls by cumulative time: what each periodic task costs.
+        stats.sort_stats("cumulative").print_stats("/streaming/", top)
     for task in [*tasks, warm_task]:
         task.cancel()
     await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+
+
+def _cpu_of(pid: int | None) -> float:
+    """Seconds of CPU (user + system) process ``pid`` used so far; 0 without one."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, count: int, top: int) -> None:
@@ -220,6 +251,9 @@ def main() -> None:
     parser.add_argument("--paths", default="raw-http,view,raw-ws,ws")
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--in-flight", type=int, default=20, help="replies waiting for their first token at once"
+    )
     parser.add_argument("--redis", action="store_true", help="the Redis store (else memory)")
     parser.add_argument("--no-trace", action="store_true", help="the idle CPU only")
     parser.add_argument(
@@ -235,7 +269,16 @@ def main() -> None:
     try:
         for key in args.paths.split(","):
             asyncio.run(
-                measure(key, args.replies, args.window, args.top, args.profile, not args.no_trace)
+                measure(
+                    key,
+                    args.replies,
+                    args.window,
+                    args.top,
+                    args.profile,
+                    not args.no_trace,
+                    args.in_flight,
+                    None if redis is None or redis.process is None else redis.process.pid,
+                )
             )
             sys.stdout.flush()
     finally:
