@@ -92,3 +92,35 @@ async def test_concurrent_acquires_never_exceed_the_limit(store: EventStore) -> 
     quota = Quota("k", 5, 30)
     results = await asyncio.gather(*(store.acquire_quotas(f"r{n}", [quota]) for n in range(20)))
     assert sum(result is None for result in results) == 5
+
+
+async def test_renewing_many_holders_at_once_keeps_only_the_places_still_held(
+    store: EventStore,
+) -> None:
+    """A process renews the places of all its replies in one call: thousands of holders
+    sharing a few quotas (beyond one script's argument batch), each place extended by its
+    own quota's time, and neither a released nor a lapsed place taken back."""
+    owner, address = Quota("owner", 5000, 1.0), Quota("address", 5000, 1.0)
+    holders = [f"h{n}" for n in range(2500)]
+    taken = [Quota("owner", 5000, 30), Quota("address", 5000, 30)]
+    for holder in holders:
+        assert await store.acquire_quotas(holder, taken) is None
+    # From now on every place lasts 1 s from its last renewal.
+    await store.renew_many_quotas([(holder, [owner, address]) for holder in holders])
+    short = Quota("short", 1, 0.2)
+    assert await store.acquire_quotas("lapsing", [short]) is None
+    await store.release_quotas("h0", ["owner", "address"])
+    places = [(holder, [owner, address]) for holder in holders]
+    for _ in range(5):  # 1.5 s: longer than the lease
+        await asyncio.sleep(0.3)
+        await store.renew_many_quotas([*places, ("lapsing", [short]), ("none", [])])
+    # Still held: 2,499 places; with a limit of 2,500, one more fits, then none.
+    full = Quota("owner", 2500, 1.0)
+    assert await store.acquire_quotas("new", [full]) is None
+    assert await store.acquire_quotas("new2", [full]) is not None
+    # The lapsed place was not taken back by the renewals after its lease.
+    assert await store.acquire_quotas("other", [short]) is None
+    # Released, it stays free: "h0" renewed with the others got no place back.
+    await store.release_quotas("new", ["owner"])
+    assert await store.acquire_quotas("h0", [full]) is None
+    assert await store.acquire_quotas("new3", [full]) is not None
