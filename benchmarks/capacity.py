@@ -510,10 +510,10 @@ async def open_idle(port: int, path: Route, count: int, in_flight: int) -> list[
 
 
 async def idle_cost(
-    server: Server, path: Route, count: int, in_flight: int
-) -> tuple[float, float, float]:
+    server: Server, path: Route, count: int, in_flight: int, redis_pid: int
+) -> tuple[float, float, float, float]:
     """(KiB of RSS per open reply, % of a core used while they all wait, seconds it took
-    to open them)."""
+    to open them, % of a core ``redis-server`` used meanwhile)."""
     await asyncio.sleep(1.0)
     rss_before = rss_kib(server.pid)
     started = time.perf_counter()
@@ -529,15 +529,18 @@ async def idle_cost(
     rss_after = rss_kib(server.pid)
     # Longer than KEEPALIVE (15 s): an SSE reply's keep-alive comment is part of its cost.
     cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
+    redis_before = cpu_seconds(redis_pid)
     await asyncio.sleep(IDLE_WINDOW)
-    busy = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - started) * 100
+    elapsed = time.perf_counter() - started
+    busy = (cpu_seconds(server.pid) - cpu_before) / elapsed * 100
+    redis_busy = (cpu_seconds(redis_pid) - redis_before) / elapsed * 100
     ended = [reply for reply in replies if reply.ended.done()]
     for reply in replies:
         if reply.transport is not None:
             reply.transport.close()
     if ended:
         raise NotOpened(f"{len(ended)} of {count} idle replies ended: {ended[0].last!r}")
-    return (rss_after - rss_before) / count, busy, opening
+    return (rss_after - rss_before) / count, busy, opening, redis_busy
 
 
 #: Seconds over which the CPU of idle replies is measured.
@@ -552,11 +555,12 @@ class IdleRow:
     busy: float
     over_raw: float
     opening: float
+    redis_busy: float = math.nan
     failure: str = ""
 
 
 def idle_table(
-    redis_url: str, count: int, keys: list[str], in_flight: int, before: Path | None
+    redis: RedisServer, count: int, keys: list[str], in_flight: int, before: Path | None
 ) -> list[IdleRow]:
     """Each idle path in a fresh daphne process (and, with ``before``, the library paths
     of that checkout too); the CPU over the raw path of the same transport, this run."""
@@ -570,21 +574,28 @@ def idle_table(
     for key, checkout in runs:
         path = BY_KEY[key]
         label = path.label if checkout == ROOT else f"{path.label} (before)"
-        env = {"STREAMING_BENCH_REDIS": redis_url} if path.server == "redis" else {}
+        env = {"STREAMING_BENCH_REDIS": redis.url} if path.server == "redis" else {}
         with ExitStack() as stack:
             if checkout != ROOT:
                 checkout = stack.enter_context(this_app(checkout))
             server = stack.enter_context(daphne(env, checkout))
             try:
-                kib, busy, opening = asyncio.run(idle_cost(server, path, count, in_flight))
+                assert redis.process is not None
+                kib, busy, opening, redis_busy = asyncio.run(
+                    idle_cost(server, path, count, in_flight, redis.process.pid)
+                )
             except NotOpened as exc:
-                rows.append(IdleRow(label, math.nan, math.nan, math.nan, math.nan, str(exc)))
+                rows.append(
+                    IdleRow(label, math.nan, math.nan, math.nan, math.nan, failure=str(exc))
+                )
                 print(f"  idle {key}: FAILED: {exc}", flush=True)
                 continue
         if key.startswith("raw"):
             raw_busy[path.ws] = busy
         over = busy - raw_busy.get(path.ws, math.nan)
-        rows.append(IdleRow(label, kib, busy, over, opening))
+        if path.server != "redis":
+            redis_busy = math.nan
+        rows.append(IdleRow(label, kib, busy, over, opening, redis_busy))
         print(f"  idle {label}: {kib:.1f} KiB/reply, {busy:.2f} % CPU ({over:+.2f} over raw), "
               f"opened in {opening:.0f} s", flush=True)  # fmt: skip
     return rows
@@ -705,19 +716,24 @@ def main() -> None:
         if not args.no_idle:
             print()
             before = Path(args.before) if args.before else None
-            rows = idle_table(redis.url, idle, keys, args.in_flight, before)
+            rows = idle_table(redis, idle, keys, args.in_flight, before)
             print(
                 f"Idle: {idle} open replies whose model sent a few tokens and then nothing "
                 f"(fresh process each, at most {args.in_flight} opening at a time); CPU over "
                 f"{IDLE_WINDOW:.0f} s"
             )
-            print("| path | KiB per open reply | server CPU % while idle | CPU % over raw |")
-            print("|---|---:|---:|---:|")
+            print(
+                "| path | KiB per open reply | server CPU % while idle | CPU % over raw "
+                "| redis-server CPU % |"
+            )
+            print("|---|---:|---:|---:|---:|")
             for row in rows:
                 if row.failure:
-                    print(f"| {row.label} | FAILED: {row.failure} | | |")
+                    print(f"| {row.label} | FAILED: {row.failure} | | | |")
                 else:
-                    print(f"| {row.label} | {row.kib:.1f} | {row.busy:.2f} | {row.over_raw:+.2f} |")
+                    redis_busy = "-" if math.isnan(row.redis_busy) else f"{row.redis_busy:.2f}"
+                    print(f"| {row.label} | {row.kib:.1f} | {row.busy:.2f} | "
+                          f"{row.over_raw:+.2f} | {redis_busy} |")  # fmt: skip
             if any(row.failure for row in rows):
                 sys.exit("Some idle replies did not open: see the table")
     finally:
