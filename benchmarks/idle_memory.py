@@ -132,6 +132,7 @@ async def measure(
     trace: bool,
     in_flight: int = 20,
     redis_pid: int | None = None,
+    redis_url: str | None = None,
 ) -> None:
     from benchmarks.capacity_asgi import application
 
@@ -179,14 +180,25 @@ async def measure(
     with LoopCounter() as counter:
         cpu, started = time.process_time(), time.perf_counter()
         server_cpu = _cpu_of(redis_pid)
+        commands = _command_stats(redis_url)
         await asyncio.sleep(window)
         used = time.process_time() - cpu
         elapsed = time.perf_counter() - started
         server_used = _cpu_of(redis_pid) - server_cpu
+        commands_after = _command_stats(redis_url)
     print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
           f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
     if redis_pid is not None:
         print(f"redis-server meanwhile: {server_used / elapsed * 100:.3f} % of a core")
+        print("| command (scripts' own calls counted too) | calls/s | µs/s in Redis |")
+        print("|---|---:|---:|")
+        spent = {
+            name: (calls - commands.get(name, (0, 0))[0], usec - commands.get(name, (0, 0))[1])
+            for name, (calls, usec) in commands_after.items()
+        }
+        for name, (calls, usec) in sorted(spent.items(), key=lambda item: -item[1][1]):
+            if calls:
+                print(f"| {name} | {calls / elapsed:.1f} | {usec / elapsed:.0f} |")
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -208,6 +220,23 @@ def _cpu_of(pid: int | None) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _command_stats(url: str | None) -> dict[str, tuple[int, int]]:
+    """Redis's ``INFO commandstats``: (calls, µs) per command so far; {} without Redis."""
+    if url is None:
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {
+        name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
+        for name, value in stats.items()
+    }
 
 
 def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, count: int, top: int) -> None:
@@ -278,6 +307,7 @@ def main() -> None:
                     not args.no_trace,
                     args.in_flight,
                     None if redis is None or redis.process is None else redis.process.pid,
+                    None if redis is None else redis.url,
                 )
             )
             sys.stdout.flush()
