@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from .errors import StreamError, StreamErrorCode
@@ -23,6 +24,8 @@ logger = logging.getLogger("streaming")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: Compact JSON with non-ASCII characters kept (one encoder, not one per message).
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: A str as a JSON string literal, as ``_compact_json`` writes it (non-ASCII kept).
+_json_string = encode_basestring
 
 
 def _check_line(name: str, value: str) -> str:
@@ -79,11 +82,25 @@ def serialize_data(data: Any) -> str | None:
     if isinstance(data, str):
         return data or None
     if type(data) is dict:
-        return _compact_json(data)
+        return _flat_json(data) or _compact_json(data)
     dump = getattr(data, "model_dump_json", None)
     if callable(dump):
         return str(dump(exclude_unset=True))
     return _compact_json(data)
+
+
+def _flat_json(data: dict[Any, Any]) -> str | None:
+    """``_compact_json(data)`` for a small dict of str keys and str values (a reply's
+    ``{"chunk": text}``, once per token), written without the encoder's set-up; ``None``
+    for any other dict."""
+    if len(data) > 4:
+        return None
+    parts = []
+    for key, value in data.items():
+        if type(key) is not str or type(value) is not str:
+            return None
+        parts.append(f"{_json_string(key)}:{_json_string(value)}")
+    return "{" + ",".join(parts) + "}"
 
 
 def encode_fields(
@@ -95,6 +112,13 @@ def encode_fields(
     comment: str | None = None,
 ) -> bytes:
     """Frame already-validated fields as one event, in the order id, event, retry, data."""
+    if comment is None and retry is None and data is not None:
+        # The usual message, one per token: an id (maybe an event name) and one line.
+        if "\n" not in data and "\r" not in data:
+            if event is None:
+                if event_id is None:
+                    return f"data: {data}\n\n".encode()
+                return f"id: {event_id}\ndata: {data}\n\n".encode()
     parts: list[str] = []
     if comment is not None:
         parts.extend(f": {line}\n" for line in _LINE_BREAK.split(comment))
@@ -157,9 +181,12 @@ class ServerSentEvent:
     comment: str | None = None
 
     def __post_init__(self) -> None:
-        validate_event(self.event)
-        validate_id(self.id)
-        validate_retry(self.retry)
+        if self.event is not None:
+            validate_event(self.event)
+        if self.id is not None:
+            validate_id(self.id)
+        if self.retry is not None:
+            validate_retry(self.retry)
 
     def encode(self, *, default_id: str | None = None) -> bytes:
         """The wire bytes of this event, ending with the blank line that dispatches it."""
@@ -170,6 +197,23 @@ class ServerSentEvent:
             retry=self.retry,
             comment=self.comment,
         )
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def message_with_id(data: Any, event_id: str) -> ServerSentEvent:
+    """``ServerSentEvent(data, id=event_id)`` for an id the caller has made valid (a
+    reply's ``<generation>:<seq>``, whose generation id its response checked once): built
+    without checking the fields again, since it runs once per token."""
+    message = _new(ServerSentEvent)
+    _set(message, "data", data)
+    _set(message, "event", None)
+    _set(message, "id", event_id)
+    _set(message, "retry", None)
+    _set(message, "comment", None)
+    return message
 
 
 @dataclass(slots=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streaming import ServerSentEvent, StreamError
+from streaming.events import Chunk
+from streaming.protocols import SSEMessages
 from streaming.sse import SSEParser, encode_comment, encode_fields, serialize_data
 
 
@@ -115,3 +120,42 @@ def test_any_payload_round_trips_through_any_split(
     assert [e.data for e in received] == expected
     assert [e.id for e in received] == [str(n) for n in range(len(messages))]
     assert {e.event for e in received} <= {event or "message"}
+
+
+_TRICKY = st.text(alphabet=st.sampled_from('a"\\/\n\r\t\x00\x1f\x7fé€😀\u2028<>&'), max_size=12)
+
+
+@given(
+    st.dictionaries(_TRICKY, _TRICKY, max_size=5)
+    | st.dictionaries(_TRICKY, st.integers() | st.none() | st.booleans(), max_size=3)
+)
+def test_small_dicts_serialize_as_the_json_encoder_writes_them(payload: dict[str, object]) -> None:
+    """A reply's ``{"chunk": text}`` is written without the encoder (once per token): the
+    same text as compact JSON with non-ASCII kept, for any keys and values."""
+    assert serialize_data(payload) == json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+@given(st.text(max_size=20), st.none() | st.text(alphabet="abc:1", max_size=5))
+def test_a_message_of_one_line_is_framed_as_the_general_rule_frames_it(
+    data: str, event_id: str | None
+) -> None:
+    message = ServerSentEvent(data, id=event_id)
+    encoded = message.encode()
+    if data:
+        assert parse_all(encoded) == [("message", data.replace("\r\n", "\n").replace("\r", "\n"),
+                                       event_id, None)]  # fmt: skip
+    framed = encode_fields(data or None, event_id=event_id)
+    assert framed == encoded
+    lines = [f"id: {event_id}\n"] if event_id is not None else []
+    lines += [f"data: {line}\n" for line in re.split(r"\r\n|\r|\n", data)] if data else []
+    assert framed == ("".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("bad", ["g\n", "g\rdata: x", "g\0"])
+def test_a_reply_id_that_could_inject_fields_is_refused_by_its_chunk_messages(bad: str) -> None:
+    with pytest.raises(StreamError) as caught:
+        SSEMessages().messages(bad, [Chunk(1, "x")])
+    assert caught.value.code == "INVALID_FIELD"
+    assert SSEMessages().messages("g", [Chunk(2, "x")]) == [
+        ServerSentEvent({"chunk": "x"}, id="g:2")
+    ]

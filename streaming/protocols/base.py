@@ -20,6 +20,8 @@ class WireProtocol(abc.ABC, Generic[M]):
     """
 
     def messages(self, generation_id: str, events: Iterable[GenerationEvent]) -> list[M]:
+        if type(events) is list and len(events) == 1 and type(events[0]) is Chunk:
+            return list(self.chunk(generation_id, events[0]))  # a paced token: the usual batch
         return [
             message
             for event in merge_chunks(events)

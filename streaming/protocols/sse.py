@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import StreamError, StreamErrorCode
 from ..events import Cancelled, Chunk, Complete, Error, Event
 from ..shutdown import SHUTDOWN_RETRY_MS
-from ..sse import ServerSentEvent
+from ..sse import ServerSentEvent, message_with_id, validate_id
 from .base import WireProtocol
 
 
@@ -38,9 +38,14 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         self.chunk_message = chunk_message
         self.done_message = done_message
         self.error_message = error_message
+        #: The generation id last checked as a valid SSE id (its messages then skip it).
+        self._checked: str | None = None
 
     def chunk(self, generation_id: str, event: Chunk) -> list[ServerSentEvent]:
-        return [ServerSentEvent(self.chunk_message(event.text), id=f"{generation_id}:{event.seq}")]
+        if generation_id is not self._checked:  # once per reply, not per token
+            validate_id(generation_id)
+            self._checked = generation_id
+        return [message_with_id(self.chunk_message(event.text), f"{generation_id}:{event.seq}")]
 
     def event(self, generation_id: str, event: Event) -> list[ServerSentEvent]:
         return [ServerSentEvent(event.data, event=event.name, id=f"{generation_id}:{event.seq}")]

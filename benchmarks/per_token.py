@@ -1,0 +1,232 @@
+"""Paced tokens in process: the CPU each path spends per token, without a server.
+
+    .venv/bin/python -m benchmarks.per_token [--replies 100] [--tokens 200] [--gap 20]
+                                             [--paths raw-http,view,raw-ws,ws] [--rounds 3]
+                                             [--redis] [--before CHECKOUT] [--profile PATH]
+
+The capacity app (``benchmarks.capacity_app``) is driven through ASGI in a fresh process
+per run (pinned to one core), with no server: N replies of T tokens, each sent by its
+model G ms after the last (the replies start spread over one gap, as independent clients
+would). It prints the process's CPU (``time.process_time``) per token, over the whole run
+(request, reply and end), median of the rounds, paths interleaved, and the ratio to the
+raw path of the same transport in the same run. With no server, the difference to raw is
+what the library's path costs per token. ``--before DIR``: the library paths of another
+checkout run too, in the same rounds (its ``streaming`` package under this benchmark
+app). ``--profile PATH``: one run of that path under cProfile, the top functions by own
+time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from benchmarks.capacity import pin, this_app
+from tests.redis_server import RedisServer
+from tests.servers import ROOT
+
+PATHS = {
+    "raw-http": ("http", "/raw", "raw async StreamingHttpResponse"),
+    "view": ("http", "/view", "SSEView + ResponseStreamExtractor"),
+    "raw-ws": ("ws", "/ws/raw/", "raw Channels consumer"),
+    "ws": ("ws", "/ws/ours/", "StreamConsumer + ResponseStreamExtractor"),
+}
+Message = dict[str, Any]
+
+
+class Client:
+    """One ASGI connection that reads a paced reply to its end, counting its tokens."""
+
+    def __init__(self, kind: str, path: str, tokens: int, gap: float) -> None:
+        self.kind, self.path = kind, path
+        self.tokens, self.gap = tokens, gap
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.done = asyncio.get_running_loop().create_future()
+        self.seen = 0
+
+    def scope(self) -> Message:
+        common: Message = {
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 10_000),
+            "server": ("127.0.0.1", 8000),
+            "asgi": {"version": "3.0"},
+        }
+        if self.kind == "http":
+            query = f"prompt=go&n={self.tokens}&gap={self.gap}".encode()
+            return {**common, "type": "http", "http_version": "1.1", "method": "GET",
+                    "scheme": "http", "query_string": query}  # fmt: skip
+        return {**common, "type": "websocket", "scheme": "ws", "query_string": b"",
+                "subprotocols": []}  # fmt: skip
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept":
+            prompt = {"prompt": "go", "n": self.tokens, "gap": self.gap}
+            self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(prompt)})
+        elif kind == "http.response.body":
+            self.seen += message.get("body", b"").count(b"x")
+            if not message.get("more_body", False):
+                self._end()
+        elif kind == "websocket.send":
+            text = message.get("text", "")
+            if '"complete"' in text:
+                self._end()
+                self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+            elif '"error"' in text:
+                self._end(RuntimeError(text[:300]))
+            else:
+                self.seen += text.count("x")
+        elif kind == "websocket.close" or message.get("status", 200) != 200:
+            self._end(RuntimeError(f"refused: {message!r:.300}"))
+
+    def _end(self, error: Exception | None = None) -> None:
+        if self.done.done():
+            return
+        if error is None and self.seen < self.tokens:
+            error = RuntimeError(f"{self.seen} of {self.tokens} tokens")
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
+
+    def start(self, application: Callable[..., Awaitable[None]]) -> asyncio.Task[None]:
+        first = {"type": "http.request", "body": b"", "more_body": False}
+        self.inbox.put_nowait(first if self.kind == "http" else {"type": "websocket.connect"})
+        return asyncio.create_task(application(self.scope(), self.receive, self.send))
+
+
+async def run_path(key: str, replies: int, tokens: int, gap: float, profile: bool) -> float:
+    """CPU seconds per token of ``replies`` paced replies on ``key``."""
+    from benchmarks.capacity_asgi import application
+
+    kind, route, _ = PATHS[key]
+
+    async def one(delay: float) -> None:
+        await asyncio.sleep(delay)
+        client = Client(kind, route, tokens, gap)
+        task = client.start(application)
+        try:
+            await asyncio.wait_for(client.done, tokens * gap / 1000 * 5 + 30)
+        finally:
+            await asyncio.wait({task}, timeout=5)
+            task.cancel()
+
+    await one(0)  # imports, first-use caches
+    await asyncio.sleep(0.2)
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    await asyncio.gather(*(one(random.uniform(0, gap / 1000)) for _ in range(replies)))
+    if profiler is not None:
+        profiler.disable()
+    used = time.process_time() - cpu
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+    return used / (replies * tokens)
+
+
+def child(args: argparse.Namespace) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
+    per_token = asyncio.run(run_path(args.one, args.replies, args.tokens, args.gap, args.profile))
+    print(json.dumps({"us": per_token * 1e6}))
+
+
+def measure(
+    key: str, checkout: Path, args: argparse.Namespace, redis_url: str | None, core: int
+) -> float:
+    command = [sys.executable, "-m", "benchmarks.per_token", "--one", key,
+               "--replies", str(args.replies), "--tokens", str(args.tokens),
+               "--gap", str(args.gap)]  # fmt: skip
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity"}
+    env.pop("STREAMING_BENCH_REDIS", None)
+    if redis_url is not None:
+        env["STREAMING_BENCH_REDIS"] = redis_url
+    process = subprocess.Popen(command, cwd=checkout, env=env, stdout=subprocess.PIPE, text=True)
+    pin(process.pid, core)
+    out, _ = process.communicate(timeout=600)
+    if process.returncode:
+        raise RuntimeError(f"{key} in {checkout} failed")
+    return float(json.loads(out.strip().splitlines()[-1])["us"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replies", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--gap", type=float, default=20.0, help="ms between two tokens")
+    parser.add_argument("--paths", default="raw-http,view,raw-ws,ws")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--redis", action="store_true", help="the Redis store (else memory)")
+    parser.add_argument("--before", help="a checkout of an earlier commit, run alongside")
+    parser.add_argument("--core", type=int, default=0, help="the core the runs are pinned to")
+    parser.add_argument("--profile", metavar="PATH", help="one run of PATH under cProfile")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        args.profile = bool(args.profile)
+        child(args)
+        return
+    redis = None
+    if args.redis:
+        redis = RedisServer()
+        redis.start()
+        os.environ["STREAMING_BENCH_REDIS"] = redis.url
+    try:
+        if args.profile:
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
+            asyncio.run(run_path(args.profile, args.replies, args.tokens, args.gap, True))
+            return
+        table(args, None if redis is None else redis.url)
+    finally:
+        if redis is not None:
+            redis.close()
+
+
+def table(args: argparse.Namespace, redis_url: str | None) -> None:
+    keys = args.paths.split(",")
+    runs: list[tuple[str, Path, str]] = [(key, ROOT, PATHS[key][2]) for key in keys]
+    with this_app(Path(args.before)) if args.before else nullcontext() as before:
+        if before is not None:
+            runs += [(key, before, f"{PATHS[key][2]} (before)")
+                     for key in keys if not key.startswith("raw")]  # fmt: skip
+        results: dict[str, list[float]] = {label: [] for _, _, label in runs}
+        ratios: dict[str, list[float]] = {label: [] for _, _, label in runs}
+        for _ in range(args.rounds):
+            measured = {label: measure(key, where, args, redis_url, args.core)
+                        for key, where, label in random.sample(runs, len(runs))}  # fmt: skip
+            for key, _, label in runs:
+                raw = measured[PATHS["raw-http" if PATHS[key][0] == "http" else "raw-ws"][2]]
+                results[label].append(measured[label])
+                ratios[label].append(measured[label] / raw)
+    store = "Redis" if redis_url else "memory"
+    print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart, "
+          f"{store} store, median of {args.rounds} rounds")  # fmt: skip
+    print("| path | µs per token | × raw |")
+    print("|---|---:|---:|")
+    for label, values in results.items():
+        print(f"| {label} | {statistics.median(values):.1f} | "
+              f"{statistics.median(ratios[label]):.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
