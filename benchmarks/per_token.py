@@ -221,7 +221,7 @@ def table(args: argparse.Namespace, redis_url: str | None) -> None:
     store = "Redis" if redis_url else "memory"
     print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart, "
           f"{store} store, median of {args.rounds} rounds")  # fmt: skip
-    print("| path | µs per token | × raw |")
+    print("| path | µs per token | x raw |")
     print("|---|---:|---:|")
     for label, values in results.items():
         print(f"| {label} | {statistics.median(values):.1f} | "

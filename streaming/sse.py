@@ -112,13 +112,18 @@ def encode_fields(
     comment: str | None = None,
 ) -> bytes:
     """Frame already-validated fields as one event, in the order id, event, retry, data."""
-    if comment is None and retry is None and data is not None:
-        # The usual message, one per token: an id (maybe an event name) and one line.
-        if "\n" not in data and "\r" not in data:
-            if event is None:
-                if event_id is None:
-                    return f"data: {data}\n\n".encode()
-                return f"id: {event_id}\ndata: {data}\n\n".encode()
+    if (
+        comment is None
+        and retry is None
+        and event is None
+        and data is not None
+        and "\n" not in data
+        and "\r" not in data
+    ):
+        # The usual message, one per token: (an id and) one line of data.
+        if event_id is None:
+            return f"data: {data}\n\n".encode()
+        return f"id: {event_id}\ndata: {data}\n\n".encode()
     parts: list[str] = []
     if comment is not None:
         parts.extend(f": {line}\n" for line in _LINE_BREAK.split(comment))
