@@ -14,18 +14,16 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 from typing import Any
 
 from .errors import StreamError, StreamErrorCode
+from .flat_json import flat_json
 
 logger = logging.getLogger("streaming")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: Compact JSON with non-ASCII characters kept (one encoder, not one per message).
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-#: A str as a JSON string literal, as ``_compact_json`` writes it (non-ASCII kept).
-_json_string = encode_basestring
 
 
 def _check_line(name: str, value: str) -> str:
@@ -82,25 +80,11 @@ def serialize_data(data: Any) -> str | None:
     if isinstance(data, str):
         return data or None
     if type(data) is dict:
-        return _flat_json(data) or _compact_json(data)
+        return flat_json(data, compact=True) or _compact_json(data)
     dump = getattr(data, "model_dump_json", None)
     if callable(dump):
         return str(dump(exclude_unset=True))
     return _compact_json(data)
-
-
-def _flat_json(data: dict[Any, Any]) -> str | None:
-    """``_compact_json(data)`` for a small dict of str keys and str values (a reply's
-    ``{"chunk": text}``, once per token), written without the encoder's set-up; ``None``
-    for any other dict."""
-    if len(data) > 4:
-        return None
-    parts = []
-    for key, value in data.items():
-        if type(key) is not str or type(value) is not str:
-            return None
-        parts.append(f"{_json_string(key)}:{_json_string(value)}")
-    return "{" + ",".join(parts) + "}"
 
 
 def encode_fields(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streaming import ServerSentEvent, StreamError
+from streaming.consumers import StreamConsumer
 from streaming.events import Chunk
 from streaming.protocols import SSEMessages
 from streaming.sse import SSEParser, encode_comment, encode_fields, serialize_data
@@ -126,13 +128,15 @@ _TRICKY = st.text(alphabet=st.sampled_from('a"\\/\n\r\t\x00\x1f\x7fé€😀\u20
 
 
 @given(
-    st.dictionaries(_TRICKY, _TRICKY, max_size=5)
-    | st.dictionaries(_TRICKY, st.integers() | st.none() | st.booleans(), max_size=3)
+    st.dictionaries(_TRICKY, _TRICKY | st.integers(), max_size=8)
+    | st.dictionaries(_TRICKY, st.integers() | st.none() | st.booleans() | st.floats(), max_size=3)
 )
 def test_small_dicts_serialize_as_the_json_encoder_writes_them(payload: dict[str, object]) -> None:
-    """A reply's ``{"chunk": text}`` is written without the encoder (once per token): the
-    same text as compact JSON with non-ASCII kept, for any keys and values."""
+    """A reply's ``{"chunk": text}`` (an SSE message's data) and a WebSocket ``chunk``
+    frame are written without the encoder (once per token): the same text as the encoder,
+    for any keys and values."""
     assert serialize_data(payload) == json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    assert asyncio.run(StreamConsumer.encode_json(payload)) == json.dumps(payload)
 
 
 @given(st.text(max_size=20), st.none() | st.text(alphabet="abc:1", max_size=5))
