@@ -110,13 +110,16 @@ async def as_text_source(value: Any) -> AsyncGenerator[str, None]:
 
     Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text. Lone
     surrogates become U+FFFD (``streaming.surrogates``), so no write of the text fails.
+    A generation reads ``iterate(value)`` and checks each item with ``text_chunk``
+    itself: one generator fewer to pass through per token.
     """
     async with aclosing(iterate(value)) as items:
         async for chunk in items:
-            yield _text(chunk)
+            yield text_chunk(chunk)
 
 
-def _text(chunk: Any) -> str:
+def text_chunk(chunk: Any) -> str:
+    """A model chunk as text (see ``as_text_source``), or ``StreamError``."""
     if isinstance(chunk, str):
         return replace_surrogates(chunk)
     if isinstance(chunk, bytes):

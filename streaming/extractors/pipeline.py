@@ -17,6 +17,9 @@ class Pipeline:
     def __init__(self, *extractors: StreamExtractor) -> None:
         self.extractors: tuple[StreamExtractor, ...] = extractors or (PassthroughExtractor(),)
         self._emitters = [e for e in self.extractors if isinstance(e, EmitsEvents)]
+        #: Whether any extractor emits events (``drain_events``), so that a generation
+        #: asks for none per chunk when none does.
+        self.emits = bool(self._emitters)
         self._first, *self._rest = self.extractors
         #: Whether any extractor has async callbacks to await (``drain``), so that a
         #: generation awaits nothing per chunk when none has.
