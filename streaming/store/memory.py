@@ -217,15 +217,21 @@ class MemoryStore(EventStore):
         return self._append(stream_id, items)
 
     def _append(self, stream_id: str, items: Sequence[dict[str, Any]]) -> int:
-        stream = self._require(stream_id)
+        # Once per token: one clock read, and no new list when nobody waits here.
+        now = time.monotonic()
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.expires_at <= now:
+            stream = self._require(stream_id)
         with self._lock:
             if stream.finished:
                 raise store_error("STREAM_FINISHED", "the stream is finished", stream_id=stream_id)
             events = stream.events
+            last = stream.last
             for data in items:
-                stream.last += 1
-                events.append(StoredEvent(stream.last, data))
-            excess = stream.kept - self.max_events
+                last += 1
+                events.append(StoredEvent(last, data))
+            stream.last = last
+            excess = len(events) - stream.head - self.max_events
             if excess > 0:
                 # Trim by moving the head; compact once the dead part is max_events long,
                 # so the list never holds more than twice max_events (amortised O(1)).
@@ -233,9 +239,10 @@ class MemoryStore(EventStore):
                 if stream.head >= self.max_events:
                     del events[: stream.head]
                     stream.head = 0
-            stream.expires_at = time.monotonic() + self.ttl_active
-            waiters, stream.waiters = stream.waiters, []
-            last = stream.last
+            stream.expires_at = now + self.ttl_active
+            waiters = stream.waiters
+            if waiters:
+                stream.waiters = []
         if waiters:
             _wake(waiters)
         return last
