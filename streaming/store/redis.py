@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from streaming.errors import StreamError
+from streaming.flat_json import flat_json
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -298,7 +299,12 @@ def _redacted(url: str) -> str:
 
 
 #: The JSON a payload is stored as (compact, non-ASCII kept), built once.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _encode(data: dict[str, Any]) -> str:
+    """An event's stored JSON; a chunk's (once per token) without the encoder's set-up."""
+    return flat_json(data, compact=True) or _compact(data)
 
 
 def _ms(seconds: float) -> int:
