@@ -13,7 +13,8 @@ raw path of the same transport in the same run. With no server, the difference t
 what the library's path costs per token. ``--before DIR``: the library paths of another
 checkout run too, in the same rounds (its ``streaming`` package under this benchmark
 app). ``--profile PATH``: one run of that path under cProfile, the top functions by own
-time.
+time. ``--calls``: instead of the CPU, the Python and C function calls per token (from
+``sys.setprofile``; counts, so they do not move with the machine's load).
 """
 
 from __future__ import annotations
@@ -114,8 +115,11 @@ class Client:
         return asyncio.create_task(application(self.scope(), self.receive, self.send))
 
 
-async def run_path(key: str, replies: int, tokens: int, gap: float, profile: bool) -> float:
-    """CPU seconds per token of ``replies`` paced replies on ``key``."""
+async def run_path(
+    key: str, replies: int, tokens: int, gap: float, profile: bool, calls: bool = False
+) -> float:
+    """CPU seconds per token of ``replies`` paced replies on ``key`` (``calls``: Python
+    function calls per token, and the C calls are printed)."""
     from benchmarks.capacity_asgi import application
 
     kind, route, _ = PATHS[key]
@@ -133,12 +137,24 @@ async def run_path(key: str, replies: int, tokens: int, gap: float, profile: boo
     await one(0)  # imports, first-use caches
     await asyncio.sleep(0.2)
     profiler = cProfile.Profile() if profile else None
+    counted = {"call": 0, "c_call": 0}
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        if event in counted:
+            counted[event] += 1
+
     cpu = time.process_time()
     if profiler is not None:
         profiler.enable()
+    if calls:
+        sys.setprofile(count)
     await asyncio.gather(*(one(random.uniform(0, gap / 1000)) for _ in range(replies)))
+    sys.setprofile(None)
     if profiler is not None:
         profiler.disable()
+    if calls:
+        print(json.dumps({"c_calls": counted["c_call"] / (replies * tokens)}))
+        return counted["call"] / (replies * tokens)
     used = time.process_time() - cpu
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
@@ -147,8 +163,10 @@ async def run_path(key: str, replies: int, tokens: int, gap: float, profile: boo
 
 def child(args: argparse.Namespace) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
-    per_token = asyncio.run(run_path(args.one, args.replies, args.tokens, args.gap, args.profile))
-    print(json.dumps({"us": per_token * 1e6}))
+    per_token = asyncio.run(
+        run_path(args.one, args.replies, args.tokens, args.gap, args.profile, args.calls)
+    )
+    print(json.dumps({"us": per_token if args.calls else per_token * 1e6}))
 
 
 def measure(
@@ -156,7 +174,7 @@ def measure(
 ) -> float:
     command = [sys.executable, "-m", "benchmarks.per_token", "--one", key,
                "--replies", str(args.replies), "--tokens", str(args.tokens),
-               "--gap", str(args.gap)]  # fmt: skip
+               "--gap", str(args.gap), *(["--calls"] if args.calls else [])]  # fmt: skip
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity"}
     env.pop("STREAMING_BENCH_REDIS", None)
     if redis_url is not None:
@@ -180,6 +198,7 @@ def main() -> None:
     parser.add_argument("--before", help="a checkout of an earlier commit, run alongside")
     parser.add_argument("--core", type=int, default=0, help="the core the runs are pinned to")
     parser.add_argument("--profile", metavar="PATH", help="one run of PATH under cProfile")
+    parser.add_argument("--calls", action="store_true", help="function calls, not CPU")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -221,7 +240,7 @@ def table(args: argparse.Namespace, redis_url: str | None) -> None:
     store = "Redis" if redis_url else "memory"
     print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart, "
           f"{store} store, median of {args.rounds} rounds")  # fmt: skip
-    print("| path | µs per token | x raw |")
+    print(f"| path | {'Python calls' if args.calls else 'µs'} per token | x raw |")
     print("|---|---:|---:|")
     for label, values in results.items():
         print(f"| {label} | {statistics.median(values):.1f} | "
