@@ -302,9 +302,12 @@ def _redacted(url: str) -> str:
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _encode(data: dict[str, Any]) -> str:
-    """An event's stored JSON; a chunk's (once per token) without the encoder's set-up."""
-    return flat_json(data, compact=True) or _compact(data)
+def _encode(data: Any) -> str:
+    """Compact JSON; an event's small dict (a chunk, once per token) without the
+    encoder's set-up."""
+    if type(data) is dict:
+        return flat_json(data, compact=True) or _compact(data)
+    return _compact(data)
 
 
 def _ms(seconds: float) -> int:
