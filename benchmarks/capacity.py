@@ -655,7 +655,13 @@ def main() -> None:
     parser.add_argument(
         "--before", help="a checkout of an earlier commit: its paths run in the same rounds"
     )
+    parser.add_argument(
+        "--gc-threshold",
+        help="A,B,C: every server runs gc.set_threshold(A, B, C) and gc.freeze() at start",
+    )
     args = parser.parse_args()
+    if args.gc_threshold:
+        os.environ["STREAMING_BENCH_GC_THRESHOLD"] = args.gc_threshold
     levels = [25, 100] if args.quick else [25, 50, 100, 150, 200]
     if args.streams:
         levels = [int(value) for value in args.streams.split(",")]

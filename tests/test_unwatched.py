@@ -114,3 +114,27 @@ async def test_a_reply_cancelled_before_its_task_ran_still_ends_for_its_follower
     assert [type(event) for event in events] == [Cancelled]
     assert ends == ["cancelled"]
     assert not generations.running
+
+
+async def test_the_watcher_looks_only_at_the_replies_nobody_here_follows() -> None:
+    """Twice a second the watcher checks the unfollowed replies: it keeps them apart as
+    followers come and go, so thousands of followed replies cost it nothing."""
+    finished: list[str] = []
+    generations = Generations(MemoryStore())
+    followed = await start_long_reply(generations, finished)
+    alone = await start_long_reply(generations, finished)
+    assert generations.unfollowed == {followed, alone}
+    following = aiter(generations.follow(followed, "me"))
+    await anext(following)
+    assert generations.unfollowed == {alone}
+    release = generations.expect_follower(alone)
+    assert generations.unfollowed == set()
+    await asyncio.to_thread(release)
+    await asyncio.sleep(0.01)
+    assert generations.unfollowed == {alone}
+    await following.aclose()
+    assert generations.unfollowed == {followed, alone}
+    await generations.cancel(alone)
+    assert generations.unfollowed == {followed}
+    await generations.cancel(followed)
+    assert generations.unfollowed == set() and generations.running == {}

@@ -4,13 +4,16 @@ It is shared by every event loop and thread of the process (a sync view running
 ``async_to_sync`` reads what the daphne loop writes), so it binds no asyncio object at
 construction: each waiting reader parks a future on its own loop, and a writer wakes it
 on that loop. Expiry is checked lazily on access, and a timer on the loop that created
-the latest stream sweeps all streams once a second while any are kept: no thread.
+the latest stream sweeps the expired ones once a second while any are kept: no thread.
+A sweep looks only at the streams due by then (a heap of expiry times), so 10,000 open
+replies cost a sweep nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import threading
 import time
 from collections import OrderedDict, deque
@@ -109,6 +112,10 @@ class MemoryStore(EventStore):
         self.max_events = max_events
         self.max_batch = max_batch
         self._streams: dict[str, _Stream] = {}
+        # (when a stream may expire, its id), a heap: pushed when a stream is created or
+        # finished (its expiry comes closer); an append only moves ``expires_at`` later,
+        # and the sweep pushes a stream again when it finds it still alive.
+        self._expiries: list[tuple[float, str]] = []
         # Quota key -> holder -> monotonic time its place lapses, in that order (a key's
         # places all last the same seconds, and a renewed one moves to the end). Ordered
         # dicts: their oldest entry is found at once, where a dict's first live entry
@@ -148,9 +155,18 @@ class MemoryStore(EventStore):
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL
+        dropped = []
         with self._lock:
-            expired = [key for key, s in self._streams.items() if s.expires_at <= now]
-            dropped = [self._streams.pop(key) for key in expired]
+            expiries = self._expiries
+            while expiries and expiries[0][0] <= now:
+                _, key = heapq.heappop(expiries)
+                stream = self._streams.get(key)
+                if stream is None:
+                    continue  # already dropped (or pushed twice)
+                if stream.expires_at <= now:
+                    dropped.append(self._streams.pop(key))
+                else:
+                    heapq.heappush(expiries, (stream.expires_at, key))
             if now >= self._next_quota_sweep:
                 self._next_quota_sweep = now + _QUOTA_SWEEP_INTERVAL
                 for key in list(self._quotas):
@@ -194,6 +210,7 @@ class MemoryStore(EventStore):
                 expires_at=now + self.ttl_active,
                 lease=None if lease is None else now + lease,
             )
+            heapq.heappush(self._expiries, (now + self.ttl_active, stream_id))
         self._schedule_sweeps()
 
     async def owner(self, stream_id: str) -> str | None:
@@ -287,6 +304,7 @@ class MemoryStore(EventStore):
                 return
             stream.finished = True
             stream.expires_at = time.monotonic() + self.ttl_finished
+            heapq.heappush(self._expiries, (stream.expires_at, stream_id))
             waiters, stream.waiters = stream.waiters, []
         _wake(waiters)
 
@@ -344,12 +362,20 @@ class MemoryStore(EventStore):
         return None
 
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
+        await self.renew_many_quotas(((holder, quotas),))
+
+    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+        """Every place at once, under the lock: no coroutine per holder."""
         now = time.monotonic()
+        keys: dict[str, OrderedDict[str, float]] = {}
         with self._lock:
-            for quota in quotas:
-                held = self._held(quota.key, now)
-                if held.pop(holder, None) is not None:
-                    held[holder] = now + quota.seconds
+            for holder, quotas in places:
+                for quota in quotas:
+                    held = keys.get(quota.key)
+                    if held is None:
+                        held = keys[quota.key] = self._held(quota.key, now)
+                    if held.pop(holder, None) is not None:
+                        held[holder] = now + quota.seconds
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         with self._lock:
@@ -361,10 +387,12 @@ class MemoryStore(EventStore):
                         del self._quotas[key]
 
     async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
-        until = time.monotonic() + seconds
+        now = time.monotonic()
+        until = now + seconds
+        streams = self._streams
         for stream_id in stream_ids:
-            stream = self._get(stream_id)
-            if stream is not None:
+            stream = streams.get(stream_id)
+            if stream is not None and stream.expires_at > now:  # (the sweep drops it)
                 stream.lease = until
 
     async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:

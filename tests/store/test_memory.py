@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from streaming.store.base import StoredEvent
 from streaming.store.memory import MemoryStore
@@ -57,4 +61,47 @@ async def test_expired_streams_leave_memory_on_a_timer() -> None:
     while store._streams and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert store._streams == {}  # no new stream was created, no stream was read
+    await store.close()
+
+
+def lines_run(call: Callable[[], object]) -> int:
+    """How many lines of Python ``call`` runs (a cost that grows with a loop shows here)."""
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        count += event == "line"
+        return trace
+
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+async def test_a_sweep_does_nothing_for_streams_not_due() -> None:
+    """10,000 open replies cost a sweep nothing: it looks at the streams due only."""
+    store = MemoryStore()
+    for n in range(2000):
+        await store.create(f"s{n}", owner="o")
+    store._next_sweep = 0.0
+    assert lines_run(lambda: store._sweep(time.monotonic())) < 50
+    assert len(store._streams) == 2000
+    await store.close()
+
+
+async def test_a_stream_written_to_outlives_its_first_expiry() -> None:
+    store = MemoryStore(ttl_active=100)
+    await store.create("s", owner="o")
+    await store.create("quiet", owner="o")
+    created = time.monotonic()
+    store._streams["s"].expires_at += 50  # as an append 50 s later moves it
+    store._next_sweep = 0.0
+    store._sweep(created + 120)  # past when both were first due
+    assert list(store._streams) == ["s"]
+    store._next_sweep = 0.0
+    store._sweep(created + 160)
+    assert store._streams == {}
     await store.close()
