@@ -78,6 +78,10 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     protocol: WireProtocol[Frame] = WebSocketFrames()
     #: Let extractor events reach the client (``event`` frames), as ``SSEView``'s.
     send_extractor_events = False
+    #: No channel layer: a reply needs none, and listening on one costs every socket a
+    #: task and a queue (with Channels' ``InMemoryChannelLayer``, a pass over every
+    #: socket's channel each time one connects). Name a layer (``"default"``) for groups.
+    channel_layer_alias: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -301,3 +301,25 @@ async def test_communicator_prompt_limit_follows_the_setting() -> None:
         error = await client.receive_json_from(timeout=LIMIT)
         await client.disconnect(timeout=LIMIT)
     assert error["code"] == "PROMPT_TOO_LARGE"
+
+
+async def test_a_socket_does_not_listen_on_the_channel_layer() -> None:
+    """A reply needs no channel layer: listening on one cost every socket a task and a
+    queue, and with Channels' in-memory layer (the test project's) every connect then
+    passed over every open socket's channel, which made opening N sockets cost N²."""
+    from channels.layers import get_channel_layer
+
+    from .asgi import websocket_application
+
+    layer = get_channel_layer()
+    assert layer is not None
+    listening = len(layer.channels)
+    client = WebsocketCommunicator(
+        websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await client.connect(timeout=LIMIT)
+    assert connected
+    await client.send_json_to({"type": "ping"})
+    assert await client.receive_json_from(timeout=LIMIT) == {"type": "pong"}
+    assert len(layer.channels) == listening
+    await client.disconnect(timeout=LIMIT)
