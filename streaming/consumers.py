@@ -27,7 +27,6 @@ a frame that is not JSON, or nested too deeply to parse, gets a ``BAD_REQUEST`` 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import aclosing
 from functools import partial
@@ -42,7 +41,7 @@ from .addresses import scope_client_address
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .events import Chunk, Complete
-from .flat_json import flat_json
+from .flat_json import plain_json
 from .generations import (
     OWNER_SESSION_KEY,
     DisconnectPolicy,
@@ -139,11 +138,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content: Any) -> str:
         """``json.dumps(content)``, as Channels writes frames; a small flat frame (a
         ``chunk``, once per token) without the encoder's set-up."""
-        if type(content) is dict:
-            written = flat_json(content, compact=False)
-            if written is not None:
-                return written
-        return json.dumps(content)
+        return plain_json(content)
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:

@@ -912,7 +912,7 @@ class Generations:
         clock = asyncio.get_running_loop().time
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
-            # chunk checked here: one generator fewer per token than ``as_text_source``.
+            # chunk checked here: no generator of our own to pass through per token.
             async with aclosing(iterate(source)) as chunks:
                 async for chunk in chunks:
                     text = text_chunk(chunk)

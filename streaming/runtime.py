@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import StreamError, StreamErrorCode
 from .extractors import ActionStreamFilter, StreamExtractor, StreamingContext
-from .sources.iterables import iterate
 from .surrogates import replace_surrogates
 
 #: Stops a run between two chunks: an ``asyncio.Event`` that is set, or a callable that
@@ -104,22 +102,11 @@ async def stream_to_action(
     return full
 
 
-async def as_text_source(value: Any) -> AsyncGenerator[str, None]:
-    """Raw model chunks from what a transport's ``stream()`` returned: anything
-    ``sources.iterables.iterate`` reads, whose items must be text (``str``).
-
-    Non-text chunks are a ``StreamError`` (PARSE_ERROR): extractors work on text. Lone
-    surrogates become U+FFFD (``streaming.surrogates``), so no write of the text fails.
-    A generation reads ``iterate(value)`` and checks each item with ``text_chunk``
-    itself: one generator fewer to pass through per token.
-    """
-    async with aclosing(iterate(value)) as items:
-        async for chunk in items:
-            yield text_chunk(chunk)
-
-
 def text_chunk(chunk: Any) -> str:
-    """A model chunk as text (see ``as_text_source``), or ``StreamError``."""
+    """One raw model chunk (an item of what a transport's ``stream()`` returned, read
+    with ``sources.iterables.iterate``) as text, or ``StreamError`` (PARSE_ERROR):
+    extractors work on text. Lone surrogates become U+FFFD (``streaming.surrogates``), so
+    no write of the text fails."""
     if isinstance(chunk, str):
         return replace_surrogates(chunk)
     if isinstance(chunk, bytes):

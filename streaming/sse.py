@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import StreamError, StreamErrorCode
-from .flat_json import flat_json
+from .flat_json import compact_json
 
 logger = logging.getLogger("streaming")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-#: Compact JSON with non-ASCII characters kept (one encoder, not one per message).
-_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _check_line(name: str, value: str) -> str:
@@ -80,11 +78,11 @@ def serialize_data(data: Any) -> str | None:
     if isinstance(data, str):
         return data or None
     if type(data) is dict:
-        return flat_json(data, compact=True) or _compact_json(data)
+        return compact_json(data)
     dump = getattr(data, "model_dump_json", None)
     if callable(dump):
         return str(dump(exclude_unset=True))
-    return _compact_json(data)
+    return compact_json(data)
 
 
 def encode_fields(

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from streaming.errors import StreamError
-from streaming.flat_json import flat_json
+from streaming.flat_json import compact_json
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -298,16 +298,8 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-#: The JSON a payload is stored as (compact, non-ASCII kept), built once.
-_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _encode(data: Any) -> str:
-    """Compact JSON; an event's small dict (a chunk, once per token) without the
-    encoder's set-up."""
-    if type(data) is dict:
-        return flat_json(data, compact=True) or _compact(data)
-    return _compact(data)
+#: The JSON a payload is stored as (compact, non-ASCII kept).
+_encode = compact_json
 
 
 def _ms(seconds: float) -> int:
