@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -88,6 +89,35 @@ def test_stop_button_cancels(page: Any, transport: str) -> None:
     assert text.startswith("Hello! I am the built-in demo model")
     assert "You wrote: “A fresh question”" in text
     assert text.count("Hello! I am the built-in demo model") == 1  # nothing of the stopped one
+
+
+def test_the_socket_opening_while_the_first_chat_is_created(page: Any) -> None:
+    """Connection news that lands before the first exchange exists is shown, not a crash.
+
+    The first prompt creates its chat before it streams; the WebSocket opening meanwhile
+    once threw in the page (uncaught errors fail the ``page`` fixture).
+    """
+    held: list[Any] = []
+
+    def hold_creation(route: Any) -> None:
+        if route.request.method == "POST":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/chat/conversations(\?.*)?$"), hold_creation)
+    send(page, "Created while the socket opens")
+    page.wait_for_function("document.querySelector('#send').disabled")
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never asked to create its chat"
+    choose(page, "ws", "passthrough")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#send")).to_be_disabled()  # still no second send
+    held[0].continue_()
+    wait_for_state(page, "complete")
+    assert "You wrote: “Created while the socket opens”" in reply_text(page)
 
 
 MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold</b>'

@@ -330,6 +330,13 @@ let client = null;
 let clientTransport = null;
 /** The exchange in progress: {view, prompt, regenerate, pipeline, transport, started}. */
 let current = null;
+/** A new chat is being created for the first prompt (no exchange, and no view, yet). */
+let creatingChat = false;
+
+/** No second send while a reply streams or its chat is being created. */
+function busy() {
+  return current !== null || creatingChat;
+}
 
 function selectedTransport() {
   return ui.settings.elements.transport.value || "sse-post";
@@ -492,7 +499,7 @@ function lastAssistant() {
 function updateRegenerate() {
   const last = lastAssistant();
   for (const button of ui.messages.querySelectorAll(".regenerate")) {
-    button.hidden = current !== null || !active || !last || button !== last.regenerate;
+    button.hidden = busy() || !active || !last || button !== last.regenerate;
   }
 }
 
@@ -505,7 +512,7 @@ function setBusy(busy) {
 }
 
 function updateSendButton() {
-  ui.send.disabled = current !== null || !ui.prompt.value.trim();
+  ui.send.disabled = busy() || !ui.prompt.value.trim();
 }
 
 function titleFrom(prompt) {
@@ -516,20 +523,22 @@ function titleFrom(prompt) {
 
 async function submit() {
   const prompt = ui.prompt.value.trim();
-  if (!prompt || current) return;
+  if (!prompt || busy()) return;
   hideLoadError();
   if (!active) {
-    current = { pending: true }; // no second send while the conversation is created
+    creatingChat = true;
+    updateSendButton();
     try {
       // Untitled: the server names it after the first prompt (shown here meanwhile).
       const created = await api("POST", "", {});
       created.title ||= titleFrom(prompt);
-      current = null;
+      creatingChat = false;
       showConversation(created, { push: true });
       conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
       renderConversations();
     } catch (error) {
-      current = null;
+      creatingChat = false;
+      updateSendButton();
       showLoadError(`Could not start a new chat: ${error.message}`);
       return;
     }
@@ -598,7 +607,7 @@ async function finish(exchange, result) {
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
     view.retry.onclick = () => {
-      if (current || active?.id !== exchange.conversation) return;
+      if (busy() || active?.id !== exchange.conversation) return;
       run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
   }
@@ -606,11 +615,11 @@ async function finish(exchange, result) {
 }
 
 function stopReply() {
-  if (current && !current.pending) client?.cancel();
+  if (current) client?.cancel();
 }
 
 function regenerate(view) {
-  if (current || !active || view !== lastAssistant()) return;
+  if (busy() || !active || view !== lastAssistant()) return;
   run(view, { regenerate: true });
 }
 
@@ -696,7 +705,7 @@ async function openConversation(id, { push = false } = {}) {
   app.dataset.loading = "false";
   updateRegenerate();
   scrollToBottom();
-  if (data.running && !current) run(resumeView || addAssistantMessage(), { resume: data.running });
+  if (data.running && !busy()) run(resumeView || addAssistantMessage(), { resume: data.running });
 }
 
 // --------------------------------------------------------- conversation list
