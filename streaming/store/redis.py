@@ -136,34 +136,51 @@ return 1
 """
 )
 
-# KEYS: meta, events of each stream in turn. ARGV: maxlen, ttl_active (ms), then for
-# each stream the number of its payloads and the payloads. For each stream its last seq,
-# -1 if it is unknown, -2 if it is finished: one call appends for every reply of a process.
+# ARGV: maxlen, ttl_active (ms), the key prefix, the streams (a JSON list of [id, number
+# of payloads]), then every payload in that order, joined by newlines (a JSON text never
+# holds a raw one). For each stream its last seq, -1 if it is unknown, -2 if it is
+# finished, joined by commas: one call appends for every reply of a process. Five
+# arguments and one string back, whatever the number of events: redis-py packs every
+# argument and parses every reply item in Python, which cost more than the script (the
+# keys span hash slots anyway: no Cluster).
 _APPEND = """
+local payloads, start = ARGV[5], 1
+local function next_payload()
+  local stop = string.find(payloads, '\\n', start, true)
+  local payload
+  if stop then
+    payload = string.sub(payloads, start, stop - 1)
+    start = stop + 1
+  else
+    payload = string.sub(payloads, start)
+    start = #payloads + 2
+  end
+  return payload
+end
 local results = {}
-local arg = 3
-for k = 1, #KEYS, 2 do
-  local count = tonumber(ARGV[arg])
-  arg = arg + 1
-  local state = redis.call('HMGET', KEYS[k], 'seq', 'finished')
+for _, stream in ipairs(cjson.decode(ARGV[4])) do
+  local base = ARGV[3] .. '{' .. stream[1] .. '}'
+  local meta, events = base .. ':meta', base .. ':events'
+  local state = redis.call('HMGET', meta, 'seq', 'finished')
   if not state[1] then
     results[#results + 1] = -1
+    for _ = 1, stream[2] do next_payload() end
   elseif state[2] then
     results[#results + 1] = -2
+    for _ = 1, stream[2] do next_payload() end
   else
     local seq = tonumber(state[1])
-    for i = arg, arg + count - 1 do
+    for _ = 1, stream[2] do
       seq = seq + 1
-      redis.call('XADD', KEYS[k + 1], 'MAXLEN', ARGV[1], seq .. '-0', 'd', ARGV[i])
+      redis.call('XADD', events, 'MAXLEN', ARGV[1], seq .. '-0', 'd', next_payload())
     end
-    redis.call('HSET', KEYS[k], 'seq', seq)
-    redis.call('PEXPIRE', KEYS[k], ARGV[2])
-    redis.call('PEXPIRE', KEYS[k + 1], ARGV[2])
+    redis.call('HSET', meta, 'seq', seq)
+    redis.call('PEXPIRE', meta, ARGV[2])
+    redis.call('PEXPIRE', events, ARGV[2])
     results[#results + 1] = seq
   end
-  arg = arg + count
 end
-return results
+return table.concat(results, ',')
 """
 
 # KEYS: meta, events. ARGV: ttl_finished (ms). 0 if the stream is unknown, else 1.
@@ -455,16 +472,15 @@ class RedisStore(EventStore):
         self, batches: dict[str, list[dict[str, Any]]]
     ) -> dict[str, int | StreamError]:
         """One script call (one round trip) appends to all the streams."""
-        keys: list[str] = []
-        args: list[Any] = [self.max_events, _ms(self.ttl_active)]
-        for stream_id, items in batches.items():
-            keys += self._keys(stream_id)
-            args.append(len(items))
-            args += [_encode(data) for data in items]
+        if not batches:
+            return {}
+        streams = [[stream_id, len(items)] for stream_id, items in batches.items()]
+        payloads = "\n".join([_encode(data) for items in batches.values() for data in items])
+        args = [self.max_events, _ms(self.ttl_active), self.key_prefix, _encode(streams), payloads]
         with self._reaching():
-            replies = await self._append_script(keys=keys, args=args)
+            replies = await self._append_script(keys=[], args=args)
         results: dict[str, int | StreamError] = {}
-        for stream_id, reply in zip(batches, replies, strict=True):
+        for stream_id, reply in zip(batches, replies.split(","), strict=True):
             try:
                 results[stream_id] = self._appended(stream_id, reply)
             except StreamError as error:

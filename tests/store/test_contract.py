@@ -234,6 +234,29 @@ async def test_appends_to_several_streams_at_once(store: EventStore) -> None:
     assert [e.data["n"] for e in await store.read("a", 0, timeout=0)] == [1, 2, 3]
 
 
+async def test_a_refused_stream_in_a_batch_leaves_the_others_their_own_events(
+    store: EventStore,
+) -> None:
+    """Streams refused before and between others keep no events and shift none; text of
+    any kind (line breaks, quotes, non-ASCII) is stored as it came."""
+    await store.create("a", owner="o")
+    await store.create("b", owner="o")
+    await store.finish("b")
+    texts = ["line\nbreak", 'quote " and \\ slash', "\u2028 é 😀", "", "\r\n\t"]
+    results = await store.append_batches(
+        {
+            "b": [{"t": "finished"}, {"t": "finished\n"}],
+            "gone": [{"t": "unknown"}],
+            "a": [{"t": text} for text in texts],
+            "c": [],
+        }
+    )
+    assert results["a"] == len(texts)
+    assert [type(results[s]) for s in ("b", "gone", "c")] == [StreamError] * 3
+    assert [e.data for e in await store.read("a", 0, timeout=0)] == [{"t": t} for t in texts]
+    assert await store.append_batches({}) == {}
+
+
 async def test_touch_and_reads_record_the_watch(store: EventStore) -> None:
     await store.create("s", owner="o")
     assert await store.last_watched("s") is None
