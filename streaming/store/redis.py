@@ -476,7 +476,13 @@ class RedisStore(EventStore):
             return {}
         streams = [[stream_id, len(items)] for stream_id, items in batches.items()]
         payloads = "\n".join([_encode(data) for items in batches.values() for data in items])
-        args = [self.max_events, _ms(self.ttl_active), self.key_prefix, _encode(streams), payloads]
+        args: list[str | int] = [
+            self.max_events,
+            _ms(self.ttl_active),
+            self.key_prefix,
+            _encode(streams),
+            payloads,
+        ]
         with self._reaching():
             replies = await self._append_script(keys=[], args=args)
         results: dict[str, int | StreamError] = {}
