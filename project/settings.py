@@ -66,8 +66,6 @@ STATICFILES_DIRS = [BASE_DIR / "static"]  # what the project adds to the app's f
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
 # Every key is optional; these are the defaults (see streaming/conf.py and the README).
 STREAMING = {
     "KEEPALIVE": 15.0,

@@ -311,15 +311,17 @@ async def test_a_socket_does_not_listen_on_the_channel_layer() -> None:
 
     from .asgi import websocket_application
 
-    layer = get_channel_layer()
-    assert layer is not None
-    listening = len(layer.channels)
-    client = WebsocketCommunicator(
-        websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
-    )
-    connected, _ = await client.connect(timeout=LIMIT)
-    assert connected
-    await client.send_json_to({"type": "ping"})
-    assert await client.receive_json_from(timeout=LIMIT) == {"type": "pong"}
-    assert len(layer.channels) == listening
-    await client.disconnect(timeout=LIMIT)
+    in_memory = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=in_memory):
+        layer = get_channel_layer()
+        assert layer is not None
+        listening = len(layer.channels)
+        client = WebsocketCommunicator(
+            websocket_application, "/ws/scripted/", headers=[(b"origin", b"http://127.0.0.1")]
+        )
+        connected, _ = await client.connect(timeout=LIMIT)
+        assert connected
+        await client.send_json_to({"type": "ping"})
+        assert await client.receive_json_from(timeout=LIMIT) == {"type": "pong"}
+        assert len(layer.channels) == listening
+        await client.disconnect(timeout=LIMIT)
