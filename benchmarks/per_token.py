@@ -157,7 +157,10 @@ async def run_path(
         return counted["call"] / (replies * tokens)
     used = time.process_time() - cpu
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(40)
+        if os.environ.get("BENCH_PROFILE_DUMP"):
+            stats.dump_stats(os.environ["BENCH_PROFILE_DUMP"])
     return used / (replies * tokens)
 
 

@@ -374,6 +374,10 @@ class RedisStore(EventStore):
         # For the shared reader's own connection (made when it is first used).
         self._raw_url = url
         self._reader: _RedisStreamsReader | None = None
+        # The batched writes of the process's replies (``append_batches``, from one task
+        # at a time) have a connection of their own too, made at first use: no wait for
+        # the pool, and no pool bookkeeping, on every write.
+        self._batch_writer: Redis | None = None
         self._create_script = self._redis.register_script(_CREATE)
         self._append_script = self._redis.register_script(_APPEND)
         self._finish_script = self._redis.register_script(_FINISH)
@@ -463,7 +467,7 @@ class RedisStore(EventStore):
         return seq
 
     async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
-        result = (await self.append_batches({stream_id: items}))[stream_id]
+        result = (await self._append({stream_id: items}, self._redis))[stream_id]
         if isinstance(result, StreamError):
             raise result
         return result
@@ -471,7 +475,17 @@ class RedisStore(EventStore):
     async def append_batches(
         self, batches: dict[str, list[dict[str, Any]]]
     ) -> dict[str, int | StreamError]:
-        """One script call (one round trip) appends to all the streams."""
+        """One script call (one round trip) appends to all the streams, on the batch
+        writer's own connection."""
+        if self._batch_writer is None:
+            self._batch_writer = Redis(
+                connection_pool=self._new_pool(self._raw_url, 1), single_connection_client=True
+            )
+        return await self._append(batches, self._batch_writer)
+
+    async def _append(
+        self, batches: dict[str, list[dict[str, Any]]], client: Redis
+    ) -> dict[str, int | StreamError]:
         if not batches:
             return {}
         streams = [[stream_id, len(items)] for stream_id, items in batches.items()]
@@ -484,7 +498,7 @@ class RedisStore(EventStore):
             payloads,
         ]
         with self._reaching():
-            replies = await self._append_script(keys=[], args=args)
+            replies = await self._append_script(keys=[], args=args, client=client)
         results: dict[str, int | StreamError] = {}
         for stream_id, reply in zip(batches, replies.split(","), strict=True):
             try:
@@ -679,6 +693,9 @@ class RedisStore(EventStore):
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
+        if self._batch_writer is not None:
+            await self._batch_writer.aclose()
+            await self._batch_writer.connection_pool.aclose()
         await self._redis.aclose()
         await self._pool.aclose()
 
