@@ -333,7 +333,7 @@ class RedisStore(EventStore):
     (default 5 s: longest wait for one Redis reply, so a hung Redis is noticed),
     ``connect_timeout`` (default 2 s); ``max_connections`` (default 50: connections for
     short commands, none held while a follower waits; the shared reader of the process's
-    followers has one more of its own) and ``pool_timeout`` (default 5 s: wait for a
+    followers and the batched writes of its replies have one more each of their own) and ``pool_timeout`` (default 5 s: wait for a
     free connection when all are taken).
     """
 
