@@ -333,8 +333,8 @@ class RedisStore(EventStore):
     (default 5 s: longest wait for one Redis reply, so a hung Redis is noticed),
     ``connect_timeout`` (default 2 s); ``max_connections`` (default 50: connections for
     short commands, none held while a follower waits; the shared reader of the process's
-    followers and the batched writes of its replies have one more each of their own) and ``pool_timeout`` (default 5 s: wait for a
-    free connection when all are taken).
+    followers and the batched writes of its replies have one more each of their own) and
+    ``pool_timeout`` (default 5 s: wait for a free connection when all are taken).
     """
 
     def __init__(
@@ -375,8 +375,8 @@ class RedisStore(EventStore):
         self._raw_url = url
         self._reader: _RedisStreamsReader | None = None
         # The batched writes of the process's replies (``append_batches``, from one task
-        # at a time) have a connection of their own too, made at first use: no wait for
-        # the pool, and no pool bookkeeping, on every write.
+        # at a time) have a connection of their own, made at first use: a burst of
+        # requests that takes every pooled connection cannot hold up (and fail) them.
         self._batch_writer: Redis | None = None
         self._create_script = self._redis.register_script(_CREATE)
         self._append_script = self._redis.register_script(_APPEND)
@@ -478,9 +478,7 @@ class RedisStore(EventStore):
         """One script call (one round trip) appends to all the streams, on the batch
         writer's own connection."""
         if self._batch_writer is None:
-            self._batch_writer = Redis(
-                connection_pool=self._new_pool(self._raw_url, 1), single_connection_client=True
-            )
+            self._batch_writer = Redis(connection_pool=self._new_pool(self._raw_url, 1))
         return await self._append(batches, self._batch_writer)
 
     async def _append(

@@ -147,6 +147,27 @@ async def test_a_hung_redis_fails_within_the_socket_timeout(
         own_redis.resume()
 
 
+async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, make: Make) -> None:
+    """The replies' batched writes have a connection of their own: requests that take
+    every pooled connection (here a blocking read holds the only one) leave them be."""
+    # Blocking reads of 2 s (half the socket timeout) hold the pool's one connection.
+    store = make(redis.url, max_connections=1, pool_timeout=0.3, socket_timeout=4)
+    await store.create("followed", owner="o")
+    await store.create("written", owner="o")
+    reader = asyncio.create_task(store.read("followed", 0, timeout=BOUND))
+    await asyncio.sleep(0.1)
+    with pytest.raises(StreamError) as busy:  # the pool is taken ...
+        await store.owner("written")
+    assert reason(busy) == "STORE_BUSY"
+    start = time.monotonic()  # ... and the batched writes go on
+    assert await store.append_batches({"written": [{"n": 1}], "followed": [{"n": 2}]}) == {
+        "written": 1,
+        "followed": 1,
+    }
+    assert time.monotonic() - start < 0.3
+    assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 2})]
+
+
 async def test_errors_never_show_the_password(
     own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
