@@ -646,16 +646,28 @@ class Generations:
     def expect_follower(self, generation_id: str) -> Callable[[], None]:
         """Count a follower about to start: a response the server has not begun reading
         yet. A busy server may take longer than ``CANCEL_GRACE`` to get there, and its
-        reply must not be cancelled as unwatched meanwhile. Returns the call (to make
-        once, from any thread: Django closes a response in a worker thread) that stops
-        counting it, on this event loop."""
+        reply must not be cancelled as unwatched meanwhile. Returns the call (from any
+        thread: Django closes a response in a worker thread) that stops counting it, on
+        this event loop; the end of the current task (the request's, which reads the
+        response it returns) stops it too, so a response dropped unread (its client gone
+        while a view or middleware still ran) holds nothing until it is collected."""
         self._add_follower(generation_id)
         loop = asyncio.get_running_loop()
+        counted = True
+
+        def unfollow() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self._unfollow(generation_id)
 
         def release() -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing counts
-                loop.call_soon_threadsafe(self._unfollow, generation_id)
+                loop.call_soon_threadsafe(unfollow)
 
+        request = asyncio.current_task()
+        if request is not None:
+            request.add_done_callback(lambda _: unfollow())
         return release
 
     def _add_follower(self, generation_id: str) -> None:

@@ -63,6 +63,30 @@ async def test_an_expected_follower_holds_the_reply_until_it_is_released() -> No
     assert generations.followers == {}
 
 
+async def test_an_expected_follower_ends_with_the_request_that_dropped_it_unread() -> None:
+    """A view (or middleware) cancelled after it made its response, its client gone: the
+    response is never read nor closed, and may live on in a reference cycle until the
+    collector runs. The end of the request's task stops counting it."""
+    finished: list[str] = []
+    generations = Generations(MemoryStore())
+    dropped: list[object] = []  # the response, never closed
+
+    async def request(generation_id: str) -> None:
+        dropped.append(generations.expect_follower(generation_id))
+        await asyncio.sleep(WAIT_LIMIT)  # a slow middleware, cancelled by the disconnect
+
+    with override_settings(STREAMING={"CANCEL_GRACE": 0.3}):
+        generation_id = await start_long_reply(generations, finished)
+        handler = asyncio.create_task(request(generation_id))
+        await asyncio.sleep(0.3 + 2 * WATCH_INTERVAL)
+        task = generations.running[generation_id].task
+        assert not task.done()  # held while the request runs
+        handler.cancel()
+        await asyncio.wait({task}, timeout=WAIT_LIMIT)
+    assert task.done() and finished == ["finally"]
+    assert generations.followers == {}
+
+
 async def test_a_client_gone_before_its_follower_started_stops_the_model(
     live_url: str, serve: Serve
 ) -> None:
