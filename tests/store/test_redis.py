@@ -159,12 +159,11 @@ async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, m
     with pytest.raises(StreamError) as busy:  # the pool is taken ...
         await store.owner("written")
     assert reason(busy) == "STORE_BUSY"
-    start = time.monotonic()  # ... and the batched writes go on
+    # ... and the batched writes go on (through the pool they would be STORE_BUSY too).
     assert await store.append_batches({"written": [{"n": 1}], "followed": [{"n": 2}]}) == {
         "written": 1,
         "followed": 1,
     }
-    assert time.monotonic() - start < 0.3
     assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 2})]
 
 
