@@ -14,7 +14,7 @@ from streaming.extractors import Pipeline
 from streaming.generations import Generations
 from streaming.store import MemoryStore
 
-from .generation_helpers import everything
+from .generation_helpers import everything, paced
 
 LIMIT = 10.0
 
@@ -103,11 +103,16 @@ async def test_a_follower_ends_a_reply_whose_lease_lapsed() -> None:
 
 
 async def test_one_task_renews_the_leases_of_every_local_reply() -> None:
-    with override_settings(STREAMING={"LEASE_SECONDS": 0.3}):
+    # Renewed every third of a lease: only a loop stalled for two thirds of one (1 s, on a
+    # busy machine) would let a lease lapse. Paced models, as real ones are.
+    with override_settings(STREAMING={"LEASE_SECONDS": 1.5}):
         generations = Generations(MemoryStore())
-        ids = [await generations.start(endless("x", []), Pipeline(), owner="me") for _ in range(3)]
+        ids = [
+            await generations.start(paced(10_000, 0.01, []), Pipeline(), owner="me")
+            for _ in range(3)
+        ]
         renewer = generations.renewer
-        await asyncio.sleep(1.0)  # three leases long: renewed, never lapsed
+        await asyncio.sleep(2.0)  # longer than a lease: renewed, never lapsed
         assert generations.renewer is renewer
         for generation_id in ids:
             assert not await generations.store.interrupt_if_lapsed(generation_id, {})
