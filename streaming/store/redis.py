@@ -162,11 +162,8 @@ for _, stream in ipairs(cjson.decode(ARGV[4])) do
   local base = ARGV[3] .. '{' .. stream[1] .. '}'
   local meta, events = base .. ':meta', base .. ':events'
   local state = redis.call('HMGET', meta, 'seq', 'finished')
-  if not state[1] then
-    results[#results + 1] = -1
-    for _ = 1, stream[2] do next_payload() end
-  elseif state[2] then
-    results[#results + 1] = -2
+  if not state[1] or state[2] then  -- unknown or finished: its payloads are skipped
+    results[#results + 1] = state[1] and -2 or -1
     for _ = 1, stream[2] do next_payload() end
   else
     local seq = tonumber(state[1])

@@ -334,7 +334,7 @@ let current = null;
 let creatingChat = false;
 
 /** No second send while a reply streams or its chat is being created. */
-function busy() {
+function isBusy() {
   return current !== null || creatingChat;
 }
 
@@ -499,7 +499,7 @@ function lastAssistant() {
 function updateRegenerate() {
   const last = lastAssistant();
   for (const button of ui.messages.querySelectorAll(".regenerate")) {
-    button.hidden = busy() || !active || !last || button !== last.regenerate;
+    button.hidden = isBusy() || !active || !last || button !== last.regenerate;
   }
 }
 
@@ -512,7 +512,7 @@ function setBusy(busy) {
 }
 
 function updateSendButton() {
-  ui.send.disabled = busy() || !ui.prompt.value.trim();
+  ui.send.disabled = isBusy() || !ui.prompt.value.trim();
 }
 
 function titleFrom(prompt) {
@@ -523,7 +523,7 @@ function titleFrom(prompt) {
 
 async function submit() {
   const prompt = ui.prompt.value.trim();
-  if (!prompt || busy()) return;
+  if (!prompt || isBusy()) return;
   hideLoadError();
   if (!active) {
     creatingChat = true;
@@ -607,7 +607,7 @@ async function finish(exchange, result) {
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
     view.retry.onclick = () => {
-      if (busy() || active?.id !== exchange.conversation) return;
+      if (isBusy() || active?.id !== exchange.conversation) return;
       run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
   }
@@ -619,7 +619,7 @@ function stopReply() {
 }
 
 function regenerate(view) {
-  if (busy() || !active || view !== lastAssistant()) return;
+  if (isBusy() || !active || view !== lastAssistant()) return;
   run(view, { regenerate: true });
 }
 
@@ -705,7 +705,7 @@ async function openConversation(id, { push = false } = {}) {
   app.dataset.loading = "false";
   updateRegenerate();
   scrollToBottom();
-  if (data.running && !busy()) run(resumeView || addAssistantMessage(), { resume: data.running });
+  if (data.running && !isBusy()) run(resumeView || addAssistantMessage(), { resume: data.running });
 }
 
 // --------------------------------------------------------- conversation list
