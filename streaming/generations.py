@@ -47,6 +47,7 @@ from .events import (
     to_record,
 )
 from .extractors import Pipeline
+from .keepalive import KeepAlive
 from .limits import Reservation
 from .runtime import text_chunk
 from .shared_reader import SharedReader
@@ -414,35 +415,6 @@ class _StoreFlusher:
                         self.dirty[writer.generation_id] = writer
 
 
-class _Heartbeat:
-    """A follower's keep-alive clock: one repeating timer (not one per wait) that makes
-    it ``due`` after a whole period without a batch, and wakes it through ``wake``."""
-
-    def __init__(self, seconds: float, wake: Callable[[], None] | None) -> None:
-        self.seconds = seconds
-        self.wake = wake
-        self.quiet = True
-        self.due = False
-        self.loop = asyncio.get_running_loop()
-        self.timer = self.loop.call_later(seconds, self._tick)
-
-    def _tick(self) -> None:
-        if self.quiet:
-            self.due = True
-            if self.wake is not None:
-                self.wake()
-        self.quiet = True
-        self.timer = self.loop.call_later(self.seconds, self._tick)
-
-    def sent(self) -> None:
-        """A batch (or a heartbeat) went out: the period starts again."""
-        self.quiet = False
-        self.due = False
-
-    def cancel(self) -> None:
-        self.timer.cancel()
-
-
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -584,7 +556,7 @@ class Generations:
         touched = 0.0
         running = self.running.get(generation_id)
         wake = running.writer.wake if running is not None else None
-        beat = _Heartbeat(heartbeat, wake) if heartbeat else None
+        beat = KeepAlive(heartbeat, wake) if heartbeat else None
         self._add_follower(generation_id)
         try:
             if running is not None:
@@ -750,7 +722,7 @@ class Generations:
             await asyncio.sleep(0.05)
 
     async def _follow_here(
-        self, writer: _EventWriter, after: int, beat: _Heartbeat | None
+        self, writer: _EventWriter, after: int, beat: KeepAlive | None
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """``follow`` for a generation this process runs: no store read, no polling (the
         store is read only for events older than what the writer still keeps)."""

@@ -16,9 +16,9 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from .errors import StreamError, StreamErrorCode
+from .keepalive import KeepAlive
 from .store.base import LAPSED, EventStore, StoredEvent, StreamsReader, Tail, not_found
 
 logger = logging.getLogger("streaming")
@@ -31,18 +31,6 @@ WATCH_EVERY = 0.25
 MAX_WAITING = 1024
 #: The message of the followers' error when the reader stops while they wait.
 STOPPED = "The reader of the event store stopped"
-
-
-class Heartbeat(Protocol):
-    """A follower's keep-alive clock (``generations._Heartbeat``): ``due`` after a period
-    without a batch, when it calls ``wake``."""
-
-    wake: Callable[[], None] | None
-
-    @property
-    def due(self) -> bool: ...
-
-    def sent(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -103,7 +91,7 @@ class SharedReader:
         self.woken = False
 
     async def follow(
-        self, stream_id: str, after: int, beat: Heartbeat | None = None
+        self, stream_id: str, after: int, beat: KeepAlive | None = None
     ) -> AsyncGenerator[list[StoredEvent]]:
         """The stream's events after ``after``, in batches, until it finishes; with a
         ``beat``, an empty batch when it is due (it wakes the follower)."""
@@ -118,7 +106,7 @@ class SharedReader:
             self._check_shutdown(stream_id)
         follower = _Follower(stream_id, after)
         if beat is not None:
-            beat.wake = follower.wake
+            beat.on_silence = follower.wake
         self.followers.setdefault(stream_id, []).append(follower)
         self.changed.add(stream_id)
         if self.task is None or self.task.done():

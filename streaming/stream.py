@@ -34,6 +34,7 @@ import httpx
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
+from .keepalive import KeepAlive
 from .queue import MessageQueue
 from .sources.iterables import is_iterable_input, iterate
 from .sse import (
@@ -92,9 +93,6 @@ class Stream:
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: asyncio.Task[None] | None = None
-        # The keep-alive timer, and whether nothing was written since its last turn.
-        self._ticker: asyncio.TimerHandle | None = None
-        self._quiet = True
 
     # ----------------------------------------------------------------- options
     @property
@@ -212,33 +210,27 @@ class Stream:
         return self._body()
 
     async def _body(self) -> AsyncIterator[bytes]:
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._producer = asyncio.create_task(self._produce())
         queue, limit = self._queue, self._max_batch
-        # One timer per stream, not one per wait: every KEEPALIVE seconds it queues a
-        # keep-alive comment unless something was written since its last turn.
-        keepalive = float(setting("KEEPALIVE"))
-        self._ticker = loop.call_later(keepalive, self._keep_alive, keepalive)
+        # A keep-alive comment is queued after KEEPALIVE seconds without a write.
+        keepalive = KeepAlive(float(setting("KEEPALIVE")), self._queue_keepalive)
         try:
             # The opening comment goes out at once; one scheduler turn first lets events
             # that are ready right away share its write.
             await asyncio.sleep(0)
             yield OPENING_COMMENT + b"".join(queue.take(limit))
             while (batch := await queue.get(limit)) is not None:
-                self._quiet = False
+                keepalive.sent()
                 yield b"".join(batch)
         finally:
-            self._ticker.cancel()
+            keepalive.cancel()
             await self._shutdown()
 
-    def _keep_alive(self, keepalive: float) -> None:
-        """The keep-alive timer: a comment after a whole period of silence, then again."""
-        if self._quiet and not self._queue.closed:
+    def _queue_keepalive(self) -> None:
+        if not self._queue.closed:
             with contextlib.suppress(StreamError):
                 self._queue.put_nowait(KEEPALIVE_COMMENT)
-        self._quiet = True
-        assert self._loop is not None
-        self._ticker = self._loop.call_later(keepalive, self._keep_alive, keepalive)
 
     async def _shutdown(self) -> None:
         """Mark closed and stop the producer (its ``finally`` and ``aclose()`` run)."""

@@ -196,6 +196,17 @@ def no_close(request: HttpRequest) -> HttpResponse:
     return sse_response(callback)
 
 
+def quiet_after_a_message(request: HttpRequest) -> HttpResponse:
+    """One message half a keep-alive period (1 s in the tests) in, then silence; the
+    stream stays open."""
+
+    async def callback(stream: Stream) -> None:
+        await asyncio.sleep(0.5)
+        stream.send("then-quiet")
+
+    return sse_response(callback)
+
+
 def with_set_headers(request: HttpRequest) -> HttpResponse:
     return sse_response(["hdr"], headers={"X-Custom": "yes"})
 

@@ -163,6 +163,34 @@ async def test_a_quiet_follower_gets_a_heartbeat_then_the_rest(where: str) -> No
     assert [] in batches  # 0.7 s between tokens: at least one heartbeat between two
 
 
+async def token_then_silence(silence: float) -> AsyncGenerator[str]:
+    yield "first "
+    await asyncio.sleep(silence)
+    yield "last "
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+async def test_a_follower_silent_after_a_batch_gets_a_heartbeat_every_period(
+    where: str,
+) -> None:
+    """The heartbeat counts the silence from the last batch: 2.2 s without one, with
+    ``heartbeat`` = 0.4, bring one each 0.4 s (5), not one each 0.8 s (2)."""
+    store = MemoryStore()
+    runner = Generations(store)
+    follower = runner if where == "here" else Generations(store)
+    generation_id = await runner.start(token_then_silence(2.2), Pipeline(), owner="me")
+    batches: list[list[object]] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in follower.follow(generation_id, "me", heartbeat=0.4):
+            batches.append(list(batch))
+    texts = [e.text for batch in batches for e in batch if isinstance(e, Chunk)]
+    assert texts == ["first ", "last "]
+    first = next(i for i, batch in enumerate(batches) if batch)
+    between = batches[first + 1 : next(i for i in range(first + 1, len(batches)) if batches[i])]
+    assert len(between) >= 4
+    assert all(batch == [] for batch in between)
+
+
 async def test_a_busy_follower_gets_no_heartbeat() -> None:
     generations = Generations(MemoryStore())
     generation_id = await generations.start(paced(30, 0.02, []), Pipeline(), owner="me")

@@ -3,6 +3,7 @@ sync iterables, keep-alives, and the same stream under a WSGI server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -82,6 +83,22 @@ def test_an_open_stream_sends_keepalive_comments(reader: httpx.Client) -> None:
             if "ping" in parser.comments:
                 break
     assert parser.comments[:2] == ["stream open", "ping"]
+
+
+def test_a_quiet_stream_sends_a_keepalive_each_period(reader: httpx.Client) -> None:
+    """KEEPALIVE is 1 s in the tests' settings: 3.5 s of silence after a message that
+    came between two keep-alive periods bring one comment a second (the silence between
+    two writes never longer than a period), not one each 2 s."""
+    parser = SSEParser()
+    with reader.stream("GET", "/plugin/quiet-after-a-message") as response:
+        chunks = response.iter_raw()
+        assert read_events(chunks, parser, 1)[0].data == "then-quiet"
+        start = time.monotonic()
+        for chunk in chunks:
+            parser.feed(chunk)
+            if time.monotonic() - start >= 3.5:
+                break
+    assert parser.comments.count("ping") >= 3
 
 
 def test_the_first_bytes_arrive_before_the_first_event(reader: httpx.Client) -> None:

@@ -1,0 +1,54 @@
+"""A connection's keep-alive clock: one timer per connection, not one per wait.
+
+``sent()`` notes when something last went out (a message, or the keep-alive itself);
+nothing else happens per message. When the timer fires before ``seconds`` of silence
+have passed, it moves to where the silence would reach them; once they have passed, it
+calls ``on_silence`` (which sends a keep-alive, or has it sent) and comes back
+``seconds`` later. So a connection is never silent for longer than ``seconds`` (give or
+take the event loop's delay), and a busy one costs one timer callback per period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+#: A timer that finds less than this share of the period left counts the silence as
+#: reached (a keep-alive slightly early), so that the one it set off, going out a moment
+#: after the timer, does not cost another timer callback.
+EARLY_SHARE = 1 / 64
+
+
+class KeepAlive:
+    """Calls ``on_silence`` after ``seconds`` without ``sent()``, then every ``seconds``
+    while the silence lasts (``None``: nothing to call; its owner looks at ``due``, and
+    may set ``on_silence`` later). ``cancel()`` stops it."""
+
+    def __init__(self, seconds: float, on_silence: Callable[[], object] | None) -> None:
+        self.seconds = seconds
+        self.on_silence = on_silence
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.timer = self.loop.call_later(seconds, self._tick)
+
+    def sent(self) -> None:
+        """Something went out (a message or a keep-alive): the silence starts again."""
+        self.last = self.loop.time()
+
+    @property
+    def due(self) -> bool:
+        """Whether the silence has lasted ``seconds`` (a keep-alive should go out)."""
+        return self.loop.time() - self.last >= self.seconds * (1 - EARLY_SHARE)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        left = self.last + self.seconds - now
+        if left > self.seconds * EARLY_SHARE:
+            self.timer = self.loop.call_at(now + left, self._tick)
+            return
+        self.timer = self.loop.call_at(now + self.seconds, self._tick)
+        if self.on_silence is not None:
+            self.on_silence()

@@ -1,0 +1,45 @@
+"""``KeepAlive``: a connection is never silent for longer than its period, whether the
+silence follows a message or a keep-alive, and a busy connection gets none."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streaming.keepalive import KeepAlive
+
+
+async def test_a_silence_after_a_message_gets_a_keepalive_every_period() -> None:
+    calls: list[float] = []
+
+    def silent() -> None:
+        calls.append(asyncio.get_running_loop().time())
+        keepalive.sent()  # the keep-alive goes out
+
+    keepalive = KeepAlive(0.4, silent)
+    await asyncio.sleep(0.05)
+    keepalive.sent()  # a message, just after the clock started
+    await asyncio.sleep(2.2)
+    keepalive.cancel()
+    # 2.2 s of silence: one each 0.4 s (5), not one each 0.8 s (2), which is what a
+    # timer that only looked at "anything sent since my last turn?" gave.
+    assert len(calls) >= 4
+
+
+async def test_a_busy_connection_gets_no_keepalive() -> None:
+    calls: list[None] = []
+    keepalive = KeepAlive(0.3, lambda: calls.append(None))
+    for _ in range(24):
+        await asyncio.sleep(0.05)
+        keepalive.sent()
+    keepalive.cancel()
+    assert calls == []
+
+
+async def test_without_a_callback_due_tells_the_silence() -> None:
+    keepalive = KeepAlive(0.3, None)
+    assert not keepalive.due
+    await asyncio.sleep(0.35)
+    assert keepalive.due
+    keepalive.sent()
+    assert not keepalive.due
+    keepalive.cancel()
