@@ -21,8 +21,9 @@ async def test_a_silence_after_a_message_gets_a_keepalive_every_period() -> None
     await asyncio.sleep(2.2)
     keepalive.cancel()
     # 2.2 s of silence: one each 0.4 s (5), not one each 0.8 s (2), which is what a
-    # timer that only looked at "anything sent since my last turn?" gave.
-    assert len(calls) >= 4
+    # timer that only looked at "anything sent since my last turn?" gave (one more
+    # allowed late on a loaded machine).
+    assert len(calls) >= 3
 
 
 async def test_a_busy_connection_gets_no_keepalive() -> None:

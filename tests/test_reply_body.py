@@ -174,7 +174,8 @@ async def test_a_follower_silent_after_a_batch_gets_a_heartbeat_every_period(
     where: str,
 ) -> None:
     """The heartbeat counts the silence from the last batch: 2.2 s without one, with
-    ``heartbeat`` = 0.4, bring one each 0.4 s (5), not one each 0.8 s (2)."""
+    ``heartbeat`` = 0.4, bring one each 0.4 s (5), not one each 0.8 s (2; one more than
+    that allowed late on a loaded machine)."""
     store = MemoryStore()
     runner = Generations(store)
     follower = runner if where == "here" else Generations(store)
@@ -187,7 +188,7 @@ async def test_a_follower_silent_after_a_batch_gets_a_heartbeat_every_period(
     assert texts == ["first ", "last "]
     first = next(i for i, batch in enumerate(batches) if batch)
     between = batches[first + 1 : next(i for i in range(first + 1, len(batches)) if batches[i])]
-    assert len(between) >= 4
+    assert len(between) >= 3
     assert all(batch == [] for batch in between)
 
 
