@@ -45,9 +45,9 @@ class KeepAlive:
 
     def _tick(self) -> None:
         now = self.loop.time()
-        left = self.last + self.seconds - now
-        if left > self.seconds * EARLY_SHARE:
-            self.timer = self.loop.call_at(now + left, self._tick)
+        reached = self.last + self.seconds
+        if reached - now > self.seconds * EARLY_SHARE:
+            self.timer = self.loop.call_at(reached, self._tick)
             return
         self.timer = self.loop.call_at(now + self.seconds, self._tick)
         if self.on_silence is not None:
