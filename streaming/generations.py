@@ -540,7 +540,7 @@ class Generations:
             return True
         return bool(await store.read(generation_id, after, timeout=0))
 
-    async def follow(
+    def follow(
         self, generation_id: str, owner: str, after: int = 0, *, heartbeat: float | None = None
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """The events after ``after``, in batches, until the terminal one (included).
@@ -549,21 +549,27 @@ class Generations:
         transport can send a keep-alive without a timer of its own per wait.
         A store failure is raised as ``StreamError`` (also when the generation was ended
         by one: its log then has no terminal event). Close it (``aclosing``) when you stop
-        early: it counts as a follower until then.
+        early: it counts as a follower until then. The owner is checked at the first read.
+
+        A generation running here is followed by its own generator (no layer of ours
+        between it and the transport, which resumes it once per token).
         """
+        running = self.running.get(generation_id)
+        if running is not None:
+            return self._follow_here(running.writer, owner, after, heartbeat)
+        return self._follow_stored(generation_id, owner, after, heartbeat)
+
+    async def _follow_stored(
+        self, generation_id: str, owner: str, after: int, heartbeat: float | None
+    ) -> AsyncGenerator[list[GenerationEvent]]:
+        """``follow`` for a generation another process runs (or that ended): its events
+        come from the store, through this process's shared reader when the store has one."""
         await self.check_owner(generation_id, owner)
         store = self.store
         touched = 0.0
-        running = self.running.get(generation_id)
-        wake = running.writer.wake if running is not None else None
-        beat = KeepAlive(heartbeat, wake) if heartbeat else None
+        beat = KeepAlive(heartbeat, None) if heartbeat else None
         self._add_follower(generation_id)
         try:
-            if running is not None:
-                # It runs here: its events are handed over as they are stored.
-                async for batch in self._follow_here(running.writer, after, beat):
-                    yield batch
-                return
             shared = self._shared_reader(store)
             if shared is not None:
                 # It runs elsewhere: this process's one reader of the store serves it.
@@ -722,11 +728,15 @@ class Generations:
             await asyncio.sleep(0.05)
 
     async def _follow_here(
-        self, writer: _EventWriter, after: int, beat: KeepAlive | None
+        self, writer: _EventWriter, owner: str, after: int, heartbeat: float | None
     ) -> AsyncGenerator[list[GenerationEvent]]:
-        """``follow`` for a generation this process runs: no store read, no polling (the
-        store is read only for events older than what the writer still keeps)."""
+        """``follow`` for a generation this process runs (or ran, when it ended since):
+        no store read, no polling (the store is read only for events older than what the
+        writer still keeps)."""
         generation_id = writer.generation_id
+        await self.check_owner(generation_id, owner)
+        beat = KeepAlive(heartbeat, writer.wake) if heartbeat else None
+        self._add_follower(generation_id)
         writer.readers += 1
         try:
             while after < writer.base:
@@ -770,6 +780,9 @@ class Generations:
                     await writer.wait()
         finally:
             writer.readers -= 1
+            if beat is not None:
+                beat.cancel()
+            self._unfollow(generation_id)
 
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,
