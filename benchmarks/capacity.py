@@ -22,7 +22,7 @@ processes: its ``streaming`` package and project under this checkout's benchmark
 Idle: N open replies whose model sends a few tokens and then nothing, per transport and
 store, opened with at most ``--in-flight`` of them waiting for their first tokens at a
 time (it fails, naming how many, when some do not open); the daphne process's RSS
-growth per reply (a fresh process for each path), its CPU use while nothing streams
+and thread count growth per reply (a fresh process for each path), its CPU use while nothing streams
 (over 20 s, once they have all started: an SSE reply's keep-alive comment every
 ``KEEPALIVE`` seconds is part of it), and that CPU less the raw path's of the same
 transport in the same run. ``--burst N``: one reply of N tokens ready
@@ -98,11 +98,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def rss_kib(pid: int) -> int:
+def proc_status(pid: int, field: str) -> int:
+    """A number of ``/proc/<pid>/status``: ``VmRSS`` (KiB), ``Threads``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 @dataclass
@@ -511,11 +512,12 @@ async def open_idle(port: int, path: Route, count: int, in_flight: int) -> list[
 
 async def idle_cost(
     server: Server, path: Route, count: int, in_flight: int, redis_pid: int
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     """(KiB of RSS per open reply, % of a core used while they all wait, seconds it took
-    to open them, % of a core ``redis-server`` used meanwhile)."""
+    to open them, % of a core ``redis-server`` used meanwhile, threads per open reply)."""
     await asyncio.sleep(1.0)
-    rss_before = rss_kib(server.pid)
+    rss_before = proc_status(server.pid, "VmRSS")
+    threads_before = proc_status(server.pid, "Threads")
     started = time.perf_counter()
     replies = await open_idle(server.port, path, count, in_flight)
     opening = time.perf_counter() - started
@@ -526,7 +528,8 @@ async def idle_cost(
         await asyncio.sleep(1.0)
         if cpu_seconds(server.pid) - cpu_before < 0.1:
             break
-    rss_after = rss_kib(server.pid)
+    rss_after = proc_status(server.pid, "VmRSS")
+    threads = (proc_status(server.pid, "Threads") - threads_before) / count
     # Longer than KEEPALIVE (15 s): an SSE reply's keep-alive comment is part of its cost.
     cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
     redis_before = cpu_seconds(redis_pid)
@@ -540,7 +543,7 @@ async def idle_cost(
             reply.transport.close()
     if ended:
         raise NotOpened(f"{len(ended)} of {count} idle replies ended: {ended[0].last!r}")
-    return (rss_after - rss_before) / count, busy, opening, redis_busy
+    return (rss_after - rss_before) / count, busy, opening, redis_busy, threads
 
 
 #: Seconds over which the CPU of idle replies is measured.
@@ -556,6 +559,7 @@ class IdleRow:
     over_raw: float
     opening: float
     redis_busy: float = math.nan
+    threads: float = math.nan
     failure: str = ""
 
 
@@ -581,7 +585,7 @@ def idle_table(
             server = stack.enter_context(daphne(env, checkout))
             try:
                 assert redis.process is not None
-                kib, busy, opening, redis_busy = asyncio.run(
+                kib, busy, opening, redis_busy, threads = asyncio.run(
                     idle_cost(server, path, count, in_flight, redis.process.pid)
                 )
             except NotOpened as exc:
@@ -595,9 +599,10 @@ def idle_table(
         over = busy - raw_busy.get(path.ws, math.nan)
         if path.server != "redis":
             redis_busy = math.nan
-        rows.append(IdleRow(label, kib, busy, over, opening, redis_busy))
-        print(f"  idle {label}: {kib:.1f} KiB/reply, {busy:.2f} % CPU ({over:+.2f} over raw), "
-              f"opened in {opening:.0f} s", flush=True)  # fmt: skip
+        rows.append(IdleRow(label, kib, busy, over, opening, redis_busy, threads))
+        print(f"  idle {label}: {kib:.1f} KiB/reply, {threads:.2f} threads/reply, "
+              f"{busy:.2f} % CPU ({over:+.2f} over raw), opened in {opening:.0f} s",
+              flush=True)  # fmt: skip
     return rows
 
 
@@ -729,16 +734,16 @@ def main() -> None:
                 f"{IDLE_WINDOW:.0f} s"
             )
             print(
-                "| path | KiB per open reply | server CPU % while idle | CPU % over raw "
-                "| redis-server CPU % |"
+                "| path | KiB per open reply | threads per open reply | server CPU % while "
+                "idle | CPU % over raw | redis-server CPU % |"
             )
-            print("|---|---:|---:|---:|---:|")
+            print("|---|---:|---:|---:|---:|---:|")
             for row in rows:
                 if row.failure:
-                    print(f"| {row.label} | FAILED: {row.failure} | | | |")
+                    print(f"| {row.label} | FAILED: {row.failure} | | | | |")
                 else:
                     redis_busy = "-" if math.isnan(row.redis_busy) else f"{row.redis_busy:.2f}"
-                    print(f"| {row.label} | {row.kib:.1f} | {row.busy:.2f} | "
+                    print(f"| {row.label} | {row.kib:.1f} | {row.threads:.2f} | {row.busy:.2f} | "
                           f"{row.over_raw:+.2f} | {redis_busy} |")  # fmt: skip
             if any(row.failure for row in rows):
                 sys.exit("Some idle replies did not open: see the table")

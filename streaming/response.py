@@ -9,6 +9,7 @@ from typing import Any
 from django.http import StreamingHttpResponse
 
 from .reply_body import ReplyBody
+from .request_thread import release_request_thread
 from .stream import Stream
 
 SSE_HEADERS = {
@@ -22,7 +23,8 @@ class SSEResponse(StreamingHttpResponse):
     """A ``text/event-stream`` response whose body is a ``Stream`` or a ``ReplyBody``.
 
     Under ASGI the server reads the body's async bytes directly (so Django's
-    ``aclosing`` closes our generator, not a wrapper of it); under WSGI it reads a
+    ``aclosing`` closes our generator, not a wrapper of it), and lets the request's own
+    sync thread go meanwhile (``streaming.request_thread``); under WSGI it reads a
     ``Stream``'s sync body. ``close()`` (Django calls it when the response ends, also
     after a disconnect) stops a stream's producer, or closes a reply body.
     """
@@ -49,6 +51,8 @@ class SSEResponse(StreamingHttpResponse):
             super()._set_streaming_content(value)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
+        # The server starts reading: the request's sync work is done, its thread can go.
+        release_request_thread()
         if self._iterator is self.stream:
             return aiter(self.stream)
         return super().__aiter__()

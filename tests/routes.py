@@ -207,6 +207,11 @@ def quiet_after_a_message(request: HttpRequest) -> HttpResponse:
     return sse_response(callback)
 
 
+def threads(request: HttpRequest) -> HttpResponse:
+    """How many threads the server process runs now."""
+    return JsonResponse({"threads": threading.active_count()})
+
+
 def with_set_headers(request: HttpRequest) -> HttpResponse:
     return sse_response(["hdr"], headers={"X-Custom": "yes"})
 

@@ -25,14 +25,18 @@ SLOW = {"prompt": "Hi", "delay": "0.25", "size": "1"}
 
 def open_streams(url: str, count: int, stack: ExitStack, path: str = "/h/slow") -> None:
     """Log in, then open ``count`` streams of ``path`` and read each one's first event."""
-    client = stack.enter_context(httpx.Client(base_url=url, timeout=LIMIT))
+    limits = httpx.Limits(max_connections=count + 5)
+    client = stack.enter_context(httpx.Client(base_url=url, timeout=LIMIT, limits=limits))
     assert client.get("/h/login", params={"name": "alice"}).status_code == 200
+    # The stack keeps every stream's body: a body iterator dropped closes its stream.
+    bodies: list[Iterator[bytes]] = []
+    stack.callback(bodies.clear)
     for _ in range(count):
         response = stack.enter_context(client.stream("GET", path, params=SLOW))
         assert response.status_code == 200
         parser = SSEParser()
-        chunks = response.iter_raw()
-        while not parser.feed(next(chunks)):
+        bodies.append(response.iter_raw())
+        while not parser.feed(next(bodies[-1])):
             pass
 
 

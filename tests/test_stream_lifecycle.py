@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ from streaming.sse import ParsedEvent, SSEParser
 
 from .conftest import probe, wait_for_probe
 from .servers import wsgi_server
+
+#: Streams held open at once to count the server's threads.
+OPEN_STREAMS = 20
 
 
 def read_events(chunks: Iterator[bytes], parser: SSEParser, count: int) -> list[ParsedEvent]:
@@ -99,6 +103,26 @@ def test_a_quiet_stream_sends_a_keepalive_each_period(reader: httpx.Client) -> N
             if time.monotonic() - start >= 3.5:
                 break
     assert parser.comments.count("ping") >= 3
+
+
+@pytest.mark.parametrize("path", ["/plugin/no-close", "/sse/scripted?prompt=Hi&delay=0.25&size=1"])
+def test_open_streams_hold_no_thread_each(live_url: str, path: str) -> None:
+    """Django gives each ASGI request a sync thread of its own, kept until the request
+    ends; a streamed response lets it go when it starts (``sse_response``, ``SSEView``)."""
+    limits = httpx.Limits(max_connections=OPEN_STREAMS + 5)
+    with httpx.Client(base_url=live_url, timeout=10, limits=limits) as client, ExitStack() as open:
+
+        def threads() -> int:
+            return int(client.get("/plugin/threads").json()["threads"])
+
+        before = threads()
+        bodies = []  # each stream stays open while its body is referenced
+        for _ in range(OPEN_STREAMS):
+            response = open.enter_context(client.stream("GET", path))
+            assert response.status_code == 200
+            bodies.append(response.iter_raw())
+            assert next(bodies[-1]).startswith(b": stream open")
+        assert threads() - before < OPEN_STREAMS / 2
 
 
 def test_the_first_bytes_arrive_before_the_first_event(reader: httpx.Client) -> None:
