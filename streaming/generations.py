@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -564,12 +564,9 @@ class Generations:
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """``follow`` for a generation another process runs (or that ended): its events
         come from the store, through this process's shared reader when the store has one."""
-        await self.check_owner(generation_id, owner)
         store = self.store
         touched = 0.0
-        beat = KeepAlive(heartbeat, None) if heartbeat else None
-        self._add_follower(generation_id)
-        try:
+        async with self._following(generation_id, owner, heartbeat, None) as beat:
             shared = self._shared_reader(store)
             if shared is not None:
                 # It runs elsewhere: this process's one reader of the store serves it.
@@ -616,6 +613,23 @@ class Generations:
                     return
                 elif generation_id not in self.running:
                     await self._check_lease(generation_id)
+
+    @contextlib.asynccontextmanager
+    async def _following(
+        self,
+        generation_id: str,
+        owner: str,
+        heartbeat: float | None,
+        on_silence: Callable[[], object] | None,
+    ) -> AsyncIterator[KeepAlive | None]:
+        """A follower's start and end, wherever its events come from: the owner checked,
+        its keep-alive clock (when it wants ``heartbeat``s) and the follower counted, until
+        it stops."""
+        await self.check_owner(generation_id, owner)
+        beat = KeepAlive(heartbeat, on_silence) if heartbeat else None
+        self._add_follower(generation_id)
+        try:
+            yield beat
         finally:
             if beat is not None:
                 beat.cancel()
@@ -734,55 +748,50 @@ class Generations:
         no store read, no polling (the store is read only for events older than what the
         writer still keeps)."""
         generation_id = writer.generation_id
-        await self.check_owner(generation_id, owner)
-        beat = KeepAlive(heartbeat, writer.wake) if heartbeat else None
-        self._add_follower(generation_id)
-        writer.readers += 1
-        try:
-            while after < writer.base:
-                stored = await self.store.read(generation_id, after, timeout=0)
-                if not stored:
-                    raise self._lost(generation_id)
-                events = [from_record(item.seq, item.data) for item in stored]
-                events = [e for e in events if e.seq <= writer.base]
-                yield events
-                if not writer.out:
-                    writer.passed_on()
-                if isinstance(events[-1], TERMINAL):
-                    return
-                after = events[-1].seq
-            while True:
-                start = after - writer.base
-                kept = writer.events
-                if start > len(kept):
-                    check_cursor(generation_id, after, writer.base + len(kept))
-                if len(kept) > start:
-                    batch = kept[start:]
-                    if writer.readers == 1:  # the only reader: nobody needs them again
-                        writer.events = []
-                        writer.base = batch[-1].seq
-                    if beat is not None:
-                        beat.sent()
-                    yield batch
+        async with self._following(generation_id, owner, heartbeat, writer.wake) as beat:
+            writer.readers += 1
+            try:
+                while after < writer.base:
+                    stored = await self.store.read(generation_id, after, timeout=0)
+                    if not stored:
+                        raise self._lost(generation_id)
+                    events = [from_record(item.seq, item.data) for item in stored]
+                    events = [e for e in events if e.seq <= writer.base]
+                    yield events
                     if not writer.out:
                         writer.passed_on()
-                    if isinstance(batch[-1], TERMINAL):
+                    if isinstance(events[-1], TERMINAL):
                         return
-                    after = batch[-1].seq
-                elif writer.failure is not None:
-                    raise writer.failure
-                elif writer.ended:
-                    raise self._lost(generation_id)
-                elif beat is not None and beat.due:
-                    beat.sent()
-                    yield []
-                else:
-                    await writer.wait()
-        finally:
-            writer.readers -= 1
-            if beat is not None:
-                beat.cancel()
-            self._unfollow(generation_id)
+                    after = events[-1].seq
+                while True:
+                    start = after - writer.base
+                    kept = writer.events
+                    if start > len(kept):
+                        check_cursor(generation_id, after, writer.base + len(kept))
+                    if len(kept) > start:
+                        batch = kept[start:]
+                        if writer.readers == 1:  # the only reader: nobody needs them again
+                            writer.events = []
+                            writer.base = batch[-1].seq
+                        if beat is not None:
+                            beat.sent()
+                        yield batch
+                        if not writer.out:
+                            writer.passed_on()
+                        if isinstance(batch[-1], TERMINAL):
+                            return
+                        after = batch[-1].seq
+                    elif writer.failure is not None:
+                        raise writer.failure
+                    elif writer.ended:
+                        raise self._lost(generation_id)
+                    elif beat is not None and beat.due:
+                        beat.sent()
+                        yield []
+                    else:
+                        await writer.wait()
+            finally:
+                writer.readers -= 1
 
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,
