@@ -25,6 +25,7 @@ import pstats
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -147,7 +148,7 @@ async def measure(
         tracemalloc.start(8)
         before = tracemalloc.take_snapshot()
     tasks_before = len(asyncio.all_tasks())
-    timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
+    timers_before = _timers(loop)
     clients = [Client(kind, route) for _ in range(count)]
     tasks = []
     # At most ``in_flight`` replies waiting for their first token at a time, as
@@ -168,9 +169,13 @@ async def measure(
         raise RuntimeError(f"{len(waiting) + len(failed)} of {count} did not open: {reason}")
     await asyncio.sleep(1.0)
     tasks_now = len(asyncio.all_tasks()) - tasks_before
-    timers_now = len(loop._scheduled) - timers_before  # type: ignore[attr-defined]
+    timers_now = _timers(loop)
+    timers_now.subtract(timers_before)
     print(f"\n## {path_key}: {count} replies, {tasks_now / count:.2f} tasks and "
-          f"{timers_now / count:.2f} timers per reply")  # fmt: skip
+          f"{timers_now.total() / count:.2f} timers per reply")  # fmt: skip
+    for name, number in timers_now.most_common():
+        if number:
+            print(f"- timer {name}: {number / count:.2f} per reply")
     if trace:
         gc.collect()
         report(before, tracemalloc.take_snapshot(), count, top)
@@ -211,6 +216,14 @@ async def measure(
     for task in [*tasks, warm_task]:
         task.cancel()
     await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+
+
+def _timers(loop: asyncio.AbstractEventLoop) -> Counter[str]:
+    """The loop's scheduled timers, counted by what each calls when it fires."""
+    return Counter(
+        getattr(handle._callback, "__qualname__", repr(handle._callback))
+        for handle in loop._scheduled  # type: ignore[attr-defined]
+    )
 
 
 def _cpu_of(pid: int | None) -> float:

@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -433,6 +433,66 @@ class _Running:
     on_end: OnEnd | None = None
 
 
+class _Following:
+    """A follower's start and end, wherever its events come from (``async with``): the
+    owner checked, its keep-alive clock (when it wants heartbeats) and the follower
+    counted, until it stops. One small object per open reply (a generator-based context
+    manager took a generator and its wrapper, about 0.5 KiB)."""
+
+    __slots__ = ("beat", "generation_id", "generations", "heartbeat", "on_silence", "owner")
+
+    def __init__(
+        self,
+        generations: Generations,
+        generation_id: str,
+        owner: str,
+        heartbeat: float | None,
+        on_silence: Callable[[], object] | None,
+    ) -> None:
+        self.generations = generations
+        self.generation_id = generation_id
+        self.owner = owner
+        self.heartbeat = heartbeat
+        self.on_silence = on_silence
+        self.beat: KeepAlive | None = None
+
+    async def __aenter__(self) -> KeepAlive | None:
+        await self.generations.check_owner(self.generation_id, self.owner)
+        if self.heartbeat:
+            self.beat = KeepAlive(self.heartbeat, self.on_silence)
+        self.generations._add_follower(self.generation_id)
+        return self.beat
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.beat is not None:
+            self.beat.cancel()
+        self.generations._unfollow(self.generation_id)
+
+
+class _ExpectedFollower:
+    """A follower counted before it starts (``Generations.expect_follower``). Calling it
+    (from any thread) stops counting it on its event loop; so does ``end`` (the request's
+    task ended), whichever comes first."""
+
+    __slots__ = ("counted", "generation_id", "generations", "loop")
+
+    def __init__(self, generations: Generations, generation_id: str) -> None:
+        self.generations = generations
+        self.generation_id = generation_id
+        self.loop = asyncio.get_running_loop()
+        self.counted = True
+        generations._add_follower(generation_id)
+
+    def __call__(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing counts
+            self.loop.call_soon_threadsafe(self.end)
+
+    def end(self, _task: object = None) -> None:
+        if self.counted:
+            self.counted = False
+            self.generations._unfollow(self.generation_id)
+
+
 class Generations:
     """The generations this process runs, and the way to follow any generation."""
 
@@ -496,7 +556,8 @@ class Generations:
         interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000
         writer = _EventWriter(store, generation_id, self._flusher, interval)
         task = asyncio.create_task(
-            self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end)
+            self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end),
+            name=generation_id,
         )
         writer.on_failure = task.cancel
         grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
@@ -504,7 +565,7 @@ class Generations:
         self.running[generation_id] = _Running(task, writer, grace, time.time(), held, on_end)
         if not self.followers.get(generation_id):
             self.unfollowed.add(generation_id)
-        task.add_done_callback(lambda _: self._forget(generation_id))
+        task.add_done_callback(self._forget_task)
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.create_task(self._watch())
         if self.renewer is None or self.renewer.done():
@@ -614,26 +675,15 @@ class Generations:
                 elif generation_id not in self.running:
                     await self._check_lease(generation_id)
 
-    @contextlib.asynccontextmanager
-    async def _following(
+    def _following(
         self,
         generation_id: str,
         owner: str,
         heartbeat: float | None,
         on_silence: Callable[[], object] | None,
-    ) -> AsyncIterator[KeepAlive | None]:
-        """A follower's start and end, wherever its events come from: the owner checked,
-        its keep-alive clock (when it wants ``heartbeat``s) and the follower counted, until
-        it stops."""
-        await self.check_owner(generation_id, owner)
-        beat = KeepAlive(heartbeat, on_silence) if heartbeat else None
-        self._add_follower(generation_id)
-        try:
-            yield beat
-        finally:
-            if beat is not None:
-                beat.cancel()
-            self._unfollow(generation_id)
+    ) -> _Following:
+        """A follower's start and end (``async with``), wherever its events come from."""
+        return _Following(self, generation_id, owner, heartbeat, on_silence)
 
     def expect_follower(self, generation_id: str) -> Callable[[], None]:
         """Count a follower about to start: a response the server has not begun reading
@@ -643,24 +693,11 @@ class Generations:
         this event loop; the end of the current task (the request's, which reads the
         response it returns) stops it too, so a response dropped unread (its client gone
         while a view or middleware still ran) holds nothing until it is collected."""
-        self._add_follower(generation_id)
-        loop = asyncio.get_running_loop()
-        counted = True
-
-        def unfollow() -> None:
-            nonlocal counted
-            if counted:
-                counted = False
-                self._unfollow(generation_id)
-
-        def release() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing counts
-                loop.call_soon_threadsafe(unfollow)
-
+        expected = _ExpectedFollower(self, generation_id)
         request = asyncio.current_task()
         if request is not None:
-            request.add_done_callback(lambda _: unfollow())
-        return release
+            request.add_done_callback(expected.end)
+        return expected
 
     def _add_follower(self, generation_id: str) -> None:
         self.followers[generation_id] = self.followers.get(generation_id, 0) + 1
@@ -1013,6 +1050,10 @@ class Generations:
             await store.renew_many_quotas(places)
         except StreamError as exc:
             logger.warning("Reply places of this process not renewed: %r", exc)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        """A generation's task ended (it is named after the generation): forget it."""
+        self._forget(task.get_name())
 
     def _forget(self, generation_id: str) -> None:
         running = self.running.pop(generation_id, None)

@@ -36,7 +36,10 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 def check_request_origin(request: Any) -> None:
     """Raise ``StreamError`` ``CROSS_SITE`` when another site sent ``request``."""
     own = f"{request.scheme}://{request.get_host()}"
-    _check(request.headers.get("Sec-Fetch-Site"), request.headers.get("Origin"), own)
+    # ``META``, as Django's CSRF check reads them: ``request.headers`` would build (and
+    # keep, for the life of a streamed reply) a dict of every header.
+    meta = request.META
+    _check(meta.get("HTTP_SEC_FETCH_SITE"), meta.get("HTTP_ORIGIN"), own)
 
 
 def check_scope_origin(scope: Mapping[str, Any]) -> None:

@@ -159,7 +159,7 @@ class SSEView(PipelineChoiceMixin, View):
         try:
             await self._check_request()
             owner = await call_hook(self.get_owner)
-            last_event_id = self.request.headers.get("Last-Event-ID")
+            last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID")
             if last_event_id is not None:
                 return await self._resume(generations, owner, last_event_id)
             check_request_origin(self.request)

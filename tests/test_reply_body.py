@@ -131,6 +131,16 @@ def test_on_close_is_called_when_a_body_is_dropped_unread() -> None:
     assert calls == ["closed"]
 
 
+def test_on_close_is_called_when_a_body_refuses_its_arguments() -> None:
+    """A body that cannot be made (an id with a newline) is not returned to anyone who
+    could close it: its follower stops counting all the same."""
+    calls: list[str] = []
+    with pytest.raises(StreamError):
+        ReplyBody(batches_of(), opening_id="a\nb", on_close=lambda: calls.append("closed"))
+    gc.collect()
+    assert calls == ["closed"]
+
+
 async def test_a_body_is_read_once() -> None:
     body = ReplyBody(batches_of())
     await body_bytes(body)
