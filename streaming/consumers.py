@@ -288,30 +288,35 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:
         while self.pending:
-            content = self.pending.pop(0)
-            params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
-            try:
-                prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
-                reservation = await reserve(
-                    self.generations.store,
-                    await self.get_limits(),
-                    owner=self.owner,
-                    address=scope_client_address(self.scope),
-                )
-                generation_id = await start_reply(
-                    self.generations,
-                    partial(self.stream, prompt, **params),
-                    pipeline,
-                    owner=self.owner,
-                    reservation=reservation,
-                    policy=self.disconnect_policy,
-                    forward_events=self.send_extractor_events,
-                    options=self.generation_options,
-                )
-            except StreamError as exc:
-                await self.send_error(exc)
-                continue
-            await self._follow(generation_id, 0)
+            generation_id = await self._start(self.pending.pop(0))
+            if generation_id is not None:
+                await self._follow(generation_id, 0)
+
+    async def _start(self, content: Frame) -> str | None:
+        """Start the reply to a prompt frame; its id, or None when refused (the client is
+        told why). Apart from ``_follow``, so that the frame is not held while it streams."""
+        params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
+        try:
+            prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
+            reservation = await reserve(
+                self.generations.store,
+                await self.get_limits(),
+                owner=self.owner,
+                address=scope_client_address(self.scope),
+            )
+            return await start_reply(
+                self.generations,
+                partial(self.stream, prompt, **params),
+                pipeline,
+                owner=self.owner,
+                reservation=reservation,
+                policy=self.disconnect_policy,
+                forward_events=self.send_extractor_events,
+                options=self.generation_options,
+            )
+        except StreamError as exc:
+            await self.send_error(exc)
+            return None
 
     async def _follow(self, generation_id: str, after: int) -> None:
         """Send the generation's events after ``after`` as frames, until its end.

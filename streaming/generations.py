@@ -146,13 +146,46 @@ class _EventWriter:
     write is kept in ``failure`` and reported to ``on_failure`` at once.
     """
 
+    __slots__ = (
+        "base",
+        "due",
+        "ended",
+        "events",
+        "failure",
+        "flusher",
+        "generation_id",
+        "going_out",
+        "inline",
+        "interval",
+        "limit",
+        "on_failure",
+        "out",
+        "pending",
+        "readers",
+        "sealing",
+        "seq",
+        "size",
+        "store",
+        "text",
+        "waiters",
+        "writing",
+    )
+
     def __init__(
-        self, store: EventStore, generation_id: str, flusher: _StoreFlusher, interval: float
+        self,
+        store: EventStore,
+        generation_id: str,
+        flusher: _StoreFlusher,
+        interval: float,
+        limit: int | None,
     ) -> None:
         self.store = store
         self.generation_id = generation_id
         self.flusher = flusher
         self.interval = interval
+        #: ``MAX_REPLY_CHARS``, and the characters of text added so far.
+        self.limit = limit
+        self.size = 0
         #: Whether the store is written inline (memory), else by the flusher (Redis).
         self.inline = store.appends_now
         self.seq = 0
@@ -166,7 +199,7 @@ class _EventWriter:
         self.due = 0.0
         self.writing = False
         self.failure: StreamError | None = None
-        self.on_failure: Callable[[], object] = lambda: None
+        self.on_failure: Callable[[], object] = _ignore
         # For the followers here: the stored events after ``base`` (kept while someone
         # here reads them), the futures of those waiting, and whether the log ended.
         self.events: list[GenerationEvent] = []
@@ -180,6 +213,16 @@ class _EventWriter:
         self.going_out: asyncio.Future[None] | None = None
 
     def add_text(self, text: str) -> None:
+        """Merge reply text; past ``limit`` only what fits, then ``REPLY_TOO_LARGE``."""
+        if self.limit is not None and self.size + len(text) > self.limit:
+            fitting = text[: self.limit - self.size]
+            if fitting:
+                self.add_text(fitting)
+            raise StreamError(
+                StreamErrorCode.REPLY_TOO_LARGE,
+                f"The reply is longer than {self.limit} characters; it was cut there",
+            )
+        self.size += len(text)
         self.text.append(text)
         if self.sealing is not None or self.failure is not None:
             return
@@ -415,12 +458,27 @@ class _StoreFlusher:
                         self.dirty[writer.generation_id] = writer
 
 
+def _deliver(text: str, pipeline: Pipeline, writer: _EventWriter, forward_events: bool) -> None:
+    """Hand what the pipeline let through to the writer: ``text``, then its extractors'
+    events (stored when ``forward_events``, else dropped)."""
+    if text:
+        writer.add_text(text)
+    if pipeline.emits:
+        for event in pipeline.drain_events():
+            if forward_events:
+                writer.add_event(event.name, event.data)
+
+
+def _ignore() -> None:
+    """What a writer calls on a failed write until its generation says otherwise."""
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Running:
     task: asyncio.Task[None]
     writer: _EventWriter
@@ -554,7 +612,8 @@ class Generations:
         if self._flusher is None or self._flusher.store is not store:
             self._flusher = _StoreFlusher(store)
         interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000
-        writer = _EventWriter(store, generation_id, self._flusher, interval)
+        limit: int | None = setting("MAX_REPLY_CHARS")
+        writer = _EventWriter(store, generation_id, self._flusher, interval, limit)
         task = asyncio.create_task(
             self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end),
             name=generation_id,
@@ -931,27 +990,6 @@ class Generations:
         Text past ``MAX_REPLY_CHARS`` is cut there and ends the reply (``REPLY_TOO_LARGE``,
         the source closed). The text is kept only in the store, never joined here.
         """
-        limit: int | None = setting("MAX_REPLY_CHARS")
-        size = 0
-
-        def deliver(text: str) -> None:
-            nonlocal size
-            if text:
-                if limit is not None and size + len(text) > limit:
-                    if limit > size:
-                        writer.add_text(text[: limit - size])
-                    raise StreamError(
-                        StreamErrorCode.REPLY_TOO_LARGE,
-                        f"The reply is longer than {limit} characters; it was cut there",
-                    )
-                size += len(text)
-                writer.add_text(text)
-            if emits:
-                for event in pipeline.drain_events():
-                    if forward_events:
-                        writer.add_event(event.name, event.data)
-
-        emits = pipeline.emits
         clock = asyncio.get_running_loop().time
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
@@ -964,7 +1002,7 @@ class Generations:
                     text = pipeline.push(text)
                     if pipeline.drains:
                         await pipeline.drain()
-                    deliver(text)
+                    _deliver(text, pipeline, writer, forward_events)
                     if writer.hogging(clock()):
                         # Chunks ready at once: let what is merged so far go out, so the
                         # first text is not held back until the source ends.
@@ -973,9 +1011,9 @@ class Generations:
             # The model failed mid-reply: the client still gets every character that
             # arrived (unless the reply is over its cap).
             if getattr(exc, "code", None) != StreamErrorCode.REPLY_TOO_LARGE:
-                deliver(pipeline.flush())
+                _deliver(pipeline.flush(), pipeline, writer, forward_events)
             raise
-        deliver(pipeline.flush())
+        _deliver(pipeline.flush(), pipeline, writer, forward_events)
 
     def _remember(self, generation_id: str, failure: StreamError) -> None:
         self.failures[generation_id] = failure

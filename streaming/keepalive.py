@@ -24,6 +24,8 @@ class KeepAlive:
     while the silence lasts (``None``: nothing to call; its owner looks at ``due``, and
     may set ``on_silence`` later). ``cancel()`` stops it."""
 
+    __slots__ = ("last", "loop", "on_silence", "seconds", "timer")
+
     def __init__(self, seconds: float, on_silence: Callable[[], object] | None) -> None:
         self.seconds = seconds
         self.on_silence = on_silence

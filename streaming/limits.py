@@ -82,6 +82,8 @@ def address_key(address: str) -> str:
 class Reservation:
     """The places one reply holds: renewed while it runs, released once when it ends."""
 
+    __slots__ = ("_renewer", "active", "holder", "released", "store")
+
     def __init__(self, store: EventStore, holder: str, active: Sequence[Quota]) -> None:
         self.store = store
         self.holder = holder

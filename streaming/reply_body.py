@@ -46,6 +46,8 @@ class ReplyBody:
     garbage-collected unread.
     """
 
+    __slots__ = ("_batches", "_event", "_on_close", "_opening", "_retry", "_started")
+
     def __init__(
         self,
         batches: MessageBatches,

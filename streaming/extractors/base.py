@@ -128,6 +128,8 @@ class TagFinder:
     two occurrences never overlap and one regular-expression pass finds them all.
     """
 
+    __slots__ = ("_overlap", "_pattern", "_tail", "position", "tags")
+
     def __init__(self, tags: Iterable[str]) -> None:
         self.tags = sorted(set(tags), key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(tag) for tag in self.tags))

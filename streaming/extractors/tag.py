@@ -15,6 +15,17 @@ from ..conf import setting
 class TagScanner:
     """State of one tag search over a stream of text: ``<tag>`` once, then ``</tag>``."""
 
+    __slots__ = (
+        "_close_tail",
+        "_open_tail",
+        "buffer",
+        "close",
+        "closed",
+        "inside",
+        "margin",
+        "open",
+    )
+
     def __init__(self, tag: str) -> None:
         self.open = f"<{tag}>"
         self.close = f"</{tag}>"
