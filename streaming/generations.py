@@ -686,7 +686,7 @@ class Generations:
         come from the store, through this process's shared reader when the store has one."""
         store = self.store
         touched = 0.0
-        async with self._following(generation_id, owner, heartbeat, None) as beat:
+        async with _Following(self, generation_id, owner, heartbeat, None) as beat:
             shared = self._shared_reader(store)
             if shared is not None:
                 # It runs elsewhere: this process's one reader of the store serves it.
@@ -733,16 +733,6 @@ class Generations:
                     return
                 elif generation_id not in self.running:
                     await self._check_lease(generation_id)
-
-    def _following(
-        self,
-        generation_id: str,
-        owner: str,
-        heartbeat: float | None,
-        on_silence: Callable[[], object] | None,
-    ) -> _Following:
-        """A follower's start and end (``async with``), wherever its events come from."""
-        return _Following(self, generation_id, owner, heartbeat, on_silence)
 
     def expect_follower(self, generation_id: str) -> Callable[[], None]:
         """Count a follower about to start: a response the server has not begun reading
@@ -844,7 +834,7 @@ class Generations:
         no store read, no polling (the store is read only for events older than what the
         writer still keeps)."""
         generation_id = writer.generation_id
-        async with self._following(generation_id, owner, heartbeat, writer.wake) as beat:
+        async with _Following(self, generation_id, owner, heartbeat, writer.wake) as beat:
             writer.readers += 1
             try:
                 while after < writer.base:
