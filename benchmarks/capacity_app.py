@@ -1,11 +1,13 @@
 """What the capacity benchmark serves: a paced model reply on every path, raw and ours.
 
-The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a few tokens, then nothing).
-HTTP routes (query ``n``, ``gap``, ``idle``): ``/raw`` (a plain async
-``StreamingHttpResponse``), ``/sse`` (``sse_response``), ``/view`` (``SSEView`` with
-``ResponseStreamExtractor``; the store is the settings' one). WebSocket routes (a prompt
-frame ``{"prompt": ..., "n": ..., "gap": ..., "idle": ...}``): ``/ws/raw/`` (a plain
-Channels consumer), ``/ws/ours/`` (``StreamConsumer`` with ``ResponseStreamExtractor``).
+The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a few tokens, then nothing;
+``clock=1``: on a fixed schedule). HTTP routes (query ``n``, ``gap``, ``idle``,
+``clock``): ``/raw`` (a plain async ``StreamingHttpResponse``), ``/raw-merged`` (the same,
+its tokens merged into one message per ``MERGE_MS``), ``/sse`` (``sse_response``),
+``/view`` (``SSEView`` with ``ResponseStreamExtractor``; the store is the settings' one).
+WebSocket routes (a prompt frame ``{"prompt": ..., "n": ..., "gap": ..., "idle": ...,
+"clock": ...}``): ``/ws/raw/`` (a plain Channels consumer), ``/ws/ours/``
+(``StreamConsumer`` with ``ResponseStreamExtractor``).
 Every token is ``"xyz "``: a client counts the ``x`` bytes (no framing around them
 carries one) to count tokens, however the path merges or splits them.
 """
@@ -33,35 +35,55 @@ TOKEN = "xyz "
 #: text between ``<text>`` and ``</text>`` only).
 AGENT_HEAD = "<response><thought>ok</thought><actions>REPLY</actions><text>"
 AGENT_TAIL = "</text></response>"
+#: Spaces after the start marker: more than ``SAFE_MARGIN`` (10) characters.
+MARKER_PADDING = 16
 
 
-def options(params: Mapping[str, Any]) -> tuple[int, float, bool]:
-    """(tokens, seconds between two tokens, idle) of a request; ``gap`` -1: a burst."""
+def options(params: Mapping[str, Any]) -> tuple[int, float, bool, bool]:
+    """(tokens, seconds between two tokens, idle, on the clock) of a request; ``gap`` -1:
+    a burst; ``clock`` 1: tokens due on a fixed schedule."""
     n = int(params.get("n", 200))
     gap = float(params.get("gap", 20)) / 1000
-    return n, gap, str(params.get("idle", "0")) in {"1", "True", "true"}
+    return n, gap, _flag(params.get("idle")), _flag(params.get("clock"))
 
 
-async def model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
+def _flag(value: Any) -> bool:
+    return str(value) in {"1", "True", "true"}
+
+
+async def model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIterator[str]:
     """``n`` tokens, each after ``gap`` seconds, as a model sends them; or (``idle``) a few
     tokens at once, then nothing, ever (so the client knows the reply is open); or
     (``gap`` < 0) all of them ready at once, as from one large network read, after a
-    first chunk ``t<time.time()>t`` that tells the client when the burst started."""
+    first chunk ``t<time.time()>t`` that tells the client when the burst started; or
+    (``clock``) after that first chunk, token ``i`` due ``i * gap`` after it, as a model
+    server writes them whether or not its reader keeps up (the ones past due are ready at
+    once, as from a socket's buffer), so the client can tell how late each one arrives."""
     if idle:
         yield TOKEN * 10  # past the extractor's held-back margin: the client sees it
         await asyncio.Event().wait()
-    if gap < 0:  # the moment the burst starts, for the client to measure its first token
-        yield f"t{time.time():.6f}t "
+    if gap < 0 or clock:  # when the burst or the schedule starts, for the client, padded
+        # past an extractor's held-back margin so that it reaches the client in one piece
+        yield f"t{time.time():.6f}t " + " " * MARKER_PADDING
+    if clock:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index in range(1, n + 1):
+            delay = start + index * gap - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield TOKEN
+        return
     for _ in range(n):
         if gap >= 0:
             await asyncio.sleep(gap)
         yield TOKEN
 
 
-async def agent_model(n: int, gap: float, idle: bool) -> AsyncIterator[str]:
+async def agent_model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIterator[str]:
     """The same tokens inside an agent reply, for ``ResponseStreamExtractor``."""
     yield AGENT_HEAD
-    async for token in model(n, gap, idle):
+    async for token in model(n, gap, idle, clock):
         yield token
     yield AGENT_TAIL
 
@@ -72,6 +94,31 @@ async def raw(request: HttpRequest) -> HttpResponse:
     async def body() -> AsyncIterator[bytes]:
         async for token in model(*options(request.GET)):
             yield f"data: {token}\n\n".encode()
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream")
+
+
+#: How long ``/raw-merged`` gathers tokens into one message, as ``FLUSH_INTERVAL_MS`` = 16.
+MERGE_MS = 16
+
+
+async def raw_merged(request: HttpRequest) -> HttpResponse:
+    """The floor of merging: the raw response, writing what arrived once ``MERGE_MS`` has
+    passed since the first token of a message (no store, no extractor, no timer)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        clock = asyncio.get_running_loop().time
+        parts: list[str] = []
+        due = 0.0
+        async for token in model(*options(request.GET)):
+            if not parts:
+                due = clock() + MERGE_MS / 1000
+            parts.append(token)
+            if clock() >= due:
+                yield f"data: {''.join(parts)}\n\n".encode()
+                parts = []
+        if parts:
+            yield f"data: {''.join(parts)}\n\n".encode()
 
     return StreamingHttpResponse(body(), content_type="text/event-stream")
 
@@ -115,7 +162,12 @@ class Consumer(StreamConsumer):
         return agent_model(*options(params))
 
 
-urlpatterns = [path("raw", raw), path("sse", sse), path("view", View.as_view())]
+urlpatterns = [
+    path("raw", raw),
+    path("raw-merged", raw_merged),
+    path("sse", sse),
+    path("view", View.as_view()),
+]
 
 websocket_urlpatterns = [
     path("ws/raw/", RawConsumer.as_asgi()),

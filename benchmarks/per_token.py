@@ -41,6 +41,7 @@ from tests.servers import ROOT
 
 PATHS = {
     "raw-http": ("http", "/raw", "raw async StreamingHttpResponse"),
+    "raw-merged": ("http", "/raw-merged", "raw, merged every 16 ms"),
     "view": ("http", "/view", "SSEView + ResponseStreamExtractor"),
     "raw-ws": ("ws", "/ws/raw/", "raw Channels consumer"),
     "ws": ("ws", "/ws/ours/", "StreamConsumer + ResponseStreamExtractor"),
