@@ -29,9 +29,11 @@ transport in the same run. ``--burst N``: one reply of N tokens ready
 at once (as from one large network read) per path (and per ``--before`` path),
 interleaved: ms from the model's first chunk to the client's first token, and from the
 request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
-tokens/s model (1,000 tokens 2 ms apart) on the raw path, on the raw path merging its
-tokens into one message every 16 ms (the floor for any merging path: the model's own
-wake-up per token, one write per message) and on ``SSEView`` with ``FLUSH_INTERVAL_MS`` = 16.
+tokens/s model (1,000 tokens due 2 ms apart on the model's clock) on the raw paths, on the
+raw response merging its tokens into one message every 16 ms (the floor for any merging
+path: the model's own wake-up per token, one write per message) and on ``SSEView`` and
+``StreamConsumer`` with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the
+model wrote it to its delivery (counted once every reply of the run streams).
 """
 
 from __future__ import annotations
@@ -795,7 +797,11 @@ def main() -> None:
                     "raw async StreamingHttpResponse, merged every 16 ms",
                     False, "/raw-merged", "memory", "raw-http",
                 )  # fmt: skip
-                fast_keys = ["raw-http", "raw-merged", "view-flush"]
+                BY_KEY["ws-flush"] = Route(
+                    "StreamConsumer + extractor, memory store, FLUSH_INTERVAL_MS=16",
+                    True, "/ws/ours/", "flush", "raw-ws",
+                )  # fmt: skip
+                fast_keys = ["raw-http", "raw-merged", "view-flush", "raw-ws", "ws-flush"]
                 cells = asyncio.run(
                     paced(servers, fast_keys, levels, rounds, 1000, 2, None, clock=True)
                 )
