@@ -167,6 +167,53 @@ async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, m
     assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 2})]
 
 
+async def test_batched_writes_send_their_script_again_when_redis_lost_it(
+    own_redis: RedisServer, make: Make
+) -> None:
+    """The batch writer calls its script by digest; a flushed (or restarted) Redis no
+    longer has it, and the write sends its source instead of failing."""
+    from redis.asyncio import Redis
+
+    store = make(own_redis.url)
+    await store.create("s", owner="o")
+    assert await store.append_batches({"s": [{"n": 1}]}) == {"s": 1}
+    client = Redis.from_url(own_redis.url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    assert await store.append_batches({"s": [{"n": 2}]}) == {"s": 2}
+    assert await store.append_batches({"s": [{"n": 3}]}) == {"s": 3}
+    assert [event.data for event in await store.read("s", 0, timeout=1)] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 3},
+    ]
+
+
+async def test_batched_writes_connect_again_after_a_restart(
+    own_redis: RedisServer, make: Make
+) -> None:
+    """The batch writer holds its connection between writes: the write that finds it
+    dead fails as the store being unavailable, and the next one connects again."""
+    store = make(own_redis.url)
+    await store.create("s", owner="o")
+    assert await store.append_batches({"s": [{"n": 1}]}) == {"s": 1}
+    own_redis.restart()  # no persistence: the stream is gone with the old server
+    start = time.monotonic()
+    try:
+        first = await store.append_batches({"s": [{"n": 2}]})
+    except StreamError as error:
+        assert error.details is not None and error.details["reason"] == "STORE_UNAVAILABLE"
+    else:
+        assert isinstance(first["s"], StreamError)
+    second = await store.append_batches({"s": [{"n": 3}]})
+    assert time.monotonic() - start < BOUND
+    error = second["s"]
+    assert isinstance(error, StreamError)
+    assert error.details is not None and error.details["reason"] == "NOT_FOUND"
+
+
 async def test_errors_never_show_the_password(
     own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
