@@ -42,7 +42,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.commands.core import AsyncScript
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -716,8 +716,8 @@ class _OwnConnection:
 
     A command through redis-py's pool takes the pool's lock, arms a timeout for the wait
     and checks the connection's health: about 45 µs of CPU, more than the round trip.
-    A command cut midway (an error, or cancelled) disconnects, since its reply may still
-    come; the next one connects again.
+    A command cut midway (a failure, or cancelled) disconnects, since its reply may still
+    come; the next one connects again. An error reply leaves the connection as it is.
     """
 
     def __init__(self, store: RedisStore) -> None:
@@ -734,6 +734,8 @@ class _OwnConnection:
             try:
                 await connection.send_packed_command(command, check_health=False)
                 return await connection.read_response()
+            except ResponseError:
+                raise  # the whole reply was read
             except BaseException:
                 await connection.disconnect(nowait=True)
                 raise
