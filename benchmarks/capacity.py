@@ -85,6 +85,24 @@ PATHS = [
 ]
 KEYS = ["raw-http", "sse", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 BY_KEY = dict(zip(KEYS, PATHS, strict=True))
+#: The paths of ``--fast`` (the "flush" server has ``FLUSH_INTERVAL_MS`` = 16).
+FAST_PATHS = {
+    "raw-http": BY_KEY["raw-http"],
+    "raw-merged": Route(
+        "raw async StreamingHttpResponse, merged every 16 ms",
+        False, "/raw-merged", "memory", "raw-http",
+    ),
+    "view-flush": Route(
+        "SSEView + extractor, memory store, FLUSH_INTERVAL_MS=16",
+        False, "/view", "flush", "raw-http",
+    ),
+    "raw-ws": BY_KEY["raw-ws"],
+    "ws-flush": Route(
+        "StreamConsumer + extractor, memory store, FLUSH_INTERVAL_MS=16",
+        True, "/ws/ours/", "flush", "raw-ws",
+    ),
+}  # fmt: skip
+BY_KEY.update(FAST_PATHS)
 
 
 # ------------------------------------------------------------------ processes
@@ -789,19 +807,7 @@ def main() -> None:
         if args.fast:
             with daphne({}) as memory, daphne({"STREAMING_BENCH_FLUSH_MS": "16"}) as flush:
                 servers = {"memory": memory, "flush": flush}
-                BY_KEY["view-flush"] = Route(
-                    "SSEView + extractor, memory store, FLUSH_INTERVAL_MS=16",
-                    False, "/view", "flush", "raw-http",
-                )  # fmt: skip
-                BY_KEY["raw-merged"] = Route(
-                    "raw async StreamingHttpResponse, merged every 16 ms",
-                    False, "/raw-merged", "memory", "raw-http",
-                )  # fmt: skip
-                BY_KEY["ws-flush"] = Route(
-                    "StreamConsumer + extractor, memory store, FLUSH_INTERVAL_MS=16",
-                    True, "/ws/ours/", "flush", "raw-ws",
-                )  # fmt: skip
-                fast_keys = ["raw-http", "raw-merged", "view-flush", "raw-ws", "ws-flush"]
+                fast_keys = list(FAST_PATHS)
                 cells = asyncio.run(
                     paced(servers, fast_keys, levels, rounds, 1000, 2, None, clock=True)
                 )
