@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.idle_memory [--replies 2000] [--paths raw-http,view-mem]
                                                [--window 20] [--top 25] [--redis]
-                                               [--in-flight 20] [--profile]
+                                               [--in-flight 20] [--profile] [--stalls]
 
 The capacity app (``benchmarks.capacity_app``) is driven in this process through ASGI,
 with no server: N replies whose model sends one token and then nothing. With tracemalloc
@@ -12,6 +12,8 @@ library's, Django's, Channels', asyncio's), apart from what a server adds per
 connection (the same for every path). Then, over ``--window`` seconds with tracemalloc
 off, the CPU the process uses while nothing streams, with the event loop's callbacks and
 timers per reply: with no server, this is what the path itself does for idle replies.
+``--stalls``: meanwhile, how late the event loop ran a task that sleeps 10 ms (what a
+streaming reply in the same process would wait), and how long the garbage collector took.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from tests.redis_server import RedisServer
@@ -103,6 +106,54 @@ class Client:
         return asyncio.create_task(application(self.scope(port), self.receive, self.send))
 
 
+class LoopStalls:
+    """While in use: how late the loop wakes a task that sleeps ``PROBE`` seconds, and
+    how long each garbage collection takes (``gc.callbacks``)."""
+
+    PROBE = 0.01
+
+    def __init__(self) -> None:
+        self.lateness: list[float] = []
+        self.collections: list[tuple[int, float]] = []
+        self._collecting = 0.0
+        self._probe: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> LoopStalls:
+        gc.callbacks.append(self._on_collection)
+        self._probe = asyncio.create_task(self._measure())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_collection)
+        if self._probe is not None:
+            self._probe.cancel()
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asleep = loop.time()
+            await asyncio.sleep(self.PROBE)
+            self.lateness.append(loop.time() - asleep - self.PROBE)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        else:
+            self.collections.append((info["generation"], time.perf_counter() - self._collecting))
+
+    def summary(self) -> str:
+        late = sorted(self.lateness) or [0.0]
+        slow = [(gen, took) for gen, took in self.collections if took > 0.005]
+        longest = max(self.collections, key=lambda item: item[1], default=(0, 0.0))
+        return (
+            f"loop late: max {late[-1] * 1000:.1f} ms, p99.9 "
+            f"{late[int(len(late) * 0.999)] * 1000:.1f} ms, {sum(x > 0.01 for x in late)} "
+            f"times over 10 ms; collector: {len(self.collections)} runs "
+            f"({sum(took for _, took in self.collections) * 1000:.0f} ms), {len(slow)} over "
+            f"5 ms, longest {longest[1] * 1000:.1f} ms (generation {longest[0]})"
+        )
+
+
 class LoopCounter:
     """Counts the callbacks an event loop runs (``Handle._run``), timers included."""
 
@@ -134,6 +185,7 @@ async def measure(
     in_flight: int = 20,
     redis_pid: int | None = None,
     redis_url: str | None = None,
+    stalls: bool = False,
 ) -> None:
     from benchmarks.capacity_asgi import application
 
@@ -182,7 +234,7 @@ async def measure(
         tracemalloc.stop()
         del before
     gc.collect()
-    with LoopCounter() as counter:
+    with LoopCounter() as counter, LoopStalls() if stalls else nullcontext() as stalled:
         cpu, started = time.process_time(), time.perf_counter()
         server_cpu = _cpu_of(redis_pid)
         commands = _command_stats(redis_url)
@@ -193,6 +245,8 @@ async def measure(
         commands_after = _command_stats(redis_url)
     print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
           f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
+    if stalled is not None:
+        print(stalled.summary())
     if redis_pid is not None:
         print(f"redis-server meanwhile: {server_used / elapsed * 100:.3f} % of a core")
         print("| command (scripts' own calls counted too) | calls/s | µs/s in Redis |")
@@ -301,6 +355,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="then where the idle CPU goes (cProfile)"
     )
+    parser.add_argument(
+        "--stalls", action="store_true", help="how late the loop runs, and the collector's time"
+    )
     args = parser.parse_args()
     redis = None
     if args.redis:
@@ -321,6 +378,7 @@ def main() -> None:
                     args.in_flight,
                     None if redis is None or redis.process is None else redis.process.pid,
                     None if redis is None else redis.url,
+                    args.stalls,
                 )
             )
             sys.stdout.flush()
