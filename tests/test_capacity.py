@@ -1,5 +1,6 @@
 """What a reply costs: followers in the process that runs it read no store, an open reply
-waiting on its model makes no store calls, and ``FLUSH_INTERVAL_MS`` merges fast tokens."""
+waiting on its model makes no store calls, ``FLUSH_INTERVAL_MS`` merges fast tokens, and
+many replies are renewed a slice at a time."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import Any
 
 from django.test import override_settings
 
+from streaming import generations as generations_module
+from streaming import limits as limits_module
 from streaming.events import Chunk, Complete, GenerationEvent
 from streaming.extractors import Pipeline
 from streaming.generations import WATCH_INTERVAL, Generations
+from streaming.limits import Limits, reserve
 from streaming.store import MemoryStore
 from streaming.store.base import StoredEvent
 
@@ -132,3 +136,59 @@ async def test_without_a_flush_interval_each_paced_token_goes_out_alone() -> Non
     events = await everything(generations, generation_id)
     chunks = [e for e in events if isinstance(e, Chunk)]
     assert len(chunks) >= 15  # one per token (a busy machine may merge a few)
+
+
+class RenewalLog(MemoryStore):
+    """A memory store that notes each renewal call: how many replies, and how many turns
+    of the event loop had run by then."""
+
+    def __init__(self, turns: list[int]) -> None:
+        super().__init__()
+        self.turns = turns
+        self.places: list[tuple[int, int]] = []
+        self.leases: list[tuple[int, int]] = []
+
+    async def renew_many_quotas(self, places: Any) -> None:
+        self.places.append((len(places), self.turns[0]))
+        await super().renew_many_quotas(places)
+
+    async def renew_leases(self, stream_ids: Any, seconds: float) -> None:
+        self.leases.append((len(stream_ids), self.turns[0]))
+        await super().renew_leases(stream_ids, seconds)
+
+
+async def test_many_replies_are_renewed_a_slice_at_a_time(monkeypatch: Any) -> None:
+    """Leases and places of the replies running here go to the store RENEW_SLICE at a
+    time, and the event loop runs between two slices (10,000 at once stalled it)."""
+    monkeypatch.setattr(generations_module, "RENEW_SLICE", 2)
+    monkeypatch.setattr(limits_module, "RENEW_EVERY", 0.2)
+    turns = [0]
+
+    async def count_turns() -> None:
+        while True:
+            await asyncio.sleep(0)
+            turns[0] += 1
+
+    counter = asyncio.create_task(count_turns())
+    store = RenewalLog(turns)
+    generations = Generations(store)
+    forever = asyncio.Event()
+
+    async def silent() -> AsyncIterator[str]:
+        await forever.wait()
+        yield "late"
+
+    limits = Limits(max_active_per_owner=100)
+    with override_settings(STREAMING={"LEASE_SECONDS": 0.6}):
+        for _ in range(5):
+            reservation = await reserve(store, limits, owner="me", address="1.1.1.1")
+            await generations.start(silent(), Pipeline(), owner="me", reservation=reservation)
+        async with asyncio.timeout(LIMIT):
+            while len(store.places) < 3 or len(store.leases) < 3:
+                await asyncio.sleep(0.05)
+    forever.set()
+    counter.cancel()
+    for log in (store.places, store.leases):
+        assert [size for size, _ in log[:3]] == [2, 2, 1]
+        turns_seen = [turn for _, turn in log[:3]]
+        assert turns_seen[0] < turns_seen[1] < turns_seen[2]
