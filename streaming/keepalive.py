@@ -20,6 +20,10 @@ from collections.abc import Callable
 EARLY_SHARE = 1 / 64
 
 
+def _stopped() -> None:
+    """A cancelled clock's callback: nothing to do."""
+
+
 class KeepAlive:
     """Calls ``on_silence`` after ``seconds`` without ``sent()``, then every ``seconds``
     while the silence lasts (``None``: nothing to call; its owner looks at ``due``, and
@@ -50,6 +54,7 @@ class KeepAlive:
 
     def cancel(self) -> None:
         self.timer.cancel()
+        self.tick = _stopped  # no cycle through its bound method: freed once dropped
 
     def _tick(self) -> None:
         now = self.loop.time()

@@ -4,6 +4,7 @@ silence follows a message or a keep-alive, and a busy connection gets none."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from streaming.keepalive import KeepAlive
 
@@ -57,8 +58,11 @@ async def test_its_timers_share_one_callback_and_one_context() -> None:
         seen.append((timer._callback, timer._context))  # type: ignore[attr-defined]
 
     keepalive = KeepAlive(0.05, silent)
+    tick = keepalive.tick
     await asyncio.sleep(0.3)
     keepalive.cancel()
     assert len(seen) >= 3
-    assert {id(callback) for callback, _ in seen} == {id(keepalive.tick)}
+    assert {id(callback) for callback, _ in seen} == {id(tick)}
     assert {id(context) for _, context in seen} == {id(keepalive.context)}
+    # Cancelled, it holds no bound method of its own: no cycle keeps it for the collector.
+    assert all(getattr(r, "__self__", None) is not keepalive for r in gc.get_referents(keepalive))
