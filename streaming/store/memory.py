@@ -39,8 +39,6 @@ from .base import (
 
 # Seconds between two sweeps of expired streams.
 _SWEEP_INTERVAL = 1.0
-# Seconds between two sweeps of lapsed quota places (one key per owner: many keys).
-_QUOTA_SWEEP_INTERVAL = 30.0
 # Cancel requests remembered for ``cancel_requests`` (the newest ones).
 _CANCELS_KEPT = 10_000
 
@@ -122,10 +120,15 @@ class MemoryStore(EventStore):
         # comes after every one renewed (deleted) since it was last resized, so renewing
         # N places one by one would cost N * N.
         self._quotas: dict[str, OrderedDict[str, float]] = {}
+        # (when a quota key's oldest place may lapse, the key), a heap with one entry per
+        # key in ``_quota_due`` (key -> that time): pushed when a key is made, and by the
+        # sweep again for a key it finds still held. Its oldest place only ever lapses
+        # later, so a sweep looks at the keys due by then, not at every key.
+        self._quota_lapses: list[tuple[float, str]] = []
+        self._quota_due: dict[str, float] = {}
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
         self._next_sweep = 0.0
-        self._next_quota_sweep = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._cancels: deque[str] = deque(maxlen=_CANCELS_KEPT)
@@ -149,9 +152,9 @@ class MemoryStore(EventStore):
         return stream
 
     def _sweep(self, now: float) -> None:
-        """Drop every expired stream; runs at most once per ``_SWEEP_INTERVAL``. Lapsed
-        quota places go at most once per ``_QUOTA_SWEEP_INTERVAL`` (a quota drops them
-        itself when it is used; this only frees the keys nobody uses again)."""
+        """Drop every expired stream and every lapsed quota place (a quota drops its own
+        when it is used; this frees the keys nobody uses again); runs at most once per
+        ``_SWEEP_INTERVAL``, and looks only at the streams and keys due by ``now``."""
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL
@@ -167,10 +170,15 @@ class MemoryStore(EventStore):
                     dropped.append(self._streams.pop(key))
                 else:
                     heapq.heappush(expiries, (stream.expires_at, key))
-            if now >= self._next_quota_sweep:
-                self._next_quota_sweep = now + _QUOTA_SWEEP_INTERVAL
-                for key in list(self._quotas):
-                    self._held(key, now)
+            lapses, due = self._quota_lapses, self._quota_due
+            while lapses and lapses[0][0] <= now:
+                _, key = heapq.heappop(lapses)
+                held = self._held(key, now)
+                if held:
+                    due[key] = next(iter(held.values()))
+                    heapq.heappush(lapses, (due[key], key))
+                else:
+                    del due[key]
         for stream in dropped:
             _wake(stream.waiters)
 
@@ -357,8 +365,11 @@ class MemoryStore(EventStore):
                     return QuotaRefusal(quota.key, min(held.values(), default=now) - now)
             for quota in quotas:
                 held = self._quotas.setdefault(quota.key, OrderedDict())
-                held[holder] = now + quota.seconds
+                held[holder] = until = now + quota.seconds
                 held.move_to_end(holder)
+                if quota.key not in self._quota_due:
+                    self._quota_due[quota.key] = until
+                    heapq.heappush(self._quota_lapses, (until, quota.key))
         return None
 
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from streaming.store.base import StoredEvent
+from streaming.store.base import Quota, StoredEvent
 from streaming.store.memory import MemoryStore
 
 
@@ -104,4 +104,26 @@ async def test_a_stream_written_to_outlives_its_first_expiry() -> None:
     store._next_sweep = 0.0
     store._sweep(created + 160)
     assert store._streams == {}
+    await store.close()
+
+
+async def test_a_sweep_looks_only_at_the_quota_places_that_may_have_lapsed() -> None:
+    """2,000 owners' places cost a sweep nothing until they may lapse; then it frees the
+    keys nobody renewed, and keeps a renewed one until its place lapses."""
+    store = MemoryStore()
+    start = time.monotonic()
+    for n in range(2000):
+        assert await store.acquire_quotas(f"r{n}", [Quota(f"active:owner:{n}", 1, 60)]) is None
+    store._next_sweep = 0.0
+    assert lines_run(lambda: store._sweep(time.monotonic())) < 50
+    assert len(store._quotas) == 2000
+    store._quotas["active:owner:7"]["r7"] = start + 100  # as a renewal 40 s later moves it
+    store._next_sweep = 0.0
+    store._sweep(start + 61)
+    assert list(store._quotas) == ["active:owner:7"]
+    store._next_sweep = 0.0
+    store._sweep(start + 101)
+    assert store._quotas == {}
+    assert store._quota_lapses == [] and store._quota_due == {}
+    assert await store.acquire_quotas("again", [Quota("active:owner:7", 1, 60)]) is None
     await store.close()
