@@ -494,6 +494,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _Running:
     task: asyncio.Task[None]
     writer: _EventWriter
+    #: Whose it is: a follower here is checked against it without asking the store.
+    owner: str
     #: Seconds it may run with nobody following it, and since when it runs (``time()``).
     grace: float
     started: float
@@ -633,7 +635,9 @@ class Generations:
         writer.on_failure = task.cancel
         grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
         held = reservation if reservation is not None and reservation.active else None
-        self.running[generation_id] = _Running(task, writer, grace, time.time(), held, on_end)
+        self.running[generation_id] = _Running(
+            task, writer, owner, grace, time.time(), held, on_end
+        )
         if not self.followers.get(generation_id):
             self.unfollowed.add(generation_id)
         task.add_done_callback(self._forget_task)
@@ -657,8 +661,11 @@ class Generations:
             await self.store.request_cancel(generation_id)
 
     async def check_owner(self, generation_id: str, owner: str) -> None:
-        """The same ``NOT_FOUND`` for an unknown, expired or someone else's generation."""
-        if await self.store.owner(generation_id) != owner:
+        """The same ``NOT_FOUND`` for an unknown, expired or someone else's generation
+        (one running here is checked here: no store round trip before its first event)."""
+        running = self.running.get(generation_id)
+        known = running.owner if running is not None else await self.store.owner(generation_id)
+        if known != owner:
             raise StreamError(
                 StreamErrorCode.NOT_FOUND, "No such reply (unknown, expired or not yours)"
             )

@@ -8,10 +8,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from django.test import override_settings
 
 from streaming import generations as generations_module
 from streaming import limits as limits_module
+from streaming.errors import StreamError, StreamErrorCode
 from streaming.events import Chunk, Complete, GenerationEvent
 from streaming.extractors import Pipeline
 from streaming.generations import WATCH_INTERVAL, Generations
@@ -31,6 +33,10 @@ class CountingStore(MemoryStore):
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
+
+    async def owner(self, stream_id: str) -> str | None:
+        self._count("owner")
+        return await super().owner(stream_id)
 
     async def read(self, stream_id: str, after: int, *, timeout: float) -> list[StoredEvent]:
         self._count("read")
@@ -78,9 +84,29 @@ async def test_a_follower_in_the_same_process_never_reads_the_store() -> None:
     assert isinstance(events[-1], Complete)
     assert store.calls.get("read", 0) == 0
     assert store.calls.get("touch", 0) == 0
+    assert store.calls.get("owner", 0) == 0  # its owner is known here
     # … and the store has every event, for a resume here or elsewhere.
     stored = await store.read(generation_id, 0, timeout=0)
     assert [item.seq for item in stored] == [e.seq for e in events]
+
+
+async def test_a_reply_running_here_is_refused_to_another_owner_without_the_store() -> None:
+    store = CountingStore()
+    generations = Generations(store)
+    generation_id = await generations.start(paced(30, 0.002), Pipeline(), owner="me")
+    with pytest.raises(StreamError) as refused:
+        await generations.check_owner(generation_id, "someone else")
+    assert refused.value.code == StreamErrorCode.NOT_FOUND
+    assert store.calls.get("owner", 0) == 0
+    await everything(generations, generation_id)
+    async with asyncio.timeout(LIMIT):
+        while generation_id in generations.running:
+            await asyncio.sleep(0.01)
+    # Once it has ended here, its owner is the store's to tell.
+    await generations.check_owner(generation_id, "me")
+    with pytest.raises(StreamError):
+        await generations.check_owner(generation_id, "someone else")
+    assert store.calls["owner"] == 2
 
 
 async def test_a_follower_that_resumes_midway_gets_the_rest_once() -> None:
