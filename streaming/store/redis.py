@@ -24,6 +24,7 @@ Needs the ``redis`` package (``pip install redis``); only this module imports it
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -48,6 +49,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "streaming.store.redis.RedisStore needs the redis package: pip install redis"
     ) from error
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # an older redis-py, which reads its version once, at import
+    DriverInfo = None  # type: ignore[assignment,misc]
 
 from .base import (
     DEFAULT_MAX_BATCH,
@@ -318,6 +323,14 @@ def _redacted(url: str) -> str:
 _encode = compact_json
 
 
+@functools.cache
+def _driver_info() -> dict[str, Any]:
+    """What each new connection tells Redis about its client (``CLIENT SETINFO``), made
+    once: left to redis-py, every new pooled connection reads the package's metadata
+    again (about 1 ms, holding the event loop; 50 of them when replies start at once)."""
+    return {} if DriverInfo is None else {"driver_info": DriverInfo()}
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -398,6 +411,7 @@ class RedisStore(EventStore):
             socket_connect_timeout=self._connect_timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+            **_driver_info(),
         )
 
     def _keys(self, stream_id: str) -> list[str]:

@@ -147,6 +147,31 @@ async def test_a_hung_redis_fails_within_the_socket_timeout(
         own_redis.resume()
 
 
+async def test_new_connections_do_not_read_the_package_metadata_again(
+    redis: RedisServer, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left to redis-py, each new pooled connection reads the ``redis`` package's metadata
+    for ``CLIENT SETINFO`` (about 1 ms on the event loop): when many replies start at
+    once the pool opens dozens. The store has it read once."""
+    from redis import utils as redis_utils
+
+    reads: list[str] = []
+    version = redis_utils.get_lib_version
+
+    def counted() -> str:
+        reads.append("read")
+        return version()
+
+    monkeypatch.setattr(redis_utils, "get_lib_version", counted)
+    store, watcher = make(redis.url), make(redis.url)
+    await watcher.owner("-")
+    before = len(await watcher._redis.client_list())
+    # Concurrent commands, each on a connection of its own.
+    assert await asyncio.gather(*(store.owner(f"s{i}") for i in range(20))) == [None] * 20
+    assert len(await watcher._redis.client_list()) - before >= 10
+    assert len(reads) <= 1
+
+
 async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, make: Make) -> None:
     """The replies' batched writes have a connection of their own: requests that take
     every pooled connection (here a blocking read holds the only one) leave them be."""
