@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import pytest
 
@@ -255,6 +256,24 @@ async def test_a_refused_stream_in_a_batch_leaves_the_others_their_own_events(
     assert [type(results[s]) for s in ("b", "gone", "c")] == [StreamError] * 3
     assert [e.data for e in await store.read("a", 0, timeout=0)] == [{"t": t} for t in texts]
     assert await store.append_batches({}) == {}
+
+
+async def test_chunk_records_of_any_text_are_stored_as_they_came(store: EventStore) -> None:
+    """A chunk's record (one per token, which a store may write by a shorter path) keeps
+    its text exactly, and records that only look like one keep what they hold."""
+    await store.create("a", owner="o")
+    texts = ["plain", "line\nbreak", 'quote " and \\ slash', "\u2028 é 😀", "", "\0\x1f"]
+    records: list[dict[str, Any]] = [{"type": "chunk", "text": text} for text in texts]
+    records += [
+        {"text": "first", "type": "chunk"},
+        {"type": "chunk", "text": 7},
+        {"type": "chunk", "text": "x", "extra": True},
+        {"type": "chunk", "name": "not text"},
+    ]
+    assert await store.append_batches({"a": records}) == {"a": len(records)}
+    await store.append_many("a", records)
+    stored = [e.data for e in await store.read("a", 0, timeout=0)]
+    assert stored == records * 2
 
 
 async def test_touch_and_reads_record_the_watch(store: EventStore) -> None:
