@@ -4,7 +4,7 @@
                                             [--idle 2000] [--in-flight 20] [--no-idle]
                                             [--fast]
                                             [--burst 100000] [--no-paced]
-                                            [--before CHECKOUT]
+                                            [--before CHECKOUT] [--keepalive S]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -22,10 +22,13 @@ processes: its ``streaming`` package and project under this checkout's benchmark
 Idle: N open replies whose model sends a few tokens and then nothing, per transport and
 store, opened with at most ``--in-flight`` of them waiting for their first tokens at a
 time (it fails, naming how many, when some do not open); the daphne process's RSS
-and thread count growth per reply (a fresh process for each path), its CPU use while nothing streams
-(over 20 s, once they have all started: an SSE reply's keep-alive comment every
-``KEEPALIVE`` seconds is part of it), and that CPU less the raw path's of the same
-transport in the same run. ``--burst N``: one reply of N tokens ready
+and thread count growth per reply (a fresh process for each path), its CPU use while
+nothing streams (over 20 s, once they have all started: an SSE reply's keep-alive
+comment every ``KEEPALIVE`` seconds is part of it; ``--keepalive S`` sets it on every
+server), and that CPU less the raw path's of the same transport in the same run; beside
+them ``raw-ping``, the raw response with keep-alive comments every ``KEEPALIVE``, as a
+hand-written view sends them (what the keep-alives cost any Django view).
+``--burst N``: one reply of N tokens ready
 at once (as from one large network read) per path (and per ``--before`` path),
 interleaved: ms from the model's first chunk to the client's first token, and from the
 request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
@@ -103,6 +106,11 @@ FAST_PATHS = {
     ),
 }  # fmt: skip
 BY_KEY.update(FAST_PATHS)
+#: The raw response with keep-alives every ``KEEPALIVE``: what idle SSE replies pay for
+#: them in any Django view (idle runs only).
+BY_KEY["raw-ping"] = Route(
+    "raw async StreamingHttpResponse, with keep-alives", False, "/raw-ping", "memory", "raw-http"
+)
 
 
 # ------------------------------------------------------------------ processes
@@ -612,7 +620,7 @@ async def idle_cost(
 
 #: Seconds over which the CPU of idle replies is measured.
 IDLE_WINDOW = 20.0
-IDLE_KEYS = ["raw-http", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
+IDLE_KEYS = ["raw-http", "raw-ping", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 
 
 @dataclass
@@ -658,7 +666,7 @@ def idle_table(
                 )
                 print(f"  idle {key}: FAILED: {exc}", flush=True)
                 continue
-        if key.startswith("raw"):
+        if key == path.baseline:
             raw_busy[path.ws] = busy
         over = busy - raw_busy.get(path.ws, math.nan)
         if path.server != "redis":
@@ -739,7 +747,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="C = 25, 100; one round; 300 idle")
     parser.add_argument("--streams", help="comma-separated C values (default 25,50,100,150,200)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--paths", help=f"comma-separated among {','.join(KEYS)}")
+    parser.add_argument(
+        "--paths", help=f"comma-separated among {','.join(KEYS)} (idle runs: and raw-ping)"
+    )
     parser.add_argument("--idle", type=int, default=2000, help="open replies for the idle test")
     parser.add_argument(
         "--in-flight", type=int, default=20, help="idle replies opening at a time (20)"
@@ -755,7 +765,12 @@ def main() -> None:
         "--gc-threshold",
         help="A,B,C: every server runs gc.set_threshold(A, B, C) and gc.freeze() at start",
     )
+    parser.add_argument(
+        "--keepalive", type=float, help="seconds: every server's KEEPALIVE (default 15)"
+    )
     args = parser.parse_args()
+    if args.keepalive:
+        os.environ["STREAMING_BENCH_KEEPALIVE"] = str(args.keepalive)
     if args.gc_threshold:
         os.environ["STREAMING_BENCH_GC_THRESHOLD"] = args.gc_threshold
     levels = [25, 100] if args.quick else [25, 50, 100, 150, 200]
@@ -821,7 +836,8 @@ def main() -> None:
         if not args.no_idle:
             print()
             before = Path(args.before) if args.before else None
-            rows = idle_table(redis, idle, keys, args.in_flight, before)
+            idle_keys = keys if args.paths else [*keys, "raw-ping"]
+            rows = idle_table(redis, idle, idle_keys, args.in_flight, before)
             print(
                 f"Idle: {idle} open replies whose model sent a few tokens and then nothing "
                 f"(fresh process each, at most {args.in_flight} opening at a time); CPU over "

@@ -2,7 +2,8 @@
 
 The model sends ``n`` tokens ``gap`` ms apart (``idle=1``: a few tokens, then nothing;
 ``clock=1``: on a fixed schedule). HTTP routes (query ``n``, ``gap``, ``idle``,
-``clock``): ``/raw`` (a plain async ``StreamingHttpResponse``), ``/raw-merged`` (the same,
+``clock``): ``/raw`` (a plain async ``StreamingHttpResponse``), ``/raw-ping`` (the same
+with keep-alive comments, for idle replies), ``/raw-merged`` (the same,
 its tokens merged into one message per ``MERGE_MS``), ``/sse`` (``sse_response``),
 ``/view`` (``SSEView`` with ``ResponseStreamExtractor``; the store is the settings' one).
 WebSocket routes (a prompt frame ``{"prompt": ..., "n": ..., "gap": ..., "idle": ...,
@@ -26,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 from streaming import sse_response
+from streaming.conf import setting
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor
 from streaming.views import SSEView
@@ -98,6 +100,33 @@ async def raw(request: HttpRequest) -> HttpResponse:
     return StreamingHttpResponse(body(), content_type="text/event-stream")
 
 
+async def raw_ping(request: HttpRequest) -> HttpResponse:
+    """The baseline with keep-alives: the raw response sending a ``: ping`` comment after
+    ``KEEPALIVE`` seconds without a message, as a hand-written view would (the next token
+    awaited with a timeout; one task per token, so for idle replies only)."""
+    keepalive = float(setting("KEEPALIVE"))
+
+    async def body() -> AsyncIterator[bytes]:
+        tokens = aiter(model(*options(request.GET)))
+        pending = asyncio.ensure_future(anext(tokens))
+        try:
+            while True:
+                done, _ = await asyncio.wait((pending,), timeout=keepalive)
+                if not done:
+                    yield b": ping\n\n"
+                    continue
+                try:
+                    token = pending.result()
+                except StopAsyncIteration:
+                    return
+                yield f"data: {token}\n\n".encode()
+                pending = asyncio.ensure_future(anext(tokens))
+        finally:
+            pending.cancel()
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream")
+
+
 #: How long ``/raw-merged`` gathers tokens into one message, as ``FLUSH_INTERVAL_MS`` = 16.
 MERGE_MS = 16
 
@@ -164,6 +193,7 @@ class Consumer(StreamConsumer):
 
 urlpatterns = [
     path("raw", raw),
+    path("raw-ping", raw_ping),
     path("raw-merged", raw_merged),
     path("sse", sse),
     path("view", View.as_view()),

@@ -146,7 +146,8 @@ class LoopStalls:
         slow = [(gen, took) for gen, took in self.collections if took > 0.005]
         longest = max(self.collections, key=lambda item: item[1], default=(0, 0.0))
         return (
-            f"loop late: max {late[-1] * 1000:.1f} ms, p99.9 "
+            f"loop late: max {late[-1] * 1000:.1f} ms, p99 "
+            f"{late[int(len(late) * 0.99)] * 1000:.1f} ms, p99.9 "
             f"{late[int(len(late) * 0.999)] * 1000:.1f} ms, {sum(x > 0.01 for x in late)} "
             f"times over 10 ms; collector: {len(self.collections)} runs "
             f"({sum(took for _, took in self.collections) * 1000:.0f} ms), {len(slow)} over "

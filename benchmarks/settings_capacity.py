@@ -26,5 +26,7 @@ if os.environ.get("STREAMING_BENCH_REDIS"):
     }
 if os.environ.get("STREAMING_BENCH_FLUSH_MS"):
     STREAMING["FLUSH_INTERVAL_MS"] = float(os.environ["STREAMING_BENCH_FLUSH_MS"])
+if os.environ.get("STREAMING_BENCH_KEEPALIVE"):
+    STREAMING["KEEPALIVE"] = float(os.environ["STREAMING_BENCH_KEEPALIVE"])
 if os.environ.get("STREAMING_BENCH_STORE_BATCH_MS"):
     STREAMING["STORE_BATCH_MS"] = float(os.environ["STREAMING_BENCH_STORE_BATCH_MS"])
