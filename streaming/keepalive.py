@@ -4,11 +4,11 @@
 nothing else happens per message. When the timer fires before ``seconds`` of silence
 have passed, it moves to where the silence would reach them; once they have passed, it
 calls ``on_silence`` (which sends a keep-alive, or has it sent) and comes back
-``seconds`` later. So a connection is never silent for longer than ``seconds`` and a
-64th (give or take the event loop's delay), and a busy one costs one timer callback per
-period. Its timers fall due on a grid of a 64th of the period, so the keep-alives of
-many quiet connections go out in the same turns of the event loop: a few wake-ups of the
-process a second for all of them, not one or more per keep-alive.
+``seconds`` later. Its timers fall due on a grid (a 64th of the period, at most 50 ms),
+so the keep-alives of many quiet connections go out in the same turns of the event loop:
+a few wake-ups of the process a second for all of them, not one or more per keep-alive.
+So a connection is never silent for longer than ``seconds`` and one step of the grid
+(give or take the event loop's delay), and a busy one costs one timer callback per period.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class KeepAlive:
             self.on_silence()
 
     def _at(self, when: float) -> asyncio.TimerHandle:
-        """A timer at the first grid point from ``when`` (every clock of the same period
+        """A timer at the first grid point from ``when`` (every clock on the same grid
         computes the same point, so their timers fire in one turn)."""
         grid = self.grid
         return self.loop.call_at(math.ceil(when / grid) * grid, self.tick, context=self.context)
