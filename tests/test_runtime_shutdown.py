@@ -11,7 +11,8 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from asyncio import FIRST_COMPLETED
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from .hostile import daphne_process, migrate, sqlite_database
 from .redis_server import RedisServer, needs_redis, redis_server
 
 LIMIT = 60.0
+#: Replies opening at a time.
+OPENING_AT_ONCE = 20
 #: Long enough to be open when the signal comes (about 45 s).
 SLOW = {"prompt": "Hi", "delay": "0.3", "size": "1"}
 EXIT_WITHIN = 5.0
@@ -97,13 +100,33 @@ class Replies:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        """Log in, open them all and return once every one has its first event."""
+        """Log in, open them all and return once every one has its first event.
+
+        At most ``OPENING_AT_ONCE`` are opening at a time, as clients arrive at a server: a
+        stampede of them all at once on a loaded machine keeps some WebSocket handshakes
+        waiting past daphne's 5 s, and daphne drops those. A reply that fails to open
+        fails the test with its own error."""
         await self.client.get("/h/login")  # one session for all: no session writes
         cookie = "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())
-        self.tasks = [asyncio.create_task(c.run(self.client, "/h/slow")) for c in self.sse]
-        self.tasks += [asyncio.create_task(c.run(self.url, cookie)) for c in self.ws]
-        started = [c.started.wait() for c in [*self.sse, *self.ws]]
-        await asyncio.wait_for(asyncio.gather(*started), LIMIT)
+        gate = asyncio.Semaphore(OPENING_AT_ONCE)
+        openings = [self.start(gate, c, c.run(self.client, "/h/slow")) for c in self.sse]
+        openings += [self.start(gate, c, c.run(self.url, cookie)) for c in self.ws]
+        await asyncio.gather(*openings)
+
+    async def start(
+        self, gate: asyncio.Semaphore, client: SSEClient | WSClient, run: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run one client, holding a place in ``gate`` until its first event."""
+        async with gate:
+            task = asyncio.create_task(run)
+            self.tasks.append(task)
+            started = asyncio.create_task(client.started.wait())
+            await asyncio.wait({task, started}, timeout=LIMIT, return_when=FIRST_COMPLETED)
+            if not started.done():
+                started.cancel()
+                if task.done():
+                    task.result()
+                raise AssertionError(f"a reply had no event within {LIMIT} s")
 
     async def finish(self) -> None:
         """Wait until the server closed every one (bounded)."""
