@@ -280,6 +280,37 @@ def test_older_chats_are_listed_on_demand_and_stay_listed(page: Any) -> None:
     assert len(set(titles)) == len(titles)
 
 
+DELETE_CHAT = """async (title) => {
+    const url = document.querySelector("#chat").dataset.conversationsUrl;
+    const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+    let chat, query = "";
+    while (!chat) {
+        const page = await (await fetch(url + query)).json();
+        chat = page.conversations.find((c) => c.title === title);
+        query = `?before=${page.next}`;
+    }
+    const response = await fetch(`${url}/${chat.id}`, {method: "DELETE",
+        headers: {"X-CSRFToken": token}});
+    if (response.status !== 204) throw new Error(`delete: ${response.status}`);
+}"""
+
+
+def test_older_chats_after_the_last_listed_one_was_deleted_elsewhere(page: Any) -> None:
+    """The page after the last chat listed is asked for by that chat; deleted in another
+    tab (or here while it was asked), it is dropped and the page after the one before it
+    is listed: what the user asked for, not the first page again."""
+    page.evaluate(CREATE_CHATS, MANY)
+    reload(page)
+    expect(links(page).last).to_have_text("Chat 005")
+    page.evaluate(DELETE_CHAT, "Chat 005")  # as another tab would
+    more = page.get_by_role("button", name="Show older chats")
+    more.click()
+    expect(links(page)).to_have_count(MANY - 1)
+    expect(links(page).last).to_have_text("Chat 000")
+    expect(links(page).filter(has_text="Chat 005")).to_have_count(0)
+    expect(more).to_be_hidden()
+
+
 INERT_CHECK = """() => {
     const root = document.querySelector("#messages");
     const all = [...root.querySelectorAll("*")];

@@ -45,6 +45,8 @@ const STATE_OF_STATUS = { complete: "complete", stopped: "cancelled", failed: "e
 const STATUS_OF_STATE = { complete: "complete", cancelled: "stopped", error: "failed" };
 
 const TITLE_LENGTH = 60;
+/** Chats found gone in a row while asking for older ones before listing from the newest. */
+const MAX_GONE = 3;
 
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
@@ -739,24 +741,36 @@ function withOlder(first) {
   return [...first, ...conversations.filter((c) => !listed.has(c.id) && Date.parse(c.updated) <= last)];
 }
 
+/** "Show older chats": the page after the last chat listed. That chat may be gone (deleted
+ * in another tab, or here while this was asked; the API answers 404): it is dropped and the
+ * page after the new last one is asked for. After `MAX_GONE` such chats in a row the list
+ * starts again from the newest. */
 async function showOlderConversations() {
-  if (!olderCursor) return;
   ui.moreConversations.disabled = true;
   try {
-    const data = await api("GET", `?before=${encodeURIComponent(olderCursor)}`);
-    const listed = new Set(conversations.map((c) => c.id));
-    conversations = [...conversations, ...data.conversations.filter((c) => !listed.has(c.id))];
-    olderCursor = data.next;
-    olderLoaded = true;
+    for (let gone = 0; olderCursor; gone++) {
+      const cursor = olderCursor;
+      try {
+        const data = await api("GET", `?before=${encodeURIComponent(cursor)}`);
+        const listed = new Set(conversations.map((c) => c.id));
+        conversations = [...conversations, ...data.conversations.filter((c) => !listed.has(c.id))];
+        olderCursor = data.next;
+        olderLoaded = true;
+        break;
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        conversations = conversations.filter((c) => c.id !== cursor);
+        olderCursor = conversations.at(-1)?.id ?? null;
+        if (!olderCursor || gone + 1 >= MAX_GONE) {
+          olderLoaded = false;
+          await refreshConversations();
+          break;
+        }
+      }
+    }
     renderConversations();
   } catch (error) {
-    if (error.status === 404) {
-      // The last chat listed was deleted elsewhere: list again from the newest.
-      olderLoaded = false;
-      await refreshConversations();
-    } else {
-      showLoadError(`Could not load older chats: ${error.message}`);
-    }
+    showLoadError(`Could not load older chats: ${error.message}`);
   } finally {
     ui.moreConversations.disabled = false;
   }
