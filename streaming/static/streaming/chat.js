@@ -741,6 +741,15 @@ function withOlder(first) {
   return [...first, ...conversations.filter((c) => !listed.has(c.id) && Date.parse(c.updated) <= last)];
 }
 
+/** Take a deleted chat off the list. When it was the last one listed, where the older ones
+ * start, they now start after the new last one; returns whether it was. */
+function dropConversation(id) {
+  conversations = conversations.filter((c) => c.id !== id);
+  if (olderCursor !== id) return false;
+  olderCursor = conversations.at(-1)?.id ?? null;
+  return true;
+}
+
 /** "Show older chats": the page after the last chat listed. That chat may be gone (deleted
  * in another tab, or here while this was asked; the API answers 404): it is dropped and the
  * page after the new last one is asked for. After `MAX_GONE` such chats in a row the list
@@ -759,8 +768,7 @@ async function showOlderConversations() {
         break;
       } catch (error) {
         if (error.status !== 404) throw error;
-        conversations = conversations.filter((c) => c.id !== cursor);
-        olderCursor = conversations.at(-1)?.id ?? null;
+        dropConversation(cursor);
         if (!olderCursor || gone + 1 >= MAX_GONE) {
           olderLoaded = false;
           await refreshConversations();
@@ -891,11 +899,8 @@ function startDelete(item) {
         return;
       }
     }
-    conversations = conversations.filter((c) => c.id !== id);
-    if (olderCursor === id) {
-      olderCursor = conversations.at(-1)?.id ?? null; // older ones start after the new last
-      if (!olderCursor) refreshConversations(); // none listed now; older ones may remain
-    }
+    // None listed now, yet older ones may remain: list again.
+    if (dropConversation(id) && !olderCursor) refreshConversations();
     item.replaceChildren();
     if (active?.id === id) newChat({ push: false });
     renderConversations();
