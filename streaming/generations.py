@@ -870,6 +870,7 @@ class Generations:
                     if isinstance(events[-1], TERMINAL):
                         return
                     after = events[-1].seq
+                woken = True
                 while True:
                     start = after - writer.base
                     kept = writer.events
@@ -888,15 +889,17 @@ class Generations:
                         if isinstance(batch[-1], TERMINAL):
                             return
                         after = batch[-1].seq
+                        woken = False  # just sent: no keep-alive can be due
                     elif writer.failure is not None:
                         raise writer.failure
                     elif writer.ended:
                         raise self._lost(generation_id)
-                    elif beat is not None and beat.due:
+                    elif woken and beat is not None and beat.due:
                         beat.sent()
                         yield []
                     else:
                         await writer.wait()
+                        woken = True
             finally:
                 writer.readers -= 1
 

@@ -108,7 +108,7 @@ def text_chunk(chunk: Any) -> str:
     extractors work on text. Lone surrogates become U+FFFD (``streaming.surrogates``), so
     no write of the text fails."""
     if isinstance(chunk, str):
-        return replace_surrogates(chunk)
+        return chunk if chunk.isascii() else replace_surrogates(chunk)
     if isinstance(chunk, bytes):
         raise StreamError(
             StreamErrorCode.PARSE_ERROR, "Model chunks must be text; decode bytes first"

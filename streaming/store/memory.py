@@ -109,6 +109,8 @@ class MemoryStore(EventStore):
         self.ttl_active = ttl_active
         self.max_events = max_events
         self.max_batch = max_batch
+        # Not when a subclass changed how appends work: they then go through it.
+        self._appends_now = type(self).append_many is MemoryStore.append_many
         self._streams: dict[str, _Stream] = {}
         # (when a stream may expire, its id), a heap: pushed when a stream is created or
         # finished (its expiry comes closer); an append only moves ``expires_at`` later,
@@ -233,11 +235,10 @@ class MemoryStore(EventStore):
 
     @property
     def appends_now(self) -> bool:
-        # Not when a subclass changed how appends work: they then go through it.
-        return type(self).append_many is MemoryStore.append_many
+        return self._appends_now
 
     def append_now(self, stream_id: str, items: list[dict[str, Any]]) -> int | None:
-        if not self.appends_now:
+        if not self._appends_now:
             return None
         return self._append(stream_id, items)
 
