@@ -52,11 +52,7 @@ async def openai_chat(
     """
     connect, read = timeouts(connect_timeout, read_timeout)
     owned = client is None
-    api = client or openai.AsyncOpenAI(
-        api_key=api_key,
-        base_url=base_url,
-        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
-    )
+    api = client or _new_client(api_key, base_url)
     try:
         try:
             stream = await api.chat.completions.create(
@@ -132,6 +128,19 @@ class _DoneWatcher:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.decoder, name)
+
+
+def _new_client(api_key: str | None, base_url: str | None) -> openai.AsyncOpenAI:
+    """A client for one reply; without a key (``api_key`` or ``OPENAI_API_KEY``) an
+    ``UPSTREAM_ERROR`` that says so, not the SDK's bare ``OpenAIError``."""
+    http_client = openai.DefaultAsyncHttpxClient(verify=tls_context())
+    try:
+        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, http_client=http_client)
+    except openai.OpenAIError as exc:
+        raise StreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            "No API key for the model server: set OPENAI_API_KEY, or pass api_key",
+        ) from exc
 
 
 def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:

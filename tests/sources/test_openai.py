@@ -104,6 +104,16 @@ async def test_source_from_settings_uses_the_sdk_environment(
     ]
 
 
+async def test_no_api_key_is_an_upstream_error_that_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(StreamError) as caught:
+        await collect(openai_chat(MESSAGES, base_url="http://127.0.0.1:9/v1"))
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    assert "OPENAI_API_KEY" in caught.value.message
+
+
 async def test_passthrough_does_not_ask_for_xml(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
