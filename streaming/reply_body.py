@@ -32,6 +32,13 @@ from .sse import (
 MessageBatches = AsyncGenerator[Sequence[ServerSentEvent]]
 
 
+def needs_asgi() -> StreamError:
+    """The error of a reply asked for under WSGI: it runs on the server's event loop."""
+    return StreamError(
+        StreamErrorCode.INTERNAL_ERROR, "Following a reply needs an ASGI server (daphne or uvicorn)"
+    )
+
+
 class ReplyBody:
     """The SSE body of ``batches``, with ``event`` and ``retry`` as defaults of every
     message (as ``Stream`` has them). Consumed once, under ASGI.
@@ -85,11 +92,7 @@ class ReplyBody:
 
     def __iter__(self) -> Iterator[bytes]:
         """Under WSGI: the generation runs on an event loop, so say what is needed."""
-        needs_asgi = StreamError(
-            StreamErrorCode.INTERNAL_ERROR,
-            "Following a reply needs an ASGI server (daphne or uvicorn)",
-        )
-        return iter([OPENING_COMMENT, failure_event(needs_asgi)])
+        return iter([OPENING_COMMENT, failure_event(needs_asgi())])
 
     async def _body(self) -> AsyncIterator[bytes]:
         # Daphne sends the headers only with the first body bytes: send them at once.

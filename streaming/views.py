@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
@@ -46,7 +47,7 @@ from .limits import Limits, Reservation, reserve, retry_after
 from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
-from .reply_body import MessageBatches, ReplyBody
+from .reply_body import MessageBatches, ReplyBody, needs_asgi
 from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
 from .response import SSEResponse
 from .sse import ServerSentEvent
@@ -64,6 +65,7 @@ ERROR_STATUS = {
     "TOO_MANY_REPLIES": 429,
     "RATE_LIMITED": 429,
     "SHUTTING_DOWN": 503,
+    "INTERNAL_ERROR": 500,
 }
 
 
@@ -161,11 +163,13 @@ class SSEView(PipelineChoiceMixin, View):
             owner = await call_hook(self.get_owner)
             last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID")
             if last_event_id is not None:
+                self._require_asgi()
                 return await self._resume(generations, owner, last_event_id)
             check_request_origin(self.request)
             params = self.get_params()
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)
+            self._require_asgi()
             reservation = await self._reserve(generations, owner)
             generation_id = await start_reply(
                 generations,
@@ -204,6 +208,12 @@ class SSEView(PipelineChoiceMixin, View):
         limits = await self.get_limits()
         address = client_address(self.request)
         return await reserve(generations.store, limits, owner=owner, address=address)
+
+    def _require_asgi(self) -> None:
+        """Under WSGI, refuse a reply before anything is reserved, started or stored: it
+        would run on an event loop that ends with the request."""
+        if not isinstance(self.request, ASGIRequest):
+            raise needs_asgi()
 
     async def _check_request(self) -> None:
         """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON),

@@ -9,7 +9,9 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
+from django.test import Client
 
+from streaming.models import Conversation
 from streaming.sse import ParsedEvent, SSEParser
 
 from .conftest import probe, wait_for_probe
@@ -169,6 +171,38 @@ def test_wsgi_streams_a_blocking_generator_item_by_item(wsgi: httpx.Client) -> N
 def test_wsgi_manual_mode_with_sends_from_a_thread(wsgi: httpx.Client) -> None:
     received = SSEParser().feed(wsgi.get("/plugin/wsgi-manual").content)
     assert [e.json() for e in received] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_under_wsgi_a_reply_is_refused_with_what_it_needs(
+    wsgi: httpx.Client, wsgi_url: str
+) -> None:
+    """``SSEView`` answers 500 with what is needed (a reply started there would be
+    cancelled with its request's event loop)."""
+    wsgi.get("/")
+    headers = {"X-CSRFToken": wsgi.cookies["csrftoken"], "Origin": wsgi_url}
+    refused = wsgi.post("/chat/stream", json={"prompt": "Hi"}, headers=headers)
+    assert refused.status_code == 500
+    assert refused.json() == {
+        "error": "Following a reply needs an ASGI server (daphne or uvicorn)",
+        "code": "INTERNAL_ERROR",
+    }
+    resumed = wsgi.get("/chat/stream", headers={"Last-Event-ID": "abc:1"})
+    assert resumed.status_code == 500
+
+
+@pytest.mark.django_db
+def test_under_wsgi_the_chat_stores_nothing(client: Client) -> None:
+    """Django's test ``Client`` is WSGI: the refusal comes before the conversation."""
+    client.get("/")
+    refused = client.post(
+        "/chat/stream",
+        {"prompt": "Hi"},
+        content_type="application/json",
+        headers={"X-CSRFToken": client.cookies["csrftoken"].value},
+    )
+    assert refused.status_code == 500
+    assert refused.json()["code"] == "INTERNAL_ERROR"
+    assert not Conversation.objects.exists()
 
 
 def test_wsgi_explains_that_async_sources_need_asgi(wsgi: httpx.Client) -> None:
