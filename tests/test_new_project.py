@@ -30,11 +30,11 @@ README = ROOT / "README.md"
 NAME = "mysite"
 
 
-def readme_blocks() -> list[str]:
-    """The Python code blocks of the README's "Install in your project" section."""
+def readme_blocks(heading: str = "## Install in your project") -> list[str]:
+    """The Python code blocks of a README section (up to its next heading)."""
     text = README.read_text()
-    section = text[text.index("## Install in your project") :]
-    section = section[: section.index("\n### ")]
+    section = text[text.index(f"{heading}\n") :]
+    section = section[: section.index("\n#", len(heading))]
     return [
         textwrap.dedent(block)
         for block in re.findall(r"```python\n(.*?)^\s*```", section, re.S | re.M)
@@ -48,12 +48,18 @@ def run(*command: str, cwd: Path, env: dict[str, str]) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def new_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``startproject`` with the README's edits, migrated and served; its URL."""
-    directory = tmp_path_factory.mktemp("new-project")
+def project_env(directory: Path) -> dict[str, str]:
+    """The environment the new project's commands run in: none of the suite's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPENAI_"))}
     env["PYTHONPATH"] = str(directory)
+    return env
+
+
+@pytest.fixture(scope="module")
+def project_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``startproject`` with the README's edits, migrated; its directory."""
+    directory = tmp_path_factory.mktemp("new-project")
+    env = project_env(directory)
     run(
         sys.executable, "-m", "django", "startproject", NAME, str(directory), cwd=directory, env=env
     )
@@ -81,7 +87,13 @@ def new_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert found.stdout.count("Found 'streaming/") == 3
+    return directory
 
+
+@pytest.fixture(scope="module")
+def new_project(project_directory: Path) -> Iterator[str]:
+    """The new project served by ``manage.py runserver``; its URL."""
+    directory, env = project_directory, project_env(project_directory)
     port = free_port()
     log = (directory / "server.log").open("wb")
     process = subprocess.Popen(
@@ -160,3 +172,21 @@ async def test_the_websocket_without_an_origin_is_refused(new_project: str) -> N
         async with connect(new_project.replace("http", "ws") + "/ws/chat/"):
             pass
     assert refused.value.response.status_code == 403
+
+
+def test_the_readme_testing_example_passes_in_the_new_project(project_directory: Path) -> None:
+    """The README's "Testing your own views and consumers" example, with the ``pytest.ini``
+    it describes, run by pytest in the new project."""
+    (example,) = readme_blocks("## Testing your own views and consumers")
+    (project_directory / "pytest.ini").write_text(
+        f"[pytest]\nDJANGO_SETTINGS_MODULE = {NAME}.settings\nasyncio_mode = auto\n"
+    )
+    (project_directory / "test_readme_example.py").write_text(example)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [*command, "test_readme_example.py"],
+        cwd=project_directory, env=project_env(project_directory), capture_output=True,
+        text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 passed" in result.stdout
