@@ -20,8 +20,8 @@ fails is a 503 ``STORE_UNAVAILABLE``.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.db import DatabaseError
@@ -29,9 +29,11 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .csrf import csrf_failure
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
 from .models import Conversation, Message
+from .requests import json_object
 from .storage import clean_title, conversation_uuid, database_unavailable, not_found
 
 logger = logging.getLogger("streaming")
@@ -89,6 +91,14 @@ class ConversationAPIView(View):
 
     owner: str
 
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        """``csrf_exempt``: ``dispatch`` runs Django's CSRF check itself, so that a
+        failure is a JSON error, not the middleware's HTML page."""
+        view = super().as_view(**initkwargs)
+        view.csrf_exempt = True
+        return view
+
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         handler = getattr(self, (request.method or "").lower(), None)
         if request.method is None or request.method.lower() not in self.http_method_names:
@@ -96,10 +106,18 @@ class ConversationAPIView(View):
         if handler is None:
             allowed = ", ".join(m.upper() for m in self.http_method_names if hasattr(self, m))
             refused = error_response(
-                StreamError(StreamErrorCode.BAD_REQUEST, f"Allowed methods: {allowed}"), 405
+                StreamError(
+                    StreamErrorCode.METHOD_NOT_ALLOWED,
+                    f"Method {request.method} is not allowed; allowed: {allowed}",
+                ),
+                405,
             )
             refused["Allow"] = allowed
             return refused
+        reason = await csrf_failure(request)
+        if reason is not None:
+            refusal = StreamError(StreamErrorCode.CSRF_FAILED, f"CSRF check failed: {reason}")
+            return error_response(refusal, 403)
         user = await request.auser() if hasattr(request, "auser") else None
         self.owner = await aowner_of(user, getattr(request, "session", None))
         try:
@@ -111,14 +129,9 @@ class ConversationAPIView(View):
         return response
 
     def json_body(self, request: HttpRequest) -> dict[str, Any]:
-        """The request's JSON object (an empty body is ``{}``)."""
-        try:
-            body = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            raise StreamError(StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object")
-        return body
+        """The request's JSON object (an empty body is ``{}``), parsed as strictly as a
+        prompt's (``streaming.requests.json_object``)."""
+        return json_object(request, StreamErrorCode.BAD_REQUEST)
 
     async def conversation(self, conversation_id: str) -> Conversation:
         try:
@@ -200,7 +213,9 @@ class ConversationView(ConversationAPIView):
 def _limit(value: str | None) -> int:
     if value is None:
         return MAX_LIST
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
+    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not (
+        1 <= int(value) <= MAX_LIST
+    ):
         raise StreamError(
             StreamErrorCode.BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_LIST}"
         )

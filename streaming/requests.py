@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
@@ -45,6 +47,24 @@ def parse_json(data: str | bytes) -> Any:
             value = replace_surrogates_in(value)
     except RecursionError as exc:
         raise ValueError("The JSON is nested too deeply") from exc
+    return value
+
+
+def json_object(request: HttpRequest, too_large: StreamErrorCode) -> dict[str, Any]:
+    """The request body as a JSON object (``parse_json``; an empty body is ``{}``), or
+    ``StreamError``: ``too_large`` past ``DATA_UPLOAD_MAX_MEMORY_SIZE``, else BAD_REQUEST."""
+    try:
+        value = parse_json(request.body or b"{}")
+    except RequestDataTooBig as exc:
+        raise StreamError(
+            too_large, "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE"
+        ) from exc
+    except ValueError as exc:
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST, f"The request body must be a JSON object: {exc}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise StreamError(StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object")
     return value
 
 

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
@@ -48,7 +48,7 @@ from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import MessageBatches, ReplyBody, needs_asgi
-from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
+from .requests import PipelineChoiceMixin, call_hook, json_object, start_reply
 from .response import SSEResponse
 from .sse import ServerSentEvent
 
@@ -118,22 +118,7 @@ class SSEView(PipelineChoiceMixin, View):
         """The request's parameters: the query string for GET, a JSON object for POST."""
         request = self.request
         if request.method == "POST":
-            try:
-                params = parse_json(request.body or b"{}")
-            except RequestDataTooBig as exc:
-                raise StreamError(
-                    StreamErrorCode.PROMPT_TOO_LARGE,
-                    "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE",
-                ) from exc
-            except ValueError as exc:
-                raise StreamError(
-                    StreamErrorCode.BAD_REQUEST, f"The request body must be a JSON object: {exc}"
-                ) from exc
-            if not isinstance(params, dict):
-                raise StreamError(
-                    StreamErrorCode.BAD_REQUEST, "The request body must be a JSON object"
-                )
-            return params
+            return json_object(request, StreamErrorCode.PROMPT_TOO_LARGE)
         return dict(request.GET.items())
 
     def chunk_message(self, text: str) -> Any:
@@ -158,14 +143,16 @@ class SSEView(PipelineChoiceMixin, View):
 
     async def _respond(self) -> HttpResponse:
         generations = get_generations()
+        last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID")
         try:
+            if last_event_id is None:
+                # Before the CSRF check, which another site's POST also fails: say why.
+                check_request_origin(self.request)
             await self._check_request()
             owner = await call_hook(self.get_owner)
-            last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID")
             if last_event_id is not None:
                 self._require_asgi()
                 return await self._resume(generations, owner, last_event_id)
-            check_request_origin(self.request)
             params = self.get_params()
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)

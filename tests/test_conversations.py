@@ -78,7 +78,7 @@ def test_the_list_is_newest_first_and_pages_with_limit_and_before(visitors: Any)
     assert third["next"] is None
 
 
-@pytest.mark.parametrize("limit", ["0", "101", "ten", "-1"])
+@pytest.mark.parametrize("limit", ["0", "101", "ten", "-1", "\u00b2", "1" * 5000])
 def test_a_bad_limit_is_a_json_400(visitors: Any, limit: str) -> None:
     response = visitors().request("GET", API, params={"limit": limit})
     assert response.status_code == 400
@@ -107,16 +107,40 @@ def test_a_bad_title_is_refused(visitors: Any, body: dict[str, Any]) -> None:
     assert me.request("POST", API, json=body).status_code == (201 if body == {} else 400)
 
 
-def test_a_body_that_is_not_a_json_object_is_refused(visitors: Any) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"[1, 2]",
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"title": "t", "x": NaN}',
+        b'{"title": "' + b"x" * 3_000_000 + b'"}',  # past DATA_UPLOAD_MAX_MEMORY_SIZE
+    ],
+    ids=["not-json", "array", "bad-utf8", "nested", "nan", "too-large"],
+)
+def test_a_body_that_is_not_a_json_object_is_refused(visitors: Any, content: bytes) -> None:
+    """As JSON, for PATCH and POST alike (Django's HTML page or a 500 would not be)."""
     me = visitors()
     created = me.create()
-    for content in (b"not json", b"[1, 2]", b"\xff\xfe"):
-        response = me.request("PATCH", f"{API}/{created['id']}", content=content)
-        assert response.status_code == 400
-        assert response.json() == {
-            "error": "The request body must be a JSON object",
-            "code": "BAD_REQUEST",
-        }
+    for method, path in (("PATCH", f"{API}/{created['id']}"), ("POST", API)):
+        response = me.request(method, path, content=content)
+        assert response.status_code == 400, response.text[:300]
+        assert response.json()["code"] == "BAD_REQUEST"
+        assert response.json()["error"].startswith("The request body ")
+    assert [c["id"] for c in me.request("GET", API).json()["conversations"]] == [created["id"]]
+
+
+def test_a_lone_surrogate_in_a_title_becomes_a_replacement_character(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    body = b'{"title": "x \\ud800 y"}'
+    response = me.request("PATCH", f"{API}/{created['id']}", content=body)
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["title"] == "x \ufffd y"
+    made = me.request("POST", API, content=b'{"title": "\\udfff"}')
+    assert made.status_code == 201
+    assert made.json()["title"] == "\ufffd"
 
 
 def test_delete(visitors: Any) -> None:
@@ -152,8 +176,11 @@ def test_unsafe_methods_need_the_csrf_token(visitors: Any) -> None:
         ("PATCH", f"{API}/{created['id']}"),
         ("DELETE", f"{API}/{created['id']}"),
     ):
-        response = me.client.request(method, path, json={"title": "x"})
-        assert response.status_code == 403
+        for origin in (None, "http://evil.example"):
+            headers = {} if origin is None else {"Origin": origin}
+            response = me.client.request(method, path, json={"title": "x"}, headers=headers)
+            assert response.status_code == 403
+            assert response.json()["code"] == "CSRF_FAILED", response.text[:300]
     assert me.request("GET", f"{API}/{created['id']}").json()["title"] == ""
 
 
@@ -162,4 +189,7 @@ def test_another_method_is_a_json_405(visitors: Any) -> None:
     response = me.request("PUT", API, json={})
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, POST"
-    assert response.json()["code"] == "BAD_REQUEST"
+    assert response.json() == {
+        "error": "Method PUT is not allowed; allowed: GET, POST",
+        "code": "METHOD_NOT_ALLOWED",
+    }
