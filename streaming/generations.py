@@ -1165,9 +1165,14 @@ def get_generations() -> Generations:
     return registry
 
 
+#: Digits an event id's seq may have (more would cost ``int`` a quadratic parse, or
+#: exceed Python's limit on the digits of an ``int`` string: a 500, not an answer).
+MAX_SEQ_DIGITS = 18
+
+
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """``"<generation>:<seq>"`` as SSE ids carry it, or ``None`` when it is not one."""
     generation_id, _, seq = value.partition(":")
-    if not generation_id or not seq.isdigit():
-        return None
+    if not generation_id or not (seq.isascii() and seq.isdigit()) or len(seq) > MAX_SEQ_DIGITS:
+        return None  # "²" is a digit to ``isdigit``, not to ``int``
     return generation_id, int(seq)

@@ -292,8 +292,8 @@ class SSEParser:
             if "\0" not in value:
                 self._id = value
                 self.last_event_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self._retry = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= 15:
+            self._retry = int(value)  # (longer: past any delay, and past int's digit limit)
 
     def _dispatch(self, events: list[ParsedEvent]) -> None:
         if self._data:

@@ -75,6 +75,38 @@ def test_a_post_body_json_cannot_break_the_view(browser: httpx.Client, body: byt
     assert "must be a JSON object" in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "event_id",
+    [b"x:\xb2", b"x:" + b"9" * 4400, "x:\u0661".encode()],
+    ids=["superscript-two", "4400-digits", "arabic-indic-one"],
+)
+def test_a_last_event_id_that_is_no_reply_is_a_404(browser: httpx.Client, event_id: bytes) -> None:
+    """Digits that ``str.isdigit`` takes and ``int`` does not, and more digits than
+    ``int`` parses: no reply, not a 500."""
+    response = browser.get("/sse/scripted", headers={"Last-Event-ID": event_id})
+    assert response.status_code == 404, response.text[:200]
+    assert response.json()["code"] == "NOT_FOUND"
+
+
+async def test_a_frame_over_the_servers_message_size_closes_only_its_socket(
+    live_url: str,
+) -> None:
+    """Past daphne's 1 MiB, the server drops the connection (what the README says); just
+    under it, the prompt is too large and the socket stays."""
+    from websockets.exceptions import ConnectionClosed
+
+    async with ws(live_url, "/ws/chat/") as socket:
+        await socket.send(json.dumps({"prompt": "a" * (1024 * 1024 - 100)}))
+        refused = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+        assert refused["code"] == "PROMPT_TOO_LARGE"
+        await socket.send(json.dumps({"prompt": "a" * (1024 * 1024 + 100)}))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), LIMIT)
+    async with ws(live_url, "/ws/chat/") as socket:
+        await socket.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(socket.recv(), LIMIT)) == {"type": "pong"}
+
+
 async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_stays(
     live_url: str,
 ) -> None:

@@ -72,6 +72,7 @@ def test_parser_follows_the_whatwg_rules() -> None:
         ": comment\n"
         "event: custom\ndata:  two spaces\nid: 7\nretry: 12\n\n"
         "retry: 1.5\ndata\n\n"  # invalid retry ignored; bare "data" appends an empty line
+        f"retry: {'9' * 5000}\nretry: \u00b2\ndata: past int's limits\n\n"  # ignored too
         "id: bad\0id\nevent: only\n\n"  # NUL id ignored; no data: nothing dispatched
         "unknown: field\ndata: a\r\ndata: b\r\n\r\n"
         "data: incomplete at the end"
@@ -80,6 +81,7 @@ def test_parser_follows_the_whatwg_rules() -> None:
         ("message", "no space", None, None),
         ("custom", " two spaces", "7", 12),
         ("message", "", "7", None),
+        ("message", "past int's limits", "7", None),
         ("message", "a\nb", "7", None),
     ]
 
