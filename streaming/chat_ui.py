@@ -285,8 +285,11 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             self.aborted.add(request_id)
 
     async def on_prompt(self, content: dict[str, Any]) -> None:
+        """The chat consumer's own frames (``prompt``, ``cancel``, ``ping``) are not this
+        protocol's: named in the error, as any other unknown type."""
+        kind = str(content.get("type", "prompt"))
         await self.send_error(
-            bad_request("Unknown message type 'prompt'"), content.get("requestId")
+            bad_request(f"Unknown message type {kind[:100]!r}"), content.get("requestId")
         )
 
     on_cancel = on_prompt

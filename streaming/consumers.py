@@ -262,7 +262,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def on_resume(self, content: Frame) -> None:
         """``{"type": "resume", "message_id": ..., "after": N}``: the events after ``N``."""
         message_id, after = content.get("message_id"), content.get("after", 0)
-        if not isinstance(message_id, str) or not isinstance(after, int) or after < 0:
+        if not isinstance(message_id, str) or type(after) is not int or after < 0:
             await self.send_error(
                 StreamError(
                     StreamErrorCode.BAD_REQUEST,
@@ -276,11 +276,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         try:
-            await self.generations.check_owner(message_id, self.owner)
+            if not await self.generations.has_more(message_id, self.owner, after):
+                after -= 1  # the client has every event: its end frame again, so it knows
         except StreamError as exc:
             await self.send_error(exc)
             return
-        self.current = asyncio.create_task(self._follow(message_id, after))
+        self.current = asyncio.create_task(self._follow(message_id, max(after, 0)))
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
         await self.send_json(self.protocol.failure(error, message_id))

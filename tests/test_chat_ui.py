@@ -434,6 +434,13 @@ async def test_ws_bad_frames_are_answered_and_the_socket_stays(
             "requestId": "p",
             "errorText": "Unknown message type 'prompt'",
         }
+        for kind in ("ping", "cancel"):  # the chat consumer's frames, named as they are
+            await socket.send(json.dumps({"type": kind, "requestId": kind}))
+            assert await frame(socket) == {
+                "type": "error",
+                "requestId": kind,
+                "errorText": f"Unknown message type {kind!r}",
+            }
         await socket.send(send_frame("ok", str(uuid.uuid4()), key=key()))
         frames = await until_end(socket, "ok")
         assert frames[-1]["type"] == "end"

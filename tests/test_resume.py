@@ -245,6 +245,33 @@ async def test_ws_resumes_on_a_new_connection_on_one_process(live_url: str) -> N
     check_ws_exactly_once(before, after)
 
 
+async def test_ws_resume_after_the_last_event_gets_the_end_frame_again(live_url: str) -> None:
+    """A client that has every event (it resumes after the last one: an error's ``seq``;
+    for a complete reply the last chunk's, as ``complete`` has none, and then one more)
+    hears that the reply is over, not silence; an ``after`` past that is an error."""
+    headers = {"Cookie": await session_cookie(live_url)}
+    url = live_url.replace("http", "ws") + "/ws/keep/"
+    async with connect(url, origin=live_url, additional_headers=headers) as socket:
+        await socket.send(json.dumps({"prompt": "Hi", "delay": 0, "pipeline": "passthrough"}))
+        frames = await ws_until_end(socket)
+        message_id, last = frames[-1]["message_id"], frames[-2]["seq"]
+        for after in (last, last + 1):
+            await socket.send(
+                json.dumps({"type": "resume", "message_id": message_id, "after": after})
+            )
+            again = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+            assert again == frames[-1]
+        await socket.send(json.dumps({"type": "resume", "message_id": message_id, "after": True}))
+        boolean = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+        await socket.send(
+            json.dumps({"type": "resume", "message_id": message_id, "after": last + 2})
+        )
+        past = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+    assert frames[-1]["type"] == "complete"
+    assert boolean["code"] == "BAD_REQUEST"
+    assert past["type"] == "error", past
+
+
 async def test_ws_resume_of_an_unknown_or_foreign_reply_is_not_found(live_url: str) -> None:
     async with connect(live_url.replace("http", "ws") + "/ws/keep/", origin=live_url) as socket:
         await socket.send(json.dumps({"type": "resume", "message_id": "0" * 32, "after": 0}))
