@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ from .storage import Turn, in_db
 logger = logging.getLogger("streaming")
 
 Trigger = Literal["submit-message", "regenerate-message"]
-TRIGGERS: frozenset[str] = frozenset({"submit-message", "regenerate-message"})
+#: A tuple, not a set: a client's ``trigger`` may be a list or an object (unhashable).
+TRIGGERS = ("submit-message", "regenerate-message")
 #: Longest chat id (characters) a client may send.
 MAX_CHAT_ID_LENGTH = 200
+CHAT_ID = re.compile(rf"[A-Za-z0-9_~-][A-Za-z0-9_.~-]{{0,{MAX_CHAT_ID_LENGTH - 1}}}")
 #: Keys of a request body that are the transport's own, not parameters of the reply.
 TRANSPORT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
 #: The chat's own parameters, which the transport's request decides (never its body).
@@ -80,9 +83,13 @@ def bad_request(message: str) -> StreamError:
 
 
 def check_chat_id(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_CHAT_ID_LENGTH:
+    """A chat id is one segment of ``chat/ui/<id>/stream`` (the AI SDK makes them of
+    letters, digits, ``-`` and ``_``): an id with ``/``, or ``.`` and ``..``, could be
+    started but never resumed or stopped."""
+    if not isinstance(value, str) or not CHAT_ID.fullmatch(value):
         raise bad_request(
-            f"'id' must be a chat id: a string of 1 to {MAX_CHAT_ID_LENGTH} characters"
+            f"'id' must be a chat id: 1 to {MAX_CHAT_ID_LENGTH} letters, digits, '-', '_', "
+            "'.' or '~', not starting with '.'"
         )
     return value
 
@@ -288,8 +295,10 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         """The chat consumer's own frames (``prompt``, ``cancel``, ``ping``) are not this
         protocol's: named in the error, as any other unknown type."""
         kind = str(content.get("type", "prompt"))
+        request_id = content.get("requestId")
         await self.send_error(
-            bad_request(f"Unknown message type {kind[:100]!r}"), content.get("requestId")
+            bad_request(f"Unknown message type {kind[:100]!r}"),
+            request_id if isinstance(request_id, str) else "",
         )
 
     on_cancel = on_prompt

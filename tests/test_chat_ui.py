@@ -293,6 +293,12 @@ def test_csrf_is_required(url: str) -> None:
         (body("x", "a" * 40_000), "PROMPT_TOO_LARGE"),
         (body("x", pipeline="nope"), "UNKNOWN_PIPELINE"),
         ({"id": "new-chat", "trigger": "regenerate-message", "messages": []}, "NOT_FOUND"),
+        ({**body("x"), "trigger": ["submit-message"]}, "BAD_REQUEST"),
+        ({**body("x"), "trigger": {"a": 1}}, "BAD_REQUEST"),
+        (body("a/b"), "BAD_REQUEST"),  # no chat/ui/<id>/stream could resume or stop it
+        (body("."), "BAD_REQUEST"),
+        (body(".."), "BAD_REQUEST"),
+        (body("chat\u00e9"), "BAD_REQUEST"),
     ],
 )
 def test_bad_requests_are_refused_with_a_reason(
@@ -441,6 +447,15 @@ async def test_ws_bad_frames_are_answered_and_the_socket_stays(
                 "requestId": kind,
                 "errorText": f"Unknown message type {kind!r}",
             }
+        await socket.send(json.dumps({"type": "ping", "requestId": {"x": 1}}))
+        assert (await frame(socket))["requestId"] == ""
+        bad_trigger = {**json.loads(send_frame("t", key())), "trigger": ["submit-message"]}
+        await socket.send(json.dumps(bad_trigger))
+        assert await frame(socket) == {
+            "type": "error",
+            "requestId": "t",
+            "errorText": "'trigger' must be 'submit-message' or 'regenerate-message'",
+        }
         await socket.send(send_frame("ok", str(uuid.uuid4()), key=key()))
         frames = await until_end(socket, "ok")
         assert frames[-1]["type"] == "end"
