@@ -27,6 +27,7 @@ a frame that is not JSON, or nested too deeply to parse, gets a ``BAD_REQUEST`` 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import aclosing
 from functools import partial
@@ -53,6 +54,8 @@ from .limits import Limits, reserve
 from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
+
+logger = logging.getLogger("streaming")
 
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
@@ -227,7 +230,15 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                 )
             )
             return
-        await handler(content)
+        try:
+            await handler(content)
+        except Exception:
+            # A failing handler (ours or a subclass's) answers its frame, not the socket:
+            # the replies streaming on it go on.
+            logger.exception("%s failed on a %r frame", type(self).__name__, kind)
+            await self.send_error(
+                StreamError(StreamErrorCode.INTERNAL_ERROR, "The server failed on this frame")
+            )
 
     # --------------------------------------------------------------- messages
     async def on_ping(self, content: Frame) -> None:

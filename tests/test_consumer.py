@@ -325,3 +325,34 @@ async def test_a_socket_does_not_listen_on_the_channel_layer() -> None:
         assert await client.receive_json_from(timeout=LIMIT) == {"type": "pong"}
         assert len(layer.channels) == listening
         await client.disconnect(timeout=LIMIT)
+
+
+async def test_a_handler_that_fails_answers_its_frame_and_the_socket_stays() -> None:
+    """A bug in one ``on_<type>`` (here a subclass's) is an ``INTERNAL_ERROR`` frame and a
+    logged traceback, not a closed socket: the replies streaming on it go on."""
+    from streaming.consumers import StreamConsumer
+
+    class Failing(StreamConsumer):
+        def stream(self, prompt: str, **params: Any) -> Any:
+            return iter(["one ", "two"])
+
+        async def on_boom(self, content: dict[str, Any]) -> None:
+            raise RuntimeError("a bug")
+
+    client = WebsocketCommunicator(
+        Failing.as_asgi(), "/ws/failing/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await client.connect(timeout=LIMIT)
+    assert connected
+    try:
+        await client.send_json_to({"type": "boom"})
+        assert await client.receive_json_from(timeout=LIMIT) == {
+            "type": "error",
+            "code": "INTERNAL_ERROR",
+            "message": "The server failed on this frame",
+        }
+        frames = await ws_reply(client, "Hi")
+        assert frames[-1]["type"] == "complete"
+        assert frames[-1]["fullResponse"] == "one two"
+    finally:
+        await client.disconnect(timeout=LIMIT)
