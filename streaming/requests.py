@@ -8,6 +8,7 @@ answers to bad input; ``call_hook`` runs their hooks, sync or async, the same wa
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import math
@@ -114,23 +115,46 @@ async def start_reply(
 ) -> str:
     """Start a transport's reply: call its ``stream`` hook (sync or async) and start the
     generation with ``reservation`` and the hook's ``options()``; the reservation is
-    released if the reply does not start (whichever hook raises)."""
-    try:
-        source = stream()
-        if inspect.iscoroutine(source):
-            source = await source
-        return await generations.start(
-            source,
-            pipeline,
-            owner=owner,
-            policy=policy,
-            forward_events=forward_events,
-            reservation=reservation,
-            **options(),
-        )
-    except BaseException:
-        await reservation.release()
-        raise
+    released if the reply does not start (whichever hook raises).
+
+    The start runs to its end even when the request is cancelled meanwhile (its client
+    went away): what the hook stored (a chat's new turn) then gets its reply, stored by
+    ``on_end``, as when the client goes away a moment later, never a turn without one.
+    """
+
+    async def start() -> str:
+        try:
+            source = stream()
+            if inspect.iscoroutine(source):
+                source = await source
+            return await generations.start(
+                source,
+                pipeline,
+                owner=owner,
+                policy=policy,
+                forward_events=forward_events,
+                reservation=reservation,
+                **options(),
+            )
+        except BaseException:
+            await reservation.release()
+            raise
+
+    starting = asyncio.ensure_future(start())
+    _starting.add(starting)
+    starting.add_done_callback(_started)
+    return await asyncio.shield(starting)
+
+
+#: Starts whose request was cancelled, kept until they end (the loop keeps weak references).
+_starting: set[asyncio.Future[str]] = set()
+
+
+def _started(starting: asyncio.Future[str]) -> None:
+    """A start ended; its failure, once nobody awaits it, is the client's no more."""
+    _starting.discard(starting)
+    if not starting.cancelled():
+        starting.exception()  # retrieved: no "never retrieved" warning when nobody awaits
 
 
 class PipelineChoiceMixin:
@@ -154,8 +178,10 @@ class PipelineChoiceMixin:
             return None
         if not isinstance(name, str) or name not in self.pipelines:
             known = ", ".join(sorted(self.pipelines)) or "none"
+            asked = repr(name)  # a client's value: cut, as an unknown frame type is
             raise StreamError(
-                StreamErrorCode.UNKNOWN_PIPELINE, f"Unknown pipeline {name!r}; known: {known}"
+                StreamErrorCode.UNKNOWN_PIPELINE,
+                f"Unknown pipeline {asked[:100]}; known: {known}",
             )
         return name
 

@@ -68,3 +68,46 @@ async def test_on_end_finishes_when_the_reply_is_cancelled_again_meanwhile() -> 
     task.cancel()  # a repeated cancel request, as the watchdog sends
     assert isinstance(await last_event(generations, generation_id), Cancelled)
     assert stored == ["cancelled"]
+
+
+async def test_a_start_cancelled_with_its_request_still_starts_and_ends_the_reply() -> None:
+    """``start_reply`` runs to its end when its request is cancelled meanwhile (the client
+    went away while the stream hook stored a chat's turn): the reply starts, and ``on_end``
+    stores its end, as when the client goes away a moment later."""
+    from streaming.limits import UNLIMITED, reserve
+    from streaming.requests import start_reply
+
+    generations = Generations(MemoryStore())
+    storing, stored = asyncio.Event(), asyncio.Event()
+    ends: list[str] = []
+
+    async def stream() -> AsyncIterator[str]:
+        await storing.wait()  # the turn being stored, in a database thread
+        return words(3)
+
+    async def on_end(end: str) -> None:
+        ends.append(end)
+        stored.set()
+
+    reservation = await reserve(generations.store, UNLIMITED, owner="me", address="127.0.0.1")
+    request = asyncio.create_task(
+        start_reply(
+            generations,
+            stream,
+            Pipeline(),
+            owner="me",
+            reservation=reservation,
+            policy="keep",
+            forward_events=False,
+            options=lambda: {"generation_id": "kept", "on_end": on_end},
+        )
+    )
+    await asyncio.sleep(0.01)
+    request.cancel()  # the client goes away while the turn is stored
+    await asyncio.sleep(0.01)
+    storing.set()
+    async with asyncio.timeout(10):
+        await stored.wait()
+    assert request.cancelled()
+    assert ends == ["complete"]
+    assert isinstance(await last_event(generations, "kept"), Complete)

@@ -75,6 +75,14 @@ def test_a_post_body_json_cannot_break_the_view(browser: httpx.Client, body: byt
     assert "must be a JSON object" in response.json()["error"]
 
 
+def test_an_unknown_pipeline_name_is_not_echoed_in_full(browser: httpx.Client) -> None:
+    body = json.dumps({"prompt": "hi", "pipeline": "z" * 100_000}).encode()
+    response = post(browser, "/sse/scripted", body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "UNKNOWN_PIPELINE"
+    assert len(response.json()["error"]) < 300
+
+
 @pytest.mark.parametrize(
     "event_id",
     [b"x:\xb2", b"x:" + b"9" * 4400, "x:\u0661".encode()],
