@@ -18,6 +18,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_safe
 
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
@@ -223,6 +224,7 @@ class ChatConsumer(ConversationReplies, StreamConsumer):
         await super().on_resume(content)
 
 
+@require_safe
 @ensure_csrf_cookie
 def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page. It sets the CSRF cookie its POST requests send back, and the

@@ -59,3 +59,14 @@ def test_the_admin_lists_conversations_with_their_messages(admin_client: Client)
     assert admin_client.get("/admin/streaming/conversation/add/").status_code == 403
     messages = admin_client.get("/admin/streaming/message/", {"q": "g1"})
     assert "Server-Sent Events." in messages.text
+
+
+def test_the_page_answers_only_get_and_head(http: httpx.Client) -> None:
+    """Other methods are refused (after Django's CSRF check, which they pass here)."""
+    assert http.head("/").status_code == 200
+    http.get("/")
+    token = {"X-CSRFToken": http.cookies["csrftoken"]}
+    for method in ("POST", "PUT", "PATCH", "DELETE", "FOO"):
+        refused = http.request(method, "/", headers=token)
+        assert refused.status_code == 405, method
+        assert refused.headers["Allow"] == "GET, HEAD"
