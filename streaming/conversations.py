@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
-from .csrf import csrf_failure
+from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
 from .models import Conversation, Message
@@ -114,9 +114,9 @@ class ConversationAPIView(View):
             )
             refused["Allow"] = allowed
             return refused
-        reason = await csrf_failure(request)
-        if reason is not None:
-            refusal = StreamError(StreamErrorCode.CSRF_FAILED, f"CSRF check failed: {reason}")
+        try:
+            await check_csrf(request)
+        except StreamError as refusal:
             return error_response(refusal, 403)
         user = await request.auser() if hasattr(request, "auser") else None
         self.owner = await aowner_of(user, getattr(request, "session", None))
@@ -213,9 +213,8 @@ class ConversationView(ConversationAPIView):
 def _limit(value: str | None) -> int:
     if value is None:
         return MAX_LIST
-    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not (
-        1 <= int(value) <= MAX_LIST
-    ):
+    digits = value.isascii() and value.isdigit() and len(value) <= len(str(MAX_LIST))
+    if not digits or not 1 <= int(value) <= MAX_LIST:
         raise StreamError(
             StreamErrorCode.BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_LIST}"
         )

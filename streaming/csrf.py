@@ -16,6 +16,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
+from .errors import StreamError, StreamErrorCode
+
 MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -41,3 +43,10 @@ async def csrf_failure(request: HttpRequest) -> str | None:
     if settings.CSRF_USE_SESSIONS:
         return await sync_to_async(_failure)(request)  # reads the session
     return _failure(request)
+
+
+async def check_csrf(request: HttpRequest) -> None:
+    """``StreamError`` (``CSRF_FAILED``, 403) when ``request`` fails Django's CSRF check."""
+    reason = await csrf_failure(request)
+    if reason is not None:
+        raise StreamError(StreamErrorCode.CSRF_FAILED, f"CSRF check failed: {reason}")

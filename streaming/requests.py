@@ -146,7 +146,8 @@ async def start_reply(
     return await asyncio.shield(starting)
 
 
-#: Starts whose request was cancelled, kept until they end (the loop keeps weak references).
+#: Starts under way, each kept until it ends: the event loop holds its tasks weakly, and
+#: a start whose request was cancelled has nobody else awaiting it.
 _starting: set[asyncio.Future[str]] = set()
 
 

@@ -33,7 +33,7 @@ from django.views import View
 
 from .addresses import client_address
 from .conf import setting
-from .csrf import csrf_failure
+from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL
 from .generations import (
@@ -205,9 +205,7 @@ class SSEView(PipelineChoiceMixin, View):
     async def _check_request(self) -> None:
         """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON),
         then ``check_permissions``."""
-        reason = await csrf_failure(self.request)
-        if reason is not None:
-            raise StreamError(StreamErrorCode.CSRF_FAILED, f"CSRF check failed: {reason}")
+        await check_csrf(self.request)
         try:
             allowed = await call_hook(self.check_permissions)
         except PermissionDenied as exc:
