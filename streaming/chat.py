@@ -39,6 +39,7 @@ from .storage import (
     Turn,
     begin_turn,
     busy,
+    conversation_exists,
     conversation_of,
     current_generation,
     end_turn,
@@ -88,6 +89,19 @@ async def is_running(generations: Generations, generation_id: str, owner: str) -
     """Whether the event store says the owner's generation still runs."""
     store = generations.store
     return await store.owner(generation_id) == owner and not await store.is_finished(generation_id)
+
+
+def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
+    """``Generations.start`` options of a turn's reply: its id, ``on_start`` (stop it when
+    its conversation was deleted while the turn was stored) and ``on_end`` (store it)."""
+
+    async def on_start() -> bool:
+        return await in_db(conversation_exists, turn.conversation_id)
+
+    async def on_end(end: str) -> None:
+        await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)
+
+    return {"generation_id": turn.generation_id, "on_start": on_start, "on_end": on_end}
 
 
 def wants_regenerate(params: Mapping[str, Any]) -> bool:
@@ -149,14 +163,9 @@ class ConversationReplies(PipelineChoiceMixin):
         return source_from_settings(turn.prompt, pipeline=pipeline, history=turn.history)
 
     def generation_options(self) -> dict[str, Any]:
-        turn, pipeline = self.turn, self.pipeline
-        if turn is None or pipeline is None:
+        if self.turn is None or self.pipeline is None:
             return {}
-
-        async def on_end(end: str) -> None:
-            await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)
-
-        return {"generation_id": turn.generation_id, "on_end": on_end}
+        return turn_options(self.turn, self.pipeline)
 
 
 class ChatView(ConversationReplies, SSEView):

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import uuid
 
-from .chat import RecordingPipeline, is_running
+from .chat import is_running
 from .errors import StreamError, StreamErrorCode
-from .generations import Generations, OnEnd
+from .generations import Generations
 from .models import Conversation
-from .storage import Turn, current_generation, end_turn, in_db, not_found
+from .storage import current_generation, in_db, not_found
 
 #: The namespace of the conversation ids derived from an owner and a chat id.
 CHAT_NAMESPACE = uuid.UUID("0b7c6a52-3f0e-4c59-9a37-5b0d6c0e8a11")
@@ -53,12 +53,3 @@ async def running(owner: str, chat_id: str, generations: Generations) -> str | N
     if generation_id and await is_running(generations, generation_id, owner):
         return generation_id
     return None
-
-
-def storing(turn: Turn, pipeline: RecordingPipeline) -> OnEnd:
-    """The generation's ``on_end``: store the reply (text, reasoning, how it ended)."""
-
-    async def on_end(end: str) -> None:
-        await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)
-
-    return on_end

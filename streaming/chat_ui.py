@@ -32,7 +32,13 @@ from django.http import HttpRequest, HttpResponse
 
 from . import chat_turns
 from .addresses import scope_client_address
-from .chat import ChatView, ConversationReplies, RecordingPipeline, wants_regenerate
+from .chat import (
+    ChatView,
+    ConversationReplies,
+    RecordingPipeline,
+    turn_options,
+    wants_regenerate,
+)
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
@@ -362,8 +368,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
                 policy=self.disconnect_policy,
                 forward_events=True,
                 reservation=reservation,
-                generation_id=turn.generation_id,
-                on_end=chat_turns.storing(turn, pipeline),
+                **turn_options(turn, pipeline),
             )
         except BaseException:
             await reservation.release()

@@ -34,7 +34,14 @@ from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
 from .models import Conversation, Message
 from .requests import json_object
-from .storage import clean_title, conversation_uuid, database_unavailable, not_found
+from .storage import (
+    clean_title,
+    conversation_uuid,
+    database_unavailable,
+    delete_conversation,
+    in_db,
+    not_found,
+)
 
 logger = logging.getLogger("streaming")
 
@@ -71,18 +78,18 @@ def message_data(message: Message) -> dict[str, Any]:
     }
 
 
-async def running_generation(conversation: Conversation) -> str | None:
-    """The conversation's reply if the event store says it still runs, else None."""
-    generation_id = conversation.generation
+async def running_generation(owner: str, generation_id: str) -> str | None:
+    """The owner's generation ``generation_id`` (a conversation's last) if the event store
+    says it still runs, else None."""
     if not generation_id:
         return None
     store = get_generations().store
     try:
-        if await store.owner(generation_id) != conversation.owner:
+        if await store.owner(generation_id) != owner:
             return None
         return None if await store.is_finished(generation_id) else generation_id
     except StreamError as exc:
-        logger.warning("Conversation %s: the event store failed (%r)", conversation.pk, exc)
+        logger.warning("Reply %s: the event store failed (%r)", generation_id, exc)
         return None
 
 
@@ -189,7 +196,7 @@ class ConversationView(ConversationAPIView):
             {
                 **summary(conversation),
                 "messages": messages,
-                "running": await running_generation(conversation),
+                "running": await running_generation(self.owner, conversation.generation),
             }
         )
 
@@ -202,11 +209,13 @@ class ConversationView(ConversationAPIView):
         return JsonResponse(summary(conversation))
 
     async def delete(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
-        conversation = await self.conversation(conversation_id)
-        running = await running_generation(conversation)
+        """Delete first, then stop its reply: a reply not yet in the event store is then
+        stopped by its own check (``streaming.chat.turn_options``), which finds no
+        conversation, and one already there is found here."""
+        generation_id = await in_db(delete_conversation, self.owner, conversation_id)
+        running = await running_generation(self.owner, generation_id)
         if running is not None:
             await get_generations().cancel(running)
-        await Conversation.objects.filter(pk=conversation.pk).adelete()
         return HttpResponse(status=204)
 
 

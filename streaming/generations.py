@@ -62,6 +62,8 @@ DisconnectPolicy = Literal["cancel", "keep"]
 _T = TypeVar("_T")
 #: Awaited with how a generation ended: "complete", "cancelled" or "error".
 OnEnd = Callable[[str], Awaitable[None]]
+#: Awaited beside a generation once it is in the store: whether it is still wanted.
+OnStart = Callable[[], Awaitable[bool]]
 
 #: Seconds a follower waits on the store before it checks in again.
 FOLLOW_POLL = 1.0
@@ -585,7 +587,8 @@ class Generations:
         #: The task checking cancel requests and unwatched generations for all of them.
         self.watcher: asyncio.Task[None] | None = None
         self._flusher: _StoreFlusher | None = None
-        self._releasing: set[asyncio.Future[None]] = set()
+        #: Work nobody awaits (a late end, a start check), held until done.
+        self._background: set[asyncio.Future[None]] = set()
         #: Where the store's feed of cancel requests was last read.
         self._cancel_cursor: Any = None
         #: The reader this process's followers of generations running elsewhere share.
@@ -607,6 +610,7 @@ class Generations:
         reservation: Reservation | None = None,
         generation_id: str | None = None,
         on_end: OnEnd | None = None,
+        on_start: OnStart | None = None,
     ) -> str:
         """Start a generation; return its id. It runs until done, cancelled or unwatched.
 
@@ -615,6 +619,9 @@ class Generations:
         while it runs and released before its end is written, however it ends.
         ``generation_id`` (default: a random one) lets a caller record it first;
         ``on_end`` is awaited with how it ended, before its terminal event is written.
+        ``on_start`` is awaited beside the source once the generation is in the store, where
+        a cancel request finds it; False cancels it. A chat checks that its conversation
+        was not deleted while the turn was being stored, when no cancel could reach it.
         """
         if shutdown.is_stopping():
             raise StreamError(
@@ -645,10 +652,25 @@ class Generations:
             self.watcher = asyncio.create_task(self._watch())
         if self.renewer is None or self.renewer.done():
             self.renewer = asyncio.create_task(self._renew_leases())
+        if on_start is not None:
+            checking = asyncio.ensure_future(self._confirm(generation_id, on_start))
+            self._background.add(checking)
+            checking.add_done_callback(self._background.discard)
         # Let the run begin: a task cancelled before its first step never runs, and its
         # log would never get the Cancelled event its followers wait for.
         await asyncio.sleep(0)
         return generation_id
+
+    async def _confirm(self, generation_id: str, on_start: OnStart) -> None:
+        """Cancel the generation unless ``on_start()`` wants it; a failing check is
+        logged and the generation goes on."""
+        try:
+            wanted = await on_start()
+        except Exception:
+            logger.exception("Generation %s: its start check failed", generation_id)
+            return
+        if not wanted:
+            await self.cancel(generation_id)
 
     async def cancel(self, generation_id: str) -> None:
         """Stop a generation, here or in the process that runs it."""
@@ -1127,8 +1149,8 @@ class Generations:
                     running.on_end,
                 )
             )
-            self._releasing.add(ending)
-            ending.add_done_callback(self._releasing.discard)
+            self._background.add(ending)
+            ending.add_done_callback(self._background.discard)
         if not self.running and self.watcher is not None:
             self.watcher.cancel()
             self.watcher = None

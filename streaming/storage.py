@@ -90,6 +90,23 @@ def current_generation(owner: str, conversation_id: Any) -> str:
     return generation
 
 
+def conversation_exists(conversation_id: uuid.UUID) -> bool:
+    return Conversation.objects.filter(pk=conversation_id).exists()
+
+
+def delete_conversation(owner: str, conversation_id: Any) -> str:
+    """Delete the owner's conversation (``NOT_FOUND`` if there is none); return the
+    generation it last started ("" for none), read under the lock ``begin_turn`` takes, so
+    no turn starts after it unseen."""
+    with transaction.atomic():
+        pk = conversation_uuid(conversation_id)
+        conversation = Conversation.objects.select_for_update().filter(pk=pk, owner=owner).first()
+        if conversation is None:
+            raise not_found()
+        conversation.delete()
+    return conversation.generation
+
+
 def conversation_of(owner: str, generation_id: str) -> str | None:
     """The id of the owner's conversation a reply belongs to (running or stored), if any."""
     running = Conversation.objects.filter(owner=owner, generation=generation_id)

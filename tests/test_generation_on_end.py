@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
+
 from streaming.events import TERMINAL, Cancelled, Complete, Error
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
@@ -111,3 +113,44 @@ async def test_a_start_cancelled_with_its_request_still_starts_and_ends_the_repl
     assert request.cancelled()
     assert ends == ["complete"]
     assert isinstance(await last_event(generations, "kept"), Complete)
+
+
+async def test_on_start_false_cancels_the_generation_and_stops_its_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_start`` is awaited beside the source once the generation is in the store: False
+    cancels it (the source is closed, not read to its end), True or a failing check lets
+    it run (the failure is logged)."""
+    generations = Generations(MemoryStore())
+    closed: list[str] = []
+
+    async def endless() -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "w "
+                await asyncio.sleep(0.01)
+        finally:
+            closed.append("closed")
+
+    async def unwanted() -> bool:
+        assert await generations.store.owner("unwanted") == "me"  # in the store by now
+        return False
+
+    await generations.start(
+        endless(), Pipeline(), owner="me", generation_id="unwanted", on_start=unwanted
+    )
+    assert isinstance(await last_event(generations, "unwanted"), Cancelled)
+    assert closed == ["closed"]
+
+    async def wanted() -> bool:
+        return True
+
+    async def broken() -> bool:
+        raise RuntimeError("the database is down")
+
+    for name, check in (("wanted", wanted), ("broken", broken)):
+        await generations.start(
+            words(3, 0.01), Pipeline(), owner="me", generation_id=name, on_start=check
+        )
+        assert isinstance(await last_event(generations, name), Complete)
+    assert "Generation broken: its start check failed" in caplog.text
