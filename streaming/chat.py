@@ -105,8 +105,14 @@ def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
 
 
 def wants_regenerate(params: Mapping[str, Any]) -> bool:
-    """``regenerate``: true in JSON, ``true`` or ``1`` in a query string."""
-    return params.get("regenerate") in (True, "true", "1")
+    """``regenerate``: ``true`` or ``false`` (in a query string, ``1`` or ``0`` too);
+    anything else is ``BAD_REQUEST``, not quietly taken for one of them."""
+    value = params.get("regenerate")
+    if value is None or value is False or value in ("false", "0"):
+        return False
+    if value is True or value in ("true", "1"):
+        return True
+    raise StreamError(StreamErrorCode.BAD_REQUEST, "'regenerate' must be true or false")
 
 
 class ConversationReplies(PipelineChoiceMixin):

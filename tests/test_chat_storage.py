@@ -235,6 +235,19 @@ def test_regenerate_replaces_the_last_reply(browser: Browser) -> None:
     empty = browser.client.post(API, json={}, headers=browser.headers).json()
     refused = browser.post(regenerate=True, conversation=empty["id"])
     assert refused.json() == {"error": "There is no prompt to regenerate", "code": "BAD_REQUEST"}
+    for value in (1, 0, "yes", [], {}):
+        refused = browser.post(regenerate=value, conversation=conversation_id)
+        assert refused.json() == {
+            "error": "'regenerate' must be true or false",
+            "code": "BAD_REQUEST",
+        }, value
+    assert browser.post(regenerate=False, prompt="x", conversation=conversation_id).is_success
+    stored = browser.conversation(conversation_id)["messages"]
+    query = {"regenerate": "1", "conversation": conversation_id}
+    assert text_of(browser.events(browser.client.get("/chat/stream", params=query)))
+    regenerated = browser.conversation(conversation_id)["messages"]
+    assert [m["content"] for m in regenerated][:3] == [m["content"] for m in stored][:3]
+    assert regenerated[3]["generation"] != stored[3]["generation"]
 
 
 def test_a_running_reply_is_named_and_a_second_prompt_is_refused(
