@@ -54,7 +54,7 @@ from .protocols.ai_sdk import (
     sse_messages,
 )
 from .reply_body import MessageBatches, ReplyBody
-from .requests import call_hook
+from .requests import call_hook, run_to_end
 from .response import SSEResponse
 from .storage import Turn, in_db
 
@@ -65,6 +65,8 @@ Trigger = Literal["submit-message", "regenerate-message"]
 TRIGGERS = ("submit-message", "regenerate-message")
 #: Longest chat id (characters) a client may send.
 MAX_CHAT_ID_LENGTH = 200
+#: The longest ``requestId`` a socket takes: each of a reply's frames carries it.
+MAX_REQUEST_ID_LENGTH = 200
 CHAT_ID = re.compile(rf"[A-Za-z0-9_~-][A-Za-z0-9_.~-]{{0,{MAX_CHAT_ID_LENGTH - 1}}}")
 #: Keys of a request body that are the transport's own, not parameters of the reply.
 TRANSPORT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
@@ -304,7 +306,9 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         request_id = content.get("requestId")
         await self.send_error(
             bad_request(f"Unknown message type {kind[:100]!r}"),
-            request_id if isinstance(request_id, str) else "",
+            request_id
+            if isinstance(request_id, str) and len(request_id) <= MAX_REQUEST_ID_LENGTH
+            else "",
         )
 
     on_cancel = on_prompt
@@ -314,8 +318,13 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
     async def _new_request(self, content: dict[str, Any]) -> str | None:
         """The frame's ``requestId`` when a new request may start; else answer why not."""
         request_id = content.get("requestId")
-        if not isinstance(request_id, str) or not request_id:
-            await self.send_error(bad_request("'requestId' must be a non-empty string"))
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH:
+            # (Not echoed: every frame of the reply would carry it.)
+            await self.send_error(
+                bad_request(
+                    f"'requestId' must be a string of 1 to {MAX_REQUEST_ID_LENGTH} characters"
+                )
+            )
             return None
         if request_id in self.requests:
             await self.send_json(error_frame(request_id, bad_request("This requestId is in use")))
@@ -343,7 +352,10 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
     async def start_turn(self, request: ChatRequest) -> Turn:
         """Store the new turn and start its reply, which stores itself when it ends (not
         through ``generation_options``, which knows one turn per instance: a socket has
-        several at once)."""
+        several at once). Run to its end when the socket closes meanwhile (``run_to_end``)."""
+        return await run_to_end(self._start_turn(request))
+
+    async def _start_turn(self, request: ChatRequest) -> Turn:
         regenerate = request.trigger == "regenerate-message"
         if not regenerate:
             self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt

@@ -13,8 +13,8 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
@@ -24,6 +24,8 @@ from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .surrogates import replace_surrogates, replace_surrogates_in
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .generations import DisconnectPolicy, Generations
@@ -140,7 +142,13 @@ async def start_reply(
             await reservation.release()
             raise
 
-    starting = asyncio.ensure_future(start())
+    return await run_to_end(start())
+
+
+async def run_to_end(start: Coroutine[Any, Any, T]) -> T:
+    """Await a reply's start, which runs to its end even when the awaiting request is
+    cancelled meanwhile (its client went away): what it stored then gets its reply."""
+    starting = asyncio.ensure_future(start)
     _starting.add(starting)
     starting.add_done_callback(_started)
     return await asyncio.shield(starting)
@@ -148,10 +156,10 @@ async def start_reply(
 
 #: Starts under way, each kept until it ends: the event loop holds its tasks weakly, and
 #: a start whose request was cancelled has nobody else awaiting it.
-_starting: set[asyncio.Future[str]] = set()
+_starting: set[asyncio.Future[Any]] = set()
 
 
-def _started(starting: asyncio.Future[str]) -> None:
+def _started(starting: asyncio.Future[Any]) -> None:
     """A start ended; its failure, once nobody awaits it, is the client's no more."""
     _starting.discard(starting)
     if not starting.cancelled():

@@ -421,13 +421,16 @@ async def test_ws_bad_frames_are_answered_and_the_socket_stays(
     async with connect(ws_url(url), origin=url, additional_headers=cookie) as socket:
         await socket.send(json.dumps({"type": "send", "requestId": "x", "id": "c"}))
         assert (await frame(socket))["type"] == "error"
-        await socket.send(json.dumps({"type": "send", "id": "c"}))
-        bad = await frame(socket)
-        assert bad == {
-            "type": "error",
-            "requestId": "",
-            "errorText": "'requestId' must be a non-empty string",
-        }
+        for request_id in (None, "", "r" * 201):  # each of a reply's frames would carry it
+            sent = {**json.loads(send_frame("x", str(uuid.uuid4()))), "requestId": request_id}
+            await socket.send(json.dumps(sent))
+            assert await frame(socket) == {
+                "type": "error",
+                "requestId": "",
+                "errorText": "'requestId' must be a string of 1 to 200 characters",
+            }
+        await socket.send(json.dumps({"type": "ping", "requestId": "p" * 201}))
+        assert (await frame(socket))["requestId"] == ""
         await socket.send(
             json.dumps({"type": "resume", "requestId": "r", "id": "c", "lastSequence": -1})
         )

@@ -1,7 +1,9 @@
-"""Deleting a conversation in the moment between its turn being stored and its reply being
-in the event store (widened to a second here by ``SlowCreateStore``) stops the reply, over
-SSE and over the AI SDK's WebSocket: no cancel request can reach a reply not yet in the
-store, so the reply checks its conversation once it is there."""
+"""The moment a chat reply starts, between its turn being stored and the reply being in
+the event store (widened to a second here by ``SlowCreateStore``): deleting the
+conversation then stops the reply, over SSE and over the AI SDK's WebSocket (no cancel
+request can reach a reply not yet in the store, so the reply checks its conversation
+once it is there); a client that leaves then still gets its turn answered and stored.
+"""
 
 from __future__ import annotations
 
@@ -108,3 +110,35 @@ async def test_ai_sdk_reply_of_a_chat_deleted_while_it_starts_is_stopped(
     chunks = [f["chunk"]["type"] for f in frames if f["type"] == "chunk"]
     assert chunks[-1] == "abort" and "finish" not in chunks, chunks
     assert visitor.get(f"{API}/{chat_id}").status_code == 404
+
+
+async def test_ai_sdk_socket_closed_while_its_reply_starts_still_gets_it_stored(
+    slow_url: str, visitor: httpx.Client
+) -> None:
+    chat_id = str(uuid.uuid4())
+    cookie = "; ".join(f"{name}={value}" for name, value in visitor.cookies.items())
+    send = {
+        "type": "send",
+        "requestId": "r1",
+        "id": chat_id,
+        "trigger": "submit-message",
+        "messageId": None,
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}],
+        "headers": {},
+        "body": {},
+    }
+    socket_url = slow_url.replace("http://", "ws://") + "/ws/chat-ui/"
+    async with connect(socket_url, origin=slow_url, additional_headers={"Cookie": cookie}) as ws:
+        await ws.send(json.dumps(send))
+        await asyncio.to_thread(wait_for_turn, visitor, chat_id)
+    # The socket is gone while the reply is still being created; it starts and ends anyway.
+    deadline = time.monotonic() + LIMIT
+    messages: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(messages) < 2:
+        await asyncio.sleep(0.05)
+        messages = visitor.get(f"{API}/{chat_id}").json()["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert messages[1]["content"]
