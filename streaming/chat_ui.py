@@ -363,7 +363,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         generations = self.generations
         reservation = await reserve(  # the limits first, as for every reply
             generations.store,
-            await self.get_limits(),
+            await call_hook(self.get_limits),
             owner=self.owner,
             address=scope_client_address(self.scope),
         )

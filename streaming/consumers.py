@@ -53,7 +53,7 @@ from .generations import (
 from .limits import Limits, reserve
 from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
-from .requests import PipelineChoiceMixin, call_hook, parse_json, start_reply
+from .requests import PipelineChoiceMixin, call_hook, hook_params, parse_json, start_reply
 
 logger = logging.getLogger("streaming")
 
@@ -134,7 +134,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def get_limits(self) -> Limits:
         """The limits of a prompt (``STREAMING`` settings by default). Return
         ``streaming.limits.UNLIMITED`` to exempt it (a staff user, an API key), or other
-        ``Limits``; ``self.scope`` is at hand."""
+        ``Limits``; ``self.scope`` is at hand. May be sync (run in a thread) or async."""
         return Limits.from_settings()
 
     @classmethod
@@ -248,6 +248,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         try:
             self.get_prompt(content)
             self.get_pipeline_name(content)
+            hook_params(content)
         except StreamError as exc:
             await self.send_error(exc)
             return
@@ -300,19 +301,26 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:
         while self.pending:
-            generation_id = await self._start(self.pending.pop(0))
-            if generation_id is not None:
-                await self._follow(generation_id, 0)
+            try:
+                generation_id = await self._start(self.pending.pop(0))
+                if generation_id is not None:
+                    await self._follow(generation_id, 0)
+            except Exception:
+                # A failing hook answers its prompt; the prompts queued after it still run.
+                logger.exception("%s failed on a prompt", type(self).__name__)
+                await self.send_error(
+                    StreamError(StreamErrorCode.INTERNAL_ERROR, "The server failed on this prompt")
+                )
 
     async def _start(self, content: Frame) -> str | None:
         """Start the reply to a prompt frame; its id, or None when refused (the client is
         told why). Apart from ``_follow``, so that the frame is not held while it streams."""
-        params = {k: v for k, v in content.items() if k not in {"type", "prompt"}}
         try:
+            params = hook_params(content, "type", "prompt")
             prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
             reservation = await reserve(
                 self.generations.store,
-                await self.get_limits(),
+                await call_hook(self.get_limits),
                 owner=self.owner,
                 address=scope_client_address(self.scope),
             )

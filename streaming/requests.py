@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -25,6 +26,7 @@ from .errors import StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .surrogates import replace_surrogates, replace_surrogates_in
 
+logger = logging.getLogger("streaming")
 T = TypeVar("T")
 
 if TYPE_CHECKING:
@@ -80,6 +82,14 @@ def _finite(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"The number {text[:20]} is too large")
     return number
+
+
+def hook_params(params: Mapping[str, Any], *dropped: str) -> dict[str, Any]:
+    """A request's parameters for the ``stream`` hook's ``**params``, without ``dropped``
+    (the prompt, a frame's type). ``self`` is refused: it is the hook's own argument."""
+    if "self" in params:
+        raise StreamError(StreamErrorCode.BAD_REQUEST, "'self' cannot be a parameter's name")
+    return {key: value for key, value in params.items() if key not in dropped}
 
 
 def get_prompt(params: Mapping[str, Any]) -> str:
@@ -138,6 +148,15 @@ async def start_reply(
                 reservation=reservation,
                 **options(),
             )
+        except StreamError:
+            await reservation.release()
+            raise
+        except Exception as exc:
+            # A hook that fails otherwise (a subclass's ``stream``): the client is told,
+            # never shown a traceback; the details go to the log.
+            await reservation.release()
+            logger.exception("The reply could not start")
+            raise StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not start") from exc
         except BaseException:
             await reservation.release()
             raise

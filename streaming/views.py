@@ -48,7 +48,7 @@ from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import MessageBatches, ReplyBody, needs_asgi
-from .requests import PipelineChoiceMixin, call_hook, json_object, start_reply
+from .requests import PipelineChoiceMixin, call_hook, hook_params, json_object, start_reply
 from .response import SSEResponse
 from .sse import ServerSentEvent
 
@@ -156,11 +156,12 @@ class SSEView(PipelineChoiceMixin, View):
             params = self.get_params()
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)
+            stream = partial(self.stream, prompt, **hook_params(params, "prompt"))
             self._require_asgi()
             reservation = await self._reserve(generations, owner)
             generation_id = await start_reply(
                 generations,
-                partial(self.stream, prompt, **{k: v for k, v in params.items() if k != "prompt"}),
+                stream,
                 pipeline,
                 owner=owner,
                 reservation=reservation,
@@ -188,11 +189,11 @@ class SSEView(PipelineChoiceMixin, View):
     async def get_limits(self) -> Limits:
         """The limits of this request (``STREAMING`` settings by default). Return
         ``streaming.limits.UNLIMITED`` to exempt it (a staff user, an API key), or other
-        ``Limits``; ``self.request`` is at hand."""
+        ``Limits``; ``self.request`` is at hand. May be sync (run in a thread) or async."""
         return Limits.from_settings()
 
     async def _reserve(self, generations: Generations, owner: str) -> Reservation:
-        limits = await self.get_limits()
+        limits = await call_hook(self.get_limits)
         address = client_address(self.request)
         return await reserve(generations.store, limits, owner=owner, address=address)
 

@@ -231,13 +231,24 @@ async def echo_reply(prompt: str) -> AsyncIterator[str]:
 
 
 class EchoView(SSEView):
-    def stream(self, prompt: str, **params: Any) -> Any:
+    """Hooks as a subclass may write them: ``stream`` takes no parameters (another one
+    fails the start) and ``get_limits`` is sync."""
+
+    def stream(self, prompt: str) -> Any:  # type: ignore[override]
         return echo_reply(prompt)
+
+    def get_limits(self) -> Limits:  # type: ignore[override]
+        return Limits.from_settings()
 
 
 class EchoConsumer(StreamConsumer):
-    def stream(self, prompt: str, **params: Any) -> Any:
+    """As ``EchoView``."""
+
+    def stream(self, prompt: str) -> Any:  # type: ignore[override]
         return echo_reply(prompt)
+
+    def get_limits(self) -> Limits:  # type: ignore[override]
+        return Limits.from_settings()
 
 
 class ApiKeyView(ScriptedView):
