@@ -24,6 +24,7 @@ from django.utils import timezone
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .models import TITLE_MAX_LENGTH, Conversation, Message
+from .surrogates import REPLACEMENT
 
 logger = logging.getLogger("streaming")
 
@@ -140,11 +141,17 @@ def auto_title(prompt: str) -> str:
     return text[:TITLE_MAX_LENGTH]
 
 
+def storable(text: str) -> str:
+    """``text`` with each NUL replaced by U+FFFD: PostgreSQL's text columns refuse NUL
+    (a prompt, title or reply with one would fail as if the database were down)."""
+    return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+
+
 def clean_title(value: Any) -> str:
     """A title a client sent: a non-empty string of at most ``TITLE_MAX_LENGTH`` characters."""
     if not isinstance(value, str) or not value.strip():
         raise StreamError(StreamErrorCode.BAD_REQUEST, "'title' must be a non-empty string")
-    title = " ".join(value.split())
+    title = storable(" ".join(value.split()))
     if len(title) > TITLE_MAX_LENGTH:
         raise StreamError(
             StreamErrorCode.BAD_REQUEST,
@@ -196,6 +203,7 @@ def begin_turn(
     caller found in it and knows to be over (``current_generation``): if another reply
     started since, this one is refused, so a conversation has one reply at a time.
     """
+    prompt = None if prompt is None else storable(prompt)
     with transaction.atomic():
         if conversation_id is None:
             if regenerate or prompt is None:
@@ -256,10 +264,10 @@ def end_turn(turn: Turn, end: str, text: str, reasoning: str = "") -> Message | 
         message = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
-            content=text,
+            content=storable(text),
             status=STATUS_OF_END.get(end, Message.Status.FAILED),
             generation=turn.generation_id,
-            reasoning=reasoning,
+            reasoning=storable(reasoning),
         )
         fields = ["updated"]
         conversation.updated = timezone.now()

@@ -1,7 +1,7 @@
 """The chat's model in the test settings (``STREAMING["MODEL"]``): the default one (the
 ``OPENAI_*`` environment, else the demo model), except for prompts that ask for a slow
-reply (``slow: ...``, for stopping one midway) or one that fails after some text
-(``fail: ...``)."""
+reply (``slow: ...``, for stopping one midway), one that fails after some text
+(``fail: ...``) or one with a NUL character (``nul: ...``)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ async def model(
     prompt: str, *, pipeline: str | None, history: Sequence[Message]
 ) -> AsyncIterator[str]:
     xml = expects_xml(pipeline)
+    if prompt.startswith("nul:"):
+        yield "before\x00after"
+        return
     if prompt.startswith(("slow:", "fail:")):
         if xml:
             yield "<response><thought>Thinking.</thought><actions>REPLY</actions><text>"

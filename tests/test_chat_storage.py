@@ -215,6 +215,27 @@ def test_a_failed_reply_keeps_what_it_said(browser: Browser) -> None:
     assert reply["content"] == text_of(events) == "".join(f"word{n} " for n in range(30))
 
 
+def test_nul_characters_are_stored_as_replacement_characters(browser: Browser) -> None:
+    """PostgreSQL's text columns refuse NUL: in a prompt, a reply and a title it becomes
+    U+FFFD on both databases, not a 503 as if the database were down."""
+    response = browser.post(prompt="nul: a\x00b", pipeline="passthrough")
+    assert response.status_code == 200, response.text[:300]
+    assert text_of(browser.events(response)) == "before\x00after"  # the client gets it as sent
+    conversation_id = response.headers["X-Conversation-Id"]
+    stored = browser.conversation(conversation_id)
+    assert [(m["content"], m["status"]) for m in stored["messages"]] == [
+        ("nul: a\ufffdb", "complete"),
+        ("before\ufffdafter", "complete"),
+    ]
+    assert stored["title"] == "nul: a\ufffdb"
+    renamed = browser.client.patch(
+        f"{API}/{conversation_id}", json={"title": "x\x00y"}, headers=browser.headers
+    )
+    assert renamed.status_code == 200 and renamed.json()["title"] == "x\ufffdy"
+    created = browser.client.post(API, json={"title": "\x00"}, headers=browser.headers)
+    assert created.status_code == 201 and created.json()["title"] == "\ufffd"
+
+
 def test_regenerate_replaces_the_last_reply(browser: Browser) -> None:
     first = browser.post(prompt="Tell me something")
     conversation_id = first.headers["X-Conversation-Id"]
