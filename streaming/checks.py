@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import django
@@ -19,6 +21,8 @@ BUFFERING_MIDDLEWARE = {
     "django_minify_html.middleware.MinifyHtmlMiddleware": "collects response bodies",
 }
 
+#: An HTTP header name: RFC 9110 token characters, without ``_`` (which servers drop).
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^`|~-]+")
 _POSITIVE_NUMBERS = (
     "KEEPALIVE",
     "CLEANUP_TIMEOUT",
@@ -31,11 +35,8 @@ _POSITIVE_NUMBERS = (
     "LEASE_SECONDS",
     "SHUTDOWN_TIMEOUT",
 )
-#: Limits that ``None`` turns off.
-_OPTIONAL_LIMITS: dict[str, type | tuple[type, ...]] = {
-    "MAX_REPLY_CHARS": int,
-    "MAX_REPLY_SECONDS": (int, float),
-}
+#: Seconds that ``None`` turns off.
+_OPTIONAL_POSITIVE_NUMBERS = ("MAX_REPLY_SECONDS",)
 _POSITIVE_INTS = (
     "MAX_QUEUE",
     "MAX_BATCH",
@@ -53,6 +54,7 @@ _OPTIONAL_POSITIVE_INTS = (
     "MAX_ACTIVE_PER_OWNER",
     "MAX_ACTIVE_PER_ADDRESS",
     "MAX_STARTS_PER_MINUTE",
+    "MAX_REPLY_CHARS",
 )
 
 
@@ -115,10 +117,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     for key in _POSITIVE_NUMBERS:
-        value = user.get(key, DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if not _positive_number(user.get(key, DEFAULTS[key])):
             errors.append(
-                Error(f"STREAMING[{key!r}] must be a positive number.", id="streaming.E003")
+                Error(f"STREAMING[{key!r}] must be a finite positive number.", id="streaming.E003")
             )
     for key in _POSITIVE_INTS:
         value = user.get(key, DEFAULTS[key])
@@ -137,14 +138,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="streaming.E003",
                 )
             )
-    for key, kinds in _OPTIONAL_LIMITS.items():
+    for key in _OPTIONAL_POSITIVE_NUMBERS:
         value = user.get(key, DEFAULTS[key])
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
-        valid = isinstance(number, kinds) and number > 0
-        if value is not None and not valid:
+        if value is not None and not _positive_number(value):
             errors.append(
                 Error(
-                    f"STREAMING[{key!r}] must be positive, or None for no limit.",
+                    f"STREAMING[{key!r}] must be a finite positive number, or None for no limit.",
                     id="streaming.E003",
                 )
             )
@@ -172,6 +171,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     )
 
 
+def _positive_number(value: Any) -> bool:
+    """An int or float above 0 and finite (``inf`` and ``nan`` break the timers)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _check_client_address(user: dict[str, Any]) -> list[CheckMessage]:
     """``TRUSTED_PROXIES`` must be IPs or networks, ``CLIENT_ADDRESS_HEADER`` a header name."""
     errors: list[CheckMessage] = [
@@ -184,7 +193,7 @@ def _check_client_address(user: dict[str, Any]) -> list[CheckMessage]:
         for problem in check_trusted_proxies(user.get("TRUSTED_PROXIES", []))
     ]
     header = user.get("CLIENT_ADDRESS_HEADER", DEFAULTS["CLIENT_ADDRESS_HEADER"])
-    if not isinstance(header, str) or not header.strip() or "_" in header:
+    if not isinstance(header, str) or not HEADER_NAME.fullmatch(header):
         errors.append(
             Error(
                 'STREAMING["CLIENT_ADDRESS_HEADER"] must be an HTTP header name.',
@@ -198,16 +207,22 @@ def _check_client_address(user: dict[str, Any]) -> list[CheckMessage]:
 def _check_store(store: Any) -> list[CheckMessage]:
     """The event store's backend must import and its options must build it."""
     hint = 'For example {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": ...}}.'
-    if not isinstance(store, dict) or not isinstance(store.get("OPTIONS", {}), dict):
+    if (
+        not isinstance(store, dict)
+        or not isinstance(store.get("BACKEND"), str)
+        or not isinstance(store.get("OPTIONS", {}), dict)
+        or set(store) - {"BACKEND", "OPTIONS"}
+    ):
         return [
             Error(
-                'STREAMING["STORE"] must be a dict with "BACKEND" and a dict of "OPTIONS".',
+                'STREAMING["STORE"] must be a dict of "BACKEND" (a dotted path) and '
+                '"OPTIONS" (a dict), and nothing else.',
                 hint=hint,
                 id="streaming.E004",
             )
         ]
     try:
-        backend = import_string(store.get("BACKEND", DEFAULTS["STORE"]["BACKEND"]))
+        backend = import_string(store["BACKEND"])
         backend(**store.get("OPTIONS", {}))
     except Exception as exc:
         return [

@@ -18,6 +18,8 @@ from .sse import ParsedEvent, SSEParser
 
 #: Seconds ``ws_reply`` waits for each frame.
 FRAME_TIMEOUT = 10.0
+#: The frames that end a reply (extractor ``event`` frames and chunks come before).
+END_FRAMES = frozenset({"complete", "error", "cancelled"})
 
 
 def parse_sse(body: bytes | str) -> list[ParsedEvent]:
@@ -27,7 +29,20 @@ def parse_sse(body: bytes | str) -> list[ParsedEvent]:
 
 
 async def read_sse(response: Any) -> list[ParsedEvent]:
-    """Read a (streaming) test-client response to its end and parse its events."""
+    """Read a (streaming) test-client response to its end and parse its events.
+
+    A 204 (a finished reply's reconnect) has none. Any other answer that is not a 200
+    ``text/event-stream`` raises ``AssertionError`` with its status and body, not an empty
+    list: an ``SSEView`` under the sync ``Client`` answers 500 (it needs ``AsyncClient``).
+    """
+    if response.status_code == 204:
+        return []
+    content_type = response.get("Content-Type", "")
+    if response.status_code != 200 or not content_type.startswith("text/event-stream"):
+        body = b"(streaming)" if getattr(response, "streaming", False) else response.content
+        raise AssertionError(
+            f"Not an event stream: {response.status_code} {content_type!r}: {body[:300]!r}"
+        )
     parser = SSEParser()
     events: list[ParsedEvent] = []
     if not getattr(response, "streaming", False):
@@ -47,6 +62,6 @@ async def ws_reply(communicator: Any, prompt: str, **params: Any) -> list[dict[s
     (``complete``, ``error`` or ``cancelled``)."""
     await communicator.send_json_to({"type": "prompt", "prompt": prompt, **params})
     frames = [await communicator.receive_json_from(timeout=FRAME_TIMEOUT)]
-    while frames[-1]["type"] == "chunk":
+    while frames[-1]["type"] not in END_FRAMES:
         frames.append(await communicator.receive_json_from(timeout=FRAME_TIMEOUT))
     return frames

@@ -71,6 +71,18 @@ def test_daphne_after_staticfiles_warns() -> None:
         ({"TRUSTED_PROXIES": ["10.0.0.1", "10.1.0.0/16", "::1", "unix"]}, []),
         ({"CLIENT_ADDRESS_HEADER": "X_Forwarded_For"}, ["streaming.E005"]),
         ({"CLIENT_ADDRESS_HEADER": ""}, ["streaming.E005"]),
+        ({"CLIENT_ADDRESS_HEADER": "X Forwarded For"}, ["streaming.E005"]),
+        ({"CLIENT_ADDRESS_HEADER": "X-Real-IP"}, []),
+        ({"KEEPALIVE": float("inf")}, ["streaming.E003"]),
+        ({"CANCEL_GRACE": float("nan")}, ["streaming.E003"]),
+        ({"MAX_REPLY_SECONDS": float("inf")}, ["streaming.E003"]),
+        ({"MAX_REPLY_CHARS": 1e6}, ["streaming.E003"]),
+        ({"STORE": {"backend": "streaming.store.memory.MemoryStore"}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {}}}, ["streaming.E004"]),
+        (
+            {"STORE": {"BACKEND": "streaming.store.memory.MemoryStore", "options": {}}},
+            ["streaming.E004"],
+        ),
     ],
 )
 def test_misconfigured_streaming_settings_are_errors(value: object, ids: list[str]) -> None:

@@ -254,6 +254,36 @@ async def test_the_testing_helpers_read_a_test_client_response(async_client: Any
     assert json.loads(events[-1].data) == {"done": True}
 
 
+def test_read_sse_says_what_a_response_that_is_no_event_stream_was(client: Any) -> None:
+    """Under the sync test ``Client`` an ``SSEView`` answers 500 (it needs ASGI): read_sse
+    raises with that, never returns no events as if the reply were empty."""
+    import asyncio
+
+    response = client.get("/sse/scripted", {"size": 3})
+    with pytest.raises(AssertionError, match="Not an event stream: 500"):
+        asyncio.run(read_sse(response))
+
+
+async def test_ws_reply_reads_past_extractor_event_frames() -> None:
+    """A consumer that sends its extractors' events (the chat's ``reasoning``): ws_reply
+    returns the whole reply, up to its end frame."""
+    from channels.testing import WebsocketCommunicator
+
+    from .transport_views import ScriptedConsumer
+
+    class WithEvents(ScriptedConsumer):
+        send_extractor_events = True
+
+    communicator = WebsocketCommunicator(
+        WithEvents.as_asgi(), "/ws/events/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    assert (await communicator.connect())[0]
+    frames = await ws_reply(communicator, "Hi", size=4, pipeline="xml")
+    await communicator.disconnect()
+    assert frames[0]["type"] == "event"
+    assert frames[-1]["type"] == "complete" and "<thought>" not in frames[-1]["fullResponse"]
+
+
 async def test_the_testing_helpers_drive_a_consumer() -> None:
     from channels.testing import WebsocketCommunicator
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .demo import DemoModel
-from .model import source_from_settings
+from .model import demo_model, source_from_settings
 from .prompts import Message, chat_messages, expects_xml, system_prompt
 from .proxy import proxy
 
@@ -25,6 +25,7 @@ __all__ = [
     "DemoModel",
     "Message",
     "chat_messages",
+    "demo_model",
     "expects_xml",
     "openai_chat",
     "proxy",

@@ -6,6 +6,7 @@
   OpenAI-compatible server (each key optional; the key is read from the named environment
   variable when a reply starts, so it is never written in settings, and is ``"none"``
   when that variable is unset, for local servers that need no key).
+* ``"streaming.sources.demo_model"``: the demo model, even with ``OPENAI_API_KEY`` set.
 * A dotted path to a *source factory*: ``factory(prompt, *, pipeline, history)`` returning
   an async iterator of the reply's raw text (``history`` is the earlier turns as chat
   messages, oldest first).
@@ -15,6 +16,7 @@ Every factory is asked for the shape the pipeline expects (``prompts.system_prom
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -43,6 +45,15 @@ class ModelSettingError(ValueError):
     """``STREAMING["MODEL"]`` names no usable model."""
 
 
+def demo_model(
+    prompt: str, *, pipeline: str | None, history: Sequence[Message]
+) -> AsyncIterator[str]:
+    """The built-in demo model whatever the environment says: ``"MODEL":
+    "streaming.sources.demo_model"`` keeps tests off a paid model when
+    ``OPENAI_API_KEY`` is set in the shell."""
+    return DemoModel(xml=expects_xml(pipeline)).stream(prompt, history)
+
+
 def environment_model(
     prompt: str, *, pipeline: str | None, history: Sequence[Message]
 ) -> AsyncIterator[str]:
@@ -52,7 +63,7 @@ def environment_model(
         from .openai import openai_chat
 
         return openai_chat(chat_messages(prompt, pipeline=pipeline, history=history))
-    return DemoModel(xml=expects_xml(pipeline)).stream(prompt, history)
+    return demo_model(prompt, pipeline=pipeline, history=history)
 
 
 class OpenAICompatibleModel:
@@ -98,6 +109,14 @@ def model_factory(value: Any) -> SourceFactory:
             raise ModelSettingError(f"{value!r} does not import: {exc}") from exc
         if not callable(factory):
             raise ModelSettingError(f"{value!r} is not callable")
+        try:
+            inspect.signature(factory).bind("prompt", pipeline=None, history=[])
+        except TypeError as exc:
+            raise ModelSettingError(
+                f"{value!r} must take (prompt, *, pipeline, history): {exc}"
+            ) from exc
+        except ValueError:
+            pass  # no signature to read (a builtin): it is called as it is
         return factory
     raise ModelSettingError(f"expected None, a dict or a dotted path, not {type(value).__name__}")
 

@@ -80,6 +80,20 @@ async def test_no_model_setting_and_no_key_is_the_demo_model(
     assert text.startswith("Hello! I am the built-in demo model")
 
 
+async def test_the_demo_model_setting_keeps_a_key_in_the_environment_unused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``"streaming.sources.demo_model"``: tests stay off a paid model in a shell that has
+    ``OPENAI_API_KEY`` (and an unreachable ``OPENAI_BASE_URL``, so a request would fail)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-and-paid")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    settings = {"MODEL": "streaming.sources.demo_model", "DEMO_TOKEN_DELAY": 0.0001}
+    with override_settings(STREAMING=settings):
+        assert check_settings() == []
+        text = "".join(await collect(source_from_settings("Hi", pipeline="passthrough")))
+    assert text.startswith("Hello! I am the built-in demo model")
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -88,6 +102,10 @@ async def test_no_model_setting_and_no_key_is_the_demo_model(
         ({"BASE_URL": 8080}, "BASE_URL must be a non-empty string"),
         ("streaming.sources.nope.factory", "does not import"),
         ("streaming.sources.model.MODEL_KEYS", "is not callable"),
+        (
+            "streaming.sources.prompts.system_prompt",
+            "must take \\(prompt, \\*, pipeline, history\\)",
+        ),
         (42, "expected None, a dict or a dotted path, not int"),
     ],
 )
