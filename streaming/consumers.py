@@ -92,6 +92,8 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.pending: list[Frame] = []
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
+        #: A cancel that came while the current reply was starting: applied as it is followed.
+        self.cancel_on_start = False
         self.owner = ""
         self.accepted = False
         self.closing = False
@@ -266,10 +268,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def on_cancel(self, content: Frame) -> None:
         """Stop the current reply: its follower then sends the ``cancelled`` frame."""
         self.pending.clear()
-        if self.current_id is None:
+        if self.current_id is not None:
+            await self.generations.cancel(self.current_id)
+        elif self.current is not None and not self.current.done():
+            self.cancel_on_start = True  # a prompt's reply is starting: stopped as it starts
+        else:
             await self.send_error(StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel"))
-            return
-        await self.generations.cancel(self.current_id)
 
     async def on_resume(self, content: Frame) -> None:
         """``{"type": "resume", "message_id": ..., "after": N}``: the events after ``N``."""
@@ -302,6 +306,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def _run_pending(self) -> None:
         while self.pending:
             try:
+                self.cancel_on_start = False
                 generation_id = await self._start(self.pending.pop(0))
                 if generation_id is not None:
                     await self._follow(generation_id, 0)
@@ -346,6 +351,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         reply's text once, in its chunks."""
         self.current_id = generation_id
         generations = self.generations
+        if self.cancel_on_start:
+            self.cancel_on_start = False
+            await generations.cancel(generation_id)
         last = after
         sent: list[str] = []
         try:

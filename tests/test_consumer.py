@@ -119,6 +119,23 @@ async def test_cancel_stops_the_reply_and_its_source(live_url: str, ws: ClientCo
     assert (await until_end(ws))[-1]["fullResponse"] == XML_TEXT
 
 
+async def test_a_cancel_sent_right_after_its_prompt_stops_the_reply(
+    live_url: str, ws: ClientConnection
+) -> None:
+    """The cancel arrives while the reply is still starting (no id to cancel yet): the
+    reply is stopped as it starts, not run to its end after a "Nothing to cancel"."""
+    await ws.send(json.dumps({"type": "cancel"}))
+    assert (await receive(ws))["message"] == "Nothing to cancel"
+    for _ in range(3):
+        key = uuid.uuid4().hex
+        prompt = {"prompt": "Hi", "delay": 0.02, "size": 1, "key": key, "pipeline": "passthrough"}
+        await ws.send(json.dumps(prompt))
+        await ws.send(json.dumps({"type": "cancel"}))
+        frames = await until_end(ws)
+        assert frames[-1]["type"] == "cancelled", frames[-3:]
+        await wait_for_probe(live_url, key, ["started", "finally"])
+
+
 async def test_a_disconnect_mid_reply_runs_the_sources_finally(live_url: str) -> None:
     key = uuid.uuid4().hex
     async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:
