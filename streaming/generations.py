@@ -968,8 +968,11 @@ class Generations:
             terminal, end = Complete, "complete"
         except asyncio.CancelledError:
             # Cancelled, the process draining, or stopped by a failed write (``close``
-            # then raises the store's error).
+            # then raises the store's error, and ``on_end`` hears "error": a chat stores
+            # the reply as failed, not as stopped by its user).
             terminal, end = self._cancelled_end()
+            if writer.failure is not None:
+                end = "error"
         except StreamError as exc:
             logger.warning("Generation %s failed: %r", generation_id, exc)
             terminal = partial(Error, code=str(exc.code), message=replace_surrogates(exc.message))

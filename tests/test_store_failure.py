@@ -41,6 +41,28 @@ async def test_a_failed_write_stops_the_model_and_reaches_the_follower() -> None
     assert not generations.running
 
 
+async def test_a_reply_stopped_by_a_failed_write_ends_as_an_error_for_on_end() -> None:
+    """``on_end`` hears "error" (a chat stores the reply as failed), not "cancelled" (which
+    it stores as stopped by its user)."""
+    ends: list[str] = []
+
+    async def on_end(end: str) -> None:
+        ends.append(end)
+
+    generations = Generations(FailingStore(fail_at=3))
+    generation_id = await generations.start(
+        paced(10_000, 0.01, []), Pipeline(), owner="me", on_end=on_end
+    )
+    with pytest.raises(StreamError):
+        async with asyncio.timeout(WAIT_LIMIT):
+            async for _ in generations.follow(generation_id, "me"):
+                pass
+    async with asyncio.timeout(WAIT_LIMIT):  # the follower heard of the failure first
+        while not ends:
+            await asyncio.sleep(0.01)
+    assert ends == ["error"]
+
+
 @pytest.fixture(scope="module")
 def failing_url() -> Iterator[str]:
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings_failing_store"}

@@ -54,6 +54,10 @@ try:
     from redis.driver_info import DriverInfo
 except ImportError:  # an older redis-py, which reads its version once, at import
     DriverInfo = None  # type: ignore[assignment,misc]
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # an older redis-py, which has no maintenance notifications
+    MaintNotificationsConfig = None  # type: ignore[assignment,misc]
 
 from .base import (
     DEFAULT_MAX_BATCH,
@@ -345,6 +349,15 @@ def _driver_info() -> dict[str, Any]:
     return {} if DriverInfo is None else {"driver_info": DriverInfo()}
 
 
+def _fresh_connections() -> dict[str, Any]:
+    """Maintenance notifications off: while on (redis-py 7+ turns them on by default), the
+    pool hands out a connection the server has closed without checking it, so after a
+    Redis restart each pooled connection failed one request with ``STORE_UNAVAILABLE``."""
+    if MaintNotificationsConfig is None:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -426,6 +439,7 @@ class RedisStore(EventStore):
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
             **_driver_info(),
+            **_fresh_connections(),
         )
 
     def _keys(self, stream_id: str) -> list[str]:
@@ -759,6 +773,10 @@ class _OwnConnection:
             if self._connection is None:
                 self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
             connection = self._connection
+            if connection.is_connected and await connection.can_read():
+                # Closed by the server meanwhile (a Redis restart), as every reply was
+                # read: connect again (``send_packed_command`` does) rather than fail.
+                await connection.disconnect(nowait=True)
             try:
                 await connection.send_packed_command(command, check_health=False)
                 return await connection.read_response()

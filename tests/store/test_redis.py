@@ -104,6 +104,22 @@ async def test_restart_while_a_reader_waits_raises_promptly(
     assert await store.append("s", {"n": 1}) == 1
 
 
+async def test_after_a_restart_every_pooled_connection_works_at_once(
+    own_redis: RedisServer, make: Make
+) -> None:
+    """Connections the old server closed are replaced as they are taken, not used to fail
+    one request each with ``STORE_UNAVAILABLE`` (the pool's and the batch writer's)."""
+    store = make(own_redis.url)
+    await asyncio.gather(*(store.owner(f"x{n}") for n in range(8)))  # 8 pooled connections
+    await store.create("before", owner="o")
+    assert await store.append_batches({"before": [{"n": 1}]}) == {"before": 1}
+    await asyncio.to_thread(own_redis.restart)
+    await asyncio.sleep(0.2)  # the old connections' closing reaches this process
+    assert await asyncio.gather(*(store.owner(f"x{n}") for n in range(8))) == [None] * 8
+    await store.create("after", owner="o")
+    assert await store.append_batches({"after": [{"n": 1}]}) == {"after": 1}
+
+
 async def test_a_stopped_redis_fails_every_call_promptly(
     own_redis: RedisServer, make: Make
 ) -> None:
