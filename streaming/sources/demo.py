@@ -83,7 +83,7 @@ _CODE = (
     "    extractors = [ResponseStreamExtractor]\n"
     "\n"
     "    def stream(self, prompt, **params):\n"
-    '        return openai_chat([{"role": "user", "content": prompt}])\n'
+    '        return openai_chat(chat_messages(prompt, pipeline="response"))\n'
     "```"
 )
 

@@ -44,9 +44,10 @@ async def openai_chat(
 
     ``model`` defaults to ``OPENAI_MODEL``, else ``gpt-4o-mini``. Without ``client`` a
     client is made for this reply (``api_key`` / ``base_url``, else the SDK's environment
-    variables) and closed with it; pass a ``client`` to share its connections and retry
-    policy. Timeouts default to ``STREAMING["UPSTREAM_CONNECT_TIMEOUT"]`` and
-    ``["UPSTREAM_READ_TIMEOUT"]`` (the longest silence between two chunks). ``params`` go
+    variables), which does not retry, and closed with it; pass a ``client`` to share its
+    connections, or for the SDK's retries (its ``max_retries``). Timeouts default to
+    ``STREAMING["UPSTREAM_CONNECT_TIMEOUT"]`` and ``["UPSTREAM_READ_TIMEOUT"]`` (the
+    longest silence between two chunks). ``params`` go
     to ``chat.completions.create`` (``temperature``, ``max_tokens``…). Failures are a
     ``StreamError``: TIMEOUT, or UPSTREAM_ERROR with the HTTP status in ``details``.
     """
@@ -135,7 +136,11 @@ def _new_client(api_key: str | None, base_url: str | None) -> openai.AsyncOpenAI
     ``UPSTREAM_ERROR`` that says so, not the SDK's bare ``OpenAIError``."""
     http_client = openai.DefaultAsyncHttpxClient(verify=tls_context())
     try:
-        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, http_client=http_client)
+        # No retries: the SDK's two would triple every timeout before the first chunk
+        # (UPSTREAM_READ_TIMEOUT 60 s became about 3 minutes of nothing but keep-alives).
+        return openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0
+        )
     except openai.OpenAIError as exc:
         raise StreamError(
             StreamErrorCode.UPSTREAM_ERROR,

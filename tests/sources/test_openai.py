@@ -148,6 +148,23 @@ async def test_an_error_status_is_an_upstream_error(
     assert message in caught.value.message
 
 
+async def test_the_client_made_for_a_reply_does_not_retry(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request, however the server fails: the SDK's retries would multiply the
+    documented timeouts (and a passed ``client`` keeps its own policy)."""
+
+    async def overloaded(request: Request, reply: Reply) -> None:
+        await reply.whole(503, json.dumps({"error": {"message": "Overloaded"}}))
+
+    upstream = await serve(overloaded)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(StreamError) as caught:
+        await collect(openai_chat(MESSAGES, base_url=f"{upstream.url}/v1", api_key="k"))
+    assert caught.value.details == {"status": 503}
+    assert len(upstream.requests) == 1
+
+
 async def test_an_error_inside_the_stream_is_an_upstream_error(serve: Serve) -> None:
     async def error_midway(request: Request, reply: Reply) -> None:
         await reply.head()
