@@ -39,11 +39,11 @@ from .storage import (
     Turn,
     begin_turn,
     busy,
-    conversation_exists,
     conversation_of,
     current_generation,
     end_turn,
     in_db,
+    is_current_turn,
 )
 from .views import SSEView
 
@@ -93,10 +93,11 @@ async def is_running(generations: Generations, generation_id: str, owner: str) -
 
 def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
     """``Generations.start`` options of a turn's reply: its id, ``on_start`` (stop it when
-    its conversation was deleted while the turn was stored) and ``on_end`` (store it)."""
+    its conversation was deleted, or the reply stopped, before it was in the event store)
+    and ``on_end`` (store it)."""
 
     async def on_start() -> bool:
-        return await in_db(conversation_exists, turn.conversation_id)
+        return await in_db(is_current_turn, turn)
 
     async def on_end(end: str) -> None:
         await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)

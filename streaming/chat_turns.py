@@ -19,7 +19,7 @@ from .chat import is_running
 from .errors import StreamError, StreamErrorCode
 from .generations import Generations
 from .models import Conversation
-from .storage import current_generation, in_db, not_found
+from .storage import current_generation, in_db, not_found, stop_turn
 
 #: The namespace of the conversation ids derived from an owner and a chat id.
 CHAT_NAMESPACE = uuid.UUID("0b7c6a52-3f0e-4c59-9a37-5b0d6c0e8a11")
@@ -53,3 +53,16 @@ async def running(owner: str, chat_id: str, generations: Generations) -> str | N
     if generation_id and await is_running(generations, generation_id, owner):
         return generation_id
     return None
+
+
+async def stop(owner: str, chat_id: str, generations: Generations) -> None:
+    """Stop the chat's reply, also one whose turn is stored but that is not yet in the
+    event store (``storage.stop_turn``); nothing for an unknown or someone else's chat."""
+    try:
+        generation_id = await in_db(stop_turn, owner, conversation_id(owner, chat_id))
+    except StreamError as exc:
+        if exc.code == StreamErrorCode.NOT_FOUND:
+            return
+        raise
+    if generation_id and await is_running(generations, generation_id, owner):
+        await generations.cancel(generation_id)

@@ -194,11 +194,9 @@ class AISDKChatView(ChatIdReplies, ChatView):
             await self._check_request()
             owner = await call_hook(self.get_owner)
             chat_id = check_chat_id(kwargs.get("chat_id"))
-            generation_id = await chat_turns.running(owner, chat_id, generations)
+            await chat_turns.stop(owner, chat_id, generations)
         except StreamError as exc:
             return self.error_response(exc)
-        if generation_id is not None:
-            await generations.cancel(generation_id)
         return HttpResponse(status=204)
 
     def ui_stream(self, generations: Generations, generation_id: str, owner: str) -> HttpResponse:

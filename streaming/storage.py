@@ -91,8 +91,28 @@ def current_generation(owner: str, conversation_id: Any) -> str:
     return generation
 
 
-def conversation_exists(conversation_id: uuid.UUID) -> bool:
-    return Conversation.objects.filter(pk=conversation_id).exists()
+def is_current_turn(turn: Turn) -> bool:
+    """Whether the turn's conversation still exists and still names its reply (a stop
+    or a delete takes it off, under the lock ``begin_turn`` takes)."""
+    return Conversation.objects.filter(
+        pk=turn.conversation_id, generation=turn.generation_id
+    ).exists()
+
+
+def stop_turn(owner: str, conversation_id: Any) -> str:
+    """Take the running turn off the owner's conversation (``NOT_FOUND`` when there is no
+    such conversation); return its generation ("" for none), to cancel. A reply not yet
+    in the event store, where no cancel finds it, stops once it is: ``is_current_turn``."""
+    with transaction.atomic():
+        pk = conversation_uuid(conversation_id)
+        conversation = Conversation.objects.select_for_update().filter(pk=pk, owner=owner).first()
+        if conversation is None:
+            raise not_found()
+        generation = conversation.generation
+        if generation:
+            conversation.generation = ""
+            conversation.save(update_fields=["generation"])
+    return generation
 
 
 def delete_conversation(owner: str, conversation_id: Any) -> str:

@@ -1,8 +1,9 @@
 """The moment a chat reply starts, between its turn being stored and the reply being in
 the event store (widened to a second here by ``SlowCreateStore``): deleting the
-conversation then stops the reply, over SSE and over the AI SDK's WebSocket (no cancel
-request can reach a reply not yet in the store, so the reply checks its conversation
-once it is there); a client that leaves then still gets its turn answered and stored.
+conversation then stops the reply, over SSE and over the AI SDK's WebSocket, and so does
+the AI SDK's stop (no cancel request can reach a reply not yet in the store, so the reply
+checks its turn once it is there); a client that leaves then still gets its turn
+answered and stored.
 """
 
 from __future__ import annotations
@@ -142,3 +143,27 @@ async def test_ai_sdk_socket_closed_while_its_reply_starts_still_gets_it_stored(
         ("assistant", "complete"),
     ]
     assert messages[1]["content"]
+
+
+def test_ai_sdk_stop_while_the_reply_starts_stops_it(visitor: httpx.Client) -> None:
+    chat_id = str(uuid.uuid4())
+    body = {
+        "id": chat_id,
+        "trigger": "submit-message",
+        "messageId": None,
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}],
+    }
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(visitor.post, "/chat/ui", json=body)
+        wait_for_turn(visitor, chat_id)
+        assert visitor.delete(f"/chat/ui/{chat_id}/stream").status_code == 204
+        response = reply.result(LIMIT)
+    data = [line[6:] for line in response.text.splitlines() if line[:6] == "data: "]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(item)["type"] for item in data[:-1]]
+    assert chunks[-1] == "abort" and "finish" not in chunks, chunks[-5:]
+    messages = visitor.get(f"{API}/{chat_id}").json()["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "stopped"),
+    ]
