@@ -195,7 +195,7 @@ class Stream:
         )
 
     def _error_message(self, exc: BaseException) -> bytes:
-        return failure_event(exc, str(next(self._ids)))
+        return failure_event(_known_failure(exc), str(next(self._ids)))
 
     def _fail(self, exc: BaseException) -> None:
         """End the stream with an error message (unless the client already went away)."""
@@ -335,3 +335,14 @@ class Stream:
             yield self._error_message(exc)
         finally:
             self._queue.abort()
+
+
+def _known_failure(exc: BaseException) -> BaseException:
+    """An ``openai`` SDK failure (a stream the SDK made) as the ``StreamError`` that
+    ``openai_chat`` raises, not a bare ``INTERNAL_ERROR``; anything else as it is. The
+    SDK is imported only when the failure is its own."""
+    if type(exc).__module__.partition(".")[0] != "openai":
+        return exc
+    from .sources.openai import sdk_failure
+
+    return sdk_failure(exc) or exc

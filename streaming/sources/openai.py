@@ -148,6 +148,17 @@ def _new_client(api_key: str | None, base_url: str | None) -> openai.AsyncOpenAI
         ) from exc
 
 
+def sdk_failure(exc: BaseException) -> StreamError | None:
+    """An ``openai`` SDK failure in a stream the SDK made outside ``openai_chat``
+    (``sse_response(client.chat.completions.create(...))``) as the ``StreamError`` that
+    ``openai_chat`` raises (the timeouts are the client's, unknown here); else None."""
+    if not isinstance(exc, openai.OpenAIError):
+        return None
+    if isinstance(exc, openai.APITimeoutError):
+        return StreamError(StreamErrorCode.TIMEOUT, "The model server timed out")
+    return _stream_error(exc, *timeouts())
+
+
 def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
     """The ``StreamError`` for an SDK failure (``httpx`` ones come from openai 1.x streams)."""
     if isinstance(exc, httpx.HTTPError):

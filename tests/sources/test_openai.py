@@ -304,3 +304,36 @@ async def test_a_malformed_stream_is_an_upstream_error_with_a_clear_message(
     assert pieces == ["before"]
     assert error.code == StreamErrorCode.UPSTREAM_ERROR
     assert reason in error.message
+
+
+async def test_sse_response_of_an_sdk_stream_tells_its_failure_as_openai_chat_does(
+    serve: Serve,
+) -> None:
+    """``sse_response(client.chat.completions.create(..., stream=True))``: the chunks as
+    JSON, and an SDK failure (an error status, an error inside the stream) as the
+    ``UPSTREAM_ERROR`` event ``openai_chat`` gives, not a bare ``INTERNAL_ERROR``."""
+    from streaming import sse_response
+    from streaming.testing import read_sse
+
+    async def overloaded(request: Request, reply: Reply) -> None:
+        await reply.whole(503, json.dumps({"error": {"message": "Overloaded"}}))
+
+    async def error_midway(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("partial"))
+        await reply.event({"error": {"message": "The model overloaded", "type": "server_error"}})
+        await reply.end()
+
+    for script, expected in ((hello, None), (overloaded, "HTTP 503"), (error_midway, "overloaded")):
+        upstream = await serve(script)
+        async with client(upstream.url) as api:
+            stream = api.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+            events = await read_sse(sse_response(stream))
+        last = json.loads(events[-1].data)
+        if expected is None:
+            chunks = [json.loads(event.data) for event in events]
+            text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
+            assert text == "Hello, world!" and last["usage"] == {"total_tokens": 3}
+            continue
+        assert events[-1].event == "error"
+        assert last["code"] == "UPSTREAM_ERROR" and expected in last["message"], last
