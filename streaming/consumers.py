@@ -306,7 +306,6 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def _run_pending(self) -> None:
         while self.pending:
             try:
-                self.cancel_on_start = False
                 generation_id = await self._start(self.pending.pop(0))
                 if generation_id is not None:
                     await self._follow(generation_id, 0)
@@ -316,6 +315,10 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                 await self.send_error(
                     StreamError(StreamErrorCode.INTERNAL_ERROR, "The server failed on this prompt")
                 )
+            finally:
+                # A cancel that came while this prompt started is spent (its start may
+                # have been refused): it must not stop a later reply.
+                self.cancel_on_start = False
 
     async def _start(self, content: Frame) -> str | None:
         """Start the reply to a prompt frame; its id, or None when refused (the client is

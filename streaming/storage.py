@@ -104,10 +104,7 @@ def stop_turn(owner: str, conversation_id: Any) -> str:
     such conversation); return its generation ("" for none), to cancel. A reply not yet
     in the event store, where no cancel finds it, stops once it is: ``is_current_turn``."""
     with transaction.atomic():
-        pk = conversation_uuid(conversation_id)
-        conversation = Conversation.objects.select_for_update().filter(pk=pk, owner=owner).first()
-        if conversation is None:
-            raise not_found()
+        conversation = _locked(owner, conversation_id)
         generation = conversation.generation
         if generation:
             conversation.generation = ""
@@ -117,15 +114,21 @@ def stop_turn(owner: str, conversation_id: Any) -> str:
 
 def delete_conversation(owner: str, conversation_id: Any) -> str:
     """Delete the owner's conversation (``NOT_FOUND`` if there is none); return the
-    generation it last started ("" for none), read under the lock ``begin_turn`` takes, so
-    no turn starts after it unseen."""
+    generation it last started ("" for none), to cancel, as ``stop_turn`` does."""
     with transaction.atomic():
-        pk = conversation_uuid(conversation_id)
-        conversation = Conversation.objects.select_for_update().filter(pk=pk, owner=owner).first()
-        if conversation is None:
-            raise not_found()
+        conversation = _locked(owner, conversation_id)
         conversation.delete()
     return conversation.generation
+
+
+def _locked(owner: str, conversation_id: Any) -> Conversation:
+    """The owner's conversation, locked (``select_for_update``; ``NOT_FOUND`` when there
+    is none): a turn's start, a stop and a delete each see the others' writes whole."""
+    pk = conversation_uuid(conversation_id)
+    conversation = Conversation.objects.select_for_update().filter(pk=pk, owner=owner).first()
+    if conversation is None:
+        raise not_found()
+    return conversation
 
 
 def conversation_of(owner: str, generation_id: str) -> str | None:
@@ -232,11 +235,7 @@ def begin_turn(
                 )
             conversation = Conversation.objects.create(owner=owner)
         else:
-            pk = conversation_uuid(conversation_id)
-            try:
-                conversation = Conversation.objects.select_for_update().get(pk=pk, owner=owner)
-            except Conversation.DoesNotExist:
-                raise not_found() from None
+            conversation = _locked(owner, conversation_id)
         if conversation.generation != expected:
             raise busy()
         earlier = Message.objects.filter(conversation=conversation)

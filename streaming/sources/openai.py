@@ -47,9 +47,9 @@ async def openai_chat(
     variables), which does not retry, and closed with it; pass a ``client`` to share its
     connections, or for the SDK's retries (its ``max_retries``). Timeouts default to
     ``STREAMING["UPSTREAM_CONNECT_TIMEOUT"]`` and ``["UPSTREAM_READ_TIMEOUT"]`` (the
-    longest silence between two chunks). ``params`` go
-    to ``chat.completions.create`` (``temperature``, ``max_tokens``…). Failures are a
-    ``StreamError``: TIMEOUT, or UPSTREAM_ERROR with the HTTP status in ``details``.
+    longest silence between two chunks). ``params`` go to ``chat.completions.create``
+    (``temperature``, ``max_tokens``…). Failures are a ``StreamError``: TIMEOUT, or
+    UPSTREAM_ERROR with the HTTP status in ``details``.
     """
     connect, read = timeouts(connect_timeout, read_timeout)
     owned = client is None
