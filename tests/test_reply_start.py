@@ -12,14 +12,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from .postgres_server import PostgresServer
 from .servers import daphne_server, migrate, sqlite_database
@@ -70,6 +70,29 @@ def wait_for_turn(client: httpx.Client, conversation_id: str | None = None) -> s
     raise AssertionError("the turn was never stored")
 
 
+@asynccontextmanager
+async def ai_sdk_turn(
+    url: str, visitor: httpx.Client, chat_id: str, body: dict[str, Any]
+) -> AsyncIterator[ClientConnection]:
+    """The visitor's AI SDK socket, once its ``send`` of "Hello" has its turn stored."""
+    cookie = "; ".join(f"{name}={value}" for name, value in visitor.cookies.items())
+    send = {
+        "type": "send",
+        "requestId": "r1",
+        "id": chat_id,
+        "trigger": "submit-message",
+        "messageId": None,
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}],
+        "headers": {},
+        "body": body,
+    }
+    socket_url = url.replace("http://", "ws://") + "/ws/chat-ui/"
+    async with connect(socket_url, origin=url, additional_headers={"Cookie": cookie}) as ws:
+        await ws.send(json.dumps(send))
+        await asyncio.to_thread(wait_for_turn, visitor, chat_id)
+        yield ws
+
+
 def test_sse_reply_of_a_conversation_deleted_while_it_starts_is_stopped(
     visitor: httpx.Client,
 ) -> None:
@@ -88,21 +111,8 @@ async def test_ai_sdk_reply_of_a_chat_deleted_while_it_starts_is_stopped(
     slow_url: str, visitor: httpx.Client
 ) -> None:
     chat_id = str(uuid.uuid4())
-    cookie = "; ".join(f"{name}={value}" for name, value in visitor.cookies.items())
-    send = {
-        "type": "send",
-        "requestId": "r1",
-        "id": chat_id,
-        "trigger": "submit-message",
-        "messageId": None,
-        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}],
-        "headers": {},
-        "body": {"delay": 0.05},  # the scripted model, a word every 50 ms
-    }
-    socket_url = slow_url.replace("http://", "ws://") + "/ws/chat-ui/"
-    async with connect(socket_url, origin=slow_url, additional_headers={"Cookie": cookie}) as ws:
-        await ws.send(json.dumps(send))
-        await asyncio.to_thread(wait_for_turn, visitor, chat_id)
+    # The scripted model, a word every 50 ms.
+    async with ai_sdk_turn(slow_url, visitor, chat_id, {"delay": 0.05}) as ws:
         deleted = await asyncio.to_thread(visitor.delete, f"{API}/{chat_id}")
         assert deleted.status_code == 204
         frames: list[dict[str, Any]] = []
@@ -117,21 +127,8 @@ async def test_ai_sdk_socket_closed_while_its_reply_starts_still_gets_it_stored(
     slow_url: str, visitor: httpx.Client
 ) -> None:
     chat_id = str(uuid.uuid4())
-    cookie = "; ".join(f"{name}={value}" for name, value in visitor.cookies.items())
-    send = {
-        "type": "send",
-        "requestId": "r1",
-        "id": chat_id,
-        "trigger": "submit-message",
-        "messageId": None,
-        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}],
-        "headers": {},
-        "body": {},
-    }
-    socket_url = slow_url.replace("http://", "ws://") + "/ws/chat-ui/"
-    async with connect(socket_url, origin=slow_url, additional_headers={"Cookie": cookie}) as ws:
-        await ws.send(json.dumps(send))
-        await asyncio.to_thread(wait_for_turn, visitor, chat_id)
+    async with ai_sdk_turn(slow_url, visitor, chat_id, {}):
+        pass
     # The socket is gone while the reply is still being created; it starts and ends anyway.
     deadline = time.monotonic() + LIMIT
     messages: list[dict[str, Any]] = []
