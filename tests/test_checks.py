@@ -50,6 +50,25 @@ def test_daphne_after_staticfiles_warns() -> None:
         ({"STORE": {"BACKEND": "streaming.store.nope.Store"}}, ["streaming.E004"]),
         ({"STORE": {"OPTIONS": {"ttl_finished": -5}}}, ["streaming.E004"]),
         ({"STORE": {"OPTIONS": {"colour": "blue"}}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"ttl_finished": "300"}}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"ttl_active": float("inf")}}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"max_events": 1.5}}}, ["streaming.E004"]),
+        ({"STORE": {"OPTIONS": {"max_batch": True}}}, ["streaming.E004"]),
+        *(
+            (
+                {"STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": options}},
+                ["streaming.E004"],
+            )
+            for options in (
+                {"pool_timeout": "5"},
+                {"socket_timeout": None},
+                {"connect_timeout": float("nan")},
+                {"max_connections": "50"},
+                {"max_connections": 0},
+                {"url": None},
+                {"key_prefix": 7},
+            )
+        ),
         (
             {"STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {}}},
             [],
@@ -88,3 +107,10 @@ def test_daphne_after_staticfiles_warns() -> None:
 def test_misconfigured_streaming_settings_are_errors(value: object, ids: list[str]) -> None:
     with override_settings(STREAMING=value):
         assert [m.id for m in check_settings()] == ids
+
+
+def test_a_store_option_of_the_wrong_type_names_itself() -> None:
+    store = {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"pool_timeout": "5"}}
+    with override_settings(STREAMING={"STORE": store}):
+        [message] = check_settings()
+    assert "pool_timeout must be a positive number of seconds, not '5'" in message.msg

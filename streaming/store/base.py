@@ -9,6 +9,7 @@ layers only carry wake-ups: the store is the log.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -76,10 +77,28 @@ def check_cursor(stream_id: str, after: int, last: int) -> None:
 
 def check_options(ttl_finished: float, ttl_active: float, max_events: int, max_batch: int) -> None:
     """Fail at construction, not at the first append, when an option makes no sense."""
-    if ttl_finished <= 0 or ttl_active <= 0:
-        raise ValueError("ttl_finished and ttl_active must be positive (seconds)")
-    if max_events < 1 or max_batch < 1:
-        raise ValueError("max_events and max_batch must be at least 1")
+    require_seconds(ttl_finished=ttl_finished, ttl_active=ttl_active)
+    require_counts(max_events=max_events, max_batch=max_batch)
+
+
+def require_seconds(**options: object) -> None:
+    """Each option must be a finite number of seconds above 0: a string such as ``"5"``
+    would only fail inside a timer, at a request, and ``inf`` or NaN never fire."""
+    for name, value in options.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+def require_counts(**options: object) -> None:
+    """Each option must be an integer of at least 1."""
+    for name, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

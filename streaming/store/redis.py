@@ -77,6 +77,8 @@ from .base import (
     check_cursor,
     check_options,
     not_found,
+    require_counts,
+    require_seconds,
     store_error,
     trimmed,
 )
@@ -391,8 +393,15 @@ class RedisStore(EventStore):
         pool_timeout: float = 5.0,
     ) -> None:
         check_options(ttl_finished, ttl_active, max_events, max_batch)
-        if socket_timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("socket_timeout and connect_timeout must be positive (seconds)")
+        require_seconds(
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+        )
+        require_counts(max_connections=max_connections)
+        for name, text in (("url", url), ("key_prefix", key_prefix)):
+            if not isinstance(text, str):
+                raise ValueError(f"{name} must be a string, not {text!r}")
         if "{" in key_prefix:
             raise ValueError("key_prefix must not contain '{' (it would change the hash tag)")
         self.url = _redacted(url)
