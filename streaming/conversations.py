@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -132,7 +133,7 @@ class ConversationAPIView(View):
         except StreamError as exc:
             response = error_response(exc)
         except DatabaseError as exc:
-            response = error_response(database_unavailable(exc))
+            response = error_response(await sync_to_async(database_unavailable)(exc))
         return response
 
     def json_body(self, request: HttpRequest) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from .conf import setting
@@ -62,9 +62,29 @@ async def in_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 def database_unavailable(exc: DatabaseError) -> StreamError:
-    """What a client is told when the database fails (the details go to the log)."""
-    logger.error("The database failed: %r", exc)
+    """What a client is told when the database fails. The details go to the log, with
+    what to do when it failed because the app's tables were never created. Sync: it may
+    ask the database which tables it has."""
+    if _tables_missing():
+        logger.error(
+            "The database failed: %r. The streaming app's tables are missing: "
+            "run `manage.py migrate`.",
+            exc,
+        )
+    else:
+        logger.error("The database failed: %r", exc)
     return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The database is unavailable")
+
+
+def _tables_missing() -> bool:
+    """Whether the database of this app's models lacks one of their tables (``False``
+    when it cannot even say: it is down)."""
+    try:
+        alias = router.db_for_write(Conversation)
+        tables = set(connections[alias].introspection.table_names())
+    except DatabaseError:
+        return False
+    return not {Conversation._meta.db_table, Message._meta.db_table} <= tables
 
 
 def not_found() -> StreamError:

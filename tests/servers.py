@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -50,19 +51,23 @@ def run_server(
     port: int,
     env: dict[str, str] | None = None,
     cwd: Path = ROOT,
+    log: Path | None = None,
 ) -> Iterator[str]:
-    """Start ``command`` (which must listen on ``port``), yield its URL, stop it for sure."""
+    """Start ``command`` (which must listen on ``port``), yield its URL, stop it for sure.
+    Its stderr (the log) goes to the file ``log`` if given."""
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
-    process = subprocess.Popen(
-        list(command), cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
-        if process.stderr is not None:
-            process.stderr.close()
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log.open("wb")) if log is not None else subprocess.PIPE
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        try:
+            wait_for_port(port, process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_process(process)
+            if process.stderr is not None:
+                process.stderr.close()
 
 
 def migrate(env: dict[str, str] | None = None) -> None:
@@ -86,11 +91,13 @@ def sqlite_database() -> Iterator[dict[str, str]]:
 
 @contextmanager
 def daphne_server(
-    application: str = "project.asgi:application", env: dict[str, str] | None = None
+    application: str = "project.asgi:application",
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
-    with run_server(command, port, env) as url:
+    with run_server(command, port, env, log=log) as url:
         yield url
 
 

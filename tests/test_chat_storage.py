@@ -9,8 +9,10 @@ database connection stays open while the model streams.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -365,3 +367,32 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again() -> None:
             assert browser.post(prompt="After", conversation=conversation).status_code == 200
             assert len(browser.conversation(conversation)["messages"]) == 4
             browser.client.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_database_never_migrated_gets_a_503_and_a_log_line_that_says_migrate(
+    database: str, tmp_path: Path
+) -> None:
+    from .postgres_server import postgres_server, require_postgres
+    from .servers import daphne_server
+
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            env = {"DJANGO_DB": str(tmp_path / "never-migrated.sqlite3")}
+        else:
+            require_postgres()
+            server = stack.enter_context(postgres_server())
+            server.create_database("never_migrated")
+            env = {
+                "DJANGO_SETTINGS_MODULE": "tests.settings_postgres",
+                "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
+                "DJANGO_DB": "never_migrated",
+            }
+        log = tmp_path / "daphne.log"
+        with daphne_server("tests.asgi:application", env=env, log=log) as url:
+            browser = Browser(url)
+            down = {"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}
+            for response in (browser.client.get(API), browser.post(prompt="Hello")):
+                assert (response.status_code, response.json()) == (503, down)
+            browser.client.close()
+    assert log.read_text().count("tables are missing: run `manage.py migrate`") == 2
