@@ -128,3 +128,41 @@ def test_stop_before_the_first_token_closes_the_model_request(
         while len(upstream.cuts) == cuts and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(upstream.cuts) > cuts, "the model request was not closed after Stop"
+
+
+@pytest.fixture(scope="module")
+def slow_start_server(upstream: EndlessUpstream) -> Iterator[DemoServer]:
+    """The demo project on the upstream, its replies a second slow to start."""
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": f"{upstream.upstream.url}/v1"}
+    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_before_the_response_names_the_reply_stops_it(
+    browser: Any, slow_start_server: DemoServer, upstream: EndlessUpstream, transport: str
+) -> None:
+    """Stop while the server still starts the reply (its response comes a second after the
+    request): the client waits, muted, for the reply's id, then stops it. No model request
+    stays open (with the chat's ``keep`` policy a reply whose request was only aborted ran
+    on unwatched for ``KEEP_GRACE``, a minute)."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, transport, "passthrough")
+        starts, cuts = len(upstream.starts), len(upstream.cuts)
+        send(page, "Talk forever")
+        page.get_by_role("button", name="Stop").click()
+        stopped = time.monotonic()
+        wait_for_state(page, "cancelled", timeout=1_000)
+        time.sleep(max(0.0, stopped + 2.5 - time.monotonic()))  # past the reply's start
+
+        def still_open() -> int:
+            return (len(upstream.starts) - starts) - (len(upstream.cuts) - cuts)
+
+        deadline = time.monotonic() + 5.0
+        while still_open() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert still_open() == 0, "the stopped reply's model request is still open"

@@ -96,6 +96,8 @@ const DEFAULT_RECONNECT = { retries: 6, delay: 500, maxDelay: 10000 };
 const FINAL_CLOSE_CODES = new Set([1000, 1008]);
 /** WebSocket frames that belong to one reply (by `message_id`). */
 const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
+/** How long a reply stopped before its response named it waits for the name (ms). */
+const NAMING_WAIT_MS = 10000;
 
 /** An error of the stream, with a machine-readable `code` (the server's, or one below). */
 export class StreamError extends Error {
@@ -496,6 +498,19 @@ export class StreamClient {
   async _fetch(reply) {
     const controller = new AbortController();
     reply.stop = () => controller.abort();
+    // Stopped before the response's first bytes named the reply: the server may have
+    // started it already, and keeps a reply whose client went away. Read on, muted, until
+    // those bytes come (at most NAMING_WAIT_MS), then `DELETE` it.
+    let deleteWhenNamed = false;
+    reply.cancelWhenNamed = () => {
+      deleteWhenNamed = true;
+      reply.stop = null; // _finish leaves the request open
+      setTimeout(() => controller.abort(), NAMING_WAIT_MS);
+    };
+    const named = () => {
+      controller.abort();
+      if (reply.lastEventId) this._deleteReply(reply);
+    };
     const headers = { Accept: "text/event-stream", ...this.options.headers };
     if (reply.lastEventId) headers["Last-Event-ID"] = reply.lastEventId;
     const init = { headers, signal: controller.signal, cache: "no-store", credentials: "same-origin" };
@@ -512,9 +527,12 @@ export class StreamClient {
     const resumeFrom = reply.lastEventId;
     try {
       const response = await fetch(url, init);
-      if (this._reply !== reply) return;
-      if (!(await this._accept(reply, response))) return;
-      this._setStatus("open", reply);
+      if (this._reply !== reply && !deleteWhenNamed) return;
+      if (this._reply !== reply && !response.ok) return named();
+      if (this._reply === reply) {
+        if (!(await this._accept(reply, response))) return;
+        this._setStatus("open", reply);
+      }
       const parser = new SSEParser((event) => {
         if (resumeFrom && isReplayed(event.lastEventId, resumeFrom)) return;
         this._event(reply, event.type, event.data, event.lastEventId);
@@ -523,7 +541,7 @@ export class StreamClient {
       const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
       for (;;) {
         const { done, value } = await reader.read();
-        if (this._reply !== reply) {
+        if (this._reply !== reply && !deleteWhenNamed) {
           reader.cancel().catch(() => {});
           return;
         }
@@ -532,11 +550,14 @@ export class StreamClient {
         // An event with an id and no data (this app's opening bytes) is not dispatched,
         // but names the reply: Stop and a reconnect can use it before the first token.
         if (!reply.lastEventId && parser.lastEventId) reply.lastEventId = parser.lastEventId;
+        if (deleteWhenNamed && reply.lastEventId) return named();
       }
+      if (deleteWhenNamed) return named();
       parser.push(decoder.decode());
       parser.end();
       this._lost(reply); // the body ended before `done`
     } catch (error) {
+      if (deleteWhenNamed) return named(); // not named within NAMING_WAIT_MS, or failed
       if (this._reply !== reply) return; // cancelled: the abort is ours
       if (error instanceof StreamError) this._finish(reply, "error", { error });
       else this._lost(reply);
