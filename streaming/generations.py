@@ -694,12 +694,14 @@ class Generations:
 
     async def has_more(self, generation_id: str, owner: str, after: int) -> bool:
         """Whether following from ``after`` would give anything: False once the
-        generation is finished and its events after ``after`` are all read."""
+        generation is finished and its events after ``after`` are all read. A cursor
+        past the last stored event is refused (``BAD_CURSOR``) whether or not the
+        generation still runs, so a resume is refused before its response starts."""
         await self.check_owner(generation_id, owner)
         store = self.store
-        if not await store.is_finished(generation_id):
-            return True
-        return bool(await store.read(generation_id, after, timeout=0))
+        finished = await store.is_finished(generation_id)
+        more = await store.read(generation_id, after, timeout=0)
+        return not finished or bool(more)
 
     def follow(
         self, generation_id: str, owner: str, after: int = 0, *, heartbeat: float | None = None

@@ -190,6 +190,28 @@ def test_a_resume_midway_opens_with_the_id_it_resumes_from(live_url: str) -> Non
     check_exactly_once(before, sse_all(resumed))
 
 
+def test_a_cursor_past_the_end_is_refused_alike_while_the_reply_runs_and_after(
+    live_url: str,
+) -> None:
+    """A ``Last-Event-ID`` ahead of every event written: one answer, a JSON 400 before
+    any stream starts, whether the reply still runs or has ended."""
+    with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
+        client.get("/")
+        with client.stream("GET", "/sse/keep", params=SLOW) as response:
+            event_id = sse_until(response, 2)[-1].id or ""
+        generation = event_id.split(":")[0]
+        ahead = {"Last-Event-ID": f"{generation}:100000"}
+        answers = [client.get("/sse/keep", headers=ahead)]
+        rest = sse_all(client.get("/sse/keep", headers={"Last-Event-ID": event_id}))
+        assert json.loads(rest[-1].data) == {"done": True}
+        answers.append(client.get("/sse/keep", headers=ahead))
+    for answer in answers:
+        assert answer.status_code == 400
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.json()["code"] == "BAD_REQUEST"
+        assert "cursor 100000 is outside the stream" in answer.json()["error"]
+
+
 # ------------------------------------------------------------------- WebSocket
 async def ws_frames_until(socket: ClientConnection, count: int) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
