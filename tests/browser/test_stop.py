@@ -159,10 +159,12 @@ def test_stop_before_the_response_names_the_reply_stops_it(
         wait_for_state(page, "cancelled", timeout=1_000)
         time.sleep(max(0.0, stopped + 2.5 - time.monotonic()))  # past the reply's start
 
-        def still_open() -> int:
-            return (len(upstream.starts) - starts) - (len(upstream.cuts) - cuts)
-
         deadline = time.monotonic() + 5.0
-        while still_open() and time.monotonic() < deadline:
+        while open_requests(upstream, starts, cuts) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert still_open() == 0, "the stopped reply's model request is still open"
+        assert open_requests(upstream, starts, cuts) == 0, "the model request is still open"
+
+
+def open_requests(upstream: EndlessUpstream, starts: int, cuts: int) -> int:
+    """The model requests started since ``starts`` requests and ``cuts`` cuts, not cut."""
+    return (len(upstream.starts) - starts) - (len(upstream.cuts) - cuts)
