@@ -381,7 +381,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
                 **turn_options(turn, pipeline),
             )
         except BaseException:
-            await reservation.release()
+            await reservation.refund()
             raise
         return turn
 

@@ -80,14 +80,23 @@ def address_key(address: str) -> str:
 
 
 class Reservation:
-    """The places one reply holds: renewed while it runs, released once when it ends."""
+    """The places one reply holds: renewed while it runs, released once when it ends;
+    and its place among the address's starts of the last minute (``start``), which it
+    keeps unless it never started (``refund``)."""
 
-    __slots__ = ("_renewer", "active", "holder", "released", "store")
+    __slots__ = ("_renewer", "active", "holder", "released", "start", "store")
 
-    def __init__(self, store: EventStore, holder: str, active: Sequence[Quota]) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        holder: str,
+        active: Sequence[Quota],
+        start: Quota | None = None,
+    ) -> None:
         self.store = store
         self.holder = holder
         self.active = tuple(active)
+        self.start = start
         self.released = False
         self._renewer: asyncio.Task[None] | None = None
 
@@ -99,13 +108,22 @@ class Reservation:
     async def release(self) -> None:
         """Give the places back (once; errors of the store are logged, never raised:
         the places then lapse with their lease)."""
-        if self.released:
-            return
-        self.released = True
-        if not self.active:
+        if not self.released:
+            self.released = True
+            await self._give_back(self.active)
+
+    async def refund(self) -> None:
+        """The reply did not start (its request was refused, its hook failed): give back
+        its places and its start too, so that refusals never count as starts."""
+        if not self.released:
+            self.released = True
+            await self._give_back((*self.active, *(() if self.start is None else (self.start,))))
+
+    async def _give_back(self, quotas: Sequence[Quota]) -> None:
+        if not quotas:
             return
         try:
-            await self.store.release_quotas(self.holder, [quota.key for quota in self.active])
+            await self.store.release_quotas(self.holder, [quota.key for quota in quotas])
         except StreamError as exc:
             logger.warning("Reply places of %s not released: %r", self.holder, exc)
 
@@ -132,14 +150,15 @@ async def reserve(store: EventStore, limits: Limits, *, owner: str, address: str
         active.append(Quota(f"active:owner:{owner}", limits.max_active_per_owner, LEASE))
     if limits.max_active_per_address is not None:
         active.append(Quota(f"active:address:{where}", limits.max_active_per_address, LEASE))
-    quotas = list(active)
+    start = None
     if limits.max_starts_per_minute is not None:
-        quotas.append(Quota(f"starts:address:{where}", limits.max_starts_per_minute, WINDOW))
+        start = Quota(f"starts:address:{where}", limits.max_starts_per_minute, WINDOW)
+    quotas = active if start is None else [*active, start]
     if quotas:
         refusal = await store.acquire_quotas(holder, quotas)
         if refusal is not None:
             raise _refused(refusal.key, refusal.retry_after, limits)
-    return Reservation(store, holder, active)
+    return Reservation(store, holder, active, start)
 
 
 def _refused(key: str, retry_after: float, limits: Limits) -> StreamError:

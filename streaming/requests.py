@@ -127,7 +127,7 @@ async def start_reply(
 ) -> str:
     """Start a transport's reply: call its ``stream`` hook (sync or async) and start the
     generation with ``reservation`` and the hook's ``options()``; the reservation is
-    released if the reply does not start (whichever hook raises).
+    refunded if the reply does not start (whichever hook raises), its start included.
 
     The start runs to its end even when the request is cancelled meanwhile (its client
     went away): what the hook stored (a chat's new turn) then gets its reply, stored by
@@ -149,16 +149,16 @@ async def start_reply(
                 **options(),
             )
         except StreamError:
-            await reservation.release()
+            await reservation.refund()
             raise
         except Exception as exc:
             # A hook that fails otherwise (a subclass's ``stream``): the client is told,
             # never shown a traceback; the details go to the log.
-            await reservation.release()
+            await reservation.refund()
             logger.exception("The reply could not start")
             raise StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not start") from exc
         except BaseException:
-            await reservation.release()
+            await reservation.refund()
             raise
 
     return await run_to_end(start())

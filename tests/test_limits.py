@@ -73,6 +73,20 @@ async def test_starts_per_minute_is_a_window_that_releasing_does_not_refill() ->
     assert retry_after(refused.value) in range(59, 61)
 
 
+async def test_a_refunded_reservation_gives_back_its_start_and_its_places() -> None:
+    store = MemoryStore()
+    limits = Limits(max_active_per_owner=1, max_starts_per_minute=2)
+    for _ in range(5):  # refused requests: no start counts
+        reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
+        await reservation.refund()
+        await reservation.release()  # a release after it is nothing more
+    for _ in range(2):
+        await (await reserve(store, limits, owner="a", address="1.1.1.1")).release()
+    with pytest.raises(StreamError) as refused:
+        await reserve(store, limits, owner="a", address="1.1.1.1")
+    assert str(refused.value.code) == "RATE_LIMITED"
+
+
 async def test_unlimited_never_asks_the_store() -> None:
     class Refusing(MemoryStore):
         async def acquire_quotas(self, *args: object) -> None:

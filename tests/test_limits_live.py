@@ -24,7 +24,7 @@ from streaming.testing import parse_sse
 
 from .conftest import probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
-from .servers import daphne_server
+from .servers import daphne_server, sqlite_database
 
 LIMIT = 20.0
 #: A reply that runs for about 15 s unless it is cancelled.
@@ -42,8 +42,12 @@ def new_address() -> str:
 
 @pytest.fixture(scope="module")
 def limited_url() -> Iterator[str]:
+    """The test project with the limits on, on a migrated SQLite file (the chat's)."""
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings_limits"}
-    with daphne_server("tests.asgi:application", env=env) as url:
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", env={**env, **database}) as url,
+    ):
         yield url
 
 
@@ -160,6 +164,24 @@ def test_the_start_rate_per_address_is_limited(limited_url: str) -> None:
         assert "a minute" in body["error"]
         other = {"X-Forwarded-For": new_address()}
         assert client.get("/sse/scripted", params=QUICK, headers=other).status_code == 200
+
+
+def test_a_refused_start_is_no_start(limited_url: str) -> None:
+    """Prompts the chat refuses after taking their place (a conversation that does not
+    exist, one whose reply still runs) give their start back: past 30 of them, a good
+    prompt still starts."""
+    with visitor(limited_url, new_address()) as client:
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        unknown = {"prompt": "x", "conversation": str(uuid.uuid4())}
+        for _ in range(31):
+            assert client.post("/chat/stream", json=unknown, headers=headers).status_code == 404
+        with client.stream("POST", "/chat/stream", json={"prompt": "x"}, headers=headers) as first:
+            assert first.status_code == 200
+            busy = {"prompt": "again", "conversation": first.headers["X-Conversation-Id"]}
+            for _ in range(30):
+                assert client.post("/chat/stream", json=busy, headers=headers).status_code == 400
+        response = client.post("/chat/stream", json={"prompt": "y"}, headers=headers)
+        assert response.status_code == 200, response.text
 
 
 def test_resuming_starts_nothing_and_is_not_limited(limited_url: str) -> None:
