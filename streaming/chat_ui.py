@@ -42,7 +42,7 @@ from .chat import (
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
-from .events import TERMINAL
+from .events import TERMINAL, Chunk
 from .generations import Generations, get_generations
 from .limits import reserve
 from .protocols.ai_sdk import (
@@ -270,6 +270,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             return
         last = content.get("lastSequence")
         try:
+            self.check_resume()
             chat_id = check_chat_id(content.get("id"))
             if last is not None and (
                 isinstance(last, bool) or not isinstance(last, int) or last < 0
@@ -283,7 +284,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             await self.send_json(no_active_frame(request_id))
             return
         frames = ChatTransportFrames(request_id, generation_id, last)
-        self._answer(request_id, self._follow_reply(frames, generation_id))
+        self._answer(request_id, self._follow_reply(frames, generation_id, resumed=True))
 
     async def on_abort(self, content: dict[str, Any]) -> None:
         """Stop the reply a request follows; the client has already let the request go,
@@ -399,8 +400,11 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         frames = ChatTransportFrames(request_id, turn.generation_id)
         await self._follow_reply(frames, turn.generation_id)
 
-    async def _follow_reply(self, frames: ChatTransportFrames, generation_id: str) -> None:
-        """``start``, the reply's chunks from its first (numbered), then ``end``."""
+    async def _follow_reply(
+        self, frames: ChatTransportFrames, generation_id: str, *, resumed: bool = False
+    ) -> None:
+        """``start``, the reply's chunks from its first (numbered), then ``end``; a
+        resume's text counts against ``check_resume`` as it goes (several may run at once)."""
         self.following[frames.request_id] = generation_id
         generations = self.generations
         if frames.request_id in self.aborted:
@@ -409,6 +413,8 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         try:
             async with aclosing(generations.follow(generation_id, self.owner, 0)) as batches:
                 async for batch in batches:
+                    if resumed:
+                        self.resent += sum(len(e.text) for e in batch if isinstance(e, Chunk))
                     for frame in frames.frames(generation_id, batch):
                         await self.send_json(frame)
         except StreamError as exc:

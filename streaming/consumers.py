@@ -99,6 +99,8 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.closing = False
         self.tokens = float(setting("WS_BURST"))
         self.refilled = time.monotonic()
+        #: Characters of reply text this socket's resumes have sent (``resume_refusal``).
+        self.resent = 0
 
     @property
     def generations(self) -> Generations:
@@ -292,12 +294,27 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         try:
+            self.check_resume()
             if not await self.generations.has_more(message_id, self.owner, after):
                 after -= 1  # the client has every event: its end frame again, so it knows
         except StreamError as exc:
             await self.send_error(exc)
             return
-        self.current = asyncio.create_task(self._follow(message_id, max(after, 0)))
+        self.current = asyncio.create_task(self._follow_resumed(message_id, max(after, 0)))
+
+    def check_resume(self) -> None:
+        """Refuse a resume once this socket's resumes have sent ``MAX_REPLY_CHARS``
+        characters: daphne's ``send`` never waits, so a client that asks for a reply
+        again and again without reading would have the server buffer each copy. Below
+        that, a resume may send one more reply, so a socket buffers at most about twice
+        ``MAX_REPLY_CHARS``; a new socket resumes afresh."""
+        cap = setting("MAX_REPLY_CHARS")
+        if cap is not None and self.resent >= cap:
+            raise StreamError(
+                StreamErrorCode.RATE_LIMITED,
+                f"This socket has resent {self.resent:,} characters of replies; "
+                "open a new one to resume more",
+            )
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
         await self.send_json(self.protocol.failure(error, message_id))
@@ -319,6 +336,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                 # A cancel that came while this prompt started is spent (its start may
                 # have been refused): it must not stop a later reply.
                 self.cancel_on_start = False
+
+    async def _follow_resumed(self, generation_id: str, after: int) -> None:
+        """A resumed reply (what it sends counts against ``check_resume``), then the
+        prompts that came while it streamed."""
+        self.resent += await self._follow(generation_id, after)
+        await self._run_pending()
 
     async def _start(self, content: Frame) -> str | None:
         """Start the reply to a prompt frame; its id, or None when refused (the client is
@@ -346,8 +369,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await self.send_error(exc)
             return None
 
-    async def _follow(self, generation_id: str, after: int) -> None:
-        """Send the generation's events after ``after`` as frames, until its end.
+    async def _follow(self, generation_id: str, after: int) -> int:
+        """Send the generation's events after ``after`` as frames, until its end; the
+        characters of text sent.
 
         The ``complete`` frame's whole text is joined here, once, from the chunks this
         follower sent (and, after a resume, the ones before ``after``): the store keeps a
@@ -374,6 +398,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await self.send_json(self.protocol.failure(exc, generation_id, last))
         finally:
             self.current_id = None
+        return sum(map(len, sent))
 
     def _within_rate(self) -> bool:
         """Token bucket: ``WS_RATE`` messages a second on average, ``WS_BURST`` at once."""

@@ -16,7 +16,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from .conftest import probe, wait_for_probe
-from .transport_views import XML_TEXT
+from .servers import daphne_server, sqlite_database
+from .transport_views import XML_REPLY, XML_TEXT
 
 API = "/sse/chat-ui"
 LIMIT = 10.0
@@ -498,3 +499,37 @@ async def test_ws_abort_right_after_send_stops_the_reply_as_it_starts(
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.05)
         assert probe(client, probe_key)[2:] in ([], ["started", "finally"])
+
+
+async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -> None:
+    """As on the chat's socket: past ``MAX_REPLY_CHARS`` (400 here) of text resent by its
+    resumes, a socket's next resume is refused; a reply here is 159 characters."""
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", {**env, **database}) as base,
+    ):
+        with browser(base) as client:
+            cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+        chat_id = str(uuid.uuid4())
+        slow = {"key": key(), "delay": 0.01, "size": 1, "pipeline": "passthrough"}
+        async with (
+            connect(ws_url(base), origin=base, additional_headers=cookie) as first,
+            connect(ws_url(base), origin=base, additional_headers=cookie) as second,
+        ):
+            await first.send(send_frame("r", chat_id, **slow))
+            assert await frame(first) == {"type": "start", "requestId": "r"}
+            for request_id in "abc":
+                await second.send(
+                    json.dumps({"type": "resume", "requestId": request_id, "id": chat_id})
+                )
+            resumed: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+            while any(not got or got[-1]["type"] != "end" for got in resumed.values()):
+                received = await frame(second)
+                resumed[received["requestId"]].append(received)
+            await second.send(json.dumps({"type": "resume", "requestId": "d", "id": chat_id}))
+            refused = await frame(second)
+    for request_id, frames in resumed.items():
+        assert text_of([f["chunk"] for f in frames[1:-1]]) == XML_REPLY, request_id
+    assert refused["type"] == "error" and refused["requestId"] == "d"
+    assert "open a new one to resume more" in refused["errorText"]

@@ -20,6 +20,7 @@ from streaming.testing import parse_sse
 
 from .conftest import probe, wait_for_probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
+from .servers import daphne_server
 from .settings_redis import FINISHED_TTL
 from .transport_views import XML_REPLY, XML_TEXT
 
@@ -292,6 +293,56 @@ async def test_ws_resume_after_the_last_event_gets_the_end_frame_again(live_url:
     assert frames[-1]["type"] == "complete"
     assert boolean["code"] == "BAD_REQUEST"
     assert past["type"] == "error", past
+
+
+async def test_ws_a_prompt_sent_while_a_resume_streams_is_answered_after_it(
+    live_url: str,
+) -> None:
+    """A prompt queued behind a resumed reply runs when it ends, as one queued behind a
+    reply of the socket's own (it used to wait, unanswered, for the next prompt)."""
+    headers = {"Cookie": await session_cookie(live_url)}
+    url = live_url.replace("http", "ws") + "/ws/keep/"
+    slow = {"delay": 0.01, "size": 1, "pipeline": "passthrough"}
+    async with (
+        connect(url, origin=live_url, additional_headers=headers) as first,
+        connect(url, origin=live_url, additional_headers=headers) as second,
+    ):
+        await first.send(json.dumps({"prompt": "Hi", **slow}))
+        message_id = (await ws_frames_until(first, 1))[0]["message_id"]
+        await second.send(json.dumps({"type": "resume", "message_id": message_id, "after": 0}))
+        await second.send(json.dumps({"prompt": "Again", "delay": 0, "pipeline": "passthrough"}))
+        resumed = await ws_until_end(second)
+        queued = await ws_until_end(second)
+    assert resumed[-1]["fullResponse"] == XML_REPLY
+    assert queued[-1]["type"] == "complete" and queued[-1]["fullResponse"] == XML_REPLY
+    assert queued[-1]["message_id"] != message_id
+
+
+async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -> None:
+    """A client that asks for the same reply again and again (and, under daphne, need not
+    read it: each copy would be buffered): past ``MAX_REPLY_CHARS`` (400 here; the reply
+    is 159) of resent text, a resume needs a new socket; prompts still work."""
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
+    with daphne_server("tests.asgi:application", env=env) as base:
+        headers = {"Cookie": await session_cookie(base)}
+        url = base.replace("http", "ws") + "/ws/keep/"
+        quick = {"delay": 0, "pipeline": "passthrough"}
+        async with connect(url, origin=base, additional_headers=headers) as socket:
+            await socket.send(json.dumps({"prompt": "Hi", **quick}))
+            message_id = (await ws_until_end(socket))[-1]["message_id"]
+            resume = json.dumps({"type": "resume", "message_id": message_id, "after": 0})
+            for _ in range(3):
+                await socket.send(resume)
+                assert (await ws_until_end(socket))[-1]["fullResponse"] == XML_REPLY
+            await socket.send(resume)
+            refused = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+            await socket.send(json.dumps({"prompt": "Still here", **quick}))
+            assert (await ws_until_end(socket))[-1]["type"] == "complete"
+        async with connect(url, origin=base, additional_headers=headers) as fresh:
+            await fresh.send(resume)
+            assert (await ws_until_end(fresh))[-1]["fullResponse"] == XML_REPLY
+    assert refused["type"] == "error" and refused["code"] == "RATE_LIMITED", refused
+    assert "open a new one to resume more" in refused["message"]
 
 
 async def test_ws_resume_of_an_unknown_or_foreign_reply_is_not_found(live_url: str) -> None:
