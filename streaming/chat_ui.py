@@ -132,6 +132,8 @@ def parse_chat_request(body: Mapping[str, Any], params: Mapping[str, Any]) -> Ch
         if not isinstance(last, Mapping) or last.get("role") != "user":
             raise bad_request("The last message must be the user's")
         prompt = message_text(last)
+        if not prompt.strip():
+            raise bad_request("The user's new message has no text (no 'text' part)")
     return ChatRequest(chat_id, trigger, prompt, dict(params))
 
 
@@ -174,8 +176,20 @@ class AISDKChatView(ChatIdReplies, ChatView):
             response["X-Conversation-Id"] = str(self.turn.conversation_id)
         return response
 
+    def _allowed_methods(self) -> list[str]:
+        """``chat/ui`` takes a new message; ``chat/ui/<chat_id>/stream`` a resume or a stop."""
+        methods = ("get", "delete") if "chat_id" in self.kwargs else ("post",)
+        return [method.upper() for method in (*methods, "options")]
+
+    async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if "chat_id" in kwargs:
+            return await self.http_method_not_allowed(request)
+        return await super().post(request, *args, **kwargs)
+
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Resume: the running reply from its start, or 204 when none runs."""
+        if "chat_id" not in kwargs:
+            return await self.http_method_not_allowed(request)
         try:
             await self._check_request()
             owner = await call_hook(self.get_owner)
@@ -189,6 +203,8 @@ class AISDKChatView(ChatIdReplies, ChatView):
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Stop: cancel the chat's running reply; 204 also when none runs (nothing to do)."""
+        if "chat_id" not in kwargs:
+            return await self.http_method_not_allowed(request)
         generations = get_generations()
         try:
             await self._check_request()

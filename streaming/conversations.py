@@ -34,7 +34,7 @@ from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
 from .models import Conversation, Message
-from .requests import json_object
+from .requests import json_object, query_params
 from .storage import (
     clean_title,
     conversation_uuid,
@@ -156,9 +156,10 @@ class ConversationListView(ConversationAPIView):
     http_method_names: ClassVar[list[str]] = ["get", "post"]
 
     async def get(self, request: HttpRequest) -> HttpResponse:
-        limit = _limit(request.GET.get("limit"))
+        query = query_params(request)
+        limit = _limit(query.get("limit"))
         conversations = Conversation.objects.filter(owner=self.owner).order_by("-updated", "-pk")
-        before = request.GET.get("before")
+        before = query.get("before")
         if before:
             last = await self.conversation(before)
             conversations = conversations.filter(

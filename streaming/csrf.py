@@ -13,8 +13,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.datastructures import MultiValueDict
 
 from .errors import StreamError, StreamErrorCode
 
@@ -30,6 +31,11 @@ class _Check(CsrfViewMiddleware):
 
 
 def _failure(request: HttpRequest) -> str | None:
+    if not hasattr(request, "_post"):
+        # Our bodies are JSON, read whole by the view: the token comes in the header, and
+        # the body is not parsed as a form here (a multipart body would be read from the
+        # stream, leaving ``request.body`` unreadable; a form of many fields raises).
+        request._post, request._files = QueryDict(), MultiValueDict()
     check = _Check(lambda request: None)
     check.process_request(request)
     reason = check.process_view(request, lambda request: None, (), {})

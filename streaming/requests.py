@@ -18,8 +18,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, QueryDict
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 ExtractorFactory = Callable[[], StreamExtractor]
 
 
+#: The longest integer a client's JSON may hold (Python's default conversion limit).
+MAX_INTEGER_DIGITS = 4300
 #: A JSON escape that may make a lone surrogate (``"\ud800"``).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -46,7 +48,7 @@ def parse_json(data: str | bytes) -> Any:
     and nesting too deep to parse (Python's ``RecursionError``, which would otherwise be
     a 500 page or a closed socket). Lone surrogates in its strings become U+FFFD."""
     try:
-        value = json.loads(data, parse_constant=_not_json, parse_float=_finite)
+        value = json.loads(data, parse_constant=_not_json, parse_float=_finite, parse_int=_integer)
         text = data if isinstance(data, str) else data.decode("latin-1")
         if _SURROGATE_ESCAPE.search(text):
             value = replace_surrogates_in(value)
@@ -73,8 +75,27 @@ def json_object(request: HttpRequest, too_large: StreamErrorCode) -> dict[str, A
     return value
 
 
+def query_params(request: HttpRequest) -> QueryDict:
+    """``request.GET``, or ``StreamError`` BAD_REQUEST when Django refuses to parse it
+    (more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` parameters): JSON, not its HTML 400."""
+    try:
+        return request.GET
+    except SuspiciousOperation as exc:
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST, f"The query string cannot be read: {exc}"
+        ) from exc
+
+
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _integer(text: str) -> int:
+    """An integer within the digits Python converts (its own error names a setting of
+    the server's, not something a client can act on)."""
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"The number {text[:20]}… is too large")
+    return int(text)
 
 
 def _finite(text: str) -> float:
@@ -200,8 +221,11 @@ class PipelineChoiceMixin:
         return get_prompt(params)
 
     def get_pipeline_name(self, params: Mapping[str, Any]) -> str | None:
-        """The pipeline the request asked for, or the default; unknown names are refused."""
-        name = params.get("pipeline") or self.default_pipeline
+        """The pipeline the request asked for, or the default (no ``pipeline``, or an empty
+        one: a form's empty field); unknown names and anything but a string are refused."""
+        name = params.get("pipeline")
+        if name is None or name == "":
+            name = self.default_pipeline
         if name is None:
             return None
         if not isinstance(name, str) or name not in self.pipelines:

@@ -48,7 +48,14 @@ from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import MessageBatches, ReplyBody, needs_asgi
-from .requests import PipelineChoiceMixin, call_hook, hook_params, json_object, start_reply
+from .requests import (
+    PipelineChoiceMixin,
+    call_hook,
+    hook_params,
+    json_object,
+    query_params,
+    start_reply,
+)
 from .response import SSEResponse
 from .sse import ServerSentEvent
 
@@ -119,7 +126,7 @@ class SSEView(PipelineChoiceMixin, View):
         request = self.request
         if request.method == "POST":
             return json_object(request, StreamErrorCode.PROMPT_TOO_LARGE)
-        return dict(request.GET.items())
+        return dict(query_params(request).items())
 
     def chunk_message(self, text: str) -> Any:
         return chunk_data(text)
@@ -176,8 +183,8 @@ class SSEView(PipelineChoiceMixin, View):
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
         generations = get_generations()
-        generation_id = request.GET.get("id", "")
         try:
+            generation_id = query_params(request).get("id", "")
             await self._check_request()
             owner = await call_hook(self.get_owner)
             await generations.check_owner(generation_id, owner)

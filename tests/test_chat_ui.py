@@ -312,6 +312,44 @@ def test_bad_requests_are_refused_with_a_reason(
     assert response.json()["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", API, "POST, OPTIONS"),
+        ("DELETE", API, "POST, OPTIONS"),
+        ("POST", f"{API}/chat/stream", "GET, DELETE, OPTIONS"),
+        ("PUT", f"{API}/chat/stream", "GET, DELETE, OPTIONS"),
+    ],
+)
+def test_each_url_takes_its_own_methods(
+    http: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    """``chat/ui`` takes a new message, ``chat/ui/<id>/stream`` a resume or a stop (a POST
+    there started a reply in the body's chat, not the path's)."""
+    response = http.request(method, path, json=body("other"))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [{"type": "file", "url": "data:,x", "mediaType": "text/plain"}],
+        [{"type": "text", "text": " "}],
+    ],
+)
+def test_a_new_message_without_text_says_so(http: httpx.Client, parts: list[Any]) -> None:
+    payload = body(key())
+    payload["messages"][0]["parts"] = parts
+    response = http.post(API, json=payload)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "The user's new message has no text (no 'text' part)",
+        "code": "BAD_REQUEST",
+    }
+
+
 def test_a_body_that_is_no_json_object(http: httpx.Client) -> None:
     response = http.post(API, content=b"[1, 2]", headers={"content-type": "application/json"})
     assert response.status_code == 400

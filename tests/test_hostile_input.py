@@ -75,6 +75,64 @@ def test_a_post_body_json_cannot_break_the_view(browser: httpx.Client, body: byt
     assert "must be a JSON object" in response.json()["error"]
 
 
+def test_a_huge_integer_is_refused_without_pythons_advice_to_the_server(
+    browser: httpx.Client,
+) -> None:
+    response = post(browser, "/sse/scripted", b'{"prompt": "hi", "n": ' + b"9" * 5000 + b"}")
+    assert response.json()["error"] == (
+        "The request body must be a JSON object: The number 99999999999999999999… is too large"
+    )
+
+
+#: More parameters than Django parses (``DATA_UPLOAD_MAX_NUMBER_FIELDS``, 1,000).
+MANY_FIELDS = "&".join(f"a{n}=" for n in range(1001))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/chat/stream?prompt=x&{MANY_FIELDS}"),
+        ("GET", f"/chat/conversations?{MANY_FIELDS}"),
+        ("DELETE", f"/chat/stream?id=x&{MANY_FIELDS}"),
+        ("POST", "/chat/stream"),
+        ("POST", "/chat/conversations"),
+        ("POST", "/chat/ui"),
+    ],
+)
+def test_too_many_fields_or_a_form_body_get_a_json_400(
+    browser: httpx.Client, method: str, path: str
+) -> None:
+    """Django refuses to parse 1,001 parameters, and a multipart body read as a form
+    leaves the body unreadable: a JSON 400 either way, never an HTML page."""
+    headers = {"X-CSRFToken": browser.cookies["csrftoken"]}
+    if method == "POST":
+        for form in (
+            {"data": {f"a{n}": "" for n in range(1001)}},
+            {"files": {"f": ("f.txt", b"x")}, "data": {"prompt": "x"}},
+        ):
+            response = browser.request(method, path, headers=headers, **form)  # type: ignore[arg-type]
+            assert response.status_code == 400, response.text[:300]
+            assert response.json()["code"] == "BAD_REQUEST"
+            assert "must be a JSON object" in response.json()["error"]
+        return
+    response = browser.request(method, path, headers=headers)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json() == {
+        "error": "The query string cannot be read: The number of GET/POST parameters "
+        "exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.",
+        "code": "BAD_REQUEST",
+    }
+
+
+@pytest.mark.parametrize("pipeline", [{}, [], 0, False, ["passthrough"]])
+def test_a_pipeline_that_is_no_string_is_refused(browser: httpx.Client, pipeline: Any) -> None:
+    response = post(
+        browser, "/sse/scripted", json.dumps({"prompt": "hi", "pipeline": pipeline}).encode()
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "UNKNOWN_PIPELINE"
+
+
 def test_an_unknown_pipeline_name_is_not_echoed_in_full(browser: httpx.Client) -> None:
     body = json.dumps({"prompt": "hi", "pipeline": "z" * 100_000}).encode()
     response = post(browser, "/sse/scripted", body)
