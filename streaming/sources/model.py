@@ -5,7 +5,9 @@
 * A dict ``{"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": "OPENAI_API_KEY"}``: an
   OpenAI-compatible server (each key optional; the key is read from the named environment
   variable when a reply starts, so it is never written in settings, and is ``"none"``
-  when that variable is unset, for local servers that need no key).
+  when that variable is unset, for local servers that need no key). Without
+  ``API_KEY_ENV`` the variable is ``OPENAI_API_KEY`` only when there is no ``BASE_URL``:
+  OpenAI's key is never sent to a server of another URL unless it is named.
 * ``"streaming.sources.demo_model"``: the demo model, even with ``OPENAI_API_KEY`` set.
 * A dotted path to a *source factory*: ``factory(prompt, *, pipeline, history)`` returning
   an async iterator of the reply's raw text (``history`` is the earlier turns as chat
@@ -80,7 +82,9 @@ class OpenAICompatibleModel:
                 raise ModelSettingError(f"{key} must be a non-empty string")
         self.base_url: str | None = options.get("BASE_URL")
         self.name: str | None = options.get("NAME")
-        self.api_key_env: str = options.get("API_KEY_ENV", "OPENAI_API_KEY")
+        # OpenAI's key goes to OpenAI only: a server of its own URL names its variable.
+        default_env = None if self.base_url else "OPENAI_API_KEY"
+        self.api_key_env: str | None = options.get("API_KEY_ENV", default_env)
 
     def __call__(
         self, prompt: str, *, pipeline: str | None, history: Sequence[Message]
@@ -92,7 +96,7 @@ class OpenAICompatibleModel:
             model=self.name,
             base_url=self.base_url,
             # A local server may need no key; the SDK wants one all the same.
-            api_key=os.environ.get(self.api_key_env) or NO_KEY,
+            api_key=(self.api_key_env and os.environ.get(self.api_key_env)) or NO_KEY,
         )
 
 

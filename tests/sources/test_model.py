@@ -51,11 +51,12 @@ async def test_a_model_dict_names_an_openai_compatible_server(
     ]
 
 
-async def test_a_model_dict_works_without_a_key_for_a_local_server(
+async def test_a_model_dict_with_a_base_url_sends_no_key_unless_it_names_one(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With a ``BASE_URL`` and no ``API_KEY_ENV``, no key is sent, not even OpenAI's."""
     upstream = await serve(hello)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-openai-only")
     with override_settings(STREAMING={"MODEL": {"BASE_URL": f"{upstream.url}/v1"}}):
         source = source_from_settings("Say hello")
     assert "".join(await collect(source)) == "Hello, world!"
