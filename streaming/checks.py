@@ -9,6 +9,7 @@ from typing import Any
 import django
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import router
 from django.utils.module_loading import import_string
 
 from .addresses import check_trusted_proxies
@@ -99,6 +100,30 @@ def check_runserver(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             )
         ]
     return []
+
+
+@register()
+def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Replies store their messages from many requests at once: on SQLite, a transaction
+    that starts reading and then writes fails with "database is locked" when another
+    writes meanwhile, instead of waiting, unless it takes the lock when it begins."""
+    from .models import Conversation
+
+    database = settings.DATABASES.get(router.db_for_write(Conversation), {})
+    sqlite = database.get("ENGINE") == "django.db.backends.sqlite3"
+    mode = (database.get("OPTIONS") or {}).get("transaction_mode")
+    if not sqlite or mode in {"IMMEDIATE", "EXCLUSIVE"}:
+        return []
+    return [
+        Warning(
+            "The chat's SQLite database does not take its write lock when a transaction "
+            "begins: replies that end together fail with 'database is locked' and their "
+            "clients get STORE_UNAVAILABLE instead of the end.",
+            hint='Add "OPTIONS": {"transaction_mode": "IMMEDIATE"} to the database in '
+            "DATABASES, or use PostgreSQL.",
+            id="streaming.W004",
+        )
+    ]
 
 
 @register()

@@ -1005,7 +1005,11 @@ class Generations:
         if reservation is not None:
             # Before the end is visible: its client may start the next reply at once.
             await reservation.release()
-        await _ended(generation_id, on_end, end)
+        unsaved = await _ended(generation_id, on_end, end)
+        if unsaved is not None and end == "complete":
+            # Its client must not see the end of a reply its ``on_end`` (the chat's
+            # message) failed to store: it hears why instead.
+            terminal = partial(Error, code=str(unsaved.code), message=unsaved.message)
         try:
             await writer.close(terminal)
         except Exception as exc:
@@ -1161,21 +1165,27 @@ class Generations:
             self.watcher = None
 
 
-async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> None:
-    """Await ``on_end(end)`` to its end; its failure is logged, never the generation's.
+async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> StreamError | None:
+    """Await ``on_end(end)`` to its end; its failure is logged and returned (as the
+    ``StreamError`` it raised, or ``INTERNAL_ERROR``), never raised.
 
     A cancel request is repeated until the generation is done (the watchdog), so one may
     arrive while ``on_end`` stores: it is finished all the same, and the terminal event
     is written after it, so no follower waits for an end that never comes.
     """
     if on_end is None:
-        return
+        return None
     storing = asyncio.ensure_future(on_end(end))
     while not storing.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait({storing})
-    if not storing.cancelled() and storing.exception() is not None:
-        logger.error("Generation %s: on_end failed", generation_id, exc_info=storing.exception())
+    failure = None if storing.cancelled() else storing.exception()
+    if failure is None:
+        return None
+    logger.error("Generation %s: on_end failed", generation_id, exc_info=failure)
+    if isinstance(failure, StreamError):
+        return failure
+    return StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not be saved")
 
 
 _generations: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Generations] = (

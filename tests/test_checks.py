@@ -6,7 +6,12 @@ import django
 import pytest
 from django.test import override_settings
 
-from streaming.checks import check_middleware, check_runserver, check_settings
+from streaming.checks import (
+    check_middleware,
+    check_runserver,
+    check_settings,
+    check_sqlite_locking,
+)
 
 GZIP = "django.middleware.gzip.GZipMiddleware"
 
@@ -23,7 +28,7 @@ def test_known_buffering_middleware_warns() -> None:
 
 
 def test_the_demo_settings_pass_every_check() -> None:
-    assert check_middleware() + check_runserver() + check_settings() == []
+    assert check_middleware() + check_runserver() + check_settings() + check_sqlite_locking() == []
 
 
 def test_daphne_after_staticfiles_warns() -> None:
@@ -114,3 +119,28 @@ def test_a_store_option_of_the_wrong_type_names_itself() -> None:
     with override_settings(STREAMING={"STORE": store}):
         [message] = check_settings()
     assert "pool_timeout must be a positive number of seconds, not '5'" in message.msg
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.parametrize(
+    ("options", "ids"),
+    [
+        ({}, ["streaming.W004"]),
+        ({"transaction_mode": "DEFERRED"}, ["streaming.W004"]),
+        ({"transaction_mode": "IMMEDIATE"}, []),
+        ({"transaction_mode": "EXCLUSIVE"}, []),
+    ],
+)
+def test_sqlite_without_an_immediate_write_lock_warns(
+    options: dict[str, str], ids: list[str]
+) -> None:
+    database = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "OPTIONS": options}
+    with override_settings(DATABASES={"default": database}):
+        assert [m.id for m in check_sqlite_locking()] == ids
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_postgresql_needs_no_write_lock_option() -> None:
+    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "chat"}
+    with override_settings(DATABASES={"default": database}):
+        assert check_sqlite_locking() == []

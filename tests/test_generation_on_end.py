@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from streaming.errors import StreamError, StreamErrorCode
 from streaming.events import TERMINAL, Cancelled, Complete, Error
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
@@ -154,3 +155,33 @@ async def test_on_start_false_cancels_the_generation_and_stops_its_source(
         )
         assert isinstance(await last_event(generations, name), Complete)
     assert "Generation broken: its start check failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "message"),
+    [
+        (
+            StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The database is unavailable"),
+            "STORE_UNAVAILABLE",
+            "The database is unavailable",
+        ),
+        (RuntimeError("a bug"), "INTERNAL_ERROR", "The reply could not be saved"),
+    ],
+)
+async def test_a_complete_reply_whose_on_end_fails_ends_with_its_error(
+    failure: Exception, code: str, message: str
+) -> None:
+    """A client that sees the end finds the reply stored: when ``on_end`` (the chat's
+    message) fails, a complete reply ends with the failure instead; other ends keep theirs."""
+    generations = Generations(MemoryStore())
+
+    async def on_end(end: str) -> None:
+        raise failure
+
+    ends = []
+    for source in (words(3), words(3, fail=True)):
+        generation_id = await generations.start(source, Pipeline(), owner="me", on_end=on_end)
+        end = await last_event(generations, generation_id)
+        assert isinstance(end, Error)
+        ends.append((end.code, end.message))
+    assert ends == [(code, message), ("INTERNAL_ERROR", "The model stream failed")]

@@ -75,6 +75,8 @@ def project_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         r"(INSTALLED_APPS = \[.*?)\n\]", r'\1\n    "streaming",\n]', settings, count=1, flags=re.S
     )
     settings += f'\nASGI_APPLICATION = "{NAME}.asgi.application"\n'
+    assert 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}' in settings_block
+    settings += 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}\n'
     # Not a README edit: the demo model's pace, so a whole reply takes a moment, not seconds.
     settings += 'STREAMING = {"DEMO_TOKEN_DELAY": 0.001}\n'
     (package / "settings.py").write_text(settings)
