@@ -10,6 +10,7 @@ pipelines separate the reply's ``<thought>`` as ``reasoning`` events. Include
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Mapping
 from functools import partial
@@ -86,9 +87,35 @@ class RecordingPipeline(Pipeline):
 
 
 async def is_running(generations: Generations, generation_id: str, owner: str) -> bool:
-    """Whether the event store says the owner's generation still runs."""
+    """Whether the event store says the owner's generation still runs. One whose process
+    died (its lease lapsed: a ``kill -9``) is ended in the store first (``INTERRUPTED``),
+    as a follower would end it, rather than seen running until the store expires it."""
     store = generations.store
-    return await store.owner(generation_id) == owner and not await store.is_finished(generation_id)
+    if await store.owner(generation_id) != owner:
+        return False
+    if generation_id in generations.running:
+        return True
+    if await store.is_finished(generation_id):
+        return False
+    return not await generations.end_if_lapsed(generation_id)
+
+
+async def settle_turn(
+    generations: Generations, owner: str, conversation_id: Any, generation_id: str
+) -> bool:
+    """Whether the conversation's last reply ``generation_id`` still runs. A conversation
+    names it until its message is stored: one that ended without storing it (its process
+    died, or storing failed) is stored now, as failed, with the text its events kept."""
+    if await is_running(generations, generation_id, owner):
+        return True
+    if await generations.store.owner(generation_id) == owner:
+        try:
+            text = await generations.text_before(generation_id, sys.maxsize)
+        except StreamError:
+            text = ""  # its events expired meanwhile
+        turn = Turn(uuid.UUID(str(conversation_id)), generation_id, "")
+        await in_db(end_turn, turn, "error", text)
+    return False
 
 
 def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
@@ -152,7 +179,7 @@ class ConversationReplies(PipelineChoiceMixin):
         expected = ""
         if conversation is not None:
             expected = await in_db(current_generation, owner, conversation)
-            if expected and await is_running(get_generations(), expected, owner):
+            if expected and await settle_turn(get_generations(), owner, conversation, expected):
                 raise busy()
         self.turn = await in_db(
             begin_turn,

@@ -21,7 +21,8 @@ fails is a 503 ``STORE_UNAVAILABLE``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -30,6 +31,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .chat import is_running, settle_turn
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
@@ -82,13 +84,30 @@ def message_data(message: Message) -> dict[str, Any]:
 async def running_generation(owner: str, generation_id: str) -> str | None:
     """The owner's generation ``generation_id`` (a conversation's last) if the event store
     says it still runs, else None."""
+    return await _unless_store_fails(
+        generation_id, partial(is_running, get_generations(), generation_id, owner)
+    )
+
+
+async def settled_generation(owner: str, conversation: Conversation) -> str | None:
+    """The conversation's running reply, if any; a reply that ended without storing its
+    message is stored now (``streaming.chat.settle_turn``)."""
+    generation_id = conversation.generation
+    return await _unless_store_fails(
+        generation_id,
+        partial(settle_turn, get_generations(), owner, conversation.pk, generation_id),
+    )
+
+
+async def _unless_store_fails(
+    generation_id: str, running: Callable[[], Awaitable[bool]]
+) -> str | None:
+    """``generation_id`` if ``running()`` says so; None without one, or when the store
+    fails (logged)."""
     if not generation_id:
         return None
-    store = get_generations().store
     try:
-        if await store.owner(generation_id) != owner:
-            return None
-        return None if await store.is_finished(generation_id) else generation_id
+        return generation_id if await running() else None
     except StreamError as exc:
         logger.warning("Reply %s: the event store failed (%r)", generation_id, exc)
         return None
@@ -191,16 +210,11 @@ class ConversationView(ConversationAPIView):
 
     async def get(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         conversation = await self.conversation(conversation_id)
+        running = await settled_generation(self.owner, conversation)
         messages = [
             message_data(m) async for m in Message.objects.filter(conversation=conversation)
         ]
-        return JsonResponse(
-            {
-                **summary(conversation),
-                "messages": messages,
-                "running": await running_generation(self.owner, conversation.generation),
-            }
-        )
+        return JsonResponse({**summary(conversation), "messages": messages, "running": running})
 
     async def patch(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         title = clean_title(self.json_body(request).get("title"))

@@ -838,14 +838,19 @@ class Generations:
             after = stored[-1].seq
         return "".join(parts)
 
-    async def _check_lease(self, generation_id: str) -> None:
+    async def end_if_lapsed(self, generation_id: str) -> bool:
         """End a generation another process ran when that process died (its lease
-        lapsed), so that no follower waits for it forever."""
+        lapsed), so that no follower waits for it forever; whether it did."""
         interrupted = Error(
             0, str(StreamErrorCode.INTERRUPTED), "The server running the reply stopped"
         )
         if await self.store.interrupt_if_lapsed(generation_id, to_record(interrupted)):
             logger.warning("Generation %s: its process stopped renewing it", generation_id)
+            return True
+        return False
+
+    async def _check_lease(self, generation_id: str) -> None:
+        await self.end_if_lapsed(generation_id)
 
     async def _renew_leases(self) -> None:
         """Renew the leases of every generation running here, in one store call, every

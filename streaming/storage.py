@@ -293,12 +293,16 @@ def history_before(conversation_id: uuid.UUID, message_id: int) -> list[dict[str
 
 def end_turn(turn: Turn, end: str, text: str, reasoning: str = "") -> Message | None:
     """Store the reply's message: its text so far, its reasoning and how it ended
-    (``end`` is the type of its last event). Nothing when the conversation was deleted."""
+    (``end`` is the type of its last event). Nothing when the conversation was deleted,
+    or already has the reply's message (a lost turn stored twice at once)."""
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
         )
-        if conversation is None:
+        if (
+            conversation is None
+            or conversation.messages.filter(generation=turn.generation_id).exists()
+        ):
             return None
         message = Message.objects.create(
             conversation=conversation,

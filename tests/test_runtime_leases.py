@@ -103,3 +103,61 @@ def test_a_websocket_resume_of_a_killed_reply_gets_interrupted(env: dict[str, st
         elapsed = time.monotonic() - started
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "INTERRUPTED", frames[-1]
     assert elapsed < WITHIN
+
+
+def test_a_conversation_whose_reply_died_with_its_process_takes_a_new_prompt(
+    env: dict[str, str],
+) -> None:
+    """After a ``kill -9`` of the process running a chat reply, once its lease lapsed: the
+    conversation names no running reply, keeps the cut reply as failed with the text
+    stored, and takes the next prompt (it answered "A reply is still running" until the
+    store expired the reply, an hour later)."""
+    settings = json.loads(env["STREAMING_TEST_SETTINGS"])
+    settings.update(
+        {"MODEL": "streaming.sources.demo_model", "DEMO_TOKEN_DELAY": 0.2, "LEASE_SECONDS": 2}
+    )
+    slow = {**env, "STREAMING_TEST_SETTINGS": json.dumps(settings)}
+    quick = {**env, "STREAMING_TEST_SETTINGS": json.dumps({**settings, "DEMO_TOKEN_DELAY": 0.001})}
+    with daphne_process(env=slow) as (first, process), daphne_process(env=quick) as (second, _):
+        with httpx.Client(base_url=first, timeout=LIMIT) as client:
+            client.get("/")
+            cookies = dict(client.cookies)
+            headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+            with client.stream(
+                "POST", "/chat/stream", json={"prompt": "Hi"}, headers=headers
+            ) as response:
+                conversation = response.headers["X-Conversation-Id"]
+                parser = SSEParser()
+                seen = ""
+                for chunk in response.iter_raw():
+                    for event in parser.feed(chunk):
+                        seen += (
+                            json.loads(event.data).get("chunk", "")
+                            if event.event == "message"
+                            else ""
+                        )
+                    if len(seen) > 20:
+                        break
+                process.kill()
+                process.wait(LIMIT)
+        time.sleep(3.0)  # past the lease
+        with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
+            stored = client.get(f"/chat/conversations/{conversation}").json()
+            again = client.post(
+                "/chat/stream",
+                json={"prompt": "Again", "conversation": conversation},
+                headers=headers,
+            )
+            after = client.get(f"/chat/conversations/{conversation}").json()
+    assert stored["running"] is None
+    [user, cut] = stored["messages"]
+    assert (user["role"], cut["role"], cut["status"]) == ("user", "assistant", "failed")
+    assert cut["content"].startswith(seen)
+    assert again.status_code == 200, again.text
+    assert json.loads(parse_sse(again.content)[-1].data) == {"done": True}
+    assert [m["status"] for m in after["messages"]] == [
+        "complete",
+        "failed",
+        "complete",
+        "complete",
+    ]

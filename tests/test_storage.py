@@ -13,7 +13,7 @@ from django.test import override_settings
 from streaming.errors import StreamError
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
-from streaming.storage import auto_title, begin_turn, end_turn, in_db, within_budget
+from streaming.storage import Turn, auto_title, begin_turn, end_turn, in_db, within_budget
 from streaming.testing import read_sse
 
 from .conftest import Serve
@@ -64,12 +64,14 @@ def test_end_turn_maps_how_a_reply_ended_and_bumps_updated() -> None:
     turn = begin_turn("user:1", None, "Hi", generation_id="g1")
     before = Conversation.objects.get(pk=turn.conversation_id).updated
     for end, status in (("complete", "complete"), ("cancelled", "stopped"), ("error", "failed")):
-        message = end_turn(turn, end, "text", "why")
+        message = end_turn(Turn(turn.conversation_id, f"g-{end}", "Hi"), end, "text", "why")
         assert message is not None and message.status == status
+    assert end_turn(turn, "complete", "text") is not None
+    assert end_turn(turn, "error", "again") is None  # a turn's message is stored once
     conversation = Conversation.objects.get(pk=turn.conversation_id)
     assert conversation.updated > before
     assert conversation.generation == ""
-    assert Message.objects.filter(conversation=conversation).count() == 4
+    assert Message.objects.filter(conversation=conversation).count() == 5
 
 
 @pytest.mark.django_db
