@@ -15,6 +15,7 @@ its decoder yields.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
@@ -24,6 +25,8 @@ import openai
 
 from ..errors import StreamError, StreamErrorCode
 from .http import timeouts, tls_context, transport_error
+
+logger = logging.getLogger("streaming")
 
 #: The model used when neither ``model=`` nor ``OPENAI_MODEL`` names one.
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -177,6 +180,13 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
             {"status": exc.status_code},
         )
     if isinstance(exc, openai.APIConnectionError):
+        # Only the log names the server and the cause (a wrong BASE_URL, a refused port).
+        request = getattr(exc, "request", None)
+        logger.warning(
+            "The model server at %s could not be reached: %r",
+            getattr(request, "url", "?"),
+            exc.__cause__ or exc,
+        )
         return StreamError(
             StreamErrorCode.UPSTREAM_ERROR,
             "The connection to the model server failed",

@@ -193,7 +193,9 @@ async def test_a_dropped_connection_is_an_upstream_error(serve: Serve) -> None:
     assert error.code == StreamErrorCode.UPSTREAM_ERROR
 
 
-async def test_a_refused_connection_is_an_upstream_error() -> None:
+async def test_a_refused_connection_is_an_upstream_error_and_the_log_says_where(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -201,6 +203,9 @@ async def test_a_refused_connection_is_an_upstream_error() -> None:
         with pytest.raises(StreamError) as caught:
             await collect(openai_chat(MESSAGES, client=api))
     assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    [record] = [r for r in caplog.records if "could not be reached" in r.getMessage()]
+    assert f"http://127.0.0.1:{port}/v1/chat/completions" in record.getMessage()
+    assert "ConnectError" in record.getMessage()
 
 
 async def test_a_slow_token_is_a_timeout_and_closes_the_connection(serve: Serve) -> None:
