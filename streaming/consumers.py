@@ -99,7 +99,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.closing = False
         self.tokens = float(setting("WS_BURST"))
         self.refilled = time.monotonic()
-        #: Characters of reply text this socket's resumes have sent (``resume_refusal``).
+        #: Characters of reply text this socket's resumes have sent (``check_resume``).
         self.resent = 0
 
     @property

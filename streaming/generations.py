@@ -775,7 +775,7 @@ class Generations:
                         raise self._lost(generation_id)
                     return
                 elif generation_id not in self.running:
-                    await self._check_lease(generation_id)
+                    await self.end_if_lapsed(generation_id)
 
     def expect_follower(self, generation_id: str) -> Callable[[], None]:
         """Count a follower about to start: a response the server has not begun reading
@@ -809,7 +809,7 @@ class Generations:
             reader = store.streams_reader()
             if reader is None:
                 return None
-            self._shared = SharedReader(store, reader, self._check_lease, self._shut_out)
+            self._shared = SharedReader(store, reader, self.end_if_lapsed, self._shut_out)
         return self._shared
 
     def _shut_out(self, generation_id: str) -> StreamError | None:
@@ -848,9 +848,6 @@ class Generations:
             logger.warning("Generation %s: its process stopped renewing it", generation_id)
             return True
         return False
-
-    async def _check_lease(self, generation_id: str) -> None:
-        await self.end_if_lapsed(generation_id)
 
     async def _renew_leases(self) -> None:
         """Renew the leases of every generation running here, in one store call, every

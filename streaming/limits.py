@@ -117,7 +117,7 @@ class Reservation:
         its places and its start too, so that refusals never count as starts."""
         if not self.released:
             self.released = True
-            await self._give_back((*self.active, *(() if self.start is None else (self.start,))))
+            await self._give_back(self.active if self.start is None else (*self.active, self.start))
 
     async def _give_back(self, quotas: Sequence[Quota]) -> None:
         if not quotas:

@@ -73,7 +73,7 @@ class SharedReader:
         self,
         store: EventStore,
         reader: StreamsReader,
-        check_lease: Callable[[str], Awaitable[None]],
+        check_lease: Callable[[str], Awaitable[object]],
         shut_out: Callable[[str], StreamError | None],
     ) -> None:
         self.store = store

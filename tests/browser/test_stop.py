@@ -70,15 +70,22 @@ def upstream() -> Iterator[EndlessUpstream]:
         yield upstream
 
 
-@pytest.fixture(scope="module")
-def openai_server(upstream: EndlessUpstream) -> Iterator[DemoServer]:
+def upstream_server(
+    upstream: EndlessUpstream, settings: str = "tests.browser.settings"
+) -> Iterator[DemoServer]:
+    """The demo project with ``settings``, its model the upstream's."""
     env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": f"{upstream.upstream.url}/v1"}
-    server = DemoServer(free_port(), env=env)
+    server = DemoServer(free_port(), settings=settings, env=env)
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def openai_server(upstream: EndlessUpstream) -> Iterator[DemoServer]:
+    yield from upstream_server(upstream)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -133,13 +140,7 @@ def test_stop_before_the_first_token_closes_the_model_request(
 @pytest.fixture(scope="module")
 def slow_start_server(upstream: EndlessUpstream) -> Iterator[DemoServer]:
     """The demo project on the upstream, its replies a second slow to start."""
-    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": f"{upstream.upstream.url}/v1"}
-    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from upstream_server(upstream, "tests.browser.settings_slow_create")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
