@@ -19,7 +19,7 @@ from .chat import is_running
 from .errors import StreamError, StreamErrorCode
 from .generations import Generations
 from .models import Conversation
-from .storage import current_generation, in_db, not_found, stop_turn
+from .storage import check_room, current_generation, in_db, not_found, stop_turn
 
 #: The namespace of the conversation ids derived from an owner and a chat id.
 CHAT_NAMESPACE = uuid.UUID("0b7c6a52-3f0e-4c59-9a37-5b0d6c0e8a11")
@@ -36,7 +36,10 @@ def conversation_id(owner: str, chat_id: str) -> uuid.UUID:
 def open_conversation(owner: str, key: uuid.UUID) -> None:
     """Create the owner's conversation ``key`` on first use (``NOT_FOUND`` when it is
     someone else's)."""
-    conversation, _ = Conversation.objects.get_or_create(pk=key, defaults={"owner": owner})
+    conversation = Conversation.objects.filter(pk=key).first()
+    if conversation is None:
+        check_room(owner)
+        conversation, _ = Conversation.objects.get_or_create(pk=key, defaults={"owner": owner})
     if conversation.owner != owner:
         raise not_found()
 

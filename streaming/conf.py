@@ -93,6 +93,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ACTIVE_PER_OWNER": 3,
     "MAX_ACTIVE_PER_ADDRESS": 10,
     "MAX_STARTS_PER_MINUTE": 30,
+    # Stored conversations: those one owner keeps (one more: 409 TOO_MANY_CONVERSATIONS),
+    # and those the conversations API creates per client address in 60 s (429
+    # RATE_LIMITED with Retry-After); None turns one off.
+    "MAX_CONVERSATIONS_PER_OWNER": 10_000,
+    "MAX_CONVERSATIONS_PER_MINUTE": 20,
 }
 
 

@@ -10,7 +10,9 @@ fails is a 503 ``STORE_UNAVAILABLE``.
 * ``GET chat/conversations[?limit=N&before=<id>]``: ``{"conversations": [{"id",
   "title", "updated"}], "next": id | null}``, newest first, at most ``limit`` (1 to 100,
   default 100); pass ``next`` as ``before`` for the following page.
-* ``POST chat/conversations`` (optional ``{"title"}``): 201 with ``{"id", "title", "updated"}``.
+* ``POST chat/conversations`` (optional ``{"title"}``): 201 with ``{"id", "title", "updated"}``;
+  429 ``RATE_LIMITED`` past ``MAX_CONVERSATIONS_PER_MINUTE`` from one address, 409
+  ``TOO_MANY_CONVERSATIONS`` for an owner who keeps ``MAX_CONVERSATIONS_PER_OWNER``.
 * ``GET chat/conversations/<id>``: the summary plus ``"messages"`` (``id``, ``role``,
   ``content``, ``status``, ``reasoning``, ``generation``, ``created``, oldest first) and
   ``"running"``: the generation id of a reply still running (resume it), else null.
@@ -31,34 +33,43 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .addresses import client_address
 from .chat import is_running, settle_turn
+from .conf import setting
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import aowner_of, get_generations
+from .limits import admit_conversation, retry_after
 from .models import Conversation, Message
 from .requests import json_object, query_params
 from .storage import (
     clean_title,
     conversation_uuid,
+    create_conversation,
     database_unavailable,
     delete_conversation,
     in_db,
     not_found,
 )
+from .views import ERROR_STATUS
 
 logger = logging.getLogger("streaming")
 
 #: Conversations one listing returns at most.
 MAX_LIST = 100
-#: HTTP status of a refused request, by error code (others: 400).
-ERROR_STATUS = {"NOT_FOUND": 404, "STORE_UNAVAILABLE": 503}
 
 
 def error_response(error: StreamError, status: int | None = None) -> JsonResponse:
-    return JsonResponse(
+    """``{"error", "code"}`` with the status the streaming views give that code (and
+    ``Retry-After`` when the refusal has one)."""
+    response = JsonResponse(
         {"error": error.message, "code": str(error.code)},
         status=status or ERROR_STATUS.get(str(error.code), 400),
     )
+    seconds = retry_after(error)
+    if seconds is not None:
+        response["Retry-After"] = str(seconds)
+    return response
 
 
 def summary(conversation: Conversation) -> dict[str, Any]:
@@ -195,11 +206,16 @@ class ConversationListView(ConversationAPIView):
         )
 
     async def post(self, request: HttpRequest) -> HttpResponse:
+        """Create one, within ``MAX_CONVERSATIONS_PER_MINUTE`` from the client's address
+        and ``MAX_CONVERSATIONS_PER_OWNER``."""
         body = self.json_body(request)
         title = clean_title(body["title"]) if body.get("title") is not None else ""
-        conversation = await Conversation.objects.acreate(
-            owner=self.owner, title=title, renamed=bool(title)
+        await admit_conversation(
+            get_generations().store,
+            address=client_address(request),
+            per_minute=setting("MAX_CONVERSATIONS_PER_MINUTE"),
         )
+        conversation = await in_db(create_conversation, self.owner, title)
         return JsonResponse(summary(conversation), status=201)
 
 

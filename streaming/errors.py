@@ -28,6 +28,8 @@ class StreamErrorCode(StrEnum):
     UNKNOWN_PIPELINE = "UNKNOWN_PIPELINE"
     PROMPT_TOO_LARGE = "PROMPT_TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
+    # An owner who keeps MAX_CONVERSATIONS_PER_OWNER conversations asks for another (409).
+    TOO_MANY_CONVERSATIONS = "TOO_MANY_CONVERSATIONS"
     # Refusals of a request that would start a reply: another site asked (403), the
     # client runs too many at once (429), no valid CSRF token (403), a method the view
     # does not answer (405), ``check_permissions`` said no (403).

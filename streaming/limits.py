@@ -15,6 +15,9 @@ Over a limit the reservation raises ``StreamError`` ``TOO_MANY_REPLIES`` or
 and ``StreamConsumer`` decides per request (``UNLIMITED`` for staff, another ``Limits``
 for an API key…).
 
+The conversations API counts the conversations it creates per address in the same way
+(``admit_conversation``, ``MAX_CONVERSATIONS_PER_MINUTE``).
+
 IPv6 clients are counted per /64 network: one host usually holds a whole /64.
 """
 
@@ -161,6 +164,25 @@ async def reserve(store: EventStore, limits: Limits, *, owner: str, address: str
     return Reservation(store, holder, active, start)
 
 
+async def admit_conversation(store: EventStore, *, address: str, per_minute: int | None) -> None:
+    """Count a conversation created from ``address`` among those of the last minute, or
+    raise ``RATE_LIMITED`` (with ``retry_after``) past ``per_minute`` (``None``: no limit).
+    A conversation costs no model time, but each is a row that stays: this bounds how
+    fast one client can add them, whatever sessions it comes with."""
+    if per_minute is None:
+        return
+    quota = Quota(f"conversations:address:{address_key(address)}", per_minute, WINDOW)
+    refusal = await store.acquire_quotas(uuid.uuid4().hex, [quota])
+    if refusal is not None:
+        seconds = max(1, math.ceil(refusal.retry_after))
+        raise StreamError(
+            StreamErrorCode.RATE_LIMITED,
+            f"Too many conversations created from this address: at most {per_minute} a "
+            f"minute; retry in {seconds} s",
+            {"retry_after": seconds},
+        )
+
+
 def _refused(key: str, retry_after: float, limits: Limits) -> StreamError:
     if key.startswith("starts:"):
         seconds = max(1, math.ceil(retry_after))
@@ -192,6 +214,7 @@ __all__ = [
     "Limits",
     "Reservation",
     "address_key",
+    "admit_conversation",
     "reserve",
     "retry_after",
 ]

@@ -164,6 +164,24 @@ def conversation_of(owner: str, generation_id: str) -> str | None:
     return None if pk is None else str(pk)
 
 
+def check_room(owner: str) -> None:
+    """Refuse a new conversation to an owner who keeps ``MAX_CONVERSATIONS_PER_OWNER``
+    already (``TOO_MANY_CONVERSATIONS``). Creations racing this count may pass it by as
+    many as run at once; the per-address rates bound those."""
+    limit = setting("MAX_CONVERSATIONS_PER_OWNER")
+    if limit is not None and Conversation.objects.filter(owner=owner).count() >= limit:
+        raise StreamError(
+            StreamErrorCode.TOO_MANY_CONVERSATIONS,
+            f"You keep {limit} conversations, the most allowed; delete one to start another",
+        )
+
+
+def create_conversation(owner: str, title: str = "") -> Conversation:
+    """A new conversation of ``owner`` (``check_room`` first)."""
+    check_room(owner)
+    return Conversation.objects.create(owner=owner, title=title, renamed=bool(title))
+
+
 def conversation_uuid(value: Any) -> uuid.UUID:
     """``value`` as a conversation id, or ``NOT_FOUND`` (never a hint of what is wrong)."""
     if isinstance(value, uuid.UUID):
@@ -253,7 +271,7 @@ def begin_turn(
                 raise StreamError(
                     StreamErrorCode.BAD_REQUEST, "'regenerate' needs a 'conversation'"
                 )
-            conversation = Conversation.objects.create(owner=owner)
+            conversation = create_conversation(owner)
         else:
             conversation = _locked(owner, conversation_id)
         if conversation.generation != expected:

@@ -22,6 +22,7 @@ STREAMING = {
     "MAX_ACTIVE_PER_OWNER": None,
     "MAX_ACTIVE_PER_ADDRESS": None,
     "MAX_STARTS_PER_MINUTE": None,
+    "MAX_CONVERSATIONS_PER_MINUTE": None,
     # The demo model, plus slow and failing replies on request (tests/chat_model.py).
     "MODEL": "tests.chat_model.model",
 }

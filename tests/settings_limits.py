@@ -12,6 +12,9 @@ STREAMING = {
     "MAX_ACTIVE_PER_OWNER": 3,
     "MAX_ACTIVE_PER_ADDRESS": 10,
     "MAX_STARTS_PER_MINUTE": 30,
+    "MAX_CONVERSATIONS_PER_MINUTE": 20,
+    # Low enough for a test to reach (the default is 10,000).
+    "MAX_CONVERSATIONS_PER_OWNER": 25,
     "TRUSTED_PROXIES": ["127.0.0.1"],
 }
 if os.environ.get("STREAMING_TEST_REDIS"):

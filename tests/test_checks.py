@@ -81,6 +81,8 @@ def test_daphne_after_staticfiles_warns() -> None:
         ({"MAX_ACTIVE_PER_OWNER": 0}, ["streaming.E003"]),
         ({"MAX_ACTIVE_PER_ADDRESS": "10"}, ["streaming.E003"]),
         ({"MAX_STARTS_PER_MINUTE": 2.5}, ["streaming.E003"]),
+        ({"MAX_CONVERSATIONS_PER_OWNER": 0}, ["streaming.E003"]),
+        ({"MAX_CONVERSATIONS_PER_MINUTE": "20"}, ["streaming.E003"]),
         ({"MAX_ACTIVE_PER_OWNER": None, "MAX_STARTS_PER_MINUTE": None}, []),
         ({"FLUSH_INTERVAL_MS": 16}, []),
         ({"FLUSH_INTERVAL_MS": None}, []),

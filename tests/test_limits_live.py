@@ -295,3 +295,70 @@ def test_with_redis_an_owner_is_limited_across_processes(
             assert response.status_code == 200
         with client.stream("GET", f"{second}/sse/scripted", params=SLOW) as fourth:
             refused(fourth, "TOO_MANY_REPLIES")
+
+
+# ------------------------------------------------------------------ conversations
+
+
+def test_the_conversations_one_address_creates_are_limited_whatever_its_sessions(
+    limited_url: str,
+) -> None:
+    """20 a minute from one address (``MAX_CONVERSATIONS_PER_MINUTE``), even when each
+    comes from a new session: a conversation costs no model time, but each is a row."""
+    address = new_address()
+
+    def create(client: httpx.Client) -> httpx.Response:
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        return client.post("/chat/conversations", json={}, headers=headers)
+
+    for _ in range(20):
+        with visitor(limited_url, address) as client:
+            assert create(client).status_code == 201
+    with visitor(limited_url, address) as client:
+        response = create(client)
+        assert response.status_code == 429, response.text
+        assert response.json()["code"] == "RATE_LIMITED"
+        assert "conversations created from this address" in response.json()["error"]
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        listed = client.get("/chat/conversations").json()
+        assert listed["conversations"] == []
+    with visitor(limited_url, new_address()) as client:
+        assert create(client).status_code == 201
+
+
+def test_an_owner_keeps_at_most_max_conversations_per_owner(limited_url: str) -> None:
+    """25 here (``tests.settings_limits``): the 26th, by the API, a prompt or a new AI SDK
+    chat, is a 409 ``TOO_MANY_CONVERSATIONS``; deleting one makes room."""
+    with visitor(limited_url, new_address()) as client:
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        created = []
+        for n in range(25):
+            forwarded = {**headers, "X-Forwarded-For": new_address()}  # under the rate
+            response = client.post("/chat/conversations", json={}, headers=forwarded)
+            assert response.status_code == 201, (n, response.text)
+            created.append(response.json()["id"])
+        refusals = [
+            client.post("/chat/conversations", json={}, headers=headers),
+            client.post("/chat/stream", json={"prompt": "hello"}, headers=headers),
+            client.post(
+                "/chat/ui",
+                json={
+                    "id": "a-new-chat",
+                    "trigger": "submit-message",
+                    "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+                },
+                headers=headers,
+            ),
+        ]
+        for response in refusals:
+            assert response.status_code == 409, response.text
+            assert response.json()["code"] == "TOO_MANY_CONVERSATIONS"
+            assert "delete one" in response.json()["error"]
+        assert len(client.get("/chat/conversations").json()["conversations"]) == 25
+        # An existing conversation still takes prompts.
+        prompt = {"prompt": "still here", "conversation": created[0]}
+        assert client.post("/chat/stream", json=prompt, headers=headers).status_code == 200
+        deleted = client.delete(f"/chat/conversations/{created[1]}", headers=headers)
+        assert deleted.status_code == 204
+        response = client.post("/chat/stream", json={"prompt": "hello"}, headers=headers)
+        assert response.status_code == 200, response.text
