@@ -12,6 +12,7 @@ thread of a request that has ended is never needed again.
 from __future__ import annotations
 
 import logging
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -194,9 +195,26 @@ def conversation_uuid(value: Any) -> uuid.UUID:
         raise not_found() from None
 
 
+def visible(text: str) -> bool:
+    """Whether ``text`` shows anything: a letter, digit, punctuation mark or symbol (not
+    only spaces, controls, zero-width or other format characters)."""
+    return any(unicodedata.category(char)[0] in "LNPS" for char in text)
+
+
+def one_line(text: str) -> str:
+    """``text``'s words on one line, without control characters (a NUL made storable
+    first is U+FFFD, which stays)."""
+    return " ".join(
+        "".join(c for c in text if unicodedata.category(c) != "Cc" or c.isspace()).split()
+    )
+
+
 def auto_title(prompt: str) -> str:
-    """A title from the first prompt: its words on one line, cut to ``AUTO_TITLE_LENGTH``."""
-    text = " ".join(prompt.split())
+    """A title from the first prompt: its words on one line, cut to ``AUTO_TITLE_LENGTH``
+    (none when it shows nothing: the page then says "New chat")."""
+    text = one_line(prompt)
+    if not visible(text):
+        return ""
     if len(text) > AUTO_TITLE_LENGTH:
         text = text[: AUTO_TITLE_LENGTH - 1].rstrip() + "…"
     return text[:TITLE_MAX_LENGTH]
@@ -209,10 +227,15 @@ def storable(text: str) -> str:
 
 
 def clean_title(value: Any) -> str:
-    """A title a client sent: a non-empty string of at most ``TITLE_MAX_LENGTH`` characters."""
-    if not isinstance(value, str) or not value.strip():
-        raise StreamError(StreamErrorCode.BAD_REQUEST, "'title' must be a non-empty string")
-    title = storable(" ".join(value.split()))
+    """A title a client sent: a string that shows something, on one line, of at most
+    ``TITLE_MAX_LENGTH`` characters."""
+    title = one_line(storable(value)) if isinstance(value, str) else ""
+    if not visible(title):
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST,
+            "'title' must be a string with a visible character (not only spaces, controls "
+            "or zero-width characters)",
+        )
     if len(title) > TITLE_MAX_LENGTH:
         raise StreamError(
             StreamErrorCode.BAD_REQUEST,

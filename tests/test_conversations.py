@@ -95,7 +95,16 @@ def test_rename(visitors: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"title": ""}, {"title": "   "}, {"title": 7}, {"title": "x" * 201}]
+    "body",
+    [
+        {},
+        {"title": ""},
+        {"title": "   "},
+        {"title": 7},
+        {"title": "x" * 201},
+        {"title": "\u200b\u200d\ufeff"},  # zero-width characters only
+        {"title": "\x07\x1b \u2028"},  # controls and separators only
+    ],
 )
 def test_a_bad_title_is_refused(visitors: Any, body: dict[str, Any]) -> None:
     me = visitors()
@@ -129,6 +138,24 @@ def test_a_body_that_is_not_a_json_object_is_refused(visitors: Any, content: byt
         assert response.json()["code"] == "BAD_REQUEST"
         assert response.json()["error"].startswith("The request body ")
     assert [c["id"] for c in me.request("GET", API).json()["conversations"]] == [created["id"]]
+
+
+def test_a_title_is_one_line_without_control_characters(visitors: Any) -> None:
+    me = visitors()
+    created = me.create("\x1b[31mred\x1b[0m\nchat\x07")
+    assert created["title"] == "[31mred[0m chat"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # joined by zero-width joiners
+    assert me.create(family)["title"] == family
+
+
+def test_a_prompt_that_shows_nothing_leaves_the_conversation_untitled(visitors: Any) -> None:
+    me = visitors()
+    created = me.create()
+    body = {"prompt": "\u200b\u200b", "conversation": created["id"], "pipeline": "passthrough"}
+    assert me.request("POST", "/chat/stream", json=body).status_code == 200
+    stored = me.request("GET", f"{API}/{created['id']}").json()
+    assert stored["title"] == ""
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
 
 
 def test_a_lone_surrogate_in_a_title_becomes_a_replacement_character(visitors: Any) -> None:
