@@ -5,10 +5,11 @@ The turn's start and end are the chat's own (``streaming.chat.ConversationReplie
 reply stored by the generation's ``on_end`` before its last event. What is particular to
 the AI SDK is the chat id:
 
-A chat id names a conversation of its owner, created on first use. A UUID is the
-conversation's own id (one from the conversations API, or ``crypto.randomUUID()``); any
-other string, such as the ids ``useChat`` generates, names the conversation derived from
-the owner and that string (``uuid5``), so two visitors' chats never meet.
+A chat id names a conversation of its owner, created on first use. A UUID (lower-case,
+hyphenated) is the conversation's own id (one from the conversations API, or
+``crypto.randomUUID()``); any other string, such as the ids ``useChat`` generates, names
+the conversation derived from the owner and that string (``uuid5``), so two visitors'
+chats never meet.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ from .chat import is_running
 from .errors import StreamError, StreamErrorCode
 from .generations import Generations
 from .models import Conversation
-from .storage import check_room, current_generation, in_db, not_found, stop_turn
+from .storage import canonical_uuid, check_room, current_generation, in_db, not_found, stop_turn
 
 #: The namespace of the conversation ids derived from an owner and a chat id.
 CHAT_NAMESPACE = uuid.UUID("0b7c6a52-3f0e-4c59-9a37-5b0d6c0e8a11")
 
 
 def conversation_id(owner: str, chat_id: str) -> uuid.UUID:
-    """The conversation a chat id names for ``owner``."""
-    try:
-        return uuid.UUID(chat_id)
-    except ValueError:
-        return uuid.uuid5(CHAT_NAMESPACE, f"{owner}\n{chat_id}")
+    """The conversation a chat id names for ``owner``: its own id for a UUID spelled as
+    the API writes ids (``storage.canonical_uuid``), else one derived from the string."""
+    return canonical_uuid(chat_id) or uuid.uuid5(CHAT_NAMESPACE, f"{owner}\n{chat_id}")
 
 
 def open_conversation(owner: str, key: uuid.UUID) -> None:

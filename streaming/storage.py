@@ -12,6 +12,7 @@ thread of a request that has ended is never needed again.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
@@ -183,16 +184,24 @@ def create_conversation(owner: str, title: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, title=title, renamed=bool(title))
 
 
+#: A conversation id as the API writes it: a UUID, lower-case, with its four hyphens.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_uuid(value: str) -> uuid.UUID | None:
+    """``value`` as a UUID if it is spelled as the API writes ids, else None: one
+    conversation has one id, never an upper-case, braced or ``urn:uuid:`` alias."""
+    return uuid.UUID(value) if CANONICAL_UUID.fullmatch(value) else None
+
+
 def conversation_uuid(value: Any) -> uuid.UUID:
     """``value`` as a conversation id, or ``NOT_FOUND`` (never a hint of what is wrong)."""
     if isinstance(value, uuid.UUID):
         return value
-    if not isinstance(value, str):
+    key = canonical_uuid(value) if isinstance(value, str) else None
+    if key is None:
         raise not_found()
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found() from None
+    return key
 
 
 def visible(text: str) -> bool:

@@ -1,6 +1,6 @@
 """HTTP routes of the ready-made chat: ``include("streaming.urls")``."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from .chat import ChatView, chat_page
 from .chat_ui import AISDKChatView
@@ -12,12 +12,16 @@ urlpatterns = [
     path("", chat_page, name="chat"),
     path("chat/stream", ChatView.as_view(), name="chat-stream"),
     path("chat/conversations", ConversationListView.as_view(), name="conversations"),
-    path(
-        "chat/conversations/<str:conversation_id>",
+    # Ids match anything (a slash, an empty id) so that a malformed one gets the API's
+    # JSON refusal, not Django's HTML 404 page.
+    re_path(
+        r"^chat/conversations/(?P<conversation_id>[\s\S]*)\Z",
         ConversationView.as_view(),
         name="conversation",
     ),
     # The AI SDK's useChat (DefaultChatTransport): send, then resume / stop a chat's reply.
     path("chat/ui", AISDKChatView.as_view(), name="chat-ui"),
-    path("chat/ui/<str:chat_id>/stream", AISDKChatView.as_view(), name="chat-ui-stream"),
+    re_path(
+        r"^chat/ui/(?P<chat_id>[\s\S]+)/stream\Z", AISDKChatView.as_view(), name="chat-ui-stream"
+    ),
 ]

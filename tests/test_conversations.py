@@ -195,6 +195,31 @@ def test_another_owners_conversation_is_a_404_that_reveals_nothing(visitors: Any
     assert owner.request("GET", f"{API}/{theirs['id']}").json()["title"] == "private"
 
 
+def test_an_id_spelled_otherwise_is_the_same_json_404(visitors: Any) -> None:
+    """A conversation has one URL: upper case, braces, ``urn:uuid:``, a trailing or an
+    encoded slash, an empty id are the API's own JSON 404, never an alias of it nor
+    Django's HTML page."""
+    me = visitors()
+    created = me.create("mine")
+    spellings = [
+        created["id"].upper(),
+        "{" + created["id"] + "}",
+        "urn:uuid:" + created["id"],
+        created["id"].replace("-", ""),
+        created["id"] + "/",
+        created["id"] + "%2F",
+        created["id"] + "/messages",
+        "",
+        "%0A",
+    ]
+    for spelling in spellings:
+        for method in ("GET", "DELETE"):
+            response = me.request(method, f"{API}/{spelling}")
+            assert response.status_code == 404, (spelling, response.text[:200])
+            assert response.json() == {"error": "No such conversation", "code": "NOT_FOUND"}
+    assert me.request("GET", f"{API}/{created['id']}").json()["title"] == "mine"
+
+
 def test_unsafe_methods_need_the_csrf_token(visitors: Any) -> None:
     me = visitors()
     created = me.create()
@@ -220,3 +245,14 @@ def test_another_method_is_a_json_405(visitors: Any) -> None:
         "error": "Method PUT is not allowed; allowed: GET, POST",
         "code": "METHOD_NOT_ALLOWED",
     }
+
+
+def test_an_ai_sdk_chat_id_with_a_slash_is_a_json_refusal(visitors: Any) -> None:
+    """``chat/ui/<id>/stream``: an id no chat can have (it holds a slash, encoded or not)
+    gets the view's JSON 400, not Django's HTML 404 page."""
+    me = visitors()
+    for chat_id in ("a/b", "a%2Fb", "%2F"):
+        for method in ("GET", "DELETE"):
+            response = me.request(method, f"/chat/ui/{chat_id}/stream")
+            assert response.status_code == 400, (chat_id, response.text[:200])
+            assert response.json()["code"] == "BAD_REQUEST"
