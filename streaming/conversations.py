@@ -183,7 +183,7 @@ class ConversationAPIView(View):
 class ConversationListView(ConversationAPIView):
     """``GET`` the owner's conversations, newest first; ``POST`` a new one."""
 
-    http_method_names: ClassVar[list[str]] = ["get", "post"]
+    http_method_names: ClassVar[list[str]] = ["get", "head", "post"]
 
     async def get(self, request: HttpRequest) -> HttpResponse:
         query = query_params(request)
@@ -222,7 +222,7 @@ class ConversationListView(ConversationAPIView):
 class ConversationView(ConversationAPIView):
     """``GET`` one conversation with its messages, ``PATCH`` its title, ``DELETE`` it."""
 
-    http_method_names: ClassVar[list[str]] = ["get", "patch", "delete"]
+    http_method_names: ClassVar[list[str]] = ["get", "head", "patch", "delete"]
 
     async def get(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         conversation = await self.conversation(conversation_id)

@@ -240,11 +240,24 @@ def test_another_method_is_a_json_405(visitors: Any) -> None:
     me = visitors()
     response = me.request("PUT", API, json={})
     assert response.status_code == 405
-    assert response.headers["Allow"] == "GET, POST"
+    assert response.headers["Allow"] == "GET, HEAD, POST"
     assert response.json() == {
-        "error": "Method PUT is not allowed; allowed: GET, POST",
+        "error": "Method PUT is not allowed; allowed: GET, HEAD, POST",
         "code": "METHOD_NOT_ALLOWED",
     }
+
+
+def test_head_answers_as_get_without_a_body(visitors: Any) -> None:
+    """Over one kept-alive connection: a body after a HEAD would be read as the next
+    response."""
+    me = visitors()
+    created = me.create("mine")
+    for path in (API, f"{API}/{created['id']}"):
+        head = me.request("HEAD", path)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["Content-Type"] == "application/json"
+        assert me.request("GET", path).json()  # the same connection still reads right
+    assert me.request("HEAD", f"{API}/{created['id'].upper()}").status_code == 404
 
 
 def test_an_ai_sdk_chat_id_with_a_slash_is_a_json_refusal(visitors: Any) -> None:
