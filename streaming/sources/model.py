@@ -35,6 +35,19 @@ NO_KEY = "none"
 MODEL_KEYS = frozenset({"BASE_URL", "NAME", "API_KEY_ENV"})
 
 
+#: The library's sources that ``MODEL`` cannot name (they take other arguments than a
+#: factory's, but ``**params`` or a recursion would hide it until a reply), and what to
+#: set instead.
+NOT_FACTORIES = {
+    "streaming.sources.openai.openai_chat": (
+        'a dict {"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": ...} for an OpenAI-compatible '
+        "server, or a factory of your own that calls openai_chat"
+    ),
+    "streaming.sources.proxy.proxy": "a factory of your own that calls proxy(url, ...)",
+    "streaming.sources.model.source_from_settings": "None, a dict or a factory",
+}
+
+
 class SourceFactory(Protocol):
     """Makes the reply to ``prompt``: an async iterator of its raw text."""
 
@@ -113,6 +126,12 @@ def model_factory(value: Any) -> SourceFactory:
             raise ModelSettingError(f"{value!r} does not import: {exc}") from exc
         if not callable(factory):
             raise ModelSettingError(f"{value!r} is not callable")
+        qualified = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', '')}"
+        if qualified in NOT_FACTORIES:
+            raise ModelSettingError(
+                f"{value!r} is a source, not a source factory (prompt, *, pipeline, "
+                f"history): set {NOT_FACTORIES[qualified]}"
+            )
         try:
             inspect.signature(factory).bind("prompt", pipeline=None, history=[])
         except TypeError as exc:

@@ -108,6 +108,11 @@ async def test_the_demo_model_setting_keeps_a_key_in_the_environment_unused(
             "must take \\(prompt, \\*, pipeline, history\\)",
         ),
         (42, "expected None, a dict or a dotted path, not int"),
+        # Sources whose **params (or a recursion) would accept a factory's call.
+        ("streaming.sources.openai_chat", "is a source, not a source factory.*BASE_URL"),
+        ("streaming.sources.openai.openai_chat", "is a source, not a source factory"),
+        ("streaming.sources.proxy", "a factory of your own that calls proxy"),
+        ("streaming.sources.source_from_settings", "is a source, not a source factory"),
     ],
 )
 def test_a_bad_model_setting_is_a_clear_error_and_a_check(value: object, message: str) -> None:
