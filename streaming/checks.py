@@ -252,13 +252,9 @@ def _check_store(store: Any) -> list[CheckMessage]:
         backend = import_string(store["BACKEND"])
         backend(**store.get("OPTIONS", {}))
     except Exception as exc:
-        return [
-            Error(
-                f'STREAMING["STORE"] cannot be built: {exc}',
-                hint=f"{hint} The Redis store needs the redis extra.",
-                id="streaming.E004",
-            )
-        ]
+        if isinstance(exc, ImportError) and "redis" in store["BACKEND"]:
+            hint += " The Redis store needs redis-py: install the package with its [redis] extra."
+        return [Error(f'STREAMING["STORE"] cannot be built: {exc}', hint=hint, id="streaming.E004")]
     return []
 
 

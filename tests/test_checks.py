@@ -146,3 +146,16 @@ def test_postgresql_needs_no_write_lock_option() -> None:
     database = {"ENGINE": "django.db.backends.postgresql", "NAME": "chat"}
     with override_settings(DATABASES={"default": database}):
         assert check_sqlite_locking() == []
+
+
+@pytest.mark.parametrize(
+    ("backend", "mentions_redis"),
+    [("streaming.store.nope.Store", False), ("streaming.store.redis_nope.RedisStore", True)],
+)
+def test_the_redis_extra_is_named_only_for_a_redis_store_that_does_not_import(
+    backend: str, mentions_redis: bool
+) -> None:
+    with override_settings(STREAMING={"STORE": {"BACKEND": backend}}):
+        [message] = check_settings()
+    assert message.id == "streaming.E004"
+    assert ("[redis] extra" in (message.hint or "")) is mentions_redis
