@@ -1,11 +1,13 @@
 """The stored conversations in Django's admin: listed newest first, searchable by title,
 owner and message text, with their messages inline. What the chat wrote (messages, their
-status and generation, the owner) is read-only; a title can be corrected."""
+status and generation, the owner) is read-only; a title can be corrected. Deleting a
+conversation here stops its running reply, as the conversations API's ``DELETE`` does."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.http import HttpRequest
 
@@ -45,6 +47,30 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started from the chat
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete it, then stop its running reply, as the conversations API does."""
+        super().delete_model(request, obj)
+        _stop_replies([(obj.owner, obj.generation)])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        """Delete them, then stop their running replies (the admin's bulk action)."""
+        replies = list(queryset.exclude(generation="").values_list("owner", "generation"))
+        super().delete_queryset(request, queryset)
+        _stop_replies(replies)
+
+
+def _stop_replies(replies: list[tuple[str, str]]) -> None:
+    """Cancel the (owner, generation) replies that still run; the replies not yet in the
+    event store find their conversation gone and stop themselves."""
+    from .conversations import stop_reply
+
+    async def stop_all() -> None:
+        for owner, generation_id in replies:
+            await stop_reply(owner, generation_id)
+
+    if any(generation_id for _, generation_id in replies):
+        async_to_sync(stop_all)()
 
 
 @admin.register(Message)

@@ -100,6 +100,17 @@ async def running_generation(owner: str, generation_id: str) -> str | None:
     )
 
 
+async def stop_reply(owner: str, generation_id: str) -> None:
+    """Cancel the owner's generation ``generation_id`` (a deleted conversation's last) if
+    it still runs; a store that fails is logged."""
+    running = await running_generation(owner, generation_id)
+    if running is not None:
+        try:
+            await get_generations().cancel(running)
+        except StreamError as exc:
+            logger.warning("Reply %s not stopped: the event store failed (%r)", running, exc)
+
+
 async def settled_generation(owner: str, conversation: Conversation) -> str | None:
     """The conversation's running reply, if any; a reply that ended without storing its
     message is stored now (``streaming.chat.settle_turn``)."""
@@ -245,9 +256,7 @@ class ConversationView(ConversationAPIView):
         stopped by its own check (``streaming.chat.turn_options``), which finds no
         conversation, and one already there is found here."""
         generation_id = await in_db(delete_conversation, self.owner, conversation_id)
-        running = await running_generation(self.owner, generation_id)
-        if running is not None:
-            await get_generations().cancel(running)
+        await stop_reply(self.owner, generation_id)
         return HttpResponse(status=204)
 
 
