@@ -762,6 +762,15 @@ def _packed(*arguments: str | int) -> list[bytes]:
     return [b"*%d\r\n" % len(arguments), *(_bulk(str(argument)) for argument in arguments)]
 
 
+async def _closed_by_server(connection: Any) -> bool:
+    """Whether a connection with no reply due has something to read: the server closed it.
+    Newer redis-py raises ``ConnectionError`` there instead of answering."""
+    try:
+        return bool(await connection.can_read())
+    except (RedisConnectionError, OSError):
+        return True
+
+
 class _OwnConnection:
     """A connection of the store's own, held between commands and used by one at a time.
 
@@ -782,9 +791,9 @@ class _OwnConnection:
             if self._connection is None:
                 self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
             connection = self._connection
-            if connection.is_connected and await connection.can_read():
-                # Closed by the server meanwhile (a Redis restart), as every reply was
-                # read: connect again (``send_packed_command`` does) rather than fail.
+            if connection.is_connected and await _closed_by_server(connection):
+                # Closed by the server meanwhile (a restart, its idle ``timeout``), as
+                # every reply was read: connect again (``send_packed_command`` does).
                 await connection.disconnect(nowait=True)
             try:
                 await connection.send_packed_command(command, check_health=False)

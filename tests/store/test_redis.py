@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -118,6 +119,35 @@ async def test_after_a_restart_every_pooled_connection_works_at_once(
     assert await asyncio.gather(*(store.owner(f"x{n}") for n in range(8))) == [None] * 8
     await store.create("after", owner="o")
     assert await store.append_batches({"after": [{"n": 1}]}) == {"after": 1}
+
+
+async def test_connections_redis_closed_are_replaced_before_they_fail_a_call(
+    own_redis: RedisServer, make: Make
+) -> None:
+    """The store's own connections (the batch writer's, the shared reader's) held between
+    calls: closed by the server's idle ``timeout`` (common on managed Redis) or by a
+    restart, the next call connects again instead of failing, and every later one too."""
+    store = make(own_redis.url)
+    reader = store.streams_reader()
+    await store.create("s", owner="o")
+    assert await store.append_batches({"s": [{"n": 1}]}) == {"s": 1}
+    reader.read_from("s", 0)
+    assert list(await reader.wait(timeout=BOUND)) == ["s"]
+    with socket.create_connection(("127.0.0.1", own_redis.port), timeout=1) as sock:
+        sock.sendall(b"CONFIG SET timeout 1\r\n")
+        assert sock.recv(64).startswith(b"+OK")
+    await asyncio.sleep(3)  # idle past the server's timeout: it closed them
+    for n in (2, 3):
+        assert await store.append_batches({"s": [{"n": n}]}) == {"s": n}
+    assert list(await reader.wait(timeout=BOUND)) == ["s"]
+    await asyncio.to_thread(own_redis.restart)
+    await asyncio.sleep(0.2)  # the old connections' closing reaches this process
+    await store.create("t", owner="o")
+    for n in (1, 2):
+        assert await store.append_batches({"t": [{"n": n}]}) == {"t": n}
+    reader.read_from("t", 0)
+    found = await reader.wait(timeout=BOUND)
+    assert isinstance(found.get("t"), Tail), found
 
 
 async def test_a_stopped_redis_fails_every_call_promptly(
