@@ -5,7 +5,8 @@
 * A dict ``{"BASE_URL": ..., "NAME": ..., "API_KEY_ENV": "OPENAI_API_KEY"}``: an
   OpenAI-compatible server (each key optional; the key is read from the named environment
   variable when a reply starts, so it is never written in settings, and is ``"none"``
-  when that variable is unset, for local servers that need no key). Without
+  when that variable is unset and there is a ``BASE_URL``, for local servers that need
+  no key; OpenAI itself without a key is an ``UPSTREAM_ERROR`` that says so). Without
   ``API_KEY_ENV`` the variable is ``OPENAI_API_KEY`` only when there is no ``BASE_URL``:
   OpenAI's key is never sent to a server of another URL unless it is named.
 * ``"streaming.sources.demo_model"``: the demo model, even with ``OPENAI_API_KEY`` set.
@@ -93,6 +94,10 @@ class OpenAICompatibleModel:
         for key, value in options.items():
             if not isinstance(value, str) or not value:
                 raise ModelSettingError(f"{key} must be a non-empty string")
+        if "BASE_URL" in options and not options["BASE_URL"].startswith(("http://", "https://")):
+            raise ModelSettingError(
+                f"BASE_URL must start with http:// or https://, not {options['BASE_URL']!r}"
+            )
         self.base_url: str | None = options.get("BASE_URL")
         self.name: str | None = options.get("NAME")
         # OpenAI's key goes to OpenAI only: a server of its own URL names its variable.
@@ -104,12 +109,14 @@ class OpenAICompatibleModel:
     ) -> AsyncIterator[str]:
         from .openai import openai_chat
 
+        key = self.api_key_env and os.environ.get(self.api_key_env)
         return openai_chat(
             chat_messages(prompt, pipeline=pipeline, history=history),
             model=self.name,
             base_url=self.base_url,
-            # A local server may need no key; the SDK wants one all the same.
-            api_key=(self.api_key_env and os.environ.get(self.api_key_env)) or NO_KEY,
+            # A server of its own URL may need no key (the SDK wants one all the same);
+            # OpenAI without one is the SDK's "No API key" error, not a request sent.
+            api_key=key or (NO_KEY if self.base_url else None),
         )
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.test import override_settings
 
 from streaming.checks import check_settings
+from streaming.errors import StreamError
 from streaming.sources import source_from_settings
 from streaming.sources.model import ModelSettingError, model_factory
 from streaming.sources.prompts import XML_SYSTEM_PROMPT, Message
@@ -64,6 +65,20 @@ async def test_a_model_dict_with_a_base_url_sends_no_key_unless_it_names_one(
     assert upstream.requests[0].headers["authorization"] == "Bearer none"
 
 
+async def test_openai_without_a_key_is_a_clear_error_and_no_request(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``BASE_URL`` (OpenAI itself) and no key: never ``Bearer none`` sent to it."""
+    upstream = await serve(hello)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream.url}/v1")  # standing in for OpenAI
+    with override_settings(STREAMING={"MODEL": {"NAME": "gpt-4o-mini"}}):
+        source = source_from_settings("Say hello")
+    with pytest.raises(StreamError, match="No API key for the model server: set OPENAI_API_KEY"):
+        await collect(source)
+    assert upstream.requests == []
+
+
 async def test_a_dotted_path_names_a_source_factory() -> None:
     CALLS.clear()
     with override_settings(STREAMING={"MODEL": f"{__name__}.echo_factory"}):
@@ -101,6 +116,8 @@ async def test_the_demo_model_setting_keeps_a_key_in_the_environment_unused(
         ({"URL": "http://x"}, "unknown keys URL"),
         ({"NAME": ""}, "NAME must be a non-empty string"),
         ({"BASE_URL": 8080}, "BASE_URL must be a non-empty string"),
+        ({"BASE_URL": "127.0.0.1:8000/v1"}, "BASE_URL must start with http:// or https://"),
+        ({"BASE_URL": "localhost:11434/v1"}, "BASE_URL must start with http:// or https://"),
         ("streaming.sources.nope.factory", "does not import"),
         ("streaming.sources.model.MODEL_KEYS", "is not callable"),
         (
