@@ -3,8 +3,8 @@
 Every server process, on one machine or on several, must run with the same values: the
 same ``SECRET_KEY`` (it signs the session and CSRF cookies any process may receive), the
 same Redis (the replies' events, so a reply started on one process resumes or is cancelled
-on another; and the sessions, which hold an anonymous visitor's owner token) and the same
-database. They come from the environment (systemd: ``EnvironmentFile=/etc/streaming/env``):
+on another) and the same database (which also holds the sessions, and with them an
+anonymous visitor's owner token). They come from the environment (systemd: ``EnvironmentFile=/etc/streaming/env``):
 
     DJANGO_SECRET_KEY=...                  required: a long random string
     DJANGO_ALLOWED_HOSTS=chat.example.com  comma-separated
@@ -43,16 +43,11 @@ SECURE_SSL_REDIRECT = True  # nginx redirects already; this covers a request tha
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
 MIDDLEWARE = [*MIDDLEWARE, "django.middleware.clickjacking.XFrameOptionsMiddleware"]
 
-# One Redis for everything the processes share: the replies' events and the sessions.
+# Redis holds the replies' events (and the limits' counts), which every process shares.
+# Sessions stay in the database (Django's default), which every process shares too: a
+# Redis restart, flush or outage then loses running replies only, never the sessions
+# that own anonymous visitors' conversations, and the page and conversations stay up.
 REDIS_URL = os.environ.get("STREAMING_REDIS_URL", "redis://127.0.0.1:6379/0")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "django",
-    }
-}
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 STREAMING = {
     **STREAMING,
     "STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": REDIS_URL}},
