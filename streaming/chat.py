@@ -10,17 +10,21 @@ pipelines separate the reply's ``<thought>`` as ``reasoning`` events. Include
 
 from __future__ import annotations
 
+import logging
 import sys
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
+from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
 from .events import Cancelled, Complete, Error
@@ -48,6 +52,8 @@ from .storage import (
 )
 from .views import SSEView
 
+logger = logging.getLogger("streaming")
+
 #: The pipelines a chat client may choose by name; ``response`` is the default. The XML
 #: ones first separate the reply's ``<thought>`` as ``reasoning`` events.
 CHAT_PIPELINES: dict[str, list[ExtractorFactory]] = {
@@ -59,20 +65,43 @@ CHAT_PIPELINES: dict[str, list[ExtractorFactory]] = {
 
 
 class RecordingPipeline(Pipeline):
-    """A pipeline that keeps the text it let through: what a stopped reply had said."""
+    """A pipeline that keeps the text it let through: what a stopped reply had said.
+
+    A model that ignores the XML its pipeline reads (plain text, not one tag) would give
+    an empty reply: its text, up to ``MAX_BUFFER`` characters, is then let through whole
+    when it ends (logged), rather than a blank answer the model was paid for."""
 
     def __init__(self, *extractors: Any) -> None:
         super().__init__(*extractors)
         self.pieces: list[str] = []
+        #: The model's text while nothing passed and no tag came (else None).
+        self._untagged: list[str] | None = []
+        self._untagged_size = 0
 
     def push(self, chunk: str) -> str:
         text = super().push(chunk)
         if text:
             self.pieces.append(text)
+        if self._untagged is not None:
+            self._untagged_size += len(chunk)
+            if text or "<" in chunk or self._untagged_size > int(setting("MAX_BUFFER")):
+                self._untagged = None
+            else:
+                self._untagged.append(chunk)
         return text
 
     def flush(self) -> str:
         text = super().flush()
+        if not text and not self.pieces and self._untagged:
+            untagged = "".join(self._untagged)
+            if untagged.strip():
+                logger.warning(
+                    "The model answered without the tags its pipeline reads: its %d "
+                    "characters are passed through whole",
+                    len(untagged),
+                )
+                text = untagged
+        self._untagged = None
         if text:
             self.pieces.append(text)
         return text
@@ -100,22 +129,38 @@ async def is_running(generations: Generations, generation_id: str, owner: str) -
     return not await generations.end_if_lapsed(generation_id)
 
 
+#: Seconds from a turn being stored to its reply being in the event store, at most: a
+#: turn the store does not know after that was lost (``settle_turn``).
+START_GRACE = 10.0
+#: ``settle_turn``'s answer: the reply runs, may be starting (a prompt now would be a
+#: second reply), or has ended (and is stored).
+TurnState = Literal["running", "starting", "ended"]
+
+
 async def settle_turn(
     generations: Generations, owner: str, conversation_id: Any, generation_id: str
-) -> bool:
-    """Whether the conversation's last reply ``generation_id`` still runs. A conversation
-    names it until its message is stored: one that ended without storing it (its process
-    died, or storing failed) is stored now, as failed, with the text its events kept."""
+) -> TurnState:
+    """Where the conversation's last reply ``generation_id`` stands. A conversation names
+    it until its message is stored: one that ended without storing it (its process died,
+    or storing failed) is stored now, as failed, with the text its events kept. One the
+    event store does not know is ``"starting"`` for ``START_GRACE`` seconds after its
+    turn was stored, then stored as failed with no text: its process died with a store
+    of its own (the memory store), or before the reply got to the store."""
     if await is_running(generations, generation_id, owner):
-        return True
+        return "running"
+    turn = Turn(uuid.UUID(str(conversation_id)), generation_id, "")
     if await generations.store.owner(generation_id) == owner:
         try:
             text = await generations.text_before(generation_id, sys.maxsize)
         except StreamError:
             text = ""  # its events expired meanwhile
-        turn = Turn(uuid.UUID(str(conversation_id)), generation_id, "")
         await in_db(end_turn, turn, "error", text)
-    return False
+        return "ended"
+    started_before = timezone.now() - timedelta(seconds=START_GRACE)
+    stored = await in_db(end_turn, turn, "error", "", started_before=started_before)
+    if stored is None and await in_db(is_current_turn, turn):
+        return "starting"
+    return "ended"
 
 
 def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
@@ -174,12 +219,15 @@ class ConversationReplies(PipelineChoiceMixin):
     async def begin_reply(self, owner: str, prompt: str, params: Mapping[str, Any]) -> Turn:
         """Store the turn's start: the model is asked ``turn.prompt`` after ``turn.history``
         (``prompt``, or with ``regenerate`` the last stored one)."""
+        self.turn = None  # until this one is stored (a socket's earlier turn is not it)
         conversation = params.get("conversation")
         regenerate = wants_regenerate(params)
         expected = ""
         if conversation is not None:
             expected = await in_db(current_generation, owner, conversation)
-            if expected and await settle_turn(get_generations(), owner, conversation, expected):
+            if expected and (
+                await settle_turn(get_generations(), owner, conversation, expected) != "ended"
+            ):
                 raise busy()
         self.turn = await in_db(
             begin_turn,
@@ -214,6 +262,14 @@ class ChatView(ConversationReplies, SSEView):
         self, generations: Generations, generation_id: str, owner: str, *, after: int
     ) -> HttpResponse:
         response = super().follow_response(generations, generation_id, owner, after=after)
+        if self.turn is not None:
+            response["X-Conversation-Id"] = str(self.turn.conversation_id)
+        return response
+
+    def error_response(self, error: StreamError) -> HttpResponse:
+        """A reply that failed to start after its turn was stored (stored as failed)
+        names its conversation too."""
+        response = super().error_response(error)
         if self.turn is not None:
             response["X-Conversation-Id"] = str(self.turn.conversation_id)
         return response

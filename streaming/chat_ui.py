@@ -54,7 +54,7 @@ from .protocols.ai_sdk import (
     sse_messages,
 )
 from .reply_body import MessageBatches, ReplyBody
-from .requests import call_hook, run_to_end
+from .requests import call_hook, end_unstarted, run_to_end
 from .response import SSEResponse
 from .storage import Turn, in_db
 
@@ -382,6 +382,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             owner=self.owner,
             address=scope_client_address(self.scope),
         )
+        turn: Turn | None = None
         try:
             turn = await self.begin_reply(
                 self.owner,
@@ -399,6 +400,8 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             )
         except BaseException:
             await reservation.refund()
+            if turn is not None:  # stored, but its reply did not start
+                await end_unstarted(turn_options(turn, pipeline)["on_end"])
             raise
         return turn
 

@@ -115,10 +115,12 @@ async def settled_generation(owner: str, conversation: Conversation) -> str | No
     """The conversation's running reply, if any; a reply that ended without storing its
     message is stored now (``streaming.chat.settle_turn``)."""
     generation_id = conversation.generation
-    return await _unless_store_fails(
-        generation_id,
-        partial(settle_turn, get_generations(), owner, conversation.pk, generation_id),
-    )
+
+    async def running() -> bool:
+        state = await settle_turn(get_generations(), owner, conversation.pk, generation_id)
+        return state == "running"
+
+    return await _unless_store_fails(generation_id, running)
 
 
 async def _unless_store_fails(
@@ -245,11 +247,10 @@ class ConversationView(ConversationAPIView):
 
     async def patch(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         title = clean_title(self.json_body(request).get("title"))
-        conversation = await self.conversation(conversation_id)
-        conversation.title = title
-        conversation.renamed = True
-        await conversation.asave(update_fields=["title", "renamed"])
-        return JsonResponse(summary(conversation))
+        owned = Conversation.objects.filter(pk=conversation_uuid(conversation_id), owner=self.owner)
+        if not await owned.aupdate(title=title, renamed=True):
+            raise not_found()  # none, or deleted meanwhile (a DELETE racing this PATCH)
+        return JsonResponse(summary(await self.conversation(conversation_id)))
 
     async def delete(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         """Delete first, then stop its reply: a reply not yet in the event store is then

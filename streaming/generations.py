@@ -90,6 +90,10 @@ FLUSHER_LINGER = 1.0
 OWNER_SESSION_KEY = "streaming_owner"
 
 
+#: The owner of a request without a session: that connection alone.
+CONNECTION_OWNER = "connection:"
+
+
 def new_owner_token() -> str:
     return uuid.uuid4().hex
 
@@ -104,7 +108,7 @@ def owner_of(user: Any, session: Any) -> str:
     if _authenticated(user):
         return f"user:{user.pk}"
     if session is None:
-        return f"connection:{new_owner_token()}"
+        return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = session.get(OWNER_SESSION_KEY)
     if not isinstance(token, str):
         token = session[OWNER_SESSION_KEY] = new_owner_token()
@@ -116,7 +120,7 @@ async def aowner_of(user: Any, session: Any) -> str:
     if _authenticated(user):
         return f"user:{user.pk}"
     if session is None:
-        return f"connection:{new_owner_token()}"
+        return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = await session.aget(OWNER_SESSION_KEY)
     if not isinstance(token, str):
         token = new_owner_token()
@@ -640,7 +644,10 @@ class Generations:
             name=generation_id,
         )
         writer.on_failure = task.cancel
-        grace = float(setting("KEEP_GRACE" if policy == "keep" else "CANCEL_GRACE"))
+        # A connection's own owner (no session) dies with it: nobody could ever resume,
+        # follow or stop a kept reply, so it is cancelled like any unwatched one.
+        keep = policy == "keep" and not owner.startswith(CONNECTION_OWNER)
+        grace = float(setting("KEEP_GRACE" if keep else "CANCEL_GRACE"))
         held = reservation if reservation is not None and reservation.active else None
         self.running[generation_id] = _Running(
             task, writer, owner, grace, time.time(), held, on_end

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -46,10 +46,15 @@ def parse_json(data: str | bytes) -> Any:
     """A client's JSON (a POST body, a WebSocket frame), strictly: ``ValueError`` for
     invalid JSON or UTF-8, ``NaN``/``Infinity`` (not JSON), a number too large for a float
     and nesting too deep to parse (Python's ``RecursionError``, which would otherwise be
-    a 500 page or a closed socket). Lone surrogates in its strings become U+FFFD."""
+    a 500 page or a closed socket). Bytes must be UTF-8 (JSON's one encoding on the wire;
+    ``json.loads`` would also take UTF-16 and UTF-32, lone surrogates and all). Lone
+    surrogates in its strings (escaped) become U+FFFD."""
     try:
-        value = json.loads(data, parse_constant=_not_json, parse_float=_finite, parse_int=_integer)
-        text = data if isinstance(data, str) else data.decode("latin-1")
+        text = data if isinstance(data, str) else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"The JSON is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_integer)
         if _SURROGATE_ESCAPE.search(text):
             value = replace_surrogates_in(value)
     except RecursionError as exc:
@@ -171,18 +176,33 @@ async def start_reply(
             )
         except StreamError:
             await reservation.refund()
+            await end_unstarted(options().get("on_end"))
             raise
         except Exception as exc:
-            # A hook that fails otherwise (a subclass's ``stream``): the client is told,
-            # never shown a traceback; the details go to the log.
+            # A hook that fails otherwise (a subclass's ``stream``, a model source that
+            # raises when called): the client is told, never shown a traceback; the
+            # details go to the log.
             await reservation.refund()
             logger.exception("The reply could not start")
+            await end_unstarted(options().get("on_end"))
             raise StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not start") from exc
         except BaseException:
             await reservation.refund()
             raise
 
     return await run_to_end(start())
+
+
+async def end_unstarted(on_end: Callable[[str], Awaitable[None]] | None) -> None:
+    """A reply that did not start after its hook stored something (a chat's turn, whose
+    ``on_end`` its options carry): end that as failed, so a stored prompt never waits
+    for a reply that will not come. A chat's ``on_end`` stores once, if it ran already."""
+    if on_end is None:
+        return
+    try:
+        await on_end("error")
+    except Exception:
+        logger.exception("The end of a reply that did not start could not be stored")
 
 
 async def run_to_end(start: Coroutine[Any, Any, T]) -> T:

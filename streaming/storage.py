@@ -341,10 +341,14 @@ def history_before(conversation_id: uuid.UUID, message_id: int) -> list[dict[str
     return within_budget(rows, int(setting("HISTORY_MAX_CHARS")))
 
 
-def end_turn(turn: Turn, end: str, text: str, reasoning: str = "") -> Message | None:
+def end_turn(
+    turn: Turn, end: str, text: str, reasoning: str = "", *, started_before: Any = None
+) -> Message | None:
     """Store the reply's message: its text so far, its reasoning and how it ended
     (``end`` is the type of its last event). Nothing when the conversation was deleted,
-    or already has the reply's message (a lost turn stored twice at once)."""
+    or already has the reply's message (a lost turn stored twice at once). With
+    ``started_before`` (a datetime), only a turn the conversation still names and that
+    began before then (a lost turn, not one starting now)."""
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
@@ -352,6 +356,10 @@ def end_turn(turn: Turn, end: str, text: str, reasoning: str = "") -> Message | 
         if (
             conversation is None
             or conversation.messages.filter(generation=turn.generation_id).exists()
+        ):
+            return None
+        if started_before is not None and (
+            conversation.generation != turn.generation_id or conversation.updated > started_before
         ):
             return None
         message = Message.objects.create(

@@ -1,7 +1,9 @@
 """The chat's model in the test settings (``STREAMING["MODEL"]``): the default one (the
 ``OPENAI_*`` environment, else the demo model), except for prompts that ask for a slow
 reply (``slow: ...``, for stopping one midway), one that fails after some text
-(``fail: ...``) or one with a NUL character (``nul: ...``)."""
+(``fail: ...``), one with a NUL character (``nul: ...``), plain text whatever the
+pipeline asks for (``plain: ...``) or a source that cannot be made
+(``broken: ...``: the factory raises when called)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,20 @@ SLOW_DELAY = 0.05
 SLOW_WORDS = 400
 
 
-async def model(
+def model(prompt: str, *, pipeline: str | None, history: Sequence[Message]) -> AsyncIterator[str]:
+    if prompt.startswith("broken:"):
+        raise RuntimeError("The model source could not be made")
+    return reply(prompt, pipeline=pipeline, history=history)
+
+
+async def reply(
     prompt: str, *, pipeline: str | None, history: Sequence[Message]
 ) -> AsyncIterator[str]:
     xml = expects_xml(pipeline)
+    if prompt.startswith("plain:"):  # a model that ignores the XML it is asked for
+        for word in prompt.removeprefix("plain:").split():
+            yield f"{word} "
+        return
     if prompt.startswith("nul:"):
         yield "before\x00after"
         return

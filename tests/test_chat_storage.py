@@ -238,6 +238,61 @@ def test_nul_characters_are_stored_as_replacement_characters(browser: Browser) -
     assert created.status_code == 201 and created.json()["title"] == "\ufffd"
 
 
+async def test_a_model_source_that_cannot_be_made_leaves_its_prompt_answered_as_failed(
+    browser: Browser,
+) -> None:
+    """The factory raises when called, after the turn is stored: the prompt is answered
+    by a failed reply (never left waiting for one), on every transport, and the
+    conversation takes the next prompt."""
+    refused = browser.post(prompt="broken: now")
+    assert refused.status_code == 500
+    assert refused.json() == {"error": "The reply could not start", "code": "INTERNAL_ERROR"}
+    conversation_id = refused.headers["X-Conversation-Id"]
+    async with browser.websocket() as socket:
+        prompt = {"type": "prompt", "prompt": "broken: again", "conversation": conversation_id}
+        await socket.send(json.dumps(prompt))
+        frame = json.loads(await socket.recv())
+        assert frame["type"] == "error" and frame["code"] == "INTERNAL_ERROR"
+    stored = browser.conversation(conversation_id)
+    assert [(m["role"], m["status"]) for m in stored["messages"]] == [
+        ("user", "complete"),
+        ("assistant", "failed"),
+    ] * 2
+    assert stored["running"] is None
+    assert browser.post(prompt="Hello", conversation=conversation_id).status_code == 200
+    assert len(browser.conversation(conversation_id)["messages"]) == 6
+
+
+def test_two_prompts_sent_together_to_one_conversation_start_one_reply(
+    browser: Browser,
+) -> None:
+    """The second finds the first's turn stored but its reply not yet in the event store:
+    that is a reply starting, not one that ended (both used to start, now and then)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(12):
+            conversation_id = browser.post(prompt="first").headers["X-Conversation-Id"]
+            prompts = [
+                pool.submit(browser.post, prompt=f"m{n}", conversation=conversation_id)
+                for n in range(2)
+            ]
+            statuses = sorted(prompt.result().status_code for prompt in prompts)
+            assert statuses == [200, 400], statuses
+            stored = browser.conversation(conversation_id)["messages"]
+            assert [m["role"] for m in stored] == ["user", "assistant"] * 2
+
+
+def test_a_model_that_ignores_the_xml_is_shown_whole_not_blank(browser: Browser) -> None:
+    """Plain text to the ``response`` pipeline, which reads ``<text>``: the reply is its
+    text, sent when it ends, not an empty reply."""
+    response = browser.post(prompt="plain: no tags at all")
+    assert response.status_code == 200
+    assert text_of(browser.events(response)) == "no tags at all "
+    stored = browser.conversation(response.headers["X-Conversation-Id"])["messages"]
+    assert (stored[-1]["content"], stored[-1]["status"]) == ("no tags at all ", "complete")
+
+
 def test_regenerate_replaces_the_last_reply(browser: Browser) -> None:
     first = browser.post(prompt="Tell me something")
     conversation_id = first.headers["X-Conversation-Id"]

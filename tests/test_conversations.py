@@ -122,11 +122,14 @@ def test_a_bad_title_is_refused(visitors: Any, body: dict[str, Any]) -> None:
         b"not json",
         b"[1, 2]",
         b"\xff\xfe",
+        # UTF-16 and UTF-32 (json.loads takes them), with a lone surrogate: a 500 before.
+        '{"title": "x'.encode("utf-16-le") + b"\x00\xd8" + 'y"}'.encode("utf-16-le"),
+        '{"title": "x'.encode("utf-32-le") + b"\x00\xd8\x00\x00" + 'y"}'.encode("utf-32-le"),
         b"[" * 100_000 + b"]" * 100_000,
         b'{"title": "t", "x": NaN}',
         b'{"title": "' + b"x" * 3_000_000 + b'"}',  # past DATA_UPLOAD_MAX_MEMORY_SIZE
     ],
-    ids=["not-json", "array", "bad-utf8", "nested", "nan", "too-large"],
+    ids=["not-json", "array", "bad-utf8", "utf16", "utf32", "nested", "nan", "too-large"],
 )
 def test_a_body_that_is_not_a_json_object_is_refused(visitors: Any, content: bytes) -> None:
     """As JSON, for PATCH and POST alike (Django's HTML page or a 500 would not be)."""
@@ -269,3 +272,21 @@ def test_an_ai_sdk_chat_id_with_a_slash_is_a_json_refusal(visitors: Any) -> None
             response = me.request(method, f"/chat/ui/{chat_id}/stream")
             assert response.status_code == 400, (chat_id, response.text[:200])
             assert response.json()["code"] == "BAD_REQUEST"
+
+
+def test_a_rename_racing_a_delete_is_a_404_never_a_503(visitors: Any) -> None:
+    """Whichever comes first, the rename of a conversation deleted meanwhile finds none
+    (it was a 503 "The database is unavailable", and an error in the log)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    me = visitors()
+    statuses: set[int] = set()
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(40):
+            conversation_id = me.create()["id"]
+            path = f"{API}/{conversation_id}"
+            rename = pool.submit(me.request, "PATCH", path, json={"title": "new"})
+            delete = pool.submit(me.request, "DELETE", path)
+            assert delete.result().status_code in (204, 404)
+            statuses.add(rename.result().status_code)
+    assert statuses <= {200, 404}, statuses

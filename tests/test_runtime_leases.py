@@ -15,6 +15,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from streaming.chat import START_GRACE
 from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
@@ -44,6 +45,12 @@ def env(tmp_path: Path, redis: RedisServer) -> dict[str, str]:
     store = {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": redis.url}}
     database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
     return {**database, "STREAMING_TEST_SETTINGS": json.dumps({"STORE": store})}
+
+
+def page_view(client: httpx.Client) -> tuple[dict[str, str], dict[str, str]]:
+    """A visitor opens the page: its cookies, and the header carrying its CSRF token."""
+    client.get("/")
+    return dict(client.cookies), {"X-CSRFToken": client.cookies["csrftoken"]}
 
 
 def test_a_resume_of_a_reply_whose_process_was_killed_gets_interrupted(
@@ -120,9 +127,7 @@ def test_a_conversation_whose_reply_died_with_its_process_takes_a_new_prompt(
     quick = {**env, "STREAMING_TEST_SETTINGS": json.dumps({**settings, "DEMO_TOKEN_DELAY": 0.001})}
     with daphne_process(env=slow) as (first, process), daphne_process(env=quick) as (second, _):
         with httpx.Client(base_url=first, timeout=LIMIT) as client:
-            client.get("/")
-            cookies = dict(client.cookies)
-            headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+            cookies, headers = page_view(client)
             with client.stream(
                 "POST", "/chat/stream", json={"prompt": "Hi"}, headers=headers
             ) as response:
@@ -161,3 +166,52 @@ def test_a_conversation_whose_reply_died_with_its_process_takes_a_new_prompt(
         "complete",
         "complete",
     ]
+
+
+def test_with_the_memory_store_a_reply_killed_with_its_process_is_stored_as_failed(
+    tmp_path: Path,
+) -> None:
+    """The memory store dies with its process: the next process knows nothing of the
+    reply. For ``START_GRACE`` after its turn was stored it may still be starting (a
+    prompt then is refused, as a second reply would be); then it is stored as failed,
+    with no text, and the conversation takes the next prompt: never a prompt left
+    without a reply, nor two prompts in a row."""
+    database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
+    settings = {"MODEL": "streaming.sources.demo_model", "DEMO_TOKEN_DELAY": 0.2}
+    env = {**database, "STREAMING_TEST_SETTINGS": json.dumps(settings)}
+    with (
+        daphne_process(env=env) as (first, process),
+        httpx.Client(base_url=first, timeout=LIMIT) as client,
+    ):
+        cookies, headers = page_view(client)
+        with client.stream(
+            "POST", "/chat/stream", json={"prompt": "Hi"}, headers=headers
+        ) as response:
+            started = time.monotonic()
+            conversation = response.headers["X-Conversation-Id"]
+            next(line for line in response.iter_lines() if line.startswith("data: "))
+            process.kill()
+            process.wait(LIMIT)
+    quick = {**env, "STREAMING_TEST_SETTINGS": json.dumps({**settings, "DEMO_TOKEN_DELAY": 0.001})}
+    with (
+        daphne_process(env=quick) as (second, _),
+        httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client,
+    ):
+        path = f"/chat/conversations/{conversation}"
+        again = {"prompt": "Again", "conversation": conversation}
+        early = client.get(path).json()
+        refused = client.post("/chat/stream", json=again, headers=headers)
+        assert time.monotonic() - started < START_GRACE  # the checks above ran in the grace
+        assert early["running"] is None
+        assert [m["role"] for m in early["messages"]] == ["user"]
+        assert refused.status_code == 400 and "still running" in refused.json()["error"]
+        time.sleep(max(0.0, START_GRACE + 0.5 - (time.monotonic() - started)))
+        stored = client.get(path).json()
+        assert [(m["role"], m["status"], m["content"]) for m in stored["messages"]] == [
+            ("user", "complete", "Hi"),
+            ("assistant", "failed", ""),
+        ]
+        answered = client.post("/chat/stream", json=again, headers=headers)
+        assert answered.status_code == 200, answered.text
+        after = client.get(path).json()
+    assert [m["role"] for m in after["messages"]] == ["user", "assistant"] * 2

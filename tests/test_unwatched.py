@@ -48,6 +48,25 @@ async def test_a_reply_nobody_follows_is_cancelled_after_the_grace() -> None:
     assert finished == ["finally"]
 
 
+async def test_a_kept_reply_of_a_connection_owner_is_cancelled_when_unwatched() -> None:
+    """No session, so the owner is the connection itself: once it is gone, nobody could
+    ever resume, follow or stop a kept reply, so ``keep`` waits ``CANCEL_GRACE`` like
+    ``cancel``, not ``KEEP_GRACE`` (a minute of model time nobody sees)."""
+    generations = Generations(MemoryStore())
+    with override_settings(STREAMING={"CANCEL_GRACE": 0.3, "KEEP_GRACE": 60.0}):
+        kept = []
+        for owner in ("connection:abc", "session:abc"):
+            finished: list[str] = []
+            generation_id = await generations.start(
+                paced(10_000, 0.01, finished), Pipeline(), owner=owner, policy="keep"
+            )
+            kept.append(generations.running[generation_id].task)
+        await asyncio.wait({kept[0]}, timeout=WAIT_LIMIT)
+        assert kept[0].done() and not kept[1].done()
+        await generations.cancel(generation_id)
+        await asyncio.wait({kept[1]}, timeout=WAIT_LIMIT)
+
+
 async def test_an_expected_follower_holds_the_reply_until_it_is_released() -> None:
     finished: list[str] = []
     generations = Generations(MemoryStore())
