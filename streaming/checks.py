@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import django
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import router
@@ -124,6 +125,28 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             hint='Add "OPTIONS": {"transaction_mode": "IMMEDIATE"} to the database in '
             "DATABASES, or use PostgreSQL.",
             id="streaming.W004",
+        )
+    ]
+
+
+@register()
+def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """An anonymous visitor owns their replies and conversations through the session:
+    without sessions, each request is a new owner (``connection:<random>``)."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if (
+        apps.is_installed("django.contrib.sessions")
+        and "django.contrib.sessions.middleware.SessionMiddleware" in middleware
+    ):
+        return []
+    return [
+        Warning(
+            "Sessions are off: an anonymous visitor is a new owner on every request and "
+            "every socket, so their conversations are never listed, a second prompt in one "
+            "is NOT_FOUND, and a reply cannot be resumed or stopped from another request.",
+            hint='Install "django.contrib.sessions" and its SessionMiddleware (as '
+            "startproject does), or let only logged-in users chat.",
+            id="streaming.W005",
         )
     ]
 

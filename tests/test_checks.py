@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import django
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from streaming.checks import (
     check_middleware,
     check_runserver,
+    check_sessions,
     check_settings,
     check_sqlite_locking,
 )
@@ -159,3 +161,11 @@ def test_the_redis_extra_is_named_only_for_a_redis_store_that_does_not_import(
         [message] = check_settings()
     assert message.id == "streaming.E004"
     assert ("[redis] extra" in (message.hint or "")) is mentions_redis
+
+
+def test_sessions_off_warn() -> None:
+    """Without them an anonymous visitor is a stranger on their next request."""
+    assert check_sessions() == []
+    without = [m for m in settings.MIDDLEWARE if "SessionMiddleware" not in m]
+    with override_settings(MIDDLEWARE=without):
+        assert [m.id for m in check_sessions()] == ["streaming.W005"]
