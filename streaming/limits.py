@@ -125,10 +125,13 @@ class Reservation:
     async def _give_back(self, quotas: Sequence[Quota]) -> None:
         if not quotas:
             return
+        keys = [quota.key for quota in quotas]
         try:
-            await self.store.release_quotas(self.holder, [quota.key for quota in quotas])
+            await self.store.release_quotas(self.holder, keys)
         except StreamError as exc:
-            logger.warning("Reply places of %s not released: %r", self.holder, exc)
+            logger.warning(
+                "Reply places %s not released (they lapse with their lease): %r", keys, exc
+            )
 
     async def _renew_until(self, task: asyncio.Future[Any]) -> None:
         try:
@@ -138,7 +141,8 @@ class Reservation:
                     try:
                         await self.store.renew_quotas(self.holder, self.active)
                     except StreamError as exc:
-                        logger.warning("Reply places of %s not renewed: %r", self.holder, exc)
+                        keys = [quota.key for quota in self.active]
+                        logger.warning("Reply places %s not renewed: %r", keys, exc)
         finally:
             await asyncio.shield(self.release())
 

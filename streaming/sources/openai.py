@@ -162,14 +162,26 @@ def sdk_failure(exc: BaseException) -> StreamError | None:
     return _stream_error(exc, *timeouts())
 
 
+def _url(exc: Exception) -> str:
+    """The URL of the request that failed, for the log (only the log names the server)."""
+    try:
+        return str(exc.request.url)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it has none
+        return "?"
+
+
 def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
     """The ``StreamError`` for an SDK failure (``httpx`` ones come from openai 1.x streams)."""
     if isinstance(exc, httpx.HTTPError):
-        return transport_error(exc, connect, read)
+        error = transport_error(exc, connect, read)
+        logger.warning("The model server at %s: %s", _url(exc), error.message)
+        return error
     if isinstance(exc, openai.APITimeoutError):
+        what = f"timed out (connect {connect:g} s, between chunks {read:g} s)"
+        logger.warning("The model server at %s %s", _url(exc), what)
         return StreamError(
             StreamErrorCode.TIMEOUT,
-            f"The model server timed out (connect {connect:g} s, between chunks {read:g} s)",
+            f"The model server {what}",
             {"connect_timeout": connect, "read_timeout": read},
         )
     if isinstance(exc, openai.APIStatusError):
@@ -181,11 +193,8 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
         )
     if isinstance(exc, openai.APIConnectionError):
         # Only the log names the server and the cause (a wrong BASE_URL, a refused port).
-        request = getattr(exc, "request", None)
         logger.warning(
-            "The model server at %s could not be reached: %r",
-            getattr(request, "url", "?"),
-            exc.__cause__ or exc,
+            "The model server at %s could not be reached: %r", _url(exc), exc.__cause__ or exc
         )
         return StreamError(
             StreamErrorCode.UPSTREAM_ERROR,

@@ -208,13 +208,17 @@ async def test_a_refused_connection_is_an_upstream_error_and_the_log_says_where(
     assert "ConnectError" in record.getMessage()
 
 
-async def test_a_slow_token_is_a_timeout_and_closes_the_connection(serve: Serve) -> None:
+async def test_a_slow_token_is_a_timeout_and_closes_the_connection(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
     upstream = await serve(one_token_then_wait)
     async with client(upstream.url) as api:
         pieces, error = await failure(openai_chat(MESSAGES, client=api, read_timeout=0.2))
     assert pieces == ["first"]
     assert error.code == StreamErrorCode.TIMEOUT
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+    # The log says which server (the client is told only that the model server timed out).
+    assert f"The model server at {upstream.url}/v1/chat/completions" in caplog.text
 
 
 async def test_cancelling_the_consumer_closes_the_upstream_connection(serve: Serve) -> None:
