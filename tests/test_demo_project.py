@@ -70,3 +70,11 @@ def test_the_page_answers_only_get_and_head(http: httpx.Client) -> None:
         refused = http.request(method, "/", headers=token)
         assert refused.status_code == 405, method
         assert refused.headers["Allow"] == "GET, HEAD"
+
+
+def test_the_clock_streams_to_get_only(http: httpx.Client) -> None:
+    """A HEAD got the ticks as a body, which a keep-alive client read as its next response."""
+    for method in ("HEAD", "OPTIONS"):
+        response = http.request(method, "/demo/clock")
+        assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    assert http.get("/").status_code == 200  # the same connection reads right
