@@ -64,7 +64,7 @@ def project_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sys.executable, "-m", "django", "startproject", NAME, str(directory), cwd=directory, env=env
     )
     package = directory / NAME
-    settings_block, urls_block, asgi_block = readme_blocks()
+    settings_block, database_block, urls_block, asgi_block = readme_blocks()
     assert (
         '"daphne",' in settings_block
         and f'ASGI_APPLICATION = "{NAME}.asgi.application"' in settings_block
@@ -75,8 +75,9 @@ def project_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         r"(INSTALLED_APPS = \[.*?)\n\]", r'\1\n    "streaming",\n]', settings, count=1, flags=re.S
     )
     settings += f'\nASGI_APPLICATION = "{NAME}.asgi.application"\n'
-    assert 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}' in settings_block
-    settings += 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}\n'
+    # After startproject's DATABASES, as the README says: appended to the file.
+    assert 'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}' in database_block
+    settings += database_block
     # Not a README edit: the demo model's pace, so a whole reply takes a moment, not seconds.
     settings += 'STREAMING = {"DEMO_TOKEN_DELAY": 0.001}\n'
     (package / "settings.py").write_text(settings)
@@ -182,6 +183,7 @@ def test_the_readme_testing_example_passes_in_the_new_project(project_directory:
     (example,) = readme_blocks("## Testing your own views and consumers")
     (project_directory / "pytest.ini").write_text(
         f"[pytest]\nDJANGO_SETTINGS_MODULE = {NAME}.settings\nasyncio_mode = auto\n"
+        "asyncio_default_fixture_loop_scope = function\n"
     )
     (project_directory / "test_readme_example.py").write_text(example)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
