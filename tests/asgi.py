@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from streaming.routing import websocket_urlpatterns  # noqa: E402
+from streaming.routing import unknown_path, websocket_urlpatterns  # noqa: E402
 
 from . import chat_ui_views, transport_views  # noqa: E402
 
@@ -28,6 +28,7 @@ websocket_application = AllowedHostsOriginValidator(
                 path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),
                 path("ws/echo/", transport_views.EchoConsumer.as_asgi()),
                 path("ws/chat-ui/", chat_ui_views.ScriptedChatUIConsumer.as_asgi()),
+                unknown_path,
             ]
         )
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 from streaming.testing import parse_sse
 
 from .conftest import probe
+from .servers import daphne_server, sqlite_database
 
 LIMIT = 10.0
 QUICK = {"size": "500", "pipeline": "passthrough"}
@@ -174,3 +176,22 @@ def test_denied_permissions_are_a_json_403(http: httpx.Client) -> None:
     message = refusal(http.get("/sse/denied", params={"key": key}), 403, "FORBIDDEN")
     assert message == "No streams for you"
     assert probe(http, key) == []
+
+
+async def test_a_websocket_path_no_route_serves_is_refused_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """``unknown_path`` last in the router: a 403 handshake, where Channels' "No route
+    found" was a 500 and a traceback in the log for each one."""
+    log = tmp_path / "daphne.log"
+    with sqlite_database() as env, daphne_server("tests.asgi:application", env=env, log=log) as url:
+        for path in ("/ws/chat", "/ws/nope/", "/chat/stream"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url.replace("http://", "ws://") + path, origin=url):  # type: ignore[arg-type]
+                    pass
+            assert refused.value.response.status_code == 403, path
+        async with connect(url.replace("http://", "ws://") + "/ws/scripted/", origin=url) as socket:  # type: ignore[arg-type]
+            await socket.send(json.dumps({"type": "ping"}))
+            assert json.loads(await socket.recv()) == {"type": "pong"}
+    assert "No route found" not in log.read_text()
+    assert "Traceback" not in log.read_text()
