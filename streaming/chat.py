@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -136,27 +137,51 @@ START_GRACE = 10.0
 #: second reply), or has ended (and is stored).
 TurnState = Literal["running", "starting", "ended"]
 
+#: The replies whose turn this process stored, not yet known to be in the event store,
+#: with when (``time.monotonic()``): kept ``START_GRACE`` seconds at most.
+_starting_here: dict[str, float] = {}
+
+
+def mark_starting(generation_id: str) -> None:
+    """Note that this process stored the turn of ``generation_id`` and starts its reply."""
+    now = time.monotonic()
+    for stale in [g for g, since in _starting_here.items() if now - since > START_GRACE]:
+        del _starting_here[stale]
+    _starting_here[generation_id] = now
+
+
+def is_starting_here(generation_id: str) -> bool:
+    """Whether this process stored the turn of ``generation_id`` within ``START_GRACE``."""
+    since = _starting_here.get(generation_id)
+    return since is not None and time.monotonic() - since <= START_GRACE
+
 
 async def settle_turn(
     generations: Generations, owner: str, conversation_id: Any, generation_id: str
 ) -> TurnState:
     """Where the conversation's last reply ``generation_id`` stands. A conversation names
     it until its message is stored: one that ended without storing it (its process died,
-    or storing failed) is stored now, as failed, with the text its events kept. One the
-    event store does not know is ``"starting"`` for ``START_GRACE`` seconds after its
-    turn was stored, then stored as failed with no text: its process died with a store
-    of its own (the memory store), or before the reply got to the store."""
+    or storing failed) is stored now, as failed, with the text its events kept.
+
+    One the event store does not know is ``"starting"`` while this process starts it.
+    Else, with a store of this process only (memory), it died with another process and
+    is stored as failed, with no text, at once; with a shared store (Redis), another
+    process may be starting it: that is its answer for ``START_GRACE`` seconds after its
+    turn was stored, then it is stored as failed too."""
     if await is_running(generations, generation_id, owner):
         return "running"
     turn = Turn(uuid.UUID(str(conversation_id)), generation_id, "")
-    if await generations.store.owner(generation_id) == owner:
+    store = generations.store
+    if await store.owner(generation_id) == owner:
         try:
             text = await generations.text_before(generation_id, sys.maxsize)
         except StreamError:
             text = ""  # its events expired meanwhile
         await in_db(end_turn, turn, "error", text)
         return "ended"
-    started_before = timezone.now() - timedelta(seconds=START_GRACE)
+    if is_starting_here(generation_id):
+        return "starting"
+    started_before = timezone.now() - timedelta(seconds=START_GRACE) if store.shared else None
     stored = await in_db(end_turn, turn, "error", "", started_before=started_before)
     if stored is None and await in_db(is_current_turn, turn):
         return "starting"
@@ -172,6 +197,7 @@ def turn_options(turn: Turn, pipeline: RecordingPipeline) -> dict[str, Any]:
         return await in_db(is_current_turn, turn)
 
     async def on_end(end: str) -> None:
+        _starting_here.pop(turn.generation_id, None)
         await in_db(end_turn, turn, end, pipeline.text, pipeline.reasoning)
 
     return {"generation_id": turn.generation_id, "on_start": on_start, "on_end": on_end}
@@ -225,19 +251,25 @@ class ConversationReplies(PipelineChoiceMixin):
         expected = ""
         if conversation is not None:
             expected = await in_db(current_generation, owner, conversation)
-            if expected and (
-                await settle_turn(get_generations(), owner, conversation, expected) != "ended"
-            ):
-                raise busy()
-        self.turn = await in_db(
-            begin_turn,
-            owner,
-            conversation,
-            None if regenerate else prompt,
-            generation_id=uuid.uuid4().hex,
-            expected=expected,
-            regenerate=regenerate,
-        )
+            if expected:
+                if await settle_turn(get_generations(), owner, conversation, expected) != "ended":
+                    raise busy()
+                expected = ""  # its message is stored: the conversation names no reply now
+        generation_id = uuid.uuid4().hex
+        mark_starting(generation_id)  # before it is stored: a prompt beside it sees it
+        try:
+            self.turn = await in_db(
+                begin_turn,
+                owner,
+                conversation,
+                None if regenerate else prompt,
+                generation_id=generation_id,
+                expected=expected,
+                regenerate=regenerate,
+            )
+        except BaseException:
+            _starting_here.pop(generation_id, None)
+            raise
         return self.turn
 
     def model_source(self, turn: Turn, params: Mapping[str, Any]) -> Any:

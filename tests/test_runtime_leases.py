@@ -6,8 +6,11 @@ sharing a real redis-server)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +171,77 @@ def test_a_conversation_whose_reply_died_with_its_process_takes_a_new_prompt(
     ]
 
 
+def lose_a_turn(database: Path, conversation: str, age: float) -> None:
+    """What a process killed between storing a turn and starting its reply leaves: the
+    prompt stored ``age`` seconds ago, the conversation naming a reply no store knows."""
+    stored = (datetime.now(UTC) - timedelta(seconds=age)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    key = uuid.UUID(conversation).hex
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "INSERT INTO streaming_message (conversation_id, role, content, status, reasoning,"
+            " created) VALUES (?, 'user', 'Lost', 'complete', '', ?)",
+            (key, stored),
+        )
+        db.execute(
+            "UPDATE streaming_conversation SET generation = ?, updated = ? WHERE id = ?",
+            (uuid.uuid4().hex, stored, key),
+        )
+
+
+def backdate(database: Path, conversation: str, age: float) -> None:
+    """Make the conversation's last change ``age`` seconds old."""
+    stored = (datetime.now(UTC) - timedelta(seconds=age)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE streaming_conversation SET updated = ? WHERE id = ?",
+            (stored, uuid.UUID(conversation).hex),
+        )
+
+
+def test_a_turn_the_shared_store_does_not_know_is_starting_then_lost(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """With Redis another process may be between storing a turn and starting its reply:
+    a turn the store does not know counts as starting (a prompt beside it is refused,
+    not a second reply) for ``START_GRACE`` after it was stored; after that it was lost,
+    and is stored as failed so the conversation takes the next prompt."""
+    with (
+        daphne_process(env=env) as (url, _),
+        httpx.Client(base_url=url, timeout=LIMIT) as client,
+    ):
+        _, headers = page_view(client)
+        answered = client.post("/chat/stream", json={"prompt": "Hi"}, headers=headers)
+        conversation = answered.headers["X-Conversation-Id"]
+        path = f"/chat/conversations/{conversation}"
+        again = {"prompt": "Again", "conversation": conversation}
+
+        lose_a_turn(tmp_path / "db.sqlite3", conversation, age=1.0)
+        starting = client.get(path).json()
+        refused = client.post("/chat/stream", json=again, headers=headers)
+        assert starting["running"] is None
+        assert [m["role"] for m in starting["messages"]] == ["user", "assistant", "user"]
+        assert refused.status_code == 400 and "still running" in refused.json()["error"]
+
+        backdate(tmp_path / "db.sqlite3", conversation, age=START_GRACE + 1)
+        answered = client.post("/chat/stream", json=again, headers=headers)
+        assert answered.status_code == 200, answered.text
+        after = client.get(path).json()
+        assert [(m["role"], m["status"], m["content"] != "") for m in after["messages"][2:]] == [
+            ("user", "complete", True),
+            ("assistant", "failed", False),
+            ("user", "complete", True),
+            ("assistant", "complete", True),
+        ]
+
+
 def test_with_the_memory_store_a_reply_killed_with_its_process_is_stored_as_failed(
     tmp_path: Path,
 ) -> None:
     """The memory store dies with its process: the next process knows nothing of the
-    reply. For ``START_GRACE`` after its turn was stored it may still be starting (a
-    prompt then is refused, as a second reply would be); then it is stored as failed,
-    with no text, and the conversation takes the next prompt: never a prompt left
-    without a reply, nor two prompts in a row."""
+    reply, and no other process can be starting it. The first look at the conversation
+    (here a prompt) stores it as failed, with no text, and the prompt is answered at
+    once, with no grace to wait out: never a prompt left without a reply, nor two
+    prompts in a row."""
     database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
     settings = {"MODEL": "streaming.sources.demo_model", "DEMO_TOKEN_DELAY": 0.2}
     env = {**database, "STREAMING_TEST_SETTINGS": json.dumps(settings)}
@@ -187,7 +253,6 @@ def test_with_the_memory_store_a_reply_killed_with_its_process_is_stored_as_fail
         with client.stream(
             "POST", "/chat/stream", json={"prompt": "Hi"}, headers=headers
         ) as response:
-            started = time.monotonic()
             conversation = response.headers["X-Conversation-Id"]
             next(line for line in response.iter_lines() if line.startswith("data: "))
             process.kill()
@@ -197,21 +262,14 @@ def test_with_the_memory_store_a_reply_killed_with_its_process_is_stored_as_fail
         daphne_process(env=quick) as (second, _),
         httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client,
     ):
-        path = f"/chat/conversations/{conversation}"
+        # The first look is a prompt: the lost reply is stored, and the prompt answered.
         again = {"prompt": "Again", "conversation": conversation}
-        early = client.get(path).json()
-        refused = client.post("/chat/stream", json=again, headers=headers)
-        assert time.monotonic() - started < START_GRACE  # the checks above ran in the grace
-        assert early["running"] is None
-        assert [m["role"] for m in early["messages"]] == ["user"]
-        assert refused.status_code == 400 and "still running" in refused.json()["error"]
-        time.sleep(max(0.0, START_GRACE + 0.5 - (time.monotonic() - started)))
-        stored = client.get(path).json()
-        assert [(m["role"], m["status"], m["content"]) for m in stored["messages"]] == [
-            ("user", "complete", "Hi"),
-            ("assistant", "failed", ""),
-        ]
         answered = client.post("/chat/stream", json=again, headers=headers)
         assert answered.status_code == 200, answered.text
-        after = client.get(path).json()
-    assert [m["role"] for m in after["messages"]] == ["user", "assistant"] * 2
+        after = client.get(f"/chat/conversations/{conversation}").json()
+    assert [(m["role"], m["status"], m["content"] != "") for m in after["messages"]] == [
+        ("user", "complete", True),
+        ("assistant", "failed", False),
+        ("user", "complete", True),
+        ("assistant", "complete", True),
+    ]

@@ -193,6 +193,9 @@ class EventStore(abc.ABC):
     #: True when an instance only works on the event loop it was first used on (it holds
     #: connections): ``get_store()`` then keeps one instance per loop, else one per process.
     loop_bound: ClassVar[bool] = True
+    #: True when other processes see this store's streams (Redis); False when only this
+    #: process does (memory): a stream it does not know is not being started elsewhere.
+    shared: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def create(self, stream_id: str, *, owner: str, lease: float | None = None) -> None:

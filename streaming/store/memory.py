@@ -95,6 +95,7 @@ class MemoryStore(EventStore):
     """
 
     loop_bound = False
+    shared = False
 
     def __init__(
         self,

@@ -64,5 +64,9 @@ def wait_for_state(page: Any, state: str, timeout: float = REPLY_TIMEOUT) -> Non
             timeout=timeout,
         )
     except Exception as error:
-        seen = last_reply(page).get_attribute("data-state", timeout=1_000)
-        raise AssertionError(f"the reply did not get to {state!r}: it is {seen!r}") from error
+        reply = last_reply(page)
+        seen = reply.get_attribute("data-state", timeout=1_000)
+        notice = reply.locator(".notice").text_content(timeout=1_000)
+        raise AssertionError(
+            f"the reply did not get to {state!r}: it is {seen!r} ({notice!r})"
+        ) from error
