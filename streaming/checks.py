@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from typing import Any
@@ -151,6 +152,17 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ]
 
 
+def unknown_hint(key: str) -> str:
+    """The known setting a misspelt ``key`` most likely meant (one it lengthens or
+    shortens, else a close spelling), else them all."""
+    key = key.upper()
+    close = [k for k in DEFAULTS if key and (key.startswith(k) or k.startswith(key))]
+    close = close or difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.8)
+    if close:
+        return f"Did you mean {max(close, key=len)!r}?"
+    return f"Known settings: {', '.join(sorted(DEFAULTS))}."
+
+
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """``STREAMING`` must be a dict of known keys with sensible values."""
@@ -161,9 +173,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for key in sorted(set(user) - set(DEFAULTS)):
         errors.append(
             Error(
-                f"Unknown STREAMING setting {key!r}.",
-                hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
-                id="streaming.E002",
+                f"Unknown STREAMING setting {key!r}.", hint=unknown_hint(key), id="streaming.E002"
             )
         )
     for key in _POSITIVE_NUMBERS:

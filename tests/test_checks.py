@@ -33,6 +33,24 @@ def test_the_demo_settings_pass_every_check() -> None:
     assert check_middleware() + check_runserver() + check_settings() + check_sqlite_locking() == []
 
 
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("KEEPALIVE_SECONDS", "Did you mean 'KEEPALIVE'?"),
+        ("max_prompt_length", "Did you mean 'MAX_PROMPT_LENGTH'?"),
+        ("MAX_PROMPT_LENGHT", "Did you mean 'MAX_PROMPT_LENGTH'?"),
+        ("FLUSH_INTERVAL", "Did you mean 'FLUSH_INTERVAL_MS'?"),
+        ("COLOUR", "Known settings: "),
+    ],
+)
+def test_an_unknown_setting_names_the_one_it_likely_meant(key: str, hint: str) -> None:
+    with override_settings(STREAMING={key: 1}):
+        [error] = check_settings()
+    assert error.id == "streaming.E002" and error.hint.startswith(hint)
+    if hint == "Known settings: ":
+        assert "MAX_PROMPT_LENGTH" in error.hint
+
+
 def test_daphne_after_staticfiles_warns() -> None:
     with override_settings(INSTALLED_APPS=["django.contrib.staticfiles", "daphne", "streaming"]):
         assert [m.id for m in check_runserver()] == ["streaming.W003"]
