@@ -65,6 +65,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]  # what the project adds to the app's files
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+TIME_ZONE = "UTC"  # the log's times (Django's default is America/Chicago)
 
 # Every key is optional; these are the defaults (see streaming/conf.py and the README).
 STREAMING = {
