@@ -152,12 +152,12 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ]
 
 
-def unknown_hint(key: str) -> str:
+def unknown_hint(key: object) -> str:
     """The known setting a misspelt ``key`` most likely meant (one it lengthens or
     shortens, else a close spelling), else them all."""
-    key = key.upper()
-    close = [k for k in DEFAULTS if key and (key.startswith(k) or k.startswith(key))]
-    close = close or difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.8)
+    name = str(key).upper()
+    close = [k for k in DEFAULTS if name and (name.startswith(k) or k.startswith(name))]
+    close = close or difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.8)
     if close:
         return f"Did you mean {max(close, key=len)!r}?"
     return f"Known settings: {', '.join(sorted(DEFAULTS))}."
@@ -170,7 +170,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not isinstance(user, dict):
         return [Error("settings.STREAMING must be a dict.", id="streaming.E001")]
     errors: list[CheckMessage] = []
-    for key in sorted(set(user) - set(DEFAULTS)):
+    for key in sorted(set(user) - set(DEFAULTS), key=str):
         errors.append(
             Error(
                 f"Unknown STREAMING setting {key!r}.", hint=unknown_hint(key), id="streaming.E002"

@@ -41,9 +41,10 @@ def test_the_demo_settings_pass_every_check() -> None:
         ("MAX_PROMPT_LENGHT", "Did you mean 'MAX_PROMPT_LENGTH'?"),
         ("FLUSH_INTERVAL", "Did you mean 'FLUSH_INTERVAL_MS'?"),
         ("COLOUR", "Known settings: "),
+        (7, "Known settings: "),
     ],
 )
-def test_an_unknown_setting_names_the_one_it_likely_meant(key: str, hint: str) -> None:
+def test_an_unknown_setting_names_the_one_it_likely_meant(key: object, hint: str) -> None:
     with override_settings(STREAMING={key: 1}):
         [error] = check_settings()
     assert error.id == "streaming.E002" and error.hint.startswith(hint)
@@ -61,6 +62,7 @@ def test_daphne_after_staticfiles_warns() -> None:
     [
         ("not a dict", ["streaming.E001"]),
         ({"KEEPALIVE_SECONDS": 1}, ["streaming.E002"]),
+        ({"COLOUR": 1, 7: 2}, ["streaming.E002", "streaming.E002"]),
         ({"KEEPALIVE": 0}, ["streaming.E003"]),
         ({"MAX_QUEUE": 1.5}, ["streaming.E003"]),
         ({"MAX_BUFFER": True}, ["streaming.E003"]),
