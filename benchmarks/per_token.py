@@ -240,17 +240,18 @@ def table(args: argparse.Namespace, redis_url: str | None) -> None:
             measured = {label: measure(key, where, args, redis_url, args.core)
                         for key, where, label in random.sample(runs, len(runs))}  # fmt: skip
             for key, _, label in runs:
-                raw = measured[PATHS["raw-http" if PATHS[key][0] == "http" else "raw-ws"][2]]
                 results[label].append(measured[label])
-                ratios[label].append(measured[label] / raw)
+                raw = measured.get(PATHS["raw-http" if PATHS[key][0] == "http" else "raw-ws"][2])
+                if raw is not None:  # (the raw path of its transport was run)
+                    ratios[label].append(measured[label] / raw)
     store = "Redis" if redis_url else "memory"
     print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart, "
           f"{store} store, median of {args.rounds} rounds")  # fmt: skip
     print(f"| path | {'Python calls' if args.calls else 'µs'} per token | x raw |")
     print("|---|---:|---:|")
     for label, values in results.items():
-        print(f"| {label} | {statistics.median(values):.1f} | "
-              f"{statistics.median(ratios[label]):.2f} |")  # fmt: skip
+        ratio = f"{statistics.median(ratios[label]):.2f}" if ratios[label] else "-"
+        print(f"| {label} | {statistics.median(values):.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,10 @@ class SSEView(PipelineChoiceMixin, View):
 
     def get_protocol(self) -> WireProtocol[ServerSentEvent]:
         """How the reply's events become SSE messages: ours, built by the hooks above."""
-        return SSEMessages(self.chunk_message, self.done_message, self.error_message)
+        chunk_message: Callable[[str], Any] = self.chunk_message
+        if type(self).chunk_message is SSEView.chunk_message:
+            chunk_message = chunk_data  # not overridden: SSEMessages writes it pre-encoded
+        return SSEMessages(chunk_message, self.done_message, self.error_message)
 
     # -------------------------------------------------------------- dispatch
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -163,5 +163,13 @@ def test_a_reply_id_that_could_inject_fields_is_refused_by_its_chunk_messages(ba
         SSEMessages().messages(bad, [Chunk(1, "x")])
     assert caught.value.code == "INVALID_FIELD"
     assert SSEMessages().messages("g", [Chunk(2, "x")]) == [
-        ServerSentEvent({"chunk": "x"}, id="g:2")
+        ServerSentEvent('{"chunk":"x"}', id="g:2")
     ]
+
+
+@given(st.text())
+def test_a_chunk_message_pre_encoded_is_the_bytes_of_its_json_object(text: str) -> None:
+    (message,) = SSEMessages().messages("g", [Chunk(3, text)])
+    assert message.encode() == ServerSentEvent({"chunk": text}, id="g:3").encode()
+    (other,) = SSEMessages(lambda text: {"delta": text}).messages("g", [Chunk(3, text)])
+    assert other == ServerSentEvent({"delta": text}, id="g:3")

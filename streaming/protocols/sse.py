@@ -5,6 +5,7 @@ reconnect sends back as ``Last-Event-ID``."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from ..errors import StreamError, StreamErrorCode
@@ -16,6 +17,12 @@ from .base import WireProtocol
 
 def chunk_data(text: str) -> Any:
     return {"chunk": text}
+
+
+def chunk_json(text: str) -> str:
+    """``chunk_data(text)`` already as its compact JSON (the ``data`` line of one message
+    a token), written directly instead of through the JSON encoder's per-key checks."""
+    return '{"chunk":' + encode_basestring(text) + "}"
 
 
 def done_data() -> Any:
@@ -36,6 +43,8 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         error_message: Callable[[StreamError], Any] = error_data,
     ) -> None:
         self.chunk_message = chunk_message
+        # The usual shape goes out pre-encoded: a str is sent as is.
+        self._chunk_data = chunk_json if chunk_message is chunk_data else chunk_message
         self.done_message = done_message
         self.error_message = error_message
         #: The generation id last checked as a valid SSE id (its messages then skip it).
@@ -45,7 +54,7 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         if generation_id is not self._checked:  # once per reply, not per token
             validate_id(generation_id)
             self._checked = generation_id
-        return [message_with_id(self.chunk_message(event.text), f"{generation_id}:{event.seq}")]
+        return [message_with_id(self._chunk_data(event.text), f"{generation_id}:{event.seq}")]
 
     def event(self, generation_id: str, event: Event) -> list[ServerSentEvent]:
         return [ServerSentEvent(event.data, event=event.name, id=f"{generation_id}:{event.seq}")]
