@@ -5,6 +5,7 @@
                                             [--fast]
                                             [--burst 100000] [--no-paced]
                                             [--before CHECKOUT] [--keepalive S]
+                                            [--store-batch-ms MS]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -37,6 +38,8 @@ raw response merging its tokens into one message every 16 ms (the floor for any 
 path: the model's own wake-up per token, one write per message) and on ``SSEView`` and
 ``StreamConsumer`` with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the
 model wrote it to its delivery (counted once every reply of the run streams).
+``--store-batch-ms MS``: every server's ``STORE_BATCH_MS`` (how long the Redis store's
+writes are gathered: CPU per token against the gap between tokens).
 """
 
 from __future__ import annotations
@@ -768,7 +771,12 @@ def main() -> None:
     parser.add_argument(
         "--keepalive", type=float, help="seconds: every server's KEEPALIVE (default 15)"
     )
+    parser.add_argument(
+        "--store-batch-ms", type=float, help="every server's STORE_BATCH_MS (default 2)"
+    )
     args = parser.parse_args()
+    if args.store_batch_ms is not None:
+        os.environ["STREAMING_BENCH_STORE_BATCH_MS"] = str(args.store_batch_ms)
     if args.keepalive:
         os.environ["STREAMING_BENCH_KEEPALIVE"] = str(args.keepalive)
     if args.gc_threshold:
