@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from streaming.consumers import StreamConsumer
 from streaming.events import Chunk
 from streaming.protocols import SSEMessages
 from streaming.sse import SSEParser, encode_comment, encode_fields, serialize_data
+from streaming.views import SSEView
 
 
 def parse_all(data: bytes | str) -> list[tuple[str, str, str | None, int | None]]:
@@ -173,3 +175,15 @@ def test_a_chunk_message_pre_encoded_is_the_bytes_of_its_json_object(text: str) 
     assert message.encode() == ServerSentEvent({"chunk": text}, id="g:3").encode()
     (other,) = SSEMessages(lambda text: {"delta": text}).messages("g", [Chunk(3, text)])
     assert other == ServerSentEvent({"delta": text}, id="g:3")
+
+
+def test_sse_view_pre_encodes_its_chunks_unless_chunk_message_is_overridden() -> None:
+    class Default(SSEView):
+        pass
+
+    class Custom(SSEView):
+        def chunk_message(self, text: str) -> Any:
+            return {"delta": text}
+
+    assert Default().get_protocol().messages("g", [Chunk(1, "é")])[0].data == '{"chunk":"é"}'
+    assert Custom().get_protocol().messages("g", [Chunk(1, "é")])[0].data == {"delta": "é"}

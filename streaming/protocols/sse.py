@@ -42,9 +42,8 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         done_message: Callable[[], Any] = done_data,
         error_message: Callable[[StreamError], Any] = error_data,
     ) -> None:
-        self.chunk_message = chunk_message
         # The usual shape goes out pre-encoded: a str is sent as is.
-        self._chunk_data = chunk_json if chunk_message is chunk_data else chunk_message
+        self.chunk_message = chunk_json if chunk_message is chunk_data else chunk_message
         self.done_message = done_message
         self.error_message = error_message
         #: The generation id last checked as a valid SSE id (its messages then skip it).
@@ -54,7 +53,7 @@ class SSEMessages(WireProtocol[ServerSentEvent]):
         if generation_id is not self._checked:  # once per reply, not per token
             validate_id(generation_id)
             self._checked = generation_id
-        return [message_with_id(self._chunk_data(event.text), f"{generation_id}:{event.seq}")]
+        return [message_with_id(self.chunk_message(event.text), f"{generation_id}:{event.seq}")]
 
     def event(self, generation_id: str, event: Event) -> list[ServerSentEvent]:
         return [ServerSentEvent(event.data, event=event.name, id=f"{generation_id}:{event.seq}")]
