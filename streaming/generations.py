@@ -86,6 +86,12 @@ FIRST_SLICE = 0.0005
 FIRST_WAIT = 0.02
 #: Seconds the store flusher waits for more writes before its task ends.
 FLUSHER_LINGER = 1.0
+#: Events a generation whose store needs a round trip (Redis) hands to its followers here
+#: before they are stored, at most: a client that saw them and resumes in another process
+#: at once is that far ahead of the store, at most, and waits there for it to catch up.
+MAX_UNSTORED = 256
+#: Seconds between two looks at the store by a resume that is ahead of it (see above).
+CATCH_UP_POLL = 0.005
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
 
@@ -144,17 +150,20 @@ def store_failure(exc: BaseException) -> StreamError:
 
 
 class _EventWriter:
-    """Numbers a generation's events, writes them to the store, and hands what is stored to
-    the followers in this process (no store read, no task per event).
+    """Numbers a generation's events, writes them to the store, and hands them to the
+    followers in this process (no store read, no task per event).
 
     Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
     waits for it, else when the event loop next runs (or ``FLUSH_INTERVAL_MS`` later),
     so text ready at once makes few events and a token paced by its model goes out alone.
     A store that appends without waiting (``append_now``, the memory store) is written
-    inline; another (Redis) is written by the process's ``_StoreFlusher``, one round trip
-    for every reply with new events. Followers here see an event only once it is stored,
-    so a client that resumes elsewhere never finds the store behind what it saw. A failed
-    write is kept in ``failure`` and reported to ``on_failure`` at once.
+    inline, and followers here get each event once it is stored. Another (Redis) is
+    written by the process's ``_StoreFlusher``, one round trip for every reply with new
+    events gathered over ``STORE_BATCH_MS``: followers here are handed events before they
+    are stored (up to ``MAX_UNSTORED`` of them), so that window delays no token, and the
+    terminal event only once everything is stored. A client that resumes elsewhere in
+    between finds the store behind its cursor and waits for it (``Generations.has_more``).
+    A failed write is kept in ``failure`` and reported to ``on_failure`` at once.
     """
 
     __slots__ = (
@@ -177,6 +186,7 @@ class _EventWriter:
         "seq",
         "size",
         "store",
+        "stored_seq",
         "text",
         "waiters",
         "writing",
@@ -211,10 +221,13 @@ class _EventWriter:
         self.writing = False
         self.failure: StreamError | None = None
         self.on_failure: Callable[[], object] = _ignore
-        # For the followers here: the stored events after ``base`` (kept while someone
-        # here reads them), the futures of those waiting, and whether the log ended.
+        # For the followers here: the events handed over after ``base`` (kept while
+        # someone here reads them, and until they are stored), the futures of those
+        # waiting, and whether the log ended.
         self.events: list[GenerationEvent] = []
         self.base = 0
+        #: The seq of the last event in the store.
+        self.stored_seq = 0
         self.readers = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.ended = False
@@ -237,7 +250,7 @@ class _EventWriter:
         self.text.append(text)
         if self.sealing is not None or self.failure is not None:
             return
-        if self.waiters and not self.interval and (self.inline or not self.flushing):
+        if self.waiters and not self.interval and (self.may_hand or not self.flushing):
             self._seal()  # a follower waits: hand the text over now
             return
         loop = asyncio.get_running_loop()
@@ -252,6 +265,16 @@ class _EventWriter:
         self.seq += 1
         self.pending.append(Event(self.seq, name, data))
         self._write()
+
+    @property
+    def handed(self) -> int:
+        """The seq of the last event handed to the followers here."""
+        return self.base + len(self.events)
+
+    @property
+    def may_hand(self) -> bool:
+        """Whether an event may be handed over before it is stored (not too far ahead)."""
+        return self.handed - self.stored_seq < MAX_UNSTORED
 
     @property
     def flushing(self) -> bool:
@@ -291,7 +314,7 @@ class _EventWriter:
     @property
     def fresh(self) -> bool:
         """Whether nothing of the reply is stored yet."""
-        return not self.base and not self.events
+        return not self.stored_seq
 
     def _close_text(self) -> None:
         if self.sealing is not None:
@@ -307,11 +330,16 @@ class _EventWriter:
         self._write()
 
     def _write(self) -> None:
-        """Store the pending events: inline when the store can, else through the flusher."""
-        if not self.pending or self.writing or self.failure is not None:
+        """Store the pending events: inline when the store can, else through the flusher
+        (and hand them over now)."""
+        if not self.pending or self.failure is not None:
             return
         if not self.inline:
-            self.flusher.mark(self)
+            self._hand(self.pending)
+            if not self.writing:
+                self.flusher.mark(self)
+            return
+        if self.writing:
             return
         batch = self.pending
         try:
@@ -337,12 +365,35 @@ class _EventWriter:
                 )
             )
             return
-        if self.readers:
-            self.events.extend(batch)
-        else:
-            self.events = []
-            self.base = last
+        self.stored_seq = last
+        self._hand(batch)
+        if self.pending:
+            self._hand(self.pending)
+        if not self.readers:
+            self.trim(last)
         self.wake()
+
+    def _hand(self, batch: list[GenerationEvent]) -> None:
+        """Hand the followers here the events of ``batch`` they were not handed yet (the
+        store's order is the seq's, so those are its last ones); before they are stored
+        only as far as ``MAX_UNSTORED`` allows."""
+        new = batch[-1].seq - self.handed
+        if new <= 0 or new > len(batch):
+            return  # nothing new, or not the next ones (held back: handed once stored)
+        fresh = batch[-new:]
+        if fresh[-1].seq > self.stored_seq:
+            fresh = fresh[: max(0, MAX_UNSTORED - (self.handed - self.stored_seq))]
+        if fresh:
+            self.events.extend(fresh)
+            self.wake()
+
+    def trim(self, seq: int) -> None:
+        """Nobody here needs the events up to ``seq`` again: drop those that are stored
+        (a follower that comes later reads them from the store)."""
+        upto = min(seq, self.stored_seq)
+        if upto > self.base:
+            del self.events[: upto - self.base]
+            self.base = upto
 
     def fail(self, exc: BaseException) -> None:
         if self.failure is not None:
@@ -702,13 +753,49 @@ class Generations:
     async def has_more(self, generation_id: str, owner: str, after: int) -> bool:
         """Whether following from ``after`` would give anything: False once the
         generation is finished and its events after ``after`` are all read. A cursor
-        past the last stored event is refused (``BAD_CURSOR``) whether or not the
+        past the last event written is refused (``BAD_CURSOR``) whether or not the
         generation still runs, so a resume is refused before its response starts."""
         await self.check_owner(generation_id, owner)
+        running = self.running.get(generation_id)
+        if running is not None and after > running.writer.stored_seq:
+            # Handed over here, not yet stored: the terminal event is not among them.
+            check_cursor(generation_id, after, running.writer.handed)
+            return True
         store = self.store
+        after = await self._caught_up(generation_id, after)
         finished = await store.is_finished(generation_id)
         more = await store.read(generation_id, after, timeout=0)
         return not finished or bool(more)
+
+    async def _caught_up(self, generation_id: str, after: int) -> int:
+        """The cursor to read the store from for a client that saw the events up to
+        ``after``: ``after`` once the store has them. The process running the reply hands
+        its clients events before it stores them (``_EventWriter``), so a client that
+        resumes here at once may be ahead of the store, by ``MAX_UNSTORED`` events at
+        most: wait until it caught up, or until the reply ended without them (its process
+        died holding them, and its lease lapsed; the ``INTERRUPTED`` end then took the
+        first seq the store lacked, maybe one the client saw): then the cursor before that
+        end, which tells the client so. Otherwise ahead: ``BAD_CURSOR``."""
+        poll = CATCH_UP_POLL
+        while True:
+            try:
+                stored = await self.store.read(generation_id, after, timeout=0)
+            except StreamError as error:
+                last = (error.details or {}).get("last")
+                if not isinstance(last, int) or not 0 < after - last <= MAX_UNSTORED:
+                    raise
+                if await self.store.is_finished(generation_id):
+                    if last > 0 and await self._interrupted_at(generation_id, last):
+                        return last - 1
+                    raise
+                if generation_id not in self.running:
+                    await self.end_if_lapsed(generation_id)
+                await asyncio.sleep(poll)
+                poll = min(poll * 2, WATCH_INTERVAL)
+                continue
+            if stored or after < 1 or not await self.store.is_finished(generation_id):
+                return after
+            return after - 1 if await self._interrupted_at(generation_id, after) else after
 
     def follow(
         self, generation_id: str, owner: str, after: int = 0, *, heartbeat: float | None = None
@@ -737,6 +824,7 @@ class Generations:
         store = self.store
         touched = 0.0
         async with _Following(self, generation_id, owner, heartbeat, None) as beat:
+            after = await self._caught_up(generation_id, after)
             shared = self._shared_reader(store)
             if shared is not None:
                 # It runs elsewhere: this process's one reader of the store serves it.
@@ -912,8 +1000,7 @@ class Generations:
                     if len(kept) > start:
                         batch = kept[start:]
                         if writer.readers == 1:  # the only reader: nobody needs them again
-                            writer.events = []
-                            writer.base = batch[-1].seq
+                            writer.trim(batch[-1].seq)
                         if beat is not None:
                             beat.sent()
                         yield batch
@@ -935,6 +1022,14 @@ class Generations:
                         woken = True
             finally:
                 writer.readers -= 1
+
+    async def _interrupted_at(self, generation_id: str, seq: int) -> bool:
+        """Whether event ``seq`` is the ``INTERRUPTED`` end of a reply whose process died."""
+        events = await self.store.read(generation_id, seq - 1, timeout=0)
+        if not events:
+            return False
+        end = from_record(events[0].seq, events[0].data)
+        return isinstance(end, Error) and end.code == StreamErrorCode.INTERRUPTED
 
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,

@@ -72,6 +72,7 @@ def check_cursor(stream_id: str, after: int, last: int) -> None:
             f"cursor {after} is outside the stream (last event {last})",
             stream_id=stream_id,
             after=after,
+            last=last,
         )
 
 
