@@ -772,7 +772,7 @@ def main() -> None:
         "--keepalive", type=float, help="seconds: every server's KEEPALIVE (default 15)"
     )
     parser.add_argument(
-        "--store-batch-ms", type=float, help="every server's STORE_BATCH_MS (default 2)"
+        "--store-batch-ms", type=float, help="every server's STORE_BATCH_MS (default 10)"
     )
     args = parser.parse_args()
     if args.store_batch_ms is not None:

@@ -210,7 +210,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors += _check_client_address(user)
     for key, hint in (
         ("FLUSH_INTERVAL_MS", "For example 16 (one display frame)."),
-        ("STORE_BATCH_MS", "For example 2; 0 writes at the next event-loop turn."),
+        ("STORE_BATCH_MS", "For example 10; 0 writes at the next event-loop turn."),
     ):
         value = user.get(key)
         if value is not None and (

@@ -73,9 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "FLUSH_INTERVAL_MS": None,
     # Milliseconds a store that needs a round trip (Redis) gathers the new events of every
     # reply in the process before writing them all in one call: fewer round trips per
-    # token, at the cost of up to that much latency (a reply's first events, which its
-    # client waits for, go at once). 0: write at the next event-loop turn.
-    "STORE_BATCH_MS": 2.0,
+    # token. Followers in the reply's process get each event before it is stored, so
+    # this delays only followers in other processes (a reply's first events go at once).
+    # 0: write at the next event-loop turn.
+    "STORE_BATCH_MS": 10.0,
     # Extractor limits (characters), as the ElizaOS reference names them.
     "SAFE_MARGIN": 10,
     "MAX_BUFFER": 100 * 1024,

@@ -172,6 +172,7 @@ class _EventWriter:
         "ended",
         "events",
         "failure",
+        "flushed",
         "flusher",
         "generation_id",
         "going_out",
@@ -219,6 +220,8 @@ class _EventWriter:
         #: source is hogging the event loop and the generation lets it run.
         self.due = 0.0
         self.writing = False
+        #: Resolved when a write ends (``close`` waits for the one on its way).
+        self.flushed: asyncio.Future[None] | None = None
         self.failure: StreamError | None = None
         self.on_failure: Callable[[], object] = _ignore
         # For the followers here: the events handed over after ``base`` (kept while
@@ -250,7 +253,12 @@ class _EventWriter:
         self.text.append(text)
         if self.sealing is not None or self.failure is not None:
             return
-        if self.waiters and not self.interval and (self.may_hand or not self.flushing):
+        if (
+            self.waiters
+            and not self.interval
+            # not too far ahead of the store to hand it over before it is stored
+            and (self.base + len(self.events) - self.stored_seq < MAX_UNSTORED or not self.flushing)
+        ):
             self._seal()  # a follower waits: hand the text over now
             return
         loop = asyncio.get_running_loop()
@@ -270,11 +278,6 @@ class _EventWriter:
     def handed(self) -> int:
         """The seq of the last event handed to the followers here."""
         return self.base + len(self.events)
-
-    @property
-    def may_hand(self) -> bool:
-        """Whether an event may be handed over before it is stored (not too far ahead)."""
-        return self.handed - self.stored_seq < MAX_UNSTORED
 
     @property
     def flushing(self) -> bool:
@@ -366,12 +369,18 @@ class _EventWriter:
             )
             return
         self.stored_seq = last
-        self._hand(batch)
+        handed = self.base + len(self.events)
+        if batch[0].seq == handed + 1:  # none handed yet (the memory store): all at once
+            self.events.extend(batch)
+            self.wake()
+        elif last > handed:
+            self._hand(batch)
         if self.pending:
             self._hand(self.pending)
         if not self.readers:
             self.trim(last)
-        self.wake()
+        if self.flushed is not None:
+            _resolve(self.flushed)
 
     def _hand(self, batch: list[GenerationEvent]) -> None:
         """Hand the followers here the events of ``batch`` they were not handed yet (the
@@ -404,8 +413,9 @@ class _EventWriter:
         self.pending, self.text = [], []
         self.on_failure()
         self.wake()
-        if self.going_out is not None:
-            _resolve(self.going_out)
+        for future in (self.going_out, self.flushed):
+            if future is not None:
+                _resolve(future)
 
     def wake(self) -> None:
         # In place: ``set_result`` only schedules the waiters, so none is added meanwhile.
@@ -415,7 +425,7 @@ class _EventWriter:
         self.waiters.clear()
 
     async def wait(self) -> None:
-        """Until something is stored, the log ends or a write fails."""
+        """Until something is handed over, the log ends or a write fails."""
         future = asyncio.get_running_loop().create_future()
         self.waiters.append(future)
         try:
@@ -431,7 +441,11 @@ class _EventWriter:
         finish the log. A failed write raises the store's error."""
         self._close_text()
         while self.writing and self.failure is None:
-            await self.wait()
+            self.flushed = asyncio.get_running_loop().create_future()
+            try:
+                await self.flushed
+            finally:
+                self.flushed = None
         if self.failure is not None:
             raise self.failure
         self.seq += 1
@@ -1000,7 +1014,11 @@ class Generations:
                     if len(kept) > start:
                         batch = kept[start:]
                         if writer.readers == 1:  # the only reader: nobody needs them again
-                            writer.trim(batch[-1].seq)
+                            if writer.stored_seq >= batch[-1].seq:
+                                writer.events = []
+                                writer.base = batch[-1].seq
+                            elif writer.stored_seq > writer.base:
+                                writer.trim(batch[-1].seq)
                         if beat is not None:
                             beat.sent()
                         yield batch
