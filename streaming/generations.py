@@ -789,8 +789,12 @@ class Generations:
         most: wait until it caught up, or until the reply ended without them (its process
         died holding them, and its lease lapsed; the ``INTERRUPTED`` end then took the
         first seq the store lacked, maybe one the client saw): then the cursor before that
-        end, which tells the client so. Otherwise ahead: ``BAD_CURSOR``."""
+        end, which tells the client so. Otherwise ahead, or still ahead after twice
+        ``LEASE_SECONDS`` (a live process stores its events within milliseconds, or
+        fails its reply): ``BAD_CURSOR``."""
         poll = CATCH_UP_POLL
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * float(setting("LEASE_SECONDS"))
         while True:
             try:
                 stored = await self.store.read(generation_id, after, timeout=0)
@@ -801,6 +805,8 @@ class Generations:
                 if await self.store.is_finished(generation_id):
                     if last > 0 and await self._interrupted_at(generation_id, last):
                         return last - 1
+                    raise
+                if loop.time() >= deadline:
                     raise
                 if generation_id not in self.running:
                     await self.end_if_lapsed(generation_id)

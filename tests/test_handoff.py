@@ -174,6 +174,23 @@ async def test_a_cursor_further_ahead_than_a_process_hands_over_is_refused_at_on
     assert (error.value.details or {}).get("reason") == "BAD_CURSOR"
 
 
+async def test_a_resume_ahead_of_a_store_that_never_catches_up_is_refused_in_the_end(
+    store: EventStore,
+) -> None:
+    """Its process lives (its lease is renewed) but never stores what the client saw: the
+    resume waits twice ``LEASE_SECONDS``, then gets ``BAD_CURSOR``, not a wait forever."""
+    await store.create("g", owner="me", lease=60)
+    await store.append("g", to_record(Chunk(1, "a")))
+    elsewhere = Generations(store)
+    with override_settings(STREAMING={"LEASE_SECONDS": 0.25}):
+        waiting = asyncio.create_task(elsewhere.has_more("g", "me", 2))
+        await asyncio.sleep(QUIET)
+        assert not waiting.done()
+        with pytest.raises(StreamError) as error:
+            await asyncio.wait_for(waiting, LIMIT)
+    assert (error.value.details or {}).get("reason") == "BAD_CURSOR"
+
+
 async def test_with_redis_a_resume_elsewhere_gets_what_a_follower_here_saw_unstored() -> None:
     """The same over a real redis-server, two stores (two connections), with a batch
     window so long that only the reply's first events and its end are written."""
