@@ -803,7 +803,7 @@ class Generations:
                 if not isinstance(last, int) or not 0 < after - last <= MAX_UNSTORED:
                     raise
                 if await self.store.is_finished(generation_id):
-                    if last > 0 and await self._interrupted_at(generation_id, last):
+                    if await self._interrupted_at(generation_id, last):
                         return last - 1
                     raise
                 if loop.time() >= deadline:
@@ -1047,21 +1047,22 @@ class Generations:
             finally:
                 writer.readers -= 1
 
+    async def _event_at(self, generation_id: str, seq: int) -> GenerationEvent | None:
+        """Event ``seq`` of the store's log, if it has it."""
+        if seq < 1:
+            return None
+        events = await self.store.read(generation_id, seq - 1, timeout=0)
+        return from_record(events[0].seq, events[0].data) if events else None
+
     async def _interrupted_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the ``INTERRUPTED`` end of a reply whose process died."""
-        events = await self.store.read(generation_id, seq - 1, timeout=0)
-        if not events:
-            return False
-        end = from_record(events[0].seq, events[0].data)
+        end = await self._event_at(generation_id, seq)
         return isinstance(end, Error) and end.code == StreamErrorCode.INTERRUPTED
 
     async def _ended_at(self, generation_id: str, seq: int) -> bool:
         """Whether event ``seq`` is the terminal one (a finished log always ends with one,
         unless the store failed)."""
-        if seq < 1:
-            return False
-        events = await self.store.read(generation_id, seq - 1, timeout=0)
-        return bool(events) and isinstance(from_record(events[0].seq, events[0].data), TERMINAL)
+        return isinstance(await self._event_at(generation_id, seq), TERMINAL)
 
     def _lost(self, generation_id: str) -> StreamError:
         failure = self.failures.get(generation_id)

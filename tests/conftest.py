@@ -11,7 +11,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from streaming.store import MemoryStore
+from streaming.store.base import EventStore
+
 from .postgres_server import PostgresServer, postgres_server, require_postgres
+from .redis_server import redis_server
 from .servers import daphne_server, migrate, sqlite_database
 from .sources.upstream import Script, Upstream
 
@@ -103,3 +107,16 @@ async def serve() -> AsyncIterator[Serve]:
             return await stack.enter_async_context(Upstream(script))
 
         yield start
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    """Each kind of store: written inline (memory), or by the process's flusher (a real
+    redis-server). ``tests/store`` has its own, for the store contract."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    from streaming.store.redis import RedisStore
+
+    with redis_server() as redis:
+        yield RedisStore(url=redis.url)

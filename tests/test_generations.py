@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -41,18 +41,6 @@ async def test_a_followed_reply_completes_with_all_its_text() -> None:
     assert text == "".join(f"{i} " for i in range(20))
     assert events[-1] == Complete(len(events))  # the text is stored once, in the chunks
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
-    """Each kind of store: written inline (memory), or by the process's flusher (Redis)."""
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    from streaming.store.redis import RedisStore
-
-    with redis_server() as redis:
-        yield RedisStore(url=redis.url)
 
 
 class CountedBurst:

@@ -6,7 +6,7 @@ interrupted, when the process holding those events died)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -128,17 +128,6 @@ async def test_a_resume_elsewhere_ahead_of_the_store_waits_for_it_then_gets_the_
         async for batch in elsewhere.follow(generation_id, "me", 3):
             rest += batch
     assert seen + rest == [Chunk(1, "a"), Chunk(2, "b"), Chunk(3, "c"), Complete(4)]
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    from streaming.store.redis import RedisStore
-
-    with redis_server() as redis:
-        yield RedisStore(url=redis.url)
 
 
 @pytest.mark.parametrize("seen", [3, 4])
