@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -42,7 +42,7 @@ from .chat import (
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
-from .events import TERMINAL, Chunk
+from .events import TERMINAL, Chunk, GenerationEvent
 from .generations import Generations, get_generations
 from .limits import reserve
 from .protocols.ai_sdk import (
@@ -53,9 +53,10 @@ from .protocols.ai_sdk import (
     no_active_frame,
     sse_messages,
 )
-from .reply_body import MessageBatches, ReplyBody
+from .reply_body import ReplyBody, ReplyFrames
 from .requests import call_hook, end_unstarted, run_to_end
 from .response import SSEResponse
+from .sse import ServerSentEvent
 from .storage import Turn, in_db
 
 logger = logging.getLogger("streaming")
@@ -149,6 +150,26 @@ class ChatIdReplies(ConversationReplies):
         return await super().begin_reply(owner, prompt, {**rest, "conversation": str(key)})
 
 
+class UIMessageFrames(ReplyFrames):
+    """A reply as the AI SDK's UI message stream: a ``data:`` line per chunk, and
+    ``[DONE]`` after its end (also after a failure)."""
+
+    def __init__(self, generation_id: str) -> None:
+        self.generation_id = generation_id
+        self.protocol = UIMessageChunks(generation_id)
+
+    def batch(self, events: list[GenerationEvent]) -> bytes:
+        chunks = self.protocol.messages(self.generation_id, events)
+        return _encoded(sse_messages(chunks, done=isinstance(events[-1], TERMINAL)))
+
+    def failure(self, error: StreamError, last: int) -> bytes:
+        return _encoded(sse_messages([self.protocol.failure(error)], done=True))
+
+
+def _encoded(messages: Iterable[ServerSentEvent]) -> bytes:
+    return b"".join([message.encode() for message in messages])
+
+
 class AISDKChatView(ChatIdReplies, ChatView):
     """``POST chat/ui``, and ``GET`` / ``DELETE`` ``chat/ui/<chat_id>/stream``.
 
@@ -220,24 +241,12 @@ class AISDKChatView(ChatIdReplies, ChatView):
 
         The message id is the generation id: the same on every replay, and stored with
         the reply (``Message.generation``)."""
-        protocol = UIMessageChunks(generation_id)
-
-        async def messages() -> MessageBatches:
-            keepalive = float(setting("KEEPALIVE"))
-            try:
-                async with aclosing(
-                    generations.follow(generation_id, owner, 0, heartbeat=keepalive)
-                ) as batches:
-                    async for batch in batches:
-                        if not batch:
-                            yield ()
-                            continue
-                        chunks = protocol.messages(generation_id, batch)
-                        yield list(sse_messages(chunks, done=isinstance(batch[-1], TERMINAL)))
-            except StreamError as exc:
-                yield list(sse_messages([protocol.failure(exc)], done=True))
-
-        body = ReplyBody(messages(), on_close=generations.expect_follower(generation_id))
+        keepalive = float(setting("KEEPALIVE"))
+        body = ReplyBody(
+            generations.follow(generation_id, owner, 0, heartbeat=keepalive),
+            UIMessageFrames(generation_id),
+            on_close=generations.expect_follower(generation_id),
+        )
         return SSEResponse(body, headers=UI_MESSAGE_STREAM_HEADERS)
 
 

@@ -1,20 +1,26 @@
-"""``ReplyBody``: a followed reply's SSE messages as a response body, encoded in the
+"""``ReplyBody``: a followed reply's events as an SSE response body, framed in the
 response's own task.
 
 ``Stream`` reads its source in a producer task and hands the framed messages to the body
 through a queue, since its ``send()`` may come from any thread. A reply's events need
 none of that: ``Generations.follow`` already waits without polling, so the body reads it
-inline and frames each batch where the server asks for the next bytes: one task wake-up
-per event fewer, no queue. Keep-alives come from the follower's heartbeat (an empty
-batch after ``STREAMING["KEEPALIVE"]`` seconds of silence), so no timer runs per wait.
+inline and frames each batch where the server asks for the next bytes: no queue, and no
+generator of ours between the follower and the server, which resumes the body once per
+token. Keep-alives come from the follower's heartbeat (an empty batch after
+``STREAMING["KEEPALIVE"]`` seconds of silence), so no timer runs per wait. How a batch is
+written is a ``ReplyFrames``: our SSE messages (``SSEFrames``) or another protocol's.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+import abc
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 
 from .errors import StreamError, StreamErrorCode
+from .events import TERMINAL, Chunk, GenerationEvent
+from .protocols import SSEMessages, WireProtocol
+from .protocols.sse import chunk_json
 from .sse import (
     KEEPALIVE_COMMENT,
     OPENING_COMMENT,
@@ -27,10 +33,6 @@ from .sse import (
     validate_retry,
 )
 
-#: What a reply body reads: each item the messages of one batch of events; an empty one
-#: is a heartbeat (nothing new for a while: a keep-alive comment goes out).
-MessageBatches = AsyncGenerator[Sequence[ServerSentEvent]]
-
 
 def needs_asgi() -> StreamError:
     """The error of a reply asked for under WSGI: it runs on the server's event loop."""
@@ -39,38 +41,112 @@ def needs_asgi() -> StreamError:
     )
 
 
+class ReplyFrames(abc.ABC):
+    """The bytes of a followed reply: those of each batch of its events, and of a
+    failure outside them."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def batch(self, events: list[GenerationEvent]) -> bytes:
+        """The messages of ``events`` (never empty), framed."""
+
+    @abc.abstractmethod
+    def failure(self, error: StreamError, last: int) -> bytes:
+        """The message of a failure after the client's event ``last`` (a lost store, a
+        cursor the store no longer has)."""
+
+
+class SSEFrames(ReplyFrames):
+    """The SSE messages of ``protocol`` for the reply ``generation_id``, with ``event``
+    and ``retry`` as defaults of every message (as ``Stream`` has them)."""
+
+    __slots__ = ("_token_prefix", "event", "generation_id", "protocol", "retry")
+
+    def __init__(
+        self,
+        protocol: WireProtocol[ServerSentEvent],
+        generation_id: str,
+        *,
+        event: str | None = None,
+        retry: int | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.generation_id = generation_id
+        self.event = validate_event(event)
+        self.retry = validate_retry(retry)
+        #: Our own messages with no defaults: a paced token (one chunk) is framed here,
+        #: the same bytes as through the protocol, without a message object per token.
+        self._token_prefix: str | None = None
+        if (
+            type(protocol) is SSEMessages
+            and protocol.chunk_message is chunk_json
+            and event is None
+            and retry is None
+        ):
+            self._token_prefix = f"id: {validate_id(generation_id)}:"
+
+    def batch(self, events: list[GenerationEvent]) -> bytes:
+        if self._token_prefix is not None and len(events) == 1 and type(events[0]) is Chunk:
+            token = events[0]
+            return f"{self._token_prefix}{token.seq}\ndata: {chunk_json(token.text)}\n\n".encode()
+        messages = self.protocol.messages(self.generation_id, events)
+        return b"".join([self.encode(message) for message in messages])
+
+    def failure(self, error: StreamError, last: int) -> bytes:
+        return self.encode(self.protocol.failure(error, self.generation_id, last))
+
+    def encode(self, message: ServerSentEvent) -> bytes:
+        """The wire bytes of ``message`` (validated when it was built); nothing for a
+        message without data or comment."""
+        data = serialize_data(message.data)
+        if data is None and message.comment is None:
+            return b""
+        return encode_fields(
+            data,
+            event_id=message.id,
+            event=message.event or self.event,
+            retry=message.retry if message.retry is not None else self.retry,
+            comment=message.comment,
+        )
+
+
 class ReplyBody:
-    """The SSE body of ``batches``, with ``event`` and ``retry`` as defaults of every
-    message (as ``Stream`` has them). Consumed once, under ASGI.
+    """The SSE body of a followed reply: ``events`` (``Generations.follow``, after the
+    client's event ``after``) written by ``frames``. Consumed once, under ASGI.
 
     ``opening_id`` goes out with the opening comment as an event with an id and no data:
     a client dispatches nothing, but its last event id is set at once, so a reconnect
     before the first message (a slow model's first token) sends it as ``Last-Event-ID``
     and resumes the reply instead of starting another one.
 
-    ``on_close`` is called once, when the response is closed (Django closes every
-    response it returned, also after a disconnect) or, failing that, when the body is
+    ``on_cut`` is awaited when the body stops before the reply's end (its client went
+    away): ``SSEView`` cancels the reply there, unless its policy keeps it. ``on_close``
+    is called once, when the response is closed (Django closes every response it
+    returned, also after a disconnect) or, failing that, when the body is
     garbage-collected unread.
     """
 
-    __slots__ = ("_batches", "_event", "_on_close", "_opening", "_retry", "_started")
+    __slots__ = ("_after", "_events", "_frames", "_on_close", "_on_cut", "_opening", "_started")
 
     def __init__(
         self,
-        batches: MessageBatches,
+        events: AsyncGenerator[list[GenerationEvent]],
+        frames: ReplyFrames,
         *,
-        event: str | None = None,
-        retry: int | None = None,
+        after: int = 0,
         opening_id: str | None = None,
+        on_cut: Callable[[], Awaitable[object]] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._on_close = on_close  # first: a refused argument below still releases it
-        self._batches = batches
+        self._events = events
+        self._frames = frames
+        self._after = after
+        self._on_cut = on_cut
         self._opening = OPENING_COMMENT
         if opening_id is not None:
             self._opening += encode_fields(None, event_id=validate_id(opening_id))
-        self._event = validate_event(event)
-        self._retry = validate_retry(retry)
         self._started = False
 
     def close(self) -> None:
@@ -97,28 +173,22 @@ class ReplyBody:
     async def _body(self) -> AsyncIterator[bytes]:
         # Daphne sends the headers only with the first body bytes: send them at once.
         yield self._opening
+        frames = self._frames
+        last, ended = self._after, False
         try:
-            async with aclosing(self._batches) as batches:
-                async for messages in batches:
-                    if not messages:
+            async with aclosing(self._events) as batches:
+                async for events in batches:
+                    if not events:
                         yield KEEPALIVE_COMMENT
-                    elif len(messages) == 1:
-                        yield self.encode(messages[0])
-                    else:
-                        yield b"".join(self.encode(message) for message in messages)
+                        continue
+                    last = events[-1].seq
+                    ended = isinstance(events[-1], TERMINAL)
+                    yield frames.batch(events)
+        except StreamError as exc:
+            ended = True  # the client may resume (elsewhere): not a reason to cancel
+            yield frames.failure(exc, last)
         except Exception as exc:
             yield failure_event(exc)
-
-    def encode(self, message: ServerSentEvent) -> bytes:
-        """The wire bytes of ``message`` (validated when it was built); nothing for a
-        message without data or comment."""
-        data = serialize_data(message.data)
-        if data is None and message.comment is None:
-            return b""
-        return encode_fields(
-            data,
-            event_id=message.id,
-            event=message.event or self._event,
-            retry=message.retry if message.retry is not None else self._retry,
-            comment=message.comment,
-        )
+        finally:
+            if not ended and self._on_cut is not None:
+                await self._on_cut()

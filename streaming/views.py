@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from contextlib import aclosing
 from functools import partial
 from typing import Any, ClassVar
 
@@ -35,7 +34,6 @@ from .addresses import client_address
 from .conf import setting
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
-from .events import TERMINAL
 from .generations import (
     DisconnectPolicy,
     Generations,
@@ -47,7 +45,7 @@ from .limits import Limits, Reservation, reserve, retry_after
 from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
-from .reply_body import MessageBatches, ReplyBody, needs_asgi
+from .reply_body import ReplyBody, SSEFrames, needs_asgi
 from .requests import (
     PipelineChoiceMixin,
     call_hook,
@@ -270,35 +268,13 @@ class SSEView(PipelineChoiceMixin, View):
         """The generation's events after ``after`` as an SSE response, until its end. Its
         first bytes carry the id ``<generation>:<after>`` (no data), so the client knows
         the reply before its first message and a reconnect resumes it."""
-        protocol = self.get_protocol()
-
-        async def messages() -> MessageBatches:
-            ended = False
-            last = after
-            keepalive = float(setting("KEEPALIVE"))
-            try:
-                async with aclosing(
-                    generations.follow(generation_id, owner, after, heartbeat=keepalive)
-                ) as batches:
-                    async for batch in batches:
-                        if not batch:
-                            yield ()
-                            continue
-                        yield protocol.messages(generation_id, batch)
-                        ended = isinstance(batch[-1], TERMINAL)
-                        last = batch[-1].seq
-            except StreamError as exc:
-                ended = True
-                yield (protocol.failure(exc, generation_id, last),)
-            finally:
-                if not ended and self.disconnect_policy == "cancel":
-                    await generations.cancel(generation_id)
-
+        cancel = partial(generations.cancel, generation_id)
         body = ReplyBody(
-            messages(),
-            event=self.event,
-            retry=self.retry,
+            generations.follow(generation_id, owner, after, heartbeat=float(setting("KEEPALIVE"))),
+            SSEFrames(self.get_protocol(), generation_id, event=self.event, retry=self.retry),
+            after=after,
             opening_id=f"{generation_id}:{after}",
+            on_cut=cancel if self.disconnect_policy == "cancel" else None,
             on_close=generations.expect_follower(generation_id),
         )
         return SSEResponse(body)
