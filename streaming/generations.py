@@ -26,22 +26,21 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, TypeVar
 
-from . import limits, shutdown
+from . import event_writer, limits, shutdown
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
+from .event_writer import EventWriter, StoreFlusher, store_failure
 from .events import (
     TERMINAL,
     Cancelled,
-    Chunk,
     Complete,
     Error,
-    Event,
     GenerationEvent,
     from_record,
     to_record,
@@ -74,23 +73,8 @@ WATCH_INTERVAL = 0.5
 #: slice at a time and lets the event loop run in between (10,000 at once held it for
 #: tens of milliseconds, a stall for every reply streaming in the process).
 RENEW_SLICE = 500
-#: Seconds a source may keep the event loop to itself (chunks ready at once) before the
-#: generation lets the followers send what it has so far.
-BURST_SLICE = 0.004
-#: The same until the reply's first events are out: past it, the generation waits for them.
-FIRST_SLICE = 0.0005
-#: Seconds, at most, a generation whose source has much text ready at once leaves the
-#: event loop to the reply's first events (to be stored, taken by a follower here and
-#: given to its connection) before it reads on: every step they take needs a loop turn,
-#: and each turn would wait for a slice of the source.
-FIRST_WAIT = 0.02
-#: Seconds the store flusher waits for more writes before its task ends.
-FLUSHER_LINGER = 1.0
-#: Events a generation whose store needs a round trip (Redis) hands to its followers here
-#: before they are stored, at most: a client that saw them and resumes in another process
-#: at once is that far ahead of the store, at most, and waits there for it to catch up.
-MAX_UNSTORED = 256
-#: Seconds between two looks at the store by a resume that is ahead of it (see above).
+#: Seconds between two looks at the store by a resume that is ahead of it (by at most
+#: ``event_writer.MAX_UNSTORED`` events).
 CATCH_UP_POLL = 0.005
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
@@ -142,400 +126,7 @@ def _authenticated(user: Any) -> bool:
 MAX_REMEMBERED_FAILURES = 256
 
 
-def store_failure(exc: BaseException) -> StreamError:
-    """The error a failed store write ends a generation with (its own, when it has one)."""
-    if isinstance(exc, StreamError):
-        return exc
-    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The event store failed")
-
-
-class _EventWriter:
-    """Numbers a generation's events, writes them to the store, and hands them to the
-    followers in this process (no store read, no task per event).
-
-    Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
-    waits for it, else when the event loop next runs (or ``FLUSH_INTERVAL_MS`` later),
-    so text ready at once makes few events and a token paced by its model goes out alone.
-    A store that appends without waiting (``append_now``, the memory store) is written
-    inline, and followers here get each event once it is stored. Another (Redis) is
-    written by the process's ``_StoreFlusher``, one round trip for every reply with new
-    events gathered over ``STORE_BATCH_MS``: followers here are handed events before they
-    are stored (up to ``MAX_UNSTORED`` of them), so that window delays no token, and the
-    terminal event only once everything is stored. A client that resumes elsewhere in
-    between finds the store behind its cursor and waits for it (``Generations.has_more``).
-    A failed write is kept in ``failure`` and reported to ``on_failure`` at once.
-    """
-
-    __slots__ = (
-        "base",
-        "due",
-        "ended",
-        "events",
-        "failure",
-        "flushed",
-        "flusher",
-        "generation_id",
-        "going_out",
-        "inline",
-        "interval",
-        "limit",
-        "on_failure",
-        "out",
-        "pending",
-        "readers",
-        "sealing",
-        "seq",
-        "size",
-        "store",
-        "stored_seq",
-        "text",
-        "waiters",
-        "writing",
-    )
-
-    def __init__(
-        self,
-        store: EventStore,
-        generation_id: str,
-        flusher: _StoreFlusher,
-        interval: float,
-        limit: int | None,
-    ) -> None:
-        self.store = store
-        self.generation_id = generation_id
-        self.flusher = flusher
-        self.interval = interval
-        #: ``MAX_REPLY_CHARS``, and the characters of text added so far.
-        self.limit = limit
-        self.size = 0
-        #: Whether the store is written inline (memory), else by the flusher (Redis).
-        self.inline = store.appends_now
-        self.seq = 0
-        #: Sealed events not yet stored.
-        self.pending: list[GenerationEvent] = []
-        #: Text after the last sealed event, joined once when it is sealed.
-        self.text: list[str] = []
-        self.sealing: asyncio.TimerHandle | asyncio.Handle | None = None
-        #: ``loop.time()`` by which text waiting to be sealed should be: past it, the
-        #: source is hogging the event loop and the generation lets it run.
-        self.due = 0.0
-        self.writing = False
-        #: Resolved when a write ends (``close`` waits for the one on its way).
-        self.flushed: asyncio.Future[None] | None = None
-        self.failure: StreamError | None = None
-        self.on_failure: Callable[[], object] = _ignore
-        # For the followers here: the events handed over after ``base`` (kept while
-        # someone here reads them, and until they are stored), the futures of those
-        # waiting, and whether the log ended.
-        self.events: list[GenerationEvent] = []
-        self.base = 0
-        #: The seq of the last event in the store.
-        self.stored_seq = 0
-        self.readers = 0
-        self.waiters: list[asyncio.Future[None]] = []
-        self.ended = False
-        #: Whether the reply's first events are out (a follower here gave them to its
-        #: connection), or the generation stopped waiting for that.
-        self.out = False
-        self.going_out: asyncio.Future[None] | None = None
-
-    def add_text(self, text: str) -> None:
-        """Merge reply text; past ``limit`` only what fits, then ``REPLY_TOO_LARGE``."""
-        if self.limit is not None and self.size + len(text) > self.limit:
-            fitting = text[: self.limit - self.size]
-            if fitting:
-                self.add_text(fitting)
-            raise StreamError(
-                StreamErrorCode.REPLY_TOO_LARGE,
-                f"The reply is longer than {self.limit} characters; it was cut there",
-            )
-        self.size += len(text)
-        self.text.append(text)
-        if self.sealing is not None or self.failure is not None:
-            return
-        if (
-            self.waiters
-            and not self.interval
-            # not too far ahead of the store to hand it over before it is stored
-            and (self.base + len(self.events) - self.stored_seq < MAX_UNSTORED or not self.flushing)
-        ):
-            self._seal()  # a follower waits: hand the text over now
-            return
-        loop = asyncio.get_running_loop()
-        if self.interval:
-            self.sealing = loop.call_later(self.interval, self._seal)
-        else:
-            self.sealing = loop.call_soon(self._seal)
-        self.due = loop.time() + max(self.interval, BURST_SLICE if self.out else FIRST_SLICE)
-
-    def add_event(self, name: str, data: Any) -> None:
-        self._close_text()
-        self.seq += 1
-        self.pending.append(Event(self.seq, name, data))
-        self._write()
-
-    @property
-    def handed(self) -> int:
-        """The seq of the last event handed to the followers here."""
-        return self.base + len(self.events)
-
-    @property
-    def flushing(self) -> bool:
-        """Whether events wait for the flusher: text is merged until it writes them."""
-        return bool(self.pending) or self.writing
-
-    def hogging(self, now: float) -> bool:
-        """Whether text has waited to be sealed for longer than it should at ``now``."""
-        return self.sealing is not None and now >= self.due
-
-    async def give_way(self) -> None:
-        """The source keeps the event loop to itself: let what is merged so far go out.
-
-        The first time, wait (at most ``FIRST_WAIT``) until a follower here has given the
-        reply's first events to its connection, then one more turn, in which the server
-        writes them: a burst's first text reaches the client within a few milliseconds,
-        not after a slice of the source per step it takes. Then one turn per slice.
-        """
-        if not self.out:
-            loop = asyncio.get_running_loop()
-            self.going_out = loop.create_future()
-            timer = loop.call_later(FIRST_WAIT, _resolve, self.going_out)
-            try:
-                await self.going_out
-            finally:
-                timer.cancel()
-                self.going_out = None
-                self.out = True
-        await asyncio.sleep(0)
-
-    def passed_on(self) -> None:
-        """A follower here came back for more after giving events to its connection."""
-        self.out = True
-        if self.going_out is not None:
-            _resolve(self.going_out)
-
-    @property
-    def fresh(self) -> bool:
-        """Whether nothing of the reply is stored yet."""
-        return not self.stored_seq
-
-    def _close_text(self) -> None:
-        if self.sealing is not None:
-            self.sealing.cancel()
-            self.sealing = None
-        if self.text:
-            self.seq += 1
-            self.pending.append(Chunk(self.seq, "".join(self.text)))
-            self.text = []
-
-    def _seal(self) -> None:
-        self._close_text()
-        self._write()
-
-    def _write(self) -> None:
-        """Store the pending events: inline when the store can, else through the flusher
-        (and hand them over now)."""
-        if not self.pending or self.failure is not None:
-            return
-        if not self.inline:
-            self._hand(self.pending)
-            if not self.writing:
-                self.flusher.mark(self)
-            return
-        if self.writing:
-            return
-        batch = self.pending
-        try:
-            last = self.store.append_now(self.generation_id, [to_record(e) for e in batch])
-        except Exception as exc:
-            self.pending = []
-            self.fail(exc)
-            return
-        if last is None:
-            self.flusher.mark(self)
-            return
-        self.pending = []
-        self.stored(batch, last)
-
-    def stored(self, batch: list[GenerationEvent], last: int) -> None:
-        """``batch`` is in the store (its last seq there is ``last``): hand it over here."""
-        if last != batch[-1].seq:
-            self.fail(
-                StreamError(
-                    StreamErrorCode.INTERNAL_ERROR,
-                    f"The log of {self.generation_id} has another writer (seq {last}, not "
-                    f"{batch[-1].seq})",
-                )
-            )
-            return
-        self.stored_seq = last
-        handed = self.base + len(self.events)
-        if batch[0].seq == handed + 1:  # none handed yet (the memory store): all at once
-            self.events.extend(batch)
-            self.wake()
-        elif last > handed:
-            self._hand(batch)
-        if self.pending:
-            self._hand(self.pending)
-        if not self.readers:
-            self.trim(last)
-        if self.flushed is not None:
-            _resolve(self.flushed)
-
-    def _hand(self, batch: list[GenerationEvent]) -> None:
-        """Hand the followers here the events of ``batch`` they were not handed yet (the
-        store's order is the seq's, so those are its last ones); before they are stored
-        only as far as ``MAX_UNSTORED`` allows."""
-        new = batch[-1].seq - self.handed
-        if new <= 0 or new > len(batch):
-            return  # nothing new, or not the next ones (held back: handed once stored)
-        fresh = batch[-new:]
-        if fresh[-1].seq > self.stored_seq:
-            fresh = fresh[: max(0, MAX_UNSTORED - (self.handed - self.stored_seq))]
-        if fresh:
-            self.events.extend(fresh)
-            self.wake()
-
-    def trim(self, seq: int) -> None:
-        """Nobody here needs the events up to ``seq`` again: drop those that are stored
-        (a follower that comes later reads them from the store)."""
-        upto = min(seq, self.stored_seq)
-        if upto > self.base:
-            del self.events[: upto - self.base]
-            self.base = upto
-
-    def fail(self, exc: BaseException) -> None:
-        if self.failure is not None:
-            return
-        if not isinstance(exc, StreamError):
-            logger.error("Generation %s: the event store failed", self.generation_id, exc_info=exc)
-        self.failure = store_failure(exc)
-        self.pending, self.text = [], []
-        self.on_failure()
-        self.wake()
-        for future in (self.going_out, self.flushed):
-            if future is not None:
-                _resolve(future)
-
-    def wake(self) -> None:
-        # In place: ``set_result`` only schedules the waiters, so none is added meanwhile.
-        for future in self.waiters:
-            if not future.done():
-                future.set_result(None)
-        self.waiters.clear()
-
-    async def wait(self) -> None:
-        """Until something is handed over, the log ends or a write fails."""
-        future = asyncio.get_running_loop().create_future()
-        self.waiters.append(future)
-        try:
-            await future
-        finally:
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(future)
-
-    async def close(self, terminal: Callable[[int], GenerationEvent]) -> None:
-        """Write everything added so far, then the terminal event ``terminal(seq)``, and
-        finish the log. A failed write raises the store's error."""
-        self._close_text()
-        while self.writing and self.failure is None:
-            self.flushed = asyncio.get_running_loop().create_future()
-            try:
-                await self.flushed
-            finally:
-                self.flushed = None
-        if self.failure is not None:
-            raise self.failure
-        self.seq += 1
-        batch = [*self.pending, terminal(self.seq)]
-        self.pending = []
-        self.writing = True
-        last = await self.store.append_many(self.generation_id, [to_record(e) for e in batch])
-        await self.store.finish(self.generation_id)
-        self.stored(batch, last)
-        if self.failure is not None:
-            raise self.failure
-
-    def end(self) -> None:
-        """The generation is over: followers here stop once they have read everything."""
-        if self.sealing is not None:
-            self.sealing.cancel()
-            self.sealing = None
-        self.ended = True
-        self.wake()
-
-
-class _StoreFlusher:
-    """Writes the new events of every reply of this process whose store must wait (Redis):
-    one task, one ``append_batches`` call (one round trip) for all of them at a time,
-    gathering for ``STORE_BATCH_MS`` what the other replies add before it writes."""
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-        self.window = float(setting("STORE_BATCH_MS") or 0) / 1000
-        self.dirty: dict[str, _EventWriter] = {}
-        self.task: asyncio.Task[None] | None = None
-        self.wakeup: asyncio.Future[None] | None = None
-
-    def mark(self, writer: _EventWriter) -> None:
-        self.dirty[writer.generation_id] = writer
-        if self.wakeup is not None and not self.wakeup.done():
-            self.wakeup.set_result(None)
-        elif self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self.dirty:
-                # Stay a moment for the next events (no task per write), then go.
-                self.wakeup = loop.create_future()
-                loop.call_later(FLUSHER_LINGER, _resolve, self.wakeup)
-                await self.wakeup
-                self.wakeup = None
-                if not self.dirty:
-                    return
-            if self.window and not any(w.fresh for w in self.dirty.values()):
-                # (A reply's first events go at once: they are what its client waits for.)
-                await asyncio.sleep(self.window)
-            writers = [w for w in self.dirty.values() if w.pending and not w.writing]
-            self.dirty = {}
-            if not writers:
-                continue
-            batches = {w.generation_id: w.pending for w in writers}
-            for writer in writers:
-                writer.pending = []
-                writer.writing = True
-            results: Mapping[str, int | BaseException]
-            try:
-                results = await self.store.append_batches(
-                    {key: [to_record(e) for e in batch] for key, batch in batches.items()}
-                )
-            except Exception as exc:
-                results = {key: exc for key in batches}
-            except asyncio.CancelledError:
-                # The loop is closing: no writer may wait for this write any longer.
-                stopped = StreamError(
-                    StreamErrorCode.STORE_UNAVAILABLE, "The write to the event store was stopped"
-                )
-                for writer in writers:
-                    writer.writing = False
-                    writer.fail(stopped)
-                raise
-            for writer in writers:
-                writer.writing = False
-                result = results[writer.generation_id]
-                if isinstance(result, BaseException):
-                    writer.fail(result)
-                else:
-                    writer.stored(batches[writer.generation_id], result)
-                    if writer.pending:
-                        self.dirty[writer.generation_id] = writer
-
-
-def _deliver(text: str, pipeline: Pipeline, writer: _EventWriter, forward_events: bool) -> None:
+def _deliver(text: str, pipeline: Pipeline, writer: EventWriter, forward_events: bool) -> None:
     """Hand what the pipeline let through to the writer: ``text``, then its extractors'
     events (stored when ``forward_events``, else dropped)."""
     if text:
@@ -546,25 +137,16 @@ def _deliver(text: str, pipeline: Pipeline, writer: _EventWriter, forward_events
                 writer.add_event(event.name, event.data)
 
 
-def _ignore() -> None:
-    """What a writer calls on a failed write until its generation says otherwise."""
-
-
 def _slices(items: list[_T]) -> Iterator[list[_T]]:
     """``items`` in lists of at most ``RENEW_SLICE``."""
     for start in range(0, len(items), RENEW_SLICE):
         yield items[start : start + RENEW_SLICE]
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 @dataclass(eq=False, slots=True)
 class _Running:
     task: asyncio.Task[None]
-    writer: _EventWriter
+    writer: EventWriter
     #: Whose it is: a follower here is checked against it without asking the store.
     owner: str
     #: Seconds it may run with nobody following it, and since when it runs (``time()``).
@@ -655,7 +237,7 @@ class Generations:
         self.cut: set[str] | None = None
         #: The task checking cancel requests and unwatched generations for all of them.
         self.watcher: asyncio.Task[None] | None = None
-        self._flusher: _StoreFlusher | None = None
+        self._flusher: StoreFlusher | None = None
         #: Work nobody awaits (a late end, a start check), held until done.
         self._background: set[asyncio.Future[None]] = set()
         #: Where the store's feed of cancel requests was last read.
@@ -700,10 +282,10 @@ class Generations:
         store = self.store
         await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
         if self._flusher is None or self._flusher.store is not store:
-            self._flusher = _StoreFlusher(store)
+            self._flusher = StoreFlusher(store)
         interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000
         limit: int | None = setting("MAX_REPLY_CHARS")
-        writer = _EventWriter(store, generation_id, self._flusher, interval, limit)
+        writer = EventWriter(store, generation_id, self._flusher, interval, limit)
         task = asyncio.create_task(
             self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end),
             name=generation_id,
@@ -784,9 +366,9 @@ class Generations:
     async def _caught_up(self, generation_id: str, after: int) -> int:
         """The cursor to read the store from for a client that saw the events up to
         ``after``: ``after`` once the store has them. The process running the reply hands
-        its clients events before it stores them (``_EventWriter``), so a client that
-        resumes here at once may be ahead of the store, by ``MAX_UNSTORED`` events at
-        most: wait until it caught up, or until the reply ended without them (its process
+        its clients events before it stores them (``EventWriter``), so a client that
+        resumes here at once may be ahead of the store, by ``MAX_UNSTORED`` events at most:
+        wait until it caught up, or until the reply ended without them (its process
         died holding them, and its lease lapsed; the ``INTERRUPTED`` end then took the
         first seq the store lacked, maybe one the client saw): then the cursor before that
         end, which tells the client so. Otherwise ahead, or still ahead after twice
@@ -800,7 +382,7 @@ class Generations:
                 stored = await self.store.read(generation_id, after, timeout=0)
             except StreamError as error:
                 last = (error.details or {}).get("last")
-                if not isinstance(last, int) or not 0 < after - last <= MAX_UNSTORED:
+                if not isinstance(last, int) or not 0 < after - last <= event_writer.MAX_UNSTORED:
                     raise
                 if await self.store.is_finished(generation_id):
                     if await self._interrupted_at(generation_id, last):
@@ -990,7 +572,7 @@ class Generations:
             await asyncio.sleep(0.05)
 
     async def _follow_here(
-        self, writer: _EventWriter, owner: str, after: int, heartbeat: float | None
+        self, writer: EventWriter, owner: str, after: int, heartbeat: float | None
     ) -> AsyncGenerator[list[GenerationEvent]]:
         """``follow`` for a generation this process runs (or ran, when it ended since):
         no store read, no polling (the store is read only for events older than what the
@@ -1078,7 +660,7 @@ class Generations:
         generation_id: str,
         source: Any,
         pipeline: Pipeline,
-        writer: _EventWriter,
+        writer: EventWriter,
         forward_events: bool,
         reservation: Reservation | None = None,
         on_end: OnEnd | None = None,
@@ -1124,7 +706,7 @@ class Generations:
     async def _finish(
         self,
         generation_id: str,
-        writer: _EventWriter,
+        writer: EventWriter,
         terminal: Callable[[int], GenerationEvent],
         end: str,
         reservation: Reservation | None,
@@ -1154,7 +736,7 @@ class Generations:
 
     @staticmethod
     async def _produce(
-        source: Any, pipeline: Pipeline, writer: _EventWriter, forward_events: bool
+        source: Any, pipeline: Pipeline, writer: EventWriter, forward_events: bool
     ) -> None:
         """Feed the source's chunks through the pipeline to the writer.
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from streaming import StreamError
-from streaming import generations as generations_module
+from streaming import StreamError, event_writer
 from streaming.events import (
     Cancelled,
     Chunk,
@@ -84,7 +83,7 @@ async def test_the_first_text_of_a_burst_reaches_the_connection_before_the_sourc
     whole slice of the source (4 ms) before that turn, for each step of the first event
     (10 to 20 ms in all); it now leaves the loop to the first events until the follower
     has given them to its connection and that turn has passed."""
-    monkeypatch.setattr(generations_module, "FIRST_WAIT", LIMIT)  # however slow the host
+    monkeypatch.setattr(event_writer, "FIRST_WAIT", LIMIT)  # however slow the host
     burst = CountedBurst(200_000)
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from streaming import StreamError
-from streaming import generations as generations_module
+from streaming import StreamError, event_writer
 from streaming.events import Chunk, Complete, Error, GenerationEvent, to_record
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
@@ -86,7 +85,7 @@ async def test_a_follower_here_gets_tokens_before_they_are_stored_and_the_end_af
 async def test_at_most_max_unstored_events_are_handed_over_before_they_are_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(generations_module, "MAX_UNSTORED", 3)
+    monkeypatch.setattr(event_writer, "MAX_UNSTORED", 3)
     store = GatedStore()
     generations = Generations(store)
     texts = [f"{n} " for n in range(10)]
@@ -157,7 +156,7 @@ async def test_a_cursor_further_ahead_than_a_process_hands_over_is_refused_at_on
     await store.create("g", owner="me", lease=60)
     await store.append("g", to_record(Chunk(1, "a")))
     elsewhere = Generations(store)
-    ahead = 1 + generations_module.MAX_UNSTORED + 1
+    ahead = 1 + event_writer.MAX_UNSTORED + 1
     with pytest.raises(StreamError) as error:
         await asyncio.wait_for(elsewhere.has_more("g", "me", ahead), 1.0)
     assert (error.value.details or {}).get("reason") == "BAD_CURSOR"
