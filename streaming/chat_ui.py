@@ -241,11 +241,8 @@ class AISDKChatView(ChatIdReplies, ChatView):
 
         The message id is the generation id: the same on every replay, and stored with
         the reply (``Message.generation``)."""
-        keepalive = float(setting("KEEPALIVE"))
-        body = ReplyBody(
-            generations.follow(generation_id, owner, 0, heartbeat=keepalive),
-            UIMessageFrames(generation_id),
-            on_close=generations.expect_follower(generation_id),
+        body = ReplyBody.following(
+            generations, generation_id, owner, UIMessageFrames(generation_id)
         )
         return SSEResponse(body, headers=UI_MESSAGE_STREAM_HEADERS)
 

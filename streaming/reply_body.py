@@ -16,7 +16,9 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
+from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL, Chunk, GenerationEvent
 from .protocols import SSEMessages, WireProtocol
@@ -32,6 +34,9 @@ from .sse import (
     validate_id,
     validate_retry,
 )
+
+if TYPE_CHECKING:
+    from .generations import Generations
 
 
 def needs_asgi() -> StreamError:
@@ -148,6 +153,32 @@ class ReplyBody:
         if opening_id is not None:
             self._opening += encode_fields(None, event_id=validate_id(opening_id))
         self._started = False
+
+    @classmethod
+    def following(
+        cls,
+        generations: Generations,
+        generation_id: str,
+        owner: str,
+        frames: ReplyFrames,
+        *,
+        after: int = 0,
+        opening_id: str | None = None,
+        on_cut: Callable[[], Awaitable[object]] | None = None,
+    ) -> ReplyBody:
+        """The body of ``owner``'s reply ``generation_id`` after ``after``: a keep-alive
+        after ``STREAMING["KEEPALIVE"]`` seconds of silence, and its follower counted from
+        now (``Generations.expect_follower``), so that the reply is not taken for unwatched
+        before the server starts reading."""
+        heartbeat = float(setting("KEEPALIVE"))
+        return cls(
+            generations.follow(generation_id, owner, after, heartbeat=heartbeat),
+            frames,
+            after=after,
+            opening_id=opening_id,
+            on_cut=on_cut,
+            on_close=generations.expect_follower(generation_id),
+        )
 
     def close(self) -> None:
         """The response is over: call ``on_close`` (once)."""

@@ -31,7 +31,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .addresses import client_address
-from .conf import setting
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import (
@@ -269,13 +268,14 @@ class SSEView(PipelineChoiceMixin, View):
         first bytes carry the id ``<generation>:<after>`` (no data), so the client knows
         the reply before its first message and a reconnect resumes it."""
         cancel = partial(generations.cancel, generation_id)
-        body = ReplyBody(
-            generations.follow(generation_id, owner, after, heartbeat=float(setting("KEEPALIVE"))),
+        body = ReplyBody.following(
+            generations,
+            generation_id,
+            owner,
             SSEFrames(self.get_protocol(), generation_id, event=self.event, retry=self.retry),
             after=after,
             opening_id=f"{generation_id}:{after}",
             on_cut=cancel if self.disconnect_policy == "cancel" else None,
-            on_close=generations.expect_follower(generation_id),
         )
         return SSEResponse(body)
 
