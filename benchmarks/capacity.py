@@ -17,7 +17,7 @@ p99), the server's CPU per 1,000 tokens (utime + stime of the daphne process, fr
 round. Paths are interleaved and repeated (median of the rounds). The machine is shared:
 compare the ratios of one run, not absolute numbers across runs. ``--before DIR``: a
 checkout of an earlier commit (``git worktree add DIR <commit>``) whose ``SSEView`` and
-``StreamConsumer`` paths run in the same rounds (and idle runs), on their own daphne
+``StreamConsumer`` paths run in the same rounds (and idle and fast runs), on their own daphne
 processes: its ``streaming`` package and project under this checkout's benchmark app.
 
 Idle: N open replies whose model sends a few tokens and then nothing, per transport and
@@ -34,8 +34,8 @@ at once (as from one large network read) per path (and per ``--before`` path),
 interleaved: ms from the model's first chunk to the client's first token, and from the
 request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
 tokens/s model (1,000 tokens due 2 ms apart on the model's clock) on the raw paths, on the
-raw response merging its tokens into one message every 16 ms (the floor for any merging
-path: the model's own wake-up per token, one write per message) and on ``SSEView`` and
+raw response merging its tokens into one message every 16 ms (as a hand-written view
+would: it reads each token as it comes, one write per message) and on ``SSEView`` and
 ``StreamConsumer`` with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the
 model wrote it to its delivery (counted once every reply of the run streams).
 ``--store-batch-ms MS``: every server's ``STORE_BATCH_MS`` (how long the Redis store's
@@ -486,15 +486,18 @@ def add_before(
     """Servers running an earlier checkout, and its library paths among ``keys`` (each
     measured against this run's raw path of its transport, in the same rounds)."""
     checkout = stack.enter_context(this_app(checkout))
-    servers["memory@before"] = stack.enter_context(daphne({}, checkout))
-    servers["redis@before"] = stack.enter_context(
-        daphne({"STREAMING_BENCH_REDIS": redis_url}, checkout)
-    )
+    envs = {
+        "memory": {},
+        "redis": {"STREAMING_BENCH_REDIS": redis_url},
+        "flush": {"STREAMING_BENCH_FLUSH_MS": "16"},
+    }
     added = []
     for key in keys:
         path = BY_KEY[key]
         if path.route.startswith(("/view", "/ws/ours")):
             label, server = f"{path.label} (before)", f"{path.server}@before"
+            if server not in servers:
+                servers[server] = stack.enter_context(daphne(envs[path.server], checkout))
             BY_KEY[f"{key}@before"] = Route(label, path.ws, path.route, server, path.baseline)
             added.append(f"{key}@before")
     return added
@@ -828,9 +831,14 @@ def main() -> None:
             for label, model, first, last in rows:
                 print(f"| {label} | {model:.1f} | {first:.1f} | {last:.1f} |")
         if args.fast:
-            with daphne({}) as memory, daphne({"STREAMING_BENCH_FLUSH_MS": "16"}) as flush:
-                servers = {"memory": memory, "flush": flush}
+            with ExitStack() as stack:
+                servers = {
+                    "memory": stack.enter_context(daphne({})),
+                    "flush": stack.enter_context(daphne({"STREAMING_BENCH_FLUSH_MS": "16"})),
+                }
                 fast_keys = list(FAST_PATHS)
+                if args.before:
+                    fast_keys += add_before(servers, stack, Path(args.before), redis.url, fast_keys)
                 cells = asyncio.run(
                     paced(servers, fast_keys, levels, rounds, 1000, 2, None, clock=True)
                 )

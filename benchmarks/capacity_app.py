@@ -64,12 +64,12 @@ async def model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIte
     if idle:
         yield TOKEN * 10  # past the extractor's held-back margin: the client sees it
         await asyncio.Event().wait()
+    loop = asyncio.get_running_loop()
+    start = loop.time()  # the schedule starts with the first chunk, however late it is read
     if gap < 0 or clock:  # when the burst or the schedule starts, for the client, padded
         # past an extractor's held-back margin so that it reaches the client in one piece
         yield f"t{time.time():.6f}t " + " " * MARKER_PADDING
     if clock:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         for index in range(1, n + 1):
             delay = start + index * gap - loop.time()
             if delay > 0:
@@ -132,8 +132,9 @@ MERGE_MS = 16
 
 
 async def raw_merged(request: HttpRequest) -> HttpResponse:
-    """The floor of merging: the raw response, writing what arrived once ``MERGE_MS`` has
-    passed since the first token of a message (no store, no extractor, no timer)."""
+    """Merging as a hand-written view would: the raw response, reading each token as it
+    comes and writing what arrived once ``MERGE_MS`` has passed since the first token of a
+    message (no store, no extractor, no timer)."""
 
     async def body() -> AsyncIterator[bytes]:
         clock = asyncio.get_running_loop().time

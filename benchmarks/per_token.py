@@ -8,7 +8,7 @@ The capacity app (``benchmarks.capacity_app``) is driven through ASGI in a fresh
 per run (pinned to one core), with no server: N replies of T tokens, each sent by its
 model G ms after the last (the replies start spread over one gap, as independent clients
 would). ``--paths`` may also name ``raw-merged``: the raw response merging its tokens
-every 16 ms, the floor of ``FLUSH_INTERVAL_MS``. It prints the process's CPU
+every 16 ms as a hand-written view would (reading each token). It prints the process's CPU
 (``time.process_time``) per token, over the whole run (request, reply and end), median
 of the rounds, paths interleaved, and the ratio to the raw path of the same transport in
 the same run. With no server, the difference to raw is

@@ -32,6 +32,13 @@ FIRST_SLICE = 0.0005
 #: given to its connection) before it reads on: every step they take needs a loop turn,
 #: and each turn would wait for a slice of the source.
 FIRST_WAIT = 0.02
+#: Holds in a row that found less than two pieces of text ready after them, before a
+#: generation stops holding its text (``EventWriter.hold``) and seals it with a timer,
+#: reading on meanwhile. A hold saves wake-ups only when it reads several pieces at once;
+#: a source that makes its tokens only when asked (a local model stepped per read, a
+#: producer behind a small bounded queue) would make one or two per hold, while a model
+#: streaming over a socket may just pause once.
+EMPTY_HOLDS = 2
 #: Seconds the store flusher waits for more writes before its task ends.
 FLUSHER_LINGER = 1.0
 #: Events a generation whose store needs a round trip (Redis) hands to its followers here
@@ -52,8 +59,11 @@ class EventWriter:
     followers in this process (no store read, no task per event).
 
     Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
-    waits for it, else when the event loop next runs (or ``FLUSH_INTERVAL_MS`` later),
-    so text ready at once makes few events and a token paced by its model goes out alone.
+    waits for it, else when the event loop next runs, so text ready at once makes few
+    events and a token paced by its model goes out alone. With ``FLUSH_INTERVAL_MS``, the
+    reply's task ``hold``s the first text of a message for the interval without reading
+    its source, then reads what came meanwhile and seals it once the source has no more
+    (or, for a source that makes nothing unless asked, a timer seals it: ``EMPTY_HOLDS``).
     A store that appends without waiting (``append_now``, the memory store) is written
     inline, and followers here get each event once it is stored. Another (Redis) is
     written by the process's ``StoreFlusher``, one round trip for every reply with new
@@ -67,6 +77,7 @@ class EventWriter:
     __slots__ = (
         "base",
         "due",
+        "empty_holds",
         "ended",
         "events",
         "failure",
@@ -74,6 +85,7 @@ class EventWriter:
         "flusher",
         "generation_id",
         "going_out",
+        "held",
         "inline",
         "interval",
         "limit",
@@ -113,7 +125,11 @@ class EventWriter:
         self.pending: list[GenerationEvent] = []
         #: Text after the last sealed event, joined once when it is sealed.
         self.text: list[str] = []
-        self.sealing: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.sealing: asyncio.Handle | None = None
+        #: Whether the text waits out ``interval`` in ``hold`` now, and how many holds in a
+        #: row read less than two pieces after them (at ``EMPTY_HOLDS``, a timer seals).
+        self.held = False
+        self.empty_holds = 0
         #: ``loop.time()`` by which text waiting to be sealed should be: past it, the
         #: source is hogging the event loop and the generation lets it run.
         self.due = 0.0
@@ -149,7 +165,7 @@ class EventWriter:
             )
         self.size += len(text)
         self.text.append(text)
-        if self.sealing is not None or self.failure is not None:
+        if self.sealing is not None or self.held or self.failure is not None:
             return
         if (
             self.waiters
@@ -161,10 +177,33 @@ class EventWriter:
             return
         loop = asyncio.get_running_loop()
         if self.interval:
-            self.sealing = loop.call_later(self.interval, self._seal)
-        else:
-            self.sealing = loop.call_soon(self._seal)
-        self.due = loop.time() + max(self.interval, BURST_SLICE if self.out else FIRST_SLICE)
+            if self.empty_holds < EMPTY_HOLDS:
+                self.held = True  # the reply's task waits it out: ``hold``
+                self.due = loop.time() + self.interval
+            else:
+                self.sealing = loop.call_later(self.interval, self._seal)
+                self.due = loop.time() + max(self.interval, BURST_SLICE)
+            return
+        self.sealing = loop.call_soon(self._seal)
+        self.due = loop.time() + (BURST_SLICE if self.out else FIRST_SLICE)
+
+    async def hold(self) -> None:
+        """``FLUSH_INTERVAL_MS``: wait out the interval of the text added first, without
+        reading the source, then let the reply read what its model sent meanwhile (from a
+        socket's buffer: one wake-up of the reply for all of it, not one per token) and
+        seal it once the source has no more ready."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self.due - loop.time())
+        self.held = False
+        if self.text and self.sealing is None and self.failure is None:
+            self.sealing = loop.call_soon(self._seal_drained, len(self.text))
+            self.due = loop.time() + (BURST_SLICE if self.out else FIRST_SLICE)
+
+    def _seal_drained(self, held: int) -> None:
+        """Seal the text read after a hold, counting the holds in a row that read less
+        than two pieces."""
+        self.empty_holds = self.empty_holds + 1 if len(self.text) - held < 2 else 0
+        self._seal()
 
     def add_event(self, name: str, data: Any) -> None:
         self._close_text()
@@ -218,6 +257,7 @@ class EventWriter:
         return not self.stored_seq
 
     def _close_text(self) -> None:
+        self.held = False
         if self.sealing is not None:
             self.sealing.cancel()
             self.sealing = None

@@ -759,7 +759,9 @@ class Generations:
                     if pipeline.drains:
                         await pipeline.drain()
                     _deliver(text, pipeline, writer, forward_events)
-                    if writer.hogging(clock()):
+                    if writer.held:
+                        await writer.hold()
+                    elif writer.hogging(clock()):
                         # Chunks ready at once: let what is merged so far go out, so the
                         # first text is not held back until the source ends.
                         await writer.give_way()

@@ -14,7 +14,7 @@ from django.test import override_settings
 from streaming import generations as generations_module
 from streaming import limits as limits_module
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.events import Chunk, Complete, GenerationEvent
+from streaming.events import Cancelled, Chunk, Complete, GenerationEvent
 from streaming.extractors import Pipeline
 from streaming.generations import WATCH_INTERVAL, Generations
 from streaming.limits import Limits, reserve
@@ -147,6 +147,9 @@ async def test_open_replies_waiting_on_their_model_make_no_store_calls() -> None
 
 
 async def test_tokens_within_the_flush_interval_make_one_event() -> None:
+    """``paced`` makes each token only when asked (2 ms after): after two holds that found
+    nothing ready, its text is sealed by a timer while it is read on, not one token per
+    interval."""
     generations = Generations(MemoryStore())
     with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
         generation_id = await generations.start(paced(60, 0.002), Pipeline(), owner="me")
@@ -154,6 +157,132 @@ async def test_tokens_within_the_flush_interval_make_one_event() -> None:
     chunks = [e for e in events if isinstance(e, Chunk)]
     assert "".join(c.text for c in chunks) == "".join(f"{i} " for i in range(60))
     assert len(chunks) < 30  # about 120 ms of tokens in 50 ms slices: a few events
+
+
+async def test_a_producer_behind_a_small_queue_is_not_held_back() -> None:
+    """A source fed through a bounded queue makes a token or two per hold (its producer
+    waits for room): after two such holds the reply reads on, sealing by a timer."""
+    generations = Generations(MemoryStore())
+    tokens: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        for index in range(60):
+            await tokens.put(f"{index} ")
+            await asyncio.sleep(0.002)
+        await tokens.put(None)
+
+    async def model() -> AsyncIterator[str]:
+        while (token := await tokens.get()) is not None:
+            yield token
+
+    producer = asyncio.create_task(produce())
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(model(), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    await producer
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert "".join(c.text for c in chunks) == "".join(f"{i} " for i in range(60))
+    assert len(chunks) < 15  # held throughout: one or two tokens a message, 30 or more
+
+
+class ClockModel:
+    """A model writing token ``i`` ``i * gap`` seconds after its first one (after a
+    ``pause`` once the first is written), whether or not it is read: the ones past due
+    are ready at once, as from a socket's buffer. Counts the times a read had to wait."""
+
+    def __init__(self, count: int, gap: float, pause: float = 0.0) -> None:
+        self.count, self.gap, self.pause = count, gap, pause
+        self.waits = 0
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        clock = asyncio.get_running_loop().time
+        start = clock()
+        yield "0 "
+        start += self.pause
+        for index in range(1, self.count):
+            delay = start + index * self.gap - clock()
+            if delay > 0:
+                self.waits += 1
+                await asyncio.sleep(delay)
+            yield f"{index} "
+
+
+async def test_a_flush_interval_reads_a_fast_model_once_per_interval() -> None:
+    """With ``FLUSH_INTERVAL_MS`` the reply does not read its model while it holds a
+    message: what the model wrote meanwhile is read at once after it, so the reply wakes
+    about once per interval, not once per token."""
+    generations = Generations(MemoryStore())
+    model = ClockModel(60, 0.002)
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(aiter(model), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert "".join(c.text for c in chunks) == "".join(f"{i} " for i in range(60))
+    assert len(chunks) < 10
+    assert model.waits < 10  # read token by token: about 60
+
+
+async def test_a_fast_model_that_pauses_once_is_still_held() -> None:
+    """One hold that finds nothing ready (the model paused) does not stop the holding."""
+    generations = Generations(MemoryStore())
+    model = ClockModel(60, 0.002, pause=0.08)
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(aiter(model), Pipeline(), owner="me")
+    events = await everything(generations, generation_id)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "".join(
+        f"{i} " for i in range(60)
+    )
+    assert model.waits < 10
+
+
+async def test_text_read_after_a_hold_goes_out_once_the_model_has_no_more() -> None:
+    """A held message goes out as soon as the model has nothing more ready after the
+    hold, with what it wrote during the hold, not when its next token comes."""
+    generations = Generations(MemoryStore())
+    tokens: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def model() -> AsyncIterator[str]:
+        while (token := await tokens.get()) is not None:
+            yield token
+
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(model(), Pipeline(), owner="me")
+    tokens.put_nowait("a ")
+    await asyncio.sleep(0.01)  # within the hold of "a "
+    tokens.put_nowait("b ")
+    tokens.put_nowait("c ")
+    events: list[GenerationEvent] = []
+    async with asyncio.timeout(LIMIT):
+        async for batch in generations.follow(generation_id, "me"):
+            events += batch
+            if len(events) == 1:
+                assert isinstance(batch[0], Chunk) and batch[0].text == "a b c "
+                tokens.put_nowait("d ")  # only now: the first message came without it
+                tokens.put_nowait(None)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "a b c d "
+    assert isinstance(events[-1], Complete)
+
+
+async def test_a_reply_stopped_while_it_holds_a_message_keeps_its_text() -> None:
+    generations = Generations(MemoryStore())
+    closed = asyncio.Event()
+
+    async def model() -> AsyncIterator[str]:
+        try:
+            yield "held "
+            await asyncio.Event().wait()
+        finally:
+            closed.set()
+
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 60_000}):
+        generation_id = await generations.start(model(), Pipeline(), owner="me")
+    following = asyncio.create_task(everything(generations, generation_id))
+    await asyncio.sleep(0.05)
+    await generations.cancel(generation_id)
+    events = await following
+    assert closed.is_set()
+    assert [type(e) for e in events] == [Chunk, Cancelled]
+    assert events[0].text == "held "  # type: ignore[attr-defined]
 
 
 async def test_without_a_flush_interval_each_paced_token_goes_out_alone() -> None:

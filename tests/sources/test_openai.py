@@ -9,10 +9,16 @@ from typing import Any
 
 import openai
 import pytest
+from django.test import override_settings
 
 from streaming.errors import StreamError, StreamErrorCode
+from streaming.event_writer import EventWriter
+from streaming.events import Chunk, Complete, GenerationEvent
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
 from streaming.sources import openai_chat, source_from_settings
 from streaming.sources.prompts import PLAIN_SYSTEM_PROMPT, XML_SYSTEM_PROMPT
+from streaming.store import MemoryStore
 
 from ..conftest import Serve
 from .consume import cancel_after_first_piece, collect, failure
@@ -346,3 +352,43 @@ async def test_sse_response_of_an_sdk_stream_tells_its_failure_as_openai_chat_do
             continue
         assert events[-1].event == "error"
         assert last["code"] == "UPSTREAM_ERROR" and expected in last["message"], last
+
+
+async def test_a_held_reply_reads_what_its_upstream_sent_meanwhile(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FLUSH_INTERVAL_MS``: while a reply holds a message it does not read the SDK's
+    stream; the tokens the upstream wrote meanwhile wait in the socket and are all read
+    after the hold, none lost, in a few messages."""
+
+    async def fast(request: Request, reply: Reply) -> None:
+        await reply.head()
+        for index in range(60):
+            await reply.event(chunk(f"{index} "))
+            await asyncio.sleep(0.002)
+        await reply.event(chunk(finish="stop"))
+        await reply.event("[DONE]")
+        await reply.end()
+
+    read_after_holds: list[int] = []
+    seal_drained = EventWriter._seal_drained
+
+    def counting(writer: EventWriter, held: int) -> None:
+        read_after_holds.append(len(writer.text) - held)
+        seal_drained(writer, held)
+
+    monkeypatch.setattr(EventWriter, "_seal_drained", counting)
+    upstream = await serve(fast)
+    generations = Generations(MemoryStore())
+    source = openai_chat(MESSAGES, model="test-model", base_url=f"{upstream.url}/v1", api_key="k")
+    with override_settings(STREAMING={"FLUSH_INTERVAL_MS": 50}):
+        generation_id = await generations.start(source, Pipeline(), owner="me")
+    events: list[GenerationEvent] = []
+    async with asyncio.timeout(WAIT_LIMIT):
+        async for batch in generations.follow(generation_id, "me"):
+            events += batch
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert "".join(c.text for c in chunks) == "".join(f"{i} " for i in range(60))
+    assert isinstance(events[-1], Complete)
+    assert len(chunks) < 15
+    assert max(read_after_holds) > 5  # many tokens read at once from the socket's buffer
