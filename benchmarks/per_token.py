@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.per_token [--replies 100] [--tokens 200] [--gap 20]
                                              [--paths raw-http,view,raw-ws,ws] [--rounds 3]
                                              [--redis] [--before CHECKOUT] [--profile PATH]
+                                             [--calls] [--fast]
 
 The capacity app (``benchmarks.capacity_app``) is driven through ASGI in a fresh process
 per run (pinned to one core), with no server: N replies of T tokens, each sent by its
@@ -16,7 +17,9 @@ what the library's path costs per token. ``--before DIR``: the library paths of 
 checkout run too, in the same rounds (its ``streaming`` package under this benchmark
 app). ``--profile PATH``: one run of that path under cProfile, the top functions by own
 time. ``--calls``: instead of the CPU, the Python and C function calls per token (from
-``sys.setprofile``; counts, so they do not move with the machine's load).
+``sys.setprofile``; counts, so they do not move with the machine's load). ``--fast``: a
+500 tokens/s model on its own clock (1,000 tokens due 2 ms apart, those past due ready at
+once, as from a socket's buffer), with ``FLUSH_INTERVAL_MS`` = 16 on the library paths.
 """
 
 from __future__ import annotations
@@ -54,9 +57,9 @@ Message = dict[str, Any]
 class Client:
     """One ASGI connection that reads a paced reply to its end, counting its tokens."""
 
-    def __init__(self, kind: str, path: str, tokens: int, gap: float) -> None:
+    def __init__(self, kind: str, path: str, tokens: int, gap: float, clock: bool) -> None:
         self.kind, self.path = kind, path
-        self.tokens, self.gap = tokens, gap
+        self.tokens, self.gap, self.clock = tokens, gap, int(clock)
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.done = asyncio.get_running_loop().create_future()
         self.seen = 0
@@ -72,7 +75,7 @@ class Client:
             "asgi": {"version": "3.0"},
         }
         if self.kind == "http":
-            query = f"prompt=go&n={self.tokens}&gap={self.gap}".encode()
+            query = f"prompt=go&n={self.tokens}&gap={self.gap}&clock={self.clock}".encode()
             return {**common, "type": "http", "http_version": "1.1", "method": "GET",
                     "scheme": "http", "query_string": query}  # fmt: skip
         return {**common, "type": "websocket", "scheme": "ws", "query_string": b"",
@@ -84,7 +87,7 @@ class Client:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.accept":
-            prompt = {"prompt": "go", "n": self.tokens, "gap": self.gap}
+            prompt = {"prompt": "go", "n": self.tokens, "gap": self.gap, "clock": self.clock}
             self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(prompt)})
         elif kind == "http.response.body":
             self.seen += message.get("body", b"").count(b"x")
@@ -119,17 +122,24 @@ class Client:
 
 
 async def run_path(
-    key: str, replies: int, tokens: int, gap: float, profile: bool, calls: bool = False
+    key: str,
+    replies: int,
+    tokens: int,
+    gap: float,
+    profile: bool,
+    calls: bool = False,
+    clock: bool = False,
 ) -> float:
     """CPU seconds per token of ``replies`` paced replies on ``key`` (``calls``: Python
-    function calls per token, and the C calls are printed)."""
+    function calls per token, and the C calls are printed; ``clock``: the model's tokens
+    due on its own clock)."""
     from benchmarks.capacity_asgi import application
 
     kind, route, _ = PATHS[key]
 
     async def one(delay: float) -> None:
         await asyncio.sleep(delay)
-        client = Client(kind, route, tokens, gap)
+        client = Client(kind, route, tokens, gap, clock)
         task = client.start(application)
         try:
             await asyncio.wait_for(client.done, tokens * gap / 1000 * 5 + 30)
@@ -170,7 +180,7 @@ async def run_path(
 def child(args: argparse.Namespace) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
     per_token = asyncio.run(
-        run_path(args.one, args.replies, args.tokens, args.gap, args.profile, args.calls)
+        run_path(args.one, args.replies, args.tokens, args.gap, args.profile, args.calls, args.fast)
     )
     print(json.dumps({"us": per_token if args.calls else per_token * 1e6}))
 
@@ -180,7 +190,8 @@ def measure(
 ) -> float:
     command = [sys.executable, "-m", "benchmarks.per_token", "--one", key,
                "--replies", str(args.replies), "--tokens", str(args.tokens),
-               "--gap", str(args.gap), *(["--calls"] if args.calls else [])]  # fmt: skip
+               "--gap", str(args.gap), *(["--calls"] if args.calls else []),
+               *(["--fast"] if args.fast else [])]  # fmt: skip
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity"}
     env.pop("STREAMING_BENCH_REDIS", None)
     if redis_url is not None:
@@ -205,8 +216,14 @@ def main() -> None:
     parser.add_argument("--core", type=int, default=0, help="the core the runs are pinned to")
     parser.add_argument("--profile", metavar="PATH", help="one run of PATH under cProfile")
     parser.add_argument("--calls", action="store_true", help="function calls, not CPU")
+    parser.add_argument(
+        "--fast", action="store_true", help="500 tokens/s on the model's clock, flush 16 ms"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fast:
+        args.tokens, args.gap = 1000, 2.0
+        os.environ["STREAMING_BENCH_FLUSH_MS"] = "16"
     if args.one:
         args.profile = bool(args.profile)
         child(args)
@@ -219,7 +236,9 @@ def main() -> None:
     try:
         if args.profile:
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
-            asyncio.run(run_path(args.profile, args.replies, args.tokens, args.gap, True))
+            asyncio.run(
+                run_path(args.profile, args.replies, args.tokens, args.gap, True, clock=args.fast)
+            )
             return
         table(args, None if redis is None else redis.url)
     finally:
@@ -245,7 +264,8 @@ def table(args: argparse.Namespace, redis_url: str | None) -> None:
                 if raw is not None:  # (the raw path of its transport was run)
                     ratios[label].append(measured[label] / raw)
     store = "Redis" if redis_url else "memory"
-    print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart, "
+    fast = " on the model's clock, FLUSH_INTERVAL_MS = 16" if args.fast else ""
+    print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart{fast}, "
           f"{store} store, median of {args.rounds} rounds")  # fmt: skip
     print(f"| path | {'Python calls' if args.calls else 'µs'} per token | x raw |")
     print("|---|---:|---:|")
