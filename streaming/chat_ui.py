@@ -44,7 +44,6 @@ from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
 from .events import TERMINAL, Chunk, GenerationEvent
 from .generations import Generations, get_generations
-from .limits import reserve
 from .protocols.ai_sdk import (
     UI_MESSAGE_STREAM_HEADERS,
     ChatTransportFrames,
@@ -382,8 +381,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             self.get_prompt({"prompt": request.prompt})  # the same limits as every prompt
         pipeline = RecordingPipeline(*self.get_extractors(request.params))
         generations = self.generations
-        reservation = await reserve(  # the limits first, as for every reply
-            generations.store,
+        reservation = await generations.reserve(  # the limits first, as for every reply
             await call_hook(self.get_limits),
             owner=self.owner,
             address=scope_client_address(self.scope),

@@ -94,6 +94,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ACTIVE_PER_OWNER": 3,
     "MAX_ACTIVE_PER_ADDRESS": 10,
     "MAX_STARTS_PER_MINUTE": 30,
+    # Replies running in this process (whoever asked), past which it refuses new ones
+    # with 503 SERVER_BUSY and Retry-After, so that those it streams keep their pace
+    # instead of all falling behind; None: no limit. What a process holds depends on the
+    # models' pace and the machine: measure it (README, Capacity).
+    "MAX_ACTIVE_PER_PROCESS": None,
     # Stored conversations: those one owner keeps (one more: 409 TOO_MANY_CONVERSATIONS),
     # and those the conversations API creates per client address in 60 s (429
     # RATE_LIMITED with Retry-After); None turns one off.

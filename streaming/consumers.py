@@ -50,7 +50,7 @@ from .generations import (
     aowner_of,
     get_generations,
 )
-from .limits import Limits, reserve
+from .limits import Limits
 from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import PipelineChoiceMixin, call_hook, hook_params, parse_json, start_reply
@@ -349,8 +349,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         try:
             params = hook_params(content, "type", "prompt")
             prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
-            reservation = await reserve(
-                self.generations.store,
+            reservation = await self.generations.reserve(
                 await call_hook(self.get_limits),
                 owner=self.owner,
                 address=scope_client_address(self.scope),

@@ -47,7 +47,7 @@ from .events import (
 )
 from .extractors import Pipeline
 from .keepalive import KeepAlive
-from .limits import Reservation
+from .limits import Limits, Reservation, reserve
 from .runtime import text_chunk
 from .shared_reader import SharedReader
 from .sources.iterables import iterate
@@ -76,6 +76,9 @@ RENEW_SLICE = 500
 #: Seconds between two looks at the store by a resume that is ahead of it (by at most
 #: ``event_writer.MAX_UNSTORED`` events).
 CATCH_UP_POLL = 0.005
+#: Seconds between two warnings in the log that ``MAX_ACTIVE_PER_PROCESS`` refused a
+#: reply (a full process refuses many at once).
+BUSY_LOG_EVERY = 60.0
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
 
@@ -224,6 +227,10 @@ class Generations:
     def __init__(self, store: EventStore | None = None) -> None:
         self._store = store
         self.running: dict[str, _Running] = {}
+        #: Generations past ``admit`` whose log is being created (not yet ``running``).
+        self.starting = 0
+        #: When ``admit`` last logged a refusal (monotonic seconds).
+        self._busy_logged = -BUSY_LOG_EVERY
         #: How many followers each generation has in this process.
         self.followers: dict[str, int] = {}
         #: The generations running here that nobody here follows (kept as followers come
@@ -245,6 +252,39 @@ class Generations:
         #: The reader this process's followers of generations running elsewhere share.
         self._shared: SharedReader | None = None
         shutdown.register(self)
+
+    def admit(self) -> None:
+        """Refuse a new reply in this process: ``SHUTTING_DOWN`` while it drains,
+        ``SERVER_BUSY`` (with ``retry_after``) while it runs ``MAX_ACTIVE_PER_PROCESS``
+        replies. A transport asks before it reserves or stores anything; ``start`` asks
+        again, and decides."""
+        if shutdown.is_stopping():
+            raise StreamError(
+                StreamErrorCode.SHUTTING_DOWN, "The server is restarting; try again shortly"
+            )
+        cap: int | None = setting("MAX_ACTIVE_PER_PROCESS")
+        if cap is None or len(self.running) + self.starting < cap:
+            return
+        now = time.monotonic()
+        if now - self._busy_logged > BUSY_LOG_EVERY:
+            self._busy_logged = now
+            logger.warning(
+                "New replies refused (SERVER_BUSY): %d run in this process, "
+                "STREAMING['MAX_ACTIVE_PER_PROCESS'] is %d",
+                len(self.running) + self.starting,
+                cap,
+            )
+        raise StreamError(
+            StreamErrorCode.SERVER_BUSY,
+            "The server is too busy; try again shortly",
+            {"retry_after": limits.ACTIVE_RETRY_AFTER},
+        )
+
+    async def reserve(self, limits: Limits, *, owner: str, address: str) -> Reservation:
+        """The places of a new reply: here (``admit``, before the store is asked) and in
+        the limits of ``owner`` and ``address`` (``streaming.limits.reserve``)."""
+        self.admit()
+        return await reserve(self.store, limits, owner=owner, address=address)
 
     @property
     def store(self) -> EventStore:
@@ -274,13 +314,14 @@ class Generations:
         a cancel request finds it; False cancels it. A chat checks that its conversation
         was not deleted while the turn was being stored, when no cancel could reach it.
         """
-        if shutdown.is_stopping():
-            raise StreamError(
-                StreamErrorCode.SHUTTING_DOWN, "The server is restarting; try again shortly"
-            )
+        self.admit()
         generation_id = generation_id or uuid.uuid4().hex
         store = self.store
-        await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
+        self.starting += 1  # counted at once: starts that pass ``admit`` together fit
+        try:
+            await store.create(generation_id, owner=owner, lease=float(setting("LEASE_SECONDS")))
+        finally:
+            self.starting -= 1
         if self._flusher is None or self._flusher.store is not store:
             self._flusher = StoreFlusher(store)
         interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000

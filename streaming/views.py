@@ -40,7 +40,7 @@ from .generations import (
     get_generations,
     parse_event_id,
 )
-from .limits import Limits, Reservation, reserve, retry_after
+from .limits import Limits, Reservation, retry_after
 from .origins import check_request_origin
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
@@ -203,7 +203,7 @@ class SSEView(PipelineChoiceMixin, View):
     async def _reserve(self, generations: Generations, owner: str) -> Reservation:
         limits = await call_hook(self.get_limits)
         address = client_address(self.request)
-        return await reserve(generations.store, limits, owner=owner, address=address)
+        return await generations.reserve(limits, owner=owner, address=address)
 
     def _require_asgi(self) -> None:
         """Under WSGI, refuse a reply before anything is reserved, started or stored: it
