@@ -5,7 +5,7 @@
                                             [--fast]
                                             [--burst 100000] [--no-paced]
                                             [--before CHECKOUT] [--keepalive S]
-                                            [--store-batch-ms MS]
+                                            [--store-batch-ms MS] [--max-active N]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -22,24 +22,28 @@ processes: its ``streaming`` package and project under this checkout's benchmark
 
 Idle: N open replies whose model sends a few tokens and then nothing, per transport and
 store, opened with at most ``--in-flight`` of them waiting for their first tokens at a
-time (it fails, naming how many, when some do not open); the daphne process's RSS
-and thread count growth per reply (a fresh process for each path), its CPU use while
-nothing streams (over 20 s, once they have all started: an SSE reply's keep-alive
-comment every ``KEEPALIVE`` seconds is part of it; ``--keepalive S`` sets it on every
-server), and that CPU less the raw path's of the same transport in the same run; beside
-them ``raw-ping``, the raw response with keep-alive comments every ``KEEPALIVE``, as a
-hand-written view sends them (what the keep-alives cost any Django view).
-``--burst N``: one reply of N tokens ready
-at once (as from one large network read) per path (and per ``--before`` path),
-interleaved: ms from the model's first chunk to the client's first token, and from the
-request (a WebSocket's prompt frame) to the first token and to the last. ``--fast``: a 500
-tokens/s model (1,000 tokens due 2 ms apart on the model's clock) on the raw paths, on the
-raw response merging its tokens into one message every 16 ms (as a hand-written view
-would: it reads each token as it comes, one write per message) and on ``SSEView`` and
-``StreamConsumer`` with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the
-model wrote it to its delivery (counted once every reply of the run streams).
+time (it fails, naming how many, when some do not open); the daphne process's RSS and
+thread count growth per reply (a fresh process for each path), its CPU use while nothing
+streams (once they have all started, over a whole number of ``KEEPALIVE`` periods, at
+least 20 s: an SSE reply's keep-alive comment every ``KEEPALIVE`` seconds is part of it;
+``--keepalive S`` sets it on every server), and that CPU less the raw path's of the same
+transport in the same run; beside them ``raw-ping``, the raw response with keep-alive
+comments every ``KEEPALIVE``, as a hand-written view sends them (what the keep-alives
+cost any Django view). ``--burst N``: one reply of N tokens ready at once (as from one
+large network read) per path (and per ``--before`` path), interleaved: ms from the
+model's first chunk to the client's first token, and from the request (a WebSocket's
+prompt frame) to the first token and to the last. ``--fast``: a 500 tokens/s model
+(1,000 tokens due 2 ms apart on the model's clock) on the raw paths, on the raw response
+merging its tokens into one message every 16 ms (as a hand-written view would: it reads
+each token as it comes, one write per message) and on ``SSEView`` and ``StreamConsumer``
+with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the model wrote it to
+its delivery (counted once every reply of the run streams or was refused).
 ``--store-batch-ms MS``: every server's ``STORE_BATCH_MS`` (how long the Redis store's
-writes are gathered: CPU per token against the gap between tokens).
+writes are gathered: CPU per token against the gap between tokens). ``--max-active N``:
+each ``SSEView`` and ``StreamConsumer`` path of the paced and fast runs runs a second
+time beside itself, on a server with ``MAX_ACTIVE_PER_PROCESS`` = N: how the streams it
+admits fare when more are asked for, and how many it refused (503 ``SERVER_BUSY``, or
+the error frame).
 """
 
 from __future__ import annotations
@@ -214,6 +218,10 @@ class Reply(asyncio.Protocol):
         self.tail = b""
         self.last = b""
         self.complete = False
+        #: Refused by a full process (``MAX_ACTIVE_PER_PROCESS``): 503, or the error frame;
+        #: and when (``time()``).
+        self.refused = False
+        self.refused_at = 0.0
         self.tokens = 0
         self.arrivals: list[float] = []
         #: (``time()``, tokens so far) at each delivery, for the lag of each token.
@@ -255,7 +263,9 @@ class Reply(asyncio.Protocol):
                 return
             status = buffer[:12]
             if status not in (b"HTTP/1.1 200", b"HTTP/1.1 101"):
-                self._end(RuntimeError(f"refused: {buffer[:200]!r}"))
+                self.refused = status == b"HTTP/1.1 503"
+                self.refused_at = time.time()
+                self._end(None if self.refused else RuntimeError(f"refused: {buffer[:200]!r}"))
                 return
             self.open = True
             data = buffer[end + 4 :]
@@ -292,6 +302,9 @@ class Reply(asyncio.Protocol):
             payload = buffer[start : start + size]
             if b'"complete"' in payload:
                 self.complete = True
+            elif b'"SERVER_BUSY"' in payload:
+                self.refused = self.complete = True
+                self.refused_at = time.time()
             else:
                 count += payload.count(b"x")
             position = start + size
@@ -358,6 +371,7 @@ class Run:
     cpu: float = 0.0
     redis_cpu: float = 0.0
     overloaded: bool = False
+    refused: int = 0
 
 
 async def paced_run(
@@ -385,6 +399,9 @@ async def paced_run(
     if redis_pid:
         run.redis_cpu = cpu_seconds(redis_pid) - redis_before
     for reply in replies:
+        if reply.refused:
+            run.refused += 1
+            continue
         if run.overloaded:
             if reply.transport is not None:
                 reply.transport.close()
@@ -393,11 +410,11 @@ async def paced_run(
         run.tokens += reply.tokens
         run.gaps += [(b - a) * 1000 for a, b in itertools.pairwise(reply.arrivals)]
     if clock:
-        # Once every reply streams: C requests arriving within one gap are a burst of
-        # request handling, not the concurrent streams this counts.
-        steady = max(reply.started_at or 0.0 for reply in replies)
+        # Once every reply streams (or was refused): C requests arriving within one gap
+        # are a burst of request handling, not the concurrent streams this counts.
+        steady = max(reply.started_at or reply.refused_at for reply in replies)
         for reply in replies:
-            if reply.started_at is not None:
+            if reply.started_at is not None and not reply.refused:
                 run.lags += token_lags(reply.started_at, reply.deliveries, gap_ms / 1000, steady)
     return run
 
@@ -434,6 +451,7 @@ class Cell:
     cpu_k: list[float] = field(default_factory=list)
     ratio: list[float] = field(default_factory=list)
     redis_k: list[float] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
 
 
 async def paced(
@@ -468,6 +486,7 @@ async def paced(
                     cell.lag99.append(math.inf if run.overloaded else percentile(run.lags, 0.99))
                 per_k = run.cpu / run.tokens * 1000
                 cell.cpu_k.append(per_k)
+                cell.refused.append(run.refused)
                 base = runs.get(BY_KEY[key].baseline)
                 if base is not None and base.cpu > 0:
                     cell.ratio.append(per_k / (base.cpu / base.tokens * 1000))
@@ -500,6 +519,29 @@ def add_before(
                 servers[server] = stack.enter_context(daphne(envs[path.server], checkout))
             BY_KEY[f"{key}@before"] = Route(label, path.ws, path.route, server, path.baseline)
             added.append(f"{key}@before")
+    return added
+
+
+def add_capped(
+    servers: dict[str, Server],
+    stack: ExitStack,
+    envs: dict[str, dict[str, str]],
+    keys: list[str],
+    cap: int,
+) -> list[str]:
+    """The library paths among ``keys`` again, each on a server like its own (``envs``
+    by server) with ``MAX_ACTIVE_PER_PROCESS`` = ``cap``."""
+    added = []
+    for key in keys:
+        path = BY_KEY[key]
+        if path.route.startswith(("/view", "/ws/ours")) and "@" not in key:
+            server = f"{path.server}@cap"
+            if server not in servers:
+                env = {**envs[path.server], "STREAMING_BENCH_MAX_ACTIVE": str(cap)}
+                servers[server] = stack.enter_context(daphne(env))
+            label = f"{path.label}, MAX_ACTIVE_PER_PROCESS={cap}"
+            BY_KEY[f"{key}@cap"] = Route(label, path.ws, path.route, server, path.baseline)
+            added.append(f"{key}@cap")
     return added
 
 
@@ -608,10 +650,9 @@ async def idle_cost(
             break
     rss_after = proc_status(server.pid, "VmRSS")
     threads = (proc_status(server.pid, "Threads") - threads_before) / count
-    # Longer than KEEPALIVE (15 s): an SSE reply's keep-alive comment is part of its cost.
     cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
     redis_before = cpu_seconds(redis_pid)
-    await asyncio.sleep(IDLE_WINDOW)
+    await asyncio.sleep(idle_window())
     elapsed = time.perf_counter() - started
     busy = (cpu_seconds(server.pid) - cpu_before) / elapsed * 100
     redis_busy = (cpu_seconds(redis_pid) - redis_before) / elapsed * 100
@@ -624,8 +665,23 @@ async def idle_cost(
     return (rss_after - rss_before) / count, busy, opening, redis_busy, threads
 
 
-#: Seconds over which the CPU of idle replies is measured.
+#: Seconds over which the CPU of idle replies is measured, at least.
 IDLE_WINDOW = 20.0
+#: A ``KEEPALIVE`` longer than this is "none in the window": the window stays IDLE_WINDOW.
+NO_KEEPALIVE = 300.0
+
+
+def idle_window() -> float:
+    """The idle CPU's window: a whole number of ``KEEPALIVE`` periods, at least
+    ``IDLE_WINDOW``. Each reply's keep-alives fall due one period apart from its last
+    token, before the window starts, so every reply sends as many in it, whatever its
+    phase (a window of 20 s at 15 s caught one in some replies, two in others)."""
+    keepalive = float(os.environ.get("STREAMING_BENCH_KEEPALIVE") or 15)
+    if keepalive > NO_KEEPALIVE:
+        return IDLE_WINDOW
+    return keepalive * math.ceil(IDLE_WINDOW / keepalive)
+
+
 IDLE_KEYS = ["raw-http", "raw-ping", "view-mem", "view-redis", "raw-ws", "ws-mem", "ws-redis"]
 
 
@@ -696,7 +752,7 @@ def levels_held(
     cells: dict[tuple[str, int], Cell], key: str, levels: list[int], clock: bool = False
 ) -> str:
     """The largest C whose median gap p99 (``clock``: token lag p99) stayed within its
-    bound, and every C below it did too."""
+    bound, and every C below it did too (less the replies a full process refused)."""
     held = 0
     for streams in levels:
         cell = cells.get((key, streams))
@@ -705,7 +761,7 @@ def levels_held(
         p99, bound = (cell.lag99, HELD_LAG_MS) if clock else (cell.p99, HELD_GAP_MS)
         if not p99 or statistics.median(p99) > bound:
             break
-        held = streams
+        held = streams - round(statistics.median(cell.refused or [0]))
     return f"{held}" if held else f"< {levels[0]}"
 
 
@@ -720,11 +776,13 @@ def print_paced(
     lag_head, lag_rule = (
         ("token lag p50 ms | token lag p99 ms | ", "---:|---:|") if clock else ("", "")
     )
+    refusals = any(max(cell.refused) for cell in cells.values())
+    refused_head, refused_rule = (" refused (median) |", "---:|") if refusals else ("", "")
     print(
         f"| path | C | gap p50 ms | gap p99 ms | {lag_head}CPU s per 1,000 tokens | x raw | "
-        "redis-server CPU |"
+        f"redis-server CPU |{refused_head}"
     )
-    print(f"|---|---:|---:|---:|{lag_rule}---:|---:|---:|")
+    print(f"|---|---:|---:|---:|{lag_rule}---:|---:|---:|{refused_rule}")
     for key in keys:
         for streams in levels:
             cell = cells[(key, streams)]
@@ -735,10 +793,11 @@ def print_paced(
                 if clock
                 else ""
             )
+            refused = f" {statistics.median(cell.refused):.0f} |" if refusals else ""
             print(
                 f"| {BY_KEY[key].label} | {streams} | {statistics.median(cell.p50):.1f} | "
                 f"{statistics.median(cell.p99):.1f} | {lags}{statistics.median(cell.cpu_k):.3f} | "
-                f"{ratio} | {redis} |"
+                f"{ratio} | {redis} |{refused}"
             )
     print()
     bound = f"token lag p99 ≤ {HELD_LAG_MS:.0f}" if clock else f"gap p99 ≤ {HELD_GAP_MS:.0f}"
@@ -777,6 +836,9 @@ def main() -> None:
     parser.add_argument(
         "--store-batch-ms", type=float, help="every server's STORE_BATCH_MS (default 10)"
     )
+    parser.add_argument(
+        "--max-active", type=int, help="the library paths again, MAX_ACTIVE_PER_PROCESS = N"
+    )
     args = parser.parse_args()
     if args.store_batch_ms is not None:
         os.environ["STREAMING_BENCH_STORE_BATCH_MS"] = str(args.store_batch_ms)
@@ -797,12 +859,12 @@ def main() -> None:
     try:
         if not args.no_paced:
             with ExitStack() as stack:
-                servers = {
-                    "memory": stack.enter_context(daphne({})),
-                    "redis": stack.enter_context(daphne({"STREAMING_BENCH_REDIS": redis.url})),
-                }
+                envs = {"memory": {}, "redis": {"STREAMING_BENCH_REDIS": redis.url}}
+                servers = {name: stack.enter_context(daphne(env)) for name, env in envs.items()}
                 if args.before:
                     keys += add_before(servers, stack, Path(args.before), redis.url, keys)
+                if args.max_active:
+                    keys += add_capped(servers, stack, envs, keys, args.max_active)
                 cells = asyncio.run(
                     paced(servers, keys, levels, rounds, 200, 20, redis.process.pid)
                 )
@@ -832,13 +894,13 @@ def main() -> None:
                 print(f"| {label} | {model:.1f} | {first:.1f} | {last:.1f} |")
         if args.fast:
             with ExitStack() as stack:
-                servers = {
-                    "memory": stack.enter_context(daphne({})),
-                    "flush": stack.enter_context(daphne({"STREAMING_BENCH_FLUSH_MS": "16"})),
-                }
+                envs = {"memory": {}, "flush": {"STREAMING_BENCH_FLUSH_MS": "16"}}
+                servers = {name: stack.enter_context(daphne(env)) for name, env in envs.items()}
                 fast_keys = list(FAST_PATHS)
                 if args.before:
                     fast_keys += add_before(servers, stack, Path(args.before), redis.url, fast_keys)
+                if args.max_active:
+                    fast_keys += add_capped(servers, stack, envs, fast_keys, args.max_active)
                 cells = asyncio.run(
                     paced(servers, fast_keys, levels, rounds, 1000, 2, None, clock=True)
                 )
@@ -857,7 +919,7 @@ def main() -> None:
             print(
                 f"Idle: {idle} open replies whose model sent a few tokens and then nothing "
                 f"(fresh process each, at most {args.in_flight} opening at a time); CPU over "
-                f"{IDLE_WINDOW:.0f} s"
+                f"{idle_window():.0f} s (whole KEEPALIVE periods)"
             )
             print(
                 "| path | KiB per open reply | threads per open reply | server CPU % while "
