@@ -280,11 +280,11 @@ class Generations:
             {"retry_after": limits.ACTIVE_RETRY_AFTER},
         )
 
-    async def reserve(self, limits: Limits, *, owner: str, address: str) -> Reservation:
+    async def reserve(self, client_limits: Limits, *, owner: str, address: str) -> Reservation:
         """The places of a new reply: here (``admit``, before the store is asked) and in
         the limits of ``owner`` and ``address`` (``streaming.limits.reserve``)."""
         self.admit()
-        return await reserve(self.store, limits, owner=owner, address=address)
+        return await reserve(self.store, client_limits, owner=owner, address=address)
 
     @property
     def store(self) -> EventStore:

@@ -102,6 +102,18 @@ def daphne_server(
 
 
 @contextmanager
+def project_server(settings: str) -> Iterator[str]:
+    """The test project (``tests.asgi``) under daphne with settings module ``settings``,
+    on a migrated SQLite file of its own (the chat's)."""
+    env = {"DJANGO_SETTINGS_MODULE": settings}
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", env={**env, **database}) as url,
+    ):
+        yield url
+
+
+@contextmanager
 def wsgi_server(env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "tests.wsgi_serve", str(port)]

@@ -24,7 +24,7 @@ from streaming.testing import parse_sse
 
 from .conftest import probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
-from .servers import daphne_server, sqlite_database
+from .servers import project_server
 
 LIMIT = 20.0
 #: A reply that runs for about 15 s unless it is cancelled.
@@ -43,11 +43,7 @@ def new_address() -> str:
 @pytest.fixture(scope="module")
 def limited_url() -> Iterator[str]:
     """The test project with the limits on, on a migrated SQLite file (the chat's)."""
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_limits"}
-    with (
-        sqlite_database() as database,
-        daphne_server("tests.asgi:application", env={**env, **database}) as url,
-    ):
+    with project_server("tests.settings_limits") as url:
         yield url
 
 

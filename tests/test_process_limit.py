@@ -23,7 +23,7 @@ from streaming.limits import ACTIVE_RETRY_AFTER, Limits
 from streaming.store import MemoryStore
 from streaming.store.base import Quota, QuotaRefusal
 
-from .servers import daphne_server, sqlite_database
+from .servers import project_server
 from .slow_create_store import SlowCreateStore
 from .test_limits_live import QUICK, SLOW, new_address, until, visitor
 
@@ -129,11 +129,7 @@ async def test_refusals_are_logged_once_a_minute(caplog: pytest.LogCaptureFixtur
 @pytest.fixture(scope="module")
 def busy_url() -> Iterator[str]:
     """The test project with the limits on and ``MAX_ACTIVE_PER_PROCESS`` = 2."""
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_busy"}
-    with (
-        sqlite_database() as database,
-        daphne_server("tests.asgi:application", env={**env, **database}) as url,
-    ):
+    with project_server("tests.settings_busy") as url:
         yield url
 
 
