@@ -735,7 +735,10 @@ class Generations:
             terminal = partial(
                 Error, code=str(StreamErrorCode.INTERNAL_ERROR), message="The model stream failed"
             )
-        await self._finish(generation_id, writer, terminal, end, reservation, on_end)
+        # Cancel requests are repeated until the generation is done (the watchdog's): one
+        # may come while it ends, and must not cut its end short (its places would stay
+        # taken until their lease lapsed, its followers would hear the store failed).
+        await _to_its_end(self._finish(generation_id, writer, terminal, end, reservation, on_end))
 
     def _cancelled_end(self) -> tuple[Callable[[int], GenerationEvent], str]:
         """The terminal event of a cancelled generation, and how it ended."""
@@ -919,20 +922,22 @@ class Generations:
             self.watcher = None
 
 
+async def _to_its_end(awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+    """Run ``awaitable`` to its end, whatever cancels the caller meanwhile; its future."""
+    running = asyncio.ensure_future(awaitable)
+    while not running.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({running})
+    return running
+
+
 async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> StreamError | None:
     """Await ``on_end(end)`` to its end; its failure is logged and returned (as the
-    ``StreamError`` it raised, or ``INTERNAL_ERROR``), never raised.
-
-    A cancel request is repeated until the generation is done (the watchdog), so one may
-    arrive while ``on_end`` stores: it is finished all the same, and the terminal event
-    is written after it, so no follower waits for an end that never comes.
-    """
+    ``StreamError`` it raised, or ``INTERNAL_ERROR``), never raised (its own
+    cancellation is none: the terminal event is still written)."""
     if on_end is None:
         return None
-    storing = asyncio.ensure_future(on_end(end))
-    while not storing.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({storing})
+    storing = await _to_its_end(on_end(end))
     failure = None if storing.cancelled() else storing.exception()
     if failure is None:
         return None

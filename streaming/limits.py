@@ -23,14 +23,12 @@ IPv6 clients are counted per /64 network: one host usually holds a whole /64.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
@@ -83,11 +81,12 @@ def address_key(address: str) -> str:
 
 
 class Reservation:
-    """The places one reply holds: renewed while it runs, released once when it ends;
+    """The places one reply holds: renewed while it runs (with those of every reply of
+    its process, by ``Generations``), released once when it ends;
     and its place among the address's starts of the last minute (``start``), which it
     keeps unless it never started (``refund``)."""
 
-    __slots__ = ("_renewer", "active", "holder", "released", "start", "store")
+    __slots__ = ("active", "holder", "released", "start", "store")
 
     def __init__(
         self,
@@ -101,12 +100,6 @@ class Reservation:
         self.active = tuple(active)
         self.start = start
         self.released = False
-        self._renewer: asyncio.Task[None] | None = None
-
-    def attach(self, task: asyncio.Future[Any]) -> None:
-        """Hold the places while ``task`` (the reply) runs; release them when it ends."""
-        if self.active and not self.released:
-            self._renewer = asyncio.create_task(self._renew_until(task))
 
     async def release(self) -> None:
         """Give the places back (once; errors of the store are logged, never raised:
@@ -132,19 +125,6 @@ class Reservation:
             logger.warning(
                 "Reply places %s not released (they lapse with their lease): %r", keys, exc
             )
-
-    async def _renew_until(self, task: asyncio.Future[Any]) -> None:
-        try:
-            while not task.done() and not self.released:
-                await asyncio.wait({task}, timeout=RENEW_EVERY)
-                if not task.done() and not self.released:
-                    try:
-                        await self.store.renew_quotas(self.holder, self.active)
-                    except StreamError as exc:
-                        keys = [quota.key for quota in self.active]
-                        logger.warning("Reply places %s not renewed: %r", keys, exc)
-        finally:
-            await asyncio.shield(self.release())
 
 
 async def reserve(store: EventStore, limits: Limits, *, owner: str, address: str) -> Reservation:

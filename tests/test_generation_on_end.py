@@ -1,10 +1,13 @@
 """``Generations.start(on_end=...)``: awaited with how a reply ended, before its terminal
-event is written; finished even when the reply is cancelled again meanwhile."""
+event is written. A reply's end (its places released, ``on_end``, its terminal event
+stored) is finished even when the reply is cancelled again meanwhile, as the watchdog
+repeats a cancel until the reply is done."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,7 @@ from streaming.errors import StreamError, StreamErrorCode
 from streaming.events import TERMINAL, Cancelled, Complete, Error
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
+from streaming.limits import Limits, reserve
 from streaming.store.memory import MemoryStore
 
 
@@ -71,6 +75,58 @@ async def test_on_end_finishes_when_the_reply_is_cancelled_again_meanwhile() -> 
     task.cancel()  # a repeated cancel request, as the watchdog sends
     assert isinstance(await last_event(generations, generation_id), Cancelled)
     assert stored == ["cancelled"]
+
+
+class SlowEnds(MemoryStore):
+    """A store that takes 0.3 s (a Redis round trip on a busy process) to give places
+    back and to store the last events; ``slow`` is set when one of those begins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow = asyncio.Event()
+
+    async def _slowly(self) -> None:
+        self.slow.set()
+        await asyncio.sleep(0.3)
+
+    async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
+        await self._slowly()
+        await super().release_quotas(holder, keys)
+
+    async def append_many(self, stream_id: str, items: list[dict[str, Any]]) -> int:
+        await self._slowly()
+        return await super().append_many(stream_id, items)
+
+
+async def test_a_reply_cancelled_again_while_it_gives_back_its_places_gives_them_back() -> None:
+    """Else its owner could start no reply until the places' lease lapsed (30 s)."""
+    store = SlowEnds()
+    generations = Generations(store)
+    one_at_a_time = Limits(max_active_per_owner=1)
+    reservation = await reserve(store, one_at_a_time, owner="me", address="127.0.0.1")
+    generation_id = await generations.start(
+        words(1000, delay=0.01), Pipeline(), owner="me", reservation=reservation
+    )
+    task = generations.running[generation_id].task
+    task.cancel()
+    await asyncio.wait_for(store.slow.wait(), 5)
+    task.cancel()  # a repeated cancel request, as the watchdog sends
+    assert isinstance(await last_event(generations, generation_id), Cancelled)
+    assert reservation.released
+    await reserve(store, one_at_a_time, owner="me", address="127.0.0.1")  # its place is free
+
+
+async def test_a_reply_cancelled_again_while_its_end_is_stored_ends_cancelled() -> None:
+    """Not with the ``STORE_UNAVAILABLE`` of a store that never failed."""
+    store = SlowEnds()
+    generations = Generations(store)
+    generation_id = await generations.start(words(1000, delay=0.01), Pipeline(), owner="me")
+    task = generations.running[generation_id].task
+    task.cancel()
+    await asyncio.wait_for(store.slow.wait(), 5)
+    task.cancel()
+    assert isinstance(await last_event(generations, generation_id), Cancelled)
+    assert await store.is_finished(generation_id)
 
 
 async def test_a_start_cancelled_with_its_request_still_starts_and_ends_the_reply() -> None:

@@ -4,14 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from django.test import override_settings
 
+from streaming import generations as generations_module
 from streaming import limits as limits_module
 from streaming.errors import StreamError
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
 from streaming.limits import UNLIMITED, Limits, address_key, reserve, retry_after
 from streaming.store.memory import MemoryStore
+
+from .generation_helpers import paced
 
 
 async def test_the_settings_give_the_limits() -> None:
@@ -97,45 +103,46 @@ async def test_unlimited_never_asks_the_store() -> None:
 
 
 @pytest.mark.parametrize("ending", ["complete", "fail", "cancel"])
-async def test_an_attached_reservation_is_released_when_its_reply_ends(ending: str) -> None:
+async def test_a_reply_gives_back_its_places_when_it_ends(ending: str) -> None:
     store = MemoryStore()
+    generations = Generations(store)
     limits = Limits(max_active_per_owner=1)
     gate = asyncio.Event()
 
-    async def reply() -> None:
+    async def reply() -> AsyncIterator[str]:
+        yield "a"
         await gate.wait()
         if ending == "fail":
             raise RuntimeError("the model failed")
 
     reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
-    task = asyncio.create_task(reply())
-    reservation.attach(task)
+    generation_id = await generations.start(reply(), Pipeline(), owner="a", reservation=reservation)
     with pytest.raises(StreamError):
         await reserve(store, limits, owner="a", address="1.1.1.1")
+    task = generations.running[generation_id].task
     if ending == "cancel":
         task.cancel()
     else:
         gate.set()
-    await asyncio.wait({task})
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.wait({task}), 5)
     assert reservation.released
     await reserve(store, limits, owner="a", address="1.1.1.1")
 
 
 async def test_a_running_reply_renews_its_places(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reply that runs longer than the lease keeps its places."""
+    """A reply that runs longer than the lease keeps its places: the process renews them."""
     monkeypatch.setattr(limits_module, "LEASE", 0.3)
     monkeypatch.setattr(limits_module, "RENEW_EVERY", 0.1)
+    monkeypatch.setattr(generations_module, "WATCH_INTERVAL", 0.05)
     store = MemoryStore()
+    generations = Generations(store)
     limits = Limits(max_active_per_owner=1)
     reservation = await reserve(store, limits, owner="a", address="1.1.1.1")
-    task = asyncio.create_task(asyncio.sleep(1.0))
-    reservation.attach(task)
+    generation_id = await generations.start(
+        paced(100, 0.01, []), Pipeline(), owner="a", reservation=reservation
+    )
     await asyncio.sleep(0.7)
     with pytest.raises(StreamError):
         await reserve(store, limits, owner="a", address="1.1.1.1")
-    task.cancel()
-    await asyncio.wait({task})
-    await asyncio.sleep(0.05)
+    await generations.cancel(generation_id)
     await reserve(store, limits, owner="a", address="1.1.1.1")
