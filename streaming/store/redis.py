@@ -292,6 +292,19 @@ return 1
 """
 
 
+# ARGV: a JSON list of [quota key, [holders]]. Gives back the places of every reply of a
+# process that ended at about the same moment, in one call (no KEYS, as ``_APPEND``).
+_RELEASE_MANY = """
+for _, group in ipairs(cjson.decode(ARGV[1])) do
+  local key, holders = group[1], group[2]
+  for i = 1, #holders, 1000 do
+    redis.call('ZREM', key, unpack(holders, i, math.min(i + 999, #holders)))
+  end
+end
+return 1
+"""
+
+
 # KEYS: the metas. ARGV: now (time.time()). Marks every live stream watched; one code per
 # key: 0 live, 1 unknown or expired, 2 unfinished with a lapsed lease.
 _WATCH = (
@@ -426,6 +439,9 @@ class RedisStore(EventStore):
         # connection of their own, made at first use: a burst of requests that takes
         # every pooled connection cannot hold up (and fail) them.
         self._batch_writer: _OwnConnection | None = None
+        # The places given back since the last release call, and the task that sends them.
+        self._releases: _Releases | None = None
+        self._releaser: asyncio.Task[None] | None = None
         self._create_script = self._redis.register_script(_CREATE)
         self._append_script = self._redis.register_script(_APPEND)
         self._finish_script = self._redis.register_script(_FINISH)
@@ -435,6 +451,7 @@ class RedisStore(EventStore):
         self._renew_script = self._redis.register_script(_RENEW)
         self._renew_many_script = self._redis.register_script(_RENEW_MANY)
         self._renew_lease_script = self._redis.register_script(_RENEW_LEASE)
+        self._release_many_script = self._redis.register_script(_RELEASE_MANY)
         self._interrupt_script = self._redis.register_script(_INTERRUPT)
         self._watch_script = self._redis.register_script(_WATCH)
 
@@ -527,9 +544,12 @@ class RedisStore(EventStore):
     ) -> dict[str, int | StreamError]:
         """One script call (one round trip) appends to all the streams, on the batch
         writer's own connection."""
+        return await self._append(batches, self._own_connection())
+
+    def _own_connection(self) -> _OwnConnection:
         if self._batch_writer is None:
             self._batch_writer = _OwnConnection(self)
-        return await self._append(batches, self._batch_writer)
+        return self._batch_writer
 
     async def _append(
         self, batches: dict[str, list[dict[str, Any]]], own: _OwnConnection | None
@@ -697,13 +717,37 @@ class RedisStore(EventStore):
             )
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
+        """Given back with every release of the process since the last call, in one script
+        call on the batched writes' connection: replies that end together (a shutdown,
+        thousands of clients gone at once) make a round trip or two, not one each, which
+        queued for the pool until they failed ``STORE_BUSY`` and their places lapsed."""
         if not keys:
             return
-        with self._reaching():
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.zrem(self._quota_key(key), holder)
-            await pipe.execute()
+        if self._releases is None:
+            self._releases = _Releases(asyncio.get_running_loop().create_future())
+        releases = self._releases
+        for key in keys:
+            releases.holders.setdefault(self._quota_key(key), []).append(holder)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.create_task(self._release_all())
+        await asyncio.shield(releases.done)
+
+    async def _release_all(self) -> None:
+        """Send the releases gathered, one call at a time, until none came meanwhile."""
+        await asyncio.sleep(0)  # the releases of this turn of the event loop join
+        while self._releases is not None:
+            releases, self._releases = self._releases, None
+            try:
+                with self._reaching():
+                    await self._own_connection().call_script(
+                        self._release_many_script,
+                        _RELEASE_MANY,
+                        [_encode(list(releases.holders.items()))],
+                    )
+            except StreamError as exc:
+                releases.done.set_exception(exc)
+            else:
+                releases.done.set_result(None)
 
     async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
         if not stream_ids:
@@ -745,6 +789,8 @@ class RedisStore(EventStore):
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
+        if self._releaser is not None:
+            await asyncio.wait({self._releaser})
         if self._batch_writer is not None:
             await self._batch_writer.close()
         await self._redis.aclose()
@@ -769,6 +815,17 @@ async def _closed_by_server(connection: Any) -> bool:
         return bool(await connection.can_read())
     except (RedisConnectionError, OSError):
         return True
+
+
+class _Releases:
+    """Places given back since the last release call: the holders of each quota key, and
+    the future their callers await."""
+
+    __slots__ = ("done", "holders")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.holders: dict[str, list[str]] = {}
 
 
 class _OwnConnection:

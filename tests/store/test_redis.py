@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.store.base import StoredEvent, Tail
+from streaming.store.base import Quota, StoredEvent, Tail
 from tests.redis_server import RedisServer
 
 from .conftest import needs_redis
@@ -236,6 +236,46 @@ async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, m
         "followed": 1,
     }
     assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 2})]
+
+
+async def test_replies_ending_together_give_back_their_places_in_a_call_or_two(
+    redis: RedisServer, make: Make
+) -> None:
+    """2,000 replies end at once (a shutdown, their clients all gone) while a blocking
+    read holds the pool's one connection: every place is given back, in a few script calls
+    on the batched writes' connection (through the pool, each would wait for it and fail
+    ``STORE_BUSY``, its places taken until their lease lapsed)."""
+    store = make(redis.url, max_connections=1, pool_timeout=0.3, socket_timeout=4)
+    quotas = [Quota("address", 10_000, 30), Quota("owner", 10_000, 30)]
+    holders = [f"reply{n}" for n in range(2000)]
+    for holder in holders:
+        assert await store.acquire_quotas(holder, quotas) is None
+    await store.create("followed", owner="o")
+    reader = asyncio.create_task(store.read("followed", 0, timeout=1.5))
+    await asyncio.sleep(0.1)
+    calls_before = _script_calls(redis)
+    async with asyncio.timeout(BOUND):
+        await asyncio.gather(*(store.release_quotas(h, ["address", "owner"]) for h in holders))
+    assert _script_calls(redis) - calls_before <= 3
+    await reader
+    # Every place is free: one more fits where only one may be held.
+    assert (
+        await store.acquire_quotas("next", [Quota("address", 1, 30), Quota("owner", 1, 30)]) is None
+    )
+
+
+def _script_calls(redis: RedisServer) -> int:
+    """How many scripts Redis ran so far."""
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "evalsha")
+    )
 
 
 async def test_batched_writes_send_their_script_again_when_redis_lost_it(
