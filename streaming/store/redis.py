@@ -248,16 +248,16 @@ end
 return {0, 0}
 """
 
-# KEYS: the quotas. ARGV: a JSON list with, for each key, [ms, [holders]]. Extends the
-# places still held, every holder of a key in a few ZADD XX (a lapsed place is dropped
-# first, so XX takes back neither a lapsed nor a released one): the renewal of all the
-# places of a process is one call, whose arguments are encoded once (a JSON string).
+# ARGV: a JSON list of [quota key, ms, [holders]]. Extends the places still held, every
+# holder of a key in a few ZADD XX (a lapsed place is dropped first, so XX takes back
+# neither a lapsed nor a released one): the renewal of all the places of a process is one
+# call, whose arguments are encoded once (a JSON string; no KEYS, as ``_APPEND``: redis-py
+# encoded each of 10,000 keys in Python, most of the renewal's cost).
 _RENEW_MANY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local groups = cjson.decode(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local ms, holders = tonumber(groups[i][1]), groups[i][2]
+for _, group in ipairs(cjson.decode(ARGV[1])) do
+  local key, ms, holders = group[1], tonumber(group[2]), group[3]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local batch = {}
   for _, holder in ipairs(holders) do
@@ -269,9 +269,7 @@ for i, key in ipairs(KEYS) do
     end
   end
   if #batch > 0 then redis.call('ZADD', key, 'XX', unpack(batch)) end
-  if redis.call('EXISTS', key) == 1 and redis.call('PTTL', key) < ms then
-    redis.call('PEXPIRE', key, ms)
-  end
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
 return 1
 """
@@ -704,17 +702,18 @@ class RedisStore(EventStore):
     async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
         """One script call for every holder, its holders grouped by quota (the replies of
         a process share a few owners' and addresses' quotas)."""
-        groups: dict[tuple[str, int], list[str]] = {}
+        groups: dict[tuple[str, float], list[str]] = {}
         for holder, quotas in places:
             for quota in quotas:
-                groups.setdefault((quota.key, _ms(quota.seconds)), []).append(holder)
+                groups.setdefault((quota.key, quota.seconds), []).append(holder)
         if not groups:
             return
+        renewals = [
+            [self._quota_key(key), _ms(seconds), holders]
+            for (key, seconds), holders in groups.items()
+        ]
         with self._reaching():
-            await self._renew_many_script(
-                keys=[self._quota_key(key) for key, _ in groups],
-                args=[_encode([[ms, holders] for (_, ms), holders in groups.items()])],
-            )
+            await self._renew_many_script(keys=[], args=[_encode(renewals)])
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         """Given back with every release of the process since the last call, in one script
