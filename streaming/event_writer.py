@@ -390,8 +390,11 @@ class EventWriter:
         batch = [*self.pending, terminal(self.seq)]
         self.pending = []
         self.writing = True
-        last = await self.store.append_many(self.generation_id, [to_record(e) for e in batch])
-        await self.store.finish(self.generation_id)
+        # With the other replies' writes (one round trip, never waiting for Redis's pool).
+        records = {self.generation_id: [to_record(e) for e in batch]}
+        last = (await self.store.append_batches(records, finish=records))[self.generation_id]
+        if isinstance(last, StreamError):
+            raise last
         self.stored(batch, last)
         if self.failure is not None:
             raise self.failure

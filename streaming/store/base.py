@@ -230,14 +230,17 @@ class EventStore(abc.ABC):
         return None
 
     async def append_batches(
-        self, batches: dict[str, list[dict[str, Any]]]
+        self, batches: dict[str, list[dict[str, Any]]], *, finish: Collection[str] = ()
     ) -> dict[str, int | StreamError]:
-        """``append_many`` for several streams at once: the last seq of each, or the
-        error its append raised. A networked store does it in one round trip."""
+        """``append_many`` for several streams at once, then ``finish`` for those in
+        ``finish``: the last seq of each, or the error its append (or finish) raised. A
+        networked store does it in one round trip."""
         results: dict[str, int | StreamError] = {}
         for stream_id, items in batches.items():
             try:
                 results[stream_id] = await self.append_many(stream_id, items)
+                if stream_id in finish:
+                    await self.finish(stream_id)
             except StreamError as error:
                 results[stream_id] = error
         return results

@@ -151,12 +151,13 @@ return 1
 )
 
 # ARGV: maxlen, ttl_active (ms), the key prefix, the streams (a JSON list of [id, number
-# of payloads]), then every payload in that order, joined by newlines (a JSON text never
-# holds a raw one). For each stream its last seq, -1 if it is unknown, -2 if it is
-# finished, joined by commas: one call appends for every reply of a process. Five
-# arguments and one string back, whatever the number of events: redis-py packs every
-# argument and parses every reply item in Python, which cost more than the script (the
-# keys span hash slots anyway: no Cluster).
+# of payloads, 1 to finish it after them, else 0]), every payload in that order, joined
+# by newlines (a JSON text never holds a raw one), ttl_finished (ms). For each stream its
+# last seq, -1 if it is unknown, -2 if it is finished, joined by commas: one call appends
+# for every reply of a process, and ends those that end (as ``_FINISH``). Six arguments
+# and one string back, whatever the number of events: redis-py packs every argument and
+# parses every reply item in Python, which cost more than the script (the keys span hash
+# slots anyway: no Cluster).
 _APPEND = """
 local payloads, start = ARGV[5], 1
 local function next_payload()
@@ -185,9 +186,16 @@ for _, stream in ipairs(cjson.decode(ARGV[4])) do
       seq = seq + 1
       redis.call('XADD', events, 'MAXLEN', ARGV[1], seq .. '-0', 'd', next_payload())
     end
-    redis.call('HSET', meta, 'seq', seq)
-    redis.call('PEXPIRE', meta, ARGV[2])
-    redis.call('PEXPIRE', events, ARGV[2])
+    local ttl = ARGV[2]
+    if stream[3] == 1 then
+      redis.call('HSET', meta, 'seq', seq, 'finished', 1)
+      redis.call('XADD', events, seq .. '-1', 'end', 1)
+      ttl = ARGV[6]
+    else
+      redis.call('HSET', meta, 'seq', seq)
+    end
+    redis.call('PEXPIRE', meta, ttl)
+    redis.call('PEXPIRE', events, ttl)
     results[#results + 1] = seq
   end
 end
@@ -437,6 +445,10 @@ class RedisStore(EventStore):
         # connection of their own, made at first use: a burst of requests that takes
         # every pooled connection cannot hold up (and fail) them.
         self._batch_writer: _OwnConnection | None = None
+        # While an ``append_batches`` call is on its way: the calls gathered for the next,
+        # and the task that sends them.
+        self._appending: _Appends | None = None
+        self._appender: asyncio.Task[None] | None = None
         # The places given back since the last release call, and the task that sends them.
         self._releases: _Releases | None = None
         self._releaser: asyncio.Task[None] | None = None
@@ -538,11 +550,48 @@ class RedisStore(EventStore):
         return result
 
     async def append_batches(
-        self, batches: dict[str, list[dict[str, Any]]]
+        self, batches: dict[str, list[dict[str, Any]]], *, finish: Collection[str] = ()
     ) -> dict[str, int | StreamError]:
         """One script call (one round trip) appends to all the streams, on the batch
-        writer's own connection."""
-        return await self._append(batches, self._own_connection())
+        writer's own connection. Calls made while one is on its way go together in the
+        next (the process's flusher, the replies that end meanwhile): replies that end
+        at once never queue one call each, and never wait for the pool."""
+        if self._appending is None:
+            self._appending = _Appends(asyncio.get_running_loop().create_future())
+            try:
+                return await self._append(batches, self._own_connection(), finish)
+            finally:
+                if self._appending.batches:
+                    self._appender = asyncio.create_task(self._append_gathered())
+                else:
+                    self._appending = None
+        gathered = self._appending
+        gathered.batches.update(batches)
+        gathered.finish.update(finish)
+        results = await asyncio.shield(gathered.done)
+        return {stream_id: results[stream_id] for stream_id in batches}
+
+    async def _append_gathered(self) -> None:
+        """Send what was gathered while a call was on its way, until nothing more came."""
+        try:
+            while self._appending is not None and self._appending.batches:
+                gathered = self._appending
+                self._appending = _Appends(asyncio.get_running_loop().create_future())
+                try:
+                    results = await self._append(
+                        gathered.batches, self._own_connection(), gathered.finish
+                    )
+                except asyncio.CancelledError:
+                    gathered.done.cancel()
+                    raise
+                except Exception as exc:
+                    gathered.done.set_exception(exc)
+                else:
+                    gathered.done.set_result(results)
+        finally:
+            left, self._appending = self._appending, None
+            if left is not None:
+                left.done.cancel()  # nothing gathered, or the loop is closing
 
     def _own_connection(self) -> _OwnConnection:
         if self._batch_writer is None:
@@ -550,12 +599,19 @@ class RedisStore(EventStore):
         return self._batch_writer
 
     async def _append(
-        self, batches: dict[str, list[dict[str, Any]]], own: _OwnConnection | None
+        self,
+        batches: dict[str, list[dict[str, Any]]],
+        own: _OwnConnection | None,
+        finish: Collection[str] = (),
     ) -> dict[str, int | StreamError]:
-        """Append through the pool, or (``own``) on a connection of its own."""
+        """Append through the pool, or (``own``) on a connection of its own; then finish
+        the streams in ``finish``."""
         if not batches:
             return {}
-        streams = [[stream_id, len(items)] for stream_id, items in batches.items()]
+        streams = [
+            [stream_id, len(items), int(stream_id in finish)]
+            for stream_id, items in batches.items()
+        ]
         payloads = "\n".join([_payload(data) for items in batches.values() for data in items])
         args: list[str | int] = [
             self.max_events,
@@ -563,6 +619,7 @@ class RedisStore(EventStore):
             self.key_prefix,
             _encode(streams),
             payloads,
+            _ms(self.ttl_finished),
         ]
         with self._reaching():
             if own is None:
@@ -788,8 +845,9 @@ class RedisStore(EventStore):
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
-        if self._releaser is not None:
-            await asyncio.wait({self._releaser})
+        for task in (self._appender, self._releaser):
+            if task is not None:
+                await asyncio.wait({task})
         if self._batch_writer is not None:
             await self._batch_writer.close()
         await self._redis.aclose()
@@ -814,6 +872,18 @@ async def _closed_by_server(connection: Any) -> bool:
         return bool(await connection.can_read())
     except (RedisConnectionError, OSError):
         return True
+
+
+class _Appends:
+    """``append_batches`` calls made while one was on its way: their batches, the
+    streams to finish, and the future their callers await (the results of all)."""
+
+    __slots__ = ("batches", "done", "finish")
+
+    def __init__(self, done: asyncio.Future[dict[str, int | StreamError]]) -> None:
+        self.done = done
+        self.batches: dict[str, list[dict[str, Any]]] = {}
+        self.finish: set[str] = set()
 
 
 class _Releases:

@@ -235,6 +235,26 @@ async def test_appends_to_several_streams_at_once(store: EventStore) -> None:
     assert [e.data["n"] for e in await store.read("a", 0, timeout=0)] == [1, 2, 3]
 
 
+async def test_a_batch_finishes_the_streams_it_is_told_to_after_their_events(
+    store: EventStore,
+) -> None:
+    """How a reply's last events and its end are written: in one batch with the others'."""
+    await store.create("ending", owner="o")
+    await store.create("going", owner="o")
+    results = await store.append_batches(
+        {"ending": [{"n": 1}, {"n": 2}], "going": [{"n": 1}], "gone": [{"n": 1}]},
+        finish={"ending", "gone"},
+    )
+    assert results["ending"] == 2 and results["going"] == 1
+    assert isinstance(results["gone"], StreamError)
+    assert await store.is_finished("ending") and not await store.is_finished("going")
+    assert [e.data["n"] for e in await store.read("ending", 0, timeout=0)] == [1, 2]
+    # Past its last event a read returns at once: nothing more will come.
+    assert await asyncio.wait_for(store.read("ending", 2, timeout=WAIT), WAIT / 2) == []
+    again = await store.append_batches({"ending": [{"n": 3}]}, finish={"ending"})
+    assert isinstance(again["ending"], StreamError)  # finished: refused
+
+
 async def test_a_refused_stream_in_a_batch_leaves_the_others_their_own_events(
     store: EventStore,
 ) -> None:

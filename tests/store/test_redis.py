@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
+from streaming.events import Chunk, Complete
+from streaming.extractors import Pipeline
+from streaming.generations import Generations
 from streaming.store.base import Quota, StoredEvent, Tail
+from tests.generation_helpers import everything, paced
 from tests.redis_server import RedisServer
 
 from .conftest import needs_redis
@@ -236,6 +240,50 @@ async def test_batched_writes_do_not_wait_for_a_taken_pool(redis: RedisServer, m
         "followed": 1,
     }
     assert await asyncio.wait_for(reader, BOUND) == [StoredEvent(1, {"n": 2})]
+
+
+async def test_a_reply_ends_complete_while_requests_hold_the_pool(
+    redis: RedisServer, make: Make
+) -> None:
+    """Its last events and its end go with the batched writes, as its tokens did: a burst
+    of requests that holds every pooled connection no longer fails it ``STORE_BUSY`` at
+    its very end (its client saw every token, then an error)."""
+    store = make(redis.url, max_connections=1, pool_timeout=0.3, socket_timeout=4)
+    generations = Generations(store)
+    generation_id = await generations.start(paced(20, 0.01, []), Pipeline(), owner="me")
+    await store.create("followed", owner="o")
+    request = asyncio.create_task(store.read("followed", 0, timeout=2.5))  # holds the pool
+    async with asyncio.timeout(BOUND):
+        events = await everything(generations, generation_id)
+    assert isinstance(events[-1], Complete)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "".join(
+        f"{n} " for n in range(20)
+    )
+    await request
+    assert await store.is_finished(generation_id)
+
+
+async def test_replies_ending_together_write_their_ends_in_a_call_or_two(
+    redis: RedisServer, make: Make
+) -> None:
+    """2,000 replies end at once while a request holds the pool's one connection: every
+    end is stored, gathered into a few script calls on the batched writes' connection."""
+    store = make(redis.url, max_connections=1, pool_timeout=0.3, socket_timeout=4)
+    ids = [f"reply{n}" for n in range(2000)]
+    for stream_id in ids:
+        await store.create(stream_id, owner="o")
+    await store.create("followed", owner="o")
+    request = asyncio.create_task(store.read("followed", 0, timeout=1.5))
+    await asyncio.sleep(0.1)
+    calls_before = _script_calls(redis)
+    async with asyncio.timeout(BOUND):
+        results = await asyncio.gather(
+            *(store.append_batches({i: [{"end": i}]}, finish={i}) for i in ids)
+        )
+    assert results == [{i: 1} for i in ids]
+    assert _script_calls(redis) - calls_before <= 3
+    await request
+    assert all([await store.is_finished(i) for i in ids[:: len(ids) // 10]])
 
 
 async def test_replies_ending_together_give_back_their_places_in_a_call_or_two(
