@@ -800,7 +800,10 @@ class RedisStore(EventStore):
                         _RELEASE_MANY,
                         [_encode(list(releases.holders.items()))],
                     )
-            except StreamError as exc:
+            except asyncio.CancelledError:
+                releases.done.cancel()  # the loop is closing
+                raise
+            except Exception as exc:
                 releases.done.set_exception(exc)
             else:
                 releases.done.set_result(None)
@@ -846,7 +849,7 @@ class RedisStore(EventStore):
         if self._reader is not None:
             await self._reader.close()
         for task in (self._appender, self._releaser):
-            if task is not None:
+            if task is not None and not task.done():
                 await asyncio.wait({task})
         if self._batch_writer is not None:
             await self._batch_writer.close()
