@@ -29,10 +29,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from streaming.errors import StreamError
@@ -84,6 +84,9 @@ from .base import (
 )
 
 logger = logging.getLogger("streaming")
+
+_Call = TypeVar("_Call")
+_Result = TypeVar("_Result")
 
 #: ``Retry-After`` (seconds) when every pooled connection stayed busy for the pool's wait.
 BUSY_RETRY_AFTER = 1
@@ -445,13 +448,9 @@ class RedisStore(EventStore):
         # connection of their own, made at first use: a burst of requests that takes
         # every pooled connection cannot hold up (and fail) them.
         self._batch_writer: _OwnConnection | None = None
-        # While an ``append_batches`` call is on its way: the calls gathered for the next,
-        # and the task that sends them.
-        self._appending: _Appends | None = None
-        self._appender: asyncio.Task[None] | None = None
-        # The places given back since the last release call, and the task that sends them.
-        self._releases: _Releases | None = None
-        self._releaser: asyncio.Task[None] | None = None
+        # Appends and releases made while one is on its way go together in the next call.
+        self._appends = _Combined(self._append_all)
+        self._releases = _Combined(self._release_all)
         self._create_script = self._redis.register_script(_CREATE)
         self._append_script = self._redis.register_script(_APPEND)
         self._finish_script = self._redis.register_script(_FINISH)
@@ -556,42 +555,19 @@ class RedisStore(EventStore):
         writer's own connection. Calls made while one is on its way go together in the
         next (the process's flusher, the replies that end meanwhile): replies that end
         at once never queue one call each, and never wait for the pool."""
-        if self._appending is None:
-            self._appending = _Appends(asyncio.get_running_loop().create_future())
-            try:
-                return await self._append(batches, self._own_connection(), finish)
-            finally:
-                if self._appending.batches:
-                    self._appender = asyncio.create_task(self._append_gathered())
-                else:
-                    self._appending = None
-        gathered = self._appending
-        gathered.batches.update(batches)
-        gathered.finish.update(finish)
-        results = await asyncio.shield(gathered.done)
+        results = await self._appends.call((batches, finish))
         return {stream_id: results[stream_id] for stream_id in batches}
 
-    async def _append_gathered(self) -> None:
-        """Send what was gathered while a call was on its way, until nothing more came."""
-        try:
-            while self._appending is not None and self._appending.batches:
-                gathered = self._appending
-                self._appending = _Appends(asyncio.get_running_loop().create_future())
-                try:
-                    results = await self._append(
-                        gathered.batches, self._own_connection(), gathered.finish
-                    )
-                except asyncio.CancelledError:
-                    gathered.done.cancel()
-                    raise
-                except Exception as exc:
-                    gathered.done.set_exception(exc)
-                else:
-                    gathered.done.set_result(results)
-        finally:
-            left, self._appending = self._appending, None
-            if left is not None:
-                left.done.cancel()  # nothing gathered, or the loop is closing
+    async def _append_all(
+        self, calls: list[tuple[dict[str, list[dict[str, Any]]], Collection[str]]]
+    ) -> dict[str, int | StreamError]:
+        """The calls of ``append_batches`` combined, in one script call."""
+        batches: dict[str, list[dict[str, Any]]] = {}
+        finish: set[str] = set()
+        for call_batches, call_finish in calls:
+            batches.update(call_batches)
+            finish.update(call_finish)
+        return await self._append(batches, self._own_connection(), finish)
 
     def _own_connection(self) -> _OwnConnection:
         if self._batch_writer is None:
@@ -773,40 +749,24 @@ class RedisStore(EventStore):
             await self._renew_many_script(keys=[], args=[_encode(renewals)])
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
-        """Given back with every release of the process since the last call, in one script
-        call on the batched writes' connection: replies that end together (a shutdown,
+        """Given back with the releases made while one is on its way, in one script call
+        on the batched writes' connection: replies that end together (a shutdown,
         thousands of clients gone at once) make a round trip or two, not one each, which
         queued for the pool until they failed ``STORE_BUSY`` and their places lapsed."""
         if not keys:
             return
-        if self._releases is None:
-            self._releases = _Releases(asyncio.get_running_loop().create_future())
-        releases = self._releases
-        for key in keys:
-            releases.holders.setdefault(self._quota_key(key), []).append(holder)
-        if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.create_task(self._release_all())
-        await asyncio.shield(releases.done)
+        await self._releases.call((holder, keys))
 
-    async def _release_all(self) -> None:
-        """Send the releases gathered, one call at a time, until none came meanwhile."""
-        await asyncio.sleep(0)  # the releases of this turn of the event loop join
-        while self._releases is not None:
-            releases, self._releases = self._releases, None
-            try:
-                with self._reaching():
-                    await self._own_connection().call_script(
-                        self._release_many_script,
-                        _RELEASE_MANY,
-                        [_encode(list(releases.holders.items()))],
-                    )
-            except asyncio.CancelledError:
-                releases.done.cancel()  # the loop is closing
-                raise
-            except Exception as exc:
-                releases.done.set_exception(exc)
-            else:
-                releases.done.set_result(None)
+    async def _release_all(self, calls: list[tuple[str, Sequence[str]]]) -> None:
+        """The calls of ``release_quotas`` combined, in one script call."""
+        holders: dict[str, list[str]] = {}
+        for holder, keys in calls:
+            for key in keys:
+                holders.setdefault(self._quota_key(key), []).append(holder)
+        with self._reaching():
+            await self._own_connection().call_script(
+                self._release_many_script, _RELEASE_MANY, [_encode(list(holders.items()))]
+            )
 
     async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
         if not stream_ids:
@@ -848,9 +808,8 @@ class RedisStore(EventStore):
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.close()
-        for task in (self._appender, self._releaser):
-            if task is not None and not task.done():
-                await asyncio.wait({task})
+        await self._appends.wait()
+        await self._releases.wait()
         if self._batch_writer is not None:
             await self._batch_writer.close()
         await self._redis.aclose()
@@ -877,27 +836,57 @@ async def _closed_by_server(connection: Any) -> bool:
         return True
 
 
-class _Appends:
-    """``append_batches`` calls made while one was on its way: their batches, the
-    streams to finish, and the future their callers await (the results of all)."""
+class _Combined(Generic[_Call, _Result]):
+    """Calls of one kind that combine into one round trip: one made when none is on its
+    way is sent at once (it waits for no other); those made meanwhile are gathered and
+    sent together next (``send`` gets them all), so thousands at once make a call or two."""
 
-    __slots__ = ("batches", "done", "finish")
+    __slots__ = ("_busy", "_next", "_send", "_task")
 
-    def __init__(self, done: asyncio.Future[dict[str, int | StreamError]]) -> None:
-        self.done = done
-        self.batches: dict[str, list[dict[str, Any]]] = {}
-        self.finish: set[str] = set()
+    def __init__(self, send: Callable[[list[_Call]], Awaitable[_Result]]) -> None:
+        self._send = send
+        self._busy = False
+        #: The calls gathered for the next send, and the future their callers await.
+        self._next: tuple[list[_Call], asyncio.Future[_Result]] | None = None
+        self._task: asyncio.Task[None] | None = None
 
+    async def call(self, call: _Call) -> _Result:
+        """The result of the send that took ``call`` (the same for all it took)."""
+        if not self._busy:
+            self._busy = True
+            try:
+                return await self._send([call])
+            finally:
+                if self._next is None:
+                    self._busy = False
+                else:
+                    self._task = asyncio.create_task(self._send_gathered())
+        if self._next is None:
+            self._next = ([], asyncio.get_running_loop().create_future())
+        self._next[0].append(call)
+        return await asyncio.shield(self._next[1])
 
-class _Releases:
-    """Places given back since the last release call: the holders of each quota key, and
-    the future their callers await."""
+    async def _send_gathered(self) -> None:
+        try:
+            while self._next is not None:
+                (calls, done), self._next = self._next, None
+                try:
+                    done.set_result(await self._send(calls))
+                except asyncio.CancelledError:
+                    done.cancel()  # the loop is closing
+                    raise
+                except Exception as exc:
+                    done.set_exception(exc)
+        finally:
+            self._busy = False
+            if self._next is not None:
+                self._next[1].cancel()
+                self._next = None
 
-    __slots__ = ("done", "holders")
-
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        self.done = done
-        self.holders: dict[str, list[str]] = {}
+    async def wait(self) -> None:
+        """Until what was gathered is sent."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
 
 
 class _OwnConnection:
