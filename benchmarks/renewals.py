@@ -1,0 +1,146 @@
+"""What a process pays to keep its running replies alive in the store: the lease of each
+reply and its places in the limits, renewed while it runs, idle or not.
+
+    .venv/bin/python -m benchmarks.renewals [--replies 10000] [--rounds 5]
+
+N running replies, each with a lease and two places (its owner's and its address's
+quota), renewed as ``Generations`` renews them: ``RENEW_SLICE`` replies per store call,
+the event loop let run in between. Two layouts: every reply its own owner and address
+(visitors of a public site), and the replies sharing one address and a few owners (one
+office behind a proxy). Per renewal of all N: this process's CPU, and with Redis the
+script time ``INFO commandstats`` counts in redis-server; then what that costs in % of a
+core at the renewals' cadence (leases every third of ``LEASE_SECONDS``, places every
+``limits.RENEW_EVERY``). Median of the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+from streaming.conf import setting
+from streaming.generations import RENEW_SLICE
+from streaming.limits import LEASE, RENEW_EVERY
+from streaming.store.base import EventStore, Quota
+from streaming.store.memory import MemoryStore
+from streaming.store.redis import RedisStore
+from tests.redis_server import redis_server
+
+#: Owners the replies share in the shared layout.
+SHARED_OWNERS = 50
+LAYOUTS = {"own": "own owner and address", "shared": f"{SHARED_OWNERS} owners, 1 address"}
+
+
+def places_of(replies: int, layout: str) -> list[tuple[str, Sequence[Quota]]]:
+    """A holder and its two quotas per reply."""
+    places: list[tuple[str, Sequence[Quota]]] = []
+    for n in range(replies):
+        owner, address = (n, n) if layout == "own" else (n % SHARED_OWNERS, 0)
+        quotas = (
+            Quota(f"active:owner:{owner}", replies, LEASE),
+            Quota(f"active:address:10.0.{address // 256 % 256}.{address % 256}", replies, LEASE),
+        )
+        places.append((uuid.uuid4().hex, quotas))
+    return places
+
+
+async def timed(
+    renew: Callable[[int], Awaitable[None]], total: int, redis_usec: Callable[[], int]
+) -> tuple[float, float]:
+    """Milliseconds of this process's CPU and of redis-server's scripts for one renewal of
+    ``total`` replies, a slice per call."""
+    cpu, server = time.process_time(), redis_usec()
+    for start in range(0, total, RENEW_SLICE):
+        await renew(start)
+        await asyncio.sleep(0)
+    return (time.process_time() - cpu) * 1e3, (redis_usec() - server) / 1e3
+
+
+async def measure(
+    store: EventStore, replies: int, layout: str, rounds: int, redis_usec: Callable[[], int]
+) -> dict[str, tuple[float, float]]:
+    """Median (process ms, redis-server ms) per renewal of the leases and of the places."""
+    lease = float(setting("LEASE_SECONDS"))
+    ids = [uuid.uuid4().hex for _ in range(replies)]
+    for stream_id in ids:
+        await store.create(stream_id, owner="bench", lease=lease)
+    places = places_of(replies, layout)
+    for holder, quotas in places:
+        assert await store.acquire_quotas(holder, quotas) is None
+    kinds: dict[str, Callable[[int], Awaitable[None]]] = {
+        "leases": lambda start: store.renew_leases(ids[start : start + RENEW_SLICE], lease),
+        "places": lambda start: store.renew_many_quotas(places[start : start + RENEW_SLICE]),
+    }
+    medians = {}
+    for kind, renew in kinds.items():
+        runs = [await timed(renew, replies, redis_usec) for _ in range(rounds)]
+        medians[kind] = (
+            statistics.median(run[0] for run in runs),
+            statistics.median(run[1] for run in runs),
+        )
+    for holder, quotas in places:
+        await store.release_quotas(holder, [quota.key for quota in quotas])
+    return medians
+
+
+def script_usec(url: str) -> Callable[[], int]:
+    """Microseconds redis-server spent in scripts so far (``INFO commandstats``)."""
+    import redis
+
+    def usec() -> int:
+        client = redis.Redis.from_url(url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return sum(
+            int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
+        )
+
+    return usec
+
+
+async def run(args: argparse.Namespace) -> None:
+    every = {"leases": float(setting("LEASE_SECONDS")) / 3, "places": RENEW_EVERY}
+    cadence = f"leases every {every['leases']:.1f} s, places every {every['places']:.0f} s"
+    print(f"\n{args.replies:,} running replies, median of {args.rounds} renewals; {cadence}")
+    print("| store | each reply's quotas | renewal | process ms | redis-server ms | % of a core |")
+    print("|---|---|---|---:|---:|---:|")
+    with redis_server() as server:
+        stores: list[tuple[str, Callable[[], EventStore], Callable[[], int]]] = [
+            ("memory", MemoryStore, lambda: 0),
+            ("Redis", lambda: RedisStore(url=server.url), script_usec(server.url)),
+        ]
+        for name, make, usec in stores:
+            for layout, label in LAYOUTS.items():
+                store = make()
+                try:
+                    medians = await measure(store, args.replies, layout, args.rounds, usec)
+                finally:
+                    await store.close()
+                for kind, (process, redis_ms) in medians.items():
+                    share = (process + redis_ms) / every[kind] / 10
+                    server_ms = f"{redis_ms:.1f}" if name == "Redis" else "-"
+                    print(
+                        f"| {name} | {label} | {kind} | {process:.1f} | {server_ms} | {share:.2f} |"
+                    )
+
+
+def main() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
+    django.setup()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replies", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
