@@ -238,12 +238,12 @@ async def measure(
     with LoopCounter() as counter, LoopStalls() if stalls else nullcontext() as stalled:
         cpu, started = time.process_time(), time.perf_counter()
         server_cpu = _cpu_of(redis_pid)
-        commands = _command_stats(redis_url)
+        commands = command_stats(redis_url)
         await asyncio.sleep(window)
         used = time.process_time() - cpu
         elapsed = time.perf_counter() - started
         server_used = _cpu_of(redis_pid) - server_cpu
-        commands_after = _command_stats(redis_url)
+        commands_after = command_stats(redis_url)
     print(f"idle {elapsed:.0f} s: {used / elapsed * 100:.3f} % of a core, "
           f"{counter.count / elapsed / count:.3f} loop callbacks per reply per second")  # fmt: skip
     if stalled is not None:
@@ -290,7 +290,7 @@ def _cpu_of(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _command_stats(url: str | None) -> dict[str, tuple[int, int]]:
+def command_stats(url: str | None) -> dict[str, tuple[int, int]]:
     """Redis's ``INFO commandstats``: (calls, µs) per command so far; {} without Redis."""
     if url is None:
         return {}

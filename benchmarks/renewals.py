@@ -21,12 +21,13 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
+from benchmarks.idle_memory import command_stats
 from streaming.conf import setting
 from streaming.generations import RENEW_SLICE
-from streaming.limits import LEASE, RENEW_EVERY
-from streaming.store.base import EventStore, Quota
+from streaming.limits import RENEW_EVERY, Limits, Reservation, reserve
+from streaming.store.base import EventStore
 from streaming.store.memory import MemoryStore
 from streaming.store.redis import RedisStore
 from tests.redis_server import redis_server
@@ -36,17 +37,16 @@ SHARED_OWNERS = 50
 LAYOUTS = {"own": "own owner and address", "shared": f"{SHARED_OWNERS} owners, 1 address"}
 
 
-def places_of(replies: int, layout: str) -> list[tuple[str, Sequence[Quota]]]:
-    """A holder and its two quotas per reply."""
-    places: list[tuple[str, Sequence[Quota]]] = []
+async def reserve_all(store: EventStore, replies: int, layout: str) -> list[Reservation]:
+    """The places of ``replies`` replies, taken as a transport takes them (``reserve``):
+    an owner's and an address's quota each."""
+    limits = Limits(max_active_per_owner=replies, max_active_per_address=replies)
+    reservations = []
     for n in range(replies):
         owner, address = (n, n) if layout == "own" else (n % SHARED_OWNERS, 0)
-        quotas = (
-            Quota(f"active:owner:{owner}", replies, LEASE),
-            Quota(f"active:address:10.0.{address // 256 % 256}.{address % 256}", replies, LEASE),
-        )
-        places.append((uuid.uuid4().hex, quotas))
-    return places
+        where = f"10.0.{address // 256 % 256}.{address % 256}"
+        reservations.append(await reserve(store, limits, owner=f"owner-{owner}", address=where))
+    return reservations
 
 
 async def timed(
@@ -69,9 +69,8 @@ async def measure(
     ids = [uuid.uuid4().hex for _ in range(replies)]
     for stream_id in ids:
         await store.create(stream_id, owner="bench", lease=lease)
-    places = places_of(replies, layout)
-    for holder, quotas in places:
-        assert await store.acquire_quotas(holder, quotas) is None
+    reservations = await reserve_all(store, replies, layout)
+    places = [(reservation.holder, reservation.active) for reservation in reservations]
     kinds: dict[str, Callable[[int], Awaitable[None]]] = {
         "leases": lambda start: store.renew_leases(ids[start : start + RENEW_SLICE], lease),
         "places": lambda start: store.renew_many_quotas(places[start : start + RENEW_SLICE]),
@@ -83,24 +82,17 @@ async def measure(
             statistics.median(run[0] for run in runs),
             statistics.median(run[1] for run in runs),
         )
-    for holder, quotas in places:
-        await store.release_quotas(holder, [quota.key for quota in quotas])
+    for reservation in reservations:
+        await reservation.release()
     return medians
 
 
 def script_usec(url: str) -> Callable[[], int]:
     """Microseconds redis-server spent in scripts so far (``INFO commandstats``)."""
-    import redis
 
     def usec() -> int:
-        client = redis.Redis.from_url(url)
-        try:
-            stats = client.info("commandstats")
-        finally:
-            client.close()
-        return sum(
-            int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
-        )
+        stats = command_stats(url)
+        return sum(stats.get(name, (0, 0))[1] for name in ("evalsha", "eval"))
 
     return usec
 
