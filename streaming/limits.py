@@ -134,9 +134,13 @@ async def reserve(store: EventStore, limits: Limits, *, owner: str, address: str
     where = address_key(address)
     active: list[Quota] = []
     if limits.max_active_per_owner is not None:
-        active.append(Quota(f"active:owner:{owner}", limits.max_active_per_owner, LEASE))
+        active.append(
+            Quota(f"active:owner:{owner}", limits.max_active_per_owner, LEASE, renewed=True)
+        )
     if limits.max_active_per_address is not None:
-        active.append(Quota(f"active:address:{where}", limits.max_active_per_address, LEASE))
+        active.append(
+            Quota(f"active:address:{where}", limits.max_active_per_address, LEASE, renewed=True)
+        )
     start = None
     if limits.max_starts_per_minute is not None:
         start = Quota(f"starts:address:{where}", limits.max_starts_per_minute, WINDOW)

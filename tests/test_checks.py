@@ -94,10 +94,20 @@ def test_daphne_after_staticfiles_warns() -> None:
                 {"max_connections": 0},
                 {"url": None},
                 {"key_prefix": 7},
+                {"process_leases": "yes"},
             )
         ),
         (
             {"STORE": {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {}}},
+            [],
+        ),
+        (
+            {
+                "STORE": {
+                    "BACKEND": "streaming.store.redis.RedisStore",
+                    "OPTIONS": {"process_leases": True},
+                }
+            },
             [],
         ),
         ({"MAX_ACTIVE_PER_OWNER": 0}, ["streaming.E003"]),

@@ -112,12 +112,17 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """At most ``limit`` holders of ``key`` at a time, each place held for ``seconds``
-    (renewed while a reply runs, so a process that dies frees its places by itself)."""
+    """At most ``limit`` holders of ``key`` at a time, each place held for ``seconds``.
+
+    ``renewed``: the place belongs to a running reply, whose process renews it while the
+    reply runs (so a process that dies frees its places by itself); a store may then
+    renew all of a process's places at once. Otherwise it lasts ``seconds`` from when it
+    was taken (a window of starts)."""
 
     key: str
     limit: int
     seconds: float
+    renewed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

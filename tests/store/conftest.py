@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from streaming.store.base import EventStore
 from streaming.store.memory import MemoryStore
 from tests.redis_server import REDIS_SERVER, RedisServer, redis_server
+
+if TYPE_CHECKING:
+    from streaming.store.redis import RedisStore
 
 needs_redis = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server is not installed (CI installs it)"
@@ -37,25 +40,54 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
-async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    """Build stores of one backend with any options; all are closed after the test."""
-    made: list[EventStore] = []
+def redis_stores(server: RedisServer, made: list[EventStore]) -> Callable[..., RedisStore]:
+    """Build Redis stores on ``server`` under a key prefix of their own (the processes of
+    one fleet, sharing their streams and quotas), each added to ``made``."""
+    from streaming.store.redis import RedisStore
+
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
-    server: RedisServer | None = None
-    if request.param == "redis":
-        server = request.getfixturevalue("redis")
 
-    def make(**options: Any) -> EventStore:
-        store: EventStore
-        if server is None:
-            store = MemoryStore(**options)
-        else:
-            from streaming.store.redis import RedisStore
-
-            store = RedisStore(url=server.url, key_prefix=prefix, **options)
+    def make(**options: Any) -> RedisStore:
+        store = RedisStore(url=server.url, key_prefix=prefix, **options)
         made.append(store)
         return store
+
+    return make
+
+
+@pytest.fixture
+async def make_redis_store(redis: RedisServer) -> AsyncIterator[Callable[..., RedisStore]]:
+    """``redis_stores`` on the session's server; all are closed after the test."""
+    made: list[EventStore] = []
+    yield redis_stores(redis, made)
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=needs_redis),
+        pytest.param("redis-process-leases", marks=needs_redis),
+    ]
+)
+async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    """Build stores of one backend with any options; all are closed after the test. The
+    Redis store runs the contract twice: with a lease per stream and place, and with one
+    lease per process (``process_leases``)."""
+    made: list[EventStore] = []
+    if request.param == "memory":
+
+        def make(**options: Any) -> EventStore:
+            made.append(MemoryStore(**options))
+            return made[-1]
+
+    else:
+        build = redis_stores(request.getfixturevalue("redis"), made)
+        leases = request.param == "redis-process-leases"
+
+        def make(**options: Any) -> EventStore:
+            return build(**{"process_leases": leases, **options})
 
     yield make
     for store in made:

@@ -1,0 +1,192 @@
+"""``RedisStore(process_leases=True)``: one lease per process for all the streams it runs
+and one for all its places in the quotas, renewed in one command whatever it runs,
+against a real redis-server shared by several store instances (processes). A process
+that stops renewing loses all of them at once; the places of a window of starts keep
+their own deadline; a store without the option shares the keys with one that has it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from streaming.store.base import LAPSED, Quota, StreamError
+from streaming.store.redis import RedisStore
+from tests.redis_server import RedisServer
+
+from .conftest import needs_redis
+
+pytestmark = needs_redis
+
+Make = Callable[..., RedisStore]
+INTERRUPTED = {"type": "error", "code": "INTERRUPTED", "message": "gone"}
+#: The score of a place held on its process's lease (``HELD`` in the store's scripts).
+HELD = 2**52
+
+
+@pytest.fixture
+def make(make_redis_store: Make) -> Make:
+    """Stores with one lease per process, each one process of a fleet."""
+    return lambda **options: make_redis_store(**{"process_leases": True, **options})
+
+
+@pytest.fixture
+async def raw(redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def active(key: str, limit: int = 1, seconds: float = 0.3) -> Quota:
+    return Quota(key, limit, seconds, renewed=True)
+
+
+async def test_one_renewal_keeps_every_place_of_the_process_without_touching_them(
+    make: Make, raw: Redis
+) -> None:
+    running, other = make(), make()
+    prefix = running.key_prefix
+    holders = [f"r{n}" for n in range(2000)]
+    for holder in holders:
+        assert await running.acquire_quotas(holder, [active("owner", 2000)]) is None
+    for _ in range(4):  # 0.8 s: past the 0.3 s lease of each place
+        await asyncio.sleep(0.2)
+        await running.renew_many_quotas([(holder, [active("owner", 2000)]) for holder in holders])
+    assert await other.acquire_quotas("late", [active("owner", 2000)]) is not None
+    # The places were not written by the renewals: only the process's deadline was.
+    key = f"{prefix}{{quotas}}:owner"
+    assert await raw.zscore(key, "r1999") == HELD
+    assert await raw.ttl(key) == -1  # no expiry while its places are held
+    assert await raw.hlen(f"{prefix}{{quotas}}:process:{running.process}") == 2000
+
+
+async def test_places_of_a_process_that_stops_renewing_are_given_back_at_once(
+    make: Make, raw: Redis
+) -> None:
+    dead, alive = make(), make()
+    prefix = dead.key_prefix
+    for holder in ("a", "b"):
+        assert await dead.acquire_quotas(holder, [active("owner", 3), active("address", 2)]) is None
+    assert await alive.acquire_quotas("c", [active("address", 2)]) is not None
+    await asyncio.sleep(0.4)  # the dead process's lease lapsed: the next acquire sweeps it
+    assert await alive.acquire_quotas("c", [active("address", 2)]) is None
+    assert await alive.acquire_quotas("d", [active("address", 2)]) is None
+    assert await raw.zrange(f"{prefix}{{quotas}}:owner", 0, -1) == []
+    assert not await raw.exists(f"{prefix}{{quotas}}:process:{dead.process}")
+    assert await raw.zscore(f"{prefix}{{quotas}}:processes", dead.process) is None
+
+
+async def test_a_renewal_sweeps_the_processes_that_lapsed(make: Make, raw: Redis) -> None:
+    """Nothing needs to be acquired again for a dead process's keys to go."""
+    dead, alive = make(), make()
+    prefix = dead.key_prefix
+    assert await dead.acquire_quotas("gone", [active("owner:gone")]) is None
+    assert await alive.acquire_quotas("here", [active("owner:here", 1, 1.0)]) is None
+    await asyncio.sleep(0.4)
+    await alive.renew_quotas("here", [active("owner:here", 1, 1.0)])
+    assert not await raw.exists(f"{prefix}{{quotas}}:owner:gone")
+    assert await raw.zscore(f"{prefix}{{quotas}}:owner:here", "here") == HELD
+
+
+async def test_a_window_of_starts_keeps_its_own_deadline(make: Make) -> None:
+    store, other = make(), make()
+    starts = Quota("starts:address:1.2.3.4", 1, 0.3)
+    assert await store.acquire_quotas("s1", [active("owner", 5, 5.0), starts]) is None
+    assert await other.acquire_quotas("s2", [starts]) is not None
+    await asyncio.sleep(0.2)
+    await store.renew_quotas("s1", [active("owner", 5, 5.0)])
+    await asyncio.sleep(0.2)  # the start lapsed, although its process is alive
+    assert await other.acquire_quotas("s2", [starts]) is None
+    refusal = await other.acquire_quotas("s3", [active("owner", 1, 5.0)])
+    assert refusal is not None and refusal.retry_after == 5.0  # held: its quota's time
+
+
+async def test_a_release_frees_the_place_and_its_entry(make: Make, raw: Redis) -> None:
+    store = make()
+    assert await store.acquire_quotas("r1", [active("owner"), active("address")]) is None
+    await store.release_quotas("r1", ["owner", "address"])
+    assert not await raw.exists(f"{store.key_prefix}{{quotas}}:process:{store.process}")
+    assert await store.acquire_quotas("r2", [active("owner"), active("address")]) is None
+
+
+async def test_a_release_that_failed_is_sent_again_with_the_next_renewal(
+    own_redis: RedisServer,
+) -> None:
+    """A place held on the process's lease lasts while the process lives: a release lost
+    to a failing Redis (here: one that refuses scripts) would hold it for good."""
+    store = RedisStore(url=own_redis.url, process_leases=True)
+    other = RedisStore(url=own_redis.url)
+    admin = Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        assert await store.acquire_quotas("r1", [active("owner", 1, 30)]) is None
+        await admin.execute_command("ACL", "SETUSER", "default", "-eval", "-evalsha")
+        try:
+            with pytest.raises(StreamError):
+                await store.release_quotas("r1", ["owner"])
+        finally:
+            await admin.execute_command("ACL", "SETUSER", "default", "+@all")
+        assert await other.acquire_quotas("r2", [active("owner", 1, 30)]) is not None
+        await store.renew_many_quotas([("r3", [active("owner", 1, 30)])])
+        assert await other.acquire_quotas("r2", [active("owner", 1, 30)]) is None
+    finally:
+        await store.close()
+        await other.close()
+        await admin.aclose()
+
+
+async def test_every_stream_of_a_process_lapses_with_its_lease(make: Make) -> None:
+    running, follower = make(), make()
+    for stream_id in ("s1", "s2"):
+        await running.create(stream_id, owner="o", lease=0.3)
+        await running.append(stream_id, {"n": 1})
+    for _ in range(3):  # 0.6 s, renewed: alive
+        await asyncio.sleep(0.2)
+        await running.renew_leases(["s1"], 0.3)  # any of them renews the process's lease
+        assert not await follower.interrupt_if_lapsed("s2", INTERRUPTED)
+    reader = follower.streams_reader()
+    assert await reader.watch(["s1", "s2"]) == {}
+    await asyncio.sleep(0.4)  # the process died
+    assert await reader.watch(["s1", "s2", "unknown"]) == {
+        "s1": LAPSED,
+        "s2": LAPSED,
+        "unknown": "NOT_FOUND",
+    }
+    assert await follower.interrupt_if_lapsed("s1", INTERRUPTED)
+    assert await follower.interrupt_if_lapsed("s2", INTERRUPTED)
+    assert [event.data for event in await follower.read("s2", 0, timeout=0)] == [
+        {"n": 1},
+        INTERRUPTED,
+    ]
+
+
+async def test_stores_with_and_without_the_option_read_each_others_leases(
+    make: Make, raw: Redis
+) -> None:
+    """A fleet switching the option on runs both forms at once (all on this version)."""
+    per_process, per_stream = make(), make(process_leases=False)
+    prefix = per_process.key_prefix
+    await per_process.create("new", owner="o", lease=0.3)
+    await per_stream.create("old", owner="o", lease=0.3)
+    assert await raw.hget(f"{prefix}{{new}}:meta", "process") == per_process.process
+    assert await raw.hget(f"{prefix}{{old}}:meta", "lease") is not None
+    await asyncio.sleep(0.4)
+    assert await per_stream.interrupt_if_lapsed("new", INTERRUPTED)
+    assert await per_process.interrupt_if_lapsed("old", INTERRUPTED)
+    # Places: a key with places of both forms expires with neither's.
+    timed = Quota("owner", 2, 0.3)
+    assert await per_stream.acquire_quotas("timed", [timed]) is None
+    assert await per_process.acquire_quotas("held", [active("owner", 2, 0.3)]) is None
+    assert await per_stream.acquire_quotas("more", [timed]) is not None
+    for _ in range(3):  # 0.6 s: the timed place lapses, the held one is renewed
+        await asyncio.sleep(0.2)
+        await per_process.renew_quotas("held", [active("owner", 2, 0.3)])
+        await per_stream.renew_quotas("absent", [timed])  # sets no expiry on the key
+    assert await per_stream.acquire_quotas("more", [timed]) is None
+    assert await per_stream.acquire_quotas("third", [timed]) is not None
+
+
+def test_the_option_must_be_a_boolean() -> None:
+    with pytest.raises(ValueError, match="process_leases"):
+        RedisStore(process_leases="yes")  # type: ignore[arg-type]
