@@ -52,7 +52,7 @@ from .runtime import text_chunk
 from .shared_reader import SharedReader
 from .sources.iterables import iterate
 from .store import get_store
-from .store.base import EventStore, check_cursor
+from .store.base import NOT_FOUND, EventStore, check_cursor
 from .surrogates import replace_surrogates
 
 logger = logging.getLogger("streaming")
@@ -240,6 +240,9 @@ class Generations:
         self.failures: OrderedDict[str, StreamError] = OrderedDict()
         #: The one task that renews the leases of every generation running here.
         self.renewer: asyncio.Task[None] | None = None
+        #: Generations that ended here but whose log the store failed to end: the renewer
+        #: ends them once it can (a lease held per process would keep them open).
+        self.unended: set[str] = set()
         #: Set when the process drains: the generations it ended with SHUTTING_DOWN.
         self.cut: set[str] | None = None
         #: The task checking cancel requests and unwatched generations for all of them.
@@ -345,8 +348,7 @@ class Generations:
         task.add_done_callback(self._forget_task)
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.create_task(self._watch())
-        if self.renewer is None or self.renewer.done():
-            self.renewer = asyncio.create_task(self._renew_leases())
+        self._keep_renewing()
         if on_start is not None:
             checking = asyncio.ensure_future(self._confirm(generation_id, on_start))
             self._background.add(checking)
@@ -587,16 +589,25 @@ class Generations:
             return True
         return False
 
+    def _keep_renewing(self) -> None:
+        """Start the renewer unless it runs."""
+        if self.renewer is None or self.renewer.done():
+            self.renewer = asyncio.create_task(self._renew_leases())
+
     async def _renew_leases(self) -> None:
         """Renew the leases of every generation running here, in one store call, every
-        third of ``LEASE_SECONDS``, while any runs."""
+        third of ``LEASE_SECONDS``, while any runs; and end the logs the store failed to
+        end (``unended``) once it answers again."""
         lease = float(setting("LEASE_SECONDS"))
-        while self.running:
+        while self.running or self.unended:
             await asyncio.sleep(lease / 3)
             try:
                 for ids in _slices(list(self.running)):
                     await self.store.renew_leases(ids, lease)
                     await asyncio.sleep(0)
+                for generation_id in list(self.unended):
+                    await _end_log(self.store, generation_id)
+                    self.unended.discard(generation_id)
             except StreamError as exc:
                 logger.error("Could not renew the leases of this process: %r", exc)
 
@@ -773,8 +784,11 @@ class Generations:
             failure = store_failure(exc)
             logger.error("Generation %s could not be stored: %r", generation_id, failure)
             self._remember(generation_id, failure)
-            with contextlib.suppress(Exception):
-                await writer.store.finish(generation_id)
+            try:
+                await _end_log(writer.store, generation_id)
+            except StreamError:
+                self.unended.add(generation_id)
+                self._keep_renewing()
         finally:
             writer.end()
 
@@ -920,6 +934,18 @@ class Generations:
         if not self.running and self.watcher is not None:
             self.watcher.cancel()
             self.watcher = None
+
+
+async def _end_log(store: EventStore, generation_id: str) -> None:
+    """``store.finish``; raises ``StreamError`` only when the store failed (an unknown
+    or expired log has nothing left to end)."""
+    try:
+        await store.finish(generation_id)
+    except StreamError as exc:
+        if (exc.details or {}).get("reason") != NOT_FOUND:
+            raise
+    except Exception as exc:
+        raise store_failure(exc) from exc
 
 
 async def _to_its_end(awaitable: Awaitable[Any]) -> asyncio.Future[Any]:

@@ -11,12 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from django.test import override_settings
 from websockets.asyncio.client import connect
 
 from streaming import StreamError
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
 from streaming.sse import SSEParser
+from streaming.store.base import STORE_UNAVAILABLE, store_error
 
 from .conftest import Serve
 from .failing_store import MESSAGE, FailingStore
@@ -65,6 +67,43 @@ async def test_a_reply_stopped_by_a_failed_write_ends_as_an_error_for_on_end() -
         while not ends:
             await asyncio.sleep(0.01)
     assert ends == ["error"]
+
+
+class FailingToEnd(FailingStore):
+    """Its writes fail, and so does ending a log, ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(fail_at=3)
+        self.failures = failures
+
+    async def finish(self, stream_id: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise store_error(STORE_UNAVAILABLE, MESSAGE, stream_id=stream_id)
+        await super().finish(stream_id)
+
+
+async def test_a_log_the_store_failed_to_end_is_ended_once_it_answers() -> None:
+    """With a lease per process (``process_leases``), a log left unfinished would stay
+    open while the process lives, its followers elsewhere waiting: the renewer ends it."""
+    store = FailingToEnd(failures=2)
+    with override_settings(STREAMING={"LEASE_SECONDS": 0.3}):
+        generations = Generations(store)
+        generation_id = await generations.start(paced(10_000, 0.01, []), Pipeline(), owner="me")
+        with pytest.raises(StreamError):
+            async with asyncio.timeout(WAIT_LIMIT):
+                async for _ in generations.follow(generation_id, "me"):
+                    pass
+        async with asyncio.timeout(WAIT_LIMIT):
+            while generation_id not in generations.unended:
+                await asyncio.sleep(0.01)
+        assert not await store.is_finished(generation_id)
+        async with asyncio.timeout(WAIT_LIMIT):  # one renewal fails, the next ends it
+            while generations.unended:
+                await asyncio.sleep(0.05)
+        assert await store.is_finished(generation_id)
+        assert store.failures == 0
+        await asyncio.wait_for(generations.renewer, WAIT_LIMIT)  # nothing left to do
 
 
 @pytest.fixture(scope="module")
