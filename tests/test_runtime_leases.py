@@ -43,9 +43,11 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def env(tmp_path: Path, redis: RedisServer) -> dict[str, str]:
-    store = {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": {"url": redis.url}}
+@pytest.fixture(params=[False, True], ids=["lease-per-reply", "lease-per-process"])
+def env(tmp_path: Path, redis: RedisServer, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Both forms of leases (``process_leases``): either lapses when its process dies."""
+    options = {"url": redis.url, "process_leases": request.param}
+    store = {"BACKEND": "streaming.store.redis.RedisStore", "OPTIONS": options}
     database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
     return {**database, "STREAMING_TEST_SETTINGS": json.dumps({"STORE": store})}
 
