@@ -6,6 +6,7 @@
                                             [--burst 100000] [--no-paced]
                                             [--before CHECKOUT] [--keepalive S]
                                             [--store-batch-ms MS] [--max-active N]
+                                            [--process-leases]
 
 Daphne processes (one with the memory store, one with the Redis store and a real
 redis-server the benchmark starts) run pinned to core 0; this client runs pinned to core
@@ -37,7 +38,8 @@ prompt frame) to the first token and to the last. ``--fast``: a 500 tokens/s mod
 merging its tokens into one message every 16 ms (as a hand-written view would: it reads
 each token as it comes, one write per message) and on ``SSEView`` and ``StreamConsumer``
 with ``FLUSH_INTERVAL_MS`` = 16, with each token's lag from when the model wrote it to
-its delivery (counted once every reply of the run streams or was refused).
+its delivery (counted once every reply of the run streams or was refused). ``--process-leases``:
+the Redis store with one lease per process (``process_leases``).
 ``--store-batch-ms MS``: every server's ``STORE_BATCH_MS`` (how long the Redis store's
 writes are gathered: CPU per token against the gap between tokens). ``--max-active N``:
 each ``SSEView`` and ``StreamConsumer`` path of the paced and fast runs runs a second
@@ -839,7 +841,12 @@ def main() -> None:
     parser.add_argument(
         "--max-active", type=int, help="the library paths again, MAX_ACTIVE_PER_PROCESS = N"
     )
+    parser.add_argument(
+        "--process-leases", action="store_true", help="the Redis store with one lease per process"
+    )
     args = parser.parse_args()
+    if args.process_leases:
+        os.environ["STREAMING_BENCH_PROCESS_LEASES"] = "1"
     if args.store_batch_ms is not None:
         os.environ["STREAMING_BENCH_STORE_BATCH_MS"] = str(args.store_batch_ms)
     if args.keepalive:

@@ -1,8 +1,9 @@
 """Idle replies in process: what each open reply holds, and what it does while idle.
 
     .venv/bin/python -m benchmarks.idle_memory [--replies 2000] [--paths raw-http,view-mem]
-                                               [--window 20] [--top 25] [--redis]
-                                               [--in-flight 20] [--profile] [--stalls]
+                                               [--window 20] [--top 25] [--in-flight 20]
+                                               [--redis [--process-leases]]
+                                               [--profile] [--stalls]
 
 The capacity app (``benchmarks.capacity_app``) is driven in this process through ASGI,
 with no server: N replies whose model sends one token and then nothing. With tracemalloc
@@ -352,6 +353,9 @@ def main() -> None:
         "--in-flight", type=int, default=20, help="replies waiting for their first token at once"
     )
     parser.add_argument("--redis", action="store_true", help="the Redis store (else memory)")
+    parser.add_argument(
+        "--process-leases", action="store_true", help="Redis with one lease per process"
+    )
     parser.add_argument("--no-trace", action="store_true", help="the idle CPU only")
     parser.add_argument(
         "--profile", action="store_true", help="then where the idle CPU goes (cProfile)"
@@ -365,6 +369,8 @@ def main() -> None:
         redis = RedisServer()
         redis.start()
         os.environ["STREAMING_BENCH_REDIS"] = redis.url
+        if args.process_leases:
+            os.environ["STREAMING_BENCH_PROCESS_LEASES"] = "1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
     try:
         for key in args.paths.split(","):

@@ -7,7 +7,8 @@ N running replies, each with a lease and two places (its owner's and its address
 quota), renewed as ``Generations`` renews them: ``RENEW_SLICE`` replies per store call,
 the event loop let run in between. Two layouts: every reply its own owner and address
 (visitors of a public site), and the replies sharing one address and a few owners (one
-office behind a proxy). Per renewal of all N: this process's CPU, and with Redis the
+office behind a proxy). Redis twice: with a lease per reply and place, and with one lease
+per process (``process_leases``). Per renewal of all N: this process's CPU, and with Redis the
 script time ``INFO commandstats`` counts in redis-server; then what that costs in % of a
 core at the renewals' cadence (leases every third of ``LEASE_SECONDS``, places every
 ``limits.RENEW_EVERY``). Median of the rounds.
@@ -107,6 +108,11 @@ async def run(args: argparse.Namespace) -> None:
         stores: list[tuple[str, Callable[[], EventStore], Callable[[], int]]] = [
             ("memory", MemoryStore, lambda: 0),
             ("Redis", lambda: RedisStore(url=server.url), script_usec(server.url)),
+            (
+                "Redis, process leases",
+                lambda: RedisStore(url=server.url, process_leases=True),
+                script_usec(server.url),
+            ),
         ]
         for name, make, usec in stores:
             for layout, label in LAYOUTS.items():
@@ -117,7 +123,7 @@ async def run(args: argparse.Namespace) -> None:
                     await store.close()
                 for kind, (process, redis_ms) in medians.items():
                     share = (process + redis_ms) / every[kind] / 10
-                    server_ms = f"{redis_ms:.1f}" if name == "Redis" else "-"
+                    server_ms = f"{redis_ms:.1f}" if name != "memory" else "-"
                     print(
                         f"| {name} | {label} | {kind} | {process:.1f} | {server_ms} | {share:.2f} |"
                     )

@@ -1,5 +1,6 @@
 """Settings for the capacity benchmark: no middleware, the capacity routes, and the
-Redis store at ``$STREAMING_BENCH_REDIS`` when it is set (else the memory store)."""
+Redis store at ``$STREAMING_BENCH_REDIS`` when it is set (else the memory store), with
+one lease per process when ``$STREAMING_BENCH_PROCESS_LEASES`` is set."""
 
 import os
 
@@ -22,7 +23,10 @@ STREAMING: dict[str, object] = {
 if os.environ.get("STREAMING_BENCH_REDIS"):
     STREAMING["STORE"] = {
         "BACKEND": "streaming.store.redis.RedisStore",
-        "OPTIONS": {"url": os.environ["STREAMING_BENCH_REDIS"]},
+        "OPTIONS": {
+            "url": os.environ["STREAMING_BENCH_REDIS"],
+            "process_leases": bool(os.environ.get("STREAMING_BENCH_PROCESS_LEASES")),
+        },
     }
 if os.environ.get("STREAMING_BENCH_FLUSH_MS"):
     STREAMING["FLUSH_INTERVAL_MS"] = float(os.environ["STREAMING_BENCH_FLUSH_MS"])
