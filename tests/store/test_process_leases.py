@@ -24,6 +24,10 @@ Make = Callable[..., RedisStore]
 INTERRUPTED = {"type": "error", "code": "INTERRUPTED", "message": "gone"}
 #: The score of a place held on its process's lease (``HELD`` in the store's scripts).
 HELD = 2**52
+#: The leases of these tests, and the wait past one: long enough beside the renewals
+#: every ``RENEW`` that a loaded machine does not let a renewed lease lapse.
+LEASE, PAST = 1.0, 1.2
+RENEW = 0.3
 
 
 @pytest.fixture
@@ -39,7 +43,7 @@ async def raw(redis: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def active(key: str, limit: int = 1, seconds: float = 0.3) -> Quota:
+def active(key: str, limit: int = 1, seconds: float = LEASE) -> Quota:
     return Quota(key, limit, seconds, renewed=True)
 
 
@@ -51,8 +55,8 @@ async def test_one_renewal_keeps_every_place_of_the_process_without_touching_the
     holders = [f"r{n}" for n in range(2000)]
     for holder in holders:
         assert await running.acquire_quotas(holder, [active("owner", 2000)]) is None
-    for _ in range(4):  # 0.8 s: past the 0.3 s lease of each place
-        await asyncio.sleep(0.2)
+    for _ in range(5):  # past the lease of each place
+        await asyncio.sleep(RENEW)
         await running.renew_many_quotas([(holder, [active("owner", 2000)]) for holder in holders])
     assert await other.acquire_quotas("late", [active("owner", 2000)]) is not None
     # The places were not written by the renewals: only the process's deadline was.
@@ -70,7 +74,7 @@ async def test_places_of_a_process_that_stops_renewing_are_given_back_at_once(
     for holder in ("a", "b"):
         assert await dead.acquire_quotas(holder, [active("owner", 3), active("address", 2)]) is None
     assert await alive.acquire_quotas("c", [active("address", 2)]) is not None
-    await asyncio.sleep(0.4)  # the dead process's lease lapsed: the next acquire sweeps it
+    await asyncio.sleep(PAST)  # the dead process's lease lapsed: the next acquire sweeps it
     assert await alive.acquire_quotas("c", [active("address", 2)]) is None
     assert await alive.acquire_quotas("d", [active("address", 2)]) is None
     assert await raw.zrange(f"{prefix}{{quotas}}:owner", 0, -1) == []
@@ -83,21 +87,21 @@ async def test_a_renewal_sweeps_the_processes_that_lapsed(make: Make, raw: Redis
     dead, alive = make(), make()
     prefix = dead.key_prefix
     assert await dead.acquire_quotas("gone", [active("owner:gone")]) is None
-    assert await alive.acquire_quotas("here", [active("owner:here", 1, 1.0)]) is None
-    await asyncio.sleep(0.4)
-    await alive.renew_quotas("here", [active("owner:here", 1, 1.0)])
+    assert await alive.acquire_quotas("here", [active("owner:here", 1, 30)]) is None
+    await asyncio.sleep(PAST)
+    await alive.renew_quotas("here", [active("owner:here", 1, 30)])
     assert not await raw.exists(f"{prefix}{{quotas}}:owner:gone")
     assert await raw.zscore(f"{prefix}{{quotas}}:owner:here", "here") == HELD
 
 
 async def test_a_window_of_starts_keeps_its_own_deadline(make: Make) -> None:
     store, other = make(), make()
-    starts = Quota("starts:address:1.2.3.4", 1, 0.3)
+    starts = Quota("starts:address:1.2.3.4", 1, LEASE)
     assert await store.acquire_quotas("s1", [active("owner", 5, 5.0), starts]) is None
     assert await other.acquire_quotas("s2", [starts]) is not None
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(PAST / 2)
     await store.renew_quotas("s1", [active("owner", 5, 5.0)])
-    await asyncio.sleep(0.2)  # the start lapsed, although its process is alive
+    await asyncio.sleep(PAST / 2)  # the start lapsed, although its process is alive
     assert await other.acquire_quotas("s2", [starts]) is None
     refusal = await other.acquire_quotas("s3", [active("owner", 1, 5.0)])
     assert refusal is not None and refusal.retry_after == 5.0  # held: its quota's time
@@ -139,15 +143,15 @@ async def test_a_release_that_failed_is_sent_again_with_the_next_renewal(
 async def test_every_stream_of_a_process_lapses_with_its_lease(make: Make) -> None:
     running, follower = make(), make()
     for stream_id in ("s1", "s2"):
-        await running.create(stream_id, owner="o", lease=0.3)
+        await running.create(stream_id, owner="o", lease=LEASE)
         await running.append(stream_id, {"n": 1})
-    for _ in range(3):  # 0.6 s, renewed: alive
-        await asyncio.sleep(0.2)
-        await running.renew_leases(["s1"], 0.3)  # any of them renews the process's lease
+    for _ in range(5):  # past the lease, renewed: alive
+        await asyncio.sleep(RENEW)
+        await running.renew_leases(["s1"], LEASE)  # any of them renews the process's lease
         assert not await follower.interrupt_if_lapsed("s2", INTERRUPTED)
     reader = follower.streams_reader()
     assert await reader.watch(["s1", "s2"]) == {}
-    await asyncio.sleep(0.4)  # the process died
+    await asyncio.sleep(PAST)  # the process died
     assert await reader.watch(["s1", "s2", "unknown"]) == {
         "s1": LAPSED,
         "s2": LAPSED,
@@ -167,21 +171,21 @@ async def test_stores_with_and_without_the_option_read_each_others_leases(
     """A fleet switching the option on runs both forms at once (all on this version)."""
     per_process, per_stream = make(), make(process_leases=False)
     prefix = per_process.key_prefix
-    await per_process.create("new", owner="o", lease=0.3)
-    await per_stream.create("old", owner="o", lease=0.3)
+    await per_process.create("new", owner="o", lease=LEASE)
+    await per_stream.create("old", owner="o", lease=LEASE)
     assert await raw.hget(f"{prefix}{{new}}:meta", "process") == per_process.process
     assert await raw.hget(f"{prefix}{{old}}:meta", "lease") is not None
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(PAST)
     assert await per_stream.interrupt_if_lapsed("new", INTERRUPTED)
     assert await per_process.interrupt_if_lapsed("old", INTERRUPTED)
     # Places: a key with places of both forms expires with neither's.
-    timed = Quota("owner", 2, 0.3)
+    timed = Quota("owner", 2, LEASE)
     assert await per_stream.acquire_quotas("timed", [timed]) is None
-    assert await per_process.acquire_quotas("held", [active("owner", 2, 0.3)]) is None
+    assert await per_process.acquire_quotas("held", [active("owner", 2)]) is None
     assert await per_stream.acquire_quotas("more", [timed]) is not None
-    for _ in range(3):  # 0.6 s: the timed place lapses, the held one is renewed
-        await asyncio.sleep(0.2)
-        await per_process.renew_quotas("held", [active("owner", 2, 0.3)])
+    for _ in range(5):  # past the lease: the timed place lapses, the held one is renewed
+        await asyncio.sleep(RENEW)
+        await per_process.renew_quotas("held", [active("owner", 2)])
         await per_stream.renew_quotas("absent", [timed])  # sets no expiry on the key
     assert await per_stream.acquire_quotas("more", [timed]) is None
     assert await per_stream.acquire_quotas("third", [timed]) is not None
