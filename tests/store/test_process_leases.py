@@ -187,6 +187,7 @@ async def test_stores_with_and_without_the_option_read_each_others_leases(
         await asyncio.sleep(RENEW)
         await per_process.renew_quotas("held", [active("owner", 2)])
         await per_stream.renew_quotas("absent", [timed])  # sets no expiry on the key
+        assert await raw.pttl(f"{prefix}{{quotas}}:owner") == -1
     assert await per_stream.acquire_quotas("more", [timed]) is None
     assert await per_stream.acquire_quotas("third", [timed]) is not None
 
