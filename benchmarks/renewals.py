@@ -4,13 +4,14 @@ reply and its places in the limits, renewed while it runs, idle or not.
     .venv/bin/python -m benchmarks.renewals [--replies 10000] [--rounds 5]
 
 N running replies, each with a lease and two places (its owner's and its address's
-quota), renewed as ``Generations`` renews them: ``RENEW_SLICE`` replies per store call,
-the event loop let run in between. Two layouts: every reply its own owner and address
-(visitors of a public site), and the replies sharing one address and a few owners (one
-office behind a proxy). Redis twice: with a lease per reply and place, and with one lease
-per process (``process_leases``). Per renewal of all N: this process's CPU, and with Redis the
-script time ``INFO commandstats`` counts in redis-server; then what that costs in % of a
-core at the renewals' cadence (leases every third of ``LEASE_SECONDS``, places every
+quota), renewed as ``Generations`` renews them (``renewal_slices``): ``RENEW_SLICE``
+replies per store call, the event loop let run in between, or one call for all with
+process leases. Two layouts: every reply its own owner and address (visitors of a public
+site), and the replies sharing one address and a few owners (one office behind a proxy).
+Redis twice: with a lease per reply and place, and with one lease per process
+(``process_leases``). Per renewal of all N: this process's CPU, and with Redis the script
+time ``INFO commandstats`` counts in redis-server; then what that costs in % of a core at
+the renewals' cadence (leases every third of ``LEASE_SECONDS``, places every
 ``limits.RENEW_EVERY``). Median of the rounds.
 """
 
@@ -22,11 +23,12 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from benchmarks.idle_memory import command_stats
 from streaming.conf import setting
-from streaming.generations import RENEW_SLICE
+from streaming.generations import renewal_slices
 from streaming.limits import RENEW_EVERY, Limits, Reservation, reserve
 from streaming.store.base import EventStore
 from streaming.store.memory import MemoryStore
@@ -51,13 +53,16 @@ async def reserve_all(store: EventStore, replies: int, layout: str) -> list[Rese
 
 
 async def timed(
-    renew: Callable[[int], Awaitable[None]], total: int, redis_usec: Callable[[], int]
+    store: EventStore,
+    renew: Callable[[Sequence[Any]], Awaitable[None]],
+    items: list[Any],
+    redis_usec: Callable[[], int],
 ) -> tuple[float, float]:
     """Milliseconds of this process's CPU and of redis-server's scripts for one renewal of
-    ``total`` replies, a slice per call."""
+    ``items`` (a reply each), a slice per call."""
     cpu, server = time.process_time(), redis_usec()
-    for start in range(0, total, RENEW_SLICE):
-        await renew(start)
+    for chunk in renewal_slices(store, items):
+        await renew(chunk)
         await asyncio.sleep(0)
     return (time.process_time() - cpu) * 1e3, (redis_usec() - server) / 1e3
 
@@ -72,13 +77,13 @@ async def measure(
         await store.create(stream_id, owner="bench", lease=lease)
     reservations = await reserve_all(store, replies, layout)
     places = [(reservation.holder, reservation.active) for reservation in reservations]
-    kinds: dict[str, Callable[[int], Awaitable[None]]] = {
-        "leases": lambda start: store.renew_leases(ids[start : start + RENEW_SLICE], lease),
-        "places": lambda start: store.renew_many_quotas(places[start : start + RENEW_SLICE]),
+    kinds: dict[str, tuple[Callable[[Sequence[Any]], Awaitable[None]], list[Any]]] = {
+        "leases": (lambda chunk: store.renew_leases(chunk, lease), ids),
+        "places": (store.renew_many_quotas, places),
     }
     medians = {}
-    for kind, renew in kinds.items():
-        runs = [await timed(renew, replies, redis_usec) for _ in range(rounds)]
+    for kind, (renew, items) in kinds.items():
+        runs = [await timed(store, renew, items, redis_usec) for _ in range(rounds)]
         medians[kind] = (
             statistics.median(run[0] for run in runs),
             statistics.median(run[1] for run in runs),

@@ -140,8 +140,13 @@ def _deliver(text: str, pipeline: Pipeline, writer: EventWriter, forward_events:
                 writer.add_event(event.name, event.data)
 
 
-def _slices(items: list[_T]) -> Iterator[list[_T]]:
-    """``items`` in lists of at most ``RENEW_SLICE``."""
+def renewal_slices(store: EventStore, items: list[_T]) -> Iterator[list[_T]]:
+    """``items`` in lists of at most ``RENEW_SLICE``, a store call each; or all in one
+    list when ``store.renews_per_process`` (one call then does the work of them all)."""
+    if store.renews_per_process:
+        if items:
+            yield items
+        return
     for start in range(0, len(items), RENEW_SLICE):
         yield items[start : start + RENEW_SLICE]
 
@@ -602,7 +607,7 @@ class Generations:
         while self.running or self.unended:
             await asyncio.sleep(lease / 3)
             try:
-                for ids in _slices(list(self.running)):
+                for ids in renewal_slices(self.store, list(self.running)):
                     await self.store.renew_leases(ids, lease)
                     await asyncio.sleep(0)
                 for generation_id in list(self.unended):
@@ -894,9 +899,10 @@ class Generations:
                     running.task.cancel()
 
     async def _renew_reservations(self, store: EventStore) -> None:
-        """Extend the places every reply running here holds, a store call per slice."""
+        """Extend the places every reply running here holds, a store call per slice (one
+        in all when the store renews per process)."""
         try:
-            for running in _slices(list(self.running.values())):
+            for running in renewal_slices(store, list(self.running.values())):
                 places = [
                     (r.reservation.holder, r.reservation.active)
                     for r in running

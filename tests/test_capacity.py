@@ -297,9 +297,10 @@ class RenewalLog(MemoryStore):
     """A memory store that notes each renewal call: how many replies, and how many turns
     of the event loop had run by then."""
 
-    def __init__(self, turns: list[int]) -> None:
+    def __init__(self, turns: list[int], renews_per_process: bool = False) -> None:
         super().__init__()
         self.turns = turns
+        self.renews_per_process = renews_per_process
         self.places: list[tuple[int, int]] = []
         self.leases: list[tuple[int, int]] = []
 
@@ -312,9 +313,13 @@ class RenewalLog(MemoryStore):
         await super().renew_leases(stream_ids, seconds)
 
 
-async def test_many_replies_are_renewed_a_slice_at_a_time(monkeypatch: Any) -> None:
+@pytest.mark.parametrize(("renews_per_process", "calls"), [(False, [2, 2, 1]), (True, [5, 5, 5])])
+async def test_many_replies_are_renewed_a_slice_at_a_time(
+    monkeypatch: Any, renews_per_process: bool, calls: list[int]
+) -> None:
     """Leases and places of the replies running here go to the store RENEW_SLICE at a
-    time, and the event loop runs between two slices (10,000 at once stalled it)."""
+    time, and the event loop runs between two slices (10,000 at once stalled it); to a
+    store that renews per process (``process_leases``), all of them in each call."""
     monkeypatch.setattr(generations_module, "RENEW_SLICE", 2)
     monkeypatch.setattr(limits_module, "RENEW_EVERY", 0.2)
     turns = [0]
@@ -325,7 +330,7 @@ async def test_many_replies_are_renewed_a_slice_at_a_time(monkeypatch: Any) -> N
             turns[0] += 1
 
     counter = asyncio.create_task(count_turns())
-    store = RenewalLog(turns)
+    store = RenewalLog(turns, renews_per_process)
     generations = Generations(store)
     forever = asyncio.Event()
 
@@ -344,6 +349,6 @@ async def test_many_replies_are_renewed_a_slice_at_a_time(monkeypatch: Any) -> N
     forever.set()
     counter.cancel()
     for log in (store.places, store.leases):
-        assert [size for size, _ in log[:3]] == [2, 2, 1]
+        assert [size for size, _ in log[:3]] == calls
         turns_seen = [turn for _, turn in log[:3]]
         assert turns_seen[0] < turns_seen[1] < turns_seen[2]

@@ -528,6 +528,7 @@ class RedisStore(EventStore):
         # The lease of this instance (``process_leases``): its id in the registries of the
         # processes running streams and holding places ("": a lease per stream and place).
         self.process = uuid.uuid4().hex if process_leases else ""
+        self.renews_per_process = process_leases
         self._stream_leases = f"{key_prefix}processes"
         self._place_leases = self._quota_key("processes")
         self._place_index = self._quota_key("process:")
