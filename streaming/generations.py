@@ -903,11 +903,13 @@ class Generations:
         in all when the store renews per process)."""
         try:
             for running in renewal_slices(store, list(self.running.values())):
-                places = [
+                # Made as the store reads them, not kept in a list: 10,000 tuples alive at
+                # once moved the collector's next young collection to tens of ms.
+                places = (
                     (r.reservation.holder, r.reservation.active)
                     for r in running
                     if r.reservation is not None and not r.reservation.released
-                ]
+                )
                 await store.renew_many_quotas(places)
                 await asyncio.sleep(0)
         except StreamError as exc:

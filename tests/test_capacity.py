@@ -305,6 +305,7 @@ class RenewalLog(MemoryStore):
         self.leases: list[tuple[int, int]] = []
 
     async def renew_many_quotas(self, places: Any) -> None:
+        places = list(places)
         self.places.append((len(places), self.turns[0]))
         await super().renew_many_quotas(places)
 

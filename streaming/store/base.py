@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -311,7 +311,7 @@ class EventStore(abc.ABC):
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
         """Extend ``holder``'s places by each quota's ``seconds`` (those it still holds)."""
 
-    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+    async def renew_many_quotas(self, places: Iterable[tuple[str, Sequence[Quota]]]) -> None:
         """``renew_quotas`` for many holders at once (all the replies of a process); a
         networked store does it in one round trip."""
         for holder, quotas in places:

@@ -17,7 +17,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -377,7 +377,7 @@ class MemoryStore(EventStore):
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
         await self.renew_many_quotas(((holder, quotas),))
 
-    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+    async def renew_many_quotas(self, places: Iterable[tuple[str, Sequence[Quota]]]) -> None:
         """Every place at once, under the lock: no coroutine per holder."""
         now = time.monotonic()
         keys: dict[str, OrderedDict[str, float]] = {}

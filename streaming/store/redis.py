@@ -30,7 +30,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from json.encoder import encode_basestring
 from typing import Any, Generic, TypeVar
@@ -838,7 +838,7 @@ class RedisStore(EventStore):
     async def renew_quotas(self, holder: str, quotas: Sequence[Quota]) -> None:
         await self.renew_many_quotas(((holder, quotas),))
 
-    async def renew_many_quotas(self, places: Sequence[tuple[str, Sequence[Quota]]]) -> None:
+    async def renew_many_quotas(self, places: Iterable[tuple[str, Sequence[Quota]]]) -> None:
         """One script call for every holder, its holders grouped by quota (the replies of
         a process share a few owners' and addresses' quotas). With ``process_leases`` the
         renewed places are all held on the process's lease: one command renews them."""
