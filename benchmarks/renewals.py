@@ -13,6 +13,11 @@ Redis twice: with a lease per reply and place, and with one lease per process
 time ``INFO commandstats`` counts in redis-server; then what that costs in % of a core at
 the renewals' cadence (leases every third of ``LEASE_SECONDS``, places every
 ``limits.RENEW_EVERY``). Median of the rounds.
+
+Then, with process leases, what a process that died holding N places costs the processes
+that give them back: its lapse is set in the registry, and another store instance takes
+places until they are all given back (about 1,000 holders' places per call), each call
+holding redis-server for its script.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from redis.asyncio import Redis
 
 from benchmarks.idle_memory import command_stats
 from streaming.conf import setting
@@ -93,6 +100,35 @@ async def measure(
     return medians
 
 
+async def sweep(url: str, replies: int, layout: str) -> tuple[int, int, float, float, int]:
+    """A process holding ``replies`` replies' places dies, and another one takes places
+    until they are all given back: (places held, calls, longest and total ms of
+    redis-server's script time in them, places left)."""
+    dead, alive = RedisStore(url=url, process_leases=True), RedisStore(url=url, process_leases=True)
+    raw = Redis.from_url(url)
+    usec = script_usec(url)
+    prefix = f"{dead.key_prefix}{{quotas}}:"
+    try:
+        await reserve_all(dead, replies, layout)
+        quotas = [key async for key in raw.scan_iter(f"{prefix}active:*")]
+        held = sum([await raw.zcard(key) for key in quotas])
+        await raw.zadd(f"{prefix}processes", {dead.process: 0})  # its lease lapsed
+        calls: list[float] = []
+        while await raw.exists(f"{prefix}process:{dead.process}") and len(calls) < replies:
+            before = usec()
+            limits = Limits(max_active_per_owner=1)
+            late = await reserve(alive, limits, owner=f"late-{len(calls)}", address="10.1.0.0")
+            calls.append((usec() - before) / 1e3)
+            await late.release()
+        left = sum([await raw.zcard(key) for key in quotas])
+        return held, len(calls), max(calls), sum(calls), left
+    finally:
+        await raw.flushdb()
+        await raw.aclose()
+        await dead.close()
+        await alive.close()
+
+
 def script_usec(url: str) -> Callable[[], int]:
     """Microseconds redis-server spent in scripts so far (``INFO commandstats``)."""
 
@@ -132,6 +168,14 @@ async def run(args: argparse.Namespace) -> None:
                     print(
                         f"| {name} | {label} | {kind} | {process:.1f} | {server_ms} | {share:.2f} |"
                     )
+        print(f"\nA process dies holding the places of {args.replies:,} replies (process leases);")
+        print("another takes places until they are given back (redis-server's script ms)")
+        print("| each reply's quotas | places held | calls | longest call ms | total ms "
+              "| places left |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|")
+        for layout, label in LAYOUTS.items():
+            held, calls, longest, total, left = await sweep(server.url, args.replies, layout)
+            print(f"| {label} | {held:,} | {calls} | {longest:.1f} | {total:.1f} | {left:,} |")
 
 
 def main() -> None:
