@@ -107,6 +107,23 @@ async def test_a_dead_process_s_places_are_given_back_a_thousand_holders_a_call(
     assert await raw.zscore(registry, dead.process) is None
 
 
+async def test_a_full_quota_gives_back_its_places_of_a_dead_process_before_refusing(
+    make: Make, raw: Redis
+) -> None:
+    """A place the sweep did not reach yet refuses nobody."""
+    dead, alive = make(), make()
+    for n in range(2500):
+        assert await dead.acquire_quotas(f"r{n}", [active(f"owner:{n}")]) is None
+    await asyncio.sleep(PAST)
+    index = f"{dead.key_prefix}{{quotas}}:process:{dead.process}"
+    # What the next call's sweep gives back (the same HSCAN on the same hash).
+    _, first = await raw.hscan(index, 0, count=1000)
+    n = next(n for n in range(2500) if f"r{n}" not in first)
+    assert await alive.acquire_quotas("late", [active(f"owner:{n}")]) is None
+    assert await raw.zrange(f"{dead.key_prefix}{{quotas}}:owner:{n}", 0, -1) == ["late"]
+    assert not await raw.hexists(index, f"r{n}")
+
+
 async def test_a_renewal_sweeps_the_processes_that_lapsed(make: Make, raw: Redis) -> None:
     """Nothing needs to be acquired again for a dead process's keys to go."""
     dead, alive = make(), make()
