@@ -289,7 +289,7 @@ local function keep(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
 local SWEPT = 1000
-local function lapsed(registry, now)
+local function lapsed_processes(registry, now)
   return redis.call('ZRANGEBYSCORE', registry, '-inf', now, 'LIMIT', 0, 8)
 end
 local function give_back(index, holder, keys)
@@ -298,7 +298,7 @@ local function give_back(index, holder, keys)
 end
 local function sweep(registry, index_prefix, now)
   local budget = SWEPT
-  for _, process in ipairs(lapsed(registry, now)) do
+  for _, process in ipairs(lapsed_processes(registry, now)) do
     if budget <= 0 then return end
     local index, cursor = index_prefix .. process, '0'
     repeat
@@ -314,7 +314,7 @@ end
 -- A full quota's places held on lapsed processes that no sweep reached yet: given back
 -- before the quota refuses anyone for them.
 local function free_lapsed(key, registry, index_prefix, now)
-  local processes = lapsed(registry, now)
+  local processes = lapsed_processes(registry, now)
   if #processes == 0 then return end
   for _, holder in ipairs(redis.call('ZRANGEBYSCORE', key, HELD, '+inf')) do
     for _, process in ipairs(processes) do
