@@ -124,6 +124,26 @@ async def test_a_full_quota_gives_back_its_places_of_a_dead_process_before_refus
     assert not await raw.hexists(index, f"r{n}")
 
 
+async def test_a_full_quota_looks_up_at_most_a_thousand_of_its_places(
+    make: Make, raw: Redis
+) -> None:
+    """A quota full of live places, while processes lapsed: one refused acquire makes at
+    most about 1,000 lookups, not one per held place and lapsed process."""
+    alive, late = make(), make()
+    dead = [make(), make()]
+    for n in range(2000):
+        assert await alive.acquire_quotas(f"here{n}", [active("address", 2000, 30)]) is None
+    for number, store in enumerate(dead):
+        for n in range(1200):  # more than a sweep gives back: both stay lapsed
+            assert await store.acquire_quotas(f"g{number}-{n}", [active(f"o{number}-{n}")]) is None
+    for store in dead:
+        await raw.zadd(f"{store.key_prefix}{{quotas}}:processes", {store.process: 0})
+    before = (await raw.info("commandstats")).get("cmdstat_hget", {}).get("calls", 0)
+    assert await late.acquire_quotas("late", [active("address", 2000, 30)]) is not None
+    after = (await raw.info("commandstats"))["cmdstat_hget"]["calls"]
+    assert 0 < after - before <= 1000
+
+
 async def test_a_renewal_sweeps_the_processes_that_lapsed(make: Make, raw: Redis) -> None:
     """Nothing needs to be acquired again for a dead process's keys to go."""
     dead, alive = make(), make()
