@@ -347,12 +347,14 @@ end
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local limit = tonumber(ARGV[3 * i + 2])
-  if full(key, limit) then free_lapsed(key, registry, ARGV[3], now) end
   if full(key, limit) then
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local wait = first[2] and (tonumber(first[2]) - now) or 0
-    if first[2] and tonumber(first[2]) >= HELD then wait = tonumber(ARGV[3 * i + 3]) end
-    return {i, wait}
+    free_lapsed(key, registry, ARGV[3], now)
+    if full(key, limit) then
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      local wait = first[2] and (tonumber(first[2]) - now) or 0
+      if first[2] and tonumber(first[2]) >= HELD then wait = tonumber(ARGV[3 * i + 3]) end
+      return {i, wait}
+    end
   end
 end
 local tied, longest = {}, 0
