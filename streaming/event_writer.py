@@ -362,17 +362,21 @@ class EventWriter:
                 future.set_result(None)
         self.waiters.clear()
 
-    async def wait(self) -> None:
-        """Until something is handed over, the log ends or a write fails."""
+    def waiting(self) -> asyncio.Future[None]:
+        """A future done once something is handed over, the log ends or a write fails.
+        The follower awaits it itself, not through a coroutine of ours (one fewer object
+        per token and per keep-alive), and calls ``stop_waiting`` when it stops waiting."""
         future = asyncio.get_running_loop().create_future()
         self.waiters.append(future)
-        try:
-            await future
-        finally:
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(future)
+        return future
+
+    def stop_waiting(self, future: asyncio.Future[None]) -> None:
+        """``future`` from ``waiting`` is no longer awaited (its follower was closed or
+        cancelled): drop it, so a reply whose model stalls keeps no waiters of followers
+        gone, however many come and go."""
+        future.cancel()
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(future)
 
     async def close(self, terminal: Callable[[int], GenerationEvent]) -> None:
         """Write everything added so far, then the terminal event ``terminal(seq)``, and

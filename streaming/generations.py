@@ -681,7 +681,12 @@ class Generations:
                         beat.sent()
                         yield []
                     else:
-                        await writer.wait()
+                        waiting = writer.waiting()
+                        try:
+                            await waiting
+                        except BaseException:  # closed or cancelled while it waited
+                            writer.stop_waiting(waiting)
+                            raise
                         woken = True
             finally:
                 writer.readers -= 1

@@ -353,3 +353,29 @@ async def test_many_replies_are_renewed_a_slice_at_a_time(
         assert [size for size, _ in log[:3]] == calls
         turns_seen = [turn for _, turn in log[:3]]
         assert turns_seen[0] < turns_seen[1] < turns_seen[2]
+
+
+async def test_followers_that_leave_a_stalled_reply_leave_no_waiters() -> None:
+    """A follower cancelled (its client gone) while the model stalls leaves no waiter
+    behind: clients coming and going do not grow the reply."""
+    generations = Generations(MemoryStore())
+    forever = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[str]:
+        yield "first "
+        await forever.wait()
+        yield "late"
+
+    generation_id = await generations.start(stalled(), Pipeline(), owner="me")
+    writer = generations.running[generation_id].writer
+    for _ in range(20):
+        follower = asyncio.create_task(everything(generations, generation_id))
+        await asyncio.sleep(0.01)
+        assert writer.waiters  # it waits for the model's next token
+        follower.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follower
+        assert writer.waiters == []
+    forever.set()
+    events = await everything(generations, generation_id)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "first late"
