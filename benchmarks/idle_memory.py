@@ -30,7 +30,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from typing import Any
 
 from tests.redis_server import RedisServer
@@ -208,14 +208,15 @@ async def measure(
     # At most ``in_flight`` replies waiting for their first token at a time, as
     # ``benchmarks.capacity --idle`` opens them: faster, the Redis store's pool of
     # connections runs out and refuses some (503).
+    # One deadline for all (a ``wait_for`` per reply left a cancelled timer per reply in
+    # the loop's heap, which no server has: every timer pop then compared more).
     slots = asyncio.Semaphore(in_flight)
-    for i, client in enumerate(clients):
-        try:
-            await asyncio.wait_for(slots.acquire(), 120)
-        except TimeoutError:
-            break
-        client.opened.add_done_callback(lambda _: slots.release())
-        tasks.append(client.start(application, 10_000 + i))
+    with suppress(TimeoutError):
+        async with asyncio.timeout(600):
+            for i, client in enumerate(clients):
+                await slots.acquire()
+                client.opened.add_done_callback(lambda _: slots.release())
+                tasks.append(client.start(application, 10_000 + i))
     done, waiting = await asyncio.wait([c.opened for c in clients], timeout=120)
     failed = [f for f in done if f.exception() is not None]
     if waiting or failed:
