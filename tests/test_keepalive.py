@@ -4,11 +4,10 @@ silence follows a message or a keep-alive, and a busy connection gets none."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import time
 
-from streaming.keepalive import MAX_GRID, KeepAlive
+from streaming.keepalive import MAX_GRID, KeepAlive, shared_timers
 
 
 async def test_a_silence_after_a_message_gets_a_keepalive_every_period() -> None:
@@ -49,25 +48,63 @@ async def test_without_a_callback_due_tells_the_silence() -> None:
     keepalive.cancel()
 
 
-async def test_its_timers_share_one_callback_and_one_context() -> None:
-    """A timer per period, not a bound method and a context copy per timer too: with many
-    quiet connections those outlived the collector's count of young objects, and its rare
-    collections then took tens of milliseconds."""
-    seen: list[tuple[object, object]] = []
+async def test_clocks_due_together_share_one_timer_of_the_loop() -> None:
+    """Ten thousand quiet connections' timers made the loop's heap 10,000 deep (each push
+    and pop comparing timers some 15 times in Python): the clocks due at one point of the
+    grid share one timer, and a stopped clock is held by nothing of the loop's."""
+    loop = asyncio.get_running_loop()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    calls: list[int] = []
+    clocks = [KeepAlive(0.64, lambda i=i: calls.append(i)) for i in range(1_000)]
+    # Started within a few ms of each other on a 10 ms grid: one or two timers in all.
+    assert len(loop._scheduled) - before <= 2  # type: ignore[attr-defined]
+    await asyncio.sleep(1.5)
+    # Each was called (twice in 1.5 s of silence), all through those shared timers.
+    assert set(calls) == set(range(1_000))
+    assert len(loop._scheduled) - before <= 2  # type: ignore[attr-defined]
+    for clock in clocks:
+        clock.cancel()
+    calls.clear()
+    await asyncio.sleep(0.8)
+    assert calls == []
+    # No timer of the loop holds a stopped clock (nor anything its callback holds).
+    assert not any(shared_timers(loop).points.values())
 
-    def silent() -> None:
-        timer = keepalive.timer
-        seen.append((timer._callback, timer._context))  # type: ignore[attr-defined]
 
-    keepalive = KeepAlive(0.05, silent)
-    tick = keepalive.tick
-    await asyncio.sleep(0.3)
-    keepalive.cancel()
-    assert len(seen) >= 3
-    assert {id(callback) for callback, _ in seen} == {id(tick)}
-    assert {id(context) for _, context in seen} == {id(keepalive.context)}
-    # Cancelled, it holds no bound method of its own: no cycle keeps it for the collector.
-    assert all(getattr(r, "__self__", None) is not keepalive for r in gc.get_referents(keepalive))
+async def test_a_failing_callback_stops_no_other_clock() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    calls: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("this connection's keep-alive failed")
+
+    clocks = [KeepAlive(0.2, failing), KeepAlive(0.2, lambda: calls.append("other"))]
+    try:
+        await asyncio.sleep(0.7)
+    finally:
+        for clock in clocks:
+            clock.cancel()
+        loop.set_exception_handler(None)
+    assert len(calls) >= 2  # the other one kept its keep-alives
+    assert reported and isinstance(reported[0]["exception"], RuntimeError)
+
+
+async def test_a_clock_stopped_by_another_s_callback_in_the_same_turn_is_not_called() -> None:
+    calls: list[str] = []
+
+    def first() -> None:
+        calls.append("first")
+        second.cancel()
+
+    clock = KeepAlive(0.1, first)
+    second = KeepAlive(0.1, lambda: calls.append("second"))
+    assert clock.point == second.point  # due in the same turn, first one first
+    await asyncio.sleep(0.35)
+    clock.cancel()
+    assert "second" not in calls
+    assert calls.count("first") >= 2
 
 
 async def test_clocks_started_apart_fall_due_together() -> None:
@@ -78,14 +115,15 @@ async def test_clocks_started_apart_fall_due_together() -> None:
     for _ in range(20):
         clocks.append(KeepAlive(0.64, None))
         time.sleep(0.0002)  # started apart, within a few ms
+    points = [clock.point for clock in clocks]
     for clock in clocks:
         clock.cancel()
     grid = clocks[0].grid
     assert grid == 0.01
     slots: dict[int, set[float]] = {}
-    for clock in clocks:
+    for clock, when in zip(clocks, points, strict=True):
+        assert when is not None
         due = clock.last + 0.64
-        when = clock.timer.when()
         assert due <= when < due + grid  # never early, at most one grid step late
         slots.setdefault(math.ceil(due / grid), set()).add(when)
     # Every clock due in the same step of the grid has the very same timer time.
