@@ -1,4 +1,4 @@
-"""A connection's keep-alive clock: one timer per connection, not one per wait.
+"""A connection's keep-alive clock: no timer per wait, nor one per connection.
 
 ``sent()`` notes when something last went out (a message, or the keep-alive itself);
 nothing else happens per message. When the timer fires before ``seconds`` of silence
@@ -8,7 +8,7 @@ calls ``on_silence`` (which sends a keep-alive, or has it sent) and comes back
 so the keep-alives of many quiet connections go out in the same turns of the event loop:
 a few wake-ups of the process a second for all of them, not one or more per keep-alive.
 So a connection is never silent for longer than ``seconds`` and one step of the grid
-(give or take the event loop's delay), and a busy one costs one timer callback per period.
+(give or take the event loop's delay), and a busy one costs one call per period.
 
 The clocks due at one point of the grid share one timer of the event loop
 (``_SharedTimers``): the loop's heap of timers holds one entry per point in use (a few
