@@ -56,12 +56,13 @@ async def test_clocks_due_together_share_one_timer_of_the_loop() -> None:
     before = len(loop._scheduled)  # type: ignore[attr-defined]
     calls: list[int] = []
     clocks = [KeepAlive(0.64, lambda i=i: calls.append(i)) for i in range(1_000)]
-    # Started within a few ms of each other on a 10 ms grid: one or two timers in all.
-    assert len(loop._scheduled) - before <= 2  # type: ignore[attr-defined]
+    # Started within a few ms of each other on a 10 ms grid: a few timers in all (a slow
+    # machine may spread them over some more points), not one each.
+    assert len(loop._scheduled) - before <= 10  # type: ignore[attr-defined]
     await asyncio.sleep(1.5)
     # Each was called (twice in 1.5 s of silence), all through those shared timers.
     assert set(calls) == set(range(1_000))
-    assert len(loop._scheduled) - before <= 2  # type: ignore[attr-defined]
+    assert len(loop._scheduled) - before <= 10  # type: ignore[attr-defined]
     for clock in clocks:
         clock.cancel()
     calls.clear()
@@ -98,8 +99,13 @@ async def test_a_clock_stopped_by_another_s_callback_in_the_same_turn_is_not_cal
         calls.append("first")
         second.cancel()
 
-    clock = KeepAlive(0.1, first)
-    second = KeepAlive(0.1, lambda: calls.append("second"))
+    for _ in range(10):  # two clocks started across a step of the 1.6 ms grid: again
+        clock = KeepAlive(0.1, first)
+        second = KeepAlive(0.1, lambda: calls.append("second"))
+        if clock.point == second.point:
+            break
+        clock.cancel()
+        second.cancel()
     assert clock.point == second.point  # due in the same turn, first one first
     await asyncio.sleep(0.35)
     clock.cancel()
