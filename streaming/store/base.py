@@ -203,9 +203,10 @@ class EventStore(abc.ABC):
     #: process does (memory): a stream it does not know is not being started elsewhere.
     shared: ClassVar[bool] = True
     #: True when one call to ``renew_leases`` or ``renew_many_quotas`` renews every lease
-    #: and every renewed place (``Quota.renewed``) this instance holds, whichever replies it
-    #: names (``RedisStore`` with ``process_leases``): a process running many replies then
-    #: makes one call, not one per slice of them.
+    #: and every renewed place (``Quota.renewed``) taken through this instance on the
+    #: calling event loop, whichever replies it names (``MemoryStore``; ``RedisStore`` with
+    #: ``process_leases``): a process running many replies then makes one call, not one
+    #: per slice of them.
     renews_per_process: bool = False
 
     @abc.abstractmethod

@@ -7,6 +7,11 @@ on that loop. Expiry is checked lazily on access, and a timer on the loop that c
 the latest stream sweeps the expired ones once a second while any are kept: no thread.
 A sweep looks only at the streams due by then (a heap of expiry times), so 10,000 open
 replies cost a sweep nothing.
+
+Leases are held per event loop, not per reply: the streams and the renewed places taken
+on one loop share a lease, which one call renews (``renews_per_process``). The store dies
+with its process, so the lease only has to tell a live loop from one that stopped
+running its replies (closed, or stalled for longer than the lease).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import heapq
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +52,21 @@ _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 @dataclass(slots=True, eq=False)
+class _Lease:
+    """What the streams (or the renewed places) taken on one event loop hold: one deadline
+    for them all, so that renewing 10,000 replies is one assignment."""
+
+    #: ``time.monotonic()`` when it lapses.
+    until: float = 0.0
+    #: A places lease the sweep found lapsed and whose places it gave back: the loop, if it
+    #: runs again, takes a new one.
+    swept: bool = False
+
+    def extend(self, seconds: float) -> None:
+        self.until = max(self.until, time.monotonic() + seconds)
+
+
+@dataclass(slots=True, eq=False)
 class _Stream:
     """One stream's log: ``events[head:]`` are the kept events, the last has seq ``last``."""
 
@@ -57,8 +78,8 @@ class _Stream:
     finished: bool = False
     cancel: bool = False
     watched: float | None = None
-    #: ``time.monotonic()`` when the lease lapses; None: never.
-    lease: float | None = None
+    #: The lease of the event loop running it; None: it never lapses.
+    lease: _Lease | None = None
     waiters: list[_Waiter] = field(default_factory=list)
 
     @property
@@ -96,6 +117,7 @@ class MemoryStore(EventStore):
 
     loop_bound = False
     shared = False
+    renews_per_process = True
 
     def __init__(
         self,
@@ -129,6 +151,19 @@ class MemoryStore(EventStore):
         # later, so a sweep looks at the keys due by then, not at every key.
         self._quota_lapses: list[tuple[float, str]] = []
         self._quota_due: dict[str, float] = {}
+        # Renewed places (``Quota.renewed``): key -> holder -> the lease of the event loop
+        # that took it. Renewing them is renewing the lease; a lapsed lease's places go
+        # in the sweep, or when a full quota is asked for one.
+        self._held_places: dict[str, dict[str, _Lease]] = {}
+        # Each event loop's lease for its streams and for its places (dropped with the
+        # loop), and the places leases in use, which the sweep checks.
+        self._stream_leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._place_leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._places_leases_in_use: list[_Lease] = []
         # Held only around plain dict/list updates, never across an await.
         self._lock = threading.Lock()
         self._next_sweep = 0.0
@@ -157,7 +192,8 @@ class MemoryStore(EventStore):
     def _sweep(self, now: float) -> None:
         """Drop every expired stream and every lapsed quota place (a quota drops its own
         when it is used; this frees the keys nobody uses again); runs at most once per
-        ``_SWEEP_INTERVAL``, and looks only at the streams and keys due by ``now``."""
+        ``_SWEEP_INTERVAL``, and looks only at the streams and keys due by ``now`` (and,
+        once an event loop's places lease lapsed, at every renewed place)."""
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL
@@ -182,8 +218,37 @@ class MemoryStore(EventStore):
                     heapq.heappush(lapses, (due[key], key))
                 else:
                     del due[key]
+            if any(lease.until <= now for lease in self._places_leases_in_use):
+                self._give_back_lapsed_leases(now)
         for stream in dropped:
             _wake(stream.waiters)
+
+    def _give_back_lapsed_leases(self, now: float) -> None:
+        """Free the places of every event loop whose places lease lapsed (call with the
+        lock held): a loop closed, or stalled for longer than the lease."""
+        for lease in self._places_leases_in_use:
+            if lease.until <= now:
+                lease.swept = True
+        self._places_leases_in_use = [
+            lease for lease in self._places_leases_in_use if not lease.swept
+        ]
+        for key, held in list(self._held_places.items()):
+            for holder in [holder for holder, lease in held.items() if lease.swept]:
+                del held[holder]
+            if not held:
+                del self._held_places[key]
+
+    def _lease(
+        self, leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease]
+    ) -> _Lease:
+        """The running event loop's lease in ``leases`` (call with the lock held)."""
+        loop = asyncio.get_running_loop()
+        lease = leases.get(loop)
+        if lease is None or lease.swept:
+            lease = leases[loop] = _Lease()
+            if leases is self._place_leases:
+                self._places_leases_in_use.append(lease)
+        return lease
 
     def _schedule_sweeps(self) -> None:
         """Keep a sweep timer on the running loop (or on the loop that has one, while it
@@ -216,10 +281,12 @@ class MemoryStore(EventStore):
             current = self._streams.get(stream_id)
             if current is not None and current.expires_at > now:
                 raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
+            held = None
+            if lease is not None:
+                held = self._lease(self._stream_leases)
+                held.extend(lease)
             self._streams[stream_id] = _Stream(
-                owner=owner,
-                expires_at=now + self.ttl_active,
-                lease=None if lease is None else now + lease,
+                owner=owner, expires_at=now + self.ttl_active, lease=held
             )
             heapq.heappush(self._expiries, (now + self.ttl_active, stream_id))
         self._schedule_sweeps()
@@ -358,14 +425,37 @@ class MemoryStore(EventStore):
             del self._quotas[key]
         return held
 
+    def _refusal(self, holder: str, quota: Quota, now: float) -> QuotaRefusal | None:
+        """Why ``holder`` cannot take a place in ``quota`` (call with the lock held): the
+        seconds until its earliest timed place lapses, or the quota's own for a place
+        held on a lease (its loop renews it while it runs)."""
+        timed = self._held(quota.key, now)
+        on_lease = self._held_places.get(quota.key, {})
+        if holder in timed or holder in on_lease or len(timed) + len(on_lease) < quota.limit:
+            return None
+        lapsed = [other for other, lease in on_lease.items() if lease.until <= now]
+        if lapsed:
+            for other in lapsed:
+                del on_lease[other]
+            if not on_lease:
+                del self._held_places[quota.key]
+            if len(timed) + len(on_lease) < quota.limit:
+                return None
+        return QuotaRefusal(quota.key, min(timed.values()) - now if timed else quota.seconds)
+
     async def acquire_quotas(self, holder: str, quotas: Sequence[Quota]) -> QuotaRefusal | None:
         now = time.monotonic()
         with self._lock:
             for quota in quotas:
-                held = self._held(quota.key, now)
-                if holder not in held and len(held) >= quota.limit:
-                    return QuotaRefusal(quota.key, min(held.values(), default=now) - now)
+                refusal = self._refusal(holder, quota, now)
+                if refusal is not None:
+                    return refusal
             for quota in quotas:
+                if quota.renewed:
+                    lease = self._lease(self._place_leases)
+                    lease.extend(quota.seconds)
+                    self._held_places.setdefault(quota.key, {})[holder] = lease
+                    continue
                 held = self._quotas.setdefault(quota.key, OrderedDict())
                 held[holder] = until = now + quota.seconds
                 held.move_to_end(holder)
@@ -378,35 +468,40 @@ class MemoryStore(EventStore):
         await self.renew_many_quotas(((holder, quotas),))
 
     async def renew_many_quotas(self, places: Iterable[tuple[str, Sequence[Quota]]]) -> None:
-        """Every place at once, under the lock: no coroutine per holder."""
+        """Every place at once, under the lock: no coroutine per holder. The renewed ones
+        are all held on the event loop's lease: renewing it renews them."""
         now = time.monotonic()
         keys: dict[str, OrderedDict[str, float]] = {}
+        longest = 0.0
         with self._lock:
             for holder, quotas in places:
                 for quota in quotas:
+                    if quota.renewed:
+                        longest = quota.seconds if quota.seconds > longest else longest
+                        continue
                     held = keys.get(quota.key)
                     if held is None:
                         held = keys[quota.key] = self._held(quota.key, now)
                     if held.pop(holder, None) is not None:
                         held[holder] = now + quota.seconds
+            if longest:
+                self._lease(self._place_leases).extend(longest)
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         with self._lock:
-            for key in keys:
-                held = self._quotas.get(key)
-                if held is not None:
-                    held.pop(holder, None)
-                    if not held:
-                        del self._quotas[key]
+            for places in (self._quotas, self._held_places):
+                for key in keys:
+                    held = places.get(key)
+                    if held is not None:
+                        held.pop(holder, None)
+                        if not held:
+                            del places[key]
 
     async def renew_leases(self, stream_ids: Collection[str], seconds: float) -> None:
-        now = time.monotonic()
-        until = now + seconds
-        streams = self._streams
-        for stream_id in stream_ids:
-            stream = streams.get(stream_id)
-            if stream is not None and stream.expires_at > now:  # (the sweep drops it)
-                stream.lease = until
+        """One assignment: every stream created on this event loop holds its lease."""
+        if stream_ids:
+            with self._lock:
+                self._lease(self._stream_leases).extend(seconds)
 
     async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
         stream = self._require(stream_id)
@@ -414,7 +509,7 @@ class MemoryStore(EventStore):
             lapsed = (
                 not stream.finished
                 and stream.lease is not None
-                and stream.lease <= time.monotonic()
+                and stream.lease.until <= time.monotonic()
             )
             if lapsed:
                 stream.lease = None  # only this caller appends
