@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -52,7 +52,7 @@ from .runtime import text_chunk
 from .shared_reader import SharedReader
 from .sources.iterables import iterate
 from .store import get_store
-from .store.base import NOT_FOUND, EventStore, check_cursor
+from .store.base import NOT_FOUND, EventStore, Quota, check_cursor
 from .surrogates import replace_surrogates
 
 logger = logging.getLogger("streaming")
@@ -149,6 +149,16 @@ def renewal_slices(store: EventStore, items: list[_T]) -> Iterator[list[_T]]:
         return
     for start in range(0, len(items), RENEW_SLICE):
         yield items[start : start + RENEW_SLICE]
+
+
+def _places(running: Iterable[_Running]) -> Iterator[tuple[str, Sequence[Quota]]]:
+    """The places of the replies in ``running`` that hold some, made as the store reads
+    them, not kept in a list: 10,000 tuples alive at once moved the collector's next young
+    collection to tens of ms."""
+    for each in running:
+        reservation = each.reservation
+        if reservation is not None and reservation.active and not reservation.released:
+            yield reservation.holder, reservation.active
 
 
 @dataclass(eq=False, slots=True)
@@ -904,18 +914,18 @@ class Generations:
                     running.task.cancel()
 
     async def _renew_reservations(self, store: EventStore) -> None:
-        """Extend the places every reply running here holds, a store call per slice (one
-        in all when the store renews per process)."""
+        """Extend the places every reply running here holds: a store call per slice of
+        them; or, when the store renews per process, one call naming one of them (a
+        reply's places are all renewed ones, ``Reservation.active``, which such a store
+        holds on one lease): nothing per reply."""
         try:
+            if store.renews_per_process:
+                named = next(_places(self.running.values()), None)
+                if named is not None:
+                    await store.renew_many_quotas((named,))
+                return
             for running in renewal_slices(store, list(self.running.values())):
-                # Made as the store reads them, not kept in a list: 10,000 tuples alive at
-                # once moved the collector's next young collection to tens of ms.
-                places = (
-                    (r.reservation.holder, r.reservation.active)
-                    for r in running
-                    if r.reservation is not None and not r.reservation.released
-                )
-                await store.renew_many_quotas(places)
+                await store.renew_many_quotas(_places(running))
                 await asyncio.sleep(0)
         except StreamError as exc:
             logger.warning("Reply places of this process not renewed: %r", exc)

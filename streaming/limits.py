@@ -81,10 +81,10 @@ def address_key(address: str) -> str:
 
 
 class Reservation:
-    """The places one reply holds: renewed while it runs (with those of every reply of
-    its process, by ``Generations``), released once when it ends;
-    and its place among the address's starts of the last minute (``start``), which it
-    keeps unless it never started (``refund``)."""
+    """The places one reply holds (``active``, all ``Quota.renewed``): renewed while it
+    runs (with those of every reply of its process, by ``Generations``), released once
+    when it ends; and its place among the address's starts of the last minute
+    (``start``), which it keeps unless it never started (``refund``)."""
 
     __slots__ = ("active", "holder", "released", "start", "store")
 
@@ -95,6 +95,9 @@ class Reservation:
         active: Sequence[Quota],
         start: Quota | None = None,
     ) -> None:
+        if not all(quota.renewed for quota in active):
+            # A store that renews per process renews them all when told of one.
+            raise ValueError("A reply's active places must be renewed ones (Quota.renewed)")
         self.store = store
         self.holder = holder
         self.active = tuple(active)

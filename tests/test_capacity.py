@@ -314,13 +314,17 @@ class RenewalLog(MemoryStore):
         await super().renew_leases(stream_ids, seconds)
 
 
-@pytest.mark.parametrize(("renews_per_process", "calls"), [(False, [2, 2, 1]), (True, [5, 5, 5])])
+@pytest.mark.parametrize(
+    ("renews_per_process", "places", "leases"),
+    [(False, [2, 2, 1], [2, 2, 1]), (True, [1, 1, 1], [5, 5, 5])],
+)
 async def test_many_replies_are_renewed_a_slice_at_a_time(
-    monkeypatch: Any, renews_per_process: bool, calls: list[int]
+    monkeypatch: Any, renews_per_process: bool, places: list[int], leases: list[int]
 ) -> None:
     """Leases and places of the replies running here go to the store RENEW_SLICE at a
     time, and the event loop runs between two slices (10,000 at once stalled it); to a
-    store that renews per process (``process_leases``), all of them in each call."""
+    store that renews per process (the memory store, ``process_leases``), all the leases
+    in each call, and the places of one reply (it renews them all with theirs)."""
     monkeypatch.setattr(generations_module, "RENEW_SLICE", 2)
     monkeypatch.setattr(limits_module, "RENEW_EVERY", 0.2)
     turns = [0]
@@ -349,7 +353,7 @@ async def test_many_replies_are_renewed_a_slice_at_a_time(
                 await asyncio.sleep(0.05)
     forever.set()
     counter.cancel()
-    for log in (store.places, store.leases):
+    for log, calls in ((store.places, places), (store.leases, leases)):
         assert [size for size, _ in log[:3]] == calls
         turns_seen = [turn for _, turn in log[:3]]
         assert turns_seen[0] < turns_seen[1] < turns_seen[2]

@@ -14,7 +14,8 @@ from streaming import limits as limits_module
 from streaming.errors import StreamError
 from streaming.extractors import Pipeline
 from streaming.generations import Generations
-from streaming.limits import UNLIMITED, Limits, address_key, reserve, retry_after
+from streaming.limits import UNLIMITED, Limits, Reservation, address_key, reserve, retry_after
+from streaming.store.base import Quota
 from streaming.store.memory import MemoryStore
 
 from .generation_helpers import paced
@@ -146,3 +147,11 @@ async def test_a_running_reply_renews_its_places(monkeypatch: pytest.MonkeyPatch
         await reserve(store, limits, owner="a", address="1.1.1.1")
     await generations.cancel(generation_id)
     await reserve(store, limits, owner="a", address="1.1.1.1")
+
+
+def test_a_reply_s_active_places_must_be_renewed_ones() -> None:
+    """A store that renews per process renews them all when told of one reply: a place of
+    its own deadline among them would lapse unnoticed."""
+    with pytest.raises(ValueError, match="renewed"):
+        Reservation(MemoryStore(), "h", [Quota("active:owner:a", 1, 30)])
+    assert Reservation(MemoryStore(), "h", [Quota("active:owner:a", 1, 30, renewed=True)])
