@@ -154,4 +154,5 @@ def test_a_reply_s_active_places_must_be_renewed_ones() -> None:
     its own deadline among them would lapse unnoticed."""
     with pytest.raises(ValueError, match="renewed"):
         Reservation(MemoryStore(), "h", [Quota("active:owner:a", 1, 30)])
-    assert Reservation(MemoryStore(), "h", [Quota("active:owner:a", 1, 30, renewed=True)])
+    renewed = Quota("active:owner:a", 1, 30, renewed=True)
+    assert Reservation(MemoryStore(), "h", [renewed]).active == (renewed,)

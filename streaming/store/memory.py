@@ -238,16 +238,18 @@ class MemoryStore(EventStore):
             if not held:
                 del self._held_places[key]
 
-    def _lease(
-        self, leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease]
-    ) -> _Lease:
-        """The running event loop's lease in ``leases`` (call with the lock held)."""
+    def _streams_lease(self) -> _Lease:
+        """The running event loop's lease for its streams (call with the lock held)."""
+        return self._stream_leases.setdefault(asyncio.get_running_loop(), _Lease())
+
+    def _places_lease(self) -> _Lease:
+        """The running event loop's lease for its renewed places (call with the lock held):
+        a new one, which the sweep watches, once the sweep gave the last one's back."""
         loop = asyncio.get_running_loop()
-        lease = leases.get(loop)
+        lease = self._place_leases.get(loop)
         if lease is None or lease.swept:
-            lease = leases[loop] = _Lease()
-            if leases is self._place_leases:
-                self._places_leases_in_use.append(lease)
+            lease = self._place_leases[loop] = _Lease()
+            self._places_leases_in_use.append(lease)
         return lease
 
     def _schedule_sweeps(self) -> None:
@@ -283,7 +285,7 @@ class MemoryStore(EventStore):
                 raise store_error("STREAM_EXISTS", "the stream already exists", stream_id=stream_id)
             held = None
             if lease is not None:
-                held = self._lease(self._stream_leases)
+                held = self._streams_lease()
                 held.extend(lease)
             self._streams[stream_id] = _Stream(
                 owner=owner, expires_at=now + self.ttl_active, lease=held
@@ -452,7 +454,7 @@ class MemoryStore(EventStore):
                     return refusal
             for quota in quotas:
                 if quota.renewed:
-                    lease = self._lease(self._place_leases)
+                    lease = self._places_lease()
                     lease.extend(quota.seconds)
                     self._held_places.setdefault(quota.key, {})[holder] = lease
                     continue
@@ -477,7 +479,7 @@ class MemoryStore(EventStore):
             for holder, quotas in places:
                 for quota in quotas:
                     if quota.renewed:
-                        longest = quota.seconds if quota.seconds > longest else longest
+                        longest = max(longest, quota.seconds)
                         continue
                     held = keys.get(quota.key)
                     if held is None:
@@ -485,7 +487,7 @@ class MemoryStore(EventStore):
                     if held.pop(holder, None) is not None:
                         held[holder] = now + quota.seconds
             if longest:
-                self._lease(self._place_leases).extend(longest)
+                self._places_lease().extend(longest)
 
     async def release_quotas(self, holder: str, keys: Sequence[str]) -> None:
         with self._lock:
@@ -501,7 +503,7 @@ class MemoryStore(EventStore):
         """One assignment: every stream created on this event loop holds its lease."""
         if stream_ids:
             with self._lock:
-                self._lease(self._stream_leases).extend(seconds)
+                self._streams_lease().extend(seconds)
 
     async def interrupt_if_lapsed(self, stream_id: str, data: dict[str, Any]) -> bool:
         stream = self._require(stream_id)
