@@ -177,21 +177,28 @@ return 1
 
 # Quotas are sorted sets: member the holder, score the server time (ms) its place lapses,
 # or ``HELD`` for a place that lasts while its process's lease does (``process_leases``).
-# A key holding such places has no expiry (``keep``): each place leaves when released, or
-# when its process lapsed and ``sweep`` gives back its places (indexed per process in a
-# hash: holder -> its quota keys as JSON), those of at most ``SWEPT`` holders per call: a
-# process dead with 10,000 replies held Redis, and every process sharing it, for 35-80 ms
-# in one call (``benchmarks.renewals``); the next calls give back the rest, and a quota
-# found full first gives back one of its places held by a lapsed process (``free_lapsed``).
+# A key holding such places has no expiry (taking one persists the key, and ``keep``
+# sets none while one is held), so ``keep`` looks for one only in a key without expiry:
+# a key of timed places has its expiry kept in two commands, not three. A held place
+# leaves when released, or when its process lapsed and ``sweep`` gives back its places
+# (indexed per process in a hash: holder -> its quota keys as JSON), those of at most
+# ``SWEPT`` holders per call: a process dead with 10,000 replies held Redis, and every
+# process sharing it, for 35-80 ms in one call (``benchmarks.renewals``); the next calls
+# give back the rest, and a quota found full first gives back one of its places held by a
+# lapsed process (``free_lapsed``).
 PLACES = (
     NOW
     + EXTEND
     + """
 local HELD = 4503599627370496
 local function keep(key, ms)
-  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if last[2] and tonumber(last[2]) >= HELD then return end
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+  local ttl = redis.call('PTTL', key)
+  if ttl >= ms then return end
+  if ttl == -1 then
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    if last[2] and tonumber(last[2]) >= HELD then return end
+  end
+  redis.call('PEXPIRE', key, ms)
 end
 local SWEPT = 1000
 local function lapsed_processes(registry, now)

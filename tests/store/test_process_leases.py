@@ -254,6 +254,29 @@ async def test_stores_with_and_without_the_option_read_each_others_leases(
     assert await per_stream.acquire_quotas("third", [timed]) is not None
 
 
+async def test_a_key_of_timed_places_always_expires_with_its_last_place(
+    make: Make, raw: Redis
+) -> None:
+    """A quota key never outlives its places: one of timed places has an expiry from its
+    first place on, moved later by renewals; one that held a place on a process's lease
+    (no expiry) takes one again once that place is given back."""
+    per_process, per_stream = make(), make(process_leases=False)
+    key = f"{per_stream.key_prefix}{{quotas}}:owner"
+    timed = Quota("owner", 3, LEASE)
+    assert await per_stream.acquire_quotas("timed", [timed]) is None
+    assert 0 < await raw.pttl(key) <= LEASE * 1000
+    await asyncio.sleep(RENEW)
+    await per_stream.renew_quotas("timed", [timed])
+    assert await raw.pttl(key) > (LEASE - RENEW / 2) * 1000  # moved later
+    assert await per_process.acquire_quotas("held", [active("owner", 3)]) is None
+    assert await raw.pttl(key) == -1
+    await per_process.release_quotas("held", ["owner"])
+    await per_stream.renew_quotas("timed", [timed])
+    assert 0 < await raw.pttl(key) <= LEASE * 1000
+    await asyncio.sleep(PAST)
+    assert not await raw.exists(key)
+
+
 def test_the_option_must_be_a_boolean() -> None:
     with pytest.raises(ValueError, match="process_leases"):
         RedisStore(process_leases="yes")  # type: ignore[arg-type]
