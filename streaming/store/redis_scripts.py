@@ -56,17 +56,21 @@ return 1
 )
 
 # ARGV: lease (ms), the key prefix, the stream ids (a JSON list). Renews the leases of
-# the live, unfinished streams. The ids come as one JSON argument, not as thousands of
-# keys: redis-py encodes each argument in Python, which cost a process with 10,000
-# replies more than the script itself (the keys span hash slots anyway: no Cluster).
+# the live streams, one command each: a live stream has its lease field already (``HSET``
+# adds none), a finished one's lease is never read (``lapsed``), and a stream gone is
+# made again by the ``HSET`` alone (one field added, no seq): removed at once. The ids
+# come as one JSON argument, not as thousands of keys: redis-py encodes each argument in
+# Python, which cost a process with 10,000 replies more than the script itself (the keys
+# span hash slots anyway: no Cluster).
 RENEW_LEASE = (
     NOW
     + """
 local lease = now + ARGV[1]
 for _, id in ipairs(cjson.decode(ARGV[3])) do
   local key = ARGV[2] .. '{' .. id .. '}:meta'
-  local state = redis.call('HMGET', key, 'seq', 'finished')
-  if state[1] and not state[2] then redis.call('HSET', key, 'lease', lease) end
+  if redis.call('HSET', key, 'lease', lease) == 1 and redis.call('HEXISTS', key, 'seq') == 0 then
+    redis.call('DEL', key)
+  end
 end
 return 1
 """
