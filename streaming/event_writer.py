@@ -284,7 +284,7 @@ class EventWriter:
             return
         batch = self.pending
         try:
-            last = self.store.append_now(self.generation_id, [to_record(e) for e in batch])
+            last = self.store.append_now(self.generation_id, list(map(to_record, batch)))
         except Exception as exc:
             self.pending = []
             self.fail(exc)
@@ -324,15 +324,17 @@ class EventWriter:
         """Hand the followers here the events of ``batch`` they were not handed yet (the
         store's order is the seq's, so those are its last ones); before they are stored
         only as far as ``MAX_UNSTORED`` allows."""
-        new = batch[-1].seq - self.handed
+        handed = self.base + len(self.events)
+        new = batch[-1].seq - handed
         if new <= 0 or new > len(batch):
             return  # nothing new, or not the next ones (held back: handed once stored)
-        fresh = batch[-new:]
-        if fresh[-1].seq > self.stored_seq:
-            fresh = fresh[: max(0, MAX_UNSTORED - (self.handed - self.stored_seq))]
-        if fresh:
-            self.events.extend(fresh)
-            self.wake()
+        start = len(batch) - new
+        if batch[-1].seq > self.stored_seq:
+            new = min(new, MAX_UNSTORED - (handed - self.stored_seq))
+            if new <= 0:
+                return
+        self.events += batch[start : start + new]
+        self.wake()
 
     def trim(self, seq: int) -> None:
         """Nobody here needs the events up to ``seq`` again: drop those that are stored

@@ -825,21 +825,27 @@ class Generations:
         the source closed). The text is kept only in the store, never joined here.
         """
         clock = asyncio.get_running_loop().time
+        last = pipeline.extractors[-1]  # the pipeline is done when it is
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
-            # chunk checked here: no generator of our own to pass through per token.
+            # chunk checked here: no generator of our own to pass through per token, and
+            # no call per token that a check of an attribute can spare.
             async with aclosing(iterate(source)) as chunks:
                 async for chunk in chunks:
-                    text = text_chunk(chunk)
-                    if pipeline.done:
+                    if type(chunk) is not str or not chunk.isascii():
+                        chunk = text_chunk(chunk)
+                    if last.done:
                         continue
-                    text = pipeline.push(text)
+                    text = pipeline.push(chunk)
                     if pipeline.drains:
                         await pipeline.drain()
-                    _deliver(text, pipeline, writer, forward_events)
+                    if text and not pipeline.emits:
+                        writer.add_text(text)  # ``_deliver`` with no events to forward
+                    else:
+                        _deliver(text, pipeline, writer, forward_events)
                     if writer.held:
                         await writer.hold()
-                    elif writer.hogging(clock()):
+                    elif writer.sealing is not None and writer.hogging(clock()):
                         # Chunks ready at once: let what is merged so far go out, so the
                         # first text is not held back until the source ends.
                         await writer.give_way()
