@@ -68,11 +68,13 @@ class _Lease:
 
 @dataclass(slots=True, eq=False)
 class _Stream:
-    """One stream's log: ``events[head:]`` are the kept events, the last has seq ``last``."""
+    """One stream's log: ``events[head:]`` are the data of the kept events, the last has
+    seq ``last`` (the ones before count down from it): a ``StoredEvent`` is made only for
+    a read, not for every append (a token)."""
 
     owner: str
     expires_at: float
-    events: list[StoredEvent] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     head: int = 0
     last: int = 0
     finished: bool = False
@@ -322,11 +324,8 @@ class MemoryStore(EventStore):
             if stream.finished:
                 raise store_error("STREAM_FINISHED", "the stream is finished", stream_id=stream_id)
             events = stream.events
-            last = stream.last
-            for data in items:
-                last += 1
-                events.append(StoredEvent(last, data))
-            stream.last = last
+            events += items
+            last = stream.last = stream.last + len(items)
             excess = len(events) - stream.head - self.max_events
             if excess > 0:
                 # Trim by moving the head; compact once the dead part is max_events long,
@@ -355,7 +354,8 @@ class MemoryStore(EventStore):
                     raise trimmed(stream_id, after, stream.last - stream.kept + 1)
                 if available > 0:
                     start = len(stream.events) - available
-                    return stream.events[start : start + self.max_batch]
+                    batch = stream.events[start : start + self.max_batch]
+                    return [StoredEvent(seq, data) for seq, data in enumerate(batch, after + 1)]
                 if stream.finished:
                     return []
                 remaining = deadline - time.monotonic()
