@@ -825,7 +825,6 @@ class Generations:
         the source closed). The text is kept only in the store, never joined here.
         """
         clock = asyncio.get_running_loop().time
-        last = pipeline.extractors[-1]  # the pipeline is done when it is
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
             # chunk checked here: no generator of our own to pass through per token, and
@@ -834,7 +833,7 @@ class Generations:
                 async for chunk in chunks:
                     if type(chunk) is not str or not chunk.isascii():
                         chunk = text_chunk(chunk)
-                    if last.done:
+                    if pipeline.done:
                         continue
                     text = pipeline.push(chunk)
                     if pipeline.drains:
