@@ -827,8 +827,10 @@ class Generations:
         clock = asyncio.get_running_loop().time
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
-            # chunk checked here: no generator of our own to pass through per token, and
-            # no call per token that a check of an attribute can spare.
+            # chunk checked here: no generator of our own to pass through per token. The
+            # checks below spare a paced token three calls: ``text_chunk`` (ASCII ``str``
+            # is text already), ``_deliver`` (no events to forward) and ``hogging`` with
+            # its clock read (nothing waits to be sealed when a follower took the text).
             async with aclosing(iterate(source)) as chunks:
                 async for chunk in chunks:
                     if type(chunk) is not str or not chunk.isascii():
@@ -839,7 +841,7 @@ class Generations:
                     if pipeline.drains:
                         await pipeline.drain()
                     if text and not pipeline.emits:
-                        writer.add_text(text)  # ``_deliver`` with no events to forward
+                        writer.add_text(text)
                     else:
                         _deliver(text, pipeline, writer, forward_events)
                     if writer.held:
