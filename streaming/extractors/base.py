@@ -132,7 +132,8 @@ class TagFinder:
 
     def __init__(self, tags: Iterable[str]) -> None:
         self.tags = sorted(set(tags), key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(tag) for tag in self.tags))
+        # No tags: a pattern that never matches (an empty one would match everywhere).
+        self._pattern = re.compile("|".join(re.escape(tag) for tag in self.tags) or "(?!)")
         self._overlap = max((len(tag) for tag in self.tags), default=1) - 1
         #: How many characters have been fed: the absolute position of the next one.
         self.position = 0

@@ -120,6 +120,17 @@ def test_stream_field_missing_from_the_schema_is_never_streamed() -> None:
     }
 
 
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_an_empty_schema_streams_nothing_and_completes(level: int) -> None:
+    """No field to look for: every chunk is taken, nothing streams, the flush completes
+    (no tag to find must not match everywhere)."""
+    extractor = ValidationStreamExtractor(level=level, stream_fields=["text"])
+    assert [extractor.push(chunk) for chunk in ("<text>hel", "lo</text>", "<", "x>")] == [""] * 4
+    assert extractor.flush() == ""
+    assert [event.name for event in extractor.drain_events()] == ["complete"]
+    assert extractor.done
+
+
 def test_level0_field_with_a_code_waits_for_its_codes() -> None:
     extractor, rec = make(0, {"text": CODE})
     push_all(extractor, VALID[:60], VALID[60:])
