@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .base import check_chunk_size, js_trim_start
+from .base import chunk_too_large, js_trim_start, max_chunk_size
 from .tag import TagScanner
 
 
@@ -24,6 +24,7 @@ class ActionStreamFilter:
     """
 
     def __init__(self) -> None:
+        self._max_chunk_size = max_chunk_size()
         self.reset()
 
     def reset(self) -> None:
@@ -39,7 +40,8 @@ class ActionStreamFilter:
     def push(self, chunk: str) -> str:
         if self._scanner.closed:
             return ""
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         content_type = self.content_type
         if content_type is None:
             start = js_trim_start(chunk)

@@ -89,18 +89,28 @@ def js_trim_start(text: str) -> str:
     return text.lstrip(_JS_WHITESPACE)
 
 
+def max_chunk_size() -> int:
+    """The ``MAX_CHUNK_SIZE`` setting. An extractor reads it once, when it is made, and
+    compares each chunk's length with it in its ``push``: no call per token."""
+    return int(setting("MAX_CHUNK_SIZE"))
+
+
+def chunk_too_large(size: int, max_size: int) -> StreamError:
+    """The error for a chunk of ``size`` characters over ``max_size``."""
+    return StreamError(
+        StreamErrorCode.CHUNK_TOO_LARGE,
+        f"Chunk size {size} exceeds maximum allowed {max_size}",
+        {"chunk_size": size, "max_allowed": max_size},
+    )
+
+
 def check_chunk_size(chunk: str, max_size: int | None = None) -> None:
     """Refuse a chunk over ``max_size`` characters (default: the ``MAX_CHUNK_SIZE``
     setting) before anything is appended."""
     if max_size is None:
-        max_size = int(setting("MAX_CHUNK_SIZE"))
-    size = len(chunk)
-    if size > max_size:
-        raise StreamError(
-            StreamErrorCode.CHUNK_TOO_LARGE,
-            f"Chunk size {size} exceeds maximum allowed {max_size}",
-            {"chunk_size": size, "max_allowed": max_size},
-        )
+        max_size = max_chunk_size()
+    if len(chunk) > max_size:
+        raise chunk_too_large(len(chunk), max_size)
 
 
 def trim_buffer(buffer: str, max_size: int | None = None, keep_size: int = TRIM_KEEP) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from .base import check_chunk_size
+from .base import chunk_too_large, max_chunk_size
 
 
 class PassthroughExtractor:
     """Streams every chunk unchanged; never done (plain-text models)."""
+
+    def __init__(self) -> None:
+        self._max_chunk_size = max_chunk_size()
 
     @property
     def done(self) -> bool:
         return False
 
     def push(self, chunk: str) -> str:
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         return chunk
 
     def flush(self) -> str:
@@ -30,6 +34,7 @@ class MarkableExtractor(PassthroughExtractor):
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._done = False
 
     @property

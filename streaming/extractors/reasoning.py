@@ -10,7 +10,7 @@ answer, and stores ``reasoning`` with the reply.
 
 from __future__ import annotations
 
-from .base import ExtractorEvent, check_chunk_size
+from .base import ExtractorEvent, chunk_too_large, max_chunk_size
 from .tag import TagScanner
 
 
@@ -21,6 +21,7 @@ class ReasoningExtractor:
         self.tag = tag
         self.event = event
         self._scanner = TagScanner(tag)
+        self._max_chunk_size = max_chunk_size()
         self._pieces: list[str] = []
         self._events: list[ExtractorEvent] = []
 
@@ -35,7 +36,8 @@ class ReasoningExtractor:
         return "".join(self._pieces)
 
     def push(self, chunk: str) -> str:
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         if not self._scanner.closed:
             self._emit(self._scanner.feed(chunk))
         return chunk

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from enum import Enum
 
 from ..conf import setting
-from .base import TRIM_KEEP, TagFinder, check_chunk_size, js_trim
+from .base import TRIM_KEEP, TagFinder, chunk_too_large, js_trim, max_chunk_size
 from .tag import TagScanner
 
 ACTIONS_OPEN, ACTIONS_CLOSE = "<actions>", "</actions>"
@@ -42,6 +42,7 @@ class ResponseStreamExtractor:
     """
 
     def __init__(self) -> None:
+        self._max_chunk_size = max_chunk_size()
         self.reset()
 
     def reset(self) -> None:
@@ -69,7 +70,8 @@ class ResponseStreamExtractor:
     def push(self, chunk: str) -> str:
         if self._finished:
             return ""
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         if self._scanner.inside:
             return self._release(self._scanner.feed(chunk))
         if self._delegated():

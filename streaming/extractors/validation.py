@@ -27,9 +27,10 @@ from .base import (
     Callbacks,
     ExtractorEvent,
     TagFinder,
-    check_chunk_size,
     check_tag_name,
+    chunk_too_large,
     js_trim,
+    max_chunk_size,
 )
 
 OnChunk = Callable[[str, str, str], Any]
@@ -143,6 +144,7 @@ class ValidationStreamExtractor:
         self.on_event = on_event
         self.abort = abort
         self.callbacks = Callbacks()
+        self._max_chunk_size = max_chunk_size()
         #: Field text and events not yet returned or drained (when there is no callback).
         self._text: list[str] = []
         self._events: list[ExtractorEvent] = []
@@ -242,7 +244,8 @@ class ValidationStreamExtractor:
             return ""
         if self._state != STREAMING:
             return ""
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         chunk_start = self._finder.position
         for position, tag in self._finder.feed(chunk):
             self._on_tag(position, tag)

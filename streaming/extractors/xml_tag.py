@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import check_chunk_size
+from .base import chunk_too_large, max_chunk_size
 from .tag import TagScanner
 
 
@@ -16,6 +16,7 @@ class XmlTagExtractor:
     def __init__(self, tag_name: str) -> None:
         self.tag_name = tag_name
         self._scanner = TagScanner(tag_name)
+        self._max_chunk_size = max_chunk_size()
 
     @property
     def done(self) -> bool:
@@ -25,7 +26,8 @@ class XmlTagExtractor:
         scanner = self._scanner
         if scanner.closed:
             return ""
-        check_chunk_size(chunk)
+        if len(chunk) > self._max_chunk_size:
+            raise chunk_too_large(len(chunk), self._max_chunk_size)
         return scanner.feed(chunk)
 
     def flush(self) -> str:

@@ -8,7 +8,10 @@ from django.test import override_settings
 
 from streaming.errors import StreamError, StreamErrorCode
 from streaming.extractors import (
+    ActionStreamFilter,
+    MarkableExtractor,
     PassthroughExtractor,
+    ReasoningExtractor,
     ResponseStreamExtractor,
     ValidationStreamExtractor,
     XmlTagExtractor,
@@ -25,6 +28,30 @@ def test_max_chunk_size_is_the_setting(make: type) -> None:
     with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}), pytest.raises(StreamError) as raised:
         make().push("x" * 11)
     assert raised.value.code is StreamErrorCode.CHUNK_TOO_LARGE
+    assert raised.value.details == {"chunk_size": 11, "max_allowed": 10}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        PassthroughExtractor,
+        MarkableExtractor,
+        lambda: XmlTagExtractor("text"),
+        ResponseStreamExtractor,
+        ActionStreamFilter,
+        ReasoningExtractor,
+        lambda: ValidationStreamExtractor(level=0, stream_fields=["text"]),
+    ],
+)
+def test_an_extractor_keeps_the_max_chunk_size_it_was_made_with(make: type) -> None:
+    """Read once per reply, not per chunk: a change reaches the next extractor."""
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        strict = make()
+    lenient = make()
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        lenient.push("<text>" + "x" * 10)
+    with pytest.raises(StreamError) as raised:
+        strict.push("<text>" + "x" * 5)
     assert raised.value.details == {"chunk_size": 11, "max_allowed": 10}
 
 
