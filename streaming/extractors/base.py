@@ -114,12 +114,12 @@ def check_chunk_size(chunk: str, max_size: int | None = None) -> None:
 
 
 def trim_buffer(buffer: str, max_size: int | None = None, keep_size: int = TRIM_KEEP) -> str:
-    """Keep only the last ``keep_size`` characters once ``buffer`` exceeds ``max_size``
-    (default: the ``MAX_BUFFER`` setting)."""
+    """Keep only the last ``keep_size`` characters (at most ``max_size``) once ``buffer``
+    exceeds ``max_size`` (default: the ``MAX_BUFFER`` setting)."""
     if max_size is None:
         max_size = int(setting("MAX_BUFFER"))
     if len(buffer) > max_size:
-        return buffer[-keep_size:]
+        return buffer[len(buffer) - min(keep_size, max_size) :]
     return buffer
 
 

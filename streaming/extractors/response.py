@@ -49,6 +49,9 @@ class ResponseStreamExtractor:
         """Start over: strategy pending, nothing held."""
         self.strategy = Strategy.PENDING
         self._max_buffer = int(setting("MAX_BUFFER"))
+        # What a trim keeps: never more than the limit itself (a smaller limit than
+        # TRIM_KEEP would keep the held reply over it, and trim again at the same place).
+        self._keep = min(TRIM_KEEP, self._max_buffer)
         self._scanner = TagScanner("text")
         self._finished = False
         self._finder = TagFinder((ACTIONS_OPEN, ACTIONS_CLOSE, TEXT_OPEN, TEXT_CLOSE))
@@ -122,7 +125,7 @@ class ResponseStreamExtractor:
 
     def _trim(self) -> None:
         if self._end - self._base > self._max_buffer:
-            self._discard_before(self._end - TRIM_KEEP)
+            self._discard_before(self._end - self._keep)
 
     def _discard_before(self, position: int) -> None:
         """Drop the held reply before absolute ``position``, and the tags that start there."""

@@ -13,6 +13,7 @@ from streaming.extractors import (
     PassthroughExtractor,
     ReasoningExtractor,
     ResponseStreamExtractor,
+    Strategy,
     ValidationStreamExtractor,
     XmlTagExtractor,
     trim_buffer,
@@ -84,3 +85,21 @@ def test_max_buffer_is_the_setting() -> None:
     with override_settings(STREAMING={"MAX_BUFFER": 2000}):
         assert trim_buffer("y" + "x" * 3000) == "x" * 1024
         assert stream() == ""
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("limit", [1, 100, 1023])
+def test_a_max_buffer_under_what_a_trim_keeps_holds_at_most_the_limit(limit: int) -> None:
+    """A trim keeps its last 1024 characters, or the limit if that is less: keeping more
+    than the limit trimmed again at the same place, for ever."""
+    with override_settings(STREAMING={"MAX_BUFFER": limit}):
+        extractor = ResponseStreamExtractor()
+        assert trim_buffer("y" * 2000) == "y" * min(limit, 1024)
+    assert [extractor.push("x" * 700) for _ in range(3)] == ["", "", ""]
+    assert extractor.push("x") == ""
+    assert extractor.strategy is Strategy.PENDING
+    small = "<actions>REPLY</actions><text>hi</text>"
+    with override_settings(STREAMING={"MAX_BUFFER": limit}):
+        fresh = ResponseStreamExtractor()
+    streamed = "".join(fresh.push(c) for c in small) + fresh.flush()
+    assert streamed == ("hi" if limit >= len("<actions>REPLY</actions>") else "")
