@@ -3,7 +3,7 @@ named events any of them emits (``EmitsEvents``), collected in order."""
 
 from __future__ import annotations
 
-from .base import EmitsEvents, ExtractorEvent, StreamExtractor
+from .base import EmitsEvents, ExtractorEvent, StreamExtractor, max_chunk_size
 from .passthrough import PassthroughExtractor
 
 
@@ -11,7 +11,9 @@ class Pipeline:
     """Chains extractors; ``flush()`` cascades; done when the last one is done.
 
     An empty pipeline passes text through unchanged. Build one per request: extractors
-    keep state.
+    keep state. Text an extractor releases goes to the next one in pieces within
+    ``MAX_CHUNK_SIZE``: it is not a model's chunk, and a limit meant for those must not
+    refuse it (a reply held back, then released at once, may be longer).
     """
 
     def __init__(self, *extractors: StreamExtractor) -> None:
@@ -24,6 +26,7 @@ class Pipeline:
         #: Whether any extractor has async callbacks to await (``drain``), so that a
         #: generation awaits nothing per chunk when none has.
         self.drains = any(getattr(e, "drain", None) is not None for e in self.extractors)
+        self._max_chunk_size = max_chunk_size()
 
     @property
     def done(self) -> bool:
@@ -34,7 +37,10 @@ class Pipeline:
         for extractor in self._rest:
             if not text:
                 return ""
-            text = extractor.push(text)
+            if len(text) > self._max_chunk_size:
+                text = self._pass(extractor, text)
+            else:
+                text = extractor.push(text)
         return text
 
     def flush(self) -> str:
@@ -42,9 +48,14 @@ class Pipeline:
         text = ""
         for extractor in self.extractors:
             if text:
-                text = extractor.push(text)
+                text = self._pass(extractor, text)
             text += extractor.flush()
         return text
+
+    def _pass(self, extractor: StreamExtractor, text: str) -> str:
+        """Push released ``text`` to ``extractor`` in pieces within ``MAX_CHUNK_SIZE``."""
+        size = self._max_chunk_size
+        return "".join([extractor.push(text[i : i + size]) for i in range(0, len(text), size)])
 
     def drain_events(self) -> list[ExtractorEvent]:
         """The events the extractors emitted since the last call (``EmitsEvents``), in

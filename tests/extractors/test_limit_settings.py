@@ -11,6 +11,7 @@ from streaming.extractors import (
     ActionStreamFilter,
     MarkableExtractor,
     PassthroughExtractor,
+    Pipeline,
     ReasoningExtractor,
     ResponseStreamExtractor,
     Strategy,
@@ -103,3 +104,22 @@ def test_a_max_buffer_under_what_a_trim_keeps_holds_at_most_the_limit(limit: int
         fresh = ResponseStreamExtractor()
     streamed = "".join(fresh.push(c) for c in small) + fresh.flush()
     assert streamed == ("hi" if limit >= len("<actions>REPLY</actions>") else "")
+
+
+def test_a_pipeline_hands_released_text_on_within_the_chunk_limit() -> None:
+    """Text an extractor held and then released at once is not a model's chunk: the next
+    extractor gets it whole, in pieces, not ``CHUNK_TOO_LARGE`` and the text lost."""
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        held = Pipeline(ResponseStreamExtractor(), PassthroughExtractor())
+        flushed = Pipeline(
+            ValidationStreamExtractor(level=2, schema=["text"], stream_fields=["text"]),
+            PassthroughExtractor(),
+        )
+    reply = "<text>" + "abcdefghij" * 3 + "</text><actions>REPLY</actions>"
+    chunks = [reply[i : i + 10] for i in range(0, len(reply), 10)]
+    assert "".join(held.push(chunk) for chunk in chunks) + held.flush() == "abcdefghij" * 3
+    assert "".join(flushed.push(chunk) for chunk in chunks) + flushed.flush() == "abcdefghij" * 3
+    with override_settings(STREAMING={"MAX_CHUNK_SIZE": 10}):
+        fresh = Pipeline(ResponseStreamExtractor(), PassthroughExtractor())
+    with pytest.raises(StreamError):
+        fresh.push("x" * 11)  # the model's own chunks are still refused past the limit
