@@ -140,6 +140,15 @@ def _deliver(text: str, pipeline: Pipeline, writer: EventWriter, forward_events:
                 writer.add_event(event.name, event.data)
 
 
+async def _deliver_tail(pipeline: Pipeline, writer: EventWriter, forward_events: bool) -> None:
+    """Deliver what the pipeline held back, after awaiting the async callbacks its flush
+    called (as after each push)."""
+    text = pipeline.flush()
+    if pipeline.drains:
+        await pipeline.drain()
+    _deliver(text, pipeline, writer, forward_events)
+
+
 def renewal_slices(store: EventStore, items: list[_T]) -> Iterator[list[_T]]:
     """``items`` in lists of at most ``RENEW_SLICE``, a store call each; or all in one
     list when ``store.renews_per_process`` (one call then does the work of them all)."""
@@ -854,9 +863,9 @@ class Generations:
             # The model failed mid-reply: the client still gets every character that
             # arrived (unless the reply is over its cap).
             if getattr(exc, "code", None) != StreamErrorCode.REPLY_TOO_LARGE:
-                _deliver(pipeline.flush(), pipeline, writer, forward_events)
+                await _deliver_tail(pipeline, writer, forward_events)
             raise
-        _deliver(pipeline.flush(), pipeline, writer, forward_events)
+        await _deliver_tail(pipeline, writer, forward_events)
 
     def _remember(self, generation_id: str, failure: StreamError) -> None:
         self.failures[generation_id] = failure

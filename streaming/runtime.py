@@ -93,6 +93,9 @@ async def stream_to_action(
     context = StreamingContext(active, on_chunk, message_id)
     full = await use_model(source, streaming_context=context, abort=abort)
     tail = active.flush()
+    drain = getattr(active, "drain", None)
+    if drain is not None:
+        await drain()  # the async callbacks the flush called
     if tail:
         await on_chunk(tail)
     final: dict[str, Any] = {"text": full, "streaming": False}

@@ -21,7 +21,7 @@ from streaming.events import (
     GenerationEvent,
     merge_chunks,
 )
-from streaming.extractors import Pipeline
+from streaming.extractors import Pipeline, ValidationStreamExtractor
 from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
 from streaming.store.base import EventStore
@@ -40,6 +40,30 @@ async def test_a_followed_reply_completes_with_all_its_text() -> None:
     assert text == "".join(f"{i} " for i in range(20))
     assert events[-1] == Complete(len(events))  # the text is stored once, in the chunks
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_async_callbacks_the_pipelines_flush_calls_are_awaited() -> None:
+    """Level 2 emits its fields at the flush: their async callbacks run before the end
+    (without the drain there, never: a coroutine never awaited)."""
+    seen: list[str] = []
+
+    async def on_event(event: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        seen.append(event["event_type"])
+
+    extractor = ValidationStreamExtractor(
+        level=2, schema=["text"], stream_fields=["text"], on_event=on_event
+    )
+
+    async def reply() -> AsyncIterator[str]:
+        yield "<text>Hi</text>"
+
+    generations = Generations(MemoryStore())
+    generation_id = await generations.start(reply(), Pipeline(extractor), owner="me")
+    events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert "".join(e.text for e in events if isinstance(e, Chunk)) == "Hi"
+    assert seen == ["chunk", "complete"]
+    assert not extractor.callbacks.pending
 
 
 class CountedBurst:

@@ -28,7 +28,10 @@ class StreamingRetryState:
         self._streamed.append(text)
 
     def get_streamed_text(self) -> str:
-        """All text so far, including the extractor's held-back tail (flushed once)."""
+        """All text so far, including the extractor's held-back tail (flushed once).
+
+        Synchronous: async callbacks the flush calls wait for ``await extractor.drain()``.
+        """
         tail = self.extractor.flush()
         if tail:
             self._streamed.append(tail)
