@@ -54,7 +54,11 @@ def _is_aborted(abort: Any) -> bool:
 
 def _field_name(row: Any) -> str:
     """A schema row is a field name or a mapping with a ``field`` key (as ``SchemaRow``)."""
-    return check_tag_name(str(row["field"] if isinstance(row, Mapping) else row))
+    if isinstance(row, Mapping):
+        if "field" not in row:
+            raise ValueError(f"a schema row needs a 'field' key: {row!r}")
+        row = row["field"]
+    return check_tag_name(str(row))
 
 
 class _Element:
@@ -139,7 +143,11 @@ class ValidationStreamExtractor:
         self.level = level
         self.schema = list(dict.fromkeys(_field_name(row) for row in schema))
         self.stream_fields = [check_tag_name(field) for field in stream_fields]
-        self.expected_codes = dict(expected_codes or {})
+        # Compared with the model's code trimmed: a code given with spaces (or as a
+        # number) would otherwise never match.
+        self.expected_codes = {
+            field: js_trim(str(code)) for field, code in (expected_codes or {}).items()
+        }
         self.on_chunk = on_chunk
         self.on_event = on_event
         self.abort = abort

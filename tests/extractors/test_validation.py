@@ -200,6 +200,16 @@ def test_code_is_compared_trimmed() -> None:
     assert rec.kinds() == ["chunk", "field_validated"]
 
 
+@pytest.mark.parametrize("expected", [f" {CODE}\n", 1234])
+def test_an_expected_code_is_trimmed_and_may_be_a_number(expected: Any) -> None:
+    """The model's code is compared trimmed, so the expected one is trimmed too (and a
+    number is taken as its digits): either would otherwise never match."""
+    code = str(expected).strip()
+    extractor, rec = make(1, {"text": expected})
+    push_all(extractor, VALID.replace(CODE, code))
+    assert rec.kinds() == ["chunk", "field_validated"]
+
+
 # ---------------------------------------------------------------- levels 2 and 3
 @pytest.mark.parametrize("level", [2, 3])
 def test_levels_2_and_3_emit_on_flush_only(level: int) -> None:
@@ -229,6 +239,11 @@ def test_bad_level_is_refused() -> None:
 def test_field_names_with_angle_brackets_are_refused() -> None:
     with pytest.raises(ValueError):
         ValidationStreamExtractor(schema=["a>b"])
+
+
+def test_a_schema_row_without_a_field_key_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="a schema row needs a 'field' key"):
+        ValidationStreamExtractor(schema=[{"name": "text"}])
 
 
 # ---------------------------------------------------------------- signals
