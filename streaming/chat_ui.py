@@ -53,7 +53,7 @@ from .protocols.ai_sdk import (
     sse_messages,
 )
 from .reply_body import ReplyBody, ReplyFrames
-from .requests import call_hook, end_unstarted, run_to_end
+from .requests import call_hook, end_unstarted, hook_params, run_to_end
 from .response import SSEResponse
 from .sse import ServerSentEvent
 from .storage import Turn, in_db
@@ -278,7 +278,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             headers = content.get("headers")
             if not isinstance(body, dict) or not _string_map(headers):
                 raise bad_request("'headers' must map strings to strings and 'body' be an object")
-            params = {k: v for k, v in body.items() if k not in CHAT_KEYS}
+            params = hook_params(body, *CHAT_KEYS)
             chat_request = parse_chat_request(content, params)
         except StreamError as exc:
             await self.send_json(error_frame(request_id, exc))

@@ -498,6 +498,12 @@ async def test_ws_bad_frames_are_answered_and_the_socket_stays(
             "requestId": "t",
             "errorText": "'trigger' must be 'submit-message' or 'regenerate-message'",
         }
+        await socket.send(send_frame("s", str(uuid.uuid4()), self=1))  # as over HTTP
+        assert await frame(socket) == {
+            "type": "error",
+            "requestId": "s",
+            "errorText": "'self' cannot be a parameter's name",
+        }
         await socket.send(send_frame("ok", str(uuid.uuid4()), key=key()))
         frames = await until_end(socket, "ok")
         assert frames[-1]["type"] == "end"
