@@ -88,6 +88,9 @@
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
  *   a `resume` before the reply is given up.
+ * @property {number} [maxURLLength=8000] `sse`: the longest URL a prompt is sent in. Servers
+ *   and proxies drop longer request lines without an answer (daphne past 16 KB, nginx and
+ *   Apache past 8 KB by default), so a longer one fails at once with `URL_TOO_LONG`.
  */
 
 const TRANSPORTS = ["sse", "sse-post", "ws"];
@@ -98,6 +101,8 @@ const FINAL_CLOSE_CODES = new Set([1000, 1008]);
 const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
 /** How long a reply stopped before its response named it waits for the name (ms). */
 const NAMING_WAIT_MS = 10000;
+/** `sse`: the longest URL sent by default (see `maxURLLength`). */
+const MAX_URL_LENGTH = 8000;
 
 /** An error of the stream, with a machine-readable `code` (the server's, or one below). */
 export class StreamError extends Error {
@@ -425,8 +430,17 @@ export class StreamClient {
   _request(reply, resume) {
     if (this._reply !== reply) return;
     if (!resume) this._setStatus("connecting", reply);
-    if (this.transport === "sse" && !resume) this._openEventSource(reply);
-    else this._fetch(reply);
+    if (this.transport === "sse" && !resume) {
+      const length = this._queryURL(reply.body).href.length;
+      const max = this.options.maxURLLength ?? MAX_URL_LENGTH;
+      if (length > max) {
+        this._fail(reply, `The prompt is too long to send in a URL (${length} characters, ` +
+          `at most ${max}): send it with POST (transport "sse-post")`, "URL_TOO_LONG",
+          { length, max });
+        return;
+      }
+      this._openEventSource(reply);
+    } else this._fetch(reply);
   }
 
   _queryURL(body) {
