@@ -178,6 +178,50 @@ def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -
     assert not reply_source(page).endswith("The end.")
 
 
+def test_a_double_click_on_send_does_not_stop_the_reply(page: Any) -> None:
+    """Stop takes Send's place at once: the second click of a double-click lands on it
+    (in a chat that exists: a new one shows Stop only once it is created)."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "First")
+    wait_for_state(page, "complete")
+    page.get_by_role("textbox", name="Message").fill("Answer slowly so I can stop you")
+    page.get_by_role("button", name="Send").dblclick()
+    expect(page.locator(".message[data-role='user']")).to_have_count(2)
+    wait_for_state(page, "complete")
+    assert reply_source(page).endswith("The end.")
+
+
+#: Holds back the page's load of one conversation (``window.slowChat``) for 800 ms.
+SLOW_LOAD = """() => {
+    const fetch = window.fetch;
+    window.fetch = async (url, init) => {
+        if (window.slowChat && String(url).endsWith(window.slowChat)) {
+            await new Promise((resolve) => setTimeout(resolve, 800));
+        }
+        return fetch(url, init);
+    };
+}"""
+
+
+def test_a_chat_that_loads_late_is_not_shown_over_the_one_asked_for_next(page: Any) -> None:
+    choose(page, "sse-post", "passthrough")
+    send(page, "First chat")
+    wait_for_state(page, "complete")
+    first = conversation_id(page)
+    page.get_by_role("button", name="New chat").click()
+    send(page, "Second chat")
+    wait_for_state(page, "complete")
+    page.evaluate(SLOW_LOAD)
+    page.evaluate("(id) => { window.slowChat = id; }", first)
+    links(page).filter(has_text="First chat").click()  # answered in 800 ms
+    links(page).filter(has_text="Second chat").click()  # answered at once
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(["Second chat"])
+    page.wait_for_timeout(1_200)  # the first chat's answer came meanwhile: dropped
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(["Second chat"])
+    assert conversation_id(page) != first
+    expect(page.locator("#chat")).to_have_attribute("data-loading", "false")
+
+
 def test_rename_and_delete_conversations(page: Any) -> None:
     choose(page, "sse-post", "passthrough")
     send(page, "Alpha topic")

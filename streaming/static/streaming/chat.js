@@ -474,6 +474,9 @@ let conversations = [];
 let olderCursor = null;
 /** Whether pages past the first are listed (a refresh of the first page keeps them). */
 let olderLoaded = false;
+/** Counts the chats asked to be shown: a load that returns after another was asked for
+ * (a second click in the list, New chat) is dropped, not shown with the newer one. */
+let shownRequest = 0;
 
 function addUserMessage(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
@@ -652,6 +655,8 @@ function clearMessages() {
 }
 
 function newChat({ push = true } = {}) {
+  shownRequest += 1;
+  app.dataset.loading = "false";
   stopReply();
   clearMessages();
   showConversation(null, { push });
@@ -661,6 +666,7 @@ function newChat({ push = true } = {}) {
 
 /** Load conversation `id` from the server and show it; resume its reply if one runs. */
 async function openConversation(id, { push = false } = {}) {
+  const request = ++shownRequest;
   stopReply();
   clearMessages();
   ui.empty.hidden = true;
@@ -669,6 +675,7 @@ async function openConversation(id, { push = false } = {}) {
   try {
     data = await api("GET", `/${encodeURIComponent(id)}`);
   } catch (error) {
+    if (request !== shownRequest) return;
     app.dataset.loading = "false";
     showConversation(null, { push });
     ui.empty.hidden = false;
@@ -681,6 +688,7 @@ async function openConversation(id, { push = false } = {}) {
     }
     return;
   }
+  if (request !== shownRequest) return; // another chat was asked for meanwhile
   showConversation(data, { push });
   let resumeView = null;
   for (const message of data.messages) {
@@ -921,7 +929,11 @@ ui.conversations.addEventListener("click", (event) => {
     if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
     event.preventDefault();
     closeDrawer();
-    if (active?.id !== item.dataset.id || current) openConversation(item.dataset.id, { push: true });
+    // The chat shown is opened again while a reply runs in it, or while another loads.
+    const loading = app.dataset.loading === "true";
+    if (active?.id !== item.dataset.id || current || loading) {
+      openConversation(item.dataset.id, { push: true });
+    }
     ui.prompt.focus();
   }
 });
@@ -1051,7 +1063,10 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-ui.stop.addEventListener("click", () => {
+ui.stop.addEventListener("click", (event) => {
+  // Stop takes Send's place at once: the second click of a double-click on Send lands
+  // here (its `detail` counts the clicks in a row at that spot), and is not a stop.
+  if (event.detail > 1) return;
   stopReply();
   ui.prompt.focus();
 });
