@@ -144,9 +144,11 @@ class ValidationStreamExtractor:
         self.schema = list(dict.fromkeys(_field_name(row) for row in schema))
         self.stream_fields = [check_tag_name(field) for field in stream_fields]
         # Compared with the model's code trimmed: a code given with spaces (or as a
-        # number) would otherwise never match.
+        # number) would otherwise never match. None, as "", means no code.
         self.expected_codes = {
-            field: js_trim(str(code)) for field, code in (expected_codes or {}).items()
+            field: js_trim(str(code))
+            for field, code in (expected_codes or {}).items()
+            if code is not None
         }
         self.on_chunk = on_chunk
         self.on_event = on_event

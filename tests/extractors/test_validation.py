@@ -210,6 +210,13 @@ def test_an_expected_code_is_trimmed_and_may_be_a_number(expected: Any) -> None:
     assert rec.kinds() == ["chunk", "field_validated"]
 
 
+@pytest.mark.parametrize("none", [None, ""])
+def test_an_expected_code_of_none_or_empty_is_no_code(none: Any) -> None:
+    extractor, rec = make(1, {"text": none})
+    push_all(extractor, "<text>Hello!</text>")
+    assert rec.chunks == [("Hello!", "text", "Hello!")]
+
+
 # ---------------------------------------------------------------- levels 2 and 3
 @pytest.mark.parametrize("level", [2, 3])
 def test_levels_2_and_3_emit_on_flush_only(level: int) -> None:
