@@ -21,11 +21,12 @@ from streaming.events import (
     GenerationEvent,
     merge_chunks,
 )
-from streaming.extractors import Pipeline, ValidationStreamExtractor
+from streaming.extractors import Pipeline
 from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
 from streaming.store import MemoryStore
 from streaming.store.base import EventStore
 
+from .extractors.async_callbacks import recording_flush_callbacks
 from .generation_helpers import everything, paced
 from .redis_server import redis_server
 
@@ -45,15 +46,7 @@ async def test_a_followed_reply_completes_with_all_its_text() -> None:
 async def test_async_callbacks_the_pipelines_flush_calls_are_awaited() -> None:
     """Level 2 emits its fields at the flush: their async callbacks run before the end
     (without the drain there, never: a coroutine never awaited)."""
-    seen: list[str] = []
-
-    async def on_event(event: dict[str, Any]) -> None:
-        await asyncio.sleep(0)
-        seen.append(event["event_type"])
-
-    extractor = ValidationStreamExtractor(
-        level=2, schema=["text"], stream_fields=["text"], on_event=on_event
-    )
+    extractor, seen = recording_flush_callbacks()
 
     async def reply() -> AsyncIterator[str]:
         yield "<text>Hi</text>"

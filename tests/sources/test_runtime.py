@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.extractors import StreamingContext, ValidationStreamExtractor, XmlTagExtractor
+from streaming.extractors import StreamingContext, XmlTagExtractor
 from streaming.runtime import stream_to_action, use_model
 from streaming.sources import DemoModel, proxy
 
 from ..conftest import Serve
+from ..extractors.async_callbacks import recording_flush_callbacks
 from .upstream import WAIT_LIMIT, Reply, Request
 
 
@@ -192,15 +193,7 @@ async def test_stream_to_action_streams_plain_text_and_holds_back_json() -> None
 
 
 async def test_stream_to_action_awaits_the_async_callbacks_of_the_extractors_flush() -> None:
-    seen: list[str] = []
-
-    async def on_event(event: dict[str, Any]) -> None:
-        await asyncio.sleep(0)
-        seen.append(event["event_type"])
-
-    extractor = ValidationStreamExtractor(
-        level=2, schema=["text"], stream_fields=["text"], on_event=on_event
-    )
+    extractor, seen = recording_flush_callbacks()
     calls: list[dict[str, Any]] = []
     await stream_to_action(Source(["<text>Hi", "</text>"])(), calls.append, extractor=extractor)
     assert seen == ["chunk", "complete"]
