@@ -51,22 +51,27 @@ def trail(page: Any) -> list[dict[str, Any]]:
     return [entry for entry in entries if entry["n"] == count]
 
 
-def wait_for_state(page: Any, state: str, timeout: float = REPLY_TIMEOUT) -> None:
-    """Wait until the last assistant message is in ``state`` (checked every frame)."""
+def wait_for_reply(page: Any, condition: str, arg: Any, what: str, timeout: float) -> None:
+    """Wait until the JS function ``condition(arg)`` holds (checked every frame); on a
+    timeout, fail with what the last reply shows (its state and notice: a refusal's reason)."""
     try:
-        page.wait_for_function(
-            """(state) => {
-                const items = document.querySelectorAll('.message[data-role="assistant"]');
-                return items.length > 0 && items[items.length - 1].dataset.state === state;
-            }""",
-            arg=state,
-            polling="raf",
-            timeout=timeout,
-        )
+        page.wait_for_function(condition, arg=arg, polling="raf", timeout=timeout)
     except Exception as error:
         reply = last_reply(page)
         seen = reply.get_attribute("data-state", timeout=1_000)
-        notice = reply.locator(".notice").text_content(timeout=1_000)
-        raise AssertionError(
-            f"the reply did not get to {state!r}: it is {seen!r} ({notice!r})"
-        ) from error
+        notice = " ".join(str(reply.locator(".notice").text_content(timeout=1_000)).split())
+        raise AssertionError(f"{what}: the reply is {seen!r} ({notice!r})") from error
+
+
+def wait_for_state(page: Any, state: str, timeout: float = REPLY_TIMEOUT) -> None:
+    """Wait until the last assistant message is in ``state``."""
+    wait_for_reply(
+        page,
+        """(state) => {
+            const items = document.querySelectorAll('.message[data-role="assistant"]');
+            return items.length > 0 && items[items.length - 1].dataset.state === state;
+        }""",
+        state,
+        f"the reply did not get to {state!r}",
+        timeout,
+    )

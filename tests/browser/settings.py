@@ -1,5 +1,6 @@
-"""Settings of the browser tests: the demo project as is, with a faster demo model (and
-no limit on creating conversations: a test makes dozens to page through)."""
+"""Settings of the browser tests: the demo project as is, with a faster demo model, and no
+limit on creating conversations (a test makes dozens to page through) or on replies started
+a minute: every test's browser is at 127.0.0.1, and one module starts more than 30."""
 
 import os
 
@@ -9,5 +10,10 @@ DEBUG = True  # runserver (daphne) serves the page's static files
 # A migrated SQLite file of the server's own (DemoServer): the chat stores conversations.
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DJANGO_DB"]}}
 # About 230 tokens a reply, 4 ms apart: a reply takes about a second.
-STREAMING = {**STREAMING, "DEMO_TOKEN_DELAY": 0.004, "MAX_CONVERSATIONS_PER_MINUTE": None}  # noqa: F405
+STREAMING = {
+    **STREAMING,  # noqa: F405
+    "DEMO_TOKEN_DELAY": 0.004,
+    "MAX_CONVERSATIONS_PER_MINUTE": None,
+    "MAX_STARTS_PER_MINUTE": None,
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

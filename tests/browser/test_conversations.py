@@ -23,6 +23,7 @@ from .chatpage import (
     reply_source,
     reply_text,
     send,
+    wait_for_reply,
     wait_for_state,
 )
 from .conftest import DemoServer, demo_server, open_page
@@ -61,14 +62,16 @@ def reload(page: Any) -> None:
 
 def wait_for_length(page: Any, length: int) -> None:
     """Wait until the last reply shows at least ``length`` characters of Markdown."""
-    page.wait_for_function(
+    wait_for_reply(
+        page,
         """(length) => {
             const items = document.querySelectorAll('.message[data-role="assistant"] .text');
             const text = items[items.length - 1];
             return text && Number(text.dataset.length || 0) >= length;
         }""",
-        arg=length,
-        timeout=REPLY_TIMEOUT,
+        length,
+        f"the reply did not show {length} characters",
+        REPLY_TIMEOUT,
     )
 
 
@@ -502,10 +505,13 @@ def test_the_view_follows_the_stream_until_the_user_scrolls_up(
         choose(page, "sse-post", "passthrough")
         send(page, "Answer slowly, I will scroll")
         conversation = page.locator("#conversation")
-        page.wait_for_function(
+        wait_for_reply(
+            page,
             "() => { const c = document.querySelector('#conversation');"
             " return c.scrollHeight > c.clientHeight + 150; }",
-            timeout=REPLY_TIMEOUT,
+            None,
+            "the conversation did not overflow",
+            REPLY_TIMEOUT,
         )
         at_bottom = "c => c.scrollHeight - c.scrollTop - c.clientHeight < 80"
         assert conversation.evaluate(at_bottom)  # followed so far
