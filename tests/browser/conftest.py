@@ -159,11 +159,16 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
-def open_page(browser: Any, url: str, **context_options: Any) -> Iterator[Any]:
-    """A fresh browser context on the chat page; fails the test on any uncaught JS error."""
+def open_page(
+    browser: Any, url: str, *, clock: bool = False, **context_options: Any
+) -> Iterator[Any]:
+    """A fresh browser context on the chat page; fails the test on any uncaught JS error.
+    ``clock``: the page's timers run on Playwright's clock (``page.clock.fast_forward``)."""
     options = {"viewport": {"width": 1000, "height": 760}, **context_options}
     context = browser.new_context(**options)
     context.set_default_timeout(10_000)
+    if clock:
+        context.clock.install()
     context.add_init_script(TRAIL_SCRIPT)
     page = context.new_page()
     errors: list[str] = []

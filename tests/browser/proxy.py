@@ -11,12 +11,14 @@ from typing import Self
 
 class CuttingProxy:
     """``url`` forwards to 127.0.0.1:``target``; ``cut()`` aborts every connection open
-    now (both sides); later connections are forwarded again. ``connections`` counts them."""
+    now (both sides); later connections are forwarded again, unless ``down()`` cut them
+    and refuses new ones until ``up()``. ``connections`` counts them."""
 
     def __init__(self, target: int) -> None:
         self.target = target
         self.connections = 0
         self.url = ""
+        self.refusing = False
         self._open: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.loop = asyncio.new_event_loop()
@@ -36,6 +38,14 @@ class CuttingProxy:
     def cut(self) -> None:
         asyncio.run_coroutine_threadsafe(self._cut(), self.loop).result(10)
 
+    def down(self) -> None:
+        """The network is gone: open connections are cut, new ones refused."""
+        self.refusing = True
+        self.cut()
+
+    def up(self) -> None:
+        self.refusing = False
+
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
@@ -54,6 +64,9 @@ class CuttingProxy:
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            writer.transport.abort()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", self.target

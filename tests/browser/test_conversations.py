@@ -181,6 +181,27 @@ def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -
     assert not reply_source(page).endswith("The end.")
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_reply_stopped_in_another_tab_shows_as_stopped(page: Any, transport: str) -> None:
+    """Over SSE a stop from elsewhere ends the stream with an ``ABORTED`` error event; the
+    page asks the stored conversation and shows a stopped reply, as the stopping tab does,
+    not "Something went wrong"."""
+    choose(page, transport, "passthrough")
+    send(page, "Answer slowly, another tab will stop you")
+    wait_for_length(page, 40)
+    other = page.context.new_page()
+    other.goto(page.url)  # the same chat: it follows the running reply
+    wait_for_state(other, "streaming", timeout=5_000)
+    other.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_state(other, "cancelled", timeout=5_000)
+    wait_for_state(page, "cancelled", timeout=5_000)
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "stopped")
+    expect(reply.locator(".notice")).to_be_hidden()
+    expect(reply.locator(".meta")).to_contain_text(re.compile("stopped", re.IGNORECASE))
+    assert not reply_source(page).endswith("The end.")
+
+
 def test_a_double_click_on_send_does_not_stop_the_reply(page: Any) -> None:
     """Stop takes Send's place at once: the second click of a double-click lands on it
     (in a chat that exists: a new one shows Stop only once it is created)."""

@@ -1,6 +1,7 @@
 """The server goes away mid-reply: the page says so, reconnects, and works again. The
 network drops while the model thinks (before its first token): the page resumes the same
-reply, and no second one is started."""
+reply, and no second one is started. The network stays away for longer than the page
+retries, while the server finishes the reply: back, the page shows the stored reply."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from playwright.sync_api import expect
@@ -82,24 +84,34 @@ def test_server_restart_mid_reply(
 #: Seconds the model thinks before its first token, and what it then answers.
 THINKING = 2.0
 ANSWER = "Having thought it over: yes, the same reply, once."
+#: To a prompt with "pause": its first words at once, the rest after ``THINKING`` seconds.
+FIRST_WORDS = "The first words at once, "
+REST = "and the rest written while the page could not be reached."
 
 
 class ThinkingModel(ThreadedUpstream):
-    """A model silent for ``THINKING`` seconds, then quick; ``asked`` counts its requests."""
+    """A model silent for ``THINKING`` seconds, then quick (or quick, silent, quick: see
+    ``FIRST_WORDS``); ``asked`` counts its requests, ``answered`` those it finished."""
 
     def __init__(self) -> None:
         self.asked = 0
+        self.answered = 0
         super().__init__(self.script)
 
     async def script(self, request: Request, reply: Reply) -> None:
         self.asked += 1
+        prompt = request.json()["messages"][-1]["content"]
+        first, rest = (FIRST_WORDS, REST) if "pause" in prompt else ("", ANSWER)
         await reply.head()
+        for piece in tokens(first):
+            await reply.event(chunk(piece))
         await asyncio.sleep(THINKING)
-        for piece in tokens(ANSWER):
+        for piece in tokens(rest):
             await reply.event(chunk(piece))
         await reply.event(chunk(finish="stop"))
         await reply.event("[DONE]")
         await reply.end()
+        self.answered += 1
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +178,71 @@ def test_a_drop_before_the_first_token_resumes_the_same_reply(
         assert reply_source(page) == ANSWER
         expect(last_reply(page).locator(".notice")).to_be_hidden()
         assert thinking_model.asked == asked + 1, "a second reply was started"
+
+
+def fast_forward_until(page: Any, state: str) -> None:
+    """Jump the page's clock 10 s at a time (past each backoff of its retries) until the
+    last reply is in ``state``: what a minute without network would do, in a second."""
+    deadline = time.monotonic() + 20
+    while last_reply(page).get_attribute("data-state") != state:
+        assert time.monotonic() < deadline, f"the reply did not get to {state!r}"
+        page.clock.fast_forward(10_000)
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.parametrize(("transport", "back"), [("sse-post", "try again"), ("ws", "online")])
+def test_a_reply_finished_while_the_network_was_gone_is_shown_not_asked_again(
+    browser: Any,
+    thinking_model: ThinkingModel,
+    proxied_server: CuttingProxy,
+    transport: str,
+    back: str,
+) -> None:
+    """Gone longer than the page retries, the page says the connection was lost; the
+    server finishes the reply meanwhile. Back (the browser's ``online`` event, or "Try
+    again"), the page asks the stored conversation and shows the reply: the model is not
+    asked a second time, as it was when "Try again" regenerated every lost reply."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        choose(page, transport, "passthrough")
+        if transport == "ws":
+            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        asked, answered = thinking_model.asked, thinking_model.answered
+        send(page, "Write, pause, and write on")
+        wait_for_state(page, "streaming", timeout=5_000)  # its first words: its id is known
+        proxied_server.down()
+        try:
+            fast_forward_until(page, "error")
+            notice = last_reply(page).locator(".notice")
+            expect(notice).to_contain_text("Connection lost")
+            deadline = time.monotonic() + THINKING + 10
+            while thinking_model.answered == answered:
+                assert time.monotonic() < deadline, "the model did not finish its reply"
+                page.wait_for_timeout(50)
+        finally:
+            proxied_server.up()
+        conversation = page.evaluate("new URLSearchParams(location.search).get('c')")
+        wait_until_stored(page, conversation)
+        if back == "online":
+            page.evaluate("window.dispatchEvent(new Event('online'))")
+        else:
+            notice.get_by_role("button", name="Try again").click()
+        wait_for_state(page, "complete", timeout=5_000)
+        assert thinking_model.asked == asked + 1, "the model was asked again"
+        assert reply_source(page) == FIRST_WORDS + REST
+        expect(notice).to_be_hidden()
+        expect(last_reply(page).locator(".meta")).to_have_text(
+            "Finished while the connection was lost"
+        )
+
+
+def wait_until_stored(page: Any, conversation: str) -> None:
+    """Wait until the conversation's reply is stored complete (its ``on_end`` ran)."""
+    base = page.locator("#chat").get_attribute("data-conversations-url")
+    deadline = time.monotonic() + 10
+    while True:
+        response = page.request.get(urljoin(page.url, f"{base}/{conversation}"))
+        assert response.ok, response.status
+        if [m["status"] for m in response.json()["messages"]][-1:] == ["complete"]:
+            return
+        assert time.monotonic() < deadline, response.json()
+        page.wait_for_timeout(50)

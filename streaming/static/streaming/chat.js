@@ -25,6 +25,7 @@ const PIPELINE_HELP = {
 
 const ERROR_TITLES = {
   CONNECTION_LOST: "Connection lost",
+  ABORTED: "The reply was stopped",
   NOT_RESUMABLE: "Connection lost mid-reply",
   RESUME_FAILED: "Connection lost mid-reply",
   HTTP_ERROR: "The server refused the request",
@@ -39,6 +40,9 @@ const ERROR_TITLES = {
   TIMEOUT: "The model took too long",
   UPSTREAM_ERROR: "The model failed",
 };
+
+/** Errors of a reply whose connection was lost: the server may have run it on, or ended it. */
+const LOST_CODES = new Set(["CONNECTION_LOST", "NOT_RESUMABLE", "RESUME_FAILED", "ABORTED"]);
 
 /** How a stored message's status shows on the page, and back. */
 const STATE_OF_STATUS = { complete: "complete", stopped: "cancelled", failed: "error" };
@@ -143,6 +147,8 @@ class AssistantMessage {
     this.pending = "";
     this.frame = 0;
     this.drained = [];
+    /** The id of a reply whose connection was lost, until what became of it is known. */
+    this.lost = null;
   }
 
   /** `waiting` → `streaming` → `complete` | `cancelled` | `error`; `reconnecting` meanwhile. */
@@ -165,6 +171,7 @@ class AssistantMessage {
   }
 
   reset() {
+    this.lost = null;
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.pending = "";
@@ -562,7 +569,9 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   const pipeline = ui.pipeline.value;
   const stream = clientFor(transport);
   const conversation = active?.id;
-  const exchange = { view, prompt, regenerate, pipeline, transport, conversation, started: performance.now() };
+  const exchange = {
+    view, prompt, regenerate, resumed: Boolean(resume), pipeline, transport, conversation, started: performance.now(),
+  };
   current = exchange;
   setBusy(true);
   view.reset();
@@ -611,12 +620,56 @@ async function finish(exchange, result) {
     view.meta.textContent = `${via} · failed after ${seconds} s`;
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
+    view.lost = LOST_CODES.has(error.code) ? result.messageId : null;
     view.retry.onclick = () => {
       if (isBusy() || active?.id !== exchange.conversation) return;
-      run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
+      if (view.lost) recoverReply(view, { otherwise: "regenerate" });
+      else run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
+    // Once only: a resume that failed in turn is not resumed again by itself.
+    if (view.lost) recoverReply(view, { resume: !exchange.resumed });
   }
   updateRegenerate();
+}
+
+/**
+ * A reply whose connection was lost (`view.lost`: its id) may have run on without us:
+ * ask the stored conversation. Still running: resume it; finished or stopped: show it as
+ * stored. Else (failed, gone, or the server still unreachable) the error stays, and
+ * `otherwise: "regenerate"` (Try again) asks the model anew only when the server answered.
+ */
+async function recoverReply(view, { otherwise = null, resume = true } = {}) {
+  const id = view.lost;
+  const conversation = active?.id;
+  if (!id || !conversation) return;
+  let data;
+  try {
+    data = await api("GET", `/${encodeURIComponent(conversation)}`);
+  } catch (error) {
+    if (otherwise && view.lost === id) {
+      view.showNotice("Still no connection", `${error.message}; try again in a moment.`, { retry: true });
+    }
+    return;
+  }
+  // Meanwhile the user may have opened another chat, or asked for another reply.
+  if (view.lost !== id || active?.id !== conversation || !view.item.isConnected || isBusy()) return;
+  if (data.running === id) {
+    if (resume || otherwise) run(view, { resume: id });
+    return;
+  }
+  const message = data.messages.find((m) => m.role === "assistant" && m.generation === id);
+  if (message && (message.status === "complete" || message.status === "stopped")) {
+    view.lost = null;
+    view.setText(message.content || "");
+    view.setReasoning(message.reasoning);
+    view.setState(STATE_OF_STATUS[message.status]);
+    view.hideNotice();
+    view.meta.textContent = message.status === "stopped" ? "Stopped" : "Finished while the connection was lost";
+    announce(message.status === "stopped" ? "Reply stopped." : view.textBox.textContent || "The reply is empty.");
+    updateRegenerate();
+    return;
+  }
+  if (otherwise === "regenerate" && view === lastAssistant()) run(view, { regenerate: true });
 }
 
 function stopReply() {
@@ -1102,9 +1155,12 @@ for (const button of document.querySelectorAll(".suggestion")) {
   });
 }
 
-// The browser tells us when the network is back: a WebSocket reconnects at once.
+// The browser tells us when the network is back: a WebSocket reconnects at once, and a
+// reply lost meanwhile is looked up (it may have finished).
 window.addEventListener("online", () => {
   if (clientTransport === "ws" && !current) client?.connect();
+  const last = lastAssistant();
+  if (last?.lost) recoverReply(last);
 });
 
 window.addEventListener("popstate", () => {
