@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from playwright.sync_api import expect
@@ -118,6 +119,57 @@ def test_the_socket_opening_while_the_first_chat_is_created(page: Any) -> None:
     held[0].continue_()
     wait_for_state(page, "complete")
     assert "You wrote: “Created while the socket opens”" in reply_text(page)
+
+
+def stored_titles(page: Any) -> list[str]:
+    """The titles of the chats the server lists to this browser."""
+    base = page.locator("#chat").get_attribute("data-conversations-url")
+    response = page.request.get(urljoin(page.url, base))
+    assert response.ok, response.status
+    return [c["title"] for c in response.json()["conversations"]]
+
+
+@pytest.mark.parametrize("leave", ["Escape", "another chat"])
+def test_leaving_a_chat_while_it_is_created_drops_it(page: Any, leave: str) -> None:
+    """The first prompt creates its chat before it streams. Leaving meanwhile (Esc, or a
+    click on another chat) drops that chat: the page stays where the user went, asks the
+    model nothing, and the chat, never used, is deleted."""
+    if leave == "another chat":
+        send(page, "An earlier chat")
+        wait_for_state(page, "complete")
+        page.get_by_role("button", name="New chat").click()
+    held: list[Any] = []
+
+    def hold_creation(route: Any) -> None:
+        if route.request.method == "POST":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/chat/conversations(\?.*)?$"), hold_creation)
+    send(page, "Never sent")
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never asked to create its chat"
+    if leave == "Escape":
+        page.keyboard.press("Escape")
+    else:
+        page.locator("#conversations .conversation-link").filter(has_text="An earlier chat").click()
+        expect(page.locator(".message[data-role='user'] .text")).to_have_text(["An earlier chat"])
+    url = page.url
+    held[0].continue_()
+    listed = ["An earlier chat"] if leave == "another chat" else []
+    deadline = time.monotonic() + 5
+    while (titles := stored_titles(page)) != listed:  # the dropped chat is deleted
+        assert time.monotonic() < deadline, titles
+        page.wait_for_timeout(50)
+    assert page.url == url  # not pulled back into the dropped chat
+    messages = page.locator(".message[data-role='user'] .text")
+    expect(messages).to_have_text(listed)
+    expect(page.locator("#conversations .conversation-link")).to_have_count(len(listed))
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("Never sent")
+    expect(page.locator("#send")).to_be_enabled()
 
 
 MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold</b>'

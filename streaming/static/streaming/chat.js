@@ -482,7 +482,8 @@ let olderCursor = null;
 /** Whether pages past the first are listed (a refresh of the first page keeps them). */
 let olderLoaded = false;
 /** Counts the chats asked to be shown: a load that returns after another was asked for
- * (a second click in the list, New chat) is dropped, not shown with the newer one. */
+ * (a second click in the list, New chat) is dropped, not shown with the newer one; so is
+ * a new chat created for a first prompt after the user left it (or pressed Esc). */
 let shownRequest = 0;
 
 function addUserMessage(text) {
@@ -538,22 +539,31 @@ async function submit() {
   if (!prompt || isBusy()) return;
   hideLoadError();
   if (!active) {
+    const request = shownRequest;
     creatingChat = true;
     updateSendButton();
+    let created;
     try {
       // Untitled: the server names it after the first prompt (shown here meanwhile).
-      const created = await api("POST", "", {});
-      created.title ||= titleFrom(prompt);
-      creatingChat = false;
-      showConversation(created, { push: true });
-      conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
-      renderConversations();
+      created = await api("POST", "", {});
     } catch (error) {
+      if (request !== shownRequest) return;
       creatingChat = false;
       updateSendButton();
       showLoadError(`Could not start a new chat: ${error.message}`);
       return;
     }
+    if (request !== shownRequest) {
+      // Left meanwhile (another chat, New chat, Esc): the chat is dropped, never used;
+      // the prompt stays in its box.
+      api("DELETE", `/${encodeURIComponent(created.id)}`).catch(() => {});
+      return;
+    }
+    creatingChat = false;
+    created.title ||= titleFrom(prompt);
+    showConversation(created, { push: true });
+    conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
+    renderConversations();
   }
   ui.prompt.value = "";
   autosize();
@@ -707,8 +717,15 @@ function clearMessages() {
   hideLoadError();
 }
 
+/** Another chat is to be shown: a chat's load, or a new chat's creation, under way is dropped. */
+function nextShown() {
+  creatingChat = false;
+  updateSendButton();
+  return ++shownRequest;
+}
+
 function newChat({ push = true } = {}) {
-  shownRequest += 1;
+  nextShown();
   app.dataset.loading = "false";
   stopReply();
   clearMessages();
@@ -719,7 +736,7 @@ function newChat({ push = true } = {}) {
 
 /** Load conversation `id` from the server and show it; resume its reply if one runs. */
 async function openConversation(id, { push = false } = {}) {
-  const request = ++shownRequest;
+  const request = nextShown();
   stopReply();
   clearMessages();
   ui.empty.hidden = true;
@@ -1113,6 +1130,9 @@ document.addEventListener("keydown", (event) => {
   } else if (current) {
     event.preventDefault();
     stopReply();
+  } else if (creatingChat) {
+    event.preventDefault();
+    nextShown(); // the chat being created for the first prompt is dropped
   }
 });
 
