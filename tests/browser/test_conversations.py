@@ -314,6 +314,32 @@ CREATE_CHATS = """async (count) => {
 }"""
 
 
+def test_a_rename_while_a_reply_streams_and_a_name_of_200_emoji(page: Any) -> None:
+    """The list is fetched again when a reply ends, while its rename box may be open: the
+    new name goes to the entry listed then. A name counts characters, as the server does
+    (200), not UTF-16 units (an emoji is two)."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "Answer slowly while I rename this")
+    wait_for_length(page, 20)
+    links(page).nth(0).hover()
+    page.get_by_role("button", name="Rename “Answer slowly while I rename this”").click()
+    box = page.get_by_role("textbox", name="New name of the chat")
+    box.fill("Renamed while it streamed")
+    wait_for_state(page, "complete")  # the list was fetched again meanwhile
+    box.press("Enter")
+    expect(links(page)).to_have_text(["Renamed while it streamed"])
+
+    links(page).nth(0).hover()
+    page.get_by_role("button", name="Rename “Renamed while it streamed”").click()
+    box.fill("😀" * 250)
+    assert box.evaluate("input => [...input.value].length") == 200
+    box.press("Enter")
+    expect(links(page)).to_have_text(["😀" * 200])
+    conversation = conversation_id(page)
+    assert conversation
+    assert stored_messages(page, conversation)["title"] == "😀" * 200
+
+
 def test_older_chats_are_listed_on_demand_and_stay_listed(page: Any) -> None:
     page.evaluate(CREATE_CHATS, MANY)
     reload(page)

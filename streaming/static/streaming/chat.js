@@ -49,6 +49,9 @@ const STATE_OF_STATUS = { complete: "complete", stopped: "cancelled", failed: "e
 const STATUS_OF_STATE = { complete: "complete", cancelled: "stopped", error: "failed" };
 
 const TITLE_LENGTH = 60;
+/** The longest name of a chat, in characters (code points), as the server counts them
+ * (`streaming.models.TITLE_MAX_LENGTH`); an input's `maxLength` counts UTF-16 units. */
+const TITLE_MAX = 200;
 /** Chats found gone in a row while asking for older ones before listing from the newest. */
 const MAX_GONE = 3;
 
@@ -898,7 +901,10 @@ function startRename(item) {
   const input = document.createElement("input");
   input.className = "rename-input";
   input.value = conversation.title || "";
-  input.maxLength = 200;
+  input.addEventListener("input", () => {
+    const characters = [...input.value];
+    if (characters.length > TITLE_MAX) input.value = characters.slice(0, TITLE_MAX).join("");
+  });
   input.setAttribute("aria-label", "New name of the chat");
   item.replaceChildren(input);
   input.focus();
@@ -912,8 +918,10 @@ function startRename(item) {
     if (save && title && title !== conversation.title) {
       try {
         const updated = await api("PATCH", `/${encodeURIComponent(id)}`, { title });
-        conversation.title = updated?.title ?? title;
-        if (active?.id === id) showConversation({ id, title: conversation.title });
+        // The list may have been fetched again meanwhile (a reply ended): name its entry.
+        const named = updated?.title ?? title;
+        for (const listed of conversations) if (listed.id === id) listed.title = named;
+        if (active?.id === id) showConversation({ id, title: named });
       } catch (error) {
         showLoadError(`Could not rename the chat: ${error.message}`);
       }
