@@ -205,6 +205,30 @@ def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
     wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
 
 
+def test_a_new_chat_whose_first_prompt_was_refused_is_not_kept(page: Any) -> None:
+    """The first prompt creates its chat; refused, nothing is stored in it. Leaving it
+    (New chat, another chat) deletes it, rather than listing an empty "New chat"."""
+    send(page, "Kept")
+    wait_for_state(page, "complete")
+    for leave in ("New chat", "another chat"):
+        page.get_by_role("button", name="New chat", exact=True).click()
+        send(page, "x" * 32_001)  # over STREAMING["MAX_PROMPT_LENGTH"]
+        wait_for_state(page, "error", timeout=5_000)
+        expect(page.locator("#conversations .conversation-link")).to_have_count(2)
+        if leave == "New chat":
+            page.get_by_role("button", name="New chat", exact=True).click()
+        else:
+            page.locator("#conversations .conversation-link").filter(has_text="Kept").click()
+        expect(page.locator("#conversations .conversation-link")).to_have_text(["Kept"])
+        assert stored_titles(page) == ["Kept"]
+    # A chat whose first prompt was answered stays.
+    page.get_by_role("button", name="New chat", exact=True).click()
+    send(page, "Answered")
+    wait_for_state(page, "complete")
+    page.get_by_role("button", name="New chat", exact=True).click()
+    expect(page.locator("#conversations .conversation-link")).to_have_text(["Answered", "Kept"])
+
+
 def test_keyboard_shift_enter_adds_a_line_and_escape_stops(page: Any) -> None:
     choose(page, "sse-post", "passthrough")
     box = page.get_by_role("textbox", name="Message")

@@ -488,6 +488,8 @@ let olderLoaded = false;
  * (a second click in the list, New chat) is dropped, not shown with the newer one; so is
  * a new chat created for a first prompt after the user left it (or pressed Esc). */
 let shownRequest = 0;
+/** A chat created here for a first prompt that is not stored yet (it may be refused). */
+let unusedChat = null;
 
 function addUserMessage(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
@@ -563,6 +565,7 @@ async function submit() {
       return;
     }
     creatingChat = false;
+    unusedChat = created.id;
     created.title ||= titleFrom(prompt);
     showConversation(created, { push: true });
     conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
@@ -605,6 +608,9 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
 async function finish(exchange, result) {
   const { view, pipeline, transport } = exchange;
+  if (exchange.conversation === unusedChat && (result.status !== "error" || result.messageId !== null)) {
+    unusedChat = null; // its turn is stored
+  }
   const seconds = ((performance.now() - exchange.started) / 1000).toFixed(1);
   const via = `${TRANSPORT_NAMES[transport]} · ${pipeline}`;
   if (result.status === "complete") {
@@ -727,7 +733,25 @@ function nextShown() {
   return ++shownRequest;
 }
 
+/** Leaving the shown chat for chat `next` (null: a new one): a chat created here whose
+ * first prompt was refused is deleted, unless the server has messages in it after all. */
+async function dropUnusedChat(next) {
+  const id = unusedChat;
+  if (!id || id === next) return;
+  unusedChat = null;
+  try {
+    const data = await api("GET", `/${encodeURIComponent(id)}`);
+    if (data.messages.length || data.running) return;
+    await api("DELETE", `/${encodeURIComponent(id)}`);
+  } catch {
+    return; // kept: the list shows it, as any empty chat
+  }
+  dropConversation(id);
+  renderConversations();
+}
+
 function newChat({ push = true } = {}) {
+  dropUnusedChat(null);
   nextShown();
   app.dataset.loading = "false";
   stopReply();
@@ -739,6 +763,7 @@ function newChat({ push = true } = {}) {
 
 /** Load conversation `id` from the server and show it; resume its reply if one runs. */
 async function openConversation(id, { push = false } = {}) {
+  dropUnusedChat(id);
   const request = nextShown();
   stopReply();
   clearMessages();
