@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .base import chunk_too_large, js_trim_start, max_chunk_size
+from ..conf import setting
+from .base import chunk_too_large, js_trim_start, max_chunk_size, trim_buffer
 from .tag import TagScanner
 
 
@@ -19,17 +20,21 @@ class ContentType(Enum):
 class ActionStreamFilter:
     """The first non-whitespace character decides: ``{``/``[`` JSON, ``<`` XML, else text.
 
-    Leading whitespace is held until then and streamed with plain text. JSON output is
-    not kept at all (it never streams), XML output is scanned for ``<text>``.
+    Leading whitespace is held until then and streamed with plain text; past
+    ``MAX_BUFFER`` characters it is trimmed as held text is (to its last 1024), so a
+    model that writes only whitespace holds a bounded amount. JSON output is not kept at
+    all (it never streams), XML output is scanned for ``<text>``.
     """
 
     def __init__(self) -> None:
         self._max_chunk_size = max_chunk_size()
+        self._max_buffer = int(setting("MAX_BUFFER"))
         self.reset()
 
     def reset(self) -> None:
         """Start over: type undecided, nothing held."""
         self._whitespace: list[str] = []
+        self._held = 0
         self.content_type: ContentType | None = None
         self._scanner = TagScanner("text")
 
@@ -47,6 +52,11 @@ class ActionStreamFilter:
             start = js_trim_start(chunk)
             if not start:
                 self._whitespace.append(chunk)
+                self._held += len(chunk)
+                if self._held > self._max_buffer:
+                    kept = trim_buffer("".join(self._whitespace), self._max_buffer)
+                    self._whitespace[:] = [kept]
+                    self._held = len(kept)
                 return ""
             first = start[0]
             if first in "{[":
@@ -59,6 +69,7 @@ class ActionStreamFilter:
             if self._whitespace:
                 chunk = "".join(self._whitespace) + chunk
                 self._whitespace.clear()
+                self._held = 0
         if content_type is ContentType.TEXT:
             return chunk
         if content_type is ContentType.XML:

@@ -9,6 +9,7 @@ from django.test import override_settings
 from streaming.errors import StreamError, StreamErrorCode
 from streaming.extractors import (
     ActionStreamFilter,
+    ContentType,
     MarkableExtractor,
     PassthroughExtractor,
     Pipeline,
@@ -123,3 +124,24 @@ def test_a_pipeline_hands_released_text_on_within_the_chunk_limit() -> None:
         fresh = Pipeline(ResponseStreamExtractor(), PassthroughExtractor())
     with pytest.raises(StreamError):
         fresh.push("x" * 11)  # the model's own chunks are still refused past the limit
+
+
+@pytest.mark.parametrize("limit", [1, 100, 5000])
+def test_action_filter_holds_leading_whitespace_within_max_buffer(limit: int) -> None:
+    """A model that writes only whitespace: held up to the limit, then trimmed as held
+    text is; the plain text after it streams with what was kept."""
+    with override_settings(STREAMING={"MAX_BUFFER": limit}):
+        extractor = ActionStreamFilter()
+    for _ in range(20_000):
+        assert extractor.push(" \n") == ""
+        assert sum(map(len, extractor._whitespace)) <= limit
+    released = extractor.push("Hello")
+    assert released.endswith("Hello") and not released[:-5].strip()
+    assert 0 < len(released) - 5 <= limit
+    assert extractor.content_type is ContentType.TEXT
+
+
+def test_action_filter_streams_a_short_whitespace_run_whole() -> None:
+    extractor = ActionStreamFilter()
+    assert extractor.push("  \n ") == ""
+    assert extractor.push("\tHi") == "  \n \tHi"
