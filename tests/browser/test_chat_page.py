@@ -203,6 +203,10 @@ def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
     choose(page, transport, "passthrough")
     send(page, "Short now")
     wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+    # Asked again now, the refused prompt would come after this reply: no Try again.
+    refused = page.locator(".message[data-role='assistant']").first
+    expect(refused.locator(".notice")).to_be_visible()
+    expect(refused.get_by_role("button", name="Try again")).to_be_hidden()
 
 
 def test_a_new_chat_whose_first_prompt_was_refused_is_not_kept(page: Any) -> None:

@@ -190,6 +190,33 @@ def fast_forward_until(page: Any, state: str) -> None:
         page.wait_for_timeout(50)
 
 
+def lose_a_reply_the_server_finishes(
+    page: Any, model: ThinkingModel, proxy: CuttingProxy, transport: str
+) -> str:
+    """Send a prompt, then take the network away for longer than the page retries: the
+    page says the connection was lost, while the server finishes and stores the reply.
+    The network is back on return; the conversation's id is returned."""
+    choose(page, transport, "passthrough")
+    if transport == "ws":
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    answered = model.answered
+    send(page, "Write, pause, and write on")
+    wait_for_state(page, "streaming", timeout=5_000)  # its first words: its id is known
+    proxy.down()
+    try:
+        fast_forward_until(page, "error")
+        expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+        deadline = time.monotonic() + THINKING + 10
+        while model.answered == answered:
+            assert time.monotonic() < deadline, "the model did not finish its reply"
+            page.wait_for_timeout(50)
+    finally:
+        proxy.up()
+    conversation = str(page.evaluate("new URLSearchParams(location.search).get('c')"))
+    wait_until_stored(page, conversation)
+    return conversation
+
+
 @pytest.mark.parametrize(("transport", "back"), [("sse-post", "try again"), ("ws", "online")])
 def test_a_reply_finished_while_the_network_was_gone_is_shown_not_asked_again(
     browser: Any,
@@ -203,25 +230,9 @@ def test_a_reply_finished_while_the_network_was_gone_is_shown_not_asked_again(
     again"), the page asks the stored conversation and shows the reply: the model is not
     asked a second time, as it was when "Try again" regenerated every lost reply."""
     for page in open_page(browser, proxied_server.url, clock=True):
-        choose(page, transport, "passthrough")
-        if transport == "ws":
-            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
-        asked, answered = thinking_model.asked, thinking_model.answered
-        send(page, "Write, pause, and write on")
-        wait_for_state(page, "streaming", timeout=5_000)  # its first words: its id is known
-        proxied_server.down()
-        try:
-            fast_forward_until(page, "error")
-            notice = last_reply(page).locator(".notice")
-            expect(notice).to_contain_text("Connection lost")
-            deadline = time.monotonic() + THINKING + 10
-            while thinking_model.answered == answered:
-                assert time.monotonic() < deadline, "the model did not finish its reply"
-                page.wait_for_timeout(50)
-        finally:
-            proxied_server.up()
-        conversation = page.evaluate("new URLSearchParams(location.search).get('c')")
-        wait_until_stored(page, conversation)
+        asked = thinking_model.asked
+        lose_a_reply_the_server_finishes(page, thinking_model, proxied_server, transport)
+        notice = last_reply(page).locator(".notice")
         if back == "online":
             page.evaluate("window.dispatchEvent(new Event('online'))")
         else:
@@ -246,3 +257,45 @@ def wait_until_stored(page: Any, conversation: str) -> None:
             return
         assert time.monotonic() < deadline, response.json()
         page.wait_for_timeout(50)
+
+
+def test_online_looks_up_a_lost_reply_that_is_no_longer_the_last(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """A reply lost, then another asked and answered: the network's return (``online``)
+    looks the first one up too, not only the last reply."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        lose_a_reply_the_server_finishes(page, thinking_model, proxied_server, "sse-post")
+        send(page, "Another question")
+        wait_for_state(page, "complete", timeout=THINKING * 1000 + 10_000)
+        first = page.locator(".message[data-role='assistant']").first
+        expect(first).to_have_attribute("data-state", "error")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(first).to_have_attribute("data-state", "complete")
+        expect(first.locator(".meta")).to_have_text("Finished while the connection was lost")
+        assert first.evaluate("item => item.view.shown") == FIRST_WORDS + REST
+
+
+def test_try_again_on_a_lost_reply_whose_chat_was_deleted_elsewhere(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """Its look-up answers 404: the page says the chat is gone (not "Still no connection",
+    as for any error before), offers nothing more, and takes it off the list."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        conversation = lose_a_reply_the_server_finishes(
+            page, thinking_model, proxied_server, "sse-post"
+        )
+        base = page.locator("#chat").get_attribute("data-conversations-url")
+        token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+        deleted = page.request.delete(
+            urljoin(page.url, f"{base}/{conversation}"),
+            headers={"X-CSRFToken": token, "Referer": page.url},
+        )
+        assert deleted.status == 204, deleted.status
+        notice = last_reply(page).locator(".notice")
+        asked = thinking_model.asked
+        notice.get_by_role("button", name="Try again").click()
+        expect(notice).to_contain_text("This chat is gone")
+        expect(notice.get_by_role("button", name="Try again")).to_be_hidden()
+        expect(page.locator("#conversations .conversation-link")).to_have_count(0)
+        assert thinking_model.asked == asked

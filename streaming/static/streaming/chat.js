@@ -513,11 +513,15 @@ function lastAssistant() {
   return items.length ? items[items.length - 1].view : null;
 }
 
-/** Regenerate is offered on the last reply only, and not while one streams. */
+/** Regenerate is offered on the last reply only, and not while one streams; so is Try
+ * again on a failed reply (asked again, a reply comes last in the stored chat), but for a
+ * reply whose connection was lost: there it asks what became of it. */
 function updateRegenerate() {
   const last = lastAssistant();
-  for (const button of ui.messages.querySelectorAll(".regenerate")) {
-    button.hidden = isBusy() || !active || !last || button !== last.regenerate;
+  for (const item of ui.messages.querySelectorAll(".message[data-role='assistant']")) {
+    const view = item.view;
+    view.regenerate.hidden = isBusy() || !active || view !== last;
+    if (view !== last && !view.lost) view.retry.hidden = true;
   }
 }
 
@@ -639,11 +643,11 @@ async function finish(exchange, result) {
     view.meta.textContent = `${via} · failed after ${seconds} s`;
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
-    view.lost = LOST_CODES.has(error.code) ? result.messageId : null;
+    view.lost = LOST_CODES.has(error.code) && result.messageId !== null ? { id: result.messageId, code: error.code } : null;
     view.retry.onclick = () => {
       if (isBusy() || active?.id !== exchange.conversation) return;
       if (view.lost) recoverReply(view, { otherwise: "regenerate" });
-      else run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
+      else if (view === lastAssistant()) run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
     // Once only: a resume that failed in turn is not resumed again by itself.
     if (view.lost) recoverReply(view, { resume: !exchange.resumed });
@@ -652,43 +656,68 @@ async function finish(exchange, result) {
 }
 
 /**
- * A reply whose connection was lost (`view.lost`: its id) may have run on without us:
- * ask the stored conversation. Still running: resume it; finished or stopped: show it as
- * stored. Else (failed, gone, or the server still unreachable) the error stays, and
- * `otherwise: "regenerate"` (Try again) asks the model anew only when the server answered.
+ * A reply whose connection was lost (`view.lost`: its id, and the error's code) may have
+ * run on without us: ask the stored conversation. Still running: resume it; finished or
+ * stopped: show it as stored. Failed or gone: Try again then asks the model anew, and only
+ * on the last reply (a reply asked again comes last in the stored chat). While the server
+ * cannot be reached the error stays; `otherwise: "regenerate"` is Try again's: it asks
+ * the model anew only when the server answered that the reply failed or is gone.
  */
 async function recoverReply(view, { otherwise = null, resume = true } = {}) {
-  const id = view.lost;
+  const lost = view.lost;
   const conversation = active?.id;
-  if (!id || !conversation) return;
+  if (!lost || !conversation) return;
   let data;
   try {
     data = await api("GET", `/${encodeURIComponent(conversation)}`);
   } catch (error) {
-    if (otherwise && view.lost === id) {
-      view.showNotice("Still no connection", `${error.message}; try again in a moment.`, { retry: true });
+    if (view.lost !== lost) return;
+    if (error.status === 404) {
+      view.lost = null;
+      view.showNotice("This chat is gone", "It was deleted (in another tab?) while the connection was lost.");
+      dropConversation(conversation);
+      renderConversations();
+    } else if (otherwise) {
+      const title = error.status ? "Could not look the reply up" : "Still no connection";
+      view.showNotice(title, `${error.message}; try again in a moment.`, { retry: true });
     }
     return;
   }
   // Meanwhile the user may have opened another chat, or asked for another reply.
-  if (view.lost !== id || active?.id !== conversation || !view.item.isConnected || isBusy()) return;
-  if (data.running === id) {
-    if (resume || otherwise) run(view, { resume: id });
+  if (view.lost !== lost || active?.id !== conversation || !view.item.isConnected || isBusy()) return;
+  if (data.running === lost.id) {
+    if (resume || otherwise) run(view, { resume: lost.id });
     return;
   }
-  const message = data.messages.find((m) => m.role === "assistant" && m.generation === id);
+  view.lost = null;
+  const message = data.messages.find((m) => m.role === "assistant" && m.generation === lost.id);
   if (message && (message.status === "complete" || message.status === "stopped")) {
-    view.lost = null;
+    const stopped = message.status === "stopped";
     view.setText(message.content || "");
     view.setReasoning(message.reasoning);
     view.setState(STATE_OF_STATUS[message.status]);
     view.hideNotice();
-    view.meta.textContent = message.status === "stopped" ? "Stopped" : "Finished while the connection was lost";
-    announce(message.status === "stopped" ? "Reply stopped." : view.textBox.textContent || "The reply is empty.");
+    // A stop from another tab, or the server's own: it stops a reply nobody follows.
+    view.meta.textContent = stopped
+      ? lost.code === "ABORTED" ? "Stopped" : "Stopped while the connection was lost"
+      : "Finished while the connection was lost";
+    announce(stopped ? "Reply stopped." : view.textBox.textContent || "The reply is empty.");
     updateRegenerate();
     return;
   }
-  if (otherwise === "regenerate" && view === lastAssistant()) run(view, { regenerate: true });
+  const last = view === lastAssistant();
+  view.retry.onclick = () => regenerate(view);
+  if (otherwise === "regenerate" && last) {
+    run(view, { regenerate: true });
+  } else if (otherwise) {
+    view.showNotice(
+      message ? "The reply failed" : "This reply is gone",
+      message ? "It ended with an error while the connection was lost." : "The server no longer has it.",
+      { retry: last },
+    );
+  } else if (!last) {
+    view.retry.hidden = true;
+  }
 }
 
 function stopReply() {
@@ -926,10 +955,13 @@ function startRename(item) {
   const input = document.createElement("input");
   input.className = "rename-input";
   input.value = conversation.title || "";
-  input.addEventListener("input", () => {
+  // Cut to TITLE_MAX characters, once an input method has composed them.
+  const cut = () => {
     const characters = [...input.value];
     if (characters.length > TITLE_MAX) input.value = characters.slice(0, TITLE_MAX).join("");
-  });
+  };
+  input.addEventListener("input", (event) => event.isComposing || cut());
+  input.addEventListener("compositionend", cut);
   input.setAttribute("aria-label", "New name of the chat");
   item.replaceChildren(input);
   input.focus();
@@ -1212,8 +1244,9 @@ for (const button of document.querySelectorAll(".suggestion")) {
 // reply lost meanwhile is looked up (it may have finished).
 window.addEventListener("online", () => {
   if (clientTransport === "ws" && !current) client?.connect();
-  const last = lastAssistant();
-  if (last?.lost) recoverReply(last);
+  for (const item of ui.messages.querySelectorAll(".message[data-role='assistant']")) {
+    if (item.view?.lost) recoverReply(item.view);
+  }
 });
 
 window.addEventListener("popstate", () => {
