@@ -488,7 +488,9 @@ let olderLoaded = false;
  * (a second click in the list, New chat) is dropped, not shown with the newer one; so is
  * a new chat created for a first prompt after the user left it (or pressed Esc). */
 let shownRequest = 0;
-/** A chat created here for a first prompt that is not stored yet (it may be refused). */
+/** A chat created here for a first prompt whose reply has not ended yet. */
+let createdChat = null;
+/** A chat created here whose first prompt was refused: nothing of it is stored. */
 let unusedChat = null;
 
 function addUserMessage(text) {
@@ -569,7 +571,7 @@ async function submit() {
       return;
     }
     creatingChat = false;
-    unusedChat = created.id;
+    createdChat = created.id;
     created.title ||= titleFrom(prompt);
     showConversation(created, { push: true });
     conversations = [created, ...conversations.filter((c) => c.id !== created.id)];
@@ -612,8 +614,11 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
 async function finish(exchange, result) {
   const { view, pipeline, transport } = exchange;
-  if (exchange.conversation === unusedChat && (result.status !== "error" || result.messageId !== null)) {
-    unusedChat = null; // its turn is stored
+  if (exchange.conversation === createdChat || exchange.conversation === unusedChat) {
+    // Refused before its turn was stored (or stored since: Try again worked).
+    const refused = result.status === "error" && result.messageId === null;
+    unusedChat = refused ? exchange.conversation : null;
+    createdChat = null;
   }
   const seconds = ((performance.now() - exchange.started) / 1000).toFixed(1);
   const via = `${TRANSPORT_NAMES[transport]} · ${pipeline}`;
