@@ -44,6 +44,7 @@ from .errors import StreamError, StreamErrorCode
 from .events import Chunk, Complete
 from .flat_json import plain_json
 from .generations import (
+    MAX_SEQ_DIGITS,
     OWNER_SESSION_KEY,
     DisconnectPolicy,
     Generations,
@@ -54,6 +55,9 @@ from .limits import Limits
 from .origins import check_scope_origin
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import PipelineChoiceMixin, call_hook, hook_params, parse_json, start_reply
+
+#: A resume's ``after`` is a seq: at most ``MAX_SEQ_DIGITS`` digits, as in an SSE event id.
+MAX_SEQ = 10**MAX_SEQ_DIGITS
 
 logger = logging.getLogger("streaming")
 
@@ -230,7 +234,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                     StreamErrorCode.BAD_REQUEST,
                     f"Unknown message type {kind[:100]!r}"
                     if isinstance(kind, str)
-                    else "A frame's 'type' must be a string",
+                    else "A frame's 'type' must be a string"
+                    if "type" in content
+                    else "A frame needs a 'type' (one with a 'prompt' and no 'type' is a prompt)",
                 )
             )
             return
@@ -280,11 +286,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     async def on_resume(self, content: Frame) -> None:
         """``{"type": "resume", "message_id": ..., "after": N}``: the events after ``N``."""
         message_id, after = content.get("message_id"), content.get("after", 0)
-        if not isinstance(message_id, str) or type(after) is not int or after < 0:
+        if not isinstance(message_id, str) or type(after) is not int or not 0 <= after < MAX_SEQ:
             await self.send_error(
                 StreamError(
                     StreamErrorCode.BAD_REQUEST,
-                    "'message_id' must be a string and 'after' a non-negative integer",
+                    "'message_id' must be a string and 'after' a non-negative integer "
+                    f"of at most {MAX_SEQ_DIGITS} digits",
                 )
             )
             return

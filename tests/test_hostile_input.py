@@ -185,6 +185,14 @@ async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_stays(
         await socket.send(json.dumps({"type": [[[["not", "a", "type"]]]]}))
         frame = json.loads(await socket.recv())
         assert frame["code"] == "BAD_REQUEST" and "must be a string" in frame["message"]
+        await socket.send(json.dumps({"regenerate": True}))  # no type, and not a prompt
+        frame = json.loads(await socket.recv())
+        assert frame["code"] == "BAD_REQUEST" and "needs a 'type'" in frame["message"]
+        # A resume's cursor of 4,000 digits is refused as such, not echoed back.
+        await socket.send('{"type": "resume", "message_id": "x", "after": ' + "9" * 4000 + "}")
+        frame = json.loads(await socket.recv())
+        assert frame["code"] == "BAD_REQUEST" and "at most 18 digits" in frame["message"]
+        assert len(frame["message"]) < 200
         await socket.send('{"type": "prompt", "prompt": "hi", "temperature": NaN}')
         assert json.loads(await socket.recv())["code"] == "BAD_REQUEST"
         await socket.send(json.dumps({"type": "ping"}))
