@@ -150,7 +150,8 @@ class AssistantMessage {
     this.pending = "";
     this.frame = 0;
     this.drained = [];
-    /** The id of a reply whose connection was lost, until what became of it is known. */
+    /** A reply whose connection was lost, `{id, code}` (its id, the error's code), until
+     * what became of it is known (`recoverReply`). */
     this.lost = null;
   }
 
@@ -679,7 +680,7 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     if (view.lost !== lost) return;
     if (error.status === 404) {
       view.lost = null;
-      view.showNotice("This chat is gone", "It was deleted (in another tab?) while the connection was lost.");
+      view.showNotice("This chat is gone", "It was deleted, in another tab or window.");
       dropConversation(conversation);
       renderConversations();
     } else if (otherwise) {
