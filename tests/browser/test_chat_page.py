@@ -92,12 +92,9 @@ def test_stop_button_cancels(page: Any, transport: str) -> None:
     assert text.count("Hello! I am the built-in demo model") == 1  # nothing of the stopped one
 
 
-def test_the_socket_opening_while_the_first_chat_is_created(page: Any) -> None:
-    """Connection news that lands before the first exchange exists is shown, not a crash.
-
-    The first prompt creates its chat before it streams; the WebSocket opening meanwhile
-    once threw in the page (uncaught errors fail the ``page`` fixture).
-    """
+def send_with_its_chat_held(page: Any, prompt: str) -> Any:
+    """Send a new chat's first prompt with the request creating its chat held back; the
+    held route is returned (``continue_()`` lets it go)."""
     held: list[Any] = []
 
     def hold_creation(route: Any) -> None:
@@ -107,16 +104,26 @@ def test_the_socket_opening_while_the_first_chat_is_created(page: Any) -> None:
             route.continue_()
 
     page.route(re.compile(r".*/chat/conversations(\?.*)?$"), hold_creation)
-    send(page, "Created while the socket opens")
-    page.wait_for_function("document.querySelector('#send').disabled")
+    send(page, prompt)
     deadline = time.monotonic() + 5
     while not held and time.monotonic() < deadline:
         page.wait_for_timeout(20)
     assert held, "the page never asked to create its chat"
+    return held[0]
+
+
+def test_the_socket_opening_while_the_first_chat_is_created(page: Any) -> None:
+    """Connection news that lands before the first exchange exists is shown, not a crash.
+
+    The first prompt creates its chat before it streams; the WebSocket opening meanwhile
+    once threw in the page (uncaught errors fail the ``page`` fixture).
+    """
+    creation = send_with_its_chat_held(page, "Created while the socket opens")
+    page.wait_for_function("document.querySelector('#send').disabled")
     choose(page, "ws", "passthrough")
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
     expect(page.locator("#send")).to_be_disabled()  # still no second send
-    held[0].continue_()
+    creation.continue_()
     wait_for_state(page, "complete")
     assert "You wrote: “Created while the socket opens”" in reply_text(page)
 
@@ -138,27 +145,14 @@ def test_leaving_a_chat_while_it_is_created_drops_it(page: Any, leave: str) -> N
         send(page, "An earlier chat")
         wait_for_state(page, "complete")
         page.get_by_role("button", name="New chat").click()
-    held: list[Any] = []
-
-    def hold_creation(route: Any) -> None:
-        if route.request.method == "POST":
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route(re.compile(r".*/chat/conversations(\?.*)?$"), hold_creation)
-    send(page, "Never sent")
-    deadline = time.monotonic() + 5
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the page never asked to create its chat"
+    creation = send_with_its_chat_held(page, "Never sent")
     if leave == "Escape":
         page.keyboard.press("Escape")
     else:
         page.locator("#conversations .conversation-link").filter(has_text="An earlier chat").click()
         expect(page.locator(".message[data-role='user'] .text")).to_have_text(["An earlier chat"])
     url = page.url
-    held[0].continue_()
+    creation.continue_()
     listed = ["An earlier chat"] if leave == "another chat" else []
     deadline = time.monotonic() + 5
     while (titles := stored_titles(page)) != listed:  # the dropped chat is deleted
