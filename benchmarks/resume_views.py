@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 import streaming
 from streaming import sse_response
-from streaming.generations import aowner_of
+from streaming.owners import aowner_of
 from streaming.views import SSEView
 
 

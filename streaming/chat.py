@@ -37,7 +37,8 @@ from .extractors import (
     ResponseStreamExtractor,
     XmlTagExtractor,
 )
-from .generations import DisconnectPolicy, Generations, get_generations, owner_of
+from .generations import DisconnectPolicy, Generations, get_generations
+from .owners import owner_of
 from .protocols.websocket import Frame, WebSocketFrames
 from .requests import ExtractorFactory, PipelineChoiceMixin, get_prompt
 from .sources import source_from_settings

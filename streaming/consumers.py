@@ -43,16 +43,10 @@ from .conf import setting
 from .errors import StreamError, StreamErrorCode
 from .events import Chunk, Complete
 from .flat_json import plain_json
-from .generations import (
-    MAX_SEQ_DIGITS,
-    OWNER_SESSION_KEY,
-    DisconnectPolicy,
-    Generations,
-    aowner_of,
-    get_generations,
-)
+from .generations import MAX_SEQ_DIGITS, DisconnectPolicy, Generations, get_generations
 from .limits import Limits
 from .origins import check_scope_origin
+from .owners import OWNER_SESSION_KEY, aowner_of
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import PipelineChoiceMixin, call_hook, hook_params, parse_json, start_reply
 

@@ -1,6 +1,6 @@
 """The chat's conversations as JSON, for its page: list, create, read, rename, delete.
 
-Every view is scoped to the requesting owner (``streaming.generations.aowner_of``: the
+Every view is scoped to the requesting owner (``streaming.owners.aowner_of``: the
 user when logged in, else the session's visitor), so another owner's conversation, an
 unknown id and a malformed one all get the same 404 ``NOT_FOUND``. Unsafe methods are
 protected by Django's CSRF middleware (send ``X-CSRFToken``). Errors are
@@ -38,9 +38,10 @@ from .chat import is_running, settle_turn
 from .conf import setting
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
-from .generations import aowner_of, get_generations
+from .generations import get_generations
 from .limits import admit_conversation, retry_after
 from .models import Conversation, Message
+from .owners import aowner_of
 from .requests import json_object, query_params
 from .storage import (
     clean_title,

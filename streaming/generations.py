@@ -48,6 +48,7 @@ from .events import (
 from .extractors import Pipeline
 from .keepalive import KeepAlive
 from .limits import Limits, Reservation, reserve
+from .owners import CONNECTION_OWNER
 from .runtime import text_chunk
 from .shared_reader import SharedReader
 from .sources.iterables import iterate
@@ -79,51 +80,6 @@ CATCH_UP_POLL = 0.005
 #: Seconds between two warnings in the log that ``MAX_ACTIVE_PER_PROCESS`` refused a
 #: reply (a full process refuses many at once).
 BUSY_LOG_EVERY = 60.0
-#: The session key holding an anonymous visitor's owner token.
-OWNER_SESSION_KEY = "streaming_owner"
-
-
-#: The owner of a request without a session: that connection alone.
-CONNECTION_OWNER = "connection:"
-
-
-def new_owner_token() -> str:
-    return uuid.uuid4().hex
-
-
-def owner_of(user: Any, session: Any) -> str:
-    """Who may follow a generation: the user when logged in, else the session's visitor.
-
-    An anonymous visitor gets a random token in the session (saved with the response, or
-    by the caller), so the same browser can resume and nobody else can. Without a session
-    the owner is random: the generation can only be followed by the request that made it.
-    """
-    if _authenticated(user):
-        return f"user:{user.pk}"
-    if session is None:
-        return f"{CONNECTION_OWNER}{new_owner_token()}"
-    token = session.get(OWNER_SESSION_KEY)
-    if not isinstance(token, str):
-        token = session[OWNER_SESSION_KEY] = new_owner_token()
-    return f"session:{token}"
-
-
-async def aowner_of(user: Any, session: Any) -> str:
-    """``owner_of`` with Django's async session API (no thread for a database session)."""
-    if _authenticated(user):
-        return f"user:{user.pk}"
-    if session is None:
-        return f"{CONNECTION_OWNER}{new_owner_token()}"
-    token = await session.aget(OWNER_SESSION_KEY)
-    if not isinstance(token, str):
-        token = new_owner_token()
-        await session.aset(OWNER_SESSION_KEY, token)
-    return f"session:{token}"
-
-
-def _authenticated(user: Any) -> bool:
-    return user is not None and bool(getattr(user, "is_authenticated", False))
-
 
 #: Store failures remembered for this process's followers (the newest ones).
 MAX_REMEMBERED_FAILURES = 256

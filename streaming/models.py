@@ -1,7 +1,7 @@
 """The chat's stored conversations: ``Conversation`` and its ``Message``s.
 
 A conversation belongs to an owner string, the same one that owns its replies
-(``streaming.generations.owner_of``: ``user:<pk>`` for a logged-in user, else
+(``streaming.owners.owner_of``: ``user:<pk>`` for a logged-in user, else
 ``session:<token>`` for the browser session's visitor), so nobody else can list, read,
 continue or delete it. Its id is a random UUID.
 """

@@ -33,15 +33,10 @@ from django.views import View
 from .addresses import client_address
 from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
-from .generations import (
-    DisconnectPolicy,
-    Generations,
-    aowner_of,
-    get_generations,
-    parse_event_id,
-)
+from .generations import DisconnectPolicy, Generations, get_generations, parse_event_id
 from .limits import Limits, Reservation, retry_after
 from .origins import check_request_origin
+from .owners import aowner_of
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import ReplyBody, SSEFrames, needs_asgi

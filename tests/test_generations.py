@@ -1,4 +1,4 @@
-"""Generations in-process: policies, cancel requests from elsewhere, merging, ownership."""
+"""Generations in-process: policies, cancel requests, merging, who may follow, event ids."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from streaming.events import (
     merge_chunks,
 )
 from streaming.extractors import Pipeline
-from streaming.generations import Generations, aowner_of, owner_of, parse_event_id
+from streaming.generations import Generations, parse_event_id
 from streaming.store import MemoryStore
 from streaming.store.base import EventStore
 
@@ -232,26 +232,6 @@ async def test_only_the_owner_may_follow() -> None:
         await generations.check_owner("no-such-id", "me")
 
 
-class Session(dict[str, Any]):
-    pass
-
-
-class User:
-    def __init__(self, pk: int, authenticated: bool) -> None:
-        self.pk = pk
-        self.is_authenticated = authenticated
-
-
-def test_owners_are_users_then_session_visitors_then_nobody_else() -> None:
-    session = Session()
-    assert owner_of(User(3, True), session) == "user:3"
-    visitor = owner_of(User(0, False), session)
-    assert visitor.startswith("session:") and owner_of(None, session) == visitor
-    assert owner_of(None, Session()) != visitor
-    assert owner_of(None, None).startswith("connection:")
-    assert owner_of(None, None) != owner_of(None, None)
-
-
 @pytest.mark.parametrize(
     ("value", "parsed"),
     [("abc:3", ("abc", 3)), ("abc:", None), (":3", None), ("abc:x", None), ("7", None)],
@@ -260,17 +240,6 @@ def test_event_ids_name_a_generation_and_a_position(
     value: str, parsed: tuple[str, int] | None
 ) -> None:
     assert parse_event_id(value) == parsed
-
-
-async def test_the_async_owner_uses_the_async_session_api() -> None:
-    from django.contrib.sessions.backends.signed_cookies import SessionStore
-
-    session = SessionStore()
-    visitor = await aowner_of(None, session)
-    assert visitor.startswith("session:")
-    assert await aowner_of(User(0, False), session) == visitor == owner_of(None, session)
-    assert await aowner_of(User(5, True), session) == "user:5"
-    assert (await aowner_of(None, None)).startswith("connection:")
 
 
 def test_runs_of_chunks_are_merged_and_numbered_as_their_last() -> None:

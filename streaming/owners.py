@@ -1,0 +1,55 @@
+"""Who owns a reply: the only one who may resume, follow or stop it.
+
+A logged-in user owns the replies of all their sessions (``user:<pk>``); an anonymous
+visitor owns those of their session (``session:<token>``, a random token kept in the
+session); a request without a session owns only its own (``connection:<token>``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+#: The session key holding an anonymous visitor's owner token.
+OWNER_SESSION_KEY = "streaming_owner"
+#: The owner of a request without a session: that connection alone.
+CONNECTION_OWNER = "connection:"
+
+
+def new_owner_token() -> str:
+    """A random owner token: what an anonymous visitor's session keeps."""
+    return uuid.uuid4().hex
+
+
+def owner_of(user: Any, session: Any) -> str:
+    """Who may follow a reply: the user when logged in, else the session's visitor.
+
+    An anonymous visitor gets a random token in the session (saved with the response, or
+    by the caller), so the same browser can resume and nobody else can. Without a session
+    the owner is random: the reply can only be followed by the request that made it.
+    """
+    if _authenticated(user):
+        return f"user:{user.pk}"
+    if session is None:
+        return f"{CONNECTION_OWNER}{new_owner_token()}"
+    token = session.get(OWNER_SESSION_KEY)
+    if not isinstance(token, str):
+        token = session[OWNER_SESSION_KEY] = new_owner_token()
+    return f"session:{token}"
+
+
+async def aowner_of(user: Any, session: Any) -> str:
+    """``owner_of`` with Django's async session API (no thread for a database session)."""
+    if _authenticated(user):
+        return f"user:{user.pk}"
+    if session is None:
+        return f"{CONNECTION_OWNER}{new_owner_token()}"
+    token = await session.aget(OWNER_SESSION_KEY)
+    if not isinstance(token, str):
+        token = new_owner_token()
+        await session.aset(OWNER_SESSION_KEY, token)
+    return f"session:{token}"
+
+
+def _authenticated(user: Any) -> bool:
+    return user is not None and bool(getattr(user, "is_authenticated", False))

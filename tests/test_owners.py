@@ -1,0 +1,38 @@
+"""Owners: a user, else a session's visitor, else the connection alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streaming.owners import aowner_of, owner_of
+
+
+class Session(dict[str, Any]):
+    pass
+
+
+class User:
+    def __init__(self, pk: int, authenticated: bool) -> None:
+        self.pk = pk
+        self.is_authenticated = authenticated
+
+
+def test_owners_are_users_then_session_visitors_then_nobody_else() -> None:
+    session = Session()
+    assert owner_of(User(3, True), session) == "user:3"
+    visitor = owner_of(User(0, False), session)
+    assert visitor.startswith("session:") and owner_of(None, session) == visitor
+    assert owner_of(None, Session()) != visitor
+    assert owner_of(None, None).startswith("connection:")
+    assert owner_of(None, None) != owner_of(None, None)
+
+
+async def test_the_async_owner_uses_the_async_session_api() -> None:
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    session = SessionStore()
+    visitor = await aowner_of(None, session)
+    assert visitor.startswith("session:")
+    assert await aowner_of(User(0, False), session) == visitor == owner_of(None, session)
+    assert await aowner_of(User(5, True), session) == "user:5"
+    assert (await aowner_of(None, None)).startswith("connection:")
