@@ -51,6 +51,7 @@ from .storage import (
     end_turn,
     in_db,
     is_current_turn,
+    record_shown,
 )
 from .views import SSEView
 
@@ -272,6 +273,12 @@ class ConversationReplies(PipelineChoiceMixin):
             _starting_here.pop(generation_id, None)
             raise
         return self.turn
+
+    async def stopping(self, generation_id: str, owner: str, shown: int | None) -> None:
+        """A reply its user stopped is stored as they saw it: cut at what their client
+        had shown (the model wrote on while the stop travelled)."""
+        if shown is not None:
+            await in_db(record_shown, owner, generation_id, shown)
 
     def model_source(self, turn: Turn, params: Mapping[str, Any]) -> Any:
         pipeline = self.get_pipeline_name(params) or "response"

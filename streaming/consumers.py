@@ -1,7 +1,8 @@
 """``StreamConsumer``: a model's reply over a WebSocket, as JSON text frames.
 
 Client → server: ``{"type": "prompt", "prompt": ..., "pipeline": ...}`` (or just
-``{"prompt": ...}``), ``{"type": "cancel"}``, ``{"type": "resume", "message_id": ...,
+``{"prompt": ...}``), ``{"type": "cancel", "shown": N}`` (``shown``, the characters
+the client had shown, optional), ``{"type": "resume", "message_id": ...,
 "after": N}``, ``{"type": "ping"}``; each is handled by ``on_<type>``.
 Server → client (``streaming.protocols.WebSocketFrames``): ``chunk`` (``content``,
 ``message_id``, ``seq``), ``complete`` (``fullResponse``, ``message_id``), ``error``
@@ -48,7 +49,15 @@ from .limits import Limits
 from .origins import check_scope_origin
 from .owners import OWNER_SESSION_KEY, aowner_of
 from .protocols import WebSocketFrames, WireProtocol
-from .requests import PipelineChoiceMixin, call_hook, hook_params, parse_json, start_reply
+from .requests import (
+    PipelineChoiceMixin,
+    call_hook,
+    call_stopping,
+    get_shown,
+    hook_params,
+    parse_json,
+    start_reply,
+)
 
 #: A resume's ``after`` is a seq: at most ``MAX_SEQ_DIGITS`` digits, as in an SSE event id.
 MAX_SEQ = 10**MAX_SEQ_DIGITS
@@ -121,6 +130,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         """Raise ``PermissionDenied`` (or return False) to refuse the connection: the
         handshake is answered with HTTP 403. May be sync (run in a thread) or async."""
         return None
+
+    async def stopping(self, generation_id: str, owner: str, shown: int | None) -> None:
+        """The owner stops its reply (a ``cancel`` frame), which is then cancelled:
+        ``shown`` is how many characters of its text the client had shown (``None``: not
+        said). The chat stores a stopped reply cut there, as its user saw it. Sync or
+        async; a failure is logged and the reply stopped all the same."""
 
     async def get_owner(self) -> str:
         """Who may resume or cancel the replies of this connection (sync or async).
@@ -268,9 +283,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             self.current = asyncio.create_task(self._run_pending())
 
     async def on_cancel(self, content: Frame) -> None:
-        """Stop the current reply: its follower then sends the ``cancelled`` frame."""
+        """Stop the current reply: its follower then sends the ``cancelled`` frame.
+        ``shown``: how many characters of its text the client had shown (``stopping``)."""
+        try:
+            shown = get_shown(content)
+        except StreamError as exc:
+            await self.send_error(exc)
+            return
         self.pending.clear()
         if self.current_id is not None:
+            await call_stopping(self.stopping, self.current_id, self.owner, shown)
             await self.generations.cancel(self.current_id)
         elif self.current is not None and not self.current.done():
             self.cancel_on_start = True  # a prompt's reply is starting: stopped as it starts

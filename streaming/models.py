@@ -33,6 +33,9 @@ class Conversation(models.Model):
     #: The generation id of the last reply started here; the reply is running while the
     #: event store says so (a process that died leaves it finished or expired there).
     generation = models.CharField(max_length=64, blank=True, editable=False)
+    #: How many characters of that reply its client had shown when it stopped it: the
+    #: stopped reply is stored cut there, as its user saw it (``None``: not stopped so).
+    shown_when_stopped = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ("-updated",)

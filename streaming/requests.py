@@ -15,6 +15,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -133,11 +134,45 @@ def get_prompt(params: Mapping[str, Any]) -> str:
     return replace_surrogates(prompt)
 
 
+#: The most digits ``shown`` may have (as many as an event id's seq).
+MAX_SHOWN_DIGITS = 18
+
+
+def get_shown(params: Mapping[str, Any], *, query: bool = False) -> int | None:
+    """How many characters of a reply's text its client had shown when it stopped it
+    (``shown``: a JSON integer, or its digits in a ``query`` string), or ``None``."""
+    value = params.get("shown")
+    if value is None:
+        return None
+    if query and isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value) if len(value) <= MAX_SHOWN_DIGITS else -1
+    if type(value) is not int or not 0 <= value < 10**MAX_SHOWN_DIGITS:
+        raise StreamError(
+            StreamErrorCode.BAD_REQUEST,
+            "'shown' must be the number of characters of the reply shown: a whole number "
+            f"of at most {MAX_SHOWN_DIGITS} digits",
+        )
+    return value
+
+
 async def call_hook(hook: Callable[[], Any]) -> Any:
     """Run a transport hook: awaited when it is async, else in a thread (it may use the ORM)."""
     if inspect.iscoroutinefunction(hook):
         return await hook()
     return await sync_to_async(hook)()
+
+
+async def call_stopping(
+    hook: Callable[[str, str, int | None], Any], generation_id: str, owner: str, shown: int | None
+) -> None:
+    """Run a transport's ``stopping`` hook before a reply is cancelled. A failure is logged,
+    never raised: the reply is stopped all the same."""
+    try:
+        await call_hook(partial(hook, generation_id, owner, shown))
+    except Exception:
+        logger.exception(
+            "stopping() failed for reply %s; it is stopped all the same", generation_id
+        )
 
 
 async def start_reply(

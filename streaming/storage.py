@@ -35,6 +35,9 @@ R = TypeVar("R")
 
 #: Characters of the first prompt that make a conversation's title.
 AUTO_TITLE_LENGTH = 60
+#: The largest ``Conversation.shown_when_stopped`` (a positive integer column): longer
+#: than any reply.
+SHOWN_MAX = 2**31 - 1
 #: The status of an assistant message, by the type of the reply's last event.
 STATUS_OF_END = {
     "complete": Message.Status.COMPLETE,
@@ -132,6 +135,14 @@ def stop_turn(owner: str, conversation_id: Any) -> str:
             conversation.generation = ""
             conversation.save(update_fields=["generation"])
     return generation
+
+
+def record_shown(owner: str, generation_id: str, shown: int) -> None:
+    """The client stopping the owner's running reply had shown ``shown`` characters of it:
+    ``end_turn`` stores the reply cut there (nothing for a reply no longer running)."""
+    Conversation.objects.filter(owner=owner, generation=generation_id).update(
+        shown_when_stopped=min(shown, SHOWN_MAX)
+    )
 
 
 def delete_conversation(owner: str, conversation_id: Any) -> str:
@@ -324,8 +335,9 @@ def begin_turn(
         if not conversation.title and not conversation.renamed:
             conversation.title = auto_title(prompt)
         conversation.generation = generation_id
+        conversation.shown_when_stopped = None
         conversation.updated = timezone.now()
-        conversation.save(update_fields=["title", "generation", "updated"])
+        conversation.save(update_fields=["title", "generation", "shown_when_stopped", "updated"])
         turns = history_before(conversation.pk, before)
     return Turn(conversation.pk, generation_id, prompt, turns)
 
@@ -345,7 +357,9 @@ def end_turn(
     turn: Turn, end: str, text: str, reasoning: str = "", *, started_before: Any = None
 ) -> Message | None:
     """Store the reply's message: its text so far, its reasoning and how it ended
-    (``end`` is the type of its last event). Nothing when the conversation was deleted,
+    (``end`` is the type of its last event); a reply its client stopped after showing part
+    of it (``record_shown``) is stored cut there, as stopped, however it ended meanwhile
+    (unless failed). Nothing when the conversation was deleted,
     or already has the reply's message (a lost turn stored twice at once). With
     ``started_before`` (a datetime), only a turn the conversation still names and that
     began before then (a lost turn, not one starting now)."""
@@ -362,18 +376,25 @@ def end_turn(
             conversation.generation != turn.generation_id or conversation.updated > started_before
         ):
             return None
+        status = STATUS_OF_END.get(end, Message.Status.FAILED)
+        fields = ["updated"]
+        if conversation.generation == turn.generation_id:
+            shown = conversation.shown_when_stopped
+            if shown is not None:
+                text = text[:shown]
+                if status == Message.Status.COMPLETE:
+                    status = Message.Status.STOPPED
+            conversation.generation = ""
+            conversation.shown_when_stopped = None
+            fields += ["generation", "shown_when_stopped"]
         message = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             content=storable(text),
-            status=STATUS_OF_END.get(end, Message.Status.FAILED),
+            status=status,
             generation=turn.generation_id,
             reasoning=storable(reasoning),
         )
-        fields = ["updated"]
         conversation.updated = timezone.now()
-        if conversation.generation == turn.generation_id:
-            conversation.generation = ""
-            fields.append("generation")
         conversation.save(update_fields=fields)
     return message

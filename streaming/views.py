@@ -43,6 +43,8 @@ from .reply_body import ReplyBody, SSEFrames, needs_asgi
 from .requests import (
     PipelineChoiceMixin,
     call_hook,
+    call_stopping,
+    get_shown,
     hook_params,
     json_object,
     query_params,
@@ -107,6 +109,12 @@ class SSEView(PipelineChoiceMixin, View):
         """Raise ``PermissionDenied`` (or return False) to refuse the request with 403.
         May be sync (it then runs in a thread, so it may use the ORM) or async."""
         return None
+
+    async def stopping(self, generation_id: str, owner: str, shown: int | None) -> None:
+        """The owner stops its reply (``DELETE``), which is then cancelled: ``shown`` is how
+        many characters of its text the client had shown (``None``: not said). The chat
+        stores a stopped reply cut there, as its user saw it. Sync or async; a failure is
+        logged and the reply stopped all the same."""
 
     async def get_owner(self) -> str:
         """Who may resume, watch or cancel the replies this request starts (sync or async)."""
@@ -177,15 +185,19 @@ class SSEView(PipelineChoiceMixin, View):
         return self.follow_response(generations, generation_id, owner, after=0)
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``)."""
+        """Cancel a reply: ``DELETE ?id=<generation>`` (the part of an event id before ``:``),
+        with ``&shown=<characters>`` when the client says how much of it it had shown."""
         generations = get_generations()
         try:
-            generation_id = query_params(request).get("id", "")
+            params = query_params(request)
+            generation_id = params.get("id", "")
+            shown = get_shown(params, query=True)
             await self._check_request()
             owner = await call_hook(self.get_owner)
             await generations.check_owner(generation_id, owner)
         except StreamError as exc:
             return self.error_response(exc)
+        await call_stopping(self.stopping, generation_id, owner, shown)
         await generations.cancel(generation_id)
         return HttpResponse(status=204)
 

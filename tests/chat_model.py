@@ -41,8 +41,9 @@ async def reply(
         if xml:
             yield "<response><thought>Thinking.</thought><actions>REPLY</actions><text>"
         words = SLOW_WORDS if prompt.startswith("slow:") else 30
+        emoji = "🙂" if "emoji" in prompt else ""  # a character of two UTF-16 units
         for n in range(words):
-            yield f"word{n} "
+            yield f"word{n}{emoji} "
             await asyncio.sleep(SLOW_DELAY if prompt.startswith("slow:") else 0)
         if prompt.startswith("fail:"):
             raise StreamError(StreamErrorCode.UPSTREAM_ERROR, "The model server failed")

@@ -208,6 +208,69 @@ async def test_a_stopped_reply_keeps_what_it_said(
     assert stored["running"] is None
 
 
+def chunk_texts(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["content"] for f in frames if f["type"] == "chunk"]
+
+
+async def test_a_stopped_reply_is_stored_as_its_client_showed_it_over_the_socket(
+    browser: Browser,
+) -> None:
+    """``shown`` on the cancel frame: the characters the client had shown (three chunks;
+    three more came meanwhile, unshown). The reply is stored cut there, not with the text
+    the model wrote while the stop travelled."""
+    async with browser.websocket() as socket:
+        await socket.send(json.dumps({"type": "prompt", "prompt": "slow: emoji"}))
+        frames = [json.loads(await socket.recv())]
+        while len(chunk_texts(frames)) < 6:
+            frames.append(json.loads(await socket.recv()))
+        shown = "".join(chunk_texts(frames)[:3])
+        await socket.send(json.dumps({"type": "cancel", "shown": "3"}))
+        refused = json.loads(await socket.recv())
+        while refused["type"] == "chunk":  # the reply goes on: the bad frame stopped nothing
+            refused = json.loads(await socket.recv())
+        await socket.send(json.dumps({"type": "cancel", "shown": len(shown)}))
+        frames += await frames_until_end(socket)
+    assert refused["type"] == "error" and "'shown' must be" in refused["message"]
+    assert frames[-1]["type"] == "cancelled"
+    assert "🙂" in shown and len("".join(chunk_texts(frames))) > len(shown)
+    reply = browser.conversation(frames[-1]["conversation"])["messages"][-1]
+    assert (reply["content"], reply["status"]) == (shown, "stopped")
+
+
+def test_a_stopped_reply_is_stored_as_its_client_showed_it_over_sse(browser: Browser) -> None:
+    """``DELETE ?id=…&shown=N``, as the JavaScript client sends it; a bad ``shown`` is a
+    400 that stops nothing."""
+    with browser.client.stream(
+        "POST", "/chat/stream", json={"prompt": "slow: emoji"}, headers=browser.headers
+    ) as response:
+        conversation_id = response.headers["X-Conversation-Id"]
+        lines = response.iter_lines()
+        chunks: list[str] = []
+        while len(chunks) < 6:
+            line = next(lines)
+            if line.startswith("id: "):
+                generation = line[4:].split(":")[0]
+            elif line.startswith("data: ") and '"chunk"' in line:
+                chunks.append(json.loads(line[6:])["chunk"])
+        shown = "".join(chunks[:3])
+        for bad in ("-1", "1.5", "", "9" * 19, "٣"):
+            refused = browser.client.delete(
+                "/chat/stream", params={"id": generation, "shown": bad}, headers=browser.headers
+            )
+            assert refused.status_code == 400 and "'shown' must be" in refused.json()["error"]
+        assert browser.conversation(conversation_id)["running"] == generation
+        stopped = browser.client.delete(
+            "/chat/stream",
+            params={"id": generation, "shown": str(len(shown))},
+            headers=browser.headers,
+        )
+        assert stopped.status_code == 204
+        rest = list(lines)
+    assert any('"code":"ABORTED"' in line for line in rest)
+    reply = browser.conversation(conversation_id)["messages"][-1]
+    assert (reply["content"], reply["status"]) == (shown, "stopped")
+
+
 def test_a_failed_reply_keeps_what_it_said(browser: Browser) -> None:
     response = browser.post(prompt="fail: now")
     events = browser.events(response)

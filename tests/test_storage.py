@@ -13,7 +13,15 @@ from django.test import override_settings
 from streaming.errors import StreamError
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
-from streaming.storage import Turn, auto_title, begin_turn, end_turn, in_db, within_budget
+from streaming.storage import (
+    Turn,
+    auto_title,
+    begin_turn,
+    end_turn,
+    in_db,
+    record_shown,
+    within_budget,
+)
 from streaming.testing import read_sse
 
 from .conftest import Serve
@@ -72,6 +80,30 @@ def test_end_turn_maps_how_a_reply_ended_and_bumps_updated() -> None:
     assert conversation.updated > before
     assert conversation.generation == ""
     assert Message.objects.filter(conversation=conversation).count() == 5
+
+
+@pytest.mark.django_db
+def test_a_reply_stopped_after_showing_part_of_it_is_stored_cut_there() -> None:
+    turn = begin_turn("user:1", None, "Hi", generation_id="g1")
+    record_shown("user:2", "g1", 1)  # another owner's stop records nothing
+    record_shown("user:1", "g1", 3)
+    message = end_turn(turn, "cancelled", "a🙂cdef")
+    assert message is not None and (message.content, message.status) == ("a🙂c", "stopped")
+    # The model ended before the stop landed: stored as the user saw it, stopped.
+    second = begin_turn("user:1", turn.conversation_id, "Again", generation_id="g2")
+    record_shown("user:1", "g2", 2**40)  # more than there is (and than the column holds)
+    record_shown("user:1", "g1", 0)  # an ended reply's: nothing
+    message = end_turn(second, "complete", "all of it")
+    assert message is not None and (message.content, message.status) == ("all of it", "stopped")
+    # A failed one stays failed; a reply with no stop recorded is stored whole.
+    third = begin_turn("user:1", turn.conversation_id, "More", generation_id="g3")
+    record_shown("user:1", "g3", 4)
+    message = end_turn(third, "error", "partial")
+    assert message is not None and (message.content, message.status) == ("part", "failed")
+    fourth = begin_turn("user:1", turn.conversation_id, "Last", generation_id="g4")
+    message = end_turn(fourth, "complete", "whole")
+    assert message is not None and (message.content, message.status) == ("whole", "complete")
+    assert Conversation.objects.get(pk=turn.conversation_id).shown_when_stopped is None
 
 
 @pytest.mark.django_db

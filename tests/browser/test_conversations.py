@@ -172,8 +172,7 @@ def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -
         assert time.monotonic() < deadline, stored
         time.sleep(0.1)
     message = stored["messages"][-1]
-    assert message["status"] == "stopped"
-    assert message["content"].startswith(shown)
+    assert (message["content"], message["status"]) == (shown, "stopped")
     reload(page)
     expect(last_reply(page)).to_have_attribute("data-status", "stopped")
     expect(last_reply(page).locator(".meta")).to_have_text("Stopped")

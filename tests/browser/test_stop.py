@@ -2,7 +2,7 @@
 (to a local OpenAI-compatible upstream, ``tests/sources/upstream.py``) is closed within a
 second, also with the chat's ``keep`` policy, which keeps a reply whose client went away,
 and also before the model's first token (the reply's id comes with the response's first
-bytes)."""
+bytes). A stopped reply is stored as the page showed it."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from playwright.sync_api import expect
 from ..servers import free_port
 from ..sources.upstream import Reply, Request
 from ..test_full_path import completion_chunk
-from .chatpage import TRANSPORTS, choose, send, wait_for_state
+from .chatpage import TRANSPORTS, choose, reply_source, send, wait_for_state
 from .conftest import DemoServer, open_page
 from .model import ThreadedUpstream
+from .test_conversations import conversation_id, stored_messages, wait_for_length
 
 #: Counts the reads of a fetch body (the client's SSE reader): once one resolved, the
 #: client has parsed the response's first bytes.
@@ -32,6 +33,19 @@ READS_SCRIPT = """() => {
   };
 }"""
 
+#: Holds the page's stop request (SSE's ``DELETE``, the WebSocket's ``cancel`` frame) for
+#: 300 ms, as a slow network would: the model writes on meanwhile.
+STOP_LATE_SCRIPT = """() => {
+  const fetch = window.fetch;
+  window.fetch = (input, init) => init?.method === "DELETE"
+    ? new Promise((resolve) => setTimeout(resolve, 300)).then(() => fetch(input, init))
+    : fetch(input, init);
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (String(data).includes('"cancel"')) setTimeout(() => send.call(this, data), 300);
+    else send.call(this, data);
+  };
+}"""
 
 #: Seconds a thinking model is silent before its first token.
 THINKING = 2.0
@@ -58,7 +72,7 @@ class EndlessUpstream(ThreadedUpstream):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(reply.gone.wait(), THINKING)
             while not reply.gone.is_set():
-                await reply.event(completion_chunk("more text "))
+                await reply.event(completion_chunk("more text 🙂 "))
                 await asyncio.sleep(0.01)
         finally:
             self.cuts.append(time.monotonic())
@@ -105,6 +119,34 @@ def test_stop_closes_the_model_request_within_a_second(
             time.sleep(0.02)
         assert len(upstream.cuts) > cuts, "the model request was not closed after Stop"
         assert upstream.cuts[cuts] - stopped < 1.0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_stopped_reply_is_stored_as_the_page_showed_it(
+    browser: Any, openai_server: DemoServer, transport: str
+) -> None:
+    """The stop reaches the server 300 ms late, the model writing on meanwhile: the reply
+    is stored as the page showed it at Stop (its ``shown`` counts characters as the server
+    does: each 🙂 is one, though two UTF-16 units), and shown so after a reload."""
+    for page in open_page(browser, openai_server.url):
+        choose(page, transport, "passthrough")
+        send(page, "Talk forever")
+        wait_for_length(page, 60)
+        page.evaluate(STOP_LATE_SCRIPT)
+        page.get_by_role("button", name="Stop").click()
+        wait_for_state(page, "cancelled", timeout=5_000)
+        shown = reply_source(page)
+        conversation = conversation_id(page)
+        assert conversation and "🙂" in shown
+        deadline = time.monotonic() + 10
+        while True:
+            stored = stored_messages(page, conversation)
+            if stored["running"] is None and stored["messages"][-1]["role"] == "assistant":
+                break
+            assert time.monotonic() < deadline, stored
+            time.sleep(0.1)
+        message = stored["messages"][-1]
+        assert (message["content"], message["status"]) == (shown, "stopped")
 
 
 @pytest.mark.parametrize("transport", ["sse-post", "sse"])

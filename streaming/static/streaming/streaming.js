@@ -344,14 +344,16 @@ export class StreamClient {
   /**
    * Stop the current reply: a `cancel` frame is sent (WS), or the request is aborted and
    * `DELETE <url>?id=<reply>` sent (SSE), so the server stops generating even a reply it
-   * keeps for resumption. Returns false if no reply was streaming.
+   * keeps for resumption. Both say how many characters of the reply were shown (`shown`):
+   * the chat stores a stopped reply as its user saw it. Returns false if no reply was
+   * streaming.
    * @returns {boolean}
    */
   cancel() {
     const reply = this._reply;
     if (!reply) return false;
     if (this.transport === "ws" && reply.sent && this._socketOpen()) {
-      this._socket.send(JSON.stringify({ type: "cancel" }));
+      this._socket.send(JSON.stringify({ type: "cancel", shown: shownLength(reply) }));
       this._cancelAcks += 1;
     } else if (this.transport !== "ws" && !this._deleteReply(reply)) {
       reply.cancelWhenNamed?.(); // EventSource, before its first message
@@ -673,6 +675,7 @@ export class StreamClient {
     if (!generation) return false;
     const url = new URL(this.options.url, globalThis.location?.href);
     url.searchParams.set("id", generation);
+    url.searchParams.set("shown", String(shownLength(reply)));
     const headers = { ...this.options.headers };
     const token = this._csrfToken();
     if (token) headers["X-CSRFToken"] = token;
@@ -882,6 +885,14 @@ function newReply(body, resolve) {
     sent: false,
     resuming: false,
   };
+}
+
+/** How many characters of its text a reply has shown, counted as the server counts them
+ * (code points, not UTF-16 units). */
+function shownLength(reply) {
+  let length = 0;
+  for (const _ of reply.text) length += 1;
+  return length;
 }
 
 /** The reply's id in an SSE event id of this app's `<generation>:<seq>` shape, or null. */
