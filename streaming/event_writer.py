@@ -109,15 +109,11 @@ class EventWriter:
         generation_id: str,
         flusher: StoreFlusher,
         interval: float,
-        limit: int | None,
     ) -> None:
         self.store = store
         self.generation_id = generation_id
         self.flusher = flusher
         self.interval = interval
-        #: ``MAX_REPLY_CHARS``, and the characters of text added so far.
-        self.limit = limit
-        self.size = 0
         #: Whether the store is written inline (memory), else by the flusher (Redis).
         self.inline = store.appends_now
         self.seq = 0
@@ -154,16 +150,7 @@ class EventWriter:
         self.going_out: asyncio.Future[None] | None = None
 
     def add_text(self, text: str) -> None:
-        """Merge reply text; past ``limit`` only what fits, then ``REPLY_TOO_LARGE``."""
-        if self.limit is not None and self.size + len(text) > self.limit:
-            fitting = text[: self.limit - self.size]
-            if fitting:
-                self.add_text(fitting)
-            raise StreamError(
-                StreamErrorCode.REPLY_TOO_LARGE,
-                f"The reply is longer than {self.limit} characters; it was cut there",
-            )
-        self.size += len(text)
+        """Merge reply text (sealed as one chunk event with what follows at once)."""
         self.text.append(text)
         if self.sealing is not None or self.held or self.failure is not None:
             return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 import weakref
@@ -308,8 +309,7 @@ class Generations:
         if self._flusher is None or self._flusher.store is not store:
             self._flusher = StoreFlusher(store)
         interval = float(setting("FLUSH_INTERVAL_MS") or 0) / 1000
-        limit: int | None = setting("MAX_REPLY_CHARS")
-        writer = EventWriter(store, generation_id, self._flusher, interval, limit)
+        writer = EventWriter(store, generation_id, self._flusher, interval)
         task = asyncio.create_task(
             self._run(generation_id, source, pipeline, writer, forward_events, reservation, on_end),
             name=generation_id,
@@ -784,12 +784,17 @@ class Generations:
         """Feed the source's chunks through the pipeline to the writer.
 
         The pipeline's held-back tail is delivered last, also when the source fails
-        midway, so nothing it accepted is lost; chunks after it is done are dropped.
-        Cancellation closes the source (an upstream request stops) and delivers nothing more.
-        Text past ``MAX_REPLY_CHARS`` is cut there and ends the reply (``REPLY_TOO_LARGE``,
-        the source closed). The text is kept only in the store, never joined here.
+        midway, so nothing it accepted is lost. Once the pipeline is done the source is
+        closed: the rest of the model's reply would be paid for and dropped, and a model
+        that stalls after it would turn a finished reply into a timeout. Cancellation
+        closes the source (an upstream request stops) and delivers nothing more. A model
+        that writes past ``MAX_REPLY_CHARS`` (its tags and reasoning count) is cut there,
+        the source closed, and the reply ends with ``REPLY_TOO_LARGE``, the pipeline's
+        held-back tail undelivered. The text is kept only in the store, never joined here.
         """
         clock = asyncio.get_running_loop().time
+        limit: int | None = setting("MAX_REPLY_CHARS")
+        room: float = math.inf if limit is None else limit
         try:
             # The source itself (``iterate`` adds no layer to an async generator), each
             # chunk checked here: no generator of our own to pass through per token. The
@@ -800,8 +805,9 @@ class Generations:
                 async for chunk in chunks:
                     if type(chunk) is not str or not chunk.isascii():
                         chunk = text_chunk(chunk)
-                    if pipeline.done:
-                        continue
+                    room -= len(chunk)
+                    if room < 0:
+                        chunk = chunk[: len(chunk) + int(room)]  # what fits
                     text = pipeline.push(chunk)
                     if pipeline.drains:
                         await pipeline.drain()
@@ -809,6 +815,13 @@ class Generations:
                         writer.add_text(text)
                     else:
                         _deliver(text, pipeline, writer, forward_events)
+                    if room < 0:
+                        raise StreamError(
+                            StreamErrorCode.REPLY_TOO_LARGE,
+                            f"The model wrote more than {limit} characters; the reply was cut",
+                        )
+                    if pipeline.done:
+                        break
                     if writer.held:
                         await writer.hold()
                     elif writer.sealing is not None and writer.hogging(clock()):

@@ -1,5 +1,6 @@
-"""Limits of a generation in-process: the reply-size cap, the overall deadline, the text
-kept once, the drain on shutdown and leases of replies whose process died."""
+"""Limits of a generation in-process: the reply-size cap, the model read no further than
+its pipeline needs, the overall deadline, the text kept once, the drain on shutdown and
+leases of replies whose process died."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.test import override_settings
 
 from streaming import shutdown
 from streaming.events import Chunk, Complete, Error, GenerationEvent
-from streaming.extractors import Pipeline
+from streaming.chat import RecordingPipeline
+from streaming.extractors import PassthroughExtractor, Pipeline, XmlTagExtractor
 from streaming.generations import Generations
 from streaming.store import MemoryStore
 
@@ -41,6 +43,63 @@ async def test_a_reply_past_max_reply_chars_ends_with_its_text_so_far() -> None:
     assert text_of(events) == ("abc" * 334)[:1000]
     assert isinstance(events[-1], Error) and events[-1].code == "REPLY_TOO_LARGE"
     assert closed == ["closed"]  # the source (an upstream request) was closed
+
+
+async def test_a_model_writing_past_max_reply_chars_unseen_is_cut_too() -> None:
+    """Text the pipeline holds back or drops (a thought, text outside the tag) counts:
+    the model is read no further than ``MAX_REPLY_CHARS`` whatever the client sees."""
+    closed: list[str] = []
+    with override_settings(STREAMING={"MAX_REPLY_CHARS": 1000}):
+        generations = Generations(MemoryStore())
+        pipeline = Pipeline(XmlTagExtractor("text"))
+        generation_id = await generations.start(endless("hidden ", closed), pipeline, owner="me")
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert text_of(events) == ""
+    assert isinstance(events[-1], Error) and events[-1].code == "REPLY_TOO_LARGE"
+    assert closed == ["closed"]
+
+
+async def test_a_reply_cut_at_max_reply_chars_is_stored_as_it_was_streamed() -> None:
+    """What ``on_end`` stores (the chat's message) is the text the client got, not the
+    rest of the chunk that crossed the cap."""
+    closed: list[str] = []
+    recorded: list[str] = []
+    pipeline = RecordingPipeline(PassthroughExtractor())
+
+    async def on_end(end: str) -> None:
+        recorded.append(pipeline.text)
+
+    with override_settings(STREAMING={"MAX_REPLY_CHARS": 1000}):
+        generations = Generations(MemoryStore())
+        generation_id = await generations.start(
+            endless("x" * 300, closed), pipeline, owner="me", on_end=on_end
+        )
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert recorded == [text_of(events)] and len(recorded[0]) == 1000
+
+
+async def test_once_its_pipeline_is_done_the_model_is_no_longer_read() -> None:
+    """The reply completes at the pipeline's end, its source closed: a model that writes
+    on after the tag is not paid for, and one that stalls after it does not turn a
+    finished reply into a timeout."""
+
+    async def stalls_after_the_tag(closed: list[str]) -> AsyncIterator[str]:
+        try:
+            yield "<text>Hel"
+            yield "lo</text> and"
+            await asyncio.sleep(LIMIT)
+            yield "never"
+        finally:
+            closed.append("closed")
+
+    for source in (stalls_after_the_tag, lambda closed: endless("<text>Hello</text> more", closed)):
+        closed: list[str] = []
+        generations = Generations(MemoryStore())
+        pipeline = Pipeline(XmlTagExtractor("text"))
+        generation_id = await generations.start(source(closed), pipeline, owner="me")
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT / 2)
+        assert text_of(events) == "Hello"
+        assert isinstance(events[-1], Complete) and closed == ["closed"]
 
 
 async def test_a_reply_past_max_reply_seconds_ends_with_timeout() -> None:
