@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from django.test import override_settings
 
 from streaming import shutdown
-from streaming.events import Chunk, Complete, Error, GenerationEvent
 from streaming.chat import RecordingPipeline
+from streaming.events import Chunk, Complete, Error, GenerationEvent
 from streaming.extractors import PassthroughExtractor, Pipeline, XmlTagExtractor
 from streaming.generations import Generations
 from streaming.store import MemoryStore

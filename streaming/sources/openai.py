@@ -5,11 +5,18 @@ the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable.
 the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
 stream, so the upstream HTTP connection closes at once and the server stops generating.
 
-A reply is complete only when the server ended it: a ``finish_reason`` (``stop``,
-``length`` …) or the ``data: [DONE]`` event. A stream that ends with neither was cut short
-(a proxy timeout, a crashed worker) and is an ``UPSTREAM_ERROR``, as is a body that is not
-valid UTF-8 or JSON. The SDK swallows ``[DONE]``, so ``_DoneWatcher`` looks at the events
-its decoder yields.
+A reply is complete only when the server ended it: ``finish_reason`` ``stop`` (the
+stream is closed there, whether or not ``[DONE]`` follows) or the ``data: [DONE]`` event.
+A stream that ends with neither was cut short (a proxy timeout, a crashed worker) and is
+an ``UPSTREAM_ERROR``, as are a reply cut at the model's token limit (``length``), one its
+provider filtered (``content_filter``), a tool call (this source runs none), and a body
+that is not valid UTF-8 or JSON objects. The SDK swallows ``[DONE]`` and reads lines of
+any length, so ``_EventWatcher`` stands in for its decoder: it notes ``[DONE]``, refuses a
+line over ``UPSTREAM_MAX_LINE`` and data that is not a JSON object, and drops events
+without data (``id:`` or ``retry:`` alone), which dispatch nothing in SSE.
+
+What the model server says about an error (its message may name the account, the key's
+last characters or a quota) goes to the log; clients get the status and what it means.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, cast
 import httpx
 import openai
 
+from ..conf import setting
 from ..errors import StreamError, StreamErrorCode
 from .http import timeouts, tls_context, transport_error
 
@@ -30,6 +38,13 @@ logger = logging.getLogger("streaming")
 
 #: The model used when neither ``model=`` nor ``OPENAI_MODEL`` names one.
 DEFAULT_MODEL = "gpt-4o-mini"
+#: Why a reply is not complete, by the ``finish_reason`` that ended it.
+UNFINISHED = {
+    "length": "The model reached its length limit (max_tokens); the reply is cut short",
+    "content_filter": "The model's provider filtered the reply",
+    "tool_calls": "The model asked for a tool call, which this server does not run",
+    "function_call": "The model asked for a function call, which this server does not run",
+}
 
 
 async def openai_chat(
@@ -66,22 +81,33 @@ async def openai_chat(
                 timeout=openai.Timeout(read, connect=connect),
                 **params,
             )
-            done = _DoneWatcher.install(stream)
-            finished = False
+            done = _EventWatcher.install(stream, int(setting("UPSTREAM_MAX_LINE")))
+            finish_reason = None
             try:
                 async for chunk in stream:
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
+                    if getattr(choice, "index", 0):
+                        continue  # another of ``n`` choices: only the first is the reply
                     # Some compatible servers leave ``delta`` out of their last chunk.
                     delta = getattr(choice, "delta", None)
                     content = getattr(delta, "content", None)
                     if content:
                         yield content
-                    finished = finished or bool(getattr(choice, "finish_reason", None))
+                    finish_reason = getattr(choice, "finish_reason", None)
+                    if finish_reason:
+                        break  # a server may keep the stream open after it, or never [DONE]
             finally:
                 await stream.close()
-            if not finished and not done.seen:
+            if finish_reason in UNFINISHED:
+                logger.warning("The model server ended a reply with %r", finish_reason)
+                raise StreamError(
+                    StreamErrorCode.UPSTREAM_ERROR,
+                    UNFINISHED[finish_reason],
+                    {"finish_reason": finish_reason},
+                )
+            if not finish_reason and not done.seen:
                 raise StreamError(
                     StreamErrorCode.UPSTREAM_ERROR,
                     "The model server's stream ended before the reply was finished "
@@ -105,33 +131,65 @@ async def openai_chat(
             await api.close()
 
 
-class _DoneWatcher:
-    """Stands in for the SDK stream's event decoder and notes the ``[DONE]`` event."""
+class _EventWatcher:
+    """Stands in for the SDK stream's event decoder: notes the ``[DONE]`` event, bounds
+    its lines, refuses data that is not a JSON object and drops events without data."""
 
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: Any, max_line: int) -> None:
         self.decoder = decoder
+        self.max_line = max_line
         self.seen = False
 
     @classmethod
-    def install(cls, stream: Any) -> _DoneWatcher:
+    def install(cls, stream: Any, max_line: int) -> _EventWatcher:
         """Watch ``stream`` (before it is iterated). An SDK without the ``_decoder`` it
         has had since 1.0 leaves the watcher unused: then only ``finish_reason`` counts."""
-        watcher = cls(getattr(stream, "_decoder", None))
+        watcher = cls(getattr(stream, "_decoder", None), max_line)
         if watcher.decoder is not None and hasattr(watcher.decoder, "aiter_bytes"):
             stream._decoder = watcher
         return watcher
 
-    def aiter_bytes(self, iterator: Any) -> AsyncIterator[Any]:
-        return self._watch(self.decoder.aiter_bytes(iterator))
+    def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        return self._watch(self.decoder.aiter_bytes(self._bounded(iterator)))
+
+    async def _bounded(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The body's bytes, refused once a line grows past ``max_line`` (a byte is at
+        most a character: a line of that many bytes is never refused)."""
+        limit = self.max_line
+        line = 0  # the bytes of the line that is not ended yet
+        async for chunk in chunks:
+            end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+            if line + len(chunk) > limit and _longest_line(chunk, line) > limit:
+                raise StreamError(
+                    StreamErrorCode.PARSE_ERROR,
+                    f"The model server sent an SSE line longer than {limit} characters",
+                )
+            line = line + len(chunk) if end < 0 else len(chunk) - end - 1
+            yield chunk
 
     async def _watch(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for event in events:
-            if str(getattr(event, "data", "")).startswith("[DONE]"):
-                self.seen = True
+            data = event.data
+            if data[:1] != "{":
+                if data.startswith("[DONE]"):
+                    self.seen = True
+                elif not data:
+                    continue  # ``id:``, ``retry:`` or ``event:`` alone: nothing to read
+                elif data.lstrip()[:1] != "{":
+                    raise StreamError(
+                        StreamErrorCode.UPSTREAM_ERROR,
+                        "The model server sent an event whose data is not a JSON object",
+                    )
             yield event
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.decoder, name)
+
+
+def _longest_line(chunk: bytes, carried: int) -> int:
+    """The longest line in ``chunk`` in bytes, its first continuing ``carried`` bytes."""
+    lines = chunk.replace(b"\r", b"\n").split(b"\n")
+    return max(carried + len(lines[0]), *(len(line) for line in lines[1:]), 0)
 
 
 def _new_client(api_key: str | None, base_url: str | None) -> openai.AsyncOpenAI:
@@ -185,11 +243,17 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
             {"connect_timeout": connect, "read_timeout": read},
         )
     if isinstance(exc, openai.APIStatusError):
-        reason = _error_message(exc.body)
+        status = exc.status_code
+        logger.warning(
+            "The model server at %s answered HTTP %s: %s",
+            _url(exc),
+            status,
+            _error_message(exc.body) or "(no message)",
+        )
         return StreamError(
             StreamErrorCode.UPSTREAM_ERROR,
-            f"The model server answered HTTP {exc.status_code}" + (f": {reason}" if reason else ""),
-            {"status": exc.status_code},
+            f"The model server answered HTTP {status}{_STATUS_MEANING.get(status, '')}",
+            {"status": status},
         )
     if isinstance(exc, openai.APIConnectionError):
         # Only the log names the server and the cause (a wrong BASE_URL, a refused port).
@@ -201,11 +265,29 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
             "The connection to the model server failed",
             {"reason": repr(exc.__cause__ or exc)},
         )
+    logger.warning("The model server at %s reported an error: %s", _url(exc), exc)
     return StreamError(
         StreamErrorCode.UPSTREAM_ERROR,
-        f"The model server reported an error: {exc}",
+        "The model server reported an error mid-reply",
         {"body": getattr(exc, "body", None)},
     )
+
+
+#: What an HTTP status from the model server means, for clients (the server's own
+#: message, which may name the account or the key, goes to the log only).
+_STATUS_MEANING = {
+    400: ": it refused the request",
+    401: ": it refused the server's credentials",
+    403: ": it refused the server's credentials",
+    404: ": no such model or endpoint",
+    408: ": it timed out",
+    413: ": the conversation is too long for it",
+    429: ": it is busy or over its quota; try again later",
+    500: ": it failed",
+    502: ": it failed",
+    503: ": it is unavailable; try again later",
+    504: ": it timed out",
+}
 
 
 def _error_message(body: object) -> str:

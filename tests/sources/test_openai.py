@@ -134,12 +134,20 @@ async def test_passthrough_does_not_ask_for_xml(
 
 
 @pytest.mark.parametrize(
-    ("status", "message"),
-    [(401, "Incorrect API key provided"), (500, "The server had an error")],
+    ("status", "message", "meaning"),
+    [
+        (401, "Incorrect API key provided: sk-proj-AbCd****WxYz", "credentials"),
+        (429, "Rate limit reached in organization org-Xy12", "busy or over its quota"),
+        (500, "The server had an error", "it failed"),
+        (418, "I'm a teapot", ""),
+    ],
 )
-async def test_an_error_status_is_an_upstream_error(
-    serve: Serve, status: int, message: str
+async def test_an_error_status_is_an_upstream_error_its_message_only_logged(
+    serve: Serve, caplog: pytest.LogCaptureFixture, status: int, message: str, meaning: str
 ) -> None:
+    """The server's message (a key's last characters, an organisation, a quota) goes to
+    the log; the client is told the status and what it means."""
+
     async def error(request: Request, reply: Reply) -> None:
         body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
         await reply.whole(status, json.dumps(body))
@@ -150,8 +158,9 @@ async def test_an_error_status_is_an_upstream_error(
             await collect(openai_chat(MESSAGES, client=api))
     assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
     assert caught.value.details == {"status": status}
-    assert str(status) in caught.value.message
-    assert message in caught.value.message
+    assert caught.value.message.startswith(f"The model server answered HTTP {status}")
+    assert meaning in caught.value.message and message not in caught.value.message
+    assert message in caplog.text and upstream.url in caplog.text
 
 
 async def test_the_client_made_for_a_reply_does_not_retry(
@@ -171,7 +180,9 @@ async def test_the_client_made_for_a_reply_does_not_retry(
     assert len(upstream.requests) == 1
 
 
-async def test_an_error_inside_the_stream_is_an_upstream_error(serve: Serve) -> None:
+async def test_an_error_inside_the_stream_is_an_upstream_error(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
     async def error_midway(request: Request, reply: Reply) -> None:
         await reply.head()
         await reply.event(chunk("partial"))
@@ -183,7 +194,8 @@ async def test_an_error_inside_the_stream_is_an_upstream_error(serve: Serve) -> 
         pieces, error = await failure(openai_chat(MESSAGES, client=api))
     assert pieces == ["partial"]
     assert error.code == StreamErrorCode.UPSTREAM_ERROR
-    assert "The model overloaded" in error.message
+    assert error.message == "The model server reported an error mid-reply"
+    assert "The model overloaded" in caplog.text
 
 
 async def test_a_dropped_connection_is_an_upstream_error(serve: Serve) -> None:
@@ -273,15 +285,101 @@ async def test_a_stream_cut_short_is_an_upstream_error_not_a_complete_reply(
 
 
 async def test_a_finish_reason_without_done_is_a_complete_reply(serve: Serve) -> None:
+    """The stream is closed at ``finish_reason``: a server that then keeps it open, with
+    no ``[DONE]``, does not hold the finished reply until a timeout."""
+
     async def no_done(request: Request, reply: Reply) -> None:
         await reply.head()
         await reply.event(chunk("Hi"))
-        await reply.event(chunk(finish="length"))
-        await reply.end()
+        await reply.event(chunk(finish="stop"))
+        await reply.wait_gone()
 
     upstream = await serve(no_done)
     async with client(upstream.url) as api:
-        assert await collect(openai_chat(MESSAGES, client=api)) == ["Hi"]
+        pieces = await asyncio.wait_for(collect(openai_chat(MESSAGES, client=api)), 5)
+    assert pieces == ["Hi"]
+
+
+@pytest.mark.parametrize(
+    ("finish", "meaning"),
+    [
+        ("length", "length limit"),
+        ("content_filter", "filtered"),
+        ("tool_calls", "tool call"),
+        ("function_call", "function call"),
+    ],
+)
+async def test_a_reply_the_model_did_not_finish_is_an_upstream_error(
+    serve: Serve, finish: str, meaning: str
+) -> None:
+    """Cut at the token limit, filtered, or a call this source cannot run: the text so far,
+    then an error that says so, not a reply that looks complete."""
+
+    async def unfinished(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("The answer is"))
+        await reply.event(chunk(finish=finish))
+        await reply.event("[DONE]")
+        await reply.end()
+
+    upstream = await serve(unfinished)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
+    assert pieces == ["The answer is"]
+    assert error.code == StreamErrorCode.UPSTREAM_ERROR and meaning in error.message
+    assert error.details == {"finish_reason": finish}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "reason"),
+    [
+        (b"data: null\n\n", "UPSTREAM_ERROR", "not a JSON object"),
+        (b"data: [1, 2]\n\n", "UPSTREAM_ERROR", "not a JSON object"),
+        (b'data: "text"\n\n', "UPSTREAM_ERROR", "not a JSON object"),
+        (b"data: 5\n\n", "UPSTREAM_ERROR", "not a JSON object"),
+        (b"data: " + b"x" * 3000 + b"\n\n", "PARSE_ERROR", "longer than 2048"),
+        (b"data: {" + b" " * 3000, "PARSE_ERROR", "longer than 2048"),
+    ],
+)
+async def test_data_that_is_not_a_json_object_or_a_line_too_long_is_refused(
+    serve: Serve, body: bytes, code: str, reason: str
+) -> None:
+    """Never ``INTERNAL_ERROR`` (the SDK failing on a value that is not an object), and
+    no line read past ``UPSTREAM_MAX_LINE`` however the server splits it."""
+
+    async def malformed(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("before"))
+        for start in range(0, len(body), 1000):
+            await reply.chunk(body[start : start + 1000])
+        await reply.event(chunk(finish="stop"))
+        await reply.end()
+
+    upstream = await serve(malformed)
+    with override_settings(STREAMING={"UPSTREAM_MAX_LINE": 2048}):
+        async with client(upstream.url) as api:
+            pieces, error = await failure(openai_chat(MESSAGES, client=api))
+    assert pieces == ["before"]
+    assert error.code == code and reason in error.message
+
+
+async def test_events_without_data_and_other_choices_are_passed_over(serve: Serve) -> None:
+    """``id:``, ``retry:`` or ``event:`` alone dispatch nothing in SSE; a second choice
+    (``n`` > 1) is not mixed into the first one's text."""
+
+    async def odd(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("A"))
+        await reply.chunk("id: 7\n\nretry: 1000\n\nevent: x\n\ndata:\n\n")
+        second = chunk("B")
+        second["choices"][0]["index"] = 1
+        await reply.event(second)
+        await reply.event(chunk("C", finish="stop"))
+        await reply.end()
+
+    upstream = await serve(odd)
+    async with client(upstream.url) as api:
+        assert await collect(openai_chat(MESSAGES, client=api)) == ["A", "C"]
 
 
 async def test_done_without_a_finish_reason_is_a_complete_reply(serve: Serve) -> None:
@@ -339,7 +437,7 @@ async def test_sse_response_of_an_sdk_stream_tells_its_failure_as_openai_chat_do
         await reply.event({"error": {"message": "The model overloaded", "type": "server_error"}})
         await reply.end()
 
-    for script, expected in ((hello, None), (overloaded, "HTTP 503"), (error_midway, "overloaded")):
+    for script, expected in ((hello, None), (overloaded, "HTTP 503"), (error_midway, "mid-reply")):
         upstream = await serve(script)
         async with client(upstream.url) as api:
             stream = api.chat.completions.create(model="m", messages=MESSAGES, stream=True)
