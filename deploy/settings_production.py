@@ -44,9 +44,11 @@ SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
 MIDDLEWARE = [*MIDDLEWARE, "django.middleware.clickjacking.XFrameOptionsMiddleware"]
 
 # Redis holds the replies' events (and the limits' counts), which every process shares.
-# Sessions stay in the database (Django's default), which every process shares too: a
-# Redis restart, flush or outage then loses running replies only, never the sessions
-# that own anonymous visitors' conversations, and the page and conversations stay up.
+# Sessions are in the database (Django's default backend; the demo signs them into a
+# cookie), which every process shares too: a Redis restart, flush or outage then loses
+# running replies only, never the sessions that own anonymous visitors' conversations,
+# and the page and conversations stay up.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 REDIS_URL = os.environ.get("STREAMING_REDIS_URL", "redis://127.0.0.1:6379/0")
 STREAMING = {
     **STREAMING,

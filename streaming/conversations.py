@@ -170,9 +170,10 @@ class ConversationAPIView(View):
             await check_csrf(request)
         except StreamError as refusal:
             return error_response(refusal, 403)
-        user = await request.auser() if hasattr(request, "auser") else None
-        self.owner = await aowner_of(user, getattr(request, "session", None))
         try:
+            # A session or user in a database that is down fails here: 503, as below.
+            user = await request.auser() if hasattr(request, "auser") else None
+            self.owner = await aowner_of(user, getattr(request, "session", None))
             response: HttpResponse = await handler(request, *args, **kwargs)
         except StreamError as exc:
             response = error_response(exc)

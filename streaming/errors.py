@@ -56,6 +56,10 @@ class StreamErrorCode(StrEnum):
         return self.value
 
 
+#: What a client is told when the database fails (the cause goes to the log).
+DATABASE_UNAVAILABLE = "The database is unavailable"
+
+
 class StreamError(Exception):
     """A streaming failure with a machine-readable ``code`` and optional ``details``."""
 

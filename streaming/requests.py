@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
 
 from .conf import setting
-from .errors import StreamError, StreamErrorCode
+from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .surrogates import replace_surrogates, replace_surrogates_in
 
@@ -156,10 +157,16 @@ def get_shown(params: Mapping[str, Any], *, query: bool = False) -> int | None:
 
 
 async def call_hook(hook: Callable[[], Any]) -> Any:
-    """Run a transport hook: awaited when it is async, else in a thread (it may use the ORM)."""
-    if inspect.iscoroutinefunction(hook):
-        return await hook()
-    return await sync_to_async(hook)()
+    """Run a transport hook: awaited when it is async, else in a thread (it may use the ORM).
+    A database that fails under it (a session or a user loaded from a database that is
+    down) is ``STORE_UNAVAILABLE``, a JSON 503 or an error frame, not Django's 500 page."""
+    try:
+        if inspect.iscoroutinefunction(hook):
+            return await hook()
+        return await sync_to_async(hook)()
+    except DatabaseError as exc:
+        logger.error("The database failed under %s: %r", getattr(hook, "__qualname__", hook), exc)
+        raise StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE) from exc
 
 
 async def call_stopping(

@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from .conf import setting
-from .errors import StreamError, StreamErrorCode
+from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .models import TITLE_MAX_LENGTH, Conversation, Message
 from .surrogates import REPLACEMENT
 
@@ -78,7 +78,7 @@ def database_unavailable(exc: DatabaseError) -> StreamError:
         )
     else:
         logger.error("The database failed: %r", exc)
-    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, "The database is unavailable")
+    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE)
 
 
 def _tables_missing() -> bool:

@@ -456,22 +456,31 @@ async def test_another_owners_conversation_is_not_found_on_every_transport(
     stranger.client.close()
 
 
-def test_a_database_that_is_down_gets_a_json_503_and_then_works_again() -> None:
+@pytest.mark.parametrize("sessions", ["signed cookies", "database"])
+def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(sessions: str) -> None:
+    """Also with the sessions in that database (the deploy's): every request then fails
+    to load its session, and still gets the JSON 503, not Django's HTML 500 page; so does
+    a stop or a resume of a reply."""
     from .postgres_server import postgres_server, require_postgres
     from .servers import daphne_server, migrate
 
     require_postgres()
+    settings = (
+        "tests.settings_postgres_sessions" if sessions == "database" else "tests.settings_postgres"
+    )
     with postgres_server() as server:
         server.create_database("chat")
         env = {
-            "DJANGO_SETTINGS_MODULE": "tests.settings_postgres",
+            "DJANGO_SETTINGS_MODULE": settings,
             "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
             "DJANGO_DB": "chat",
         }
         migrate(env)
         with daphne_server("tests.asgi:application", env=env) as url:
             browser = Browser(url)
-            conversation = browser.post(prompt="Before").headers["X-Conversation-Id"]
+            before = browser.post(prompt="Before")
+            conversation = before.headers["X-Conversation-Id"]
+            event_id = browser.events(before)[-1][2]  # its end: a resume has nothing more
             server.stop()
             down = {"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}
             for response in (
@@ -480,6 +489,17 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again() -> None:
                 browser.post(prompt="During", conversation=conversation),
             ):
                 assert (response.status_code, response.json()) == (503, down)
+            # The finished reply's resume and stop need no database, but a session in it.
+            for response in (
+                browser.client.get("/chat/stream", headers={"Last-Event-ID": event_id}),
+                browser.client.delete(
+                    "/chat/stream", params={"id": event_id.split(":")[0]}, headers=browser.headers
+                ),
+            ):
+                if sessions == "database":
+                    assert (response.status_code, response.json()) == (503, down)
+                else:
+                    assert response.status_code == 204
             server.start()
             assert len(browser.conversation(conversation)["messages"]) == 2
             assert browser.post(prompt="After", conversation=conversation).status_code == 200
