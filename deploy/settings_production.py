@@ -4,7 +4,8 @@ Every server process, on one machine or on several, must run with the same value
 same ``SECRET_KEY`` (it signs the session and CSRF cookies any process may receive), the
 same Redis (the replies' events, so a reply started on one process resumes or is cancelled
 on another) and the same database (which also holds the sessions, and with them an
-anonymous visitor's owner token). They come from the environment (systemd: ``EnvironmentFile=/etc/streaming/env``):
+anonymous visitor's owner token). They come from the environment (systemd:
+``EnvironmentFile=/etc/streaming/env``):
 
     DJANGO_SECRET_KEY=...                  required: a long random string
     DJANGO_ALLOWED_HOSTS=chat.example.com  comma-separated
