@@ -15,7 +15,8 @@ fails is a 503 ``STORE_UNAVAILABLE``.
   ``TOO_MANY_CONVERSATIONS`` for an owner who keeps ``MAX_CONVERSATIONS_PER_OWNER``.
 * ``GET chat/conversations/<id>``: the summary plus ``"messages"`` (``id``, ``role``,
   ``content``, ``status``, ``reasoning``, ``generation``, ``created``, oldest first) and
-  ``"running"``: the generation id of a reply still running (resume it), else null.
+  ``"running"``: the generation id of a reply still running (resume it), or that may be
+  (the event store cannot say), else null.
 * ``PATCH chat/conversations/<id>`` ``{"title"}``: the summary.
 * ``DELETE chat/conversations/<id>``: 204, after stopping a running reply of it.
 """
@@ -94,16 +95,17 @@ def message_data(message: Message) -> dict[str, Any]:
 
 
 async def running_generation(owner: str, generation_id: str) -> str | None:
-    """The owner's generation ``generation_id`` (a conversation's last) if the event store
-    says it still runs, else None."""
-    return await _unless_store_fails(
+    """The owner's generation ``generation_id`` (a conversation's last) unless the event
+    store says it has ended."""
+    return await _unless_ended(
         generation_id, partial(is_running, get_generations(), generation_id, owner)
     )
 
 
 async def stop_reply(owner: str, generation_id: str) -> None:
-    """Cancel the owner's generation ``generation_id`` (a deleted conversation's last) if
-    it still runs; a store that fails is logged."""
+    """Cancel the owner's generation ``generation_id`` (a deleted conversation's last)
+    unless it has ended: also when the store cannot say (a reply running here stops without
+    it); a store that fails the cancel is logged."""
     running = await running_generation(owner, generation_id)
     if running is not None:
         try:
@@ -121,21 +123,21 @@ async def settled_generation(owner: str, conversation: Conversation) -> str | No
         state = await settle_turn(get_generations(), owner, conversation.pk, generation_id)
         return state == "running"
 
-    return await _unless_store_fails(generation_id, running)
+    return await _unless_ended(generation_id, running)
 
 
-async def _unless_store_fails(
-    generation_id: str, running: Callable[[], Awaitable[bool]]
-) -> str | None:
-    """``generation_id`` if ``running()`` says so; None without one, or when the store
-    fails (logged)."""
+async def _unless_ended(generation_id: str, running: Callable[[], Awaitable[bool]]) -> str | None:
+    """``generation_id`` unless ``running()`` says it ended; None without one. A store
+    that fails (logged) cannot say: the reply the conversation names may still run, and is
+    named (a resume is refused until the store is back; called gone, it would be asked of
+    the model again)."""
     if not generation_id:
         return None
     try:
         return generation_id if await running() else None
     except StreamError as exc:
         logger.warning("Reply %s: the event store failed (%r)", generation_id, exc)
-        return None
+        return generation_id
 
 
 class ConversationAPIView(View):

@@ -47,6 +47,31 @@ async def test_a_failed_write_stops_the_model_and_reaches_the_follower() -> None
     assert not generations.running
 
 
+async def test_a_store_that_cannot_say_leaves_a_reply_named_and_a_delete_stops_it_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The conversations API while the event store hangs or is down: a reply it cannot
+    see is still named as running (a page would otherwise call it gone and ask the model
+    again), and deleting its conversation stops it when it runs here, without the store."""
+    from streaming.conversations import running_generation, stop_reply
+    from streaming.generations import get_generations
+
+    finished: list[str] = []
+    generations = get_generations()
+    generation_id = await generations.start(paced(10_000, 0.01, finished), Pipeline(), owner="me")
+    task = generations.running[generation_id].task
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise store_error(STORE_UNAVAILABLE, "the event store is down", stream_id=generation_id)
+
+    monkeypatch.setattr(generations.store, "owner", down)
+    monkeypatch.setattr(generations.store, "request_cancel", down)
+    assert await running_generation("me", generation_id) == generation_id
+    await stop_reply("me", generation_id)
+    await asyncio.wait({task}, timeout=WAIT_LIMIT)
+    assert task.done() and finished == ["finally"]
+
+
 async def test_a_reply_stopped_by_a_failed_write_ends_as_an_error_for_on_end() -> None:
     """``on_end`` hears "error" (a chat stores the reply as failed), not "cancelled" (which
     it stores as stopped by its user)."""
