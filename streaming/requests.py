@@ -19,7 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
 
@@ -277,6 +277,26 @@ class PipelineChoiceMixin:
     pipelines: Mapping[str, Sequence[ExtractorFactory]] = {}
     #: The pipeline used when the request names none (``None``: ``extractors``).
     default_pipeline: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, as the class is made, what would fail every request: an extractor
+        instance where a class or factory belongs, a default pipeline not named."""
+        super().__init_subclass__(**kwargs)
+        named = [("extractors", cls.extractors)]
+        named += [(f"pipelines[{name!r}]", factories) for name, factories in cls.pipelines.items()]
+        for where, factories in named:
+            for factory in factories:
+                if not callable(factory):
+                    raise ImproperlyConfigured(
+                        f"{cls.__qualname__}.{where} holds a {type(factory).__name__} "
+                        "instance: give its class, or a factory such as "
+                        'partial(XmlTagExtractor, "text"); each request makes its own'
+                    )
+        if cls.default_pipeline is not None and cls.default_pipeline not in cls.pipelines:
+            raise ImproperlyConfigured(
+                f"{cls.__qualname__}.default_pipeline {cls.default_pipeline!r} is not one of "
+                f"its pipelines ({', '.join(sorted(cls.pipelines)) or 'none'})"
+            )
 
     def get_prompt(self, params: Mapping[str, Any]) -> str:
         """The prompt ``stream()`` gets: the request's non-empty ``prompt`` parameter."""

@@ -296,3 +296,27 @@ async def test_the_testing_helpers_drive_a_consumer() -> None:
     frames = await ws_reply(communicator, "Hi", size=4)
     await communicator.disconnect()
     assert frames[-1]["type"] == "complete" and frames[-1]["fullResponse"] == XML_TEXT
+
+
+def test_a_view_or_consumer_that_would_fail_every_request_is_refused_as_it_is_made() -> None:
+    """An extractor instance where a class or factory belongs, or a default pipeline
+    that is not one of its pipelines: ``ImproperlyConfigured`` at import, not a 500 on
+    every request."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from streaming.consumers import StreamConsumer
+    from streaming.extractors import XmlTagExtractor
+    from streaming.views import SSEView
+
+    for base in (SSEView, StreamConsumer):
+        with pytest.raises(ImproperlyConfigured, match="holds a XmlTagExtractor instance"):
+            type("Chat", (base,), {"extractors": [XmlTagExtractor("text")]})
+        with pytest.raises(ImproperlyConfigured, match=r"pipelines\['xml'\] holds"):
+            type("Chat", (base,), {"pipelines": {"xml": [XmlTagExtractor("text")]}})
+        with pytest.raises(ImproperlyConfigured, match="'json' is not one of its pipelines"):
+            type(
+                "Chat",
+                (base,),
+                {"pipelines": {"xml": [XmlTagExtractor]}, "default_pipeline": "json"},
+            )
+        type("Chat", (base,), {"pipelines": {"xml": [XmlTagExtractor]}, "default_pipeline": "xml"})
