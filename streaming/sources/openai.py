@@ -84,6 +84,7 @@ async def openai_chat(
             done = _EventWatcher.install(stream, int(setting("UPSTREAM_MAX_LINE")))
             finish_reason = None
             try:
+                _require_a_stream(stream)
                 async for chunk in stream:
                     if not chunk.choices:
                         continue
@@ -184,6 +185,22 @@ class _EventWatcher:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.decoder, name)
+
+
+def _require_a_stream(stream: Any) -> None:
+    """Refuse a body that is a whole JSON document or a page, not an event stream (a
+    server that ignores ``stream=True``, a proxy's error page): said as such, rather than
+    as a stream that ended unfinished."""
+    response = getattr(stream, "response", None)
+    if response is None:
+        return
+    kind = response.headers.get("content-type", "")
+    if kind.startswith(("application/json", "text/html")):
+        logger.warning("The model server at %s answered %s, not a stream", response.url, kind)
+        raise StreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            f"The model server did not stream its reply (it sent {kind.split(';')[0]})",
+        )
 
 
 def _longest_line(chunk: bytes, carried: int) -> int:

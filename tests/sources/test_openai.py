@@ -363,6 +363,22 @@ async def test_data_that_is_not_a_json_object_or_a_line_too_long_is_refused(
     assert error.code == code and reason in error.message
 
 
+@pytest.mark.parametrize("kind", ["application/json", "text/html; charset=utf-8"])
+async def test_a_body_that_is_not_a_stream_is_said_to_be_one(serve: Serve, kind: str) -> None:
+    """A server that ignores ``stream=True`` (a whole completion) or a proxy's page."""
+
+    async def whole(request: Request, reply: Reply) -> None:
+        await reply.whole(200, json.dumps({"choices": [{"message": {"content": "Hi"}}]}), kind)
+
+    upstream = await serve(whole)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api))
+    assert pieces == [] and error.code == StreamErrorCode.UPSTREAM_ERROR
+    assert (
+        error.message == f"The model server did not stream its reply (it sent {kind.split(';')[0]})"
+    )
+
+
 async def test_events_without_data_and_other_choices_are_passed_over(serve: Serve) -> None:
     """``id:``, ``retry:`` or ``event:`` alone dispatch nothing in SSE; a second choice
     (``n`` > 1) is not mixed into the first one's text."""
