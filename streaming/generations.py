@@ -815,13 +815,13 @@ class Generations:
                         writer.add_text(text)
                     else:
                         _deliver(text, pipeline, writer, forward_events)
+                    if pipeline.done:
+                        break  # also past the cap: what came after the pipeline's end
                     if room < 0:
                         raise StreamError(
                             StreamErrorCode.REPLY_TOO_LARGE,
                             f"The model wrote more than {limit} characters; the reply was cut",
                         )
-                    if pipeline.done:
-                        break
                     if writer.held:
                         await writer.hold()
                     elif writer.sealing is not None and writer.hogging(clock()):

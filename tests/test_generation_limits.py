@@ -102,6 +102,17 @@ async def test_once_its_pipeline_is_done_the_model_is_no_longer_read() -> None:
         assert isinstance(events[-1], Complete) and closed == ["closed"]
 
 
+async def test_text_past_the_cap_after_the_pipeline_ended_does_not_fail_the_reply() -> None:
+    closed: list[str] = []
+    with override_settings(STREAMING={"MAX_REPLY_CHARS": 50}):
+        generations = Generations(MemoryStore())
+        pipeline = Pipeline(XmlTagExtractor("text"))
+        source = endless("<text>Hi</text>" + "and more " * 10, closed)
+        generation_id = await generations.start(source, pipeline, owner="me")
+        events = await asyncio.wait_for(everything(generations, generation_id), LIMIT)
+    assert text_of(events) == "Hi" and isinstance(events[-1], Complete)
+
+
 async def test_a_reply_past_max_reply_seconds_ends_with_timeout() -> None:
     async def silent() -> AsyncIterator[str]:
         yield "a"

@@ -5,8 +5,9 @@ the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable.
 the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
 stream, so the upstream HTTP connection closes at once and the server stops generating.
 
-A reply is complete only when the server ended it: ``finish_reason`` ``stop`` (the
-stream is closed there, whether or not ``[DONE]`` follows) or the ``data: [DONE]`` event.
+A reply is complete only when the server ended it: the ``data: [DONE]`` event, or
+``finish_reason`` ``stop`` (the stream then read for ``FINISH_GRACE`` seconds more at
+most, unless text follows it: some servers mark every chunk ``stop``).
 A stream that ends with neither was cut short (a proxy timeout, a crashed worker) and is
 an ``UPSTREAM_ERROR``, as are a reply cut at the model's token limit (``length``), one its
 provider filtered (``content_filter``), a tool call (this source runs none), and a body
@@ -21,6 +22,7 @@ last characters or a quota) goes to the log; clients get the status and what it 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -38,6 +40,9 @@ logger = logging.getLogger("streaming")
 
 #: The model used when neither ``model=`` nor ``OPENAI_MODEL`` names one.
 DEFAULT_MODEL = "gpt-4o-mini"
+#: Seconds a finished reply's stream may stay open for its last events (a usage chunk,
+#: ``[DONE]``): a server that keeps it open longer is taken at its ``finish_reason``.
+FINISH_GRACE = 2.0
 #: Why a reply is not complete, by the ``finish_reason`` that ended it.
 UNFINISHED = {
     "length": "The model reached its length limit (max_tokens); the reply is cut short",
@@ -83,9 +88,24 @@ async def openai_chat(
             )
             done = _EventWatcher.install(stream, int(setting("UPSTREAM_MAX_LINE")))
             finish_reason = None
+            marks_every_chunk = False
             try:
                 _require_a_stream(stream)
-                async for chunk in stream:
+                chunks = aiter(stream)
+                while True:
+                    try:
+                        if finish_reason and not marks_every_chunk:
+                            # Finished: a server may keep the stream open with no [DONE].
+                            async with asyncio.timeout(FINISH_GRACE):
+                                chunk = await anext(chunks)
+                        else:
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        if finish_reason and not marks_every_chunk:
+                            break
+                        raise
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
@@ -95,10 +115,10 @@ async def openai_chat(
                     delta = getattr(choice, "delta", None)
                     content = getattr(delta, "content", None)
                     if content:
+                        # Text after a finish_reason: this server marks every chunk so.
+                        marks_every_chunk = marks_every_chunk or finish_reason is not None
                         yield content
-                    finish_reason = getattr(choice, "finish_reason", None)
-                    if finish_reason:
-                        break  # a server may keep the stream open after it, or never [DONE]
+                    finish_reason = getattr(choice, "finish_reason", None) or finish_reason
             finally:
                 await stream.close()
             if finish_reason in UNFINISHED:

@@ -300,6 +300,32 @@ async def test_a_finish_reason_without_done_is_a_complete_reply(serve: Serve) ->
     assert pieces == ["Hi"]
 
 
+async def test_a_server_that_marks_every_chunk_finished_is_read_to_its_end(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some servers (relays of other providers) put ``finish_reason: "stop"`` on every
+    chunk: text after it shows it, and the stream is then read to ``[DONE]`` however long
+    the model pauses (without that text, a stream left open ends ``FINISH_GRACE`` after
+    its ``finish_reason``)."""
+    from streaming.sources import openai as source
+
+    monkeypatch.setattr(source, "FINISH_GRACE", 0.2)
+
+    async def every_chunk(request: Request, reply: Reply) -> None:
+        await reply.head()
+        await reply.event(chunk("Hello", finish="stop"))
+        await reply.event(chunk(", this is", finish="stop"))
+        await asyncio.sleep(0.5)
+        await reply.event(chunk(" the whole answer.", finish="stop"))
+        await reply.event("[DONE]")
+        await reply.end()
+
+    upstream = await serve(every_chunk)
+    async with client(upstream.url) as api:
+        pieces = await collect(openai_chat(MESSAGES, client=api))
+    assert "".join(pieces) == "Hello, this is the whole answer."
+
+
 @pytest.mark.parametrize(
     ("finish", "meaning"),
     [
