@@ -101,6 +101,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.current_id: str | None = None
         #: A cancel that came while the current reply was starting: applied as it is followed.
         self.cancel_on_start = False
+        #: That cancel's ``shown`` (``stopping``).
+        self.cancel_shown: int | None = None
+        #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
+        #: or ``error`` frame, also when the reply completed first.
+        self.cancelling: str | None = None
         self.owner = ""
         self.accepted = False
         self.closing = False
@@ -292,10 +297,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             return
         self.pending.clear()
         if self.current_id is not None:
+            self.cancelling = self.current_id
             await call_stopping(self.stopping, self.current_id, self.owner, shown)
             await self.generations.cancel(self.current_id)
         elif self.current is not None and not self.current.done():
             self.cancel_on_start = True  # a prompt's reply is starting: stopped as it starts
+            self.cancel_shown = shown
         else:
             await self.send_error(StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel"))
 
@@ -402,9 +409,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         generations = self.generations
         if self.cancel_on_start:
             self.cancel_on_start = False
+            self.cancelling = generation_id
+            await call_stopping(self.stopping, generation_id, self.owner, self.cancel_shown)
             await generations.cancel(generation_id)
         last = after
         sent: list[str] = []
+        completed = False
         try:
             async with aclosing(generations.follow(generation_id, self.owner, after)) as batches:
                 async for batch in batches:
@@ -413,6 +423,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                     if isinstance(end, Complete):
                         before = await generations.text_before(generation_id, after)
                         batch = [*batch[:-1], Complete(end.seq, before + "".join(sent))]
+                        completed = True
                     for frame in self.protocol.messages(generation_id, batch):
                         await self.send_json(frame)
                     last = batch[-1].seq
@@ -420,6 +431,13 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await self.send_json(self.protocol.failure(exc, generation_id, last))
         finally:
             self.current_id = None
+        if self.cancelling == generation_id:
+            self.cancelling = None
+            if completed:  # the cancel came too late: it is answered all the same
+                await self.send_error(
+                    StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel: the reply ended"),
+                    generation_id,
+                )
         return sum(map(len, sent))
 
     def _within_rate(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections, router, transaction
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from .conf import setting
@@ -139,9 +140,11 @@ def stop_turn(owner: str, conversation_id: Any) -> str:
 
 def record_shown(owner: str, generation_id: str, shown: int) -> None:
     """The client stopping the owner's running reply had shown ``shown`` characters of it:
-    ``end_turn`` stores the reply cut there (nothing for a reply no longer running)."""
+    ``end_turn`` stores the reply cut there (nothing for a reply no longer running). Two
+    tabs stopping it at once: the one that showed less."""
+    shown = min(shown, SHOWN_MAX)
     Conversation.objects.filter(owner=owner, generation=generation_id).update(
-        shown_when_stopped=min(shown, SHOWN_MAX)
+        shown_when_stopped=Least(Coalesce("shown_when_stopped", shown), shown)
     )
 
 
@@ -358,8 +361,8 @@ def end_turn(
 ) -> Message | None:
     """Store the reply's message: its text so far, its reasoning and how it ended
     (``end`` is the type of its last event); a reply its client stopped after showing part
-    of it (``record_shown``) is stored cut there, as stopped, however it ended meanwhile
-    (unless failed). Nothing when the conversation was deleted,
+    of it (``record_shown``) is stored cut there (one that ended otherwise before the stop
+    landed, as every client was told, whole). Nothing when the conversation was deleted,
     or already has the reply's message (a lost turn stored twice at once). With
     ``started_before`` (a datetime), only a turn the conversation still names and that
     began before then (a lost turn, not one starting now)."""
@@ -380,10 +383,8 @@ def end_turn(
         fields = ["updated"]
         if conversation.generation == turn.generation_id:
             shown = conversation.shown_when_stopped
-            if shown is not None:
+            if shown is not None and status == Message.Status.STOPPED:
                 text = text[:shown]
-                if status == Message.Status.COMPLETE:
-                    status = Message.Status.STOPPED
             conversation.generation = ""
             conversation.shown_when_stopped = None
             fields += ["generation", "shown_when_stopped"]

@@ -23,6 +23,7 @@ websocket_application = AllowedHostsOriginValidator(
                 *websocket_urlpatterns,
                 path("ws/scripted/", transport_views.ScriptedConsumer.as_asgi()),
                 path("ws/keep/", transport_views.KeepConsumer.as_asgi()),
+                path("ws/slow-stop/", transport_views.SlowStopConsumer.as_asgi()),
                 path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
                 path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),

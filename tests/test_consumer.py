@@ -136,6 +136,39 @@ async def test_a_cancel_sent_right_after_its_prompt_stops_the_reply(
         await wait_for_probe(live_url, key, ["started", "finally"])
 
 
+async def test_every_cancel_frame_is_answered_even_when_its_reply_ended_first(
+    live_url: str,
+) -> None:
+    """A cancel that lands after its reply completed (here the ``stopping`` hook takes
+    half a second, and the reply ends meanwhile) is answered all the same, by an ``error``
+    after the ``complete``: a client counting its cancels' answers (``streaming.js``)
+    would otherwise take the next reply's frames for the cancelled one's."""
+    async with connect(ws_url(live_url, "/ws/slow-stop/"), origin=live_url) as socket:
+        prompt = {"prompt": "Hi", "delay": 0.02, "size": 10, "pipeline": "passthrough"}
+        await socket.send(json.dumps(prompt))
+        first = await receive(socket)
+        await socket.send(json.dumps({"type": "cancel", "shown": len(first["content"])}))
+        frames = await until_end(socket)
+        answer = await receive(socket)
+        await wait_for_probe(
+            live_url, f"stop-{first['message_id']}", [f"shown {len(first['content'])}"]
+        )
+        # The hook runs for a cancel that came while the reply was starting, too (a reply
+        # that outlasts the hook).
+        await socket.send(json.dumps({**prompt, "delay": 0.3}))
+        await socket.send(json.dumps({"type": "cancel", "shown": 0}))
+        stopped = await until_end(socket)
+        await wait_for_probe(live_url, f"stop-{stopped[-1]['message_id']}", ["shown 0"])
+    assert frames[-1]["type"] == "complete"
+    assert answer == {
+        "type": "error",
+        "code": "BAD_REQUEST",
+        "message": "Nothing to cancel: the reply ended",
+        "message_id": first["message_id"],
+    }
+    assert stopped[-1]["type"] == "cancelled"
+
+
 async def test_a_disconnect_mid_reply_runs_the_sources_finally(live_url: str) -> None:
     key = uuid.uuid4().hex
     async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:

@@ -89,17 +89,24 @@ def test_a_reply_stopped_after_showing_part_of_it_is_stored_cut_there() -> None:
     record_shown("user:1", "g1", 3)
     message = end_turn(turn, "cancelled", "a🙂cdef")
     assert message is not None and (message.content, message.status) == ("a🙂c", "stopped")
-    # The model ended before the stop landed: stored as the user saw it, stopped.
+    # Two stops at once: the one that showed less. More than there is: all of it.
     second = begin_turn("user:1", turn.conversation_id, "Again", generation_id="g2")
-    record_shown("user:1", "g2", 2**40)  # more than there is (and than the column holds)
+    record_shown("user:1", "g2", 2**40)  # more than the column holds
     record_shown("user:1", "g1", 0)  # an ended reply's: nothing
-    message = end_turn(second, "complete", "all of it")
-    assert message is not None and (message.content, message.status) == ("all of it", "stopped")
-    # A failed one stays failed; a reply with no stop recorded is stored whole.
+    message = end_turn(second, "cancelled", "all of it")
+    assert message is not None and message.content == "all of it"
     third = begin_turn("user:1", turn.conversation_id, "More", generation_id="g3")
+    record_shown("user:1", "g3", 7)
     record_shown("user:1", "g3", 4)
-    message = end_turn(third, "error", "partial")
-    assert message is not None and (message.content, message.status) == ("part", "failed")
+    record_shown("user:1", "g3", 9)
+    message = end_turn(third, "cancelled", "partial text")
+    assert message is not None and message.content == "part"
+    # Ended otherwise before the stop landed, as every client was told: stored whole.
+    for end, status in (("complete", "complete"), ("error", "failed")):
+        late = begin_turn("user:1", turn.conversation_id, end, generation_id=f"g-{end}")
+        record_shown("user:1", f"g-{end}", 2)
+        message = end_turn(late, end, "whole text")
+        assert message is not None and (message.content, message.status) == ("whole text", status)
     fourth = begin_turn("user:1", turn.conversation_id, "Last", generation_id="g4")
     message = end_turn(fourth, "complete", "whole")
     assert message is not None and (message.content, message.status) == ("whole", "complete")

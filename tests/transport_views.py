@@ -202,6 +202,15 @@ class KeepConsumer(ScriptedConsumer):
     disconnect_policy = "keep"
 
 
+class SlowStopConsumer(ScriptedConsumer):
+    """Its ``stopping`` hook records its call (key ``stop-<reply>``), then takes half a
+    second: a short reply ends meanwhile, before its cancel lands."""
+
+    async def stopping(self, generation_id: str, owner: str, shown: int | None) -> None:
+        record(f"stop-{generation_id}", f"shown {shown}")
+        await asyncio.sleep(0.5)
+
+
 class DeniedConsumer(ScriptedConsumer):
     def check_permissions(self) -> None:
         raise PermissionDenied("No streams for you")
