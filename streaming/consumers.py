@@ -99,10 +99,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.pending: list[Frame] = []
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
-        #: A cancel that came while the current reply was starting: applied as it is followed.
-        self.cancel_on_start = False
-        #: That cancel's ``shown`` (``stopping``).
-        self.cancel_shown: int | None = None
+        #: A cancel that came while the current reply was starting, as its ``shown`` in a
+        #: tuple (for ``stopping``): applied as the reply is followed.
+        self.cancel_on_start: tuple[int | None] | None = None
         #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
         #: or ``error`` frame, also when the reply completed first.
         self.cancelling: str | None = None
@@ -301,8 +300,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await call_stopping(self.stopping, self.current_id, self.owner, shown)
             await self.generations.cancel(self.current_id)
         elif self.current is not None and not self.current.done():
-            self.cancel_on_start = True  # a prompt's reply is starting: stopped as it starts
-            self.cancel_shown = shown
+            self.cancel_on_start = (shown,)  # a prompt's reply is starting: stopped as it starts
         else:
             await self.send_error(StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel"))
 
@@ -365,7 +363,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             finally:
                 # A cancel that came while this prompt started is spent (its start may
                 # have been refused): it must not stop a later reply.
-                self.cancel_on_start = False
+                self.cancel_on_start = None
 
     async def _follow_resumed(self, generation_id: str, after: int) -> None:
         """A resumed reply (what it sends counts against ``check_resume``), then the
@@ -407,10 +405,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         reply's text once, in its chunks."""
         self.current_id = generation_id
         generations = self.generations
-        if self.cancel_on_start:
-            self.cancel_on_start = False
+        if self.cancel_on_start is not None:
+            (shown,) = self.cancel_on_start
+            self.cancel_on_start = None
             self.cancelling = generation_id
-            await call_stopping(self.stopping, generation_id, self.owner, self.cancel_shown)
+            await call_stopping(self.stopping, generation_id, self.owner, shown)
             await generations.cancel(generation_id)
         last = after
         sent: list[str] = []
