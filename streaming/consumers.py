@@ -91,6 +91,13 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     #: task and a queue (with Channels' ``InMemoryChannelLayer``, a pass over every
     #: socket's channel each time one connects). Name a layer (``"default"``) for groups.
     channel_layer_alias: str | None = None
+    # Per connection, set only once a cancel frame comes (defaults here: an idle socket
+    # holds neither). A cancel that came while the current reply was starting, as its
+    # ``shown`` in a tuple (for ``stopping``): applied as the reply is followed.
+    cancel_on_start: tuple[int | None] | None = None
+    #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
+    #: or ``error`` frame, also when the reply completed first.
+    cancelling: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,12 +106,6 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.pending: list[Frame] = []
         self.current: asyncio.Task[None] | None = None
         self.current_id: str | None = None
-        #: A cancel that came while the current reply was starting, as its ``shown`` in a
-        #: tuple (for ``stopping``): applied as the reply is followed.
-        self.cancel_on_start: tuple[int | None] | None = None
-        #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
-        #: or ``error`` frame, also when the reply completed first.
-        self.cancelling: str | None = None
         self.owner = ""
         self.accepted = False
         self.closing = False
