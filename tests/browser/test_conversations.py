@@ -75,6 +75,18 @@ def wait_for_length(page: Any, length: int) -> None:
     )
 
 
+def stored_reply(page: Any, conversation: str) -> Any:
+    """The conversation's last message once its reply is stored (no reply running and
+    the last message the assistant's), waited for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        stored = stored_messages(page, conversation)
+        if stored["running"] is None and stored["messages"][-1]["role"] == "assistant":
+            return stored["messages"][-1]
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.1)
+
+
 def stored_messages(page: Any, conversation: str) -> Any:
     """The conversation as the API answers it to this browser (its cookies, its owner)."""
     base = page.locator("#chat").get_attribute("data-conversations-url")
@@ -164,14 +176,7 @@ def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -
     # Stored as stopped with the text said so far, and shown so after a reload.
     conversation = conversation_id(page)
     assert conversation
-    deadline = time.monotonic() + 10
-    while True:
-        stored = stored_messages(page, conversation)
-        if stored["running"] is None and stored["messages"][-1]["role"] == "assistant":
-            break
-        assert time.monotonic() < deadline, stored
-        time.sleep(0.1)
-    message = stored["messages"][-1]
+    message = stored_reply(page, conversation)
     assert (message["content"], message["status"]) == (shown, "stopped")
     reload(page)
     expect(last_reply(page)).to_have_attribute("data-status", "stopped")

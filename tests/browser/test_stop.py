@@ -21,7 +21,7 @@ from ..test_full_path import completion_chunk
 from .chatpage import TRANSPORTS, choose, reply_source, send, wait_for_state
 from .conftest import DemoServer, open_page
 from .model import ThreadedUpstream
-from .test_conversations import conversation_id, stored_messages, wait_for_length
+from .test_conversations import conversation_id, stored_reply, wait_for_length
 
 #: Counts the reads of a fetch body (the client's SSE reader): once one resolved, the
 #: client has parsed the response's first bytes.
@@ -138,14 +138,7 @@ def test_a_stopped_reply_is_stored_as_the_page_showed_it(
         shown = reply_source(page)
         conversation = conversation_id(page)
         assert conversation and "🙂" in shown
-        deadline = time.monotonic() + 10
-        while True:
-            stored = stored_messages(page, conversation)
-            if stored["running"] is None and stored["messages"][-1]["role"] == "assistant":
-                break
-            assert time.monotonic() < deadline, stored
-            time.sleep(0.1)
-        message = stored["messages"][-1]
+        message = stored_reply(page, conversation)
         assert (message["content"], message["status"]) == (shown, "stopped")
 
 
