@@ -92,8 +92,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     #: socket's channel each time one connects). Name a layer (``"default"``) for groups.
     channel_layer_alias: str | None = None
     # Per connection, set only once a cancel frame comes (defaults here: an idle socket
-    # holds neither). A cancel that came while the current reply was starting, as its
-    # ``shown`` in a tuple (for ``stopping``): applied as the reply is followed.
+    # holds neither).
+    #: A cancel that came while the current reply was starting, as its ``shown`` in a
+    #: tuple (for ``stopping``): applied as the reply is followed.
     cancel_on_start: tuple[int | None] | None = None
     #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
     #: or ``error`` frame, also when the reply completed first.
@@ -297,9 +298,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             return
         self.pending.clear()
         if self.current_id is not None:
-            self.cancelling = self.current_id
-            await call_stopping(self.stopping, self.current_id, self.owner, shown)
-            await self.generations.cancel(self.current_id)
+            await self._stop(self.current_id, shown)
         elif self.current is not None and not self.current.done():
             self.cancel_on_start = (shown,)  # a prompt's reply is starting: stopped as it starts
         else:
@@ -366,6 +365,12 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                 # have been refused): it must not stop a later reply.
                 self.cancel_on_start = None
 
+    async def _stop(self, generation_id: str, shown: int | None) -> None:
+        """A cancel frame's stop: ``stopping``, then the cancel, whose answer is due."""
+        self.cancelling = generation_id
+        await call_stopping(self.stopping, generation_id, self.owner, shown)
+        await self.generations.cancel(generation_id)
+
     async def _follow_resumed(self, generation_id: str, after: int) -> None:
         """A resumed reply (what it sends counts against ``check_resume``), then the
         prompts that came while it streamed."""
@@ -409,9 +414,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         if self.cancel_on_start is not None:
             (shown,) = self.cancel_on_start
             self.cancel_on_start = None
-            self.cancelling = generation_id
-            await call_stopping(self.stopping, generation_id, self.owner, shown)
-            await generations.cancel(generation_id)
+            await self._stop(generation_id, shown)
         last = after
         sent: list[str] = []
         completed = False
