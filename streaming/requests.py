@@ -169,13 +169,20 @@ async def call_hook(hook: Callable[[], Any]) -> Any:
         raise StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE) from exc
 
 
+#: Seconds a ``stopping`` hook may hold up its reply's cancel (a database that hangs
+#: under the chat's): past them the reply is stopped, and the model no longer paid for.
+STOPPING_TIMEOUT = 2.0
+
+
 async def call_stopping(
     hook: Callable[[str, str, int | None], Any], generation_id: str, owner: str, shown: int | None
 ) -> None:
-    """Run a transport's ``stopping`` hook before a reply is cancelled. A failure is logged,
-    never raised: the reply is stopped all the same."""
+    """Run a transport's ``stopping`` hook before a reply is cancelled, for at most
+    ``STOPPING_TIMEOUT`` seconds. A failure is logged, never raised: the reply is stopped
+    all the same."""
     try:
-        await call_hook(partial(hook, generation_id, owner, shown))
+        async with asyncio.timeout(STOPPING_TIMEOUT):
+            await call_hook(partial(hook, generation_id, owner, shown))
     except Exception:
         logger.exception(
             "stopping() failed for reply %s; it is stopped all the same", generation_id

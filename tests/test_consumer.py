@@ -406,3 +406,21 @@ async def test_a_handler_that_fails_answers_its_frame_and_the_socket_stays() -> 
         assert frames[-1]["fullResponse"] == "one two"
     finally:
         await client.disconnect(timeout=LIMIT)
+
+
+async def test_a_stopping_hook_that_hangs_holds_the_stop_back_only_so_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook that hangs (the chat's, on a database that does not answer) is given up on
+    after ``STOPPING_TIMEOUT``, logged, so that the reply is stopped and no longer paid."""
+    from streaming import requests
+
+    monkeypatch.setattr(requests, "STOPPING_TIMEOUT", 0.1)
+
+    async def hangs(generation_id: str, owner: str, shown: int | None) -> None:
+        await asyncio.sleep(LIMIT)
+
+    started = asyncio.get_running_loop().time()
+    await requests.call_stopping(hangs, "reply", "me", 3)
+    assert asyncio.get_running_loop().time() - started < LIMIT / 2
+    assert "stopping() failed for reply reply" in caplog.text
