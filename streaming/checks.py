@@ -92,9 +92,21 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 
 @register(Tags.compatibility)
 def check_runserver(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """``runserver`` only serves ASGI (and so streams) if daphne comes before staticfiles."""
+    """``runserver`` only serves ASGI (and so streams) if daphne is installed, before
+    staticfiles. A project with an ``ASGI_APPLICATION`` but without daphne is warned
+    too: its ``runserver`` is the WSGI one, under which every reply is refused."""
     apps = list(settings.INSTALLED_APPS)
     static = "django.contrib.staticfiles"
+    if "daphne" not in apps and getattr(settings, "ASGI_APPLICATION", None):
+        return [
+            Warning(
+                "'daphne' is not in INSTALLED_APPS, so runserver is the WSGI one: every "
+                "reply is refused (500 'Following a reply needs an ASGI server').",
+                hint="Put 'daphne' at the top of INSTALLED_APPS, or silence this warning "
+                "if you only serve the project with another ASGI server (uvicorn…).",
+                id="streaming.W006",
+            )
+        ]
     if "daphne" in apps and static in apps and apps.index("daphne") > apps.index(static):
         return [
             Warning(

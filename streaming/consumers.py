@@ -54,9 +54,9 @@ from .requests import (
     call_hook,
     call_stopping,
     get_shown,
-    hook_params,
     parse_json,
     start_reply,
+    stream_params,
 )
 
 #: A resume's ``after`` is a seq: at most ``MAX_SEQ_DIGITS`` digits, as in an SSE event id.
@@ -273,7 +273,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         try:
             self.get_prompt(content)
             self.get_pipeline_name(content)
-            hook_params(content)
+            stream_params(self.stream, content, "type", "prompt")
         except StreamError as exc:
             await self.send_error(exc)
             return
@@ -381,7 +381,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         """Start the reply to a prompt frame; its id, or None when refused (the client is
         told why). Apart from ``_follow``, so that the frame is not held while it streams."""
         try:
-            params = hook_params(content, "type", "prompt")
+            params = stream_params(self.stream, content, "type", "prompt")
             prompt, pipeline = self.get_prompt(content), self.get_pipeline(content)
             reservation = await self.generations.reserve(
                 await call_hook(self.get_limits),

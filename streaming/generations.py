@@ -31,7 +31,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from . import event_writer, limits, shutdown
 from .conf import setting
@@ -60,6 +60,7 @@ from .surrogates import replace_surrogates
 logger = logging.getLogger("streaming")
 
 DisconnectPolicy = Literal["cancel", "keep"]
+DISCONNECT_POLICIES: tuple[str, ...] = get_args(DisconnectPolicy)
 _T = TypeVar("_T")
 #: Awaited with how a generation ended: "complete", "cancelled" or "error".
 OnEnd = Callable[[str], Awaitable[None]]

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -26,6 +26,7 @@ from django.http import HttpRequest, QueryDict
 from .conf import setting
 from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
+from .generations import DISCONNECT_POLICIES
 from .surrogates import replace_surrogates, replace_surrogates_in
 
 logger = logging.getLogger("streaming")
@@ -118,6 +119,39 @@ def hook_params(params: Mapping[str, Any], *dropped: str) -> dict[str, Any]:
     if "self" in params:
         raise StreamError(StreamErrorCode.BAD_REQUEST, "'self' cannot be a parameter's name")
     return {key: value for key, value in params.items() if key not in dropped}
+
+
+#: Parameters the transports read themselves: passed to ``stream`` only if it names them.
+READ_BY_THE_VIEW = frozenset({"pipeline"})
+
+
+def stream_params(
+    stream: Callable[..., Any], params: Mapping[str, Any], *dropped: str
+) -> dict[str, Any]:
+    """``hook_params`` for this ``stream`` hook: a parameter it does not take (no
+    ``**params``) is a client's mistake, ``BAD_REQUEST`` naming it, not a failed start."""
+    given = hook_params(params, *dropped)
+    function = getattr(stream, "__func__", None)  # a method: its ``self`` comes first
+    accepted = _keywords(stream, 1) if function is None else _keywords(function, 2)
+    if accepted is None:
+        return given
+    for name in given:
+        if name not in accepted and name not in READ_BY_THE_VIEW:
+            raise StreamError(
+                StreamErrorCode.BAD_REQUEST, f"Unknown parameter {name[:100]!r}", {"name": name}
+            )
+    return {name: value for name, value in given.items() if name in accepted}
+
+
+@cache
+def _keywords(function: Callable[..., Any], positional: int) -> frozenset[str] | None:
+    """The keyword parameters ``function`` takes after its first ``positional`` ones
+    (``self``, the prompt); ``None`` when it takes any (``**params``)."""
+    parameters = list(inspect.signature(function).parameters.values())
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters[positional:] if p.kind in keywords)
 
 
 def get_prompt(params: Mapping[str, Any]) -> str:
@@ -287,7 +321,8 @@ class PipelineChoiceMixin:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse, as the class is made, what would fail every request: an extractor
-        instance where a class or factory belongs, a default pipeline not named."""
+        instance where a class or factory belongs, an unknown disconnect policy, a
+        default pipeline not named."""
         super().__init_subclass__(**kwargs)
         named = [("extractors", cls.extractors)]
         named += [(f"pipelines[{name!r}]", factories) for name, factories in cls.pipelines.items()]
@@ -299,6 +334,12 @@ class PipelineChoiceMixin:
                         "instance: give its class, or a factory such as "
                         'partial(XmlTagExtractor, "text"); each request makes its own'
                     )
+        policy = getattr(cls, "disconnect_policy", DISCONNECT_POLICIES[0])
+        if policy not in DISCONNECT_POLICIES:
+            raise ImproperlyConfigured(
+                f"{cls.__qualname__}.disconnect_policy {policy!r} is none of "
+                f"{', '.join(map(repr, DISCONNECT_POLICIES))}"
+            )
         if cls.default_pipeline is not None and cls.default_pipeline not in cls.pipelines:
             raise ImproperlyConfigured(
                 f"{cls.__qualname__}.default_pipeline {cls.default_pipeline!r} is not one of "

@@ -31,7 +31,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .addresses import client_address
-from .csrf import check_csrf
+from .csrf import check_csrf, exempted
 from .errors import StreamError, StreamErrorCode
 from .generations import DisconnectPolicy, Generations, get_generations, parse_event_id
 from .limits import Limits, Reservation, retry_after
@@ -45,10 +45,10 @@ from .requests import (
     call_hook,
     call_stopping,
     get_shown,
-    hook_params,
     json_object,
     query_params,
     start_reply,
+    stream_params,
 )
 from .response import SSEResponse
 from .sse import ServerSentEvent
@@ -89,6 +89,9 @@ class SSEView(PipelineChoiceMixin, View):
     #: Send extractor events (``ValidationStreamExtractor``'s ``field_validated`` …) as
     #: named SSE events.
     send_extractor_events = False
+    #: Skip Django's CSRF check, for clients that authenticate by a header rather than a
+    #: cookie (a server, an app). ``csrf_exempt`` around ``as_view()`` does the same.
+    csrf_exempt = False
     #: ``event`` and ``retry`` written on every message.
     event: str | None = None
     retry: int | None = None
@@ -154,7 +157,8 @@ class SSEView(PipelineChoiceMixin, View):
 
     async def _respond(self) -> HttpResponse:
         generations = get_generations()
-        last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID")
+        # An empty header names nothing (EventSource sends none before its first id).
+        last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID") or None
         try:
             if last_event_id is None:
                 # Before the CSRF check, which another site's POST also fails: say why.
@@ -167,7 +171,7 @@ class SSEView(PipelineChoiceMixin, View):
             params = self.get_params()
             prompt = self.get_prompt(params)
             pipeline = self.get_pipeline(params)
-            stream = partial(self.stream, prompt, **hook_params(params, "prompt"))
+            stream = partial(self.stream, prompt, **stream_params(self.stream, params, "prompt"))
             self._require_asgi()
             reservation = await self._reserve(generations, owner)
             generation_id = await start_reply(
@@ -219,9 +223,10 @@ class SSEView(PipelineChoiceMixin, View):
             raise needs_asgi()
 
     async def _check_request(self) -> None:
-        """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON),
-        then ``check_permissions``."""
-        await check_csrf(self.request)
+        """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON)
+        unless the project exempted it, then ``check_permissions``."""
+        if not (self.csrf_exempt or exempted(self.request, type(self))):
+            await check_csrf(self.request)
         try:
             allowed = await call_hook(self.check_permissions)
         except PermissionDenied as exc:

@@ -57,6 +57,16 @@ def test_daphne_after_staticfiles_warns() -> None:
         assert [m.id for m in check_runserver()] == ["streaming.W003"]
 
 
+def test_an_asgi_project_without_daphne_warns_that_runserver_will_not_stream() -> None:
+    apps = ["django.contrib.staticfiles", "streaming"]
+    with override_settings(INSTALLED_APPS=apps, ASGI_APPLICATION="project.asgi.application"):
+        assert [m.id for m in check_runserver()] == ["streaming.W006"]
+    with override_settings(INSTALLED_APPS=apps, ASGI_APPLICATION=None):
+        assert check_runserver() == []
+    with override_settings(INSTALLED_APPS=["daphne", *apps]):
+        assert check_runserver() == []
+
+
 @pytest.mark.parametrize(
     ("value", "ids"),
     [

@@ -202,18 +202,20 @@ async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_stays(
 # ------------------------------------------------------------- hook parameters
 def test_a_parameter_the_stream_hook_cannot_take_is_a_json_error(browser: httpx.Client) -> None:
     """``self`` would collide with the hook's own argument (400); a parameter a
-    subclass's ``stream`` does not take fails its start (500 JSON, never a traceback
-    page); a sync ``get_limits`` is called as an async one is."""
+    subclass's ``stream`` does not take is the client's mistake (400 naming it, never a
+    500 and a traceback in the log), but for ``pipeline``, which the view reads itself; a
+    sync ``get_limits`` is called as an async one is."""
     refused = post(browser, "/sse/echo", b'{"prompt": "hi", "self": 1}')
     assert refused.status_code == 400
     assert refused.json() == {"error": "'self' cannot be a parameter's name", "code": "BAD_REQUEST"}
     refused = post(browser, "/chat/stream", b'{"prompt": "hi", "self": 1}')
     assert refused.json()["code"] == "BAD_REQUEST"
     failed = post(browser, "/sse/echo", b'{"prompt": "hi", "extra": 1}')
-    assert failed.status_code == 500
-    assert failed.json() == {"error": "The reply could not start", "code": "INTERNAL_ERROR"}
-    answered = post(browser, "/sse/echo", b'{"prompt": "hi"}')
-    assert sse_text(parse_sse(answered.content)) == "You said: hi and \ufffd!"
+    assert failed.status_code == 400
+    assert failed.json() == {"error": "Unknown parameter 'extra'", "code": "BAD_REQUEST"}
+    for body in (b'{"prompt": "hi"}', b'{"prompt": "hi", "pipeline": ""}'):
+        answered = post(browser, "/sse/echo", body)
+        assert sse_text(parse_sse(answered.content)) == "You said: hi and \ufffd!"
 
 
 async def test_a_prompt_frame_the_stream_hook_cannot_take_is_answered_and_the_queue_goes_on(
@@ -225,10 +227,7 @@ async def test_a_prompt_frame_the_stream_hook_cannot_take_is_answered_and_the_qu
         refused = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
         assert refused["code"] == "BAD_REQUEST" and "'self'" in refused["message"]
         failed = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
-        assert (failed["code"], failed["message"]) == (
-            "INTERNAL_ERROR",
-            "The reply could not start",
-        )
+        assert (failed["code"], failed["message"]) == ("BAD_REQUEST", "Unknown parameter 'extra'")
         frames = await asyncio.wait_for(frames_until_end(socket), LIMIT)
     assert frames[-1]["type"] == "complete"
     assert frames[-1]["fullResponse"] == "You said: C and \ufffd!"

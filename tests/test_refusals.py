@@ -152,6 +152,31 @@ def test_a_delete_without_the_csrf_token_is_a_json_403(browser: httpx.Client) ->
     refusal(browser.delete("/sse/keep?id=abc"), 403, "CSRF_FAILED")
 
 
+@pytest.mark.parametrize("path", ["/sse/exempt/class", "/sse/exempt/dispatch", "/sse/exempt/url"])
+def test_a_view_the_project_exempted_from_csrf_takes_posts_and_stops_without_the_token(
+    browser: httpx.Client, path: str
+) -> None:
+    """``csrf_exempt = True``, ``method_decorator(csrf_exempt, name="dispatch")`` or
+    ``csrf_exempt(View.as_view())``: a client that authenticates by a header posts
+    prompts and stops replies without the token; another site is still refused."""
+    response = browser.post(path, json={"prompt": "Hi", **QUICK})
+    assert response.status_code == 200, response.text
+    assert json.loads(parse_sse(response.content)[-1].data) == {"done": True}
+    refusal(browser.delete(f"{path}?id={uuid.uuid4().hex}"), 404, "NOT_FOUND")
+    refusal(
+        browser.post(path, json={"prompt": "Hi"}, headers={"Origin": "http://evil.example"}),
+        403,
+        "CROSS_SITE",
+    )
+
+
+def test_another_decorator_around_the_view_keeps_the_csrf_check(browser: httpx.Client) -> None:
+    """Decorators copy the view's own exempt mark (``functools.wraps``): only Django's
+    ``csrf_exempt`` itself exempts it."""
+    refusal(browser.post("/sse/exempt/not", json={"prompt": "Hi"}), 403, "CSRF_FAILED")
+    refusal(browser.delete(f"/sse/exempt/not?id={uuid.uuid4().hex}"), 403, "CSRF_FAILED")
+
+
 def test_the_csrf_token_still_lets_a_post_through(browser: httpx.Client) -> None:
     response = browser.post(
         "/chat/stream",

@@ -159,7 +159,14 @@ def test_a_reconnect_after_the_end_gets_204_and_starts_nothing(http: httpx.Clien
     assert http.get(f"/probe/{name}").json() == ["started", "finally"]
 
 
-@pytest.mark.parametrize("last_event_id", ["7", "", "nope:3", f"{'0' * 32}:1", "a:b"])
+def test_an_empty_last_event_id_names_nothing_and_the_reply_starts(http: httpx.Client) -> None:
+    """As EventSource, which sends the header only once it has an id: some clients send it
+    empty before then."""
+    response = http.get("/sse/scripted", params={"key": key()}, headers={"Last-Event-ID": ""})
+    assert streamed_text(messages(response)) == XML_TEXT
+
+
+@pytest.mark.parametrize("last_event_id", ["7", "nope:3", f"{'0' * 32}:1", "a:b"])
 def test_a_reconnect_naming_no_reply_gets_404_and_starts_nothing(
     http: httpx.Client, last_event_id: str
 ) -> None:
@@ -299,9 +306,9 @@ async def test_the_testing_helpers_drive_a_consumer() -> None:
 
 
 def test_a_view_or_consumer_that_would_fail_every_request_is_refused_as_it_is_made() -> None:
-    """An extractor instance where a class or factory belongs, or a default pipeline
-    that is not one of its pipelines: ``ImproperlyConfigured`` at import, not a 500 on
-    every request."""
+    """An extractor instance where a class or factory belongs, a misspelt disconnect
+    policy (which would act as neither), or a default pipeline that is not one of its
+    pipelines: ``ImproperlyConfigured`` at import, not a 500 on every request."""
     from django.core.exceptions import ImproperlyConfigured
 
     from streaming.consumers import StreamConsumer
@@ -319,4 +326,40 @@ def test_a_view_or_consumer_that_would_fail_every_request_is_refused_as_it_is_ma
                 (base,),
                 {"pipelines": {"xml": [XmlTagExtractor]}, "default_pipeline": "json"},
             )
+        with pytest.raises(ImproperlyConfigured, match="disconnect_policy 'kep' is none of"):
+            type("Chat", (base,), {"disconnect_policy": "kep"})
         type("Chat", (base,), {"pipelines": {"xml": [XmlTagExtractor]}, "default_pipeline": "xml"})
+        type("Chat", (base,), {"disconnect_policy": "keep"})
+
+
+def test_a_stream_hook_gets_the_parameters_it_names_and_refuses_others() -> None:
+    """Without ``**params`` a hook gets the parameters it names (``pipeline`` only if it
+    names it: the view reads that one itself); any other is a ``BAD_REQUEST``."""
+    from streaming import StreamError
+    from streaming.requests import stream_params
+    from streaming.views import SSEView
+
+    class Narrow(SSEView):
+        def stream(self, prompt: str, temperature: float = 0.5, *, top_p: float = 1) -> Any:  # type: ignore[override]
+            return [prompt]
+
+    class Wide(SSEView):
+        def stream(self, prompt: str, **params: Any) -> Any:
+            return [prompt]
+
+    asked = {"prompt": "p", "temperature": 1, "top_p": 0.9, "pipeline": "xml"}
+    assert stream_params(Narrow().stream, asked, "prompt") == {"temperature": 1, "top_p": 0.9}
+    assert stream_params(Wide().stream, {**asked, "_": "1"}, "prompt") == {
+        "temperature": 1,
+        "top_p": 0.9,
+        "pipeline": "xml",
+        "_": "1",
+    }
+    with pytest.raises(StreamError) as refused:
+        stream_params(Narrow().stream, {**asked, "_": "1"}, "prompt")
+    assert (refused.value.code, refused.value.message) == ("BAD_REQUEST", "Unknown parameter '_'")
+
+    def plain(prompt: str, seed: int = 0) -> Any:
+        return [prompt]
+
+    assert stream_params(plain, {"prompt": "p", "seed": 3}, "prompt") == {"seed": 3}

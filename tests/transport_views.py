@@ -19,6 +19,8 @@ from typing import Any
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
 
 from streaming import StreamError, StreamErrorCode
 from streaming.chat import CHAT_PIPELINES
@@ -118,6 +120,17 @@ class ResponseOnlyView(ScriptedPrompt, SSEView):
 
 class LoginScriptedView(LoginRequiredMixin, ScriptedView):
     """Anonymous users are redirected to the login page."""
+
+
+class HeaderAuthView(ScriptedView):
+    """Its clients authenticate by a header, not a cookie: no CSRF check."""
+
+    csrf_exempt = True
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ExemptDispatchView(ScriptedView):
+    """Exempted the way Django documents for class-based views."""
 
 
 class DeniedView(ScriptedView):

@@ -1,6 +1,8 @@
 """The demo project's URLs plus the routes the tests drive."""
 
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.vary import vary_on_cookie
 
 from project.urls import urlpatterns as demo_urlpatterns
 
@@ -13,6 +15,10 @@ urlpatterns = [
     path("upstream/<str:name>", routes.upstream, name="upstream"),
     path("sse/scripted", transport_views.ScriptedView.as_view()),
     path("sse/keep", transport_views.KeepView.as_view()),
+    path("sse/exempt/class", transport_views.HeaderAuthView.as_view()),
+    path("sse/exempt/dispatch", transport_views.ExemptDispatchView.as_view()),
+    path("sse/exempt/url", csrf_exempt(transport_views.KeepView.as_view())),
+    path("sse/exempt/not", vary_on_cookie(transport_views.KeepView.as_view())),
     path("sse/response-only", transport_views.ResponseOnlyView.as_view()),
     path("sse/login", transport_views.LoginScriptedView.as_view()),
     path("sse/denied", transport_views.DeniedView.as_view()),
