@@ -162,6 +162,44 @@ def test_a_reload_restores_the_conversation_and_resumes_its_reply(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_leaving_a_chat_mid_reply_leaves_its_reply_running(
+    page: Any, model: Model, transport: str
+) -> None:
+    """New chat, another chat of the list, Back: the reply runs on, is stored whole, and
+    opening its chat again shows (or resumes) it; the model is asked once."""
+    choose(page, transport, "passthrough")
+    send(page, "Answer slowly, I will leave")
+    wait_for_length(page, 40)
+    left = conversation_id(page)
+    assert left
+    asked = len(model.requests)
+
+    page.locator("#new-chat").click()
+    send(page, "Meanwhile, another question")
+    wait_for_state(page, "complete")
+    other = conversation_id(page)
+    assert other and other != left
+
+    links(page).filter(has_text="Answer slowly").click()  # back while it still runs
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        ["Answer slowly, I will leave"]
+    )
+    wait_for_state(page, "complete")
+    assert reply_source(page) == SLOW
+
+    page.go_back()  # to the other chat, and back again: nothing runs there now
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        ["Meanwhile, another question"]
+    )
+    page.go_forward()
+    wait_for_state(page, "complete")
+    assert reply_source(page) == SLOW
+    stored = stored_reply(page, left)
+    assert (stored["status"], stored["content"]) == ("complete", SLOW)
+    assert len(model.requests) == asked + 1  # the other chat's prompt only
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -> None:
     choose(page, transport, "passthrough")
     send(page, "Answer slowly so I can stop you")

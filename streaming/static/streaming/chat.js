@@ -419,6 +419,7 @@ function showStatus(status, info) {
     }
     case "complete":
     case "cancelled":
+    case "detached":
       setConnection(ws ? "open" : "idle", ws ? `Connected · ${name}` : `Ready · ${name}`);
       break;
     case "error": {
@@ -614,6 +615,11 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
 
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
 async function finish(exchange, result) {
+  if (result.status === "detached") {
+    // Its chat was left (the view is gone); the server runs the reply on and stores it.
+    if (exchange.conversation === createdChat) createdChat = null;
+    return;
+  }
   const { view, pipeline, transport } = exchange;
   if (exchange.conversation === createdChat || exchange.conversation === unusedChat) {
     // Refused before its turn was stored (or stored since: Try again worked).
@@ -730,6 +736,12 @@ function stopReply() {
   if (current) client?.cancel();
 }
 
+/** Leave the reply on the page running: the server runs it on and stores it, and opening
+ * its chat again resumes it (a reload does the same). */
+function leaveReply() {
+  if (current) client?.detach();
+}
+
 function regenerate(view) {
   if (isBusy() || !active || view !== lastAssistant()) return;
   run(view, { regenerate: true });
@@ -789,7 +801,7 @@ function newChat({ push = true } = {}) {
   dropUnusedChat(null);
   nextShown();
   app.dataset.loading = "false";
-  stopReply();
+  leaveReply();
   clearMessages();
   showConversation(null, { push });
   closeDrawer();
@@ -800,7 +812,7 @@ function newChat({ push = true } = {}) {
 async function openConversation(id, { push = false } = {}) {
   dropUnusedChat(id);
   const request = nextShown();
-  stopReply();
+  leaveReply();
   clearMessages();
   ui.empty.hidden = true;
   app.dataset.loading = "true";

@@ -31,11 +31,12 @@
 
 /**
  * @typedef {"connecting" | "open" | "streaming" | "reconnecting" | "complete" | "cancelled"
- *   | "error" | "closed"} Status
+ *   | "error" | "detached" | "closed"} Status
  * `connecting`: a request or socket is being opened; `open`: the server answered (SSE) or
  * the socket is open (WS); `streaming`: the first text of the reply arrived; `reconnecting`:
  * the connection dropped and a new attempt is scheduled (`info.attempt`, `info.delay`);
- * `complete` / `cancelled` / `error`: how the reply ended; `closed`: {@link StreamClient#close}.
+ * `complete` / `cancelled` / `error`: how the reply ended; `detached`: the client stopped
+ * following it ({@link StreamClient#detach}); `closed`: {@link StreamClient#close}.
  */
 
 /**
@@ -51,7 +52,8 @@
 
 /**
  * @typedef {object} StreamResult
- * @property {"complete" | "cancelled" | "error"} status
+ * @property {"complete" | "cancelled" | "error" | "detached"} status `detached`: see
+ *   {@link StreamClient#detach}.
  * @property {string} text The text received (the whole reply when complete).
  * @property {StreamError} [error] Why the reply failed (status `error`).
  * @property {string | null} messageId The server's id of the reply (WebSocket `message_id`,
@@ -359,6 +361,36 @@ export class StreamClient {
       reply.cancelWhenNamed?.(); // EventSource, before its first message
     }
     this._finish(reply, "cancelled");
+    return true;
+  }
+
+  /**
+   * Stop following the current reply and leave it running on the server (a view that
+   * keeps replies, such as the chat, runs it on and stores it), where {@link
+   * StreamClient#cancel} would stop it: the chat page does this when another chat is
+   * opened, and {@link StreamClient#resume} follows it again. SSE closes its request; a
+   * WebSocket closes its socket and opens a new one. The reply's promise settles with
+   * status `detached`. Returns false if no reply was streaming.
+   * @returns {boolean}
+   */
+  detach() {
+    const reply = this._reply;
+    if (!reply) return false;
+    if (this.transport === "ws" && (this._socket || this._socketTimer !== null)) {
+      // A socket follows its reply until it closes: the server's replies are not muted.
+      const socket = this._socket;
+      this._socket = null;
+      clearTimeout(this._socketTimer);
+      this._socketTimer = null;
+      this._socketAttempt = 0;
+      this._stopPing();
+      this._cancelAcks = 0;
+      socket?.close(1000, "detached");
+      this._finish(reply, "detached");
+      if (!this._closed) this._openSocket();
+      return true;
+    }
+    this._finish(reply, "detached");
     return true;
   }
 
@@ -719,7 +751,9 @@ export class StreamClient {
     const socket = new WebSocket(url);
     this._socket = socket;
     socket.onopen = () => this._socketOpened(socket);
-    socket.onmessage = (event) => this._frame(parseJSON(event.data));
+    socket.onmessage = (event) => {
+      if (this._socket === socket) this._frame(parseJSON(event.data)); // not a detached one's
+    };
     socket.onclose = (event) => this._socketClosed(socket, event);
   }
 
