@@ -369,4 +369,6 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page. It sets the CSRF cookie its POST requests send back, and the
     visitor's owner token, so its WebSocket can resume this visitor's replies."""
     owner_of(getattr(request, "user", None), getattr(request, "session", None))
-    return render(request, "streaming/chat.html")
+    return render(
+        request, "streaming/chat.html", {"max_prompt_length": setting("MAX_PROMPT_LENGTH")}
+    )

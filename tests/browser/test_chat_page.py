@@ -180,9 +180,31 @@ def test_model_markup_is_shown_as_text(page: Any, transport: str) -> None:
     assert page.evaluate("window.__pwned") is None
 
 
+def forget_the_prompt_limit(page: Any) -> None:
+    """As a page loaded before the server's limit was lowered: the server refuses."""
+    page.evaluate("document.querySelector('#chat').dataset.maxPromptLength = ''")
+
+
+def test_a_prompt_over_the_limit_stays_in_its_box(page: Any) -> None:
+    """The page knows the server's limit (code points, as the server counts): nothing is
+    sent, no chat is created, the text stays to be shortened."""
+    prompt = "😀" * 31_999 + "xy"  # 32,001 characters, 64,000 UTF-16 units
+    send(page, prompt)
+    error = page.locator("#load-error")
+    expect(error).to_have_text("The message is too long: 32,001 characters, the limit is 32,000.")
+    box = page.get_by_role("textbox", name="Message")
+    assert box.input_value() == prompt
+    expect(page.locator(".message")).to_have_count(0)
+    expect(page.locator("#conversations .conversation-link")).to_have_count(0)
+    send(page, "😀" * 31_999 + "x")  # at the limit: sent
+    wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+    expect(error).to_be_hidden()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
     choose(page, transport)
+    forget_the_prompt_limit(page)
     send(page, "x" * 32_001)  # over STREAMING["MAX_PROMPT_LENGTH"]
     wait_for_state(page, "error", timeout=5_000)
     notice = last_reply(page).locator(".notice")
@@ -192,7 +214,8 @@ def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
         expect(notice).to_contain_text("URL_TOO_LONG")
     else:
         expect(notice).to_contain_text("PROMPT_TOO_LARGE")
-    expect(notice.get_by_role("button", name="Try again")).to_be_visible()
+    # The same prompt would be refused again.
+    expect(notice.get_by_role("button", name="Try again")).to_be_hidden()
     # The page stays usable.
     choose(page, transport, "passthrough")
     send(page, "Short now")
@@ -208,6 +231,7 @@ def test_a_new_chat_whose_first_prompt_was_refused_is_not_kept(page: Any) -> Non
     (New chat, another chat) deletes it, rather than listing an empty "New chat"."""
     send(page, "Kept")
     wait_for_state(page, "complete")
+    forget_the_prompt_limit(page)
     for leave in ("New chat", "another chat"):
         page.get_by_role("button", name="New chat", exact=True).click()
         send(page, "x" * 32_001)  # over STREAMING["MAX_PROMPT_LENGTH"]
@@ -240,3 +264,31 @@ def test_keyboard_shift_enter_adds_a_line_and_escape_stops(page: Any) -> None:
     wait_for_state(page, "streaming", timeout=5_000)
     page.keyboard.press("Escape")
     wait_for_state(page, "cancelled", timeout=5_000)
+
+
+def test_eventsource_says_why_the_server_refused_and_waits_out_the_network(page: Any) -> None:
+    """``EventSource`` cannot tell a refusal from a lost network: the page asks again with
+    ``fetch``, which reads the server's answer, or reconnects until the network is back."""
+    choose(page, "sse", "passthrough")
+    refusal = {"error": "Too many replies are running for you", "code": "TOO_MANY_REPLIES"}
+
+    def refuse(route: Any) -> None:
+        route.fulfill(status=429, json=refusal, headers={"Retry-After": "5"})
+
+    page.route("**/chat/stream?*", refuse)
+    send(page, "Refused")
+    wait_for_state(page, "error", timeout=5_000)
+    notice = last_reply(page).locator(".notice")
+    expect(notice).to_contain_text("Too many replies at once")
+    expect(notice).to_contain_text("Too many replies are running for you (TOO_MANY_REPLIES)")
+    expect(notice.get_by_role("button", name="Try again")).to_be_visible()
+    page.unroute("**/chat/stream?*", refuse)
+
+    page.context.set_offline(True)
+    try:
+        send(page, "Sent offline")
+        wait_for_state(page, "reconnecting", timeout=5_000)
+    finally:
+        page.context.set_offline(False)
+    wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+    assert "Sent offline" in reply_text(page)

@@ -39,7 +39,22 @@ const ERROR_TITLES = {
   NOT_FOUND: "This chat is gone",
   TIMEOUT: "The model took too long",
   UPSTREAM_ERROR: "The model failed",
+  TOO_MANY_REPLIES: "Too many replies at once",
+  TOO_MANY_CONVERSATIONS: "Too many new chats",
+  REPLY_TOO_LARGE: "The reply got too long",
+  SHUTTING_DOWN: "The server restarted",
+  INTERRUPTED: "The server stopped mid-reply",
+  STORE_UNAVAILABLE: "The server cannot keep replies right now",
+  CSRF_FAILED: "This page is out of date: reload it",
+  FORBIDDEN: "Not allowed",
+  INTERNAL_ERROR: "The server failed",
 };
+
+/** Refusals that the same request would meet again: no "Try again". */
+const FINAL_CODES = new Set([
+  "PROMPT_TOO_LARGE", "URL_TOO_LONG", "UNKNOWN_PIPELINE", "BAD_REQUEST", "CSRF_FAILED", "FORBIDDEN",
+  "CROSS_SITE",
+]);
 
 /** Errors of a reply whose connection was lost: the server may have run it on, or ended it. */
 const LOST_CODES = new Set(["CONNECTION_LOST", "NOT_RESUMABLE", "RESUME_FAILED", "ABORTED"]);
@@ -551,6 +566,16 @@ async function submit() {
   const prompt = ui.prompt.value.trim();
   if (!prompt || isBusy()) return;
   hideLoadError();
+  // The server's limit, counted as it counts (code points): the text stays in its box.
+  const length = [...prompt].length;
+  const limit = Number(app.dataset.maxPromptLength);
+  if (limit && length > limit) {
+    showLoadError(
+      `The message is too long: ${length.toLocaleString("en")} characters, ` +
+        `the limit is ${limit.toLocaleString("en")}.`,
+    );
+    return;
+  }
   if (!active) {
     const request = shownRequest;
     creatingChat = true;
@@ -651,7 +676,7 @@ async function finish(exchange, result) {
     const { error } = result;
     const title = ERROR_TITLES[error.code] || "Something went wrong";
     const code = error.cause ? `${error.code}, ${error.cause}` : error.code;
-    view.showNotice(title, `${error.message} (${code})`, { retry: true });
+    view.showNotice(title, `${error.message} (${code})`, { retry: !FINAL_CODES.has(error.code) });
     view.meta.textContent = `${via} · failed after ${seconds} s`;
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;

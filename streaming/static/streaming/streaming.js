@@ -539,7 +539,10 @@ export class StreamClient {
       }
       source.close();
       if (opened || source.readyState === EventSource.CONNECTING) this._lost(reply);
-      else this._fail(reply, "The server refused the stream request", "HTTP_ERROR");
+      // EventSource cannot say why it failed to open (a refusal, the network): ask again
+      // with fetch, which reads the server's answer (its JSON error) or finds the
+      // connection lost, and reconnects with backoff.
+      else this._request(reply, true);
     });
   }
 
