@@ -1,7 +1,7 @@
 """The ``streaming`` app: registers its system checks; its models are the chat's stored
 conversations."""
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class StreamingConfig(AppConfig):
@@ -14,3 +14,7 @@ class StreamingConfig(AppConfig):
         from .shutdown import install_for_daphne
 
         install_for_daphne()
+        if apps.is_installed("django.contrib.auth"):
+            from . import user_deletion
+
+            user_deletion.connect()

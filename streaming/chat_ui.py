@@ -142,7 +142,7 @@ class ChatIdReplies(ConversationReplies):
 
     async def begin_reply(self, owner: str, prompt: str, params: Mapping[str, Any]) -> Turn:
         """The chat id's conversation, created on first use, takes the turn."""
-        key = chat_turns.conversation_id(owner, params["chat"])
+        key = await chat_turns.conversation_id(owner, params["chat"])
         if not wants_regenerate(params):
             await in_db(chat_turns.open_conversation, owner, key)
         rest = {k: v for k, v in params.items() if k != "chat"}
@@ -249,6 +249,9 @@ class AISDKChatView(ChatIdReplies, ChatView):
 class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
     """``/ws/chat/ui/``: the same chat for ``WebSocketChatTransport``, several requests at
     once on one socket (each followed by its own task, keyed by ``requestId``)."""
+
+    #: ``send`` starts a reply, ``resume`` reads one (see ``StreamConsumer.owner_frames``).
+    owner_frames: ClassVar[frozenset[str]] = frozenset({"send", "resume"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

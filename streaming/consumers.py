@@ -32,10 +32,13 @@ import logging
 import time
 from contextlib import aclosing
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
+from channels.auth import get_user
 from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
 from . import shutdown
@@ -47,7 +50,7 @@ from .flat_json import plain_json
 from .generations import MAX_SEQ_DIGITS, DisconnectPolicy, Generations, get_generations
 from .limits import Limits
 from .origins import check_scope_origin
-from .owners import OWNER_SESSION_KEY, aowner_of
+from .owners import CONNECTION_OWNER, OWNER_SESSION_KEY, aowner_of
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import (
     PipelineChoiceMixin,
@@ -67,6 +70,8 @@ logger = logging.getLogger("streaming")
 #: Close code for a client that floods the connection: RFC 6455's "policy violation"
 #: (1008) in the application range, as daphne only sends 1000 and 3000-4999.
 CLOSE_POLICY_VIOLATION = 4008
+#: Close code for a socket whose session ended (signed out, expired): HTTP's 403.
+CLOSE_SESSION_ENDED = 4003
 
 Frame = dict[str, Any]
 
@@ -99,6 +104,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     #: The reply a cancel frame stopped, until that frame is answered: a ``cancelled``
     #: or ``error`` frame, also when the reply completed first.
     cancelling: str | None = None
+    #: Frames that act for the socket's owner (start or read replies): before each, the
+    #: owner is asked again of the session, which may have ended since the handshake.
+    owner_frames: ClassVar[frozenset[str]] = frozenset({"prompt", "resume"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -256,6 +264,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         try:
+            if kind in self.owner_frames and await self._session_ended():
+                await self._close_ended_session()
+                return
             await handler(content)
         except Exception:
             # A failing handler (ours or a subclass's) answers its frame, not the socket:
@@ -346,6 +357,32 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
         await self.send_json(self.protocol.failure(error, message_id))
+
+    async def _session_ended(self) -> bool:
+        """Whether the session the socket was opened with has ended since (signed out,
+        expired, its user's password changed): ``get_owner`` asked again, of the session
+        as its store has it now, names someone else. Channels resolves the session and
+        the user once, at the handshake; a socket owned by itself has no session."""
+        session = self.scope.get("session")
+        if session is None or self.owner.startswith(CONNECTION_OWNER):
+            return False
+        fresh = self.scope["session"] = session.__class__(session.session_key)  # read afresh
+        if "user" in self.scope:
+            named = await fresh.aget(SESSION_KEY) is not None  # no thread for a visitor
+            self.scope["user"] = await get_user(self.scope) if named else AnonymousUser()
+        return bool(await call_hook(self.get_owner) != self.owner)
+
+    async def _close_ended_session(self) -> None:
+        """Refuse the frame and close: the client reconnects with its current session."""
+        self.closing = True
+        self.pending.clear()
+        await self.send_error(
+            StreamError(
+                StreamErrorCode.FORBIDDEN,
+                "The session of this connection has ended (signed out or expired); reconnect",
+            )
+        )
+        await self.close(code=CLOSE_SESSION_ENDED)
 
     # ------------------------------------------------------------ generation
     async def _run_pending(self) -> None:

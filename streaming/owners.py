@@ -29,7 +29,7 @@ def owner_of(user: Any, session: Any) -> str:
     the owner is random: the reply can only be followed by the request that made it.
     """
     if _authenticated(user):
-        return f"user:{user.pk}"
+        return user_owner(user.pk)
     if session is None:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = session.get(OWNER_SESSION_KEY)
@@ -41,7 +41,7 @@ def owner_of(user: Any, session: Any) -> str:
 async def aowner_of(user: Any, session: Any) -> str:
     """``owner_of`` with Django's async session API (no thread for a database session)."""
     if _authenticated(user):
-        return f"user:{user.pk}"
+        return user_owner(user.pk)
     if session is None:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = await session.aget(OWNER_SESSION_KEY)
@@ -49,6 +49,11 @@ async def aowner_of(user: Any, session: Any) -> str:
         token = new_owner_token()
         await session.aset(OWNER_SESSION_KEY, token)
     return f"session:{token}"
+
+
+def user_owner(pk: object) -> str:
+    """The owner a logged-in user is: the same for all their sessions."""
+    return f"user:{pk}"
 
 
 def _authenticated(user: Any) -> bool:

@@ -1,5 +1,5 @@
 """ASGI application of ``tests.settings_hostile``: HTTP through Django, the hostile test
-consumers through Channels."""
+consumers and the chat's through Channels."""
 
 import os
 
@@ -13,6 +13,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from streaming.routing import websocket_urlpatterns  # noqa: E402
+
 from . import hostile_views  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -24,6 +26,7 @@ application = ProtocolTypeRouter(
                     [
                         path("ws/h/openai/", hostile_views.OpenAIPlainConsumer.as_asgi()),
                         path("ws/h/slow/", hostile_views.SlowConsumer.as_asgi()),
+                        *websocket_urlpatterns,
                     ]
                 )
             )

@@ -11,6 +11,7 @@ urlpatterns = [
     path("probe/<str:key>", routes.probe),
     path("h/connections", hostile_views.open_connections),
     path("h/login", hostile_views.login_view),
+    path("h/logout", hostile_views.logout_view),
     path("h/plain", hostile_views.plain),
     path("h/openai", hostile_views.OpenAIPlainView.as_view()),
     path("h/slow", hostile_views.SlowView.as_view()),

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
@@ -44,6 +44,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
     """Log in (creating it once) the user named by ``?name=``."""
     user, _ = get_user_model().objects.get_or_create(username=request.GET.get("name", "alice"))
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return HttpResponse("ok")
+
+
+@csrf_exempt
+def logout_view(request: HttpRequest) -> HttpResponse:
+    """Log out: the session is flushed, as ``LogoutView`` does."""
+    logout(request)
     return HttpResponse("ok")
 
 

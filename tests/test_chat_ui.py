@@ -231,6 +231,35 @@ def test_a_failing_model_ends_with_an_error_chunk(
     assert chunks[-1] == {"type": "error", "errorText": "The model stream failed"}
 
 
+def test_nobody_takes_or_probes_the_conversation_another_owners_chat_id_names(
+    http: httpx.Client, url: str
+) -> None:
+    """Derived ids are version-5 UUIDs, and one names itself only for its owner: a
+    stranger who sends one (computed from the owner and a chat id, or seen) gets a
+    conversation derived for them. Before, the id was theirs to create ahead of its
+    owner, whose chat was then NOT_FOUND for good, and a 404 told them it existed."""
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    from streaming.chat_turns import CHAT_NAMESPACE
+    from streaming.owners import OWNER_SESSION_KEY
+
+    token = SessionStore(http.cookies["sessionid"]).load()[OWNER_SESSION_KEY]
+    chat_id = "support-" + key()
+    ahead = str(uuid.uuid5(CHAT_NAMESPACE, f"session:{token}\n{chat_id}"))
+    with browser(url) as stranger:
+        taken, _ = post(stranger, body(ahead, "Mine now", key=key()))
+        assert taken.headers["x-conversation-id"] != ahead
+        response, _ = post(http, body(chat_id, "Hi", key=key()))
+        assert response.headers["x-conversation-id"] == ahead  # the owner's, as derived
+        again, _ = post(stranger, body(ahead, "And now?", key=key()))
+        assert again.headers["x-conversation-id"] == taken.headers["x-conversation-id"]
+        assert stranger.get(f"/chat/conversations/{ahead}").status_code == 404
+    assert [role for role, _, _ in messages_of(http, ahead)] == ["user", "assistant"]
+    # The owner may name it by its id too.
+    by_id, _ = post(http, body(ahead, "Again", key=key()))
+    assert by_id.headers["x-conversation-id"] == ahead
+
+
 def test_another_visitor_cannot_continue_resume_or_stop_a_chat(
     http: httpx.Client, url: str
 ) -> None:

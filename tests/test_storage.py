@@ -194,3 +194,21 @@ def test_the_migrations_match_the_models() -> None:
     from django.core.management import call_command
 
     call_command("makemigrations", "streaming", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_a_deleted_users_conversations_go_with_them() -> None:
+    """The owner is a string, not a foreign key: without the signal they would stay,
+    for a user given the same key later to find."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create(username="leaving")
+    stays = get_user_model().objects.create(username="staying")
+    mine = Conversation.objects.create(owner=f"user:{user.pk}")
+    Message.objects.create(conversation=mine, role="user", content="Hi")
+    theirs = Conversation.objects.create(owner=f"user:{stays.pk}")
+    visitor = Conversation.objects.create(owner="session:" + "0" * 32)
+    user.delete()
+    assert not Conversation.objects.filter(pk=mine.pk).exists()
+    assert not Message.objects.filter(conversation_id=mine.pk).exists()
+    assert set(Conversation.objects.values_list("pk", flat=True)) >= {theirs.pk, visitor.pk}
