@@ -264,9 +264,13 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             )
             return
         try:
-            if kind in self.owner_frames and await self._session_ended():
+            if kind in self.owner_frames and await call_hook(self._session_ended):
                 await self._close_ended_session()
                 return
+        except StreamError as exc:  # the database, down
+            await self.send_error(exc)
+            return
+        try:
             await handler(content)
         except Exception:
             # A failing handler (ours or a subclass's) answers its frame, not the socket:
@@ -367,8 +371,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         if session is None or self.owner.startswith(CONNECTION_OWNER):
             return False
         fresh = self.scope["session"] = session.__class__(session.session_key)  # read afresh
-        if "user" in self.scope:
-            named = await fresh.aget(SESSION_KEY) is not None  # no thread for a visitor
+        # The user again, if the session named one (not one another middleware resolved).
+        if "user" in self.scope and await session.aget(SESSION_KEY) is not None:
+            named = await fresh.aget(SESSION_KEY) is not None  # no thread once signed out
             self.scope["user"] = await get_user(self.scope) if named else AnonymousUser()
         return bool(await call_hook(self.get_owner) != self.owner)
 

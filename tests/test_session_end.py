@@ -71,3 +71,25 @@ async def test_a_socket_whose_session_ended_starts_and_reads_nothing(
     message = refused.get("message", refused.get("errorText"))
     assert message == "The session of this connection has ended (signed out or expired); reconnect"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4003
+
+
+async def test_a_user_another_middleware_resolved_is_not_taken_from_the_session() -> None:
+    """A user set by middleware of the project's own (a token in the query string), next
+    to a session that names no user: the socket acts for that user, prompt after prompt."""
+    from types import SimpleNamespace
+
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    from streaming.testing import ws_reply
+
+    from .transport_views import ScriptedConsumer
+
+    communicator = WebsocketCommunicator(ScriptedConsumer.as_asgi(), "/ws/scripted/")
+    communicator.scope["session"] = SessionStore()
+    communicator.scope["user"] = SimpleNamespace(is_authenticated=True, pk=7)
+    assert (await communicator.connect())[0]
+    for _ in range(2):
+        frames = await ws_reply(communicator, "Hi", pipeline="passthrough")
+        assert frames[-1]["type"] == "complete"
+    await communicator.disconnect()
