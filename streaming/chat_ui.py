@@ -54,7 +54,7 @@ from .protocols.ai_sdk import (
 )
 from .reply_body import ReplyBody, ReplyFrames
 from .requests import call_hook, end_unstarted, hook_params, run_to_end
-from .response import SSEResponse
+from .response import NoContent, SSEResponse
 from .sse import ServerSentEvent
 from .storage import Turn, in_db
 
@@ -218,7 +218,7 @@ class AISDKChatView(ChatIdReplies, ChatView):
         except StreamError as exc:
             return self.error_response(exc)
         if generation_id is None:
-            return HttpResponse(status=204)
+            return NoContent()
         return self.ui_stream(get_generations(), generation_id, owner)
 
     async def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -233,7 +233,7 @@ class AISDKChatView(ChatIdReplies, ChatView):
             await chat_turns.stop(owner, chat_id, generations)
         except StreamError as exc:
             return self.error_response(exc)
-        return HttpResponse(status=204)
+        return NoContent()
 
     def ui_stream(self, generations: Generations, generation_id: str, owner: str) -> HttpResponse:
         """The reply from its start as a UI message stream, ending with ``[DONE]``.

@@ -44,6 +44,7 @@ from .limits import admit_conversation, retry_after
 from .models import Conversation, Message
 from .owners import aowner_of
 from .requests import json_object, query_params
+from .response import NoContent
 from .storage import (
     clean_title,
     conversation_uuid,
@@ -262,7 +263,7 @@ class ConversationView(ConversationAPIView):
         conversation, and one already there is found here."""
         generation_id = await in_db(delete_conversation, self.owner, conversation_id)
         await stop_reply(self.owner, generation_id)
-        return HttpResponse(status=204)
+        return NoContent()
 
 
 def _limit(value: str | None) -> int:

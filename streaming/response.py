@@ -1,12 +1,13 @@
 """``SSEResponse`` and ``sse_response``: a ``Stream`` (or a followed reply's
-``ReplyBody``) as a Django streaming response."""
+``ReplyBody``) as a Django streaming response; ``NoContent``, the 204 of a reply that has
+nothing (more) to send and of a done ``DELETE``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from .reply_body import ReplyBody
 from .request_thread import release_request_thread
@@ -17,6 +18,15 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+class NoContent(HttpResponse):
+    """``204 No Content`` without the ``Content-Type`` Django gives every response: there
+    is no body to type."""
+
+    def __init__(self) -> None:
+        super().__init__(status=204)
+        del self["Content-Type"]
 
 
 class SSEResponse(StreamingHttpResponse):

@@ -50,7 +50,7 @@ from .requests import (
     start_reply,
     stream_params,
 )
-from .response import SSEResponse
+from .response import NoContent, SSEResponse
 from .sse import ServerSentEvent
 
 #: HTTP status of a refused request, by error code (others: 400).
@@ -203,7 +203,7 @@ class SSEView(PipelineChoiceMixin, View):
             return self.error_response(exc)
         await call_stopping(self.stopping, generation_id, owner, shown)
         await generations.cancel(generation_id)
-        return HttpResponse(status=204)
+        return NoContent()
 
     async def get_limits(self) -> Limits:
         """The limits of this request (``STREAMING`` settings by default). Return
@@ -270,7 +270,7 @@ class SSEView(PipelineChoiceMixin, View):
             raise StreamError(StreamErrorCode.NOT_FOUND, "Last-Event-ID names no reply")
         generation_id, after = parsed
         if not await generations.has_more(generation_id, owner, after):
-            return HttpResponse(status=204)  # the client has everything: EventSource stops
+            return NoContent()  # the client has everything: EventSource stops
         return self.follow_response(generations, generation_id, owner, after=after)
 
     def follow_response(

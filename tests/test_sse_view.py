@@ -156,6 +156,7 @@ def test_a_reconnect_after_the_end_gets_204_and_starts_nothing(http: httpx.Clien
     last = events[-1].id or ""
     response = http.get("/sse/scripted", params={"key": name}, headers={"Last-Event-ID": last})
     assert response.status_code == 204
+    assert "content-type" not in response.headers  # no body to type
     assert http.get(f"/probe/{name}").json() == ["started", "finally"]
 
 
