@@ -9,13 +9,15 @@ answers to bad input; ``call_hook`` runs their hooks, sync or async, the same wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
 import math
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from functools import cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -143,10 +145,26 @@ def stream_params(
     return {name: value for name, value in given.items() if name in accepted}
 
 
-@cache
+#: ``_keywords`` per hook function, for as long as the function lives (a hook made per
+#: request or per socket is not kept alive by this).
+_KEYWORDS: weakref.WeakKeyDictionary[Callable[..., Any], frozenset[str] | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _keywords(function: Callable[..., Any], positional: int) -> frozenset[str] | None:
     """The keyword parameters ``function`` takes after its first ``positional`` ones
-    (``self``, the prompt); ``None`` when it takes any (``**params``)."""
+    (``self``, the prompt); ``None`` when it takes any (``**params``). Remembered per
+    function, but for a callable that cannot be (unhashable, no weak references)."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _KEYWORDS[function]
+    keywords = _signature_keywords(function, positional)
+    with contextlib.suppress(TypeError):
+        _KEYWORDS[function] = keywords
+    return keywords
+
+
+def _signature_keywords(function: Callable[..., Any], positional: int) -> frozenset[str] | None:
     parameters = list(inspect.signature(function).parameters.values())
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
         return None

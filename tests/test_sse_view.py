@@ -364,3 +364,21 @@ def test_a_stream_hook_gets_the_parameters_it_names_and_refuses_others() -> None
         return [prompt]
 
     assert stream_params(plain, {"prompt": "p", "seed": 3}, "prompt") == {"seed": 3}
+
+    # A callable object that cannot be hashed; a hook made per request is not kept alive.
+    import dataclasses
+    import gc
+    import weakref
+
+    @dataclasses.dataclass
+    class Model:
+        temperature: float = 0.0
+
+        def __call__(self, prompt: str, seed: int = 0) -> Any:
+            return [prompt]
+
+    assert stream_params(Model(), {"prompt": "p", "seed": 3}, "prompt") == {"seed": 3}
+    made = weakref.ref(plain)
+    del plain
+    gc.collect()
+    assert made() is None

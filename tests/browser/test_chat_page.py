@@ -266,22 +266,27 @@ def test_keyboard_shift_enter_adds_a_line_and_escape_stops(page: Any) -> None:
     wait_for_state(page, "cancelled", timeout=5_000)
 
 
-def test_eventsource_says_why_the_server_refused_and_waits_out_the_network(page: Any) -> None:
-    """``EventSource`` cannot tell a refusal from a lost network: the page asks again with
-    ``fetch``, which reads the server's answer, or reconnects until the network is back."""
+def test_eventsource_refused_is_not_asked_again_and_offline_waits_for_the_network(
+    page: Any,
+) -> None:
+    """``EventSource`` cannot tell a refusal from a connection reset after the server
+    started the reply: asking again could start it twice, so a refusal is said as such.
+    Offline, the request never left: the page reconnects once the network is back."""
     choose(page, "sse", "passthrough")
-    refusal = {"error": "Too many replies are running for you", "code": "TOO_MANY_REPLIES"}
+    asked: list[str] = []
 
     def refuse(route: Any) -> None:
-        route.fulfill(status=429, json=refusal, headers={"Retry-After": "5"})
+        asked.append(route.request.url)
+        route.fulfill(status=429, json={"error": "Busy", "code": "TOO_MANY_REPLIES"})
 
     page.route("**/chat/stream?*", refuse)
     send(page, "Refused")
     wait_for_state(page, "error", timeout=5_000)
     notice = last_reply(page).locator(".notice")
-    expect(notice).to_contain_text("Too many replies at once")
-    expect(notice).to_contain_text("Too many replies are running for you (TOO_MANY_REPLIES)")
+    expect(notice).to_contain_text("The server refused the request")
+    expect(notice).to_contain_text("EventSource cannot say which (HTTP_ERROR)")
     expect(notice.get_by_role("button", name="Try again")).to_be_visible()
+    assert len(asked) == 1
     page.unroute("**/chat/stream?*", refuse)
 
     page.context.set_offline(True)

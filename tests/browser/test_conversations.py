@@ -200,6 +200,36 @@ def test_leaving_a_chat_mid_reply_leaves_its_reply_running(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_leaving_a_chat_right_after_sending_keeps_the_prompt(
+    page: Any, model: Model, transport: str
+) -> None:
+    """New chat in the same task as Enter: the request may not have left yet. The page
+    follows the reply until the server has it, then leaves it running."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    left = conversation_id(page)
+    asked = len(model.requests)
+    page.get_by_role("textbox", name="Message").fill("Sent as I leave")
+    page.evaluate(
+        """() => {
+            const enter = { key: "Enter", bubbles: true, cancelable: true };
+            document.querySelector("#prompt").dispatchEvent(new KeyboardEvent("keydown", enter));
+            document.querySelector("#new-chat").click();
+        }"""
+    )
+    expect(page.locator(".message")).to_have_count(0)
+    links(page).filter(has_text="First question").click()
+    expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+        ["First question", "Sent as I leave"]
+    )
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Sent as I leave”\.", reply_source(page))
+    assert stored_reply(page, left)["status"] == "complete"
+    assert len(model.requests) == asked + 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -> None:
     choose(page, transport, "passthrough")
     send(page, "Answer slowly so I can stop you")

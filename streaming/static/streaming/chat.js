@@ -640,7 +640,7 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
 
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
 async function finish(exchange, result) {
-  if (result.status === "detached") {
+  if (result.status === "detached" || !exchange.view.item.isConnected) {
     // Its chat was left (the view is gone); the server runs the reply on and stores it.
     if (exchange.conversation === createdChat) createdChat = null;
     return;

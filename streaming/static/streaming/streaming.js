@@ -369,13 +369,28 @@ export class StreamClient {
    * keeps replies, such as the chat, runs it on and stores it), where {@link
    * StreamClient#cancel} would stop it: the chat page does this when another chat is
    * opened, and {@link StreamClient#resume} follows it again. SSE closes its request; a
-   * WebSocket closes its socket and opens a new one. The reply's promise settles with
-   * status `detached`. Returns false if no reply was streaming.
+   * WebSocket closes its socket and opens a new one. A prompt the server may not have yet
+   * goes on until it does (sent over the socket, or its reply named by the response; at
+   * most 10 s), so leaving never loses it. The reply's promise settles with status
+   * `detached`. Returns false if no reply was streaming.
    * @returns {boolean}
    */
   detach() {
     const reply = this._reply;
     if (!reply) return false;
+    if (this.transport === "ws" ? reply.sent : reply.lastEventId !== "") this._detachNow(reply);
+    else if (!reply.detachWhenNamed) {
+      // The server may not have the prompt yet: leaving now could lose it. Detach once
+      // it is sent (WS) or the response names the reply (SSE), at most NAMING_WAIT_MS.
+      reply.detachWhenNamed = true;
+      reply.detachTimer = setTimeout(() => this._detachNow(reply), NAMING_WAIT_MS);
+    }
+    return true;
+  }
+
+  _detachNow(reply) {
+    if (this._reply !== reply) return;
+    clearTimeout(reply.detachTimer);
     if (this.transport === "ws" && (this._socket || this._socketTimer !== null)) {
       // A socket follows its reply until it closes: the server's replies are not muted.
       const socket = this._socket;
@@ -388,10 +403,9 @@ export class StreamClient {
       socket?.close(1000, "detached");
       this._finish(reply, "detached");
       if (!this._closed) this._openSocket();
-      return true;
+      return;
     }
     this._finish(reply, "detached");
-    return true;
   }
 
   /** WebSocket: open the socket now rather than with the first prompt. */
@@ -539,10 +553,12 @@ export class StreamClient {
       }
       source.close();
       if (opened || source.readyState === EventSource.CONNECTING) this._lost(reply);
-      // EventSource cannot say why it failed to open (a refusal, the network): ask again
-      // with fetch, which reads the server's answer (its JSON error) or finds the
-      // connection lost, and reconnects with backoff.
-      else this._request(reply, true);
+      // Offline, the request never left: reconnect with backoff. Online, EventSource
+      // cannot say why it failed to open (a refusal, or a connection reset after the
+      // server started the reply): asking again could start the reply twice.
+      else if (globalThis.navigator?.onLine === false) this._lost(reply);
+      else this._fail(reply, "The server refused the stream request, or could not be " +
+        "reached: EventSource cannot say which", "HTTP_ERROR");
     });
   }
 
@@ -602,6 +618,7 @@ export class StreamClient {
         // but names the reply: Stop and a reconnect can use it before the first token.
         if (!reply.lastEventId && parser.lastEventId) reply.lastEventId = parser.lastEventId;
         if (deleteWhenNamed && reply.lastEventId) return named();
+        if (reply.detachWhenNamed && reply.lastEventId) return this._detachNow(reply);
       }
       if (deleteWhenNamed) return named();
       parser.push(decoder.decode());
@@ -659,6 +676,10 @@ export class StreamClient {
   _event(reply, type, data, lastEventId) {
     if (this._reply !== reply) return;
     if (lastEventId) reply.lastEventId = lastEventId;
+    if (reply.detachWhenNamed && reply.lastEventId) {
+      this._detachNow(reply);
+      return;
+    }
     reply.attempt = 0; // the connection works again
     const payload = parseJSON(data);
     if (type === "error") {
@@ -742,6 +763,7 @@ export class StreamClient {
     this._socket.send(JSON.stringify({ type: "prompt", ...reply.body }));
     reply.sent = true;
     this._setStatus("open", reply);
+    if (reply.detachWhenNamed) this._detachNow(reply); // the socket sends it before closing
   }
 
   _openSocket() {
