@@ -6,6 +6,7 @@ because the browser tests are synchronous (Playwright's sync API). What it answe
 on the last user message, so each test asks for the reply it needs:
 
 * a prompt containing ``slowly``: a long reply, 30 ms a token (stop it, reload during it);
+* ``late``: the first token after 2 s (leave a chat before it comes);
 * ``hostile``: Markdown and HTML that would run script if a page trusted it;
 * ``markdown``: a list, a table and a code block;
 * ``think``: the ElizaOS XML shape with a ``<thought>`` (for the ``response`` pipeline);
@@ -130,6 +131,8 @@ class Model(ThreadedUpstream):
         prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         text, pause = answer(prompt, len(self.requests))
         await reply.head()
+        if "late" in prompt:
+            await asyncio.sleep(2)
         for piece in tokens(text):
             await asyncio.sleep(pause)
             await reply.event(chunk(piece))

@@ -230,6 +230,31 @@ def test_leaving_a_chat_right_after_sending_keeps_the_prompt(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_chat_left_before_its_first_token_leaves_the_next_chat_free(
+    page: Any, transport: str
+) -> None:
+    """``EventSource`` names its reply with the first token only: until then the page's
+    old client follows it. The chat opened next is idle at once: Esc there stops
+    nothing of the chat left, and its own prompt is sent."""
+    choose(page, transport, "passthrough")
+    send(page, "Answer late, I will leave")
+    wait_for_state(page, "waiting")
+    page.wait_for_function("() => new URL(location.href).searchParams.has('c')")
+    left = conversation_id(page)
+    assert left
+    page.locator("#new-chat").click()
+    # At once, not once the first token came (``expect`` would wait for it).
+    assert page.evaluate("document.querySelector('#chat').dataset.busy") == "false"
+    assert page.locator("#stop").is_hidden()
+    page.get_by_role("textbox", name="Message").press("Escape")
+    send(page, "Meanwhile")
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Meanwhile”\.", reply_source(page))
+    stored = stored_reply(page, left)
+    assert stored["status"] == "complete" and "late" in stored["content"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_stop_keeps_a_stopped_message_with_its_text(page: Any, transport: str) -> None:
     choose(page, transport, "passthrough")
     send(page, "Answer slowly so I can stop you")

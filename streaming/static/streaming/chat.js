@@ -374,12 +374,13 @@ function clientFor(transport) {
   if (client && clientTransport === transport) return client;
   client?.close();
   clientTransport = transport;
-  client = createStream({
+  // Callbacks of a client the page left (``leaveReply``) are not the page's any more.
+  const stream = createStream({
     url: transport === "ws" ? app.dataset.wsUrl : app.dataset.sseUrl,
     transport,
     events: ["reasoning"],
     onChunk: (text) => {
-      if (!current) return;
+      if (stream !== client || !current) return;
       if (current.view.state !== "streaming") {
         current.view.setState("streaming");
         current.view.hideNotice();
@@ -387,13 +388,16 @@ function clientFor(transport) {
       current.view.append(text);
     },
     onEvent: (type, data) => {
-      if (!current) return;
+      if (stream !== client || !current) return;
       // SSE: a named `reasoning` event; WebSocket: an `event` frame named `reasoning`.
       const payload = type === "event" && data?.name === "reasoning" ? data.data : type === "reasoning" ? data : null;
       if (payload && typeof payload.text === "string") current.view.addReasoning(payload.text);
     },
-    onStatus: (status, info) => showStatus(status, info),
+    onStatus: (status, info) => {
+      if (stream === client) showStatus(status, info);
+    },
   });
+  client = stream;
   return client;
 }
 
@@ -631,7 +635,11 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
     const params = { pipeline, conversation, ...(regenerate && { regenerate: true }) };
     result = await stream.send(prompt, params);
   }
-  if (current === exchange) current = null;
+  if (current !== exchange) {
+    await finish(exchange, result); // left meanwhile (leaveReply): another reply may run
+    return;
+  }
+  current = null;
   setBusy(false);
   await finish(exchange, result);
   if (active?.id === conversation) refreshConversations();
@@ -762,9 +770,16 @@ function stopReply() {
 }
 
 /** Leave the reply on the page running: the server runs it on and stores it, and opening
- * its chat again resumes it (a reload does the same). */
+ * its chat again resumes it (a reload does the same). Its client follows it until the
+ * server has its prompt, then closes; the page takes a new client, idle at once. */
 function leaveReply() {
-  if (current) client?.detach();
+  if (!current || !client) return;
+  const leaving = client;
+  current = null;
+  client = null;
+  setBusy(false);
+  leaving.detach({ close: true });
+  if (clientTransport === "ws") clientFor("ws").connect();
 }
 
 function regenerate(view) {

@@ -367,23 +367,30 @@ export class StreamClient {
   /**
    * Stop following the current reply and leave it running on the server (a view that
    * keeps replies, such as the chat, runs it on and stores it), where {@link
-   * StreamClient#cancel} would stop it: the chat page does this when another chat is
-   * opened, and {@link StreamClient#resume} follows it again. SSE closes its request; a
-   * WebSocket closes its socket and opens a new one. A prompt the server may not have yet
-   * goes on until it does (sent over the socket, or its reply named by the response; at
-   * most 10 s), so leaving never loses it. The reply's promise settles with status
-   * `detached`. Returns false if no reply was streaming.
+   * StreamClient#cancel} would stop it; {@link StreamClient#resume} follows it again.
+   * SSE closes its request; a WebSocket closes its socket (and opens a new one, unless
+   * `close`). A prompt the server may not have yet goes on until it does: sent over the
+   * socket (reconnecting as usual), or its reply named by the response (at most 10 s),
+   * so leaving never loses it. With `close`, the client then closes, as {@link
+   * StreamClient#close} (the chat page leaves this client to it and takes a new one).
+   * The reply's promise settles with status `detached`. Returns false if no reply was
+   * streaming.
+   * @param {{close?: boolean}} [options]
    * @returns {boolean}
    */
-  detach() {
+  detach({ close = false } = {}) {
     const reply = this._reply;
-    if (!reply) return false;
+    if (!reply) {
+      if (close) this.close();
+      return false;
+    }
+    reply.closeWhenDetached = close;
     if (this.transport === "ws" ? reply.sent : reply.lastEventId !== "") this._detachNow(reply);
     else if (!reply.detachWhenNamed) {
-      // The server may not have the prompt yet: leaving now could lose it. Detach once
-      // it is sent (WS) or the response names the reply (SSE), at most NAMING_WAIT_MS.
       reply.detachWhenNamed = true;
-      reply.detachTimer = setTimeout(() => this._detachNow(reply), NAMING_WAIT_MS);
+      if (this.transport !== "ws") {
+        reply.detachTimer = setTimeout(() => this._detachNow(reply), NAMING_WAIT_MS);
+      }
     }
     return true;
   }
@@ -401,11 +408,10 @@ export class StreamClient {
       this._stopPing();
       this._cancelAcks = 0;
       socket?.close(1000, "detached");
-      this._finish(reply, "detached");
-      if (!this._closed) this._openSocket();
-      return;
     }
     this._finish(reply, "detached");
+    if (reply.closeWhenDetached) this.close();
+    else if (this.transport === "ws" && !this._closed) this._openSocket();
   }
 
   /** WebSocket: open the socket now rather than with the first prompt. */
