@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.http import HttpRequest
 
+from .conversations import stop_replies
 from .models import Conversation, Message
 
 
@@ -51,26 +51,13 @@ class ConversationAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         """Delete it, then stop its running reply, as the conversations API does."""
         super().delete_model(request, obj)
-        _stop_replies([(obj.owner, obj.generation)])
+        stop_replies([(obj.owner, obj.generation)])
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         """Delete them, then stop their running replies (the admin's bulk action)."""
         replies = list(queryset.exclude(generation="").values_list("owner", "generation"))
         super().delete_queryset(request, queryset)
-        _stop_replies(replies)
-
-
-def _stop_replies(replies: list[tuple[str, str]]) -> None:
-    """Cancel the (owner, generation) replies that still run; the replies not yet in the
-    event store find their conversation gone and stop themselves."""
-    from .conversations import stop_reply
-
-    async def stop_all() -> None:
-        for owner, generation_id in replies:
-            await stop_reply(owner, generation_id)
-
-    if any(generation_id for _, generation_id in replies):
-        async_to_sync(stop_all)()
+        stop_replies(replies)
 
 
 @admin.register(Message)

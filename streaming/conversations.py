@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DatabaseError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -113,6 +113,19 @@ async def stop_reply(owner: str, generation_id: str) -> None:
             await get_generations().cancel(running)
         except StreamError as exc:
             logger.warning("Reply %s not stopped: the event store failed (%r)", running, exc)
+
+
+def stop_replies(replies: list[tuple[str, str]]) -> None:
+    """From sync code (the admin, a deleted user's signal): cancel the (owner,
+    generation) replies that still run; the replies not yet in the event store find
+    their conversation gone and stop themselves."""
+
+    async def stop_all() -> None:
+        for owner, generation_id in replies:
+            await stop_reply(owner, generation_id)
+
+    if any(generation_id for _, generation_id in replies):
+        async_to_sync(stop_all)()
 
 
 async def settled_generation(owner: str, conversation: Conversation) -> str | None:

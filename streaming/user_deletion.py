@@ -1,4 +1,4 @@
-"""A deleted user's conversations go with them.
+"""A deleted user's conversations go with them, and their running replies stop.
 
 ``Conversation.owner`` is a string (``user:<pk>``, or an anonymous visitor's token), not a
 foreign key, so nothing would delete them: they would stay in the database, and a user
@@ -17,10 +17,15 @@ from .owners import user_owner
 
 
 def delete_their_conversations(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """``post_delete`` of the user model: delete the conversations the user owned."""
+    """``post_delete`` of the user model: delete the conversations the user owned, and
+    stop their running replies (nobody may follow them any more, and they cost)."""
+    from .conversations import stop_replies
     from .models import Conversation
 
-    Conversation.objects.filter(owner=user_owner(instance.pk)).delete()
+    theirs = Conversation.objects.filter(owner=user_owner(instance.pk))
+    replies = list(theirs.exclude(generation="").values_list("owner", "generation"))
+    theirs.delete()
+    stop_replies(replies)
 
 
 def connect() -> None:

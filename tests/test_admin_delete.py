@@ -27,7 +27,8 @@ def admin_server() -> Iterator[str]:
         subprocess.run(
             [sys.executable, "-m", "django", "shell", "-c",
              "from django.contrib.auth.models import User; "
-             "User.objects.create_superuser('admin', 'a@example.com', 'secret-pass')"],
+             "User.objects.create_superuser('admin', 'a@example.com', 'secret-pass'); "
+             "User.objects.create_user('bob', password='bob-pass', is_staff=True)"],
             cwd=ROOT, env=env, check=True, timeout=120, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         with daphne_server("tests.asgi:application", env=database) as url:
@@ -40,13 +41,15 @@ def logged_in_admin(url: str) -> Iterator[httpx.Client]:
         yield log_in(client)
 
 
-def log_in(client: httpx.Client) -> httpx.Client:
+def log_in(
+    client: httpx.Client, username: str = "admin", password: str = "secret-pass"
+) -> httpx.Client:
     client.get("/admin/login/")
     response = client.post(
         "/admin/login/?next=/admin/",
         data={
-            "username": "admin",
-            "password": "secret-pass",
+            "username": username,
+            "password": password,
             "csrfmiddlewaretoken": client.cookies["csrftoken"],
         },
     )
@@ -115,3 +118,31 @@ def test_the_admin_bulk_delete_stops_every_reply(admin_server: str) -> None:
         for _, lines in replies:
             rest = list(lines)
             assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+
+
+def test_deleting_a_user_deletes_their_conversations_and_stops_their_replies(
+    admin_server: str,
+) -> None:
+    """The owner is a string, not a foreign key: the user's deletion (here the admin's)
+    deletes their conversations and stops their running replies, which nobody may
+    follow any more."""
+    with (
+        logged_in_admin(admin_server) as staff,
+        httpx.Client(base_url=admin_server, timeout=20) as bob,
+        ExitStack() as running,
+    ):
+        log_in(bob, "bob", "bob-pass")
+        conversation_id, lines = start_slow_reply(bob, running)
+        found = re.search(
+            r"/admin/auth/user/(\d+)/change/", staff.get("/admin/auth/user/?q=bob").text
+        )
+        assert found
+        page = f"/admin/auth/user/{found.group(1)}/delete/"
+        deleted = staff.post(
+            page, data={"post": "yes", "csrfmiddlewaretoken": form_token(staff, page)}
+        )
+        assert deleted.status_code == 302, deleted.text[:300]
+        rest = list(lines)
+        assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+        gone = staff.get(f"{ADMIN}{conversation_id}/change/")  # the admin's "no such object"
+        assert gone.status_code == 302, gone.status_code
