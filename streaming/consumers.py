@@ -38,7 +38,6 @@ from channels.auth import get_user
 from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import SESSION_KEY
-from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
 from . import shutdown
@@ -367,6 +366,8 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         expired, its user's password changed): ``get_owner`` asked again, of the session
         as its store has it now, names someone else. Channels resolves the session and
         the user once, at the handshake; a socket owned by itself has no session."""
+        from django.contrib.auth.models import AnonymousUser  # a model module: once apps load
+
         session = self.scope.get("session")
         if session is None or self.owner.startswith(CONNECTION_OWNER):
             return False
