@@ -77,6 +77,18 @@ def start_slow_reply(visitor: httpx.Client, running: ExitStack) -> tuple[str, It
     return response.headers["X-Conversation-Id"], lines
 
 
+def confirm_delete(staff: httpx.Client, page: str) -> None:
+    """Answer an admin delete page's "Are you sure?" with yes."""
+    deleted = staff.post(page, data={"post": "yes", "csrfmiddlewaretoken": form_token(staff, page)})
+    assert deleted.status_code == 302, deleted.text[:300]
+
+
+def assert_stopped(lines: Iterator[str]) -> None:
+    """The reply's remaining lines end with its ``ABORTED`` error: it was stopped."""
+    rest = list(lines)
+    assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+
+
 def test_the_admin_delete_page_stops_the_reply(admin_server: str) -> None:
     with (
         logged_in_admin(admin_server) as staff,
@@ -86,12 +98,8 @@ def test_the_admin_delete_page_stops_the_reply(admin_server: str) -> None:
         visitor.get("/")
         conversation_id, lines = start_slow_reply(visitor, running)
         page = f"{ADMIN}{conversation_id}/delete/"
-        deleted = staff.post(
-            page, data={"post": "yes", "csrfmiddlewaretoken": form_token(staff, page)}
-        )
-        assert deleted.status_code == 302, deleted.text[:300]
-        rest = list(lines)
-        assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+        confirm_delete(staff, page)
+        assert_stopped(lines)
         assert visitor.get(f"/chat/conversations/{conversation_id}").status_code == 404
 
 
@@ -116,8 +124,7 @@ def test_the_admin_bulk_delete_stops_every_reply(admin_server: str) -> None:
         )
         assert deleted.status_code == 302, deleted.text[:300]
         for _, lines in replies:
-            rest = list(lines)
-            assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+            assert_stopped(lines)
 
 
 def test_deleting_a_user_deletes_their_conversations_and_stops_their_replies(
@@ -138,11 +145,7 @@ def test_deleting_a_user_deletes_their_conversations_and_stops_their_replies(
         )
         assert found
         page = f"/admin/auth/user/{found.group(1)}/delete/"
-        deleted = staff.post(
-            page, data={"post": "yes", "csrfmiddlewaretoken": form_token(staff, page)}
-        )
-        assert deleted.status_code == 302, deleted.text[:300]
-        rest = list(lines)
-        assert any('"code":"ABORTED"' in line for line in rest), rest[-3:]
+        confirm_delete(staff, page)
+        assert_stopped(lines)
         gone = staff.get(f"{ADMIN}{conversation_id}/change/")  # the admin's "no such object"
         assert gone.status_code == 302, gone.status_code
