@@ -12,6 +12,8 @@ from typing import Any
 
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
+#: The owner of an anonymous visitor: their session's token follows.
+SESSION_OWNER = "session:"
 #: The owner of a request without a session: that connection alone.
 CONNECTION_OWNER = "connection:"
 
@@ -35,7 +37,7 @@ def owner_of(user: Any, session: Any) -> str:
     token = session.get(OWNER_SESSION_KEY)
     if not isinstance(token, str):
         token = session[OWNER_SESSION_KEY] = new_owner_token()
-    return f"session:{token}"
+    return f"{SESSION_OWNER}{token}"
 
 
 async def aowner_of(user: Any, session: Any) -> str:
@@ -48,7 +50,7 @@ async def aowner_of(user: Any, session: Any) -> str:
     if not isinstance(token, str):
         token = new_owner_token()
         await session.aset(OWNER_SESSION_KEY, token)
-    return f"session:{token}"
+    return f"{SESSION_OWNER}{token}"
 
 
 def user_owner(pk: object) -> str:

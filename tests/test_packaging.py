@@ -35,6 +35,7 @@ def test_the_sdist_builds_and_installs(tmp_path: Path) -> None:
     assert (package / "py.typed").is_file()
     assert (package / "templates" / "streaming" / "chat.html").is_file()
     assert (package / "static" / "streaming" / "streaming.js").is_file()
+    assert (package / "management" / "commands" / "clearconversations.py").is_file()
     (info,) = target.glob("django_llm_streaming-*.dist-info")
     metadata = Parser().parsestr((info / "METADATA").read_text())
     assert metadata["Version"] == streaming.__version__
