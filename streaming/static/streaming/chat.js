@@ -211,6 +211,10 @@ class AssistantMessage {
 
   render() {
     this.textBox.replaceChildren(renderMarkdown(this.source));
+    // The reply's own headings sit below its "The model said:" (level 2) in the outline.
+    for (const heading of this.textBox.querySelectorAll("h1, h2, h3, h4, h5, h6")) {
+      heading.setAttribute("aria-level", String(Math.min(6, Number(heading.tagName[1]) + 2)));
+    }
     this.textBox.dataset.length = String(this.source.length);
     for (const pre of this.textBox.querySelectorAll("pre")) addCodeHeader(pre);
   }
@@ -337,6 +341,7 @@ async function copyText(text, button) {
   }
   const label = button.textContent;
   button.textContent = "Copied";
+  announce("Copied.");
   button.dataset.copied = "true";
   setTimeout(() => {
     button.textContent = label;
@@ -344,12 +349,39 @@ async function copyText(text, button) {
   }, 1500);
 }
 
-/** Say `text` to screen readers once (the live region gets whole replies, not tokens). */
+/** How long an announcement stays in the live region: read by then, it is cleared, so
+ * no stale copy is left for a screen reader's virtual cursor to find. */
+const ANNOUNCE_FOR = 5000;
+let announceTimers = [];
+
+/** Say `text` to screen readers once: a short sentence (never a reply's text: the user
+ * reads the reply itself, each introduced by a heading), cleared after a few seconds. */
 function announce(text) {
+  for (const timer of announceTimers) clearTimeout(timer);
   ui.announcer.textContent = "";
-  setTimeout(() => {
-    ui.announcer.textContent = text;
-  }, 50);
+  announceTimers = [
+    setTimeout(() => {
+      ui.announcer.textContent = text;
+    }, 50),
+    setTimeout(() => {
+      ui.announcer.textContent = "";
+    }, 50 + ANNOUNCE_FOR),
+  ];
+}
+
+/** "Reply finished." with its length in words, for the announcer. */
+function finishedSentence(view, prefix = "Reply finished") {
+  const words = view.textBox.textContent.split(/\s+/).filter(Boolean).length;
+  if (!words) return `${prefix}: the reply is empty.`;
+  return `${prefix}, ${words} ${words === 1 ? "word" : "words"}.`;
+}
+
+/** Focus went with an element that was hidden or disabled (Send turned into Stop, the
+ * suggestions went away, a reply's button was hidden): it goes to the message box. */
+function rescueFocus() {
+  const focused = document.activeElement;
+  const lost = !focused || focused === document.body || !focused.checkVisibility?.() || focused.disabled;
+  if (lost && !ui.main.inert) ui.prompt.focus();
 }
 
 // ---------------------------------------------------------------- connection
@@ -554,6 +586,7 @@ function setBusy(busy) {
   ui.stop.hidden = !busy;
   updateSendButton();
   updateRegenerate();
+  rescueFocus();
 }
 
 function updateSendButton() {
@@ -569,6 +602,8 @@ function titleFrom(prompt) {
 async function submit() {
   const prompt = ui.prompt.value.trim();
   if (!prompt || isBusy()) return;
+  // Send turns into Stop: focus stays in the message box (Esc stops from there).
+  if (document.activeElement === ui.send) ui.prompt.focus();
   hideLoadError();
   // The server's limit, counted as it counts (code points): the text stays in its box.
   const length = [...prompt].length;
@@ -643,7 +678,7 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   setBusy(false);
   await finish(exchange, result);
   if (active?.id === conversation) refreshConversations();
-  if (document.activeElement === document.body) ui.prompt.focus();
+  rescueFocus();
 }
 
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
@@ -671,7 +706,7 @@ async function finish(exchange, result) {
     view.meta.textContent = characters
       ? `${via} · ${characters} characters in ${seconds} s`
       : `${via} · an empty reply (the pipeline filtered everything out) in ${seconds} s`;
-    announce(view.textBox.textContent || "The reply is empty.");
+    announce(finishedSentence(view));
   } else if (result.status === "cancelled") {
     view.flush();
     view.setState("cancelled");
@@ -746,7 +781,7 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     view.meta.textContent = stopped
       ? lost.code === "ABORTED" ? "Stopped" : "Stopped while the connection was lost"
       : "Finished while the connection was lost";
-    announce(stopped ? "Reply stopped." : view.textBox.textContent || "The reply is empty.");
+    announce(stopped ? "Reply stopped." : finishedSentence(view, "Reply finished while the connection was lost"));
     updateRegenerate();
     return;
   }
@@ -1105,7 +1140,10 @@ function startDelete(item) {
     item.replaceChildren();
     if (active?.id === id) newChat({ push: false });
     renderConversations();
-    ui.newChat.focus();
+    // The open chat deleted from the drawer closes it: focus goes to the message box.
+    if (drawerOpen() || !narrow.matches) ui.newChat.focus();
+    else ui.prompt.focus();
+    announce(`Chat “${conversation.title || "New chat"}” deleted.`);
   });
 }
 
@@ -1294,6 +1332,7 @@ ui.settings.addEventListener("change", (event) => {
 for (const button of document.querySelectorAll(".suggestion")) {
   button.addEventListener("click", () => {
     ui.prompt.value = button.textContent.trim();
+    ui.prompt.focus(); // the suggestions go away with the first message
     submit();
   });
 }
