@@ -78,6 +78,7 @@ const app = $("#chat");
 const ui = {
   connection: $("#connection"),
   connectionLabel: $("#connection .connection-label"),
+  connectionShort: $("#connection .connection-short"),
   sidebar: $("#sidebar"),
   main: $(".main"),
   backdrop: $("#backdrop"),
@@ -294,7 +295,10 @@ class AssistantMessage {
   showNotice(title, message, { retry = false, kind = "error" } = {}) {
     this.notice.hidden = false;
     this.notice.dataset.kind = kind;
-    this.notice.setAttribute("role", kind === "error" ? "alert" : "status");
+    // An error is an alert; news (reconnecting, attempt after attempt) is said once by
+    // the announcer instead (`showStatus`), so the notice is not live then.
+    if (kind === "error") this.notice.setAttribute("role", "alert");
+    else this.notice.removeAttribute("role");
     this.noticeTitle.textContent = title;
     this.noticeMessage.textContent = message;
     this.retry.hidden = !retry;
@@ -433,9 +437,31 @@ function clientFor(transport) {
   return client;
 }
 
+/** The connection pill's word on narrow screens, where its label does not fit. */
+const CONNECTION_SHORT = {
+  idle: "Ready",
+  connecting: "Connecting",
+  open: "Connected",
+  streaming: "Live",
+  reconnecting: "Reconnecting",
+  error: "Offline",
+};
+
+/** The pill is not live (it changes several times a reply): what a user needs to hear,
+ * the connection lost, back, or given up, is announced once each (`showStatus`). */
 function setConnection(state, label) {
   ui.connection.dataset.state = state;
   ui.connectionLabel.textContent = label;
+  ui.connectionShort.textContent = CONNECTION_SHORT[state] || "";
+}
+
+/** Whether "Connection lost" was announced, and "Reconnected" or a failure is owed. */
+let connectionLost = false;
+
+function connectionBack() {
+  if (!connectionLost) return;
+  connectionLost = false;
+  announce("Reconnected.");
 }
 
 function showStatus(status, info) {
@@ -447,6 +473,7 @@ function showStatus(status, info) {
       break;
     case "open":
       setConnection("open", current ? "Connected · waiting for the model" : `Connected · ${name}`);
+      connectionBack();
       if (current?.view.state === "reconnecting") {
         current.view.setState(current.view.shown ? "streaming" : "waiting");
         current.view.hideNotice();
@@ -454,12 +481,15 @@ function showStatus(status, info) {
       break;
     case "streaming":
       setConnection("streaming", `Streaming · ${name}`);
+      connectionBack();
       if (current?.view.state === "reconnecting") current.view.setState("streaming");
       break;
     case "reconnecting": {
       // No delay: the browser's EventSource reconnects by itself, when it sees fit.
       const when = info.delay === null ? "" : ` in ${(info.delay / 1000).toFixed(1)} s`;
       setConnection("reconnecting", `Connection lost · reconnecting${when} (attempt ${info.attempt})`);
+      if (!connectionLost) announce("Connection lost. Reconnecting…");
+      connectionLost = true;
       if (current) {
         current.view.setState("reconnecting");
         current.view.showNotice("Connection lost", `Reconnecting${when} (attempt ${info.attempt})…`, {
@@ -471,15 +501,21 @@ function showStatus(status, info) {
     case "complete":
     case "cancelled":
     case "detached":
+      connectionLost = false;
       setConnection(ws ? "open" : "idle", ws ? `Connected · ${name}` : `Ready · ${name}`);
       break;
     case "error": {
       const socketUp = ws && client?.connected;
+      // Given up: a reply's own alert says so; with none, the announcer does.
+      if (connectionLost && !current) announce("Connection lost: could not reconnect.");
+      connectionLost = false;
       if (ws && !socketUp) setConnection("error", "Disconnected · sending reconnects");
       else setConnection(ws ? "open" : "idle", ws ? `Connected · ${name}` : `Ready · ${name}`);
       break;
     }
     case "closed":
+      if (connectionLost) announce("Connection lost: could not reconnect.");
+      connectionLost = false;
       setConnection("idle", `Ready · ${TRANSPORT_NAMES[selectedTransport()]}`);
       break;
     default:
