@@ -1218,6 +1218,10 @@ function openDrawer() {
   app.dataset.drawer = "open";
   ui.backdrop.hidden = false;
   ui.main.inert = narrow.matches;
+  if (narrow.matches) {
+    ui.sidebar.setAttribute("role", "dialog");
+    ui.sidebar.setAttribute("aria-modal", "true");
+  }
   ui.openDrawer.setAttribute("aria-expanded", "true");
   ui.newChat.focus();
 }
@@ -1227,6 +1231,8 @@ function closeDrawer({ focus = false } = {}) {
   app.dataset.drawer = "closed";
   ui.backdrop.hidden = true;
   ui.main.inert = false;
+  ui.sidebar.removeAttribute("role");
+  ui.sidebar.removeAttribute("aria-modal");
   ui.openDrawer.setAttribute("aria-expanded", "false");
   if (focus) ui.openDrawer.focus();
 }
@@ -1235,6 +1241,24 @@ ui.openDrawer.addEventListener("click", openDrawer);
 ui.closeDrawer.addEventListener("click", () => closeDrawer({ focus: true }));
 ui.backdrop.addEventListener("click", () => closeDrawer({ focus: true }));
 narrow.addEventListener("change", () => closeDrawer());
+
+/** The open drawer is modal: Tab and Shift+Tab go round inside it. */
+ui.sidebar.addEventListener("keydown", (event) => {
+  if (event.key !== "Tab" || !drawerOpen() || !narrow.matches) return;
+  const stops = [...ui.sidebar.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")].filter(
+    (element) => !element.disabled && element.tabIndex >= 0 && element.checkVisibility(),
+  );
+  if (!stops.length) return;
+  const first = stops[0];
+  const last = stops[stops.length - 1];
+  if (event.shiftKey && document.activeElement === first) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && document.activeElement === last) {
+    event.preventDefault();
+    first.focus();
+  }
+});
 
 // ---------------------------------------------------------------- settings
 
