@@ -1266,8 +1266,18 @@ function settingsOpen() {
   return !ui.settings.hidden;
 }
 
+/** The settings fit the window (zoomed in, or a short window): the rest scrolls in them. */
+function fitSettings() {
+  if (!settingsOpen()) return;
+  const top = ui.settings.getBoundingClientRect().top;
+  ui.settings.style.maxHeight = `${Math.max(0, Math.floor(window.innerHeight - top - 8))}px`;
+}
+
+window.addEventListener("resize", fitSettings);
+
 function toggleSettings(open = !settingsOpen(), { focus = true } = {}) {
   ui.settings.hidden = !open;
+  fitSettings();
   ui.settingsButton.setAttribute("aria-expanded", String(open));
   if (open && focus) ui.settings.querySelector("input:checked")?.focus();
   else if (!open && focus) ui.settingsButton.focus();
