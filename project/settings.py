@@ -76,5 +76,6 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"streaming": {"handlers": ["console"], "level": "INFO"}},
+    # Not propagated: daphne gives the root logger a handler too, which printed each twice.
+    "loggers": {"streaming": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

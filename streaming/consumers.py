@@ -34,6 +34,7 @@ from contextlib import aclosing
 from functools import partial
 from typing import Any, ClassVar
 
+from autobahn.exception import Disconnected
 from channels.auth import get_user
 from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -121,6 +122,9 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         self.refilled = time.monotonic()
         #: Characters of reply text this socket's resumes have sent (``check_resume``).
         self.resent = 0
+        #: The client closed the socket while frames were still being sent (see
+        #: ``send_json``): what is left to send is dropped.
+        self.client_gone = False
 
     @property
     def generations(self) -> Generations:
@@ -360,6 +364,18 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
 
     async def send_error(self, error: StreamError, message_id: str | None = None) -> None:
         await self.send_json(self.protocol.failure(error, message_id))
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Send a frame, unless the client has closed the socket. A close that arrives
+        while a reply streams is seen by the server before it reaches this consumer (as
+        ``disconnect``, which stops the reply's follow); meanwhile the server refuses
+        every send. That is the client leaving, not a failure: the frames are dropped."""
+        if self.client_gone:
+            return
+        try:
+            await super().send_json(content, close)
+        except (Disconnected, OSError):  # daphne's refusal; an OSError in the ASGI spec
+            self.client_gone = True
 
     async def _session_ended(self) -> bool:
         """Whether the session the socket was opened with has ended since (signed out,
