@@ -45,6 +45,8 @@ from .base import (
 
 # Seconds between two sweeps of expired streams.
 _SWEEP_INTERVAL = 1.0
+# Entries of streams already gone that the expiry heap may hold beyond twice its streams.
+_STALE_EXPIRIES = 64
 # Cancel requests remembered for ``cancel_requests`` (the newest ones).
 _CANCELS_KEPT = 10_000
 
@@ -211,6 +213,11 @@ class MemoryStore(EventStore):
                     dropped.append(self._streams.pop(key))
                 else:
                     heapq.heappush(expiries, (stream.expires_at, key))
+            if len(expiries) > 2 * len(self._streams) + _STALE_EXPIRIES:
+                # Mostly entries of streams gone before them (a finished stream's first
+                # entry is due ``ttl_active`` after it began): start afresh.
+                expiries[:] = [(stream.expires_at, key) for key, stream in self._streams.items()]
+                heapq.heapify(expiries)
             lapses, due = self._quota_lapses, self._quota_due
             while lapses and lapses[0][0] <= now:
                 _, key = heapq.heappop(lapses)
@@ -275,7 +282,7 @@ class MemoryStore(EventStore):
         self._timer = None
         self._next_sweep = 0.0
         self._sweep(time.monotonic())
-        if self._streams and self._timer_loop is not None:
+        if (self._streams or self._quota_due) and self._timer_loop is not None:
             self._timer = self._timer_loop.call_later(_SWEEP_INTERVAL, self._timed_sweep)
 
     async def create(self, stream_id: str, *, owner: str, lease: float | None = None) -> None:

@@ -64,6 +64,35 @@ async def test_expired_streams_leave_memory_on_a_timer() -> None:
     await store.close()
 
 
+async def test_finished_streams_leave_no_expiry_entries_behind() -> None:
+    """A finished stream's first expiry (due ``ttl_active``, an hour, after it began) is
+    not kept for that hour once the stream is gone: 1,000 replies left 1,000 of them."""
+    store = MemoryStore(ttl_finished=0.01)
+    for n in range(1000):
+        await store.create(f"s{n}", owner="o")
+        await store.finish(f"s{n}")
+    await asyncio.sleep(0.05)
+    store._next_sweep = 0.0
+    store._sweep(time.monotonic())
+    assert store._streams == {}
+    assert store._expiries == []
+    await store.close()
+
+
+async def test_lapsed_quota_places_leave_memory_on_the_timer_after_the_last_stream() -> None:
+    store = MemoryStore(ttl_finished=0.01)
+    await store.create("s", owner="o")
+    await store.finish("s")
+    for n in range(100):
+        assert await store.acquire_quotas(f"r{n}", [Quota(f"starts:{n}", 1, 1.5)]) is None
+    deadline = time.monotonic() + 5
+    while (store._streams or store._quotas) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert store._streams == {}
+    assert store._quotas == {}  # nothing touched the store after the stream was dropped
+    await store.close()
+
+
 def lines_run(call: Callable[[], object]) -> int:
     """How many lines of Python ``call`` runs (a cost that grows with a loop shows here)."""
     count = 0
