@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
+from .chat_strings import page_strings
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
@@ -366,9 +367,10 @@ class ChatConsumer(ConversationReplies, StreamConsumer):
 @require_safe
 @ensure_csrf_cookie
 def chat_page(request: HttpRequest) -> HttpResponse:
-    """The chat page. It sets the CSRF cookie its POST requests send back, and the
-    visitor's owner token, so its WebSocket can resume this visitor's replies."""
+    """The chat page, in the active language (``LocaleMiddleware``, else ``LANGUAGE_CODE``),
+    with its script's sentences (``page_strings``). It sets the CSRF cookie its POST
+    requests send back, and the visitor's owner token, so its WebSocket can resume this
+    visitor's replies."""
     owner_of(getattr(request, "user", None), getattr(request, "session", None))
-    return render(
-        request, "streaming/chat.html", {"max_prompt_length": setting("MAX_PROMPT_LENGTH")}
-    )
+    context = {"max_prompt_length": setting("MAX_PROMPT_LENGTH"), "chat_strings": page_strings()}
+    return render(request, "streaming/chat.html", context)

@@ -16,40 +16,6 @@ const TRANSPORT_NAMES = {
   ws: "WebSocket",
 };
 
-const PIPELINE_HELP = {
-  response: "Only the reply's <text>, and only when its action is REPLY; its <thought> is shown apart as reasoning.",
-  xml: "The content of the <text> element as it streams; everything around it is filtered out.",
-  action: "Decides by the reply's shape: XML streams its <text>, JSON nothing, plain text all.",
-  passthrough: "The model's reply exactly as it streams, unfiltered (the demo model then answers in plain text).",
-};
-
-const ERROR_TITLES = {
-  CONNECTION_LOST: "Connection lost",
-  ABORTED: "The reply was stopped",
-  NOT_RESUMABLE: "Connection lost mid-reply",
-  RESUME_FAILED: "Connection lost mid-reply",
-  HTTP_ERROR: "The server refused the request",
-  PROTOCOL_ERROR: "Unexpected answer from the server",
-  RATE_LIMITED: "Too many messages",
-  SERVER_BUSY: "The server is busy",
-  QUEUE_FULL: "Too many messages",
-  PROMPT_TOO_LARGE: "The message is too long",
-  UNKNOWN_PIPELINE: "Unknown extractor pipeline",
-  BAD_REQUEST: "The server could not read the request",
-  NOT_FOUND: "This chat is gone",
-  TIMEOUT: "The model took too long",
-  UPSTREAM_ERROR: "The model failed",
-  TOO_MANY_REPLIES: "Too many replies at once",
-  TOO_MANY_CONVERSATIONS: "Too many new chats",
-  REPLY_TOO_LARGE: "The reply got too long",
-  SHUTTING_DOWN: "The server restarted",
-  INTERRUPTED: "The server stopped mid-reply",
-  STORE_UNAVAILABLE: "The server cannot keep replies right now",
-  CSRF_FAILED: "This page is out of date: reload it",
-  FORBIDDEN: "Not allowed",
-  INTERNAL_ERROR: "The server failed",
-};
-
 /** Refusals that the same request would meet again: no "Try again". */
 const FINAL_CODES = new Set([
   "PROMPT_TOO_LARGE", "URL_TOO_LONG", "UNKNOWN_PIPELINE", "BAD_REQUEST", "CSRF_FAILED", "FORBIDDEN",
@@ -73,6 +39,53 @@ const MAX_GONE = 3;
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 const $ = (selector, root = document) => root.querySelector(selector);
+
+// ---------------------------------------------------------------- language
+
+/** The page's language (Django's, on `<html lang>`), for plurals and numbers. */
+const LANG = (() => {
+  try {
+    return Intl.getCanonicalLocales(document.documentElement.lang || "en")[0];
+  } catch {
+    return "en";
+  }
+})();
+/** The page's sentences, translated by the server (`streaming.chat_strings`). */
+const STRINGS = JSON.parse($("#chat-strings")?.textContent || "{}");
+const pluralRules = new Intl.PluralRules(LANG);
+const numberFormat = new Intl.NumberFormat(LANG);
+const secondsFormat = new Intl.NumberFormat(LANG, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+
+/** The form of a plural sentence for `count`: the form the server gave a sample count of
+ * the same CLDR category (`streaming.chat_strings` explains why). */
+function pluralForm(entry, count) {
+  const samples = STRINGS.plural_samples || [];
+  const category = pluralRules.select(count);
+  let at = samples.findIndex((sample) => pluralRules.select(sample) === category);
+  if (at === -1) at = samples.findIndex((sample) => pluralRules.select(sample) === "other");
+  return entry.forms[entry.pick[at]] ?? entry.forms[entry.forms.length - 1];
+}
+
+/**
+ * The sentence `key` in the page's language, its `%(name)s` placeholders filled from
+ * `params` (numbers formatted for the language); a plural sentence by `params.count`.
+ */
+function t(key, params = {}) {
+  let text = STRINGS[key];
+  if (text === undefined) return key;
+  if (typeof text === "object") text = pluralForm(text, params.count);
+  return text.replace(/%(?:\((\w+)\)s|%)/g, (whole, name) => {
+    if (name === undefined) return "%";
+    if (!(name in params)) return whole;
+    const value = params[name];
+    return typeof value === "number" ? numberFormat.format(value) : String(value);
+  });
+}
+
+/** Seconds with one decimal, as the language writes them. */
+function formatSeconds(seconds) {
+  return secondsFormat.format(seconds);
+}
 
 const app = $("#chat");
 const ui = {
@@ -134,12 +147,12 @@ async function api(method, path = "", body = undefined) {
   try {
     response = await fetch(app.dataset.conversationsUrl + path, init);
   } catch {
-    throw new ApiError("The server cannot be reached", 0);
+    throw new ApiError(t("api.unreachable"), 0);
   }
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    throw new ApiError(data?.error || data?.message || `The server answered ${response.status}`, response.status);
+    throw new ApiError(data?.error || data?.message || t("api.status", { status: String(response.status) }), response.status);
   }
   return data;
 }
@@ -318,12 +331,12 @@ function addCodeHeader(pre) {
   head.className = "code-head";
   const language = document.createElement("span");
   const match = pre.querySelector("code")?.className.match(/language-([\w+#.-]+)/);
-  language.textContent = match ? match[1] : "code";
+  language.textContent = match ? match[1] : t("code.language");
   const copy = document.createElement("button");
   copy.type = "button";
   copy.className = "copy-code";
-  copy.textContent = "Copy";
-  copy.setAttribute("aria-label", `Copy ${language.textContent}`);
+  copy.textContent = t("code.copy");
+  copy.setAttribute("aria-label", t("code.copy_label", { language: language.textContent }));
   head.append(language, copy);
   pre.replaceWith(block);
   block.append(head, pre);
@@ -344,8 +357,8 @@ async function copyText(text, button) {
     area.remove();
   }
   const label = button.textContent;
-  button.textContent = "Copied";
-  announce("Copied.");
+  button.textContent = t("copied");
+  announce(t("announce.copied"));
   button.dataset.copied = "true";
   setTimeout(() => {
     button.textContent = label;
@@ -373,11 +386,12 @@ function announce(text) {
   ];
 }
 
-/** "Reply finished." with its length in words, for the announcer. */
-function finishedSentence(view, prefix = "Reply finished") {
+/** "Reply finished." with its length in words, for the announcer; `whileLost`: it
+ * finished while the connection was lost. */
+function finishedSentence(view, { whileLost = false } = {}) {
   const words = view.textBox.textContent.split(/\s+/).filter(Boolean).length;
-  if (!words) return `${prefix}: the reply is empty.`;
-  return `${prefix}, ${words} ${words === 1 ? "word" : "words"}.`;
+  if (!words) return t(whileLost ? "announce.empty_while_lost" : "announce.empty");
+  return t(whileLost ? "announce.words_while_lost" : "announce.words", { count: words });
 }
 
 /** Focus went with an element that was hidden or disabled (Send turned into Stop, the
@@ -438,21 +452,14 @@ function clientFor(transport) {
 }
 
 /** The connection pill's word on narrow screens, where its label does not fit. */
-const CONNECTION_SHORT = {
-  idle: "Ready",
-  connecting: "Connecting",
-  open: "Connected",
-  streaming: "Live",
-  reconnecting: "Reconnecting",
-  error: "Offline",
-};
+const CONNECTION_SHORT = new Set(["idle", "connecting", "open", "streaming", "reconnecting", "error"]);
 
 /** The pill is not live (it changes several times a reply): what a user needs to hear,
  * the connection lost, back, or given up, is announced once each (`showStatus`). */
 function setConnection(state, label) {
   ui.connection.dataset.state = state;
   ui.connectionLabel.textContent = label;
-  ui.connectionShort.textContent = CONNECTION_SHORT[state] || "";
+  ui.connectionShort.textContent = CONNECTION_SHORT.has(state) ? t(`pill.${state}`) : "";
 }
 
 /** Whether "Connection lost" was announced, and "Reconnected" or a failure is owed. */
@@ -461,7 +468,7 @@ let connectionLost = false;
 function connectionBack() {
   if (!connectionLost) return;
   connectionLost = false;
-  announce("Reconnected.");
+  announce(t("announce.reconnected"));
 }
 
 function showStatus(status, info) {
@@ -469,10 +476,10 @@ function showStatus(status, info) {
   const ws = clientTransport === "ws";
   switch (status) {
     case "connecting":
-      setConnection("connecting", `Connecting · ${name}`);
+      setConnection("connecting", t("connection.connecting", { transport: name }));
       break;
     case "open":
-      setConnection("open", current ? "Connected · waiting for the model" : `Connected · ${name}`);
+      setConnection("open", current ? t("connection.waiting") : t("connection.open", { transport: name }));
       connectionBack();
       if (current?.view.state === "reconnecting") {
         current.view.setState(current.view.shown ? "streaming" : "waiting");
@@ -480,19 +487,20 @@ function showStatus(status, info) {
       }
       break;
     case "streaming":
-      setConnection("streaming", `Streaming · ${name}`);
+      setConnection("streaming", t("connection.streaming", { transport: name }));
       connectionBack();
       if (current?.view.state === "reconnecting") current.view.setState("streaming");
       break;
     case "reconnecting": {
       // No delay: the browser's EventSource reconnects by itself, when it sees fit.
-      const when = info.delay === null ? "" : ` in ${(info.delay / 1000).toFixed(1)} s`;
-      setConnection("reconnecting", `Connection lost · reconnecting${when} (attempt ${info.attempt})`);
-      if (!connectionLost) announce("Connection lost. Reconnecting…");
+      const timed = info.delay !== null;
+      const when = { attempt: info.attempt, ...(timed && { seconds: formatSeconds(info.delay / 1000) }) };
+      setConnection("reconnecting", t(timed ? "connection.reconnecting_in" : "connection.reconnecting", when));
+      if (!connectionLost) announce(t("announce.lost"));
       connectionLost = true;
       if (current) {
         current.view.setState("reconnecting");
-        current.view.showNotice("Connection lost", `Reconnecting${when} (attempt ${info.attempt})…`, {
+        current.view.showNotice(t("error.CONNECTION_LOST"), t(timed ? "notice.reconnecting_in" : "notice.reconnecting", when), {
           kind: "info",
         });
       }
@@ -502,21 +510,21 @@ function showStatus(status, info) {
     case "cancelled":
     case "detached":
       connectionLost = false;
-      setConnection(ws ? "open" : "idle", ws ? `Connected · ${name}` : `Ready · ${name}`);
+      setConnection(ws ? "open" : "idle", t(ws ? "connection.open" : "connection.ready", { transport: name }));
       break;
     case "error": {
       const socketUp = ws && client?.connected;
       // Given up: a reply's own alert says so; with none, the announcer does.
-      if (connectionLost && !current) announce("Connection lost: could not reconnect.");
+      if (connectionLost && !current) announce(t("announce.gave_up"));
       connectionLost = false;
-      if (ws && !socketUp) setConnection("error", "Disconnected · sending reconnects");
-      else setConnection(ws ? "open" : "idle", ws ? `Connected · ${name}` : `Ready · ${name}`);
+      if (ws && !socketUp) setConnection("error", t("connection.down"));
+      else setConnection(ws ? "open" : "idle", t(ws ? "connection.open" : "connection.ready", { transport: name }));
       break;
     }
     case "closed":
-      if (connectionLost) announce("Connection lost: could not reconnect.");
+      if (connectionLost) announce(t("announce.gave_up"));
       connectionLost = false;
-      setConnection("idle", `Ready · ${TRANSPORT_NAMES[selectedTransport()]}`);
+      setConnection("idle", t("connection.ready", { transport: TRANSPORT_NAMES[selectedTransport()] }));
       break;
     default:
       break;
@@ -528,7 +536,7 @@ function useTransport(transport) {
   stopReply();
   clientFor(transport);
   if (transport === "ws") client.connect();
-  else setConnection("idle", `Ready · ${TRANSPORT_NAMES[transport]}`);
+  else setConnection("idle", t("connection.ready", { transport: TRANSPORT_NAMES[transport] }));
   remember();
 }
 
@@ -630,7 +638,7 @@ function updateSendButton() {
 }
 
 function titleFrom(prompt) {
-  const line = prompt.split("\n").find((part) => part.trim()) || "New chat";
+  const line = prompt.split("\n").find((part) => part.trim()) || t("chat.untitled");
   const text = line.trim();
   return text.length > TITLE_LENGTH ? `${text.slice(0, TITLE_LENGTH - 1)}…` : text;
 }
@@ -645,10 +653,7 @@ async function submit() {
   const length = [...prompt].length;
   const limit = Number(app.dataset.maxPromptLength);
   if (limit && length > limit) {
-    showLoadError(
-      `The message is too long: ${length.toLocaleString("en")} characters, ` +
-        `the limit is ${limit.toLocaleString("en")}.`,
-    );
+    showLoadError(t("load.too_long", { count: length, limit }));
     return;
   }
   if (!active) {
@@ -663,7 +668,7 @@ async function submit() {
       if (request !== shownRequest) return;
       creatingChat = false;
       updateSendButton();
-      showLoadError(`Could not start a new chat: ${error.message}`);
+      showLoadError(t("load.new_chat", { message: error.message }));
       return;
     }
     if (request !== shownRequest) {
@@ -731,7 +736,7 @@ async function finish(exchange, result) {
     unusedChat = refused ? exchange.conversation : null;
     createdChat = null;
   }
-  const seconds = ((performance.now() - exchange.started) / 1000).toFixed(1);
+  const seconds = formatSeconds((performance.now() - exchange.started) / 1000);
   const via = `${TRANSPORT_NAMES[transport]} · ${pipeline}`;
   if (result.status === "complete") {
     await view.drain();
@@ -740,23 +745,23 @@ async function finish(exchange, result) {
     view.hideNotice();
     const characters = view.shown.length;
     view.meta.textContent = characters
-      ? `${via} · ${characters} characters in ${seconds} s`
-      : `${via} · an empty reply (the pipeline filtered everything out) in ${seconds} s`;
+      ? t("meta.characters", { via, count: characters, seconds })
+      : t("meta.empty", { via, seconds });
     announce(finishedSentence(view));
   } else if (result.status === "cancelled") {
     view.flush();
     view.setState("cancelled");
     view.hideNotice();
-    view.meta.textContent = `${via} · stopped after ${seconds} s`;
-    announce("Reply stopped.");
+    view.meta.textContent = t("meta.stopped_after", { via, seconds });
+    announce(t("announce.stopped"));
   } else {
     view.flush();
     view.setState("error");
     const { error } = result;
-    const title = ERROR_TITLES[error.code] || "Something went wrong";
+    const title = (STRINGS[`error.${error.code}`] ? t(`error.${error.code}`) : t("error.other"));
     const code = error.cause ? `${error.code}, ${error.cause}` : error.code;
     view.showNotice(title, `${error.message} (${code})`, { retry: !FINAL_CODES.has(error.code) });
-    view.meta.textContent = `${via} · failed after ${seconds} s`;
+    view.meta.textContent = t("meta.failed_after", { via, seconds });
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
     view.lost = LOST_CODES.has(error.code) && result.messageId !== null ? { id: result.messageId, code: error.code } : null;
@@ -790,12 +795,12 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     if (view.lost !== lost) return;
     if (error.status === 404) {
       view.lost = null;
-      view.showNotice("This chat is gone", "It was deleted, in another tab or window.");
+      view.showNotice(t("notice.chat_gone"), t("notice.chat_deleted"));
       dropConversation(conversation);
       renderConversations();
     } else if (otherwise) {
-      const title = error.status ? "Could not look the reply up" : "Still no connection";
-      view.showNotice(title, `${error.message}; try again in a moment.`, { retry: true });
+      const title = t(error.status ? "notice.lookup_failed" : "notice.offline");
+      view.showNotice(title, t("notice.try_later", { message: error.message }), { retry: true });
     }
     return;
   }
@@ -815,9 +820,9 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     view.hideNotice();
     // A stop from another tab, or the server's own: it stops a reply nobody follows.
     view.meta.textContent = stopped
-      ? lost.code === "ABORTED" ? "Stopped" : "Stopped while the connection was lost"
-      : "Finished while the connection was lost";
-    announce(stopped ? "Reply stopped." : finishedSentence(view, "Reply finished while the connection was lost"));
+      ? t(lost.code === "ABORTED" ? "meta.stopped" : "meta.stopped_while_lost")
+      : t("meta.finished_while_lost");
+    announce(stopped ? t("announce.stopped") : finishedSentence(view, { whileLost: true }));
     updateRegenerate();
     return;
   }
@@ -827,8 +832,8 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     run(view, { regenerate: true });
   } else if (otherwise) {
     view.showNotice(
-      message ? "The reply failed" : "This reply is gone",
-      message ? "It ended with an error while the connection was lost." : "The server no longer has it.",
+      t(message ? "notice.failed" : "notice.reply_gone"),
+      t(message ? "notice.failed_while_lost" : "notice.server_forgot"),
       { retry: last },
     );
   } else if (!last) {
@@ -936,7 +941,7 @@ async function openConversation(id, { push = false } = {}) {
     showConversation(null, { push });
     ui.empty.hidden = false;
     showLoadError(
-      error.status === 404 ? "That chat does not exist any more." : `Could not open the chat: ${error.message}`,
+      error.status === 404 ? t("load.missing") : t("load.open", { message: error.message }),
     );
     if (error.status === 404) {
       conversations = conversations.filter((c) => c.id !== id);
@@ -961,9 +966,9 @@ async function openConversation(id, { push = false } = {}) {
       continue;
     }
     view.setState(STATE_OF_STATUS[message.status] || "complete");
-    if (message.status === "stopped") view.meta.textContent = "Stopped";
+    if (message.status === "stopped") view.meta.textContent = t("meta.stopped");
     if (message.status === "failed") {
-      view.showNotice("The reply failed", "The model stopped with an error.", { retry: true });
+      view.showNotice(t("notice.failed"), t("notice.model_failed"), { retry: true });
       view.retry.onclick = () => regenerate(view);
     }
   }
@@ -1042,7 +1047,7 @@ async function showOlderConversations() {
     }
     renderConversations();
   } catch (error) {
-    showLoadError(`Could not load older chats: ${error.message}`);
+    showLoadError(t("load.older", { message: error.message }));
   } finally {
     ui.moreConversations.disabled = false;
   }
@@ -1060,13 +1065,13 @@ function renderConversations() {
       item.dataset.id = conversation.id;
       const link = $(".conversation-link", item);
       link.href = `?c=${encodeURIComponent(conversation.id)}`;
-      link.textContent = conversation.title || "New chat";
-      link.title = conversation.title || "New chat";
+      link.textContent = conversation.title || t("chat.untitled");
+      link.title = conversation.title || t("chat.untitled");
       const isActive = active?.id === conversation.id;
       item.classList.toggle("active", isActive);
       if (isActive) link.setAttribute("aria-current", "page");
-      $(".rename", item).setAttribute("aria-label", `Rename “${link.textContent}”`);
-      $(".delete", item).setAttribute("aria-label", `Delete “${link.textContent}”`);
+      $(".rename", item).setAttribute("aria-label", t("chat.rename", { title: link.textContent }));
+      $(".delete", item).setAttribute("aria-label", t("chat.delete", { title: link.textContent }));
       return item;
     }),
   );
@@ -1091,7 +1096,7 @@ function startRename(item) {
   };
   input.addEventListener("input", (event) => event.isComposing || cut());
   input.addEventListener("compositionend", cut);
-  input.setAttribute("aria-label", "New name of the chat");
+  input.setAttribute("aria-label", t("chat.new_name"));
   item.replaceChildren(input);
   input.focus();
   input.select();
@@ -1109,7 +1114,7 @@ function startRename(item) {
         for (const listed of conversations) if (listed.id === id) listed.title = named;
         if (active?.id === id) showConversation({ id, title: named });
       } catch (error) {
-        showLoadError(`Could not rename the chat: ${error.message}`);
+        showLoadError(t("load.rename", { message: error.message }));
       }
     }
     renderConversations();
@@ -1135,16 +1140,16 @@ function startDelete(item) {
   const box = document.createElement("div");
   box.className = "confirm-delete";
   box.setAttribute("role", "group");
-  box.setAttribute("aria-label", "Delete this chat?");
+  box.setAttribute("aria-label", t("chat.confirm_label"));
   const question = document.createElement("span");
-  question.textContent = `Delete “${conversation.title || "New chat"}”?`;
+  question.textContent = t("chat.confirm", { title: conversation.title || t("chat.untitled") });
   const yes = document.createElement("button");
   yes.type = "button";
   yes.className = "danger";
-  yes.textContent = "Delete";
+  yes.textContent = t("chat.delete_button");
   const no = document.createElement("button");
   no.type = "button";
-  no.textContent = "Cancel";
+  no.textContent = t("chat.cancel");
   box.append(question, yes, no);
   item.replaceChildren(box);
   no.focus();
@@ -1167,7 +1172,7 @@ function startDelete(item) {
     } catch (error) {
       if (error.status !== 404) {
         cancel();
-        showLoadError(`Could not delete the chat: ${error.message}`);
+        showLoadError(t("load.delete", { message: error.message }));
         return;
       }
     }
@@ -1179,7 +1184,7 @@ function startDelete(item) {
     // The open chat deleted from the drawer closes it: focus goes to the message box.
     if (drawerOpen() || !narrow.matches) ui.newChat.focus();
     else ui.prompt.focus();
-    announce(`Chat “${conversation.title || "New chat"}” deleted.`);
+    announce(t("announce.deleted", { title: conversation.title || t("chat.untitled") }));
   });
 }
 
@@ -1329,12 +1334,13 @@ function restore() {
   const transport = params.get("transport") || saved.transport;
   const pipeline = params.get("pipeline") || saved.pipeline;
   if (transport && TRANSPORT_NAMES[transport]) ui.settings.elements.transport.value = transport;
-  if (pipeline && PIPELINE_HELP[pipeline]) ui.pipeline.value = pipeline;
+  if (pipeline && STRINGS[`pipeline.${pipeline}`]) ui.pipeline.value = pipeline;
   return params.get("c");
 }
 
 function showPipelineHelp() {
-  ui.pipelineHelp.textContent = PIPELINE_HELP[ui.pipeline.value] || "";
+  const key = `pipeline.${ui.pipeline.value}`;
+  ui.pipelineHelp.textContent = STRINGS[key] ? t(key) : "";
 }
 
 ui.composer.addEventListener("submit", (event) => {
