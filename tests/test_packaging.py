@@ -35,6 +35,8 @@ def test_the_sdist_builds_and_installs(tmp_path: Path) -> None:
     assert (package / "py.typed").is_file()
     assert (package / "templates" / "streaming" / "chat.html").is_file()
     assert (package / "static" / "streaming" / "streaming.js").is_file()
+    for name in ("django.po", "django.mo"):  # the French page, and its source
+        assert (package / "locale" / "fr" / "LC_MESSAGES" / name).is_file()
     assert (package / "management" / "commands" / "clearconversations.py").is_file()
     (info,) = target.glob("django_llm_streaming-*.dist-info")
     metadata = Parser().parsestr((info / "METADATA").read_text())
