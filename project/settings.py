@@ -25,6 +25,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the page in the browser's language
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -65,6 +66,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]  # what the project adds to the app's files
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+# The languages the chat page is translated into (the app ships French); the browser's
+# Accept-Language picks one, else LANGUAGE_CODE (English).
+LANGUAGES = [("en", "English"), ("fr", "Français")]
 TIME_ZONE = "UTC"  # the log's times (Django's default is America/Chicago)
 
 # Every key is optional; these are the defaults (see streaming/conf.py and the README).
