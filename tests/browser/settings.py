@@ -1,6 +1,7 @@
-"""Settings of the browser tests: the demo project as is, with a faster demo model, and no
+"""Settings of the browser tests: the demo project as is, with a faster demo model, no
 limit on creating conversations (a test makes dozens to page through) or on replies started
-a minute: every test's browser is at 127.0.0.1, and one module starts more than 30."""
+a minute: every test's browser is at 127.0.0.1, and one module starts more than 30; and
+Arabic among the languages, for the page right to left."""
 
 import os
 
@@ -16,4 +17,6 @@ STREAMING = {
     "MAX_CONVERSATIONS_PER_MINUTE": None,
     "MAX_STARTS_PER_MINUTE": None,
 }
+# Arabic besides the demo's languages: the page right to left (its sentences stay English).
+LANGUAGES = [*LANGUAGES, ("ar", "العربية")]  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False}
