@@ -19,8 +19,10 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, Literal
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
@@ -370,7 +372,19 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page, in the active language (``LocaleMiddleware``, else ``LANGUAGE_CODE``),
     with its script's sentences (``page_strings``). It sets the CSRF cookie its POST
     requests send back, and the visitor's owner token, so its WebSocket can resume this
-    visitor's replies."""
-    owner_of(getattr(request, "user", None), getattr(request, "session", None))
-    context = {"max_prompt_length": setting("MAX_PROMPT_LENGTH"), "chat_strings": page_strings()}
-    return render(request, "streaming/chat.html", context)
+    visitor's replies. A database that is down under the session (or the user) gets a
+    short 503 page, not Django's 500 page and a traceback."""
+    try:
+        owner_of(getattr(request, "user", None), getattr(request, "session", None))
+        session = getattr(request, "session", None)
+        if session is not None and session.modified:
+            session.save()  # here, where its failure is answered (the middleware saves again)
+        context = {
+            "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
+            "chat_strings": page_strings(),
+        }
+        return render(request, "streaming/chat.html", context)
+    except DatabaseError as exc:
+        logger.error("The database failed under the chat page: %r", exc)
+        # No request context: its processors would load the user from the database again.
+        return HttpResponse(render_to_string("streaming/unavailable.html"), status=503)

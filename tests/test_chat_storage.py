@@ -457,10 +457,12 @@ async def test_another_owners_conversation_is_not_found_on_every_transport(
 
 
 @pytest.mark.parametrize("sessions", ["signed cookies", "database"])
-def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(sessions: str) -> None:
+def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(
+    sessions: str, tmp_path: Path
+) -> None:
     """Also with the sessions in that database (the deploy's): every request then fails
     to load its session, and still gets the JSON 503, not Django's HTML 500 page; so does
-    a stop or a resume of a reply."""
+    a stop or a resume of a reply, and the chat page gets a short 503 page of its own."""
     from .postgres_server import postgres_server, require_postgres
     from .servers import daphne_server, migrate
 
@@ -476,7 +478,8 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(sessions: 
             "DJANGO_DB": "chat",
         }
         migrate(env)
-        with daphne_server("tests.asgi:application", env=env) as url:
+        log = tmp_path / "daphne.log"
+        with daphne_server("tests.asgi:application", env=env, log=log) as url:
             browser = Browser(url)
             before = browser.post(prompt="Before")
             conversation = before.headers["X-Conversation-Id"]
@@ -500,11 +503,21 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(sessions: 
                     assert (response.status_code, response.json()) == (503, down)
                 else:
                     assert response.status_code == 204
+            # The page: a visitor's session, and a new visitor's, are in the database.
+            for page in (browser.client.get("/"), httpx.get(f"{url}/", timeout=10)):
+                if sessions == "database":
+                    assert page.status_code == 503
+                    assert "<h1>The chat is unavailable</h1>" in page.text
+                    assert "sessionid" not in page.headers.get("set-cookie", "")
+                else:  # the page itself needs no database; its calls get the JSON 503
+                    assert page.status_code == 200
             server.start()
+            assert browser.client.get("/").status_code == 200
             assert len(browser.conversation(conversation)["messages"]) == 2
             assert browser.post(prompt="After", conversation=conversation).status_code == 200
             assert len(browser.conversation(conversation)["messages"]) == 4
             browser.client.close()
+        assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
