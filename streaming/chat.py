@@ -333,6 +333,16 @@ class ConversationFrames(WebSocketFrames):
     def cancelled(self, generation_id: str, event: Cancelled) -> list[Frame]:
         return self._with_conversation(generation_id, super().cancelled(generation_id, event))
 
+    def failure(
+        self, error: StreamError, generation_id: str | None = None, seq: int | None = None
+    ) -> Frame:
+        """A reply cut outside its events (the store lost, the reply gone from it) names
+        its conversation too: its client may have started that conversation with it."""
+        frame = super().failure(error, generation_id, seq)
+        if generation_id is not None:
+            self._with_conversation(generation_id, [frame])
+        return frame
+
     def _with_conversation(self, generation_id: str, frames: list[Frame]) -> list[Frame]:
         conversation = self.conversations.get(generation_id)
         if conversation is not None:

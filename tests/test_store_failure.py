@@ -24,7 +24,7 @@ from .conftest import Serve
 from .failing_store import MESSAGE, FailingStore
 from .generation_helpers import paced
 from .redis_server import RedisServer, needs_redis
-from .servers import daphne_server
+from .servers import daphne_server, sqlite_database
 from .sources.upstream import WAIT_LIMIT
 from .test_full_path import endless_reply
 
@@ -180,6 +180,32 @@ async def test_ws_followers_get_the_store_error_and_the_model_stops(
         "seq": delivered,
     }
     await asyncio.wait_for(upstream.client_gone.wait(), WAIT_LIMIT)
+
+
+async def test_the_chat_socket_names_the_conversation_of_a_reply_the_store_cut() -> None:
+    """``/ws/chat/``: the store's error ends the reply with its ``conversation``, as
+    ``complete`` would: the client may have started that conversation with this prompt."""
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_failing_store"}
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", env={**env, **database}) as url,
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT) as page:
+            await page.get("/")
+            cookie = "; ".join(f"{name}={value}" for name, value in page.cookies.items())
+            async with connect(
+                url.replace("http://", "ws://") + "/ws/chat/",
+                origin=url,  # type: ignore[arg-type]
+                additional_headers={"Cookie": cookie},
+            ) as socket:
+                await socket.send(json.dumps({"type": "prompt", "prompt": "Hello"}))
+                frame = json.loads(await asyncio.wait_for(socket.recv(), WAIT_LIMIT))
+                while frame["type"] not in {"complete", "error", "cancelled"}:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), WAIT_LIMIT))
+            assert (frame["type"], frame["code"]) == ("error", "STORE_UNAVAILABLE")
+            stored = (await page.get(f"/chat/conversations/{frame['conversation']}")).json()
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    assert stored["messages"][-1]["status"] == "failed"
 
 
 async def sse_stopping(base: str, params: dict[str, str], redis: RedisServer) -> dict[str, Any]:
