@@ -276,6 +276,46 @@ def test_online_looks_up_a_lost_reply_that_is_no_longer_the_last(
         assert first.evaluate("item => item.view.shown") == FIRST_WORDS + REST
 
 
+def test_try_again_clicked_while_the_page_still_looks_the_lost_reply_up(
+    page: Any, restartable_server: DemoServer
+) -> None:
+    """The error's own look-up answers after Try again's (a slow server): Try again still
+    asks the model anew, where it did nothing (the first answer settled the reply, and
+    the second found it settled)."""
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        """The first two look-ups wait until released; later ones go on."""
+        if len(held) < 2:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/chat/conversations/*", hold)
+    choose(page, "sse-post", "response")
+    send(page, "Are you still there?")
+    wait_for_state(page, "streaming", timeout=5_000)
+    restartable_server.stop()
+    try:
+        wait_for_state(page, "reconnecting", timeout=5_000)
+    finally:
+        restartable_server.start()
+    wait_for_state(page, "error", timeout=20_000)
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert len(held) == 1, "the error did not look its reply up"
+    last_reply(page).locator(".notice").get_by_role("button", name="Try again").click()
+    while len(held) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert len(held) == 2, "Try again did not look the reply up"
+    with page.expect_response("**/chat/conversations/*"):
+        held[0].continue_()  # the error's look-up answers first
+    held[1].continue_()
+    wait_for_state(page, "complete")
+    assert "You wrote: “Are you still there?”" in reply_text(page)
+
+
 def test_try_again_on_a_lost_reply_whose_chat_was_deleted_elsewhere(
     browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
 ) -> None:

@@ -804,8 +804,14 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
     }
     return;
   }
+  if (view.lost !== lost) {
+    // Another look-up settled it first (the one the error started, while Try again was
+    // clicked): Try again acts on what that one found, instead of doing nothing.
+    if (otherwise === "regenerate" && view.state === "error" && !isBusy()) view.retry.onclick?.();
+    return;
+  }
   // Meanwhile the user may have opened another chat, or asked for another reply.
-  if (view.lost !== lost || active?.id !== conversation || !view.item.isConnected || isBusy()) return;
+  if (active?.id !== conversation || !view.item.isConnected || isBusy()) return;
   if (data.running === lost.id) {
     if (resume || otherwise) run(view, { resume: lost.id });
     return;
