@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from ..servers import ROOT, free_port, migrate, wait_for_port
+from .model import Model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -185,3 +186,36 @@ def open_page(
 @pytest.fixture
 def page(browser: Any, server: DemoServer) -> Iterator[Any]:
     yield from open_page(browser, server.url)
+
+
+def announcing_page(browser: Any, server: DemoServer, **options: Any) -> Iterator[Any]:
+    """``open_page`` with every announcement to screen readers recorded (``announced``)."""
+    for page in open_page(browser, server.url, **options):
+        page.evaluate(
+            """() => {
+              window.__announced = [];
+              const announcer = document.querySelector("#announcer");
+              new MutationObserver(() => {
+                if (announcer.textContent) window.__announced.push(announcer.textContent);
+              }).observe(announcer, { subtree: true, childList: true, characterData: true });
+            }"""
+        )
+        yield page
+
+
+def announced(page: Any) -> list[str]:
+    """What the page announced since ``announcing_page`` opened it, in order."""
+    return list(page.evaluate("window.__announced"))
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[Model]:
+    """A recording OpenAI-compatible model (``tests.browser.model``), one per module."""
+    with Model() as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def model_server(model: Model) -> Iterator[DemoServer]:
+    """The demo project, its chat talking to the recording model instead of the demo one."""
+    yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})

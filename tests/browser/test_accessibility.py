@@ -15,43 +15,12 @@ import pytest
 from playwright.sync_api import expect
 
 from .chatpage import choose, last_reply, send, wait_for_state
-from .conftest import DemoServer, demo_server, open_page
-from .model import Model
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    with Model() as model:
-        yield model
-
-
-@pytest.fixture(scope="module")
-def model_server(model: Model) -> Iterator[DemoServer]:
-    yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})
+from .conftest import DemoServer, announced, announcing_page, open_page
 
 
 @pytest.fixture
 def page(browser: Any, model_server: DemoServer) -> Iterator[Any]:
     yield from announcing_page(browser, model_server)
-
-
-def announcing_page(browser: Any, server: DemoServer, **options: Any) -> Iterator[Any]:
-    """``open_page`` with every announcement recorded (``announced``)."""
-    for page in open_page(browser, server.url, **options):
-        page.evaluate(
-            """() => {
-              window.__announced = [];
-              const announcer = document.querySelector("#announcer");
-              new MutationObserver(() => {
-                if (announcer.textContent) window.__announced.push(announcer.textContent);
-              }).observe(announcer, { subtree: true, childList: true, characterData: true });
-            }"""
-        )
-        yield page
-
-
-def announced(page: Any) -> list[str]:
-    return list(page.evaluate("window.__announced"))
 
 
 def focused(page: Any) -> str:

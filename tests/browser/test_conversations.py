@@ -26,20 +26,8 @@ from .chatpage import (
     wait_for_reply,
     wait_for_state,
 )
-from .conftest import DemoServer, demo_server, open_page
+from .conftest import DemoServer, open_page
 from .model import HOSTILE, MARKDOWN, SLOW, THOUGHT, Model
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    with Model() as model:
-        yield model
-
-
-@pytest.fixture(scope="module")
-def model_server(model: Model) -> Iterator[DemoServer]:
-    """The demo project, its chat talking to the recording model instead of the demo one."""
-    yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})
 
 
 @pytest.fixture

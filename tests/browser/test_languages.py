@@ -15,34 +15,12 @@ import pytest
 from playwright.sync_api import expect
 
 from .chatpage import last_reply, wait_for_state
-from .conftest import DemoServer, demo_server, open_page
-from .model import Model
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    with Model() as model:
-        yield model
-
-
-@pytest.fixture(scope="module")
-def model_server(model: Model) -> Iterator[DemoServer]:
-    yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})
+from .conftest import DemoServer, announcing_page
 
 
 def page_in(browser: Any, server: DemoServer, locale: str, **options: Any) -> Iterator[Any]:
     """The chat page of a browser set to ``locale``, its announcements recorded."""
-    for page in open_page(browser, server.url, locale=locale, **options):
-        page.evaluate(
-            """() => {
-              window.__announced = [];
-              const announcer = document.querySelector("#announcer");
-              new MutationObserver(() => {
-                if (announcer.textContent) window.__announced.push(announcer.textContent);
-              }).observe(announcer, { subtree: true, childList: true, characterData: true });
-            }"""
-        )
-        yield page
+    yield from announcing_page(browser, server, locale=locale, **options)
 
 
 def box(locator: Any) -> dict[str, float]:
