@@ -33,11 +33,24 @@ def live_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the session; tests keep apart by their own databases
-    (``postgres.create_database(name)``; ``servers.migrate`` with
-    ``tests.settings_postgres``)."""
+    (``migrated_postgres_database``)."""
     require_postgres()
     with postgres_server() as server:
         yield server
+
+
+def migrated_postgres_database(server: PostgresServer, settings: str) -> dict[str, str]:
+    """A new database in the session's cluster, migrated with ``settings``: the env of a
+    process that uses it (``DJANGO_DB`` names it)."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    server.create_database(name)
+    env = {
+        "DJANGO_SETTINGS_MODULE": settings,
+        "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
+        "DJANGO_DB": name,
+    }
+    migrate(env)
+    return env
 
 
 @dataclass
@@ -63,16 +76,9 @@ def chat_server(request: pytest.FixtureRequest) -> Iterator[ChatServer]:
         yield ChatServer(request.getfixturevalue("live_url"), "sqlite")
         return
     server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"chat_{uuid.uuid4().hex[:8]}"
-    server.create_database(name)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings_postgres",
-        "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
-        "DJANGO_DB": name,
-    }
-    migrate(env)
+    env = migrated_postgres_database(server, "tests.settings_postgres")
     with daphne_server("tests.asgi:application", env=env) as url:
-        yield ChatServer(url, "postgres", server, name)
+        yield ChatServer(url, "postgres", server, env["DJANGO_DB"])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import io
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -26,8 +25,9 @@ from streaming import abandoned
 from streaming.models import Conversation, Message
 from streaming.owners import OWNER_SESSION_KEY
 
+from .conftest import migrated_postgres_database
 from .postgres_server import PostgresServer
-from .servers import ROOT, daphne_server, migrate, sqlite_database
+from .servers import ROOT, daphne_server, sqlite_database
 
 DB_SESSIONS = "django.contrib.sessions.backends.db"
 
@@ -175,15 +175,7 @@ def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
             yield {"DJANGO_SETTINGS_MODULE": "tests.settings_db_sessions", **env}
         return
     server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"clear_{uuid.uuid4().hex[:8]}"
-    server.create_database(name)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings_postgres_sessions",
-        "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
-        "DJANGO_DB": name,
-    }
-    migrate(env)
-    yield env
+    yield migrated_postgres_database(server, "tests.settings_postgres_sessions")
 
 
 def manage(env: dict[str, str], *args: str) -> str:
