@@ -58,7 +58,7 @@ def clear_abandoned(idle: timedelta, *, dry_run: bool = False) -> Cleared:
     tokens = {o.removeprefix(SESSION_OWNER) for o in owners if o.startswith(SESSION_OWNER)}
     live = _live_tokens(tokens, now)
     alive = {f"{SESSION_OWNER}{token}" for token in live or ()}
-    kept = idle_anonymous.filter(owner__in=alive).count() if alive else 0
+    kept = sum(idle_anonymous.filter(owner__in=batch).count() for batch in _batches(sorted(alive)))
     conversations = messages = 0
     for batch in _batches(sorted(owners - alive)):
         doomed = idle_anonymous.filter(owner__in=batch)

@@ -161,6 +161,20 @@ def test_more_owners_than_a_batch_are_all_deleted() -> None:
     assert not Conversation.objects.exists()
 
 
+@pytest.mark.django_db
+@override_settings(SESSION_ENGINE=DB_SESSIONS)
+def test_more_live_visitors_than_a_batch_are_all_counted_as_kept() -> None:
+    count = abandoned.BATCH * 2 + 7
+    for n in range(count):
+        session_holding(str(n))
+    Conversation.objects.bulk_create(
+        Conversation(owner=f"session:{n}", updated=timezone.now() - timedelta(days=20))
+        for n in range(count)
+    )
+    assert clear().endswith(f"Kept {count} idle conversations of visitors with a live session.\n")
+    assert Conversation.objects.count() == count
+
+
 @pytest.mark.parametrize("days", ["0", "-1", "nan", "inf", "1e12"])
 def test_days_must_be_a_positive_number_within_the_calendar(days: str) -> None:
     with pytest.raises(CommandError, match="--days"):
