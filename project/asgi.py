@@ -19,6 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from streaming.routing import unknown_path, websocket_urlpatterns  # noqa: E402
+from streaming.shutdown import lifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -26,5 +27,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unknown_path]))
         ),
+        # uvicorn and hypercorn: a clean stop on SIGTERM, as under daphne (which sends none)
+        "lifespan": lifespan,
     }
 )

@@ -13,8 +13,13 @@ reactor runs, that
   they crash CPython 3.11 (a segfault while a suspended ``asyncio.Queue.get`` frame is
   collected at exit; daphne's own input queues have them).
 
-Other servers: call ``await drain()`` from the server's shutdown hook (uvicorn stops
-taking connections on SIGTERM and waits for open ones, so replies end on their own).
+Under uvicorn (also as gunicorn's worker) and hypercorn, ``lifespan`` (the ASGI
+application of the ``lifespan`` scope, routed beside ``http`` and ``websocket``) does the
+same at the server's startup: it puts the drain before the server's own handling of SIGTERM
+and SIGINT, which then stops the server as it would have (a second signal is passed on at
+once). Without it, uvicorn waits for every open stream to end (a reply runs on to its end,
+an idle stream forever) and closes WebSockets with 1012 and no word of the reply;
+hypercorn cuts every connection after its ``graceful_timeout`` (3 s).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 import weakref
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -188,3 +195,67 @@ _background: set[asyncio.Task[None]] = set()
 def _keep(task: asyncio.Task[None]) -> None:
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+# ------------------------------------------------------------------ other servers
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI application of the ``lifespan`` scope, for uvicorn and hypercorn (daphne
+    sends none): at startup, ``install_for_server()``; at shutdown (the server has closed
+    its connections), the drain of whatever still runs, if no signal drained it."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            install_for_server()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if not _stopping:
+                await drain()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def install_for_server() -> None:
+    """Put the drain before the running server's handlers of SIGTERM and SIGINT: the
+    first signal drains the process, then is handed to the server's handler; a second is
+    handed on at once. Call it from the server's event loop once the server has set its
+    handlers (``lifespan`` does, at startup). uvicorn sets them with ``signal.signal``,
+    hypercorn with ``loop.add_signal_handler``: either is wrapped."""
+    if threading.current_thread() is not threading.main_thread():
+        logger.info("Not in the main thread: SIGTERM is left to the server")
+        return
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def on_signal(number: int, pass_on: Callable[[], None]) -> None:
+        signalled.append(number)
+        if len(signalled) > 1:  # a second signal: the server's own handling, now
+            pass_on()
+            return
+        logger.info("Received %s: ending open replies, then stopping", signal.Signals(number).name)
+
+        async def drain_then_pass_on() -> None:
+            try:
+                await drain()
+            finally:
+                pass_on()
+
+        _keep(loop.create_task(drain_then_pass_on()))
+
+    handlers: dict[int, Any] = getattr(loop, "_signal_handlers", None) or {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handle = handlers.get(number)
+        callback = getattr(handle, "_callback", None)
+        if callback is not None:  # loop.add_signal_handler (hypercorn)
+            args = tuple(getattr(handle, "_args", None) or ())
+            loop.add_signal_handler(number, on_signal, number, lambda c=callback, a=args: c(*a))
+            continue
+        previous = signal.getsignal(number)
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue  # the server does not handle it: Python's default stays
+
+        def handler(
+            received: int, frame: FrameType | None, previous: Callable[..., Any] = previous
+        ) -> None:
+            loop.call_soon_threadsafe(on_signal, received, lambda: previous(received, None))
+
+        signal.signal(number, handler)

@@ -13,6 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from streaming.routing import unknown_path, websocket_urlpatterns  # noqa: E402
+from streaming.shutdown import lifespan  # noqa: E402
 
 from . import chat_ui_views, transport_views  # noqa: E402
 
@@ -35,4 +36,6 @@ websocket_application = AllowedHostsOriginValidator(
     )
 )
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+application = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": websocket_application, "lifespan": lifespan}
+)

@@ -14,6 +14,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from streaming.routing import websocket_urlpatterns  # noqa: E402
+from streaming.shutdown import lifespan  # noqa: E402
 
 from . import hostile_views  # noqa: E402
 
@@ -31,5 +32,6 @@ application = ProtocolTypeRouter(
                 )
             )
         ),
+        "lifespan": lifespan,
     }
 )

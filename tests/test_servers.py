@@ -1,0 +1,83 @@
+"""The ASGI servers the README names besides daphne: uvicorn and hypercorn.
+
+With the ``lifespan`` application routed (``streaming.shutdown.lifespan``), SIGTERM with
+replies open ends them as under daphne (``tests/test_runtime_shutdown.py``): every SSE
+client gets its reply's end or ``SHUTTING_DOWN`` with a ``retry:`` hint, every WebSocket
+its end or ``SHUTTING_DOWN`` and close code 4012, and the server exits within seconds,
+with no traceback in its log. Without it, uvicorn waits for every open stream to end and
+hypercorn cuts them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .hostile import STARTUP_LIMIT, migrate, sqlite_database
+from .servers import ROOT, free_port, stop_process, wait_for_port
+from .test_runtime_shutdown import Replies, check_told, wait_exit
+
+APP = "tests.hostile_asgi:application"
+REPLIES = 10
+
+
+def uvicorn(port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), APP]
+
+
+def hypercorn(port: int) -> list[str]:
+    # --workers 0: the server in this process, which takes the signal (with workers, a
+    # parent process takes it and tells them through an event they poll)
+    return [sys.executable, "-m", "hypercorn", "--workers", "0", "-b", f"127.0.0.1:{port}", APP]
+
+
+@contextmanager
+def server_process(
+    command: list[str], port: int, env: dict[str, str], log: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_hostile", **env}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=full_env, stdout=output, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, process, timeout=STARTUP_LIMIT)
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            if process.poll() is None:
+                stop_process(process)
+
+
+@pytest.mark.parametrize(
+    ("server", "status"),
+    [
+        # uvicorn raises the signal again once it has stopped, so that its parent sees it
+        pytest.param(uvicorn, -signal.SIGTERM, id="uvicorn"),
+        pytest.param(hypercorn, 0, id="hypercorn"),
+    ],
+)
+async def test_sigterm_with_replies_open_tells_every_client_and_exits(
+    tmp_path: Path, server: Callable[[int], list[str]], status: int
+) -> None:
+    pytest.importorskip(server.__name__)
+    database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
+    port = free_port()
+    log = tmp_path / "server.log"
+    with server_process(server(port), port, database, log) as (url, process):
+        replies = Replies(url, REPLIES, REPLIES)
+        await replies.open()
+        process.send_signal(signal.SIGTERM)
+        exit_status = await asyncio.to_thread(wait_exit, process)
+        await replies.finish()
+    check_told(replies)
+    assert exit_status == status
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text
