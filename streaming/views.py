@@ -20,6 +20,7 @@ saying no (403 ``FORBIDDEN``).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
@@ -69,6 +70,25 @@ ERROR_STATUS = {
     "SHUTTING_DOWN": 503,
     "INTERNAL_ERROR": 500,
 }
+
+
+logger = logging.getLogger("streaming")
+_wsgi_logged = False
+
+
+def _log_wsgi_once(path: str) -> None:
+    """Say once per process, in the server's log, why every reply is refused here."""
+    global _wsgi_logged
+    if _wsgi_logged:
+        return
+    _wsgi_logged = True
+    logger.error(
+        "A reply was asked for at %s under WSGI: replies need an ASGI server, so each is "
+        "refused (500 'Following a reply needs an ASGI server'). Serve the ASGI application "
+        "(daphne, uvicorn, hypercorn; for runserver, 'daphne' first in INSTALLED_APPS) "
+        "instead of the WSGI one. Said once per process.",
+        path,
+    )
 
 
 class SSEView(PipelineChoiceMixin, View):
@@ -218,8 +238,11 @@ class SSEView(PipelineChoiceMixin, View):
 
     def _require_asgi(self) -> None:
         """Under WSGI, refuse a reply before anything is reserved, started or stored: it
-        would run on an event loop that ends with the request."""
+        would run on an event loop that ends with the request. The first refusal of the
+        process says why in the log, where Django's own line says only "Internal Server
+        Error"."""
         if not isinstance(self.request, ASGIRequest):
+            _log_wsgi_once(self.request.path)
             raise needs_asgi()
 
     async def _check_request(self) -> None:

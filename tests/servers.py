@@ -114,8 +114,8 @@ def project_server(settings: str) -> Iterator[str]:
 
 
 @contextmanager
-def wsgi_server(env: dict[str, str] | None = None) -> Iterator[str]:
+def wsgi_server(env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "tests.wsgi_serve", str(port)]
-    with run_server(command, port, env) as url:
+    with run_server(command, port, env, log=log) as url:
         yield url

@@ -1,11 +1,11 @@
-"""The ASGI servers the README names besides daphne: uvicorn and hypercorn.
+"""The servers the README names besides daphne: uvicorn, hypercorn, and WSGI ones.
 
 With the ``lifespan`` application routed (``streaming.shutdown.lifespan``), SIGTERM with
 replies open ends them as under daphne (``tests/test_runtime_shutdown.py``): every SSE
 client gets its reply's end or ``SHUTTING_DOWN`` with a ``retry:`` hint, every WebSocket
 its end or ``SHUTTING_DOWN`` and close code 4012, and the server exits within seconds,
 with no traceback in its log. Without it, uvicorn waits for every open stream to end and
-hypercorn cuts them."""
+hypercorn cuts them. Under a WSGI server every reply is refused; the log says why, once."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .hostile import STARTUP_LIMIT, migrate, sqlite_database
-from .servers import ROOT, free_port, stop_process, wait_for_port
+from .servers import ROOT, free_port, stop_process, wait_for_port, wsgi_server
 from .test_runtime_shutdown import Replies, check_told, wait_exit
 
 APP = "tests.hostile_asgi:application"
@@ -81,3 +82,18 @@ async def test_sigterm_with_replies_open_tells_every_client_and_exits(
     assert exit_status == status
     text = log.read_text(errors="replace")
     assert "Traceback" not in text, text
+
+
+def test_under_wsgi_the_log_says_once_why_replies_are_refused(tmp_path: Path) -> None:
+    """Django logs each refusal as "Internal Server Error: /chat/stream"; the first one
+    of the process also says what the server lacks and what to serve instead."""
+    log = tmp_path / "server.log"
+    with wsgi_server(log=log) as url, httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/")
+        headers = {"X-CSRFToken": client.cookies["csrftoken"], "Origin": url}
+        for _ in range(2):
+            refused = client.post("/chat/stream", json={"prompt": "Hi"}, headers=headers)
+            assert refused.status_code == 500
+    text = log.read_text(errors="replace")
+    assert text.count("A reply was asked for at /chat/stream under WSGI") == 1, text
+    assert "Serve the ASGI application (daphne, uvicorn, hypercorn" in text
