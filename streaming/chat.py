@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, Literal
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -391,6 +392,8 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             session.save()  # here, where its failure is answered (the middleware saves again)
         context = {
             "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
+            # Where the page's script reads the CSRF token; with sessions, the page's own.
+            "csrf_cookie_name": "" if settings.CSRF_USE_SESSIONS else settings.CSRF_COOKIE_NAME,
             "chat_strings": page_strings(),
         }
         return render(request, "streaming/chat.html", context)

@@ -129,9 +129,16 @@ class ApiError extends Error {
   }
 }
 
+/** The CSRF token: the project's CSRF cookie (``CSRF_COOKIE_NAME``), which a login in
+ * another tab renews, else the token the page came with (an ``HttpOnly`` cookie, or
+ * ``CSRF_USE_SESSIONS``: no cookie scripts can read). */
 function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]*)/);
-  return match ? decodeURIComponent(match[1]) : "";
+  const name = app.dataset.csrfCookie;
+  for (const cookie of name ? document.cookie.split(";") : []) {
+    const [key, ...value] = cookie.trim().split("=");
+    if (key === name && value.join("=")) return decodeURIComponent(value.join("="));
+  }
+  return app.dataset.csrfToken || "";
 }
 
 /** One call of the conversations API: its JSON answer, null for 204, or an ApiError. */
@@ -428,6 +435,7 @@ function clientFor(transport) {
   const stream = createStream({
     url: transport === "ws" ? app.dataset.wsUrl : app.dataset.sseUrl,
     transport,
+    csrfToken,
     events: ["reasoning"],
     onChunk: (text) => {
       if (stream !== client || !current) return;
