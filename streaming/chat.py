@@ -394,6 +394,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
             # Where the page's script reads the CSRF token; with sessions, the page's own.
             "csrf_cookie_name": "" if settings.CSRF_USE_SESSIONS else settings.CSRF_COOKIE_NAME,
+            # Django's Content Security Policy (6.0+; its get_nonce() reads the same): the
+            # import map is an inline script, allowed by the nonce.
+            "csp_nonce": getattr(request, "_csp_nonce", None),
             "chat_strings": page_strings(),
         }
         return render(request, "streaming/chat.html", context)
