@@ -24,6 +24,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import get_script_prefix
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
@@ -392,6 +393,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             session.save()  # here, where its failure is answered (the middleware saves again)
         context = {
             "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
+            # streaming.routing's socket, under the script prefix the page's own URLs have
+            # (daphne's --root-path, FORCE_SCRIPT_NAME), which Channels' URLRouter strips.
+            "ws_url": f"{get_script_prefix()}ws/chat/",
             # Where the page's script reads the CSRF token; with sessions, the page's own.
             "csrf_cookie_name": "" if settings.CSRF_USE_SESSIONS else settings.CSRF_COOKIE_NAME,
             # Django's Content Security Policy (6.0+; its get_nonce() reads the same): the

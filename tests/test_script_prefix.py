@@ -1,0 +1,48 @@
+"""The chat page served under a path prefix (daphne's ``--root-path``, as behind a proxy
+that passes ``/app/…`` on): the page's WebSocket address carries the prefix, as its HTTP
+addresses do, and a reply streams over it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from .servers import free_port, run_server, sqlite_database
+
+PREFIX = "/app"
+
+
+@pytest.fixture(scope="module")
+def prefixed_server() -> Iterator[str]:
+    """The test project under daphne with the root path ``/app``; its URL (without it)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        "--root-path", PREFIX, "tests.asgi:application",
+    ]  # fmt: skip
+    with sqlite_database() as database, run_server(command, port, database) as url:
+        yield url
+
+
+async def test_the_page_names_its_websocket_under_the_prefix(prefixed_server: str) -> None:
+    async with httpx.AsyncClient(base_url=prefixed_server, timeout=30) as client:
+        page = (await client.get(f"{PREFIX}/")).text
+        urls = dict(re.findall(r'data-(sse|ws)-url="([^"]*)"', page))
+        assert urls == {"sse": f"{PREFIX}/chat/stream", "ws": f"{PREFIX}/ws/chat/"}
+        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        address = prefixed_server.replace("http", "ws") + urls["ws"]
+        async with connect(
+            address, origin=prefixed_server, additional_headers={"Cookie": cookies}
+        ) as socket:
+            await socket.send(json.dumps({"type": "prompt", "prompt": "Hello under a prefix"}))
+            frames = []
+            while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
+                frames.append(json.loads(await socket.recv()))
+    assert frames[-1]["type"] == "complete", frames[-1]
+    assert "Hello under a prefix" in frames[-1]["fullResponse"]
