@@ -54,7 +54,7 @@ from .storage import (
     in_db,
     not_found,
 )
-from .views import ERROR_STATUS
+from .views import ERROR_STATUS, not_atomic
 
 logger = logging.getLogger("streaming")
 
@@ -162,10 +162,11 @@ class ConversationAPIView(View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         """``csrf_exempt``: ``dispatch`` runs Django's CSRF check itself, so that a
-        failure is a JSON error, not the middleware's HTML page."""
+        failure is a JSON error, not the middleware's HTML page. Out of ``ATOMIC_REQUESTS``
+        (``not_atomic``), which Django refuses for async views."""
         view = super().as_view(**initkwargs)
         view.csrf_exempt = True
-        return view
+        return not_atomic(view)
 
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         handler = getattr(self, (request.method or "").lower(), None)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
+from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
@@ -74,6 +75,16 @@ ERROR_STATUS = {
 
 logger = logging.getLogger("streaming")
 _wsgi_logged = False
+
+
+def not_atomic(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark the async ``view`` out of ``ATOMIC_REQUESTS``' transaction, on every database:
+    Django cannot run an async view in one, and answers every request to an unmarked one
+    with a 500 (``RuntimeError: You cannot use ATOMIC_REQUESTS with async views``). A reply
+    lasts minutes: it writes its rows in transactions of its own."""
+    for alias in connections:
+        transaction.non_atomic_requests(using=alias)(view)
+    return view
 
 
 def _log_wsgi_once(path: str) -> None:
@@ -326,6 +337,7 @@ class SSEView(PipelineChoiceMixin, View):
         """
         view = super().as_view(**initkwargs)
         view.csrf_exempt = True
+        not_atomic(view)
         if cls.dispatch is View.dispatch:
             return view
 
