@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from ..servers import free_port
@@ -55,4 +56,18 @@ def test_atomic_requests(browser: Any) -> None:
     for server in project_server("atomic"):
         for page, console in chat_page(browser, server.url):
             chat(page, "sse-post")
+            assert not [line for line in console if line.startswith("error")], console
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "ws"])
+def test_strict_content_security_policy(browser: Any, transport: str) -> None:
+    """A policy without ``unsafe-inline``, scripts by nonce: the page's inline import map
+    carries the nonce, and nothing the page loads breaks the policy. The import map was
+    blocked, so no module loaded ("Failed to resolve module specifier"), and the icon
+    (a ``data:`` URL) broke ``img-src``."""
+    for server in project_server("csp"):
+        for page, console in chat_page(browser, server.url):
+            chat(page, transport)
+            violations = [line for line in console if "Content Security Policy" in line]
+            assert violations == [], violations
             assert not [line for line in console if line.startswith("error")], console
