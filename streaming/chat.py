@@ -393,6 +393,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             session.save()  # here, where its failure is answered (the middleware saves again)
         context = {
             "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
+            # How long the page's event stream may carry nothing (not even a keep-alive)
+            # before it is taken for dead and resumed: three KEEPALIVE periods, in ms.
+            "stall_timeout": str(round(3 * float(setting("KEEPALIVE")) * 1000)),
             # streaming.routing's socket, under the script prefix the page's own URLs have
             # (daphne's --root-path, FORCE_SCRIPT_NAME), which Channels' URLRouter strips.
             "ws_url": f"{get_script_prefix()}ws/chat/",

@@ -1,7 +1,8 @@
 """The server goes away mid-reply: the page says so, reconnects, and works again. The
 network drops while the model thinks (before its first token): the page resumes the same
 reply, and no second one is started. The network stays away for longer than the page
-retries, while the server finishes the reply: back, the page shows the stored reply."""
+retries, while the server finishes the reply: back, the page shows the stored reply. The
+connection goes silent without ending (half-open): the page gives it up and resumes."""
 
 from __future__ import annotations
 
@@ -244,6 +245,32 @@ def test_a_reply_finished_while_the_network_was_gone_is_shown_not_asked_again(
         expect(last_reply(page).locator(".meta")).to_have_text(
             "Finished while the connection was lost"
         )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_connection_gone_silent_mid_reply_is_resumed(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, transport: str
+) -> None:
+    """Mid-reply, the connection carries nothing more and never ends (half-open, after a
+    network change). Nothing for three of the server's keep-alives (a WebSocket: a ping
+    unanswered), the page takes it for dead and resumes the reply on a new connection,
+    where the event streams showed "Streaming" forever."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        choose(page, transport, "passthrough")
+        if transport == "ws":
+            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        asked, answered = thinking_model.asked, thinking_model.answered
+        send(page, "Write, pause, and write on")
+        wait_for_state(page, "streaming", timeout=5_000)
+        proxied_server.stall()
+        deadline = time.monotonic() + THINKING + 10
+        while thinking_model.answered == answered:  # the server has the whole reply
+            assert time.monotonic() < deadline, "the model did not finish its reply"
+            page.wait_for_timeout(50)
+        fast_forward_until(page, "complete")
+        assert reply_source(page) == FIRST_WORDS + REST
+        expect(last_reply(page).locator(".notice")).to_be_hidden()
+        assert thinking_model.asked == asked + 1, "a second reply was started"
 
 
 def wait_until_stored(page: Any, conversation: str) -> None:

@@ -437,6 +437,8 @@ function clientFor(transport) {
     transport,
     csrfToken,
     events: ["reasoning"],
+    // Three of the server's keep-alives: a stream silent that long is dead (half-open).
+    stallTimeout: Number(app.dataset.stallTimeout) || undefined,
     onChunk: (text) => {
       if (stream !== client || !current) return;
       if (current.view.state !== "streaming") {

@@ -90,6 +90,12 @@
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
  *   a `resume` before the reply is given up.
+ * @property {number} [stallTimeout=45000] SSE: milliseconds without a byte of the stream
+ *   (the server sends a `: ping` comment after `KEEPALIVE` seconds of silence, 15 by
+ *   default) after which the connection is taken for dead (a half-open connection after
+ *   a network change carries nothing and never ends) and resumed as a dropped one; keep it
+ *   above the server's `KEEPALIVE` (0: off). `EventSource` shows no comments: it counts
+ *   its messages only, and only once a message named the reply.
  * @property {number} [maxURLLength=8000] `sse`: the longest URL a prompt is sent in. Servers
  *   and proxies drop longer request lines without an answer (daphne past 16 KB, nginx and
  *   Apache past 8 KB by default), so a longer one fails at once with `URL_TOO_LONG`.
@@ -103,6 +109,9 @@ const FINAL_CLOSE_CODES = new Set([1000, 1008]);
 const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
 /** How long a reply stopped before its response named it waits for the name (ms). */
 const NAMING_WAIT_MS = 10000;
+/** SSE: how long a stream may carry nothing before it is taken for dead (`stallTimeout`):
+ * three keep-alives of the server's default `KEEPALIVE` (15 s). */
+const STALL_TIMEOUT_MS = 45000;
 /** `sse`: the longest URL sent by default (see `maxURLLength`). */
 const MAX_URL_LENGTH = 8000;
 
@@ -521,16 +530,36 @@ export class StreamClient {
     });
     let opened = false;
     let cancelled = false;
-    reply.stop = () => source.close();
+    // A source that shows nothing for `stallTimeout` once its reply is named (a half-open
+    // connection) is closed and resumed with `fetch`, from the last id.
+    const stallAfter = this.options.stallTimeout ?? STALL_TIMEOUT_MS;
+    let stallTimer = null;
+    const watch = () => {
+      clearTimeout(stallTimer);
+      if (!stallAfter) return;
+      stallTimer = setTimeout(() => {
+        if (this._reply !== reply || cancelled) return;
+        if (!reply.lastEventId) return watch(); // a reconnect now would start it again
+        source.close();
+        this._lost(reply);
+      }, stallAfter);
+    };
+    reply.stop = () => {
+      clearTimeout(stallTimer);
+      source.close();
+    };
     reply.cancelWhenNamed = () => {
       cancelled = true;
       reply.stop = null; // _finish leaves the source open
     };
+    watch();
     source.onopen = () => {
+      watch();
       opened = true;
       if (this._reply === reply) this._setStatus("open", reply);
     };
     const handle = (event) => {
+      watch();
       if (!cancelled) {
         this._event(reply, event.type, event.data, event.lastEventId);
         return;
@@ -547,6 +576,7 @@ export class StreamClient {
         return;
       }
       if (this._reply !== reply) {
+        clearTimeout(stallTimer);
         source.close();
         return;
       }
@@ -557,6 +587,7 @@ export class StreamClient {
         this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay: null });
         return;
       }
+      clearTimeout(stallTimer);
       source.close();
       if (opened || source.readyState === EventSource.CONNECTING) this._lost(reply);
       // Offline, the request never left: reconnect with backoff. Online, EventSource
@@ -571,6 +602,14 @@ export class StreamClient {
   async _fetch(reply) {
     const controller = new AbortController();
     reply.stop = () => controller.abort();
+    // No byte for `stallTimeout` (not even the server's keep-alive): a half-open connection
+    // never ends by itself; the abort makes it a drop, resumed from the last event id.
+    const stallAfter = this.options.stallTimeout ?? STALL_TIMEOUT_MS;
+    let stallTimer = null;
+    const watch = () => {
+      clearTimeout(stallTimer);
+      if (stallAfter) stallTimer = setTimeout(() => controller.abort(), stallAfter);
+    };
     // Stopped before the response's first bytes named the reply: the server may have
     // started it already, and keeps a reply whose client went away. Read on, muted, until
     // those bytes come (at most NAMING_WAIT_MS), then `DELETE` it.
@@ -598,6 +637,7 @@ export class StreamClient {
       url = this._queryURL(reply.body);
     }
     const resumeFrom = reply.lastEventId;
+    watch();
     try {
       const response = await fetch(url, init);
       if (this._reply !== reply && !deleteWhenNamed) return;
@@ -614,6 +654,7 @@ export class StreamClient {
       const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
       for (;;) {
         const { done, value } = await reader.read();
+        watch();
         if (this._reply !== reply && !deleteWhenNamed) {
           reader.cancel().catch(() => {});
           return;
@@ -635,6 +676,8 @@ export class StreamClient {
       if (this._reply !== reply) return; // cancelled: the abort is ours
       if (error instanceof StreamError) this._finish(reply, "error", { error });
       else this._lost(reply);
+    } finally {
+      clearTimeout(stallTimer);
     }
   }
 
