@@ -2,7 +2,8 @@
 network drops while the model thinks (before its first token): the page resumes the same
 reply, and no second one is started. The network stays away for longer than the page
 retries, while the server finishes the reply: back, the page shows the stored reply. The
-connection goes silent without ending (half-open): the page gives it up and resumes."""
+connection goes silent without ending (half-open): the page gives it up and resumes. The
+network comes back during a backoff: the page reconnects at once."""
 
 from __future__ import annotations
 
@@ -268,6 +269,41 @@ def test_a_connection_gone_silent_mid_reply_is_resumed(
             assert time.monotonic() < deadline, "the model did not finish its reply"
             page.wait_for_timeout(50)
         fast_forward_until(page, "complete")
+        assert reply_source(page) == FIRST_WORDS + REST
+        expect(last_reply(page).locator(".notice")).to_be_hidden()
+        assert thinking_model.asked == asked + 1, "a second reply was started"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_network_back_reconnects_at_once(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, transport: str
+) -> None:
+    """The network goes mid-reply, and comes back (the browser's ``online``) while the
+    page waits out its backoff before the next attempt (up to 10 s): it reconnects then,
+    where it kept the user waiting. The page's clock is paused meanwhile, so no backoff
+    ends by itself: only ``online`` can bring the new connection."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        choose(page, transport, "passthrough")
+        if transport == "ws":
+            expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        asked = thinking_model.asked
+        send(page, "Write, pause, and write on")
+        wait_for_state(page, "streaming", timeout=5_000)
+        page.clock.pause_at(page.evaluate("Date.now()") + 10)
+        page.context.set_offline(True)
+        proxied_server.down()
+        try:
+            expect(last_reply(page)).to_have_attribute("data-state", "reconnecting")
+            connections = proxied_server.connections
+        finally:
+            proxied_server.up()
+            page.context.set_offline(False)
+        deadline = time.monotonic() + 5
+        while proxied_server.connections == connections:
+            assert time.monotonic() < deadline, "the page did not reconnect when back online"
+            time.sleep(0.05)
+        page.clock.resume()
+        wait_for_state(page, "complete", timeout=THINKING * 1000 + 10_000)
         assert reply_source(page) == FIRST_WORDS + REST
         expect(last_reply(page).locator(".notice")).to_be_hidden()
         assert thinking_model.asked == asked + 1, "a second reply was started"

@@ -411,7 +411,7 @@ export class StreamClient {
       // A socket follows its reply until it closes: the server's replies are not muted.
       const socket = this._socket;
       this._socket = null;
-      clearTimeout(this._socketTimer);
+      this._socketTimer?.cancel();
       this._socketTimer = null;
       this._socketAttempt = 0;
       this._stopPing();
@@ -433,7 +433,8 @@ export class StreamClient {
   close() {
     this.cancel();
     this._closed = true;
-    clearTimeout(this._socketTimer);
+    this._socketTimer?.cancel();
+    this._socketTimer = null;
     this._stopPing();
     if (this._socket) {
       const socket = this._socket;
@@ -473,6 +474,7 @@ export class StreamClient {
     if (this._reply !== reply) return;
     this._reply = null;
     clearTimeout(reply.timer);
+    reply.retry?.cancel();
     reply.stop?.();
     if (typeof fullText === "string") reply.text = fullText;
     const info = this._info(reply);
@@ -768,7 +770,7 @@ export class StreamClient {
     reply.attempt += 1;
     const delay = backoffDelay(reply.attempt, this.reconnect);
     this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay });
-    reply.timer = setTimeout(() => this._request(reply, true), delay);
+    reply.retry = retryAfter(delay, () => this._request(reply, true));
   }
 
   /**
@@ -897,10 +899,10 @@ export class StreamClient {
     this._socketAttempt += 1;
     const delay = backoffDelay(this._socketAttempt, this.reconnect);
     this._setStatus("reconnecting", reply, { attempt: this._socketAttempt, delay });
-    this._socketTimer = setTimeout(() => {
+    this._socketTimer = retryAfter(delay, () => {
       this._socketTimer = null;
       if (!this._closed) this._openSocket();
-    }, delay);
+    });
   }
 
   _startPing() {
@@ -977,6 +979,26 @@ export class StreamClient {
   }
 }
 
+/**
+ * Call `retry` after `delay` ms, or at once when the browser says the network is back
+ * (`online`): a reconnection waiting out a long backoff does not keep a user who is
+ * online again waiting. Returns a handle whose `cancel()` calls it off.
+ */
+function retryAfter(delay, retry) {
+  const target = globalThis.addEventListener ? globalThis : null;
+  const cancel = () => {
+    clearTimeout(timer);
+    target?.removeEventListener("online", now);
+  };
+  const now = () => {
+    cancel();
+    retry();
+  };
+  const timer = setTimeout(now, delay);
+  target?.addEventListener("online", now);
+  return { cancel };
+}
+
 function newReply(body, resolve) {
   return {
     body,
@@ -988,6 +1010,7 @@ function newReply(body, resolve) {
     lastEventId: "",
     attempt: 0,
     timer: null,
+    retry: null,
     stop: null,
     cancelWhenNamed: null,
     sent: false,
