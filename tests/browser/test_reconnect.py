@@ -24,6 +24,7 @@ from .chatpage import (
     reply_source,
     reply_text,
     send,
+    trail,
     wait_for_state,
 )
 from .conftest import DemoServer, demo_server, open_page
@@ -86,9 +87,12 @@ def test_server_restart_mid_reply(
 #: Seconds the model thinks before its first token, and what it then answers.
 THINKING = 2.0
 ANSWER = "Having thought it over: yes, the same reply, once."
-#: To a prompt with "pause": its first words at once, the rest after ``THINKING`` seconds.
+#: To a prompt with "pause": its first words at once, the rest after ``THINKING`` seconds
+#: (``LONG_THINKING`` with "long pause").
 FIRST_WORDS = "The first words at once, "
 REST = "and the rest written while the page could not be reached."
+#: Longer than the page waits for an answer to a WebSocket ``resume`` (10 s).
+LONG_THINKING = 12.0
 
 
 class ThinkingModel(ThreadedUpstream):
@@ -107,7 +111,7 @@ class ThinkingModel(ThreadedUpstream):
         await reply.head()
         for piece in tokens(first):
             await reply.event(chunk(piece))
-        await asyncio.sleep(THINKING)
+        await asyncio.sleep(LONG_THINKING if "long pause" in prompt else THINKING)
         for piece in tokens(rest):
             await reply.event(chunk(piece))
         await reply.event(chunk(finish="stop"))
@@ -307,6 +311,43 @@ def test_the_network_back_reconnects_at_once(
         assert reply_source(page) == FIRST_WORDS + REST
         expect(last_reply(page).locator(".notice")).to_be_hidden()
         assert thinking_model.asked == asked + 1, "a second reply was started"
+
+
+def test_a_websocket_resume_in_a_long_silence_of_the_model(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The socket drops while the model thinks for longer than the page waits for an
+    answer to its ``resume`` (10 s): the server takes the resume without a frame, so the
+    page gave the reply up ("the server did not answer", RESUME_FAILED) though it ran
+    on. The pong of the ping sent with the resume now says it was taken."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        frames: list[tuple[str, str]] = []
+
+        def watch(socket: Any, frames: list[tuple[str, str]] = frames) -> None:
+            socket.on("framesent", lambda payload: frames.append(("sent", str(payload))))
+            socket.on("framereceived", lambda payload: frames.append(("received", str(payload))))
+
+        page.on("websocket", watch)
+        choose(page, "ws", "passthrough")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        send(page, "Write, long pause, and write on")
+        wait_for_state(page, "streaming", timeout=5_000)
+        proxied_server.cut()
+        deadline = time.monotonic() + 5
+        resumed = False
+        while time.monotonic() < deadline:  # the resume, and the server's answer to it
+            sent = [i for i, (_, text) in enumerate(frames) if '"resume"' in text]
+            if sent and any('"pong"' in text for _, text in frames[sent[0] :]):
+                resumed = True
+                break
+            page.wait_for_timeout(20)
+        assert any('"resume"' in text for _, text in frames), "the page did not resume"
+        page.clock.fast_forward(11_000)  # past the page's wait, in the model's silence
+        wait_for_state(page, "complete", timeout=LONG_THINKING * 1000 + 10_000)
+        assert "error" not in [entry["state"] for entry in trail(page)], frames[-5:]
+        assert resumed
+        assert reply_source(page) == FIRST_WORDS + REST
+        expect(last_reply(page).locator(".notice")).to_be_hidden()
 
 
 def wait_until_stored(page: Any, conversation: str) -> None:

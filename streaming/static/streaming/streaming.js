@@ -89,7 +89,8 @@
  * @property {number} [pingInterval=20000] WebSocket: milliseconds between `ping` frames; a
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
- *   a `resume` before the reply is given up.
+ *   a `resume` (the pong of the `ping` sent with it, or a refusal) before the reply is
+ *   given up.
  * @property {number} [stallTimeout=45000] SSE: milliseconds without a byte of the stream
  *   (the server sends a `: ping` comment after `KEEPALIVE` seconds of silence, 15 by
  *   default) after which the connection is taken for dead (a half-open connection after
@@ -859,6 +860,13 @@ export class StreamClient {
     this._socket.send(
       JSON.stringify({ type: "resume", message_id: reply.messageId, after: reply.seq }),
     );
+    // The server refuses a resume at once, and takes one without a frame: a reply the
+    // model is silent in (thinking) would send nothing before `resumeTimeout`. It answers
+    // frames in order, so the pong of a ping sent now, with no refusal before it, says
+    // the resume was taken (a ping sent earlier is answered first).
+    reply.resumePongs = (this._pongDue ? 1 : 0) + 1;
+    this._socket.send(JSON.stringify({ type: "ping" }));
+    this._pongDue = true;
     this._setStatus(reply.received > 0 ? "streaming" : "open", reply);
     clearTimeout(reply.timer);
     reply.timer = setTimeout(() => {
@@ -931,7 +939,14 @@ export class StreamClient {
     this._pongDue = false; // any frame shows the connection is alive
     if (!frame || typeof frame !== "object") return;
     const { type } = frame;
-    if (type === "pong") return;
+    if (type === "pong") {
+      const resumed = this._reply;
+      if (resumed?.resuming && resumed.resumePongs > 0 && --resumed.resumePongs === 0) {
+        resumed.resuming = false; // taken: its events come when the model writes them
+        clearTimeout(resumed.timer);
+      }
+      return;
+    }
     if (this._cancelAcks > 0) {
       // Frames of a reply we cancelled, up to the server's answer to the cancel.
       if (type === "cancelled" || type === "error") this._cancelAcks -= 1;
@@ -1015,6 +1030,7 @@ function newReply(body, resolve) {
     cancelWhenNamed: null,
     sent: false,
     resuming: false,
+    resumePongs: 0,
   };
 }
 
