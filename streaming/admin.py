@@ -1,49 +1,117 @@
 """The stored conversations in Django's admin: listed newest first, searchable by title,
-owner and message text, with their messages inline. What the chat wrote (messages, their
-status and generation, the owner) is read-only; a title can be corrected. Deleting a
-conversation here stops its running reply, as the conversations API's ``DELETE`` does."""
+owner and message text, with their last messages inline. What the chat wrote (messages,
+their status and generation, the owner) is read-only; a title can be corrected. Deleting a
+conversation here stops its running reply, as the conversations API's ``DELETE`` does.
+
+Built for tables of millions of messages: a conversation's message count is a subquery
+per listed row (never a join of every message, which the search by text multiplied),
+the search by text is an ``EXISTS`` (no ``DISTINCT`` over the joined messages), and a
+conversation's page shows its last ``INLINE_MESSAGES`` messages, with a link to all of
+them in the messages' list.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import smart_split, unescape_string_literal
 
 from .conversations import stop_replies
 from .models import Conversation, Message
 
+#: Messages a conversation's admin page shows inline: its last ones (a conversation of
+#: thousands would otherwise be a page of megabytes).
+INLINE_MESSAGES = 100
+
+
+class LastMessages(BaseInlineFormSet):
+    """The conversation's last ``INLINE_MESSAGES`` messages, oldest first."""
+
+    def get_queryset(self) -> QuerySet[Message]:
+        if not hasattr(self, "_last"):
+            messages = super().get_queryset()
+            first = messages.order_by("-id").values_list("id", flat=True)[
+                INLINE_MESSAGES - 1 : INLINE_MESSAGES
+            ]
+            start = next(iter(first), None)
+            self._last = messages if start is None else messages.filter(id__gte=start)
+        return self._last
+
 
 class MessageInline(admin.TabularInline):
     model = Message
+    formset = LastMessages
     extra = 0
     can_delete = False
     fields = ("created", "role", "status", "content", "reasoning", "generation")
     readonly_fields = fields
     ordering = ("id",)
+    verbose_name_plural = f"messages (the last {INLINE_MESSAGES})"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def message_total() -> Coalesce:
+    """A conversation's number of messages, as a subquery of the row."""
+    counted = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "message_count", "updated", "created")
     list_filter = ("updated",)
+    #: As ``get_search_results`` searches them.
     search_fields = ("title", "owner", "messages__content")
-    readonly_fields = ("id", "owner", "created", "updated", "generation")
-    fields = ("id", "title", "renamed", "owner", "created", "updated", "generation")
+    readonly_fields = ("id", "owner", "created", "updated", "generation", "all_messages")
+    fields = ("id", "title", "renamed", "owner", "created", "updated", "generation", "all_messages")
     date_hierarchy = "updated"
     inlines = (MessageInline,)
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        from django.db.models import Count
+        return super().get_queryset(request).annotate(message_total=message_total())
 
-        return super().get_queryset(request).annotate(message_total=Count("messages"))
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        """Each word in the title, the owner or a message's text: the messages with an
+        ``EXISTS``, so a conversation is listed once (no ``DISTINCT``), however many of
+        its messages match."""
+        terms = []
+        for bit in smart_split(search_term):
+            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+                bit = unescape_string_literal(bit)
+            in_text = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=bit)
+            terms.append(Q(title__icontains=bit) | Q(owner__icontains=bit) | Exists(in_text))
+        return queryset.filter(*terms), False
 
     @admin.display(description="messages", ordering="message_total")
     def message_count(self, obj: Any) -> int:
         return int(obj.message_total)
+
+    @admin.display(description="all messages")
+    def all_messages(self, obj: Conversation) -> str:
+        url = reverse("admin:streaming_message_changelist")
+        return format_html(
+            '<a href="{}?conversation__id__exact={}">{} messages</a>',
+            url,
+            obj.pk,
+            getattr(obj, "message_total", None) or obj.messages.count(),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started from the chat
