@@ -29,8 +29,12 @@ from django.utils import timezone
 from .models import Conversation, Message
 from .owners import CONNECTION_OWNER, OWNER_SESSION_KEY, SESSION_OWNER
 
-#: Owners per ``DELETE``: within every database's limit of query parameters.
+#: Owners per query: within every database's limit of query parameters.
 BATCH = 500
+#: Conversations deleted per transaction, with their messages: an owner may keep
+#: thousands (``MAX_CONVERSATIONS_PER_OWNER``), and a batch of owners millions, which one
+#: transaction would hold locked (and the collector in memory) until it ended.
+DELETE_BATCH = 1000
 #: Sessions read per round trip while looking for live tokens.
 SESSIONS_PER_FETCH = 2000
 
@@ -54,7 +58,8 @@ def clear_abandoned(idle: timedelta, *, dry_run: bool = False) -> Cleared:
     idle_anonymous = Conversation.objects.filter(updated__lt=now - idle).filter(
         Q(owner__startswith=SESSION_OWNER) | Q(owner__startswith=CONNECTION_OWNER)
     )
-    owners = set(idle_anonymous.values_list("owner", flat=True).distinct())
+    # Without the ordering (``-updated``), which DISTINCT would take in: a row per owner.
+    owners = set(idle_anonymous.order_by().values_list("owner", flat=True).distinct())
     tokens = {o.removeprefix(SESSION_OWNER) for o in owners if o.startswith(SESSION_OWNER)}
     live = _live_tokens(tokens, now)
     alive = {f"{SESSION_OWNER}{token}" for token in live or ()}
@@ -66,9 +71,10 @@ def clear_abandoned(idle: timedelta, *, dry_run: bool = False) -> Cleared:
             conversations += doomed.count()
             messages += Message.objects.filter(conversation__in=doomed).count()
             continue
-        _, deleted = doomed.delete()
-        conversations += deleted.get(Conversation._meta.label, 0)
-        messages += deleted.get(Message._meta.label, 0)
+        while ids := list(doomed.order_by().values_list("pk", flat=True)[:DELETE_BATCH]):
+            _, deleted = Conversation.objects.filter(pk__in=ids).delete()  # a transaction
+            conversations += deleted.get(Conversation._meta.label, 0)
+            messages += deleted.get(Message._meta.label, 0)
     return Cleared(conversations, messages, kept, live is not None)
 
 

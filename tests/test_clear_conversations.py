@@ -18,7 +18,9 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from streaming import abandoned
@@ -250,3 +252,24 @@ def test_a_visitor_whose_session_ended_loses_their_chats_and_a_live_one_keeps_th
             f"print(Conversation.objects.filter(pk={ended_chat!r}).exists(), "
             f"Message.objects.filter(conversation_id={ended_chat!r}).count())",
         ) == "False 0\n"  # fmt: skip
+
+
+@pytest.mark.django_db
+@override_settings(SESSION_ENGINE=DB_SESSIONS)
+def test_conversations_go_a_few_at_a_time_and_owners_are_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An owner's thousands of conversations are deleted in transactions of
+    ``DELETE_BATCH`` (with their messages), not in one; the owners are read one row each."""
+    monkeypatch.setattr(abandoned, "DELETE_BATCH", 2)
+    for _ in range(5):
+        conversation("session:many", idle_days=20, messages=3)
+    conversation("session:one", idle_days=20)
+    with CaptureQueriesContext(connection) as queries:
+        assert clear().startswith("Deleted 6 conversations (17 messages)")
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    sql = [q["sql"] for q in queries.captured_queries]
+    deletes = [s for s in sql if s.startswith('DELETE FROM "streaming_conversation"')]
+    assert len(deletes) == 3, deletes
+    owners = next(s for s in sql if "DISTINCT" in s)
+    assert '"updated"' not in owners.split(" FROM ")[0], owners
