@@ -10,11 +10,12 @@ A reply is complete only when the server ended it: the ``data: [DONE]`` event, o
 most, unless text follows it: some servers mark every chunk ``stop``).
 A stream that ends with neither was cut short (a proxy timeout, a crashed worker) and is
 an ``UPSTREAM_ERROR``, as are a reply cut at the model's token limit (``length``), one its
-provider filtered (``content_filter``), a tool call (this source runs none), and a body
-that is not valid UTF-8 or JSON objects. The SDK swallows ``[DONE]`` and reads lines of
-any length, so ``_EventWatcher`` stands in for its decoder: it notes ``[DONE]``, refuses a
-line over ``UPSTREAM_MAX_LINE`` and data that is not a JSON object, and drops events
-without data (``id:`` or ``retry:`` alone), which dispatch nothing in SSE.
+provider filtered (``content_filter``), one it failed (OpenRouter's ``error``), a tool call
+(this source runs none), and a body that is not valid UTF-8 or JSON objects. The SDK
+swallows ``[DONE]`` and reads lines of any length, so ``_EventWatcher`` stands in for its
+decoder: it notes ``[DONE]``, refuses a line over ``UPSTREAM_MAX_LINE`` and data that is
+not a JSON object, and drops events without data (``id:`` or ``retry:`` alone), which
+dispatch nothing in SSE.
 
 What the model server says about an error (its message may name the account, the key's
 last characters or a quota) goes to the log; clients get the status and what it means.
@@ -49,6 +50,9 @@ UNFINISHED = {
     "content_filter": "The model's provider filtered the reply",
     "tool_calls": "The model asked for a tool call, which this server does not run",
     "function_call": "The model asked for a function call, which this server does not run",
+    # OpenRouter and other gateways: the provider failed mid-reply (the chunk's ``error``
+    # object, when there is one, fails the stream before this is read).
+    "error": "The model server reported an error mid-reply",
 }
 
 

@@ -333,6 +333,8 @@ async def test_a_server_that_marks_every_chunk_finished_is_read_to_its_end(
         ("content_filter", "filtered"),
         ("tool_calls", "tool call"),
         ("function_call", "function call"),
+        # OpenRouter's finish_reason when the provider failed mid-reply.
+        ("error", "error mid-reply"),
     ],
 )
 async def test_a_reply_the_model_did_not_finish_is_an_upstream_error(
