@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -293,7 +294,7 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
         )
         return StreamError(
             StreamErrorCode.UPSTREAM_ERROR,
-            f"The model server answered HTTP {status}{_STATUS_MEANING.get(status, '')}",
+            f"The model server answered HTTP {status}{_status_meaning(exc)}",
             {"status": status},
         )
     if isinstance(exc, openai.APIConnectionError):
@@ -319,6 +320,7 @@ def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
 _STATUS_MEANING = {
     400: ": it refused the request",
     401: ": it refused the server's credentials",
+    402: ": the account has no credit left",
     403: ": it refused the server's credentials",
     404: ": no such model or endpoint",
     408: ": it timed out",
@@ -329,6 +331,42 @@ _STATUS_MEANING = {
     503: ": it is unavailable; try again later",
     504: ": it timed out",
 }
+
+
+#: What an error body's ``code`` or ``type`` says beyond its status: a conversation over
+#: the model's context (OpenAI, Azure, Groq; llama.cpp's type), a prompt Azure's content
+#: filter refused, an account out of quota (OpenAI's 429, which no retry cures).
+_CODE_MEANING = {
+    "context_length_exceeded": ": the conversation is too long for the model",
+    "exceed_context_size_error": ": the conversation is too long for the model",
+    "content_filter": ": its provider's content filter refused the prompt",
+    "insufficient_quota": ": the account is over its quota",
+}
+
+
+def _status_meaning(exc: openai.APIStatusError) -> str:
+    """What the status of ``exc`` means for a client: its body's ``code`` or ``type`` when
+    it is a known one (a 400 whose message speaks of the context length, as vLLM's does,
+    is a conversation too long), else the status's meaning, with a 429's or 503's
+    ``Retry-After`` seconds. Never the server's own words."""
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        for key in ("code", "type"):
+            value = error.get(key)
+            if isinstance(value, str) and value in _CODE_MEANING:
+                return _CODE_MEANING[value]
+        message = error.get("message")
+        context = isinstance(message, str) and re.search(
+            r"context (length|size|window)", message, re.IGNORECASE
+        )
+        if exc.status_code == 400 and context:
+            return _CODE_MEANING["context_length_exceeded"]
+    meaning = _STATUS_MEANING.get(exc.status_code, "")
+    retry_after = exc.response.headers.get("retry-after", "").strip()
+    if exc.status_code in (429, 503) and retry_after.isdigit() and int(retry_after) <= 3600:
+        meaning = meaning.replace("try again later", f"try again in {int(retry_after)} s")
+    return meaning
 
 
 def _error_message(body: object) -> str:

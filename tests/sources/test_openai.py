@@ -163,6 +163,83 @@ async def test_an_error_status_is_an_upstream_error_its_message_only_logged(
     assert message in caplog.text and upstream.url in caplog.text
 
 
+CONTEXT_MESSAGE = "This model's maximum context length is 4096 tokens. However, you requested 5000"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "meaning"),
+    [
+        # OpenAI, Azure, Groq: the error's code.
+        (
+            400,
+            {"error": {"message": CONTEXT_MESSAGE, "code": "context_length_exceeded"}},
+            {},
+            ": the conversation is too long for the model",
+        ),
+        # vLLM: a top-level error whose code is the status; only its message says why.
+        (
+            400,
+            {"object": "error", "message": CONTEXT_MESSAGE, "type": "BadRequestError", "code": 400},
+            {},
+            ": the conversation is too long for the model",
+        ),
+        # llama.cpp server: the error's type.
+        (
+            400,
+            {"error": {"code": 400, "message": "exceeds", "type": "exceed_context_size_error"}},
+            {},
+            ": the conversation is too long for the model",
+        ),
+        # Azure OpenAI: a prompt its content filter refused.
+        (
+            400,
+            {"error": {"message": "filtered", "param": "prompt", "code": "content_filter"}},
+            {},
+            ": its provider's content filter refused the prompt",
+        ),
+        # OpenAI: out of quota (no retry cures it), not busy.
+        (
+            429,
+            {"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}},
+            {},
+            ": the account is over its quota",
+        ),
+        # OpenRouter, DeepSeek: no credit left.
+        (402, {"error": {"code": 402, "message": "Insufficient credits"}}, {}, ": the account"),
+        # Groq, Azure, OpenAI: how long to wait.
+        (
+            429,
+            {"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}},
+            {"Retry-After": "8"},
+            ": it is busy or over its quota; try again in 8 s",
+        ),
+        (
+            503,
+            {"error": {"message": "Overloaded"}},
+            {"Retry-After": "2"},
+            ": it is unavailable; try again in 2 s",
+        ),
+    ],
+)
+async def test_an_error_status_says_what_its_body_code_means(
+    serve: Serve, status: int, body: dict[str, Any], headers: dict[str, str], meaning: str
+) -> None:
+    """What providers' error bodies say in their ``code`` or ``type`` (a conversation over
+    the model's context, a filtered prompt, no quota or credit) and a ``Retry-After``
+    reach the client as the library's own words, never the server's message."""
+
+    async def error(request: Request, reply: Reply) -> None:
+        await reply.whole(status, json.dumps(body), headers=headers)
+
+    upstream = await serve(error)
+    async with client(upstream.url) as api:
+        with pytest.raises(StreamError) as caught:
+            await collect(openai_chat(MESSAGES, client=api))
+    assert caught.value.code == StreamErrorCode.UPSTREAM_ERROR
+    assert caught.value.message.startswith(f"The model server answered HTTP {status}{meaning}")
+    assert CONTEXT_MESSAGE not in caught.value.message
+
+
 async def test_the_client_made_for_a_reply_does_not_retry(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,13 +67,18 @@ class Reply:
         await self.writer.drain()
 
     async def whole(
-        self, status: int, body: bytes | str, content_type: str = "application/json"
+        self,
+        status: int,
+        body: bytes | str,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """A complete response with ``Content-Length``."""
+        """A complete response with ``Content-Length`` (and ``headers``, if any)."""
         raw = body.encode() if isinstance(body, str) else body
         reason = {200: "OK", 401: "Unauthorized", 500: "Internal Server Error"}.get(status, "Error")
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self.writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{extra}"
             f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n".encode()
             + raw
         )
