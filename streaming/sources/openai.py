@@ -82,6 +82,7 @@ async def openai_chat(
     connect, read = timeouts(connect_timeout, read_timeout)
     owned = client is None
     api = client or _new_client(api_key, base_url)
+    started = False  # a chunk arrived: a silence now is one between chunks
     try:
         try:
             stream = await api.chat.completions.create(
@@ -111,6 +112,7 @@ async def openai_chat(
                         if finish_reason and not marks_every_chunk:
                             break
                         raise
+                    started = True
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
@@ -140,7 +142,7 @@ async def openai_chat(
                     "(no finish_reason, no [DONE])",
                 )
         except (openai.APIError, httpx.HTTPError) as exc:
-            raise _stream_error(exc, connect, read) from exc
+            raise _stream_error(exc, connect, read, started=started) from exc
         except UnicodeDecodeError as exc:
             raise StreamError(
                 StreamErrorCode.UPSTREAM_ERROR,
@@ -270,14 +272,25 @@ def _url(exc: Exception) -> str:
         return "?"
 
 
-def _stream_error(exc: Exception, connect: float, read: float) -> StreamError:
-    """The ``StreamError`` for an SDK failure (``httpx`` ones come from openai 1.x streams)."""
+def _stream_error(
+    exc: Exception, connect: float, read: float, *, started: bool | None = None
+) -> StreamError:
+    """The ``StreamError`` for an SDK failure (``httpx`` ones come from openai 1.x streams);
+    a timeout says which wait ran out when ``started`` says whether a chunk had arrived."""
     if isinstance(exc, httpx.HTTPError):
         error = transport_error(exc, connect, read)
         logger.warning("The model server at %s: %s", _url(exc), error.message)
         return error
     if isinstance(exc, openai.APITimeoutError):
-        what = f"timed out (connect {connect:g} s, between chunks {read:g} s)"
+        if started is None:
+            what = f"timed out (connect {connect:g} s, between chunks {read:g} s)"
+        elif type(exc.__cause__).__name__ == "ConnectTimeout":
+            what = f"did not accept the connection within {connect:g} s"
+        elif started:
+            what = f"sent nothing for {read:g} s mid-reply"
+        else:
+            # A local server (Ollama, LM Studio) may be loading the model from disk.
+            what = f"sent nothing for {read:g} s before its reply began"
         logger.warning("The model server at %s %s", _url(exc), what)
         return StreamError(
             StreamErrorCode.TIMEOUT,

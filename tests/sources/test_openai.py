@@ -316,6 +316,28 @@ async def test_a_slow_token_is_a_timeout_and_closes_the_connection(
     assert f"The model server at {upstream.url}/v1/chat/completions" in caplog.text
 
 
+async def test_a_timeout_before_the_first_chunk_is_told_from_one_between_chunks(
+    serve: Serve,
+) -> None:
+    """A server that answers nothing for UPSTREAM_READ_TIMEOUT (a local model loading from
+    disk, as Ollama's first request does) is not said to have paused between chunks."""
+
+    async def loading(request: Request, reply: Reply) -> None:
+        await reply.wait_gone()  # not even a head: the model is still loading
+
+    upstream = await serve(loading)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api, read_timeout=0.2))
+    assert pieces == []
+    assert error.code == StreamErrorCode.TIMEOUT
+    assert error.message == "The model server sent nothing for 0.2 s before its reply began"
+    upstream = await serve(one_token_then_wait)
+    async with client(upstream.url) as api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api, read_timeout=0.2))
+    assert pieces == ["first"]
+    assert error.message == "The model server sent nothing for 0.2 s mid-reply"
+
+
 async def test_cancelling_the_consumer_closes_the_upstream_connection(serve: Serve) -> None:
     upstream = await serve(one_token_then_wait)
     async with client(upstream.url) as api:
