@@ -410,7 +410,4 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     except DatabaseError as exc:
         logger.error("The database failed under the chat page: %r", exc)
         # No request context: its processors would load the user from the database again.
-        page = render_to_string(
-            "streaming/unavailable.html", {"csp_nonce": getattr(request, "_csp_nonce", None)}
-        )
-        return HttpResponse(page, status=503)
+        return HttpResponse(render_to_string("streaming/unavailable.html"), status=503)

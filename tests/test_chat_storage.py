@@ -508,6 +508,7 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(
                 if sessions == "database":
                     assert page.status_code == 503
                     assert "<h1>The chat is unavailable</h1>" in page.text
+                    assert "/static/streaming/unavailable.css" in page.text  # no inline style
                     assert "sessionid" not in page.headers.get("set-cookie", "")
                 else:  # the page itself needs no database; its calls get the JSON 503
                     assert page.status_code == 200
