@@ -284,7 +284,7 @@ def _stream_error(
     if isinstance(exc, openai.APITimeoutError):
         if started is None:
             what = f"timed out (connect {connect:g} s, between chunks {read:g} s)"
-        elif type(exc.__cause__).__name__ == "ConnectTimeout":
+        elif type(exc.__cause__).__name__ == "ConnectTimeout":  # httpx's, or httpx2's
             what = f"did not accept the connection within {connect:g} s"
         elif started:
             what = f"sent nothing for {read:g} s mid-reply"
