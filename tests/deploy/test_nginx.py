@@ -214,6 +214,10 @@ async def test_the_websocket_streams_and_resumes_through_nginx(stack: Stack) -> 
 
 
 # -------------------------------------------------------------- static files
+#: The type nginx serves each kind of file the page names as.
+KINDS = {".css": "text/css", ".js": "application/javascript", ".svg": "image/svg+xml"}
+
+
 def test_the_chat_page_and_its_static_files_load_with_debug_off(stack: Stack) -> None:
     with client(stack) as browser:
         page = visit(browser)
@@ -224,7 +228,7 @@ def test_the_chat_page_and_its_static_files_load_with_debug_off(stack: Stack) ->
             assert response.status_code == 200, asset
             assert "x-upstream" not in response.headers  # nginx itself, not daphne
             assert "max-age=3600" in response.headers["cache-control"]
-            kind = "text/css" if asset.endswith(".css") else "application/javascript"
+            kind = KINDS[Path(asset).suffix]
             assert response.headers["content-type"].startswith(kind)
             collected = Path(stack.env["DJANGO_STATIC_ROOT"]) / asset.removeprefix("/static/")
             assert response.content == collected.read_bytes()
