@@ -334,7 +334,8 @@ _STATUS_MEANING = {
     400: ": it refused the request",
     401: ": it refused the server's credentials",
     402: ": the account has no credit left",
-    403: ": it refused the server's credentials",
+    # The key's permissions, an unsupported region, or a gateway's moderation (OpenRouter).
+    403: ": it forbade the request (the key's permissions, the region or its moderation)",
     404: ": no such model or endpoint",
     408: ": it timed out",
     413: ": the conversation is too long for it",

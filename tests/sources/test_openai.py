@@ -137,6 +137,7 @@ async def test_passthrough_does_not_ask_for_xml(
     ("status", "message", "meaning"),
     [
         (401, "Incorrect API key provided: sk-proj-AbCd****WxYz", "credentials"),
+        (403, "Your input was flagged for moderation", "forbade the request"),
         (429, "Rate limit reached in organization org-Xy12", "busy or over its quota"),
         (500, "The server had an error", "it failed"),
         (418, "I'm a teapot", ""),
