@@ -19,9 +19,10 @@ urlpatterns = [
         ConversationView.as_view(),
         name="conversation",
     ),
-    # The AI SDK's useChat (DefaultChatTransport): send, then resume / stop a chat's reply.
+    # The AI SDK's useChat (DefaultChatTransport): send, then resume / stop a chat's reply
+    # (any id, an empty one too, gets the API's JSON refusal).
     path("chat/ui", AISDKChatView.as_view(), name="chat-ui"),
     re_path(
-        r"^chat/ui/(?P<chat_id>[\s\S]+)/stream\Z", AISDKChatView.as_view(), name="chat-ui-stream"
+        r"^chat/ui/(?P<chat_id>[\s\S]*)/stream\Z", AISDKChatView.as_view(), name="chat-ui-stream"
     ),
 ]

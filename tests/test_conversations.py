@@ -263,11 +263,11 @@ def test_head_answers_as_get_without_a_body(visitors: Any) -> None:
     assert me.request("HEAD", f"{API}/{created['id'].upper()}").status_code == 404
 
 
-def test_an_ai_sdk_chat_id_with_a_slash_is_a_json_refusal(visitors: Any) -> None:
-    """``chat/ui/<id>/stream``: an id no chat can have (it holds a slash, encoded or not)
-    gets the view's JSON 400, not Django's HTML 404 page."""
+def test_an_ai_sdk_chat_id_no_chat_can_have_is_a_json_refusal(visitors: Any) -> None:
+    """``chat/ui/<id>/stream``: an id no chat can have (it holds a slash, encoded or not,
+    or is empty) gets the view's JSON 400, not Django's HTML 404 page."""
     me = visitors()
-    for chat_id in ("a/b", "a%2Fb", "%2F"):
+    for chat_id in ("a/b", "a%2Fb", "%2F", ""):
         for method in ("GET", "DELETE"):
             response = me.request(method, f"/chat/ui/{chat_id}/stream")
             assert response.status_code == 400, (chat_id, response.text[:200])
