@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .servers import ROOT, free_port, stop_process, wait_for_port
 from .sources.upstream import Reply, Request, Script, Upstream
@@ -177,13 +177,25 @@ def daphne_process(
     """A daphne subprocess on a free port: its URL and the process (to signal or measure).
     It is stopped for sure afterwards (unless the test stopped it)."""
     port = free_port()
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **(env or {})}
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    with server_process(command, port, {"DJANGO_SETTINGS_MODULE": settings, **(env or {})}) as up:
+        yield up
+
+
+@contextmanager
+def server_process(
+    command: list[str], port: int, env: dict[str, str], output: IO[bytes] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A server ``command`` listening on ``port``, with ``env`` over ours and its output
+    to ``output`` (else nowhere): its URL and the process, stopped for sure afterwards
+    (unless the test stopped it)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+        command,
         cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=output or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, process, timeout=STARTUP_LIMIT)

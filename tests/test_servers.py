@@ -10,19 +10,16 @@ hypercorn cuts them. Under a WSGI server every reply is refused; the log says wh
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .hostile import STARTUP_LIMIT, migrate, sqlite_database
-from .servers import ROOT, free_port, stop_process, wait_for_port, wsgi_server
+from .hostile import migrate, server_process, sqlite_database
+from .servers import free_port, wsgi_server
 from .test_runtime_shutdown import Replies, check_told, wait_exit
 
 APP = "tests.hostile_asgi:application"
@@ -37,24 +34,6 @@ def hypercorn(port: int) -> list[str]:
     # --workers 0: the server in this process, which takes the signal (with workers, a
     # parent process takes it and tells them through an event they poll)
     return [sys.executable, "-m", "hypercorn", "--workers", "0", "-b", f"127.0.0.1:{port}", APP]
-
-
-@contextmanager
-def server_process(
-    command: list[str], port: int, env: dict[str, str], log: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_hostile", **env}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=full_env, stdout=output, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_for_port(port, process, timeout=STARTUP_LIMIT)
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            if process.poll() is None:
-                stop_process(process)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +51,9 @@ async def test_sigterm_with_replies_open_tells_every_client_and_exits(
     database = migrate(sqlite_database(tmp_path / "db.sqlite3"))
     port = free_port()
     log = tmp_path / "server.log"
-    with server_process(server(port), port, database, log) as (url, process):
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_hostile", **database}
+    with log.open("wb") as output, server_process(server(port), port, env, output) as up:
+        url, process = up
         replies = Replies(url, REPLIES, REPLIES)
         await replies.open()
         process.send_signal(signal.SIGTERM)
