@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -149,18 +150,25 @@ def test_a_post_with_the_csrf_token_streams_a_reply_into_a_conversation(new_proj
         assert stored["messages"][1]["content"] == text
 
 
+async def socket_reply(
+    server: str, path: str, cookies: httpx.Cookies, prompt: str
+) -> list[dict[str, Any]]:
+    """The frames of ``prompt`` sent over the chat socket at ``path`` of ``server``, with
+    the page's cookies and origin as a browser sends them, up to the reply's end."""
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    address = server.replace("http", "ws") + path
+    async with connect(address, origin=server, additional_headers={"Cookie": header}) as socket:
+        await socket.send(json.dumps({"type": "prompt", "prompt": prompt}))
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
+            frames.append(json.loads(await socket.recv()))
+    return frames
+
+
 async def test_the_websocket_streams_a_reply_with_an_origin_header(new_project: str) -> None:
     async with httpx.AsyncClient(base_url=new_project, timeout=30) as client:
         await client.get("/")
-        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-        url = new_project.replace("http", "ws") + "/ws/chat/"
-        async with connect(
-            url, origin=new_project, additional_headers={"Cookie": cookies}
-        ) as socket:
-            await socket.send(json.dumps({"type": "prompt", "prompt": "Hello there"}))
-            frames = []
-            while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
-                frames.append(json.loads(await socket.recv()))
+        frames = await socket_reply(new_project, "/ws/chat/", client.cookies, "Hello there")
         complete = frames[-1]
         assert complete["type"] == "complete", frames
         assert complete["fullResponse"].startswith("Hello! I am the built-in demo model")

@@ -4,16 +4,15 @@ addresses do, and a reply streams over it."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
 from .servers import free_port, run_server, sqlite_database
+from .test_new_project import socket_reply
 
 PREFIX = "/app"
 
@@ -35,14 +34,8 @@ async def test_the_page_names_its_websocket_under_the_prefix(prefixed_server: st
         page = (await client.get(f"{PREFIX}/")).text
         urls = dict(re.findall(r'data-(sse|ws)-url="([^"]*)"', page))
         assert urls == {"sse": f"{PREFIX}/chat/stream", "ws": f"{PREFIX}/ws/chat/"}
-        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-        address = prefixed_server.replace("http", "ws") + urls["ws"]
-        async with connect(
-            address, origin=prefixed_server, additional_headers={"Cookie": cookies}
-        ) as socket:
-            await socket.send(json.dumps({"type": "prompt", "prompt": "Hello under a prefix"}))
-            frames = []
-            while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
-                frames.append(json.loads(await socket.recv()))
+        frames = await socket_reply(
+            prefixed_server, urls["ws"], client.cookies, "Hello under a prefix"
+        )
     assert frames[-1]["type"] == "complete", frames[-1]
     assert "Hello under a prefix" in frames[-1]["fullResponse"]
