@@ -13,10 +13,14 @@ fails is a 503 ``STORE_UNAVAILABLE``.
 * ``POST chat/conversations`` (optional ``{"title"}``): 201 with ``{"id", "title", "updated"}``;
   429 ``RATE_LIMITED`` past ``MAX_CONVERSATIONS_PER_MINUTE`` from one address, 409
   ``TOO_MANY_CONVERSATIONS`` for an owner who keeps ``MAX_CONVERSATIONS_PER_OWNER``.
-* ``GET chat/conversations/<id>``: the summary plus ``"messages"`` (``id``, ``role``,
-  ``content``, ``status``, ``reasoning``, ``generation``, ``created``, oldest first) and
-  ``"running"``: the generation id of a reply still running (resume it), or that may be
-  (the event store cannot say), else null.
+* ``GET chat/conversations/<id>[?limit=N&before=<message id>]``: the summary plus
+  ``"messages"`` (``id``, ``role``, ``content``, ``status``, ``reasoning``,
+  ``generation``, ``created``, oldest first): the latest ``limit`` (1 to 100, default 100),
+  or the latest before message ``before``; ``"earlier"``: the id of the page's first
+  message when earlier ones remain (pass it as ``before`` for the page before), else
+  null; and ``"running"``: the generation id of a reply still running (resume it), or
+  that may be (the event store cannot say), else null. A ``before`` that is not a
+  message of this conversation is a 404 ``NOT_FOUND``, as the list's unknown cursor is.
 * ``PATCH chat/conversations/<id>`` ``{"title"}``: the summary.
 * ``DELETE chat/conversations/<id>``: 204, after stopping a running reply of it.
 """
@@ -58,8 +62,10 @@ from .views import ERROR_STATUS, not_atomic
 
 logger = logging.getLogger("streaming")
 
-#: Conversations one listing returns at most.
+#: Conversations one listing returns at most, and messages one page of a conversation.
 MAX_LIST = 100
+#: The most digits of a message id a ``before`` cursor may have (a 64-bit key has 19).
+MAX_ID_DIGITS = 18
 
 
 def error_response(error: StreamError, status: int | None = None) -> JsonResponse:
@@ -257,12 +263,34 @@ class ConversationView(ConversationAPIView):
     http_method_names: ClassVar[list[str]] = ["get", "head", "patch", "delete"]
 
     async def get(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
+        """The latest page of messages (``limit``), or the page before message ``before``:
+        one query on the ``(conversation, id)`` index, newest first, whatever the
+        conversation's length; the cursor itself comes first in it, so an unknown one is
+        found without another query."""
+        query = query_params(request)
+        limit = _limit(query.get("limit"))
         conversation = await self.conversation(conversation_id)
+        before = query.get("before")
+        cursor = _message_id(before) if before else None
         running = await settled_generation(self.owner, conversation)
-        messages = [
-            message_data(m) async for m in Message.objects.filter(conversation=conversation)
-        ]
-        return JsonResponse({**summary(conversation), "messages": messages, "running": running})
+        messages = Message.objects.filter(conversation=conversation).order_by("-id")
+        if cursor is not None:
+            messages = messages.filter(id__lte=cursor)
+        page = [m async for m in messages[: limit + 1 + (cursor is not None)]]
+        if cursor is not None:
+            if not page or page[0].pk != cursor:
+                raise no_message()
+            page = page[1:]
+        more = len(page) > limit
+        page = page[:limit][::-1]
+        return JsonResponse(
+            {
+                **summary(conversation),
+                "messages": [message_data(m) for m in page],
+                "earlier": page[0].pk if more else None,
+                "running": running,
+            }
+        )
 
     async def patch(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
         title = clean_title(self.json_body(request).get("title"))
@@ -278,6 +306,19 @@ class ConversationView(ConversationAPIView):
         generation_id = await in_db(delete_conversation, self.owner, conversation_id)
         await stop_reply(self.owner, generation_id)
         return NoContent()
+
+
+def no_message() -> StreamError:
+    """A ``before`` cursor that is no message of the conversation: a 404, as the list's
+    cursor that is no conversation of the owner."""
+    return StreamError(StreamErrorCode.NOT_FOUND, "No such message in this conversation")
+
+
+def _message_id(value: str) -> int:
+    """A ``before`` cursor as a message id; anything else is no message (``no_message``)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS):
+        raise no_message()
+    return int(value)
 
 
 def _limit(value: str | None) -> int:

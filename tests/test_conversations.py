@@ -59,7 +59,7 @@ def test_a_new_conversation_is_listed_and_read(visitors: Any) -> None:
     listed = me.request("GET", API).json()
     assert listed == {"conversations": [created], "next": None}
     detail = me.request("GET", f"{API}/{created['id']}").json()
-    assert detail == {**created, "messages": [], "running": None}
+    assert detail == {**created, "messages": [], "earlier": None, "running": None}
 
 
 def test_a_title_given_at_creation_is_kept(visitors: Any) -> None:
@@ -80,9 +80,43 @@ def test_the_list_is_newest_first_and_pages_with_limit_and_before(visitors: Any)
 
 @pytest.mark.parametrize("limit", ["0", "101", "ten", "-1", "\u00b2", "1" * 5000])
 def test_a_bad_limit_is_a_json_400(visitors: Any, limit: str) -> None:
-    response = visitors().request("GET", API, params={"limit": limit})
-    assert response.status_code == 400
-    assert response.json()["code"] == "BAD_REQUEST"
+    me = visitors()
+    for path in (API, f"{API}/{me.create()['id']}"):
+        response = me.request("GET", path, params={"limit": limit})
+        assert response.status_code == 400
+        assert response.json()["code"] == "BAD_REQUEST"
+
+
+def test_the_messages_page_back_from_the_latest_with_limit_and_before(visitors: Any) -> None:
+    """Three turns (six messages) read two at a time, newest page first; a cursor that is
+    no message of this conversation is a 404, as the list's unknown cursor is."""
+    me = visitors()
+    chat = me.create()["id"]
+    for n in range(3):
+        reply = me.request(
+            "POST", "/chat/stream", json={"prompt": f"turn {n}", "conversation": chat}
+        )
+        assert reply.status_code == 200 and reply.text.rstrip().endswith('{"done":true}'), (
+            reply.text[-300:]
+        )
+    path = f"{API}/{chat}"
+    whole = me.request("GET", path).json()
+    assert whole["earlier"] is None and len(whole["messages"]) == 6
+    pages, params = [], {"limit": 2}
+    while True:
+        data = me.request("GET", path, params=params).json()
+        pages.insert(0, data["messages"])
+        if data["earlier"] is None:
+            break
+        params = {"limit": 2, "before": data["earlier"]}
+    assert [len(page) for page in pages] == [2, 2, 2]
+    assert [m for page in pages for m in page] == whole["messages"]
+    assert pages[0][0]["content"] == "turn 0"
+    other = me.create()["id"]
+    for cursor in (whole["messages"][0]["id"], "x"):
+        response = me.request("GET", f"{API}/{other}", params={"before": cursor})
+        assert response.status_code == 404
+        assert response.json()["code"] == "NOT_FOUND"
 
 
 def test_rename(visitors: Any) -> None:
