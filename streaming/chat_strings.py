@@ -98,6 +98,7 @@ STRINGS: dict[str, Promise] = {
         "Reply finished while the connection was lost: the reply is empty."
     ),
     "announce.deleted": _("Chat “%(title)s” deleted."),
+    "announce.chat_start": _("The chat is shown from its start."),
     # A reply's notice, and the line under it.
     "notice.reconnecting": _("Reconnecting (attempt %(attempt)s)…"),
     "notice.reconnecting_in": _("Reconnecting in %(seconds)s s (attempt %(attempt)s)…"),
@@ -124,6 +125,7 @@ STRINGS: dict[str, Promise] = {
     "api.status": _("The server answered %(status)s"),
     "load.new_chat": _("Could not start a new chat: %(message)s"),
     "load.older": _("Could not load older chats: %(message)s"),
+    "load.earlier": _("Could not load earlier messages: %(message)s"),
     "load.rename": _("Could not rename the chat: %(message)s"),
     "load.delete": _("Could not delete the chat: %(message)s"),
     "load.missing": _("That chat does not exist any more."),
@@ -152,6 +154,9 @@ PLURALS: dict[str, Callable[[int], str]] = {
         "Reply finished while the connection was lost, %(count)s word.",
         "Reply finished while the connection was lost, %(count)s words.",
         n,
+    ),
+    "announce.earlier": lambda n: ngettext(
+        "%(count)s earlier message shown.", "%(count)s earlier messages shown.", n
     ),
     "meta.characters": lambda n: ngettext(
         "%(via)s · %(count)s character in %(seconds)s s",

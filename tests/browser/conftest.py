@@ -191,16 +191,21 @@ def page(browser: Any, server: DemoServer) -> Iterator[Any]:
 def announcing_page(browser: Any, server: DemoServer, **options: Any) -> Iterator[Any]:
     """``open_page`` with every announcement to screen readers recorded (``announced``)."""
     for page in open_page(browser, server.url, **options):
-        page.evaluate(
-            """() => {
-              window.__announced = [];
-              const announcer = document.querySelector("#announcer");
-              new MutationObserver(() => {
-                if (announcer.textContent) window.__announced.push(announcer.textContent);
-              }).observe(announcer, { subtree: true, childList: true, characterData: true });
-            }"""
-        )
+        record_announcements(page)
         yield page
+
+
+def record_announcements(page: Any) -> None:
+    """Record every announcement of the page from now on (again after a reload)."""
+    page.evaluate(
+        """() => {
+          window.__announced = [];
+          const announcer = document.querySelector("#announcer");
+          new MutationObserver(() => {
+            if (announcer.textContent) window.__announced.push(announcer.textContent);
+          }).observe(announcer, { subtree: true, childList: true, characterData: true });
+        }"""
+    )
 
 
 def announced(page: Any) -> list[str]:

@@ -107,6 +107,7 @@ const ui = {
   conversation: $("#conversation"),
   empty: $("#empty"),
   messages: $("#messages"),
+  earlier: $("#earlier"),
   loadError: $("#load-error"),
   jump: $("#jump"),
   composer: $("#composer"),
@@ -599,22 +600,107 @@ let shownRequest = 0;
 let createdChat = null;
 /** A chat created here whose first prompt was refused: nothing of it is stored. */
 let unusedChat = null;
+/** Where the page of messages before the first one shown ends (the API's `earlier`: that
+ * first message's id); null: the chat is shown from its start. */
+let earlierCursor = null;
+/** Whether "Show earlier messages" is asking for a page now. */
+let loadingEarlier = false;
 
-function addUserMessage(text) {
+function userItem(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
   $(".text", item).textContent = text;
+  return item;
+}
+
+function assistantView() {
+  const view = new AssistantMessage(ui.assistantTemplate.content.firstElementChild.cloneNode(true));
+  view.reset();
+  return view;
+}
+
+function addUserMessage(text) {
+  const item = userItem(text);
   ui.messages.append(item);
   ui.empty.hidden = true;
   return item;
 }
 
 function addAssistantMessage() {
-  const item = ui.assistantTemplate.content.firstElementChild.cloneNode(true);
-  ui.messages.append(item);
+  const view = assistantView();
+  ui.messages.append(view.item);
   ui.empty.hidden = true;
-  const view = new AssistantMessage(item);
-  view.reset();
   return view;
+}
+
+/** Stored `messages` as the page shows them, not yet on it: their items, and the view of
+ * the reply of generation `running` (left waiting, to be resumed), if among them. */
+function storedItems(messages, running = null) {
+  const items = [];
+  let resumeView = null;
+  for (const message of messages) {
+    if (message.role === "user") {
+      items.push(userItem(message.content));
+      continue;
+    }
+    if (message.role !== "assistant") continue;
+    const view = assistantView();
+    items.push(view.item);
+    view.setText(message.content || "");
+    view.setReasoning(message.reasoning);
+    if (running && message.generation === running) {
+      resumeView = view;
+      continue;
+    }
+    view.setState(STATE_OF_STATUS[message.status] || "complete");
+    if (message.status === "stopped") view.meta.textContent = t("meta.stopped");
+    if (message.status === "failed") {
+      view.showNotice(t("notice.failed"), t("notice.model_failed"), { retry: true });
+      view.retry.onclick = () => regenerate(view);
+    }
+  }
+  return { items, resumeView };
+}
+
+/** Offer the page before the first message shown, while there is one. */
+function showEarlierButton(cursor) {
+  earlierCursor = cursor ?? null;
+  if (!earlierCursor && ui.earlier.contains(document.activeElement)) {
+    ui.conversation.focus({ preventScroll: true }); // not lost to the body with its button
+  }
+  ui.earlier.hidden = !earlierCursor;
+}
+
+/** "Show earlier messages": the page before the first message shown goes above it, and
+ * the view stays where it was (what was on screen does not move); announced. */
+async function showEarlierMessages() {
+  const conversation = active?.id;
+  const cursor = earlierCursor;
+  if (!conversation || !cursor || loadingEarlier) return;
+  const request = shownRequest;
+  loadingEarlier = true;
+  ui.earlier.setAttribute("aria-disabled", "true"); // still focusable, unlike `disabled`
+  let data;
+  try {
+    const query = `?before=${encodeURIComponent(cursor)}`;
+    data = await api("GET", `/${encodeURIComponent(conversation)}${query}`);
+  } catch (error) {
+    if (request === shownRequest) showLoadError(t("load.earlier", { message: error.message }));
+    return;
+  } finally {
+    loadingEarlier = false;
+    ui.earlier.removeAttribute("aria-disabled");
+  }
+  if (request !== shownRequest || earlierCursor !== cursor) return; // another chat meanwhile
+  hideLoadError();
+  const { items } = storedItems(data.messages);
+  const box = ui.conversation;
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  ui.messages.prepend(...items);
+  box.scrollTop = box.scrollHeight - fromBottom;
+  showEarlierButton(data.earlier);
+  updateRegenerate();
+  const shown = t("announce.earlier", { count: items.length });
+  announce(earlierCursor ? shown : `${shown} ${t("announce.chat_start")}`);
 }
 
 function lastAssistant() {
@@ -900,6 +986,7 @@ function updateTitle() {
 function clearMessages() {
   for (const item of ui.messages.children) cancelAnimationFrame(item.view?.frame ?? 0);
   ui.messages.replaceChildren();
+  showEarlierButton(null);
   ui.empty.hidden = false;
   ui.jump.hidden = true;
   hideLoadError();
@@ -967,27 +1054,10 @@ async function openConversation(id, { push = false } = {}) {
   }
   if (request !== shownRequest) return; // another chat was asked for meanwhile
   showConversation(data, { push });
-  let resumeView = null;
-  for (const message of data.messages) {
-    if (message.role === "user") {
-      addUserMessage(message.content);
-      continue;
-    }
-    if (message.role !== "assistant") continue;
-    const view = addAssistantMessage();
-    view.setText(message.content || "");
-    view.setReasoning(message.reasoning);
-    if (data.running && message.generation === data.running) {
-      resumeView = view;
-      continue;
-    }
-    view.setState(STATE_OF_STATUS[message.status] || "complete");
-    if (message.status === "stopped") view.meta.textContent = t("meta.stopped");
-    if (message.status === "failed") {
-      view.showNotice(t("notice.failed"), t("notice.model_failed"), { retry: true });
-      view.retry.onclick = () => regenerate(view);
-    }
-  }
+  // The latest page of its messages; "Show earlier messages" adds the ones before.
+  const { items, resumeView } = storedItems(data.messages, data.running);
+  ui.messages.append(...items);
+  showEarlierButton(data.earlier);
   ui.empty.hidden = ui.messages.childElementCount > 0;
   app.dataset.loading = "false";
   updateRegenerate();
@@ -1397,6 +1467,7 @@ ui.stop.addEventListener("click", (event) => {
   ui.prompt.focus();
 });
 ui.newChat.addEventListener("click", () => newChat());
+ui.earlier.addEventListener("click", () => showEarlierMessages());
 
 ui.messages.addEventListener("click", (event) => {
   const button = event.target.closest("button");
