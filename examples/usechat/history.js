@@ -1,6 +1,7 @@
 // After a reload: the stored conversation as useChat's initial messages, from the
-// conversations API under the include root (GET chat/conversations/<id>). The assistant
-// messages' ids are their generation ids, the message ids the reply streamed with.
+// conversations API under the include root (GET chat/conversations/<id>): its latest 100
+// messages (a longer one has `earlier`: pass it as ?before= for the page before). The
+// assistant messages' ids are their generation ids, the message ids the reply streamed with.
 export async function loadMessages(conversationId) {
   const response = await fetch(`/chat/conversations/${conversationId}`, { credentials: 'same-origin' });
   if (response.status === 404) return [];          // a new chat: nothing stored yet
