@@ -118,10 +118,6 @@ class RecordingPipeline(Pipeline):
     def text(self) -> str:
         return "".join(self.pieces)
 
-    @property
-    def reasoning(self) -> str:
-        return "".join(e.reasoning for e in self.extractors if isinstance(e, ReasoningExtractor))
-
 
 async def is_running(generations: Generations, generation_id: str, owner: str) -> bool:
     """Whether the event store says the owner's generation still runs. One whose process

@@ -53,6 +53,7 @@ from .owners import CONNECTION_OWNER
 from .runtime import text_chunk
 from .shared_reader import SharedReader
 from .sources.iterables import iterate
+from .sources.reasoning import Reasoning
 from .store import get_store
 from .store.base import NOT_FOUND, EventStore, Quota, check_cursor
 from .surrogates import replace_surrogates
@@ -105,6 +106,40 @@ async def _deliver_tail(pipeline: Pipeline, writer: EventWriter, forward_events:
     if pipeline.drains:
         await pipeline.drain()
     _deliver(text, pipeline, writer, forward_events)
+
+
+async def _reason(
+    piece: Reasoning,
+    room: float,
+    limit: int | None,
+    pipeline: Pipeline,
+    writer: EventWriter,
+    forward_events: bool,
+) -> float:
+    """A piece of the source's reasoning (``Reasoning``): counted in ``MAX_REPLY_CHARS``
+    as text is (cut at the cap, then ``REPLY_TOO_LARGE``), handed to the pipeline's
+    reasoning channel and its ``reasoning`` event delivered (with ``forward_events``);
+    the room left is returned. Only a source that sends reasoning comes here: text pays
+    nothing for it."""
+    text = text_chunk(str(piece))
+    room -= len(text)
+    if room < 0:
+        text = text[: len(text) + int(room)]
+    if text:
+        pipeline.push_reasoning(text)
+        _deliver("", pipeline, writer, forward_events)
+    if room < 0:
+        raise _too_large(limit)
+    if writer.held:
+        await writer.hold()
+    return room
+
+
+def _too_large(limit: int | None) -> StreamError:
+    return StreamError(
+        StreamErrorCode.REPLY_TOO_LARGE,
+        f"The model wrote more than {limit} characters; the reply was cut",
+    )
 
 
 def renewal_slices(store: EventStore, items: list[_T]) -> Iterator[list[_T]]:
@@ -792,6 +827,8 @@ class Generations:
         that writes past ``MAX_REPLY_CHARS`` (its tags and reasoning count) is cut there,
         the source closed, and the reply ends with ``REPLY_TOO_LARGE``, the pipeline's
         held-back tail undelivered. The text is kept only in the store, never joined here.
+        Reasoning the source sends apart (``Reasoning`` pieces) goes to the pipeline's
+        reasoning channel (``push_reasoning``), never through its extractors.
         """
         clock = asyncio.get_running_loop().time
         limit: int | None = setting("MAX_REPLY_CHARS")
@@ -804,7 +841,14 @@ class Generations:
             # its clock read (nothing waits to be sealed when a follower took the text).
             async with aclosing(iterate(source)) as chunks:
                 async for chunk in chunks:
-                    if type(chunk) is not str or not chunk.isascii():
+                    if type(chunk) is not str:
+                        if isinstance(chunk, Reasoning):
+                            room = await _reason(
+                                chunk, room, limit, pipeline, writer, forward_events
+                            )
+                            continue
+                        chunk = text_chunk(chunk)
+                    elif not chunk.isascii():
                         chunk = text_chunk(chunk)
                     room -= len(chunk)
                     if room < 0:
@@ -819,10 +863,7 @@ class Generations:
                     if pipeline.done:
                         break  # also past the cap: what came after the pipeline's end
                     if room < 0:
-                        raise StreamError(
-                            StreamErrorCode.REPLY_TOO_LARGE,
-                            f"The model wrote more than {limit} characters; the reply was cut",
-                        )
+                        raise _too_large(limit)
                     if writer.held:
                         await writer.hold()
                     elif writer.sealing is not None and writer.hogging(clock()):

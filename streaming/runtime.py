@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from .errors import StreamError, StreamErrorCode
 from .extractors import ActionStreamFilter, StreamExtractor, StreamingContext
+from .sources.reasoning import Reasoning
 from .surrogates import replace_surrogates
 
 #: Stops a run between two chunks: an ``asyncio.Event`` that is set, or a callable that
@@ -41,6 +42,7 @@ async def use_model(
     abort: Abort | None = None,
 ) -> str:
     """Feed every raw chunk of ``source`` to ``streaming_context``; return the full raw text.
+    Reasoning the source yields apart (``Reasoning`` pieces) is neither: it is passed over.
 
     ``abort`` is checked before waiting for each chunk and when one arrives (that chunk is
     then dropped): the run stops and returns the text so far, as ElizaOS's runtime does.
@@ -58,6 +60,8 @@ async def use_model(
                 break
             if _aborted(abort):
                 break
+            if isinstance(chunk, Reasoning):
+                continue  # the model's reasoning, sent apart: not its reply
             parts.append(chunk)
             if streaming_context is not None:
                 await _maybe_await(streaming_context.push(chunk))

@@ -37,6 +37,7 @@ from .errors import StreamError, StreamErrorCode
 from .keepalive import KeepAlive
 from .queue import MessageQueue
 from .sources.iterables import is_iterable_input, iterate
+from .sources.reasoning import REASONING_EVENT, Reasoning
 from .sse import (
     KEEPALIVE_COMMENT,
     OPENING_COMMENT,
@@ -187,6 +188,16 @@ class Stream:
             )
         if isinstance(item, bytes | bytearray | memoryview):
             return bytes(item)
+        if isinstance(item, Reasoning):
+            # A source's reasoning (``openai_chat``'s): its own event, never the text.
+            if not item:
+                return None
+            return encode_fields(
+                serialize_data({"text": str(item)}),
+                event_id=str(next(self._ids)),
+                event=REASONING_EVENT,
+                retry=self._retry,
+            )
         text = serialize_data(item)
         if text is None:
             return None

@@ -1,10 +1,12 @@
 """``Pipeline``: extractors in a chain, each one's output the next one's input, and the
-named events any of them emits (``EmitsEvents``), collected in order."""
+named events any of them emits (``EmitsEvents``), collected in order; and the reasoning a
+source sends apart from its text (``push_reasoning``)."""
 
 from __future__ import annotations
 
 from .base import EmitsEvents, ExtractorEvent, StreamExtractor, max_chunk_size
 from .passthrough import PassthroughExtractor
+from .reasoning import ReasoningExtractor
 
 
 class Pipeline:
@@ -18,7 +20,9 @@ class Pipeline:
 
     def __init__(self, *extractors: StreamExtractor) -> None:
         self.extractors: tuple[StreamExtractor, ...] = extractors or (PassthroughExtractor(),)
-        self._emitters = [e for e in self.extractors if isinstance(e, EmitsEvents)]
+        self._emitters: list[EmitsEvents] = [
+            e for e in self.extractors if isinstance(e, EmitsEvents)
+        ]
         #: Whether any extractor emits events (``drain_events``), so that a generation
         #: asks for none per chunk when none does.
         self.emits = bool(self._emitters)
@@ -27,6 +31,11 @@ class Pipeline:
         #: generation awaits nothing per chunk when none has.
         self.drains = any(getattr(e, "drain", None) is not None for e in self.extractors)
         self._max_chunk_size = max_chunk_size()
+        #: Where ``push_reasoning`` sends a source's reasoning: the first
+        #: ``ReasoningExtractor`` in the chain, else one of its own made on first use.
+        self._reasoner: ReasoningExtractor | None = next(
+            (e for e in self.extractors if isinstance(e, ReasoningExtractor)), None
+        )
 
     @property
     def done(self) -> bool:
@@ -57,6 +66,28 @@ class Pipeline:
         size = self._max_chunk_size
         return "".join([extractor.push(text[i : i + size]) for i in range(0, len(text), size)])
 
+    def push_reasoning(self, text: str) -> None:
+        """Reasoning the source sent apart from its text (``Reasoning`` pieces): emitted as
+        ``reasoning`` events by the pipeline's first ``ReasoningExtractor``, in order with
+        the ``<thought>`` it reads, and kept in ``reasoning``. A pipeline without one makes
+        one of its own for it (outside the chain: it is pushed no text), so a source's
+        reasoning is never passed to the extractors as if it were the reply."""
+        reasoner = self._reasoner
+        if reasoner is None:
+            reasoner = self._reasoner = ReasoningExtractor()
+            self._emitters.append(reasoner)
+            self.emits = True
+        reasoner.add(text)
+
+    @property
+    def reasoning(self) -> str:
+        """The reasoning so far: every ``ReasoningExtractor``'s, the one that takes the
+        source's reasoning included."""
+        reasoners = [e for e in self.extractors if isinstance(e, ReasoningExtractor)]
+        if self._reasoner is not None and self._reasoner not in reasoners:
+            reasoners.append(self._reasoner)
+        return "".join(e.reasoning for e in reasoners)
+
     def drain_events(self) -> list[ExtractorEvent]:
         """The events the extractors emitted since the last call (``EmitsEvents``), in
         pipeline order; a pipeline is itself an extractor that emits events."""
@@ -70,6 +101,8 @@ class Pipeline:
     def reset(self) -> None:
         for extractor in self.extractors:
             extractor.reset()
+        if self._reasoner is not None and self._reasoner not in self.extractors:
+            self._reasoner.reset()
 
     async def drain(self) -> None:
         """Await the async callbacks of the extractors that have them (validation)."""

@@ -6,6 +6,12 @@ first ``<thought>…</thought>`` as named events ``reasoning`` with data ``{"tex
 (``EmitsEvents``), holding back a safe margin so a split ``</thought>`` never shows. The
 chat puts it first in its XML pipelines, so a page can show the thought apart from the
 answer, and stores ``reasoning`` with the reply.
+
+The same channel takes the reasoning of a model that reasons apart from its text: a source
+yields it as ``streaming.sources.Reasoning`` pieces (``openai_chat``: a provider's
+``reasoning_content`` or ``reasoning``), which a generation hands to its pipeline's
+``push_reasoning`` instead of ``push``; the pipeline's ``ReasoningExtractor`` emits them
+(``add``) as it emits the thought, and keeps them in ``reasoning``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,13 @@ class ReasoningExtractor:
         if not self._scanner.closed:
             self._emit(self._scanner.feed(chunk))
         return chunk
+
+    def add(self, text: str) -> None:
+        """Reasoning the source sent apart from its text (``Reasoning``): emitted as it
+        is, with no tag to look for, in order with the thought's pieces."""
+        if len(text) > self._max_chunk_size:
+            raise chunk_too_large(len(text), self._max_chunk_size)
+        self._emit(text)
 
     def flush(self) -> str:
         """An unclosed thought: emit what was held back."""

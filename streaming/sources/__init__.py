@@ -6,6 +6,9 @@
 * ``source_from_settings``: the chat's model, as ``STREAMING["MODEL"]`` (or, by default,
   the environment) chooses it (``streaming.sources.model``).
 
+A source may yield ``Reasoning`` pieces among its text: the model's reasoning, sent apart
+from its reply (``streaming.sources.reasoning``).
+
 ``openai_chat`` is imported on first use, as the ``openai`` SDK takes a while to import.
 """
 
@@ -17,6 +20,7 @@ from .demo import DemoModel
 from .model import demo_model, source_from_settings
 from .prompts import Message, chat_messages, expects_xml, system_prompt
 from .proxy import proxy
+from .reasoning import Reasoning
 
 if TYPE_CHECKING:
     from .openai import openai_chat
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DemoModel",
     "Message",
+    "Reasoning",
     "chat_messages",
     "demo_model",
     "expects_xml",

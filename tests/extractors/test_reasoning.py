@@ -106,3 +106,31 @@ def test_first_in_the_chat_pipeline_the_answer_is_unchanged() -> None:
     thought = re.search("<thought>(.*?)</thought>", raw, re.S)
     assert thought is not None and reasoning.reasoning == thought.group(1)
     assert pipeline.done
+
+
+def test_a_sources_reasoning_joins_the_pipelines_reasoning_channel() -> None:
+    """``Pipeline.push_reasoning`` (a source's ``Reasoning`` pieces): the chain's first
+    ``ReasoningExtractor`` emits it as is (``</thought>`` and all), in order with the
+    thought it reads, and none of it reaches the extractors as text. A pipeline without
+    one emits it all the same, from one of its own; ``reset`` forgets it."""
+    chat = Pipeline(ReasoningExtractor(), ResponseStreamExtractor())
+    chat.push_reasoning("a < b </thought>")
+    text = chat.push(REPLY) + chat.flush()
+    assert text == "Hello!"
+    events = chat.drain_events()
+    assert events[0].data["text"] == "a < b </thought>"
+    assert chat.reasoning == "a < b </thought>" + THOUGHT
+    assert "".join(e.data["text"] for e in events) == chat.reasoning
+
+    plain = Pipeline()
+    assert not plain.emits
+    plain.push_reasoning("Hmm")
+    assert plain.emits  # a generation now drains its events
+    assert plain.push("Hi") == "Hi"
+    assert plain.drain_events() == [ExtractorEvent("reasoning", {"text": "Hmm"})]
+    assert plain.reasoning == "Hmm"
+    plain.reset()
+    assert plain.reasoning == "" and plain.drain_events() == []
+    with pytest.raises(StreamError) as caught:
+        plain.push_reasoning("x" * (MAX_CHUNK_SIZE + 1))
+    assert caught.value.code == StreamErrorCode.CHUNK_TOO_LARGE
