@@ -2,8 +2,10 @@
 
 It works with any OpenAI-compatible server (Ollama, vLLM, LM Studio, a gateway…) through
 the SDK's own ``base_url`` argument or ``OPENAI_BASE_URL`` environment variable. It yields
-the text of ``choices[0].delta.content``; closing or cancelling the iterator closes the SDK
-stream, so the upstream HTTP connection closes at once and the server stops generating.
+the text of ``choices[0].delta.content``, and the reasoning a reasoning model sends apart
+(``reasoning_content`` or ``reasoning``) as ``Reasoning`` pieces; closing or cancelling
+the iterator closes the SDK stream, so the upstream HTTP connection closes at once and the
+server stops generating.
 
 A reply is complete only when the server ended it: the ``data: [DONE]`` event, or
 ``finish_reason`` ``stop`` (the stream then read for ``FINISH_GRACE`` seconds more at
@@ -37,6 +39,7 @@ import openai
 from ..conf import setting
 from ..errors import StreamError, StreamErrorCode
 from .http import timeouts, tls_context, transport_error
+from .reasoning import Reasoning
 
 logger = logging.getLogger("streaming")
 
@@ -66,6 +69,7 @@ async def openai_chat(
     api_key: str | None = None,
     connect_timeout: float | None = None,
     read_timeout: float | None = None,
+    reasoning: bool = True,
     **params: Any,
 ) -> AsyncIterator[str]:
     """Stream the reply to ``messages`` as text pieces.
@@ -78,6 +82,11 @@ async def openai_chat(
     longest silence between two chunks). ``params`` go to ``chat.completions.create``
     (``temperature``, ``max_tokens``…). Failures are a ``StreamError``: TIMEOUT, or
     UPSTREAM_ERROR with the HTTP status in ``details``.
+
+    The model's reasoning, which reasoning models send apart from the reply (a delta's
+    ``reasoning_content``, else its ``reasoning``), is yielded as ``Reasoning`` pieces
+    among the text (``reasoning=False``: left out). A reply that has reasoning but no
+    text is an UPSTREAM_ERROR after it: "The model reasoned but wrote no answer".
     """
     connect, read = timeouts(connect_timeout, read_timeout)
     owned = client is None
@@ -94,6 +103,7 @@ async def openai_chat(
             )
             done = _EventWatcher.install(stream, int(setting("UPSTREAM_MAX_LINE")))
             finish_reason = None
+            reasoned = answered = False  # reasoning came; text came
             marks_every_chunk = False
             try:
                 _require_a_stream(stream)
@@ -120,10 +130,20 @@ async def openai_chat(
                         continue  # another of ``n`` choices: only the first is the reply
                     # Some compatible servers leave ``delta`` out of their last chunk.
                     delta = getattr(choice, "delta", None)
+                    # The fields the SDK does not declare (a provider's reasoning): an
+                    # empty dict for a model that sends none, so it pays one lookup.
+                    extra = getattr(delta, "__pydantic_extra__", None)
+                    if extra:
+                        thought = _reasoning(extra)
+                        if thought:
+                            reasoned = True
+                            if reasoning:
+                                yield Reasoning(thought)
                     content = getattr(delta, "content", None)
                     if content:
                         # Text after a finish_reason: this server marks every chunk so.
                         marks_every_chunk = marks_every_chunk or finish_reason is not None
+                        answered = True
                         yield content
                     finish_reason = getattr(choice, "finish_reason", None) or finish_reason
             finally:
@@ -140,6 +160,13 @@ async def openai_chat(
                     StreamErrorCode.UPSTREAM_ERROR,
                     "The model server's stream ended before the reply was finished "
                     "(no finish_reason, no [DONE])",
+                )
+            if reasoned and not answered:
+                logger.warning("The model server ended a reply that had reasoning only")
+                raise StreamError(
+                    StreamErrorCode.UPSTREAM_ERROR,
+                    "The model reasoned but wrote no answer",
+                    {"finish_reason": finish_reason},
                 )
         except (openai.APIError, httpx.HTTPError) as exc:
             raise _stream_error(exc, connect, read, started=started) from exc
@@ -212,6 +239,18 @@ class _EventWatcher:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.decoder, name)
+
+
+def _reasoning(extra: Mapping[str, Any]) -> str:
+    """The reasoning in a delta's undeclared fields: ``reasoning_content`` (DeepSeek, vLLM,
+    SGLang, LM Studio, llama.cpp), else ``reasoning`` (OpenRouter, Ollama, newer vLLM);
+    a server that sends both sends the same text twice, so one is read. Anything but a
+    string (``null``, OpenRouter's ``reasoning_details`` objects) is not reasoning."""
+    for key in ("reasoning_content", "reasoning"):
+        value = extra.get(key)
+        if value and isinstance(value, str):
+            return value
+    return ""
 
 
 def _require_a_stream(stream: Any) -> None:
