@@ -2,8 +2,9 @@
 ``OPENAI_*`` environment, else the demo model), except for prompts that ask for a slow
 reply (``slow: ...``, for stopping one midway), one that fails after some text
 (``fail: ...``), one with a NUL character (``nul: ...``), plain text whatever the
-pipeline asks for (``plain: ...``) or a source that cannot be made
-(``broken: ...``: the factory raises when called)."""
+pipeline asks for (``plain: ...``), a source that cannot be made
+(``broken: ...``: the factory raises when called) or ``openai_chat`` against the
+OpenAI-compatible server a test started (``openai:<base URL> prompt``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from streaming.errors import StreamError, StreamErrorCode
-from streaming.sources import expects_xml
+from streaming.sources import chat_messages, expects_xml
 from streaming.sources.model import environment_model
 from streaming.sources.prompts import Message
 
@@ -33,6 +34,14 @@ async def reply(
     if prompt.startswith("plain:"):  # a model that ignores the XML it is asked for
         for word in prompt.removeprefix("plain:").split():
             yield f"{word} "
+        return
+    if prompt.startswith("openai:"):
+        from streaming.sources import openai_chat  # the SDK is slow to import: when used
+
+        base_url, _, asked = prompt.removeprefix("openai:").partition(" ")
+        messages = chat_messages(asked, pipeline=pipeline, history=history)
+        async for piece in openai_chat(messages, model="m", base_url=base_url, api_key="k"):
+            yield piece
         return
     if prompt.startswith("nul:"):
         yield "before\x00after"
