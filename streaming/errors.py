@@ -30,6 +30,9 @@ class StreamErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # An owner who keeps MAX_CONVERSATIONS_PER_OWNER conversations asks for another (409).
     TOO_MANY_CONVERSATIONS = "TOO_MANY_CONVERSATIONS"
+    # A prompt to a conversation whose reply still runs (sent from another tab, say) (409):
+    # one reply at a time; wait for it to end, or stop it, and send again.
+    CONVERSATION_BUSY = "CONVERSATION_BUSY"
     # Refusals of a request that would start a reply: another site asked (403), the
     # client runs too many at once (429), no valid CSRF token (403), a method the view
     # does not answer (405), ``check_permissions`` said no (403).

@@ -99,8 +99,9 @@ def not_found() -> StreamError:
 
 
 def busy() -> StreamError:
+    """The answer to a prompt while a reply runs in its conversation (one at a time)."""
     return StreamError(
-        StreamErrorCode.BAD_REQUEST,
+        StreamErrorCode.CONVERSATION_BUSY,
         "A reply is still running in this conversation; wait for it or stop it",
     )
 

@@ -285,10 +285,10 @@ def test_a_second_message_while_a_reply_runs_is_refused(http: httpx.Client) -> N
         reading = response.iter_lines()
         next(reading)
         busy = http.post(API, json=body(chat_id, "again", key=key()))
-        assert busy.status_code == 400
+        assert busy.status_code == 409
         assert busy.json() == {
             "error": "A reply is still running in this conversation; wait for it or stop it",
-            "code": "BAD_REQUEST",
+            "code": "CONVERSATION_BUSY",
         }
         list(reading)
     post(http, body(chat_id, "again", key=key()))

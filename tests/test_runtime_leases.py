@@ -223,7 +223,7 @@ def test_a_turn_the_shared_store_does_not_know_is_starting_then_lost(
         refused = client.post("/chat/stream", json=again, headers=headers)
         assert starting["running"] is None
         assert [m["role"] for m in starting["messages"]] == ["user", "assistant", "user"]
-        assert refused.status_code == 400 and "still running" in refused.json()["error"]
+        assert (refused.status_code, refused.json()["code"]) == (409, "CONVERSATION_BUSY")
 
         backdate(tmp_path / "db.sqlite3", conversation, age=START_GRACE + 1)
         answered = client.post("/chat/stream", json=again, headers=headers)

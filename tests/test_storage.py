@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from streaming.errors import StreamError
+from streaming.errors import StreamError, StreamErrorCode
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
 from streaming.storage import (
@@ -126,8 +126,9 @@ def test_a_renamed_conversation_keeps_its_title_and_a_busy_one_refuses() -> None
     conversation = Conversation.objects.create(owner="user:1", title="Mine", renamed=True)
     turn = begin_turn("user:1", str(conversation.pk), "Hello", generation_id="g1")
     assert Conversation.objects.get(pk=turn.conversation_id).title == "Mine"
-    with pytest.raises(StreamError, match="still running"):
+    with pytest.raises(StreamError, match="still running") as busy:
         begin_turn("user:1", str(conversation.pk), "Again", generation_id="g2")  # g1 not over
+    assert busy.value.code == StreamErrorCode.CONVERSATION_BUSY
     with pytest.raises(StreamError, match="No such conversation"):
         begin_turn("user:2", str(conversation.pk), "Mine?", generation_id="g3")
 
