@@ -62,6 +62,7 @@ STRINGS: dict[str, Promise] = {
     "error.UPSTREAM_ERROR": _("The model failed"),
     "error.TOO_MANY_REPLIES": _("Too many replies at once"),
     "error.TOO_MANY_CONVERSATIONS": _("Too many new chats"),
+    "error.CONVERSATION_BUSY": _("A reply is still running in this chat"),
     "error.REPLY_TOO_LARGE": _("The reply got too long"),
     "error.SHUTTING_DOWN": _("The server restarted"),
     "error.INTERRUPTED": _("The server stopped mid-reply"),
@@ -108,6 +109,15 @@ STRINGS: dict[str, Promise] = {
     "notice.offline": _("Still no connection"),
     "notice.try_later": _("%(message)s; try again in a moment."),
     "notice.failed": _("The reply failed"),
+    # A prompt (or Regenerate) refused: this chat's reply, started in another tab, still runs.
+    "notice.busy": _(
+        "A reply is still running in this chat, started in another tab or window: it is "
+        "shown here. Ask again once it ends."
+    ),
+    "notice.busy_prompt": _(
+        "A reply is still running in this chat, started in another tab or window: it is "
+        "shown here. Your message is back in the box: send it once that reply ends."
+    ),
     "notice.failed_while_lost": _("It ended with an error while the connection was lost."),
     "notice.reply_gone": _("This reply is gone"),
     "notice.server_forgot": _("The server no longer has it."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -329,6 +330,122 @@ def test_a_chat_that_loads_late_is_not_shown_over_the_one_asked_for_next(page: A
     expect(page.locator(".message[data-role='user'] .text")).to_have_text(["Second chat"])
     assert conversation_id(page) != first
     expect(page.locator("#chat")).to_have_attribute("data-loading", "false")
+
+
+BUSY_NOTICE = (
+    "A reply is still running in this chat, started in another tab or window: it is shown "
+    "here. Your message is back in the box: send it once that reply ends."
+)
+
+
+@contextmanager
+def second_tab(page: Any) -> Iterator[Any]:
+    """The page's chat open in another tab of its browser (the same cookies and storage, so
+    the same owner and transport); fails the test on any uncaught JS error there."""
+    other = page.context.new_page()
+    errors: list[str] = []
+    other.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        other.goto(page.url)
+        other.wait_for_selector("#chat[data-ready='true']", state="attached", timeout=5_000)
+        yield other
+        assert errors == [], f"uncaught errors in the second tab: {errors}"
+    finally:
+        other.close()
+
+
+def user_texts(page: Any) -> Any:
+    return page.locator(".message[data-role='user'] .text")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
+    page: Any, model: Model, transport: str
+) -> None:
+    """The same chat in two tabs: a prompt sent from the second while the first one's reply
+    runs is refused (``CONVERSATION_BUSY``). The second tab puts it back in its message box,
+    says why, and shows the first tab's exchange, following its reply to the end; the
+    prompt then goes once that reply ended."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    assert conversation
+    with second_tab(page) as other:
+        expect(user_texts(other)).to_have_text(["First question"])
+        assert other.locator("#transport-" + transport).is_checked()
+
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        asked = len(model.requests)
+        send(other, "Meanwhile, from the second tab")
+
+        box = other.get_by_role("textbox", name="Message")
+        expect(other.locator("#load-error")).to_have_text(BUSY_NOTICE)
+        expect(box).to_have_value("Meanwhile, from the second tab")
+        expect(user_texts(other)).to_have_text(
+            ["First question", "Answer slowly, from the first tab"]
+        )
+        wait_for_state(other, "complete")  # followed: the first tab's reply, to its end
+        assert reply_source(other) == SLOW
+        expect(other.locator(".message[data-role='assistant']")).to_have_count(2)
+        wait_for_state(page, "complete")
+        assert reply_source(page) == SLOW
+        assert len(model.requests) == asked  # the refused prompt asked the model nothing
+        prompts = [m["content"] for m in stored_messages(page, conversation)["messages"]]
+        assert "Meanwhile, from the second tab" not in prompts
+
+        box.press("Enter")  # sent now, in the same chat
+        wait_for_state(other, "complete")
+        expect(other.locator("#load-error")).to_be_hidden()
+        assert re.fullmatch(
+            r"Answer \d+ to “Meanwhile, from the second tab”\.", reply_source(other)
+        )
+        assert conversation_id(other) == conversation
+        expect(user_texts(other)).to_have_text(
+            [
+                "First question",
+                "Answer slowly, from the first tab",
+                "Meanwhile, from the second tab",
+            ]
+        )
+
+
+def test_a_refused_prompt_goes_back_before_what_was_typed_since(page: Any) -> None:
+    """The refusal takes a while to come: what the user typed meanwhile stays, after the
+    prompt that goes back in the box."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    with second_tab(page) as other:
+        held: list[Any] = []
+
+        def hold_the_first(route: Any) -> None:
+            """The prompt's request waits (``held``); later ones (the resume) go."""
+            if held:
+                route.continue_()
+            else:
+                held.append(route)
+
+        other.route("**/chat/stream", hold_the_first)
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        send(other, "Sent from the second tab")
+        box = other.get_by_role("textbox", name="Message")
+        expect(box).to_have_value("")
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            other.wait_for_timeout(20)
+        assert held, "the prompt's request never left"
+        box.press_sequentially("A second thought")
+        held[0].continue_()
+        expect(box).to_have_value("Sent from the second tab\n\nA second thought")
+        expect(other.locator("#load-error")).to_have_text(BUSY_NOTICE)
+        # The caret stayed in the text typed since, where it was.
+        end = len("Sent from the second tab\n\nA second thought")
+        assert other.evaluate("document.querySelector('#prompt').selectionStart") == end
+        wait_for_state(other, "complete")
+        assert reply_source(other) == SLOW
 
 
 def test_rename_and_delete_conversations(page: Any) -> None:

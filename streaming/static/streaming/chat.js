@@ -813,9 +813,70 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   }
   current = null;
   setBusy(false);
+  if (await refusedAsBusy(exchange, result)) {
+    await showRunningReply(exchange);
+    return;
+  }
   await finish(exchange, result);
   if (active?.id === conversation) refreshConversations();
   rescueFocus();
+}
+
+/**
+ * Whether `result` refused the exchange's prompt (or Regenerate) because a reply already
+ * runs in its chat, started elsewhere: the same chat open in another tab or window
+ * (`CONVERSATION_BUSY`). `EventSource` (transport `sse`) cannot read a refusal: a prompt
+ * it could not send is looked up in the stored chat, refused as busy if a reply runs
+ * there that is not the prompt's own (the server may have started it before the
+ * connection failed: then its prompt is the last one stored).
+ */
+async function refusedAsBusy(exchange, result) {
+  if (result.status !== "error" || !exchange.conversation || active?.id !== exchange.conversation) return false;
+  if (result.error.code === "CONVERSATION_BUSY") return true;
+  const unread = exchange.transport === "sse" && result.error.code === "HTTP_ERROR" && result.messageId === null;
+  if (!unread || exchange.prompt === null) return false;
+  const request = shownRequest;
+  let data;
+  try {
+    data = await api("GET", `/${encodeURIComponent(exchange.conversation)}`);
+  } catch {
+    return false;
+  }
+  if (request !== shownRequest || isBusy() || !data.running) return false;
+  const prompts = data.messages.filter((message) => message.role === "user");
+  return prompts.at(-1)?.content !== exchange.prompt;
+}
+
+/**
+ * The exchange was refused because another reply runs in its chat (`refusedAsBusy`): its
+ * bubbles go, its prompt goes back in the message box, and the chat is opened again,
+ * showing that reply's exchange and following it to its end; a notice says why.
+ */
+async function showRunningReply(exchange) {
+  const { view, conversation } = exchange;
+  if (conversation === createdChat) createdChat = null;
+  if (exchange.prompt !== null) {
+    const asked = view.item.previousElementSibling;
+    if (asked?.dataset.role === "user") asked.remove();
+    view.item.remove();
+    restorePrompt(exchange.prompt);
+  }
+  const opening = openConversation(conversation);
+  const request = shownRequest;
+  await opening;
+  if (request !== shownRequest || active?.id !== conversation) return; // left meanwhile, or it failed
+  showLoadError(t(exchange.prompt === null ? "notice.busy" : "notice.busy_prompt"));
+  refreshConversations();
+}
+
+/** Put a prompt that was not sent back in the message box: whole in an empty box, else
+ * before what the user typed there since (their caret stays where it was in it). */
+function restorePrompt(prompt) {
+  const typed = ui.prompt.value;
+  if (typed.trim() === prompt) return;
+  if (!typed.trim()) ui.prompt.value = prompt;
+  else ui.prompt.setRangeText(`${prompt}\n\n`, 0, 0, "preserve");
+  autosize();
 }
 
 /** Show how a reply ended: complete, stopped or failed (with "Try again"). */
