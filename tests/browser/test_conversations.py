@@ -411,6 +411,35 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
         )
 
 
+def test_regenerate_from_a_second_tab_while_the_first_tabs_reply_runs(
+    page: Any, model: Model
+) -> None:
+    """Regenerate in the second tab while the first tab's reply runs is refused too: the
+    reply it would have replaced comes back as stored, and the running one is followed."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    first = reply_source(page)
+    with second_tab(page) as other:
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        asked = len(model.requests)
+        other.locator(".message[data-role='assistant'] .regenerate").last.click()
+        expect(other.locator("#load-error")).to_have_text(
+            "A reply is still running in this chat, started in another tab or window: it is "
+            "shown here. Ask again once it ends."
+        )
+        expect(user_texts(other)).to_have_text(
+            ["First question", "Answer slowly, from the first tab"]
+        )
+        replies = other.locator(".message[data-role='assistant']")
+        expect(replies.first.locator(".text")).to_have_text(first)
+        wait_for_state(other, "complete")
+        assert reply_source(other) == SLOW
+        assert len(model.requests) == asked
+        expect(other.get_by_role("textbox", name="Message")).to_have_value("")
+
+
 def test_a_refused_prompt_goes_back_before_what_was_typed_since(page: Any) -> None:
     """The refusal takes a while to come: what the user typed meanwhile stays, after the
     prompt that goes back in the box."""
