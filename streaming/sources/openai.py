@@ -32,6 +32,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import openai
@@ -262,7 +263,9 @@ def _require_a_stream(stream: Any) -> None:
         return
     kind = response.headers.get("content-type", "")
     if kind.startswith(("application/json", "text/html")):
-        logger.warning("The model server at %s answered %s, not a stream", response.url, kind)
+        logger.warning(
+            "The model server at %s answered %s, not a stream", _loggable(response.url), kind
+        )
         raise StreamError(
             StreamErrorCode.UPSTREAM_ERROR,
             f"The model server did not stream its reply (it sent {kind.split(';')[0]})",
@@ -306,9 +309,16 @@ def sdk_failure(exc: BaseException) -> StreamError | None:
 def _url(exc: Exception) -> str:
     """The URL of the request that failed, for the log (only the log names the server)."""
     try:
-        return str(exc.request.url)  # type: ignore[attr-defined]
+        return _loggable(exc.request.url)  # type: ignore[attr-defined]
     except (AttributeError, RuntimeError):  # httpx raises RuntimeError when it has none
         return "?"
+
+
+def _loggable(url: object) -> str:
+    """``url`` without its query, fragment and user info: a gateway that takes its key
+    there (``?api-key=``, ``https://user:key@host``) does not have it written to the log."""
+    parts = urlsplit(str(url))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _stream_error(

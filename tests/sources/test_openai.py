@@ -317,6 +317,28 @@ async def test_a_slow_token_is_a_timeout_and_closes_the_connection(
     assert f"The model server at {upstream.url}/v1/chat/completions" in caplog.text
 
 
+async def test_the_log_leaves_out_a_key_in_the_query_or_the_user_info(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway that takes its key in the URL (Azure's ``?api-key=``, ``user:key@host``)
+    does not have it logged when its server fails."""
+    upstream = await serve(one_token_then_wait)
+    host = upstream.url.removeprefix("http://")
+    api = openai.AsyncOpenAI(
+        api_key="test-key",
+        base_url=f"http://user:SECRET-IN-USERINFO@{host}/v1",
+        default_query={"api-key": "SECRET-IN-QUERY"},
+        max_retries=0,
+    )
+    async with api:
+        pieces, error = await failure(openai_chat(MESSAGES, client=api, read_timeout=0.2))
+    assert (pieces, error.code) == (["first"], StreamErrorCode.TIMEOUT)
+    [request] = upstream.requests
+    assert request.path == "/v1/chat/completions?api-key=SECRET-IN-QUERY"  # sent, not logged
+    assert f"The model server at {upstream.url}/v1/chat/completions sent" in caplog.text
+    assert "SECRET" not in caplog.text
+
+
 async def test_a_timeout_before_the_first_chunk_is_told_from_one_between_chunks(
     serve: Serve,
 ) -> None:
