@@ -10,7 +10,10 @@ WebSocket routes (a prompt frame ``{"prompt": ..., "n": ..., "gap": ..., "idle":
 "clock": ...}``): ``/ws/raw/`` (a plain Channels consumer), ``/ws/ours/``
 (``StreamConsumer`` with ``ResponseStreamExtractor``).
 Every token is ``"xyz "``: a client counts the ``x`` bytes (no framing around them
-carries one) to count tokens, however the path merges or splits them.
+carries one) to count tokens, however the path merges or splits them. With
+``reasoning=1`` (``/view``, ``/ws/ours/``), the model sends its tokens as reasoning
+(``Reasoning`` pieces: ``reasoning`` events, whose framing says ``"text"``, so a client
+counts ``xyz``; no extractor splits them), then a short answer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from streaming import sse_response
 from streaming.conf import setting
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor
+from streaming.sources import Reasoning
 from streaming.views import SSEView
 
 TOKEN = "xyz "
@@ -88,6 +92,27 @@ async def agent_model(n: int, gap: float, idle: bool, clock: bool = False) -> As
     async for token in model(n, gap, idle, clock):
         yield token
     yield AGENT_TAIL
+
+
+#: The answer of a reasoning model's reply after its reasoning (no ``x`` in it).
+ANSWER = "done "
+
+
+async def reasoning_model(
+    n: int, gap: float, idle: bool, clock: bool = False
+) -> AsyncIterator[str]:
+    """The same tokens as a reasoning model's reasoning (``Reasoning`` pieces, as
+    ``openai_chat`` yields them), then a short answer, in an agent reply."""
+    yield AGENT_HEAD
+    async for token in model(n, gap, idle, clock):
+        yield Reasoning(token) if token == TOKEN else token
+    yield ANSWER + AGENT_TAIL
+
+
+def replier(params: Mapping[str, Any]) -> AsyncIterator[str]:
+    """The library paths' model: reasoning with ``reasoning=1``, else text."""
+    kind = reasoning_model if _flag(params.get("reasoning")) else agent_model
+    return kind(*options(params))
 
 
 async def raw(request: HttpRequest) -> HttpResponse:
@@ -163,9 +188,11 @@ class View(SSEView):
     ``ResponseStreamExtractor``."""
 
     extractors = (ResponseStreamExtractor,)
+    # The reasoning's events (``reasoning=1``); the text path's extractor emits none.
+    send_extractor_events = True
 
     def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
-        return agent_model(*options(params))
+        return replier(params)
 
 
 class RawConsumer(AsyncWebsocketConsumer):
@@ -187,9 +214,11 @@ class Consumer(StreamConsumer):
     """The same tokens through ``StreamConsumer`` and ``ResponseStreamExtractor``."""
 
     extractors = (ResponseStreamExtractor,)
+    # The reasoning's events (``reasoning=1``); the text path's extractor emits none.
+    send_extractor_events = True
 
     def stream(self, prompt: str, **params: Any) -> AsyncIterator[str]:
-        return agent_model(*options(params))
+        return replier(params)
 
 
 urlpatterns = [

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.per_token [--replies 100] [--tokens 200] [--gap 20]
                                              [--paths raw-http,view,raw-ws,ws] [--rounds 3]
                                              [--redis] [--before CHECKOUT] [--profile PATH]
-                                             [--calls] [--fast]
+                                             [--calls] [--fast] [--reasoning]
 
 The capacity app (``benchmarks.capacity_app``) is driven through ASGI in a fresh process
 per run (pinned to one core), with no server: N replies of T tokens, each sent by its
@@ -20,6 +20,10 @@ time. ``--calls``: instead of the CPU, the Python and C function calls per token
 ``sys.setprofile``; counts, so they do not move with the machine's load). ``--fast``: a
 500 tokens/s model on its own clock (1,000 tokens due 2 ms apart, those past due ready at
 once, as from a socket's buffer), with ``FLUSH_INTERVAL_MS`` = 16 on the library paths.
+``--reasoning``: the library paths' model sends its tokens as a reasoning model's
+reasoning (``Reasoning`` pieces, ``reasoning`` events), then a short answer; the raw paths
+stay the text baseline. Each path also prints the messages its client got per token and
+the events the reply stored per token (its last event's seq; library paths only).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import os
 import pstats
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -57,12 +62,22 @@ Message = dict[str, Any]
 class Client:
     """One ASGI connection that reads a paced reply to its end, counting its tokens."""
 
-    def __init__(self, kind: str, path: str, tokens: int, gap: float, clock: bool) -> None:
+    def __init__(
+        self, kind: str, path: str, tokens: int, gap: float, clock: bool, reasoning: bool = False
+    ) -> None:
         self.kind, self.path = kind, path
         self.tokens, self.gap, self.clock = tokens, gap, int(clock)
+        self.reasoning = int(reasoning)
+        # Reasoning events say "text" around their tokens: count whole ones (never split).
+        self.token = b"xyz" if reasoning else b"x"
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.done = asyncio.get_running_loop().create_future()
         self.seen = 0
+        #: Messages with content (body parts, frames), and the last two (the events
+        #: stored are read from their ids once the reply ended).
+        self.messages = 0
+        self.last: Any = b""
+        self.before_last: Any = b""
 
     def scope(self) -> Message:
         common: Message = {
@@ -75,7 +90,8 @@ class Client:
             "asgi": {"version": "3.0"},
         }
         if self.kind == "http":
-            query = f"prompt=go&n={self.tokens}&gap={self.gap}&clock={self.clock}".encode()
+            query = (f"prompt=go&n={self.tokens}&gap={self.gap}&clock={self.clock}"
+                     f"&reasoning={self.reasoning}").encode()  # fmt: skip
             return {**common, "type": "http", "http_version": "1.1", "method": "GET",
                     "scheme": "http", "query_string": query}  # fmt: skip
         return {**common, "type": "websocket", "scheme": "ws", "query_string": b"",
@@ -87,23 +103,39 @@ class Client:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.accept":
-            prompt = {"prompt": "go", "n": self.tokens, "gap": self.gap, "clock": self.clock}
+            prompt = {"prompt": "go", "n": self.tokens, "gap": self.gap, "clock": self.clock,
+                      "reasoning": self.reasoning}  # fmt: skip
             self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(prompt)})
         elif kind == "http.response.body":
-            self.seen += message.get("body", b"").count(b"x")
+            body = message.get("body", b"")
+            if body:
+                self.messages += 1
+                self.last = body
+            self.seen += body.count(self.token)
             if not message.get("more_body", False):
                 self._end()
         elif kind == "websocket.send":
             text = message.get("text", "")
+            self.messages += 1
+            self.before_last, self.last = self.last, text
             if '"complete"' in text:
                 self._end()
                 self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
             elif '"error"' in text:
                 self._end(RuntimeError(text[:300]))
             else:
-                self.seen += text.count("x")
+                self.seen += text.count(self.token.decode())
         elif kind == "websocket.close" or message.get("status", 200) != 200:
             self._end(RuntimeError(f"refused: {message!r:.300}"))
+
+    def events(self) -> int:
+        """The events the reply stored (its terminal event's seq), 0 on a raw path."""
+        if self.kind == "http":  # the last message is the terminal event, "id: <gen>:<seq>"
+            found = re.findall(rb"id: [^:\r\n]*:(\d+)", self.last)
+            return int(found[-1]) if found else 0
+        # The complete frame has no seq: the one before it does.
+        found = re.findall(r'"seq": ?(\d+)', self.before_last)
+        return int(found[-1]) + 1 if found else 0
 
     def _end(self, error: Exception | None = None) -> None:
         if self.done.done():
@@ -129,17 +161,21 @@ async def run_path(
     profile: bool,
     calls: bool = False,
     clock: bool = False,
+    reasoning: bool = False,
 ) -> float:
     """CPU seconds per token of ``replies`` paced replies on ``key`` (``calls``: Python
     function calls per token, and the C calls are printed; ``clock``: the model's tokens
-    due on its own clock)."""
+    due on its own clock; ``reasoning``: sent as reasoning on the library paths). The
+    messages and events per token are printed."""
     from benchmarks.capacity_asgi import application
 
     kind, route, _ = PATHS[key]
+    clients: list[Client] = []
 
     async def one(delay: float) -> None:
         await asyncio.sleep(delay)
-        client = Client(kind, route, tokens, gap, clock)
+        client = Client(kind, route, tokens, gap, clock, reasoning and not key.startswith("raw"))
+        clients.append(client)
         task = client.start(application)
         try:
             await asyncio.wait_for(client.done, tokens * gap / 1000 * 5 + 30)
@@ -149,6 +185,7 @@ async def run_path(
 
     await one(0)  # imports, first-use caches
     await asyncio.sleep(0.2)
+    clients.clear()
     profiler = cProfile.Profile() if profile else None
     counted = {"call": 0, "c_call": 0}
 
@@ -165,6 +202,9 @@ async def run_path(
     sys.setprofile(None)
     if profiler is not None:
         profiler.disable()
+    total = replies * tokens
+    print(json.dumps({"messages": sum(c.messages for c in clients) / total,
+                      "events": sum(c.events() for c in clients) / total}))  # fmt: skip
     if calls:
         print(json.dumps({"c_calls": counted["c_call"] / (replies * tokens)}))
         return counted["call"] / (replies * tokens)
@@ -180,18 +220,29 @@ async def run_path(
 def child(args: argparse.Namespace) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
     per_token = asyncio.run(
-        run_path(args.one, args.replies, args.tokens, args.gap, args.profile, args.calls, args.fast)
+        run_path(
+            args.one,
+            args.replies,
+            args.tokens,
+            args.gap,
+            args.profile,
+            args.calls,
+            args.fast,
+            args.reasoning,
+        )
     )
     print(json.dumps({"us": per_token if args.calls else per_token * 1e6}))
 
 
 def measure(
     key: str, checkout: Path, args: argparse.Namespace, redis_url: str | None, core: int
-) -> float:
+) -> dict[str, float]:
+    """The child's results: ``us`` (or calls) per token, ``messages`` and ``events``."""
     command = [sys.executable, "-m", "benchmarks.per_token", "--one", key,
                "--replies", str(args.replies), "--tokens", str(args.tokens),
                "--gap", str(args.gap), *(["--calls"] if args.calls else []),
-               *(["--fast"] if args.fast else [])]  # fmt: skip
+               *(["--fast"] if args.fast else []),
+               *(["--reasoning"] if args.reasoning else [])]  # fmt: skip
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_capacity"}
     env.pop("STREAMING_BENCH_REDIS", None)
     if redis_url is not None:
@@ -201,7 +252,11 @@ def measure(
     out, _ = process.communicate(timeout=600)
     if process.returncode:
         raise RuntimeError(f"{key} in {checkout} failed")
-    return float(json.loads(out.strip().splitlines()[-1])["us"])
+    results: dict[str, float] = {}
+    for line in out.strip().splitlines():
+        if line.startswith("{"):
+            results.update(json.loads(line))
+    return results
 
 
 def main() -> None:
@@ -218,6 +273,9 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true", help="function calls, not CPU")
     parser.add_argument(
         "--fast", action="store_true", help="500 tokens/s on the model's clock, flush 16 ms"
+    )
+    parser.add_argument(
+        "--reasoning", action="store_true", help="the library paths' tokens as reasoning"
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,7 +295,15 @@ def main() -> None:
         if args.profile:
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_capacity")
             asyncio.run(
-                run_path(args.profile, args.replies, args.tokens, args.gap, True, clock=args.fast)
+                run_path(
+                    args.profile,
+                    args.replies,
+                    args.tokens,
+                    args.gap,
+                    True,
+                    clock=args.fast,
+                    reasoning=args.reasoning,
+                )
             )
             return
         table(args, None if redis is None else redis.url)
@@ -255,23 +321,32 @@ def table(args: argparse.Namespace, redis_url: str | None) -> None:
                      for key in keys if not key.startswith("raw")]  # fmt: skip
         results: dict[str, list[float]] = {label: [] for _, _, label in runs}
         ratios: dict[str, list[float]] = {label: [] for _, _, label in runs}
+        messages: dict[str, list[float]] = {label: [] for _, _, label in runs}
+        events: dict[str, list[float]] = {label: [] for _, _, label in runs}
         for _ in range(args.rounds):
             measured = {label: measure(key, where, args, redis_url, args.core)
                         for key, where, label in random.sample(runs, len(runs))}  # fmt: skip
             for key, _, label in runs:
-                results[label].append(measured[label])
+                results[label].append(measured[label]["us"])
+                messages[label].append(measured[label]["messages"])
+                events[label].append(measured[label]["events"])
                 raw = measured.get(PATHS["raw-http" if PATHS[key][0] == "http" else "raw-ws"][2])
                 if raw is not None:  # (the raw path of its transport was run)
-                    ratios[label].append(measured[label] / raw)
+                    ratios[label].append(measured[label]["us"] / raw["us"])
     store = "Redis" if redis_url else "memory"
     fast = " on the model's clock, FLUSH_INTERVAL_MS = 16" if args.fast else ""
+    reasoning = ", library paths' tokens as reasoning" if args.reasoning else ""
     print(f"\n{args.replies} replies x {args.tokens} tokens, {args.gap:g} ms apart{fast}, "
-          f"{store} store, median of {args.rounds} rounds")  # fmt: skip
-    print(f"| path | {'Python calls' if args.calls else 'µs'} per token | x raw |")
-    print("|---|---:|---:|")
+          f"{store} store{reasoning}, median of {args.rounds} rounds")  # fmt: skip
+    print(f"| path | {'Python calls' if args.calls else 'µs'} per token | x raw "
+          "| messages per token | events per token |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     for label, values in results.items():
         ratio = f"{statistics.median(ratios[label]):.2f}" if ratios[label] else "-"
-        print(f"| {label} | {statistics.median(values):.1f} | {ratio} |")
+        stored = statistics.median(events[label])
+        print(f"| {label} | {statistics.median(values):.1f} | {ratio} "
+              f"| {statistics.median(messages[label]):.3f} "
+              f"| {f'{stored:.3f}' if stored else '-'} |")  # fmt: skip
 
 
 if __name__ == "__main__":
