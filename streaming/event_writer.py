@@ -60,7 +60,10 @@ class EventWriter:
 
     Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
     waits for it, else when the event loop next runs, so text ready at once makes few
-    events and a token paced by its model goes out alone. With ``FLUSH_INTERVAL_MS``, the
+    events and a token paced by its model goes out alone. The text of an event is merged
+    the same way (``add_text(text, name)``: the reasoning's ``{"text": ...}`` pieces), in
+    the same seals: text of another kind, or another event, ends a run, which becomes its
+    own event then (so the order stays exactly as added) and goes out with the seal. With ``FLUSH_INTERVAL_MS``, the
     reply's task ``hold``s the first text of a message for the interval without reading
     its source, then reads what came meanwhile and seals it once the source has no more
     (or, for a source that makes nothing unless asked, a timer seals it: ``EMPTY_HOLDS``).
@@ -93,9 +96,11 @@ class EventWriter:
         "out",
         "pending",
         "readers",
+        "run",
         "sealing",
         "seq",
         "size",
+        "split",
         "store",
         "stored_seq",
         "text",
@@ -121,6 +126,11 @@ class EventWriter:
         self.pending: list[GenerationEvent] = []
         #: Text after the last sealed event, joined once when it is sealed.
         self.text: list[str] = []
+        #: What ``text`` is sealed as: ``None`` a ``Chunk``, else an event of that name
+        #: with data ``{"text": ...}``.
+        self.run: str | None = None
+        #: Pieces of text in runs ended since the last seal (for ``hold``'s count).
+        self.split = 0
         self.sealing: asyncio.Handle | None = None
         #: Whether the text waits out ``interval`` in ``hold`` now, and how many holds in a
         #: row read less than two pieces after them (at ``EMPTY_HOLDS``, a timer seals).
@@ -149,8 +159,11 @@ class EventWriter:
         self.out = False
         self.going_out: asyncio.Future[None] | None = None
 
-    def add_text(self, text: str) -> None:
-        """Merge reply text (sealed as one chunk event with what follows at once)."""
+    def add_text(self, text: str, name: str | None = None) -> None:
+        """Merge reply text (sealed as one chunk event with what follows at once); with
+        ``name``, the text of events ``name`` (sealed as one event ``{"text": ...}``)."""
+        if name is not self.run and name != self.run:
+            self._end_run(name)
         self.text.append(text)
         if self.sealing is not None or self.held or self.failure is not None:
             return
@@ -183,13 +196,14 @@ class EventWriter:
         await asyncio.sleep(self.due - loop.time())
         self.held = False
         if self.text and self.sealing is None and self.failure is None:
-            self.sealing = loop.call_soon(self._seal_drained, len(self.text))
+            self.sealing = loop.call_soon(self._seal_drained, self.split + len(self.text))
             self.due = loop.time() + (BURST_SLICE if self.out else FIRST_SLICE)
 
     def _seal_drained(self, held: int) -> None:
         """Seal the text read after a hold, counting the holds in a row that read less
         than two pieces."""
-        self.empty_holds = self.empty_holds + 1 if len(self.text) - held < 2 else 0
+        read = self.split + len(self.text) - held
+        self.empty_holds = self.empty_holds + 1 if read < 2 else 0
         self._seal()
 
     def add_event(self, name: str, data: Any) -> None:
@@ -249,9 +263,27 @@ class EventWriter:
             self.sealing.cancel()
             self.sealing = None
         if self.text:
-            self.seq += 1
-            self.pending.append(Chunk(self.seq, "".join(self.text)))
-            self.text = []
+            self._number_run()
+        self.split = 0
+
+    def _number_run(self) -> None:
+        """The text merged so far becomes its event (``run``'s kind), numbered now."""
+        self.seq += 1
+        text = "".join(self.text)
+        if self.run is None:
+            self.pending.append(Chunk(self.seq, text))
+        else:
+            self.pending.append(Event(self.seq, self.run, {"text": text}))
+        self.text = []
+
+    def _end_run(self, name: str | None) -> None:
+        """Text of another kind than the run's comes (``name``'s): the run so far becomes
+        its event, stored with the rest when the text is sealed (its seal, hold or timer
+        is left as it is, so neither waits longer than text would)."""
+        if self.text:
+            self.split += len(self.text)
+            self._number_run()
+        self.run = name
 
     def _seal(self) -> None:
         self._close_text()

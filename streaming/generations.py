@@ -90,12 +90,17 @@ MAX_REMEMBERED_FAILURES = 256
 
 def _deliver(text: str, pipeline: Pipeline, writer: EventWriter, forward_events: bool) -> None:
     """Hand what the pipeline let through to the writer: ``text``, then its extractors'
-    events (stored when ``forward_events``, else dropped)."""
+    events (stored when ``forward_events``, else dropped); the pieces of a text (the
+    reasoning's) are merged as the reply's text is."""
     if text:
         writer.add_text(text)
     if pipeline.emits:
         for event in pipeline.drain_events():
-            if forward_events:
+            if not forward_events:
+                continue
+            if event.piece:
+                writer.add_text(event.data["text"], event.name)
+            else:
                 writer.add_event(event.name, event.data)
 
 
@@ -132,6 +137,8 @@ async def _reason(
         raise _too_large(limit)
     if writer.held:
         await writer.hold()
+    elif writer.sealing is not None and writer.hogging(asyncio.get_running_loop().time()):
+        await writer.give_way()  # reasoning ready at once: as for text
     return room
 
 

@@ -10,7 +10,7 @@ import inspect
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..conf import DEFAULTS, setting
@@ -59,10 +59,17 @@ class StreamExtractor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExtractorEvent:
-    """A named event an extractor emits beside its text (``field_validated`` …)."""
+    """A named event an extractor emits beside its text (``field_validated`` …).
+
+    ``piece``: the event is a piece of a text streamed under ``name`` (``ReasoningExtractor``'s
+    ``reasoning``), its ``data`` ``{"text": piece}``. A generation merges such pieces as it
+    merges the reply's text: those of one name that come together (with nothing else
+    between them) become one event, whose text is theirs joined.
+    """
 
     name: str
     data: Any
+    piece: bool = field(default=False, compare=False)
 
 
 @runtime_checkable

@@ -12,6 +12,10 @@ yields it as ``streaming.sources.Reasoning`` pieces (``openai_chat``: a provider
 ``reasoning_content`` or ``reasoning``), which a generation hands to its pipeline's
 ``push_reasoning`` instead of ``push``; the pipeline's ``ReasoningExtractor`` emits them
 (``add``) as it emits the thought, and keeps them in ``reasoning``.
+
+Its events are pieces (``ExtractorEvent.piece``): a generation merges those that come
+together as it merges the reply's text, one ``reasoning`` event per flush, not one per
+token; their texts joined are the reasoning all the same.
 """
 
 from __future__ import annotations
@@ -72,4 +76,4 @@ class ReasoningExtractor:
     def _emit(self, piece: str) -> None:
         if piece:
             self._pieces.append(piece)
-            self._events.append(ExtractorEvent(self.event, {"text": piece}))
+            self._events.append(ExtractorEvent(self.event, {"text": piece}, piece=True))
