@@ -60,13 +60,14 @@ class EventWriter:
 
     Text is merged until it is *sealed* into one ``Chunk``: at once when a follower here
     waits for it, else when the event loop next runs, so text ready at once makes few
-    events and a token paced by its model goes out alone. The text of an event is merged
-    the same way (``add_text(text, name)``: the reasoning's ``{"text": ...}`` pieces), in
-    the same seals: text of another kind, or another event, ends a run, which becomes its
-    own event then (so the order stays exactly as added) and goes out with the seal. With ``FLUSH_INTERVAL_MS``, the
+    events and a token paced by its model goes out alone. With ``FLUSH_INTERVAL_MS``, the
     reply's task ``hold``s the first text of a message for the interval without reading
     its source, then reads what came meanwhile and seals it once the source has no more
     (or, for a source that makes nothing unless asked, a timer seals it: ``EMPTY_HOLDS``).
+    The text of an event is merged the same way (``add_text(text, name)``: the reasoning's
+    ``{"text": ...}`` pieces), in the same seals: text of another kind, or another event,
+    ends a run, which becomes its own event then (so the order stays exactly as added)
+    and goes out with the seal.
     A store that appends without waiting (``append_now``, the memory store) is written
     inline, and followers here get each event once it is stored. Another (Redis) is
     written by the process's ``StoreFlusher``, one round trip for every reply with new
