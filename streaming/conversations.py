@@ -18,9 +18,11 @@ fails is a 503 ``STORE_UNAVAILABLE``.
   ``generation``, ``created``, oldest first): the latest ``limit`` (1 to 100, default 100),
   or the latest before message ``before``; ``"earlier"``: the id of the page's first
   message when earlier ones remain (pass it as ``before`` for the page before), else
-  null; and ``"running"``: the generation id of a reply still running (resume it), or
-  that may be (the event store cannot say), else null. A ``before`` that is not a
-  message of this conversation is a 404 ``NOT_FOUND``, as the list's unknown cursor is.
+  null; ``"running"``: the generation id of a reply still running (resume it), or that
+  may be (the event store cannot say), else null; and ``"starting"``: true while the last
+  reply's turn is stored but the reply is not yet in the event store (``running`` names
+  it in a moment: ask again). A ``before`` that is not a message of this conversation is
+  a 404 ``NOT_FOUND``, as the list's unknown cursor is.
 * ``PATCH chat/conversations/<id>`` ``{"title"}``: the summary.
 * ``DELETE chat/conversations/<id>``: 204, after stopping a running reply of it.
 """
@@ -134,16 +136,20 @@ def stop_replies(replies: list[tuple[str, str]]) -> None:
         async_to_sync(stop_all)()
 
 
-async def settled_generation(owner: str, conversation: Conversation) -> str | None:
-    """The conversation's running reply, if any; a reply that ended without storing its
-    message is stored now (``streaming.chat.settle_turn``)."""
+async def settled_generation(owner: str, conversation: Conversation) -> tuple[str | None, bool]:
+    """The conversation's running reply, if any, and whether its last reply is starting
+    (its turn stored, the reply not yet in the event store: it runs in a moment); a reply
+    that ended without storing its message is stored now (``streaming.chat.settle_turn``)."""
     generation_id = conversation.generation
+    starting = False
 
     async def running() -> bool:
+        nonlocal starting
         state = await settle_turn(get_generations(), owner, conversation.pk, generation_id)
+        starting = state == "starting"
         return state == "running"
 
-    return await _unless_ended(generation_id, running)
+    return await _unless_ended(generation_id, running), starting
 
 
 async def _unless_ended(generation_id: str, running: Callable[[], Awaitable[bool]]) -> str | None:
@@ -272,7 +278,7 @@ class ConversationView(ConversationAPIView):
         conversation = await self.conversation(conversation_id)
         before = query.get("before")
         cursor = _message_id(before) if before else None
-        running = await settled_generation(self.owner, conversation)
+        running, starting = await settled_generation(self.owner, conversation)
         messages = Message.objects.filter(conversation=conversation).order_by("-id")
         if cursor is not None:
             messages = messages.filter(id__lte=cursor)
@@ -289,6 +295,7 @@ class ConversationView(ConversationAPIView):
                 "messages": [message_data(m) for m in page],
                 "earlier": page[0].pk if more else None,
                 "running": running,
+                "starting": starting,
             }
         )
 

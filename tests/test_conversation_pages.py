@@ -52,14 +52,16 @@ def page(client: Client, conversation: Conversation, **params: Any) -> dict[str,
 def test_the_latest_page_comes_first_oldest_first_within_it(me: Client) -> None:
     conversation, ids = chat(owner_of(me), 250)
     data = page(me, conversation)
-    assert set(data) == {"id", "title", "updated", "messages", "earlier", "running"}
+    assert set(data) == {
+        "id", "title", "updated", "messages", "earlier", "running", "starting",
+    }  # fmt: skip
     assert [m["id"] for m in data["messages"]] == ids[150:]  # 100 by default
     assert data["messages"][0]["content"] == "message 150"
     assert set(data["messages"][0]) == {
         "id", "role", "content", "status", "reasoning", "generation", "created",
     }  # fmt: skip
     assert data["earlier"] == ids[150]
-    assert data["running"] is None
+    assert (data["running"], data["starting"]) == (None, False)
     assert data["title"] == "250 messages"
 
 

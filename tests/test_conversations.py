@@ -59,7 +59,9 @@ def test_a_new_conversation_is_listed_and_read(visitors: Any) -> None:
     listed = me.request("GET", API).json()
     assert listed == {"conversations": [created], "next": None}
     detail = me.request("GET", f"{API}/{created['id']}").json()
-    assert detail == {**created, "messages": [], "earlier": None, "running": None}
+    assert detail == {
+        **created, "messages": [], "earlier": None, "running": None, "starting": False,
+    }  # fmt: skip
 
 
 def test_a_title_given_at_creation_is_kept(visitors: Any) -> None:

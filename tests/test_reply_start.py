@@ -64,7 +64,8 @@ def wait_for_turn(client: httpx.Client, conversation_id: str | None = None) -> s
         if candidate is not None:
             stored = client.get(f"{API}/{candidate}")
             if stored.status_code == 200 and stored.json()["messages"]:
-                assert stored.json()["running"] is None  # not in the event store yet
+                # Not in the event store yet: starting, to be asked again.
+                assert (stored.json()["running"], stored.json()["starting"]) == (None, True)
                 return candidate
         time.sleep(0.02)
     raise AssertionError("the turn was never stored")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from ..servers import free_port
 from .chatpage import (
     REPLY_TIMEOUT,
     TRANSPORTS,
@@ -241,6 +242,105 @@ def test_a_chat_left_before_its_first_token_leaves_the_next_chat_free(
     assert re.fullmatch(r"Answer \d+ to “Meanwhile”\.", reply_source(page))
     stored = stored_reply(page, left)
     assert stored["status"] == "complete" and "late" in stored["content"]
+
+
+@pytest.fixture(scope="module")
+def slow_start_server(model: Model) -> Iterator[DemoServer]:
+    """The demo project on the recording model, each reply a second slow to get into the
+    event store (``SlowCreateStore``): its turn is stored a second before it runs."""
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url}
+    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:
+    """Wait until the conversation's last stored message is the user's ``prompt``."""
+    deadline = time.monotonic() + 5
+    while stored_messages(page, conversation)["messages"][-1]["content"] != prompt:
+        assert time.monotonic() < deadline, f"{prompt!r} was not stored"
+        page.wait_for_timeout(20)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_back_to_a_chat_left_while_its_reply_starts_follows_the_reply(
+    browser: Any, slow_start_server: DemoServer, transport: str
+) -> None:
+    """Left right after sending, and back while the reply is on its way into the event
+    store (its turn stored, the reply not running yet): the page shows the exchange and
+    follows the reply to its end, as it would a running one, without a reload."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, transport, "passthrough")
+        send(page, "First question")
+        wait_for_state(page, "complete")
+        left = conversation_id(page)
+        assert left
+        send(page, "Second question")
+        wait_for_stored_prompt(page, left, "Second question")
+        page.locator("#new-chat").click()
+        links(page).filter(has_text="First question").click()
+        assert stored_messages(page, left)["running"] is None  # still starting
+        expect(user_texts(page)).to_have_text(["First question", "Second question"])
+        expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+        wait_for_state(page, "complete")
+        assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+        assert stored_reply(page, left)["status"] == "complete"
+
+
+def test_a_reload_while_the_reply_starts_follows_the_reply(
+    browser: Any, slow_start_server: DemoServer
+) -> None:
+    """A reload (or the chat opened in another tab) while the reply is on its way into the
+    event store shows it coming and follows it."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, "sse-post", "passthrough")
+        send(page, "First question")
+        wait_for_state(page, "complete")
+        left = conversation_id(page)
+        assert left
+        send(page, "Second question")
+        wait_for_stored_prompt(page, left, "Second question")
+        reload(page)
+        expect(user_texts(page)).to_have_text(["First question", "Second question"])
+        expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
+        wait_for_state(page, "complete")
+        assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+def test_back_to_a_chat_left_before_the_server_had_its_prompt(page: Any, transport: str) -> None:
+    """Left, and back, while the prompt's request is still on its way (held here): the
+    page asks for the chat once the server has the prompt, so it shows the exchange and
+    follows its reply."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    left = conversation_id(page)
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/chat/stream*", hold_the_first)
+    send(page, "Second question")
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the prompt's request never left"
+    page.locator("#new-chat").click()
+    links(page).filter(has_text="First question").click()
+    page.wait_for_timeout(300)  # the page asks for the chat meanwhile, without the fix
+    held[0].continue_()
+    expect(user_texts(page)).to_have_text(["First question", "Second question"])
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+    assert conversation_id(page) == left
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

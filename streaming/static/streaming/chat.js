@@ -35,6 +35,13 @@ const TITLE_LENGTH = 60;
 const TITLE_MAX = 200;
 /** Chats found gone in a row while asking for older ones before listing from the newest. */
 const MAX_GONE = 3;
+/** How long a chat left with a prompt the server may not have yet waits, when opened
+ * again, for that prompt to be named (ms; the client gives up naming after 10 s). */
+const LEFT_WAIT_MS = 10000;
+/** How often a chat whose reply is starting is asked again, and for how long at most (ms):
+ * the server gives a reply 10 s to start (`START_GRACE`), then stores it as failed. */
+const STARTING_POLL_MS = 200;
+const STARTING_WAIT_MS = 12000;
 
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
@@ -418,10 +425,16 @@ let clientTransport = null;
 let current = null;
 /** A new chat is being created for the first prompt (no exchange, and no view, yet). */
 let creatingChat = false;
+/** The open chat's reply is starting (its turn stored, not yet running: the API's
+ * `starting`): the page waits to follow it (`followStartingReply`). */
+let awaitingStart = false;
+/** Replies left running (`leaveReply`) whose clients still follow them until the server
+ * has their prompt, by conversation: the promise of each one's end there. */
+const leftReplies = new Map();
 
-/** No second send while a reply streams or its chat is being created. */
+/** No second send while a reply streams, starts, or its chat is being created. */
 function isBusy() {
-  return current !== null || creatingChat;
+  return current !== null || creatingChat || awaitingStart;
 }
 
 function selectedTransport() {
@@ -800,13 +813,13 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   current = exchange;
   setBusy(true);
   view.reset();
-  let result;
   if (resume) {
-    result = await stream.resume(resume);
+    exchange.reply = stream.resume(resume);
   } else {
     const params = { pipeline, conversation, ...(regenerate && { regenerate: true }) };
-    result = await stream.send(prompt, params);
+    exchange.reply = stream.send(prompt, params);
   }
+  const result = await exchange.reply;
   if (current !== exchange) {
     await finish(exchange, result); // left meanwhile (leaveReply): another reply may run
     return;
@@ -1014,6 +1027,13 @@ function stopReply() {
 function leaveReply() {
   if (!current || !client) return;
   const leaving = client;
+  const { conversation, reply } = current;
+  if (conversation && reply) {
+    leftReplies.set(conversation, reply);
+    reply.finally(() => {
+      if (leftReplies.get(conversation) === reply) leftReplies.delete(conversation);
+    });
+  }
   current = null;
   client = null;
   setBusy(false);
@@ -1056,6 +1076,7 @@ function clearMessages() {
 /** Another chat is to be shown: a chat's load, or a new chat's creation, under way is dropped. */
 function nextShown() {
   creatingChat = false;
+  awaitingStart = false;
   updateSendButton();
   return ++shownRequest;
 }
@@ -1096,6 +1117,13 @@ async function openConversation(id, { push = false } = {}) {
   clearMessages();
   ui.empty.hidden = true;
   app.dataset.loading = "true";
+  // A prompt sent here just before the chat was left may not be stored yet: its client
+  // follows it until the server names its reply (`leaveReply`); the chat is asked for then.
+  const left = leftReplies.get(id);
+  if (left) {
+    await Promise.race([left, new Promise((resolve) => setTimeout(resolve, LEFT_WAIT_MS))]);
+    if (request !== shownRequest) return;
+  }
   let data;
   try {
     data = await api("GET", `/${encodeURIComponent(id)}`);
@@ -1124,6 +1152,38 @@ async function openConversation(id, { push = false } = {}) {
   updateRegenerate();
   scrollToBottom();
   if (data.running && !isBusy()) run(resumeView || addAssistantMessage(), { resume: data.running });
+  else if (data.starting && !isBusy()) followStartingReply(id, request, addAssistantMessage());
+}
+
+/**
+ * The open chat's last reply is starting (the API's `starting`: its turn is stored, and
+ * it runs in a moment): `view` waits for it, the chat is asked again until it runs, then
+ * the reply is followed; one that never ran (lost: the server stores it as failed) is
+ * shown as stored. No prompt is sent meanwhile (a second reply would be refused).
+ */
+async function followStartingReply(id, request, view) {
+  awaitingStart = true;
+  updateSendButton();
+  updateRegenerate();
+  const until = performance.now() + STARTING_WAIT_MS;
+  let running = null;
+  let settled = false;
+  while (!settled && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS));
+    if (request !== shownRequest || !awaitingStart) return;
+    try {
+      const data = await api("GET", `/${encodeURIComponent(id)}`);
+      settled = !data.starting;
+      running = data.running;
+    } catch {
+      // asked again after a while, until STARTING_WAIT_MS
+    }
+    if (request !== shownRequest || !awaitingStart) return;
+  }
+  awaitingStart = false;
+  updateSendButton();
+  if (running) run(view, { resume: running });
+  else openConversation(id); // it ended without running, or the server is unreachable
 }
 
 // --------------------------------------------------------- conversation list
