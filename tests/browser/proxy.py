@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Self
 
 
@@ -14,7 +15,9 @@ class CuttingProxy:
     """``url`` forwards to 127.0.0.1:``target``; ``cut()`` aborts every connection open
     now (both sides); later connections are forwarded again, unless ``down()`` cut them
     and refuses new ones until ``up()``; ``stall()`` makes every connection open now carry
-    nothing more, in either direction, without closing it. ``connections`` counts them."""
+    nothing more, in either direction, without closing it; ``hold_websockets()`` keeps what
+    the server sends the WebSockets opened from then on (after their handshake) until
+    ``release()``, as a server slow to answer would. ``connections`` counts them."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -23,6 +26,9 @@ class CuttingProxy:
         self.refusing = False
         self._open: set[asyncio.StreamWriter] = set()
         self._stalled: set[asyncio.StreamWriter] = set()
+        self._holding = False
+        #: What the server sent each held WebSocket, not forwarded yet.
+        self._held: dict[asyncio.StreamWriter, list[bytes]] = {}
         self._server: asyncio.Server | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -49,6 +55,32 @@ class CuttingProxy:
 
     async def _stall(self) -> None:
         self._stalled |= self._open
+
+    def hold_websockets(self) -> None:
+        """What the server sends the WebSockets opened from now on, once their handshake
+        is answered, waits in the proxy (in order) until ``release()``."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Forward what was held, and hold nothing more."""
+        asyncio.run_coroutine_threadsafe(self._release(), self.loop).result(10)
+
+    async def _release(self) -> None:
+        self._holding = False
+        held, self._held = self._held, {}
+        for writer, pieces in held.items():
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(b"".join(pieces))
+                await writer.drain()
+
+    def _hold(self, writer: asyncio.StreamWriter, data: bytes, first: bool) -> bool:
+        """Whether ``data``, from the server to ``writer``, is held (``hold_websockets``)."""
+        if writer in self._held:
+            self._held[writer].append(data)
+            return True
+        if first and self._holding and data.startswith(b"HTTP/1.1 101"):
+            self._held[writer] = []  # the handshake goes; what follows it waits
+        return False
 
     def down(self) -> None:
         """The network is gone: open connections are cut, new ones refused."""
@@ -91,7 +123,7 @@ class CuttingProxy:
         try:
             await asyncio.gather(
                 _pipe(reader, upstream_writer, self._stalled),
-                _pipe(upstream_reader, writer, self._stalled),
+                _pipe(upstream_reader, writer, self._stalled, self._hold),
             )
         finally:
             self._open -= pair
@@ -99,12 +131,19 @@ class CuttingProxy:
 
 
 async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stalled: set[asyncio.StreamWriter]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    stalled: set[asyncio.StreamWriter],
+    hold: Callable[[asyncio.StreamWriter, bytes, bool], bool] | None = None,
 ) -> None:
+    first = True
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
             if writer in stalled:
                 continue  # lost on the way
+            if hold is not None and hold(writer, data, first):
+                continue  # forwarded on release
+            first = False
             writer.write(data)
             await writer.drain()
     # One side ended: end the other once what it was sent has left.

@@ -350,6 +350,43 @@ def test_a_websocket_resume_in_a_long_silence_of_the_model(
         expect(last_reply(page).locator(".notice")).to_be_hidden()
 
 
+def test_a_websocket_resume_the_server_is_slow_to_answer(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The socket drops mid-reply, and the server's answer to the page's ``resume`` (the
+    pong of its ping) takes longer than the page waits (10 s). The page gives that socket
+    up and resumes on a new one: it used to fail the reply, look the chat up and resume
+    again on the same socket, where the first resume still ran and the second was
+    refused ("A reply is streaming"). No refusal is shown, and no text lost or doubled."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        frames: list[str] = []
+
+        def watch(socket: Any, frames: list[str] = frames) -> None:
+            socket.on("framesent", lambda payload: frames.append(str(payload)))
+
+        page.on("websocket", watch)
+        choose(page, "ws", "passthrough")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        send(page, "Write, long pause, and write on")
+        wait_for_state(page, "streaming", timeout=5_000)
+        proxied_server.hold_websockets()
+        try:
+            proxied_server.cut()
+            deadline = time.monotonic() + 5
+            while not any('"resume"' in text for text in frames):
+                assert time.monotonic() < deadline, "the page did not resume"
+                page.wait_for_timeout(20)
+            page.wait_for_timeout(200)  # the resume's answer, held, is not the page's yet
+            page.clock.fast_forward(11_000)  # past the page's wait for it
+            page.wait_for_timeout(1_000)  # the page acts meanwhile (a look-up, a new socket)
+        finally:
+            proxied_server.release()
+        wait_for_state(page, "complete", timeout=LONG_THINKING * 1000 + 10_000)
+        assert "error" not in [entry["state"] for entry in trail(page)], frames[-5:]
+        assert reply_source(page) == FIRST_WORDS + REST
+        expect(last_reply(page).locator(".notice")).to_be_hidden()
+
+
 def wait_until_stored(page: Any, conversation: str) -> None:
     """Wait until the conversation's reply is stored complete (its ``on_end`` ran)."""
     base = page.locator("#chat").get_attribute("data-conversations-url")

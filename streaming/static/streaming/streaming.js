@@ -89,8 +89,9 @@
  * @property {number} [pingInterval=20000] WebSocket: milliseconds between `ping` frames; a
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
- *   a `resume` (the pong of the `ping` sent with it, or a refusal) before the reply is
- *   given up.
+ *   a `resume` (the pong of the `ping` sent with it, or a refusal) before the socket is
+ *   given up and the reply resumed on a new one (at most `reconnect.retries` times, then
+ *   the reply fails with `RESUME_FAILED`, cause `TIMEOUT`).
  * @property {number} [stallTimeout=45000] SSE: milliseconds without a byte of the stream
  *   (the server sends a `: ping` comment after `KEEPALIVE` seconds of silence, 15 by
  *   default) after which the connection is taken for dead (a half-open connection after
@@ -869,9 +870,35 @@ export class StreamClient {
     this._pongDue = true;
     this._setStatus(reply.received > 0 ? "streaming" : "open", reply);
     clearTimeout(reply.timer);
-    reply.timer = setTimeout(() => {
-      if (reply.resuming) this._resumeFailed(reply, "the server did not answer", "TIMEOUT");
-    }, this.options.resumeTimeout ?? 10000);
+    reply.timer = setTimeout(() => this._resumeTimedOut(reply), this.options.resumeTimeout ?? 10000);
+  }
+
+  /**
+   * No answer to the resume of `reply` in `resumeTimeout`: the server is slow, or the
+   * path to it half-open. Its answer may still come on this socket, where the resume
+   * runs on and another would be refused ("A reply is streaming"): the socket is given
+   * up, and the reply resumed on a new one, as after a drop (`reconnect.retries` times
+   * for one reply; then it fails, `RESUME_FAILED` with cause `TIMEOUT`, and a new
+   * socket is opened for what comes next, such as a resume of the same reply).
+   */
+  _resumeTimedOut(reply) {
+    if (this._reply !== reply || !reply.resuming) return;
+    reply.resuming = false;
+    reply.resumeTimeouts += 1;
+    const socket = this._socket;
+    const retry = this.reconnect !== null && reply.resumeTimeouts <= this.reconnect.retries;
+    if (socket && retry) {
+      socket.close(4000, "no answer to resume");
+      this._socketClosed(socket, { code: 1006, reason: "" });
+      return;
+    }
+    this._resumeFailed(reply, "the server did not answer", "TIMEOUT");
+    if (!socket) return;
+    this._socket = null;
+    this._stopPing();
+    this._cancelAcks = 0;
+    socket.close(4000, "no answer to resume");
+    if (!this._closed) this._openSocket();
   }
 
   /** A reconnect found the server, but it would not resume the reply (`cause`: its code). */
@@ -1031,6 +1058,7 @@ function newReply(body, resolve) {
     sent: false,
     resuming: false,
     resumePongs: 0,
+    resumeTimeouts: 0,
   };
 }
 
