@@ -28,7 +28,7 @@ from .chatpage import (
     wait_for_reply,
     wait_for_state,
 )
-from .conftest import DemoServer, open_page
+from .conftest import DemoServer, open_page, record_announcements
 from .model import HOSTILE, MARKDOWN, SLOW, THOUGHT, Model
 
 
@@ -472,6 +472,7 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
     conversation = conversation_id(page)
     assert conversation
     with second_tab(page) as other:
+        record_announcements(other)
         expect(user_texts(other)).to_have_text(["First question"])
         assert other.locator("#transport-" + transport).is_checked()
 
@@ -482,6 +483,8 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
 
         box = other.get_by_role("textbox", name="Message")
         expect(other.locator("#load-error")).to_have_text(BUSY_NOTICE)
+        # Said once to screen readers: the notice goes by itself, with the reply.
+        other.wait_for_function("(text) => window.__announced.includes(text)", arg=BUSY_NOTICE)
         expect(box).to_have_value("Meanwhile, from the second tab")
         expect(user_texts(other)).to_have_text(
             ["First question", "Answer slowly, from the first tab"]
@@ -489,6 +492,9 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
         wait_for_state(other, "complete")  # followed: the first tab's reply, to its end
         assert reply_source(other) == SLOW
         expect(other.locator(".message[data-role='assistant']")).to_have_count(2)
+        # The notice spoke of that reply: it goes with it (its end is announced).
+        expect(other.locator("#load-error")).to_be_hidden()
+        expect(box).to_have_value("Meanwhile, from the second tab")
         wait_for_state(page, "complete")
         assert reply_source(page) == SLOW
         assert len(model.requests) == asked  # the refused prompt asked the model nothing
@@ -536,6 +542,7 @@ def test_regenerate_from_a_second_tab_while_the_first_tabs_reply_runs(
         expect(replies.first.locator(".text")).to_have_text(first)
         wait_for_state(other, "complete")
         assert reply_source(other) == SLOW
+        expect(other.locator("#load-error")).to_be_hidden()  # gone with the reply
         assert len(model.requests) == asked
         expect(other.get_by_role("textbox", name="Message")).to_have_value("")
 

@@ -831,6 +831,9 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
     return;
   }
   await finish(exchange, result);
+  // The notice of a reply running in this chat (`showRunningReply`) goes with the reply
+  // it speaks of: its end is announced (`finish`), as the notice was when it came.
+  if (exchange.resumed && ui.loadError.dataset.runningIn === conversation) hideLoadError();
   if (active?.id === conversation) refreshConversations();
   rescueFocus();
 }
@@ -878,7 +881,12 @@ async function showRunningReply(exchange) {
   const request = shownRequest;
   await opening;
   if (request !== shownRequest || active?.id !== conversation) return; // left meanwhile, or it failed
-  showLoadError(t(exchange.prompt === null ? "notice.busy" : "notice.busy_prompt"));
+  // It speaks of the reply followed there and goes when that one ends (`run`): news,
+  // said once by the announcer, as a reply's notices that go by themselves are.
+  const notice = t(exchange.prompt === null ? "notice.busy" : "notice.busy_prompt");
+  showLoadError(notice, { live: false });
+  announce(notice);
+  ui.loadError.dataset.runningIn = conversation;
   refreshConversations();
 }
 
@@ -1502,13 +1510,19 @@ document.addEventListener("pointerdown", (event) => {
 
 // -------------------------------------------------------------- load errors
 
-function showLoadError(message) {
+/** Show a notice above the message box: an alert, or with `live: false` news the caller
+ * has the announcer say once (one that goes by itself, as a reply's info notices). */
+function showLoadError(message, { live = true } = {}) {
   ui.loadError.textContent = message;
+  if (live) ui.loadError.setAttribute("role", "alert");
+  else ui.loadError.removeAttribute("role");
   ui.loadError.hidden = false;
+  delete ui.loadError.dataset.runningIn;
 }
 
 function hideLoadError() {
   ui.loadError.hidden = true;
+  delete ui.loadError.dataset.runningIn;
 }
 
 // ----------------------------------------------------------------- composer
