@@ -21,7 +21,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.text import smart_split, unescape_string_literal
+from django.utils.text import capfirst, smart_split, unescape_string_literal
 
 from .conversations import stop_replies
 from .models import Conversation, Message
@@ -105,16 +105,37 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="all messages")
     def all_messages(self, obj: Conversation) -> str:
-        url = reverse("admin:streaming_message_changelist")
-        return format_html(
-            '<a href="{}?conversation__id__exact={}">{} messages</a>',
-            url,
-            obj.pk,
-            getattr(obj, "message_total", None) or obj.messages.count(),
-        )
+        total = getattr(obj, "message_total", None)
+        return _messages_link(self, obj.pk, obj.messages.count() if total is None else total)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started from the chat
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """The delete confirmation names each conversation and counts its messages, rather
+        than listing every message (a page of megabytes for a long one, and every message
+        loaded); Django's own listing when another model relates to these (a project's
+        own, whose rows it must show)."""
+        if _others_relate():
+            return super().get_deleted_objects(objs, request)
+        conversations = list(objs)
+        totals = _message_totals(conversations)
+        perms_needed = set()
+        if not all(self.has_delete_permission(request, c) for c in conversations):
+            perms_needed.add(str(Conversation._meta.verbose_name))
+        if any(totals.values()) and not _may_delete_messages(self, request):
+            perms_needed.add(str(Message._meta.verbose_name))
+        listed: list[Any] = []
+        for conversation in conversations:
+            listed.append(_linked(self, conversation))
+            if totals[conversation.pk]:
+                listed.append([_messages_link(self, conversation.pk, totals[conversation.pk])])
+        counted = {str(Conversation._meta.verbose_name_plural): len(conversations)}
+        if any(totals.values()):
+            counted[str(Message._meta.verbose_name_plural)] = sum(totals.values())
+        return listed, counted, perms_needed, []
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         """Delete it, then stop its running reply, as the conversations API does."""
@@ -126,6 +147,58 @@ class ConversationAdmin(admin.ModelAdmin):
         replies = list(queryset.exclude(generation="").values_list("owner", "generation"))
         super().delete_queryset(request, queryset)
         stop_replies(replies)
+
+
+def _others_relate() -> bool:
+    """Whether a model other than ``Message`` relates to a conversation or a message (a
+    project's own, deleted or protected with them)."""
+    return any(
+        relation.related_model is not Message for relation in Conversation._meta.related_objects
+    ) or bool(Message._meta.related_objects)
+
+
+def _message_totals(conversations: list[Conversation]) -> dict[Any, int]:
+    """Each conversation's number of messages: the admin's annotation, else one query."""
+    totals = {c.pk: getattr(c, "message_total", None) for c in conversations}
+    missing = [pk for pk, total in totals.items() if total is None]
+    if missing:
+        counted = dict(
+            Message.objects.filter(conversation__in=missing)
+            .order_by()
+            .values_list("conversation")
+            .annotate(n=Count("pk"))
+        )
+        totals.update({pk: counted.get(pk, 0) for pk in missing})
+    return {pk: int(total or 0) for pk, total in totals.items()}
+
+
+def _may_delete_messages(model_admin: admin.ModelAdmin[Any], request: HttpRequest) -> bool:
+    """Whether the messages' admin (if registered) lets this user delete messages, as
+    Django asks of every related row it lists."""
+    site = model_admin.admin_site
+    if not site.is_registered(Message):
+        return True
+    return bool(site.get_model_admin(Message).has_delete_permission(request))
+
+
+def _linked(model_admin: admin.ModelAdmin[Any], conversation: Conversation) -> str:
+    url = reverse(
+        f"{model_admin.admin_site.name}:streaming_conversation_change", args=(conversation.pk,)
+    )
+    return format_html(
+        '{}: <a href="{}">{}</a>', capfirst(Conversation._meta.verbose_name), url, conversation
+    )
+
+
+def _messages_link(model_admin: admin.ModelAdmin[Any], pk: Any, total: int) -> str:
+    url = reverse(f"{model_admin.admin_site.name}:streaming_message_changelist")
+    return format_html(
+        '<a href="{}?conversation__id__exact={}">{} {}</a>',
+        url,
+        pk,
+        total,
+        Message._meta.verbose_name if total == 1 else Message._meta.verbose_name_plural,
+    )
 
 
 @admin.register(Message)

@@ -6,6 +6,7 @@ messages was counted n² and sorted among n² rows), the search by text is an ``
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -100,3 +101,44 @@ def test_a_short_conversations_page_shows_every_message(admin_client: Client) ->
     assert "first words" in page and "second words" in page
     empty = chat("user:1", "Empty", [])
     assert admin_client.get(f"{ADMIN}{empty.pk}/change/").status_code == 200
+
+
+def test_the_delete_confirmation_counts_messages_rather_than_listing_them(
+    admin_client: Client,
+) -> None:
+    long = chat("user:1", "Long", [f"message number {i}." for i in range(300)])
+    empty = chat("user:1", "Empty", [])
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(f"{ADMIN}{long.pk}/delete/").text
+    assert "message number" not in page
+    assert '/change/">Long</a>' in page
+    assert f'/admin/streaming/message/?conversation__id__exact={long.pk}">300 messages</a>' in page
+    assert "<li>Messages: 300</li>" in page
+    assert len(queries) < 10  # the session, the user, the conversation: not a message each
+    # The bulk action on both: each named, the messages counted, none listed.
+    action = {"action": "delete_selected", "_selected_action": [str(long.pk), str(empty.pk)]}
+    page = admin_client.post(ADMIN, action).text
+    assert "message number" not in page and "Empty</a>" in page
+    assert "<li>Conversations: 2</li>" in page and "<li>Messages: 300</li>" in page
+    done = admin_client.post(ADMIN, {**action, "post": "yes"})
+    assert done.status_code == 302
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_the_delete_confirmation_asks_for_the_messages_delete_permission(
+    client: Client, django_user_model: type[Any]
+) -> None:
+    """As Django's own does: deleting a conversation deletes its messages."""
+    from django.contrib.auth.models import Permission
+
+    conversation = chat("user:1", "Kept", ["a message"])
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_conversation", "delete_conversation"])
+    )
+    client.force_login(staff)
+    page = client.get(f"{ADMIN}{conversation.pk}/delete/").text
+    assert "permission to delete the following types of objects" in page
+    assert "<li>message</li>" in page
+    client.post(f"{ADMIN}{conversation.pk}/delete/", {"post": "yes"})
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
