@@ -341,7 +341,7 @@ def test_two_prompts_sent_together_to_one_conversation_start_one_reply(
                 for n in range(2)
             ]
             statuses = sorted(prompt.result().status_code for prompt in prompts)
-            assert statuses == [200, 400], statuses
+            assert statuses == [200, 409], statuses
             stored = browser.conversation(conversation_id)["messages"]
             assert [m["role"] for m in stored] == ["user", "assistant"] * 2
 
@@ -411,7 +411,7 @@ def test_a_running_reply_is_named_and_a_second_prompt_is_refused(
             assert wait_for_connections(chat_server.postgres, chat_server.name, 0) == 0
             assert next(line for line in lines if line)  # still streaming
         busy = browser.post(prompt="meanwhile", conversation=conversation_id)
-        assert busy.status_code == 400 and "still running" in busy.json()["error"]
+        assert busy.status_code == 409 and busy.json()["code"] == "CONVERSATION_BUSY"
         browser.client.delete("/chat/stream", params={"id": generation}, headers=browser.headers)
         rest = list(lines)
     assert any('"code":"ABORTED"' in line for line in rest)
