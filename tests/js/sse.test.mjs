@@ -205,7 +205,7 @@ test("another visitor can neither resume, stop nor continue this visitor's chat"
   assert.equal(textOf(assistants(chat)[0]), textOf(reference), 'the reply ran to its end');
 });
 
-test('a second message while a reply runs is refused (400) until it is stopped', async () => {
+test('a second message while a reply runs is refused (409 CONVERSATION_BUSY) until it is stopped', async () => {
   const chatId = newChatId('busy');
   const chat = new Chat({ id: chatId, transport: page.httpTransport() });
   const sending = chat.sendMessage({ text: PROMPT });
@@ -213,7 +213,7 @@ test('a second message while a reply runs is refused (400) until it is stopped',
   const other = new Chat({ id: chatId, transport: page.httpTransport() });
   await other.sendMessage({ text: 'me too' });
   assert.equal(other.status, 'error');
-  assert.equal(page.responses.findLast((r) => r.method === 'POST').status, 400);
+  assert.equal(page.responses.findLast((r) => r.method === 'POST').status, 409);
   assert.equal(await page.stop(chatId), 204);
   await sending;
   await other.sendMessage({ text: 'now?' });
