@@ -1,0 +1,81 @@
+"""A long stored chat (more than a page of messages) on the chat page, in Chromium, in the
+flows merged beside its paging: a prompt refused as CONVERSATION_BUSY from a second tab,
+a reply starting or streaming while "Show earlier messages" is pressed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .chatpage import choose, reply_source, send, wait_for_state
+from .conftest import DemoServer, open_page
+from .model import SLOW
+from .test_conversations import (
+    BUSY_NOTICE,
+    conversation_id,
+    second_tab,
+    wait_for_length,
+)
+from .test_earlier_messages import CREATE_CHAT, store_messages, text
+
+COUNT = 150
+
+
+@pytest.fixture
+def page(browser: Any, model_server: DemoServer) -> Iterator[Any]:
+    yield from open_page(browser, model_server.url)
+
+
+def long_chat(page: Any, server: DemoServer) -> str:
+    conversation = page.evaluate(CREATE_CHAT)
+    store_messages(server, conversation, COUNT)
+    page.goto(f"{server.url}/?c={conversation}")
+    page.wait_for_selector("#chat[data-ready='true']", state="attached", timeout=5_000)
+    expect(page.locator("#messages > .message")).to_have_count(100)
+    return conversation
+
+
+def shown(page: Any) -> list[str]:
+    return [t.strip() for t in page.locator("#messages > .message .text").all_text_contents()]
+
+
+def test_busy_reopen_of_a_long_chat_then_show_earlier_keeps_the_notice(
+    page: Any, model_server: DemoServer
+) -> None:
+    """The second tab's prompt is refused in a chat of 150 messages: the chat opens again on
+    its latest page with the running exchange; "Show earlier messages" works there, and the
+    notice of the running reply stays until that reply ends."""
+    choose(page, "sse-post", "passthrough")
+    conversation = long_chat(page, model_server)
+    with second_tab(page) as other:
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        send(other, "Meanwhile, from the second tab")
+        notice = other.locator("#load-error")
+        expect(notice).to_have_text(BUSY_NOTICE)
+        assert conversation_id(other) == conversation
+        messages = other.locator("#messages > .message")
+        # The latest 100 stored (its prompt among them), and the running reply after.
+        expect(messages).to_have_count(101)
+        assert shown(other)[-2] == "Answer slowly, from the first tab"
+        earlier = other.get_by_role("button", name="Show earlier messages")
+        expect(earlier).to_be_visible()
+        earlier.click()
+        expect(messages).to_have_count(COUNT + 2)
+        assert shown(other)[:3] == [text(0), text(1), text(2)]
+        # The reply spoken of still runs: its notice stays until it ends.
+        assert other.locator(".message[data-role='assistant']").last.get_attribute(
+            "data-state"
+        ) not in ("complete", "error", "cancelled")
+        expect(notice).to_be_visible()
+        expect(notice).to_have_text(BUSY_NOTICE)
+        wait_for_state(other, "complete")
+        assert reply_source(other) == SLOW
+        expect(notice).to_be_hidden()
+        expect(other.get_by_role("textbox", name="Message")).to_have_value(
+            "Meanwhile, from the second tab"
+        )
+        wait_for_state(page, "complete")
