@@ -704,7 +704,9 @@ async function showEarlierMessages() {
     ui.earlier.removeAttribute("aria-disabled");
   }
   if (request !== shownRequest || earlierCursor !== cursor) return; // another chat meanwhile
-  hideLoadError();
+  // A failed earlier try's error goes; the notice of a reply running here (`showRunningReply`)
+  // stays until that reply ends.
+  if (!ui.loadError.dataset.runningIn) hideLoadError();
   const { items } = storedItems(data.messages);
   const box = ui.conversation;
   const fromBottom = box.scrollHeight - box.scrollTop;
