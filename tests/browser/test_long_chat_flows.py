@@ -17,7 +17,10 @@ from .test_conversations import (
     BUSY_NOTICE,
     conversation_id,
     second_tab,
+    slow_start_server,  # noqa: F401 (a fixture)
+    stored_messages,
     wait_for_length,
+    wait_for_stored_prompt,
 )
 from .test_earlier_messages import CREATE_CHAT, store_messages, text
 
@@ -79,3 +82,27 @@ def test_busy_reopen_of_a_long_chat_then_show_earlier_keeps_the_notice(
             "Meanwhile, from the second tab"
         )
         wait_for_state(page, "complete")
+
+
+def test_show_earlier_while_a_reply_starts_keeps_the_earlier_page(
+    browser: Any, slow_start_server: DemoServer
+) -> None:
+    """A long chat reloaded while its reply is starting (its turn stored, a second before it
+    runs): "Show earlier messages" meanwhile adds the page before, and the reply, followed
+    to its end, leaves it there (the chat is not loaded again over it)."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, "sse-post", "passthrough")
+        conversation = long_chat(page, slow_start_server)
+        send(page, "Second question")
+        wait_for_stored_prompt(page, conversation, "Second question")
+        page.reload()
+        messages = page.locator("#messages > .message")
+        expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
+        assert page.evaluate("document.querySelector('#send').disabled")  # waiting for it
+        page.get_by_role("button", name="Show earlier messages").click()
+        expect(messages).to_have_count(COUNT + 2)
+        wait_for_state(page, "complete")
+        page.wait_for_timeout(500)
+        expect(messages).to_have_count(COUNT + 2)
+        assert shown(page)[0] == text(0)
+        assert shown(page)[-2] == "Second question"
