@@ -4,6 +4,8 @@ a reply starting or streaming while "Show earlier messages" is pressed."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from .chatpage import choose, reply_source, send, wait_for_state
-from .conftest import DemoServer, open_page
+from .conftest import DemoServer, open_page, record_announcements
 from .model import SLOW
 from .test_conversations import (
     BUSY_NOTICE,
@@ -106,3 +108,76 @@ def test_show_earlier_while_a_reply_starts_keeps_the_earlier_page(
         expect(messages).to_have_count(COUNT + 2)
         assert shown(page)[0] == text(0)
         assert shown(page)[-2] == "Second question"
+
+
+def test_regenerate_in_a_long_chat_then_earlier_messages_with_their_reasoning(
+    page: Any, model_server: DemoServer
+) -> None:
+    """Regenerate the last reply of a chat of 150 messages: it is replaced in place, the
+    latest page stays, and the page before comes after it, a stored reply's reasoning
+    with it."""
+    choose(page, "ws", "passthrough")
+    conversation = page.evaluate(CREATE_CHAT)
+    store_messages(model_server, conversation, COUNT)
+    with sqlite3.connect(model_server.database, timeout=10) as db:
+        db.execute(
+            "UPDATE streaming_message SET reasoning = ? WHERE content = ?",
+            ("Thinking about message one.", text(1)),
+        )
+    db.close()
+    page.goto(f"{model_server.url}/?c={conversation}")
+    page.wait_for_selector("#chat[data-ready='true']", state="attached", timeout=5_000)
+    messages = page.locator("#messages > .message")
+    expect(messages).to_have_count(100)
+    page.locator(".message[data-role='assistant'] .regenerate").last.click()
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Message 148”\.", reply_source(page))
+    expect(messages).to_have_count(100)
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(COUNT)
+    assert shown(page)[:2] == [text(0), text(1)]
+    reasoning = messages.nth(1).locator(".reasoning")
+    expect(reasoning).to_be_visible()
+    expect(reasoning.locator(".reasoning-text")).to_have_text("Thinking about message one.")
+    expect(page.locator(".message[data-role='assistant'] .regenerate:visible")).to_have_count(1)
+    expect(messages.last.locator(".regenerate")).to_be_visible()
+
+
+def test_back_to_a_long_chat_mid_reply_then_earlier_messages(
+    page: Any, model_server: DemoServer
+) -> None:
+    """Left mid-reply and opened again: the latest page with the reply followed; the page
+    before comes while it streams, and what is on screen does not move."""
+    choose(page, "ws", "passthrough")
+    long_chat(page, model_server)
+    send(page, "Answer slowly, please")
+    wait_for_length(page, 40)
+    page.locator("#new-chat").click()
+    page.locator("#conversations .conversation-link").filter(has_text="Long chat").click()
+    messages = page.locator("#messages > .message")
+    expect(messages).to_have_count(101)
+    wait_for_length(page, 80)
+    box = page.locator("#conversation")
+    box.evaluate("c => { c.scrollTop = 0; }")
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(COUNT + 2)
+    wait_for_state(page, "complete")
+    assert reply_source(page) == SLOW
+    assert shown(page)[0] == text(0)
+    # Scrolled up to read: the end of the reply did not pull the view down.
+    assert not box.evaluate("c => c.scrollHeight - c.scrollTop - c.clientHeight < 80")
+    expect(page.get_by_role("textbox", name="Message")).to_be_enabled()
+    expect(page.locator("#send")).to_be_visible()
+
+
+def test_the_french_page_of_a_long_chat(browser: Any, model_server: DemoServer) -> None:
+    for page in open_page(browser, model_server.url, locale="fr-FR"):
+        record_announcements(page)
+        long_chat(page, model_server)
+        record_announcements(page)
+        earlier = page.get_by_role("button", name="Afficher les messages précédents")
+        earlier.click()
+        expect(page.locator("#messages > .message")).to_have_count(COUNT)
+        expect(page.locator("#announcer")).to_have_text(
+            "50 messages précédents affichés. La discussion est affichée depuis son début."
+        )
