@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,3 +182,33 @@ def test_the_french_page_of_a_long_chat(browser: Any, model_server: DemoServer) 
         expect(page.locator("#announcer")).to_have_text(
             "50 messages précédents affichés. La discussion est affichée depuis son début."
         )
+
+
+def test_show_earlier_in_the_next_chat_while_the_last_one_still_loads(
+    page: Any, model_server: DemoServer
+) -> None:
+    """"Show earlier messages" pressed in a long chat whose page before is slow to come,
+    then in another long chat opened meanwhile: the second one's page comes at once (it was
+    ignored until the first chat's answer came, and that answer was dropped)."""
+    other = page.evaluate(CREATE_CHAT.replace('"Long chat"', '"Other long chat"'))
+    store_messages(model_server, other, COUNT)
+    first = long_chat(page, model_server)
+    held: list[Any] = []
+    page.route(f"**/chat/conversations/{first}?before=*", lambda route: held.append(route))
+    page.get_by_role("button", name="Show earlier messages").click()
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page before was never asked for"
+    page.locator("#conversations .conversation-link").filter(has_text="Other long chat").click()
+    messages = page.locator("#messages > .message")
+    expect(page).to_have_url(re.compile(other))
+    expect(messages).to_have_count(100)
+    earlier = page.get_by_role("button", name="Show earlier messages")
+    expect(earlier).not_to_have_attribute("aria-disabled", "true")
+    earlier.click()
+    expect(messages).to_have_count(COUNT)
+    held[0].continue_()  # the first chat's page, come too late: dropped
+    page.wait_for_timeout(300)
+    expect(messages).to_have_count(COUNT)
+    assert shown(page)[0] == text(0)
