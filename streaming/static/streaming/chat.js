@@ -616,8 +616,9 @@ let unusedChat = null;
 /** Where the page of messages before the first one shown ends (the API's `earlier`: that
  * first message's id); null: the chat is shown from its start. */
 let earlierCursor = null;
-/** Whether "Show earlier messages" is asking for a page now. */
-let loadingEarlier = false;
+/** The shown chat (`shownRequest`) whose earlier page "Show earlier messages" is asking
+ * for now, else null: one asked for in a chat left since does not hold the next one's. */
+let loadingEarlier = null;
 
 function userItem(text) {
   const item = ui.userTemplate.content.firstElementChild.cloneNode(true);
@@ -677,6 +678,10 @@ function storedItems(messages, running = null) {
 /** Offer the page before the first message shown, while there is one. */
 function showEarlierButton(cursor) {
   earlierCursor = cursor ?? null;
+  if (loadingEarlier !== shownRequest) {
+    loadingEarlier = null; // asked for in a chat since left: its answer is dropped
+    ui.earlier.removeAttribute("aria-disabled");
+  }
   if (!earlierCursor && ui.earlier.contains(document.activeElement)) {
     ui.conversation.focus({ preventScroll: true }); // not lost to the body with its button
   }
@@ -688,9 +693,9 @@ function showEarlierButton(cursor) {
 async function showEarlierMessages() {
   const conversation = active?.id;
   const cursor = earlierCursor;
-  if (!conversation || !cursor || loadingEarlier) return;
   const request = shownRequest;
-  loadingEarlier = true;
+  if (!conversation || !cursor || loadingEarlier === request) return;
+  loadingEarlier = request;
   ui.earlier.setAttribute("aria-disabled", "true"); // still focusable, unlike `disabled`
   let data;
   try {
@@ -700,8 +705,10 @@ async function showEarlierMessages() {
     if (request === shownRequest) showLoadError(t("load.earlier", { message: error.message }));
     return;
   } finally {
-    loadingEarlier = false;
-    ui.earlier.removeAttribute("aria-disabled");
+    if (loadingEarlier === request) {
+      loadingEarlier = null;
+      ui.earlier.removeAttribute("aria-disabled");
+    }
   }
   if (request !== shownRequest || earlierCursor !== cursor) return; // another chat meanwhile
   // A failed earlier try's error goes; the notice of a reply running here (`showRunningReply`)
