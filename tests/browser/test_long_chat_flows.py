@@ -212,3 +212,29 @@ def test_show_earlier_in_the_next_chat_while_the_last_one_still_loads(
     page.wait_for_timeout(300)
     expect(messages).to_have_count(COUNT)
     assert shown(page)[0] == text(0)
+
+
+def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_starts(
+    browser: Any, slow_start_server: DemoServer
+) -> None:
+    """The second tab's prompt while the first tab's reply is starting (stored, a second
+    before it runs) in a long chat: refused, back in the box, and the second tab waits
+    for that reply, follows it to its end, then the notice goes and the prompt can go."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, "sse-post", "passthrough")
+        conversation = long_chat(page, slow_start_server)
+        with second_tab(page) as other:
+            send(page, "Second question")
+            wait_for_stored_prompt(page, conversation, "Second question")
+            send(other, "Meanwhile, from the second tab")
+            notice = other.locator("#load-error")
+            expect(notice).to_have_text(BUSY_NOTICE)
+            expect(notice).to_be_visible()
+            box = other.get_by_role("textbox", name="Message")
+            expect(box).to_have_value("Meanwhile, from the second tab")
+            wait_for_state(other, "complete")
+            assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(other))
+            expect(notice).to_be_hidden()
+            expect(other.locator("#send")).to_be_enabled()
+            other.get_by_role("button", name="Show earlier messages").click()
+            expect(other.locator("#messages > .message")).to_have_count(COUNT + 2)
