@@ -22,6 +22,7 @@ from .test_conversations import (
     second_tab,
     slow_start_server,  # noqa: F401 (a fixture)
     stored_messages,
+    stored_reply,
     wait_for_length,
     wait_for_stored_prompt,
 )
@@ -238,3 +239,50 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_starts(
             expect(other.locator("#send")).to_be_enabled()
             other.get_by_role("button", name="Show earlier messages").click()
             expect(other.locator("#messages > .message")).to_have_count(COUNT + 2)
+
+
+def test_a_reply_that_starts_and_ends_between_two_looks_keeps_the_earlier_page(
+    browser: Any, slow_start_server: DemoServer
+) -> None:
+    """A long chat reloaded while its reply starts, the page before shown meanwhile, and
+    the reply run and ended before the page asks again (a short reply): it is shown as
+    stored in its place, with the page before still there (the chat was loaded again over
+    it, back to its latest page)."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, "sse-post", "passthrough")
+        conversation = long_chat(page, slow_start_server)
+        send(page, "Second question")
+        wait_for_stored_prompt(page, conversation, "Second question")
+        held: list[Any] = []
+        looks: list[str] = []
+        released: list[bool] = []
+
+        def hold_the_looks(route: Any) -> None:
+            """The chat's first load goes; the page's looks at it after are held."""
+            looks.append(route.request.url)
+            if len(looks) == 1 or "before=" in route.request.url or released:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route(f"**/chat/conversations/{conversation}*", hold_the_looks)
+        page.reload()
+        messages = page.locator("#messages > .message")
+        expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
+        page.get_by_role("button", name="Show earlier messages").click()
+        expect(messages).to_have_count(COUNT + 2)
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(20)
+        assert held, "the page did not ask again"
+        stored = stored_reply(page, conversation)  # the reply ran and ended meanwhile
+        released.append(True)
+        for route in held:
+            route.continue_()
+        wait_for_state(page, "complete")
+        page.wait_for_timeout(500)
+        expect(messages).to_have_count(COUNT + 2)
+        assert shown(page)[0] == text(0)
+        expect(messages.last.locator(".text")).to_have_text(stored["content"])
+        expect(messages.last.locator(".regenerate")).to_be_visible()
+        expect(page.locator("#send")).to_be_visible()
