@@ -1185,6 +1185,7 @@ async function followStartingReply(id, request, view) {
   const until = performance.now() + STARTING_WAIT_MS;
   let running = null;
   let settled = false;
+  let latest = null;
   while (!settled && performance.now() < until) {
     await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS));
     if (request !== shownRequest || !awaitingStart) return;
@@ -1192,6 +1193,7 @@ async function followStartingReply(id, request, view) {
       const data = await api("GET", `/${encodeURIComponent(id)}`);
       settled = !data.starting;
       running = data.running;
+      latest = data;
     } catch {
       // asked again after a while, until STARTING_WAIT_MS
     }
@@ -1200,7 +1202,31 @@ async function followStartingReply(id, request, view) {
   awaitingStart = false;
   updateSendButton();
   if (running) run(view, { resume: running });
-  else openConversation(id); // it ended without running, or the server is unreachable
+  else if (!(settled && showStartedReply(id, view, latest))) {
+    openConversation(id); // it ended without running, or the server is unreachable
+  }
+}
+
+/**
+ * A starting reply that ran and ended between two looks (`followStartingReply`, a short
+ * one): shown as stored in the place of `view`, which waited for it; the rest of the page
+ * stays as it is (an earlier page shown meanwhile, the reader's place). False when the
+ * chat's last stored message is not a reply: the chat is then loaded again.
+ */
+function showStartedReply(id, view, data) {
+  const message = data.messages.at(-1);
+  if (message?.role !== "assistant" || !view.item.isConnected) return false;
+  const { items } = storedItems([message]);
+  const stick = following;
+  view.item.replaceWith(items[0]);
+  updateRegenerate();
+  if (stick) scrollToBottom();
+  if (message.status === "complete") announce(finishedSentence(items[0].view));
+  else if (message.status === "stopped") announce(t("announce.stopped"));
+  // The notice of a reply running here (a prompt refused meanwhile) goes with it.
+  if (ui.loadError.dataset.runningIn === id) hideLoadError();
+  refreshConversations();
+  return true;
 }
 
 // --------------------------------------------------------- conversation list
