@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from ..servers import free_port
 from .chatpage import choose, reply_source, send, wait_for_state
 from .conftest import DemoServer, open_page, record_announcements
-from .model import SLOW
+from .model import SLOW, Model
 from .test_conversations import (
     BUSY_NOTICE,
     conversation_id,
     second_tab,
-    slow_start_server,  # noqa: F401 (a fixture)
-    stored_messages,
     stored_reply,
     wait_for_length,
     wait_for_stored_prompt,
@@ -34,6 +33,24 @@ COUNT = 150
 @pytest.fixture
 def page(browser: Any, model_server: DemoServer) -> Iterator[Any]:
     yield from open_page(browser, model_server.url)
+
+
+@pytest.fixture(scope="module")
+def slow_start_server(model: Model) -> Iterator[DemoServer]:
+    """The demo project on the recording model, each reply's turn stored a second before it
+    runs (``SlowCreateStore``): ``starting`` for that second."""
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url}
+    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def slow_page(browser: Any, slow_start_server: DemoServer) -> Iterator[Any]:
+    yield from open_page(browser, slow_start_server.url)
 
 
 def long_chat(page: Any, server: DemoServer) -> str:
@@ -89,27 +106,27 @@ def test_busy_reopen_of_a_long_chat_then_show_earlier_keeps_the_notice(
 
 
 def test_show_earlier_while_a_reply_starts_keeps_the_earlier_page(
-    browser: Any, slow_start_server: DemoServer
+    slow_page: Any, slow_start_server: DemoServer
 ) -> None:
     """A long chat reloaded while its reply is starting (its turn stored, a second before it
     runs): "Show earlier messages" meanwhile adds the page before, and the reply, followed
     to its end, leaves it there (the chat is not loaded again over it)."""
-    for page in open_page(browser, slow_start_server.url):
-        choose(page, "sse-post", "passthrough")
-        conversation = long_chat(page, slow_start_server)
-        send(page, "Second question")
-        wait_for_stored_prompt(page, conversation, "Second question")
-        page.reload()
-        messages = page.locator("#messages > .message")
-        expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
-        assert page.evaluate("document.querySelector('#send').disabled")  # waiting for it
-        page.get_by_role("button", name="Show earlier messages").click()
-        expect(messages).to_have_count(COUNT + 2)
-        wait_for_state(page, "complete")
-        page.wait_for_timeout(500)
-        expect(messages).to_have_count(COUNT + 2)
-        assert shown(page)[0] == text(0)
-        assert shown(page)[-2] == "Second question"
+    page = slow_page
+    choose(page, "sse-post", "passthrough")
+    conversation = long_chat(page, slow_start_server)
+    send(page, "Second question")
+    wait_for_stored_prompt(page, conversation, "Second question")
+    page.reload()
+    messages = page.locator("#messages > .message")
+    expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
+    assert page.evaluate("document.querySelector('#send').disabled")  # waiting for it
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(COUNT + 2)
+    wait_for_state(page, "complete")
+    page.wait_for_timeout(500)
+    expect(messages).to_have_count(COUNT + 2)
+    assert shown(page)[0] == text(0)
+    assert shown(page)[-2] == "Second question"
 
 
 def test_regenerate_in_a_long_chat_then_earlier_messages_with_their_reasoning(
@@ -188,7 +205,7 @@ def test_the_french_page_of_a_long_chat(browser: Any, model_server: DemoServer) 
 def test_show_earlier_in_the_next_chat_while_the_last_one_still_loads(
     page: Any, model_server: DemoServer
 ) -> None:
-    """"Show earlier messages" pressed in a long chat whose page before is slow to come,
+    """ "Show earlier messages" pressed in a long chat whose page before is slow to come,
     then in another long chat opened meanwhile: the second one's page comes at once (it was
     ignored until the first chat's answer came, and that answer was dropped)."""
     other = page.evaluate(CREATE_CHAT.replace('"Long chat"', '"Other long chat"'))
@@ -216,73 +233,73 @@ def test_show_earlier_in_the_next_chat_while_the_last_one_still_loads(
 
 
 def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_starts(
-    browser: Any, slow_start_server: DemoServer
+    slow_page: Any, slow_start_server: DemoServer
 ) -> None:
     """The second tab's prompt while the first tab's reply is starting (stored, a second
     before it runs) in a long chat: refused, back in the box, and the second tab waits
     for that reply, follows it to its end, then the notice goes and the prompt can go."""
-    for page in open_page(browser, slow_start_server.url):
-        choose(page, "sse-post", "passthrough")
-        conversation = long_chat(page, slow_start_server)
-        with second_tab(page) as other:
-            send(page, "Second question")
-            wait_for_stored_prompt(page, conversation, "Second question")
-            send(other, "Meanwhile, from the second tab")
-            notice = other.locator("#load-error")
-            expect(notice).to_have_text(BUSY_NOTICE)
-            expect(notice).to_be_visible()
-            box = other.get_by_role("textbox", name="Message")
-            expect(box).to_have_value("Meanwhile, from the second tab")
-            wait_for_state(other, "complete")
-            assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(other))
-            expect(notice).to_be_hidden()
-            expect(other.locator("#send")).to_be_enabled()
-            other.get_by_role("button", name="Show earlier messages").click()
-            expect(other.locator("#messages > .message")).to_have_count(COUNT + 2)
+    page = slow_page
+    choose(page, "sse-post", "passthrough")
+    conversation = long_chat(page, slow_start_server)
+    with second_tab(page) as other:
+        send(page, "Second question")
+        wait_for_stored_prompt(page, conversation, "Second question")
+        send(other, "Meanwhile, from the second tab")
+        notice = other.locator("#load-error")
+        expect(notice).to_have_text(BUSY_NOTICE)
+        expect(notice).to_be_visible()
+        box = other.get_by_role("textbox", name="Message")
+        expect(box).to_have_value("Meanwhile, from the second tab")
+        wait_for_state(other, "complete")
+        assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(other))
+        expect(notice).to_be_hidden()
+        expect(other.locator("#send")).to_be_enabled()
+        other.get_by_role("button", name="Show earlier messages").click()
+        expect(other.locator("#messages > .message")).to_have_count(COUNT + 2)
 
 
 def test_a_reply_that_starts_and_ends_between_two_looks_keeps_the_earlier_page(
-    browser: Any, slow_start_server: DemoServer
+    slow_page: Any, slow_start_server: DemoServer
 ) -> None:
     """A long chat reloaded while its reply starts, the page before shown meanwhile, and
     the reply run and ended before the page asks again (a short reply): it is shown as
     stored in its place, with the page before still there (the chat was loaded again over
     it, back to its latest page)."""
-    for page in open_page(browser, slow_start_server.url):
-        choose(page, "sse-post", "passthrough")
-        conversation = long_chat(page, slow_start_server)
-        send(page, "Second question")
-        wait_for_stored_prompt(page, conversation, "Second question")
-        held: list[Any] = []
-        looks: list[str] = []
-        released: list[bool] = []
+    page = slow_page
+    choose(page, "sse-post", "passthrough")
+    conversation = long_chat(page, slow_start_server)
+    send(page, "Second question")
+    wait_for_stored_prompt(page, conversation, "Second question")
+    held: list[Any] = []
+    looks: list[str] = []
+    released: list[bool] = []
 
-        def hold_the_looks(route: Any) -> None:
-            """The chat's first load goes; the page's looks at it after are held."""
-            looks.append(route.request.url)
-            if len(looks) == 1 or "before=" in route.request.url or released:
-                route.continue_()
-            else:
-                held.append(route)
-
-        page.route(f"**/chat/conversations/{conversation}*", hold_the_looks)
-        page.reload()
-        messages = page.locator("#messages > .message")
-        expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
-        page.get_by_role("button", name="Show earlier messages").click()
-        expect(messages).to_have_count(COUNT + 2)
-        deadline = time.monotonic() + 5
-        while not held and time.monotonic() < deadline:
-            page.wait_for_timeout(20)
-        assert held, "the page did not ask again"
-        stored = stored_reply(page, conversation)  # the reply ran and ended meanwhile
-        released.append(True)
-        for route in held:
+    def hold_the_looks(route: Any) -> None:
+        """The chat's first load goes; the page's looks at it after are held."""
+        looks.append(route.request.url)
+        if len(looks) == 1 or "before=" in route.request.url or released:
             route.continue_()
-        wait_for_state(page, "complete")
-        page.wait_for_timeout(500)
-        expect(messages).to_have_count(COUNT + 2)
-        assert shown(page)[0] == text(0)
-        expect(messages.last.locator(".text")).to_have_text(stored["content"])
-        expect(messages.last.locator(".regenerate")).to_be_visible()
-        expect(page.locator("#send")).to_be_visible()
+        else:
+            held.append(route)
+
+    page.route(f"**/chat/conversations/{conversation}*", hold_the_looks)
+    page.reload()
+    messages = page.locator("#messages > .message")
+    expect(messages).to_have_count(101)  # the latest 100 (its prompt last), its reply to come
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(COUNT + 2)
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page did not ask again"
+    stored = stored_reply(page, conversation)  # the reply ran and ended meanwhile
+    released.append(True)
+    for route in held:
+        route.continue_()
+    wait_for_state(page, "complete")
+    page.wait_for_timeout(500)
+    expect(messages).to_have_count(COUNT + 2)
+    assert shown(page)[0] == text(0)
+    expect(messages.last.locator(".text")).to_have_text(stored["content"])
+    expect(messages.last.locator(".regenerate")).to_be_visible()
+    expect(page.locator("#send")).to_be_visible()
