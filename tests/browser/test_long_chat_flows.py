@@ -303,3 +303,27 @@ def test_a_reply_that_starts_and_ends_between_two_looks_keeps_the_earlier_page(
     expect(messages.last.locator(".text")).to_have_text(stored["content"])
     expect(messages.last.locator(".regenerate")).to_be_visible()
     expect(page.locator("#send")).to_be_visible()
+
+
+def test_regenerate_over_eventsource_from_a_second_tab_while_the_first_tabs_reply_runs(
+    page: Any, model_server: DemoServer
+) -> None:
+    """Regenerate in the second tab, over EventSource (which cannot read the refusal), while
+    the first tab's reply runs in a long chat: the running reply is shown and followed,
+    the reply it would have replaced stays as stored, and the page says why."""
+    choose(page, "sse", "passthrough")
+    long_chat(page, model_server)
+    with second_tab(page) as other:
+        before = other.locator(".message[data-role='assistant'] .text").last.inner_text()
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        other.locator(".message[data-role='assistant'] .regenerate").last.click()
+        expect(other.locator("#load-error")).to_have_text(
+            "A reply is still running in this chat, started in another tab or window: it is "
+            "shown here. Ask again once it ends."
+        )
+        assert shown(other)[-3] == before  # the reply it would have replaced, as stored
+        expect(other.locator(".message[data-state='error']")).to_have_count(0)
+        wait_for_state(other, "complete")
+        assert reply_source(other) == SLOW
+        expect(other.locator("#load-error")).to_be_hidden()  # gone with the reply
