@@ -851,15 +851,19 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
  * Whether `result` refused the exchange's prompt (or Regenerate) because a reply already
  * runs in its chat, started elsewhere: the same chat open in another tab or window
  * (`CONVERSATION_BUSY`). `EventSource` (transport `sse`) cannot read a refusal: a prompt
- * it could not send is looked up in the stored chat, refused as busy if a reply runs
- * there that is not the prompt's own (the server may have started it before the
- * connection failed: then its prompt is the last one stored).
+ * it could not send (or Regenerate's, whose prompt is the one before its reply) is
+ * looked up in the stored chat, refused as busy if a reply runs there that is not the
+ * prompt's own (the server may have started it before the connection failed: then its
+ * prompt is the last one stored).
  */
 async function refusedAsBusy(exchange, result) {
   if (result.status !== "error" || !exchange.conversation || active?.id !== exchange.conversation) return false;
   if (result.error.code === "CONVERSATION_BUSY") return true;
   const unread = exchange.transport === "sse" && result.error.code === "HTTP_ERROR" && result.messageId === null;
-  if (!unread || exchange.prompt === null) return false;
+  // Regenerate asks again the prompt shown before the reply it replaces.
+  const asked = exchange.view.item.previousElementSibling;
+  const prompt = exchange.prompt ?? (exchange.regenerate && asked?.dataset.role === "user" ? $(".text", asked).textContent : null);
+  if (!unread || prompt === null) return false;
   const request = shownRequest;
   let data;
   try {
@@ -869,7 +873,7 @@ async function refusedAsBusy(exchange, result) {
   }
   if (request !== shownRequest || isBusy() || !data.running) return false;
   const prompts = data.messages.filter((message) => message.role === "user");
-  return prompts.at(-1)?.content !== exchange.prompt;
+  return prompts.at(-1)?.content !== prompt;
 }
 
 /**
