@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..servers import free_port
-from .chatpage import choose, reply_source, send, wait_for_state
+from .chatpage import TRANSPORTS, choose, reply_source, send, wait_for_state
 from .conftest import DemoServer, open_page, record_announcements
 from .model import SLOW, Model
 from .test_conversations import (
@@ -232,14 +232,15 @@ def test_show_earlier_in_the_next_chat_while_the_last_one_still_loads(
     assert shown(page)[0] == text(0)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_starts(
-    slow_page: Any, slow_start_server: DemoServer
+    slow_page: Any, slow_start_server: DemoServer, transport: str
 ) -> None:
     """The second tab's prompt while the first tab's reply is starting (stored, a second
     before it runs) in a long chat: refused, back in the box, and the second tab waits
     for that reply, follows it to its end, then the notice goes and the prompt can go."""
     page = slow_page
-    choose(page, "sse-post", "passthrough")
+    choose(page, transport, "passthrough")
     conversation = long_chat(page, slow_start_server)
     with second_tab(page) as other:
         send(page, "Second question")
