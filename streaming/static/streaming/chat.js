@@ -871,7 +871,8 @@ async function refusedAsBusy(exchange, result) {
   } catch {
     return false;
   }
-  if (request !== shownRequest || isBusy() || !data.running) return false;
+  // A reply starting there (stored, not yet running: `starting`) is another's as well.
+  if (request !== shownRequest || isBusy() || !(data.running || data.starting)) return false;
   const prompts = data.messages.filter((message) => message.role === "user");
   return prompts.at(-1)?.content !== prompt;
 }
