@@ -23,12 +23,17 @@ def new_owner_token() -> str:
     return uuid.uuid4().hex
 
 
-def owner_of(user: Any, session: Any) -> str:
+def owner_of(user: Any, session: Any, *, create: bool = True) -> str:
     """Who may follow a reply: the user when logged in, else the session's visitor.
 
     An anonymous visitor gets a random token in the session (saved with the response, or
     by the caller), so the same browser can resume and nobody else can. Without a session
     the owner is random: the reply can only be followed by the request that made it.
+
+    ``create=False`` only reads: a session without a token is left unmodified (Django then
+    saves nothing, and sets no cookie) and the owner is random, one that owns nothing yet.
+    Requests that only look (a page view, a listing) pass it, so that a client that never
+    chats (a crawler, an uptime check) stores no session.
     """
     if _authenticated(user):
         return user_owner(user.pk)
@@ -36,11 +41,13 @@ def owner_of(user: Any, session: Any) -> str:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = session.get(OWNER_SESSION_KEY)
     if not isinstance(token, str):
+        if not create:
+            return f"{CONNECTION_OWNER}{new_owner_token()}"
         token = session[OWNER_SESSION_KEY] = new_owner_token()
     return f"{SESSION_OWNER}{token}"
 
 
-async def aowner_of(user: Any, session: Any) -> str:
+async def aowner_of(user: Any, session: Any, *, create: bool = True) -> str:
     """``owner_of`` with Django's async session API (no thread for a database session)."""
     if _authenticated(user):
         return user_owner(user.pk)
@@ -48,9 +55,17 @@ async def aowner_of(user: Any, session: Any) -> str:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
     token = await session.aget(OWNER_SESSION_KEY)
     if not isinstance(token, str):
+        if not create:
+            return f"{CONNECTION_OWNER}{new_owner_token()}"
         token = new_owner_token()
         await session.aset(OWNER_SESSION_KEY, token)
     return f"{SESSION_OWNER}{token}"
+
+
+def is_connection_owner(owner: str) -> bool:
+    """Whether ``owner`` is a request's own (no user, no session token): it owns nothing
+    another request can reach."""
+    return owner.startswith(CONNECTION_OWNER)
 
 
 def user_owner(pk: object) -> str:
