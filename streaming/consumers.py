@@ -50,7 +50,7 @@ from .flat_json import plain_json
 from .generations import MAX_SEQ_DIGITS, DisconnectPolicy, Generations, get_generations
 from .limits import Limits
 from .origins import check_scope_origin
-from .owners import CONNECTION_OWNER, OWNER_SESSION_KEY, aowner_of
+from .owners import CONNECTION_OWNER, aowner_of
 from .protocols import WebSocketFrames, WireProtocol
 from .requests import (
     PipelineChoiceMixin,
@@ -158,12 +158,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         """Who may resume or cancel the replies of this connection (sync or async).
 
         The session's visitor token is only read here (a WebSocket cannot set a cookie):
-        a page view that called ``owner_of`` first makes replies resumable across
-        connections; without one, only this connection owns its replies.
+        a request that called ``owner_of`` before the handshake (the chat page's first
+        ``POST`` of a conversation) makes replies resumable across connections; without
+        one, only this connection owns its replies.
         """
-        session = self.scope.get("session")
-        has_token = session is not None and await session.aget(OWNER_SESSION_KEY) is not None
-        return await aowner_of(self.scope.get("user"), session if has_token else None)
+        return await aowner_of(self.scope.get("user"), self.scope.get("session"), create=False)
 
     async def get_limits(self) -> Limits:
         """The limits of a prompt (``STREAMING`` settings by default). Return
