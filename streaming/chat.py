@@ -43,7 +43,7 @@ from .extractors import (
     XmlTagExtractor,
 )
 from .generations import DisconnectPolicy, Generations, get_generations
-from .owners import owner_of
+from .owners import is_connection_owner, owner_of
 from .protocols.websocket import Frame, WebSocketFrames
 from .requests import ExtractorFactory, PipelineChoiceMixin, get_prompt
 from .sources import source_from_settings
@@ -379,15 +379,18 @@ class ChatConsumer(ConversationReplies, StreamConsumer):
 def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page, in the active language (``LocaleMiddleware``, else ``LANGUAGE_CODE``),
     with its script's sentences (``page_strings``). It sets the CSRF cookie its POST
-    requests send back, and the visitor's owner token, so its WebSocket can resume this
-    visitor's replies. A database that is down under the session (or the user) gets a
-    short 503 page, not Django's 500 page and a traceback."""
+    requests send back, and stores nothing: the visitor's owner token is only made by
+    their first chat (its ``POST``), so a client that never chats (a crawler, an uptime
+    check) adds no session. The page says whether the visitor has an owner yet
+    (``data-owned``): until then its WebSocket, which cannot set a cookie, is opened again
+    once the first chat's response has set it. A database that is down under the session
+    (or the user) gets a short 503 page, not Django's 500 page and a traceback."""
     try:
-        owner_of(getattr(request, "user", None), getattr(request, "session", None))
-        session = getattr(request, "session", None)
-        if session is not None and session.modified:
-            session.save()  # here, where its failure is answered (the middleware saves again)
+        owner = owner_of(
+            getattr(request, "user", None), getattr(request, "session", None), create=False
+        )
         context = {
+            "owned": not is_connection_owner(owner),
             "max_prompt_length": setting("MAX_PROMPT_LENGTH"),
             # How long the page's event stream may carry nothing (not even a keep-alive)
             # before it is taken for dead and resumed: three KEEPALIVE periods, in ms.

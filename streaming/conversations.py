@@ -2,8 +2,9 @@
 
 Every view is scoped to the requesting owner (``streaming.owners.aowner_of``: the
 user when logged in, else the session's visitor), so another owner's conversation, an
-unknown id and a malformed one all get the same 404 ``NOT_FOUND``. Unsafe methods are
-protected by Django's CSRF middleware (send ``X-CSRFToken``). Errors are
+unknown id and a malformed one all get the same 404 ``NOT_FOUND``. Only a ``POST`` gives
+an anonymous visitor their owner token (and so a session): the chat page's first chat.
+Unsafe methods are protected by Django's CSRF middleware (send ``X-CSRFToken``). Errors are
 ``{"error": message, "code": CODE}``, as the streaming views answer; a database that
 fails is a 503 ``STORE_UNAVAILABLE``.
 
@@ -202,7 +203,10 @@ class ConversationAPIView(View):
         try:
             # A session or user in a database that is down fails here: 503, as below.
             user = await request.auser() if hasattr(request, "auser") else None
-            self.owner = await aowner_of(user, getattr(request, "session", None))
+            # Only a POST (a new conversation) gives an anonymous visitor an owner token:
+            # a listing or a read by one without any finds nothing, and stores no session.
+            session = getattr(request, "session", None)
+            self.owner = await aowner_of(user, session, create=request.method == "POST")
             response: HttpResponse = await handler(request, *args, **kwargs)
         except StreamError as exc:
             response = error_response(exc)

@@ -432,6 +432,22 @@ let awaitingStart = false;
  * has their prompt, by conversation: the promise of each one's end there. */
 const leftReplies = new Map();
 
+/** Whether the visitor has an owner (a user, or a token in their session) the server can
+ * see: the page stores none for a visitor until their first chat (its POST) makes it. */
+let owned = app.dataset.owned === "true";
+
+/** The server answered as this visitor's (their first chat, created; or a chat of theirs,
+ * read): a WebSocket opened before it has no session (a socket cannot set a cookie, and
+ * its handshake had none), so it is opened again, its handshake carrying the cookie. */
+function becameOwner() {
+  if (owned) return;
+  owned = true;
+  if (clientTransport === "ws" && client && !current) {
+    client.close();
+    client.connect();
+  }
+}
+
 /** No second send while a reply streams, starts, or its chat is being created. */
 function isBusy() {
   return current !== null || creatingChat || awaitingStart;
@@ -789,6 +805,7 @@ async function submit() {
       showLoadError(t("load.new_chat", { message: error.message }));
       return;
     }
+    becameOwner();
     if (request !== shownRequest) {
       // Left meanwhile (another chat, New chat, Esc): the chat is dropped, never used;
       // the prompt stays in its box.
@@ -1163,6 +1180,7 @@ async function openConversation(id, { push = false } = {}) {
     }
     return;
   }
+  becameOwner();
   if (request !== shownRequest) return; // another chat was asked for meanwhile
   showConversation(data, { push });
   // The latest page of its messages; "Show earlier messages" adds the ones before.

@@ -1,0 +1,101 @@
+"""The chat page stores no session: over Django's test client, with the sessions in the
+database (the deploy's ``db`` backend), a client that only looks (a crawler, an uptime
+check; ``GET`` or ``HEAD`` of the page, the conversation list) adds no row to
+``django_session``. The visitor's first chat (``POST`` of a conversation, or a prompt)
+makes their owner token, in one session, which every later request shares."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.test import AsyncClient, Client, override_settings
+
+from streaming.models import Conversation
+from streaming.owners import OWNER_SESSION_KEY
+from streaming.testing import read_sse
+
+API = "/chat/conversations"
+LOOKS = 5
+
+pytestmark = pytest.mark.django_db
+db_sessions = override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db")
+
+
+def owned(page: Any) -> str:
+    found = re.search(r'data-owned="(\w+)"', page.content.decode())
+    assert found, "the page says nothing of its owner"
+    return found.group(1)
+
+
+def owner_token(client: Client) -> str:
+    return str(SessionStore(client.cookies["sessionid"].value)[OWNER_SESSION_KEY])
+
+
+@pytest.mark.parametrize("save_every_request", [False, True])
+@db_sessions
+def test_page_views_and_listings_by_a_client_that_never_chats_store_no_session(
+    save_every_request: bool, settings: Any
+) -> None:
+    """``SESSION_SAVE_EVERY_REQUEST`` too: Django saves no empty session."""
+    settings.SESSION_SAVE_EVERY_REQUEST = save_every_request
+    for _ in range(LOOKS):
+        crawler = Client()  # no cookie, ever
+        for response in (crawler.get("/"), crawler.head("/"), crawler.get(API)):
+            assert response.status_code == 200
+            assert "sessionid" not in response.cookies
+        assert owned(crawler.get("/")) == "false"
+        assert crawler.get(API).json() == {"conversations": [], "next": None}
+    assert Session.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)  # the chat stores from threads of its own
+@db_sessions
+def test_the_first_chat_makes_one_session_which_the_page_and_the_api_then_share() -> None:
+    visitor = Client()
+    visitor.get("/")
+    visitor.get(API)
+    assert Session.objects.count() == 0
+    created = visitor.post(API, {}, content_type="application/json")
+    assert created.status_code == 201
+    assert Session.objects.count() == 1
+    token = owner_token(visitor)
+    assert Conversation.objects.get(pk=created.json()["id"]).owner == f"session:{token}"
+    assert owned(visitor.get("/")) == "true"
+    assert [c["id"] for c in visitor.get(API).json()["conversations"]] == [created.json()["id"]]
+    visitor.post(API, {}, content_type="application/json")
+    assert Session.objects.count() == 1  # the same session, the same owner
+    assert owner_token(visitor) == token
+
+
+@db_sessions
+def test_a_logged_in_users_page_is_owned_and_adds_nothing_to_their_session(
+    client: Client, django_user_model: Any
+) -> None:
+    client.force_login(django_user_model.objects.create_user("me"))
+    before = Session.objects.get().session_data
+    assert owned(client.get("/")) == "true"
+    assert Session.objects.get().session_data == before
+    assert OWNER_SESSION_KEY not in client.session
+
+
+@pytest.mark.django_db(transaction=True)
+@db_sessions
+async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
+    visitor = AsyncClient()
+    await visitor.get("/")
+    assert await Session.objects.acount() == 0
+    response = await visitor.post(
+        "/chat/stream", json.dumps({"prompt": "Hi"}), content_type="application/json"
+    )
+    events = await read_sse(response)
+    assert json.loads(events[-1].data) == {"done": True}
+    assert await Session.objects.acount() == 1
+    session = SessionStore(visitor.cookies["sessionid"].value)
+    token = await session.aget(OWNER_SESSION_KEY)
+    conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
+    assert conversation.owner == f"session:{token}"
