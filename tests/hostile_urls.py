@@ -8,6 +8,7 @@ from . import hostile_views, routes
 
 urlpatterns = [
     *demo_urlpatterns,
+    path("visitor", routes.visitor),
     path("probe/<str:key>", routes.probe),
     path("h/connections", hostile_views.open_connections),
     path("h/login", hostile_views.login_view),

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
 from streaming import ServerSentEvent, Stream, StreamError, sse_response
+from streaming.owners import owner_of
 
 PROBES: defaultdict[str, list[str]] = defaultdict(list)
 GATES: defaultdict[str, threading.Event] = defaultdict(threading.Event)
@@ -484,3 +485,13 @@ async def upstream(request: HttpRequest, name: str) -> HttpResponse:
 
         return StreamingHttpResponse(dies(), content_type="text/event-stream")
     return HttpResponse("no such upstream", status=502)
+
+
+@ensure_csrf_cookie
+def visitor(request: HttpRequest) -> HttpResponse:
+    """A page of a project's own that makes the visitor's owner token (``owner_of``), as
+    the README tells such a page to, and sets the CSRF cookie: what a test's client gets
+    first when its subject is not the chat page, which makes no token (a visitor's first
+    chat does)."""
+    owner_of(getattr(request, "user", None), request.session)
+    return HttpResponse(status=204)

@@ -30,9 +30,9 @@ def url(live_url: str) -> str:
 
 @contextmanager
 def browser(url: str) -> Iterator[httpx.Client]:
-    """A client with the page's cookies (CSRF, the visitor's session) and CSRF header."""
+    """A client with a visitor's cookies (CSRF, a session with its owner token) and CSRF header."""
     with httpx.Client(base_url=url, timeout=LIMIT) as client:
-        assert client.get("/").status_code == 200
+        assert client.get("/visitor").status_code == 204
         client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
         yield client
 

@@ -19,7 +19,7 @@ class Visitor:
 
     def __init__(self, url: str) -> None:
         self.client = httpx.Client(base_url=url, timeout=10)
-        assert self.client.get("/").status_code == 200  # the page sets both cookies
+        assert self.client.get("/").status_code == 200  # the CSRF cookie (a POST: the session)
 
     @property
     def token(self) -> str:

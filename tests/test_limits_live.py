@@ -51,7 +51,7 @@ def limited_url() -> Iterator[str]:
 def visitor(url: str, address: str) -> Iterator[httpx.Client]:
     """A browser-like client: a session (so an owner) and its own address."""
     with httpx.Client(base_url=url, timeout=LIMIT, headers={"X-Forwarded-For": address}) as client:
-        client.get("/")
+        client.get("/visitor")
         yield client
 
 

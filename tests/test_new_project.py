@@ -117,7 +117,7 @@ def test_the_page_sets_the_csrf_cookie_and_its_static_files_are_served(new_proje
         page = client.get("/")
         assert page.status_code == 200
         assert "csrftoken" in client.cookies
-        assert "sessionid" in client.cookies  # the visitor's owner token lives there
+        assert "sessionid" not in client.cookies  # none stored until the visitor chats
         assets = re.findall(r'(?:href|src)="(/static/streaming/[^"]+)"', page.text)
         assert {"/static/streaming/chat.js", "/static/streaming/chat.css"} <= set(assets)
         for asset in assets:
@@ -168,6 +168,10 @@ async def socket_reply(
 async def test_the_websocket_streams_a_reply_with_an_origin_header(new_project: str) -> None:
     async with httpx.AsyncClient(base_url=new_project, timeout=30) as client:
         await client.get("/")
+        # The page's first chat makes the visitor's session (the socket cannot set it).
+        headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+        created = await client.post("/chat/conversations", json={}, headers=headers)
+        assert created.status_code == 201, created.text[:300]
         frames = await socket_reply(new_project, "/ws/chat/", client.cookies, "Hello there")
         complete = frames[-1]
         assert complete["type"] == "complete", frames

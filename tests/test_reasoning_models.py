@@ -41,7 +41,7 @@ async def test_the_chat_socket_streams_and_stores_the_models_reasoning(
 ) -> None:
     upstream = await serve(reasoning_model())
     async with httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client:
-        await client.get("/")
+        await client.get("/visitor")
         prompt = f"openai:{upstream.url}/v1 What is 2 + 2?"
         frames = await socket_reply(live_url, "/ws/chat/", client.cookies, prompt)
         reply = await stored_reply(client, frames[-1]["conversation"])
@@ -64,7 +64,7 @@ async def test_a_reply_of_reasoning_only_is_stored_failed_with_its_reasoning(
 ) -> None:
     upstream = await serve(reasoning_model(answer=False))
     async with httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client:
-        await client.get("/")
+        await client.get("/visitor")
         prompt = f"openai:{upstream.url}/v1 Hmm?"
         frames = await socket_reply(live_url, "/ws/chat/", client.cookies, prompt)
         reply = await stored_reply(client, frames[-1]["conversation"])
@@ -88,7 +88,7 @@ async def test_the_ai_sdk_stream_has_the_reasoning_as_reasoning_parts(
         "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}],
     }
     async with httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client:
-        await client.get("/")
+        await client.get("/visitor")
         headers = {"X-CSRFToken": client.cookies["csrftoken"]}
         response = await client.post("/chat/ui", json=payload, headers=headers)
         reply = await stored_reply(client, chat_id)

@@ -47,7 +47,7 @@ def slow_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def visitor(slow_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=slow_url, timeout=LIMIT) as client:
-        assert client.get("/").status_code == 200
+        assert client.get("/visitor").status_code == 204
         client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
         yield client
 

@@ -50,7 +50,7 @@ def text_of(events: list[ParsedEvent]) -> str:
 def interrupted_sse_reply(first: str, second: str, key: str) -> tuple[list[ParsedEvent], ...]:
     """Start a ``keep`` reply on ``first``, drop it after 5 events, resume it on ``second``."""
     with httpx.Client(base_url=first, timeout=LIMIT) as client:
-        client.get("/")  # the session's owner token
+        client.get("/visitor")  # the session's owner token
         cookies = dict(client.cookies)
         with client.stream("GET", "/sse/keep", params={**SLOW, "key": key}) as response:
             before = sse_until(response, 5)
@@ -79,7 +79,7 @@ def test_with_the_cancel_policy_a_dropped_connection_stops_the_reply(
     live_url: str, http: httpx.Client
 ) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         with client.stream("GET", "/sse/scripted", params=SLOW) as response:
             before = sse_until(response, 3)
         time.sleep(0.3)
@@ -90,11 +90,11 @@ def test_with_the_cancel_policy_a_dropped_connection_stops_the_reply(
 
 def test_another_visitor_cannot_resume_or_cancel_a_reply(live_url: str) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as owner:
-        owner.get("/")
+        owner.get("/visitor")
         with owner.stream("GET", "/sse/keep", params=SLOW) as response:
             event_id = sse_until(response, 2)[-1].id or ""
         with httpx.Client(base_url=live_url, timeout=LIMIT) as stranger:
-            stranger.get("/")
+            stranger.get("/visitor")
             stolen = stranger.get("/sse/keep", headers={"Last-Event-ID": event_id})
             assert stolen.status_code == 404 and stolen.json()["code"] == "NOT_FOUND"
             generation = event_id.split(":")[0]
@@ -109,7 +109,7 @@ def test_another_visitor_cannot_resume_or_cancel_a_reply(live_url: str) -> None:
 
 def test_delete_cancels_a_kept_reply(live_url: str) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
             event_id = sse_until(response, 2)[-1].id or ""
         generation = event_id.split(":")[0]
@@ -161,7 +161,7 @@ def test_a_reconnect_before_the_first_token_resumes_the_reply_and_starts_no_othe
     thinks: reconnect with the id of the opening bytes, ``<generation>:0``."""
     name = uuid.uuid4().hex
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
-        client.get("/")  # the session's owner token
+        client.get("/visitor")  # the session's owner token
         with client.stream("GET", "/sse/keep", params={**SLOW_START, "key": name}) as response:
             event_id, events = opening_id(response.iter_raw(), SSEParser())
         assert events == [] and event_id.endswith(":0")
@@ -182,7 +182,7 @@ def test_a_resume_midway_opens_with_the_id_it_resumes_from(live_url: str) -> Non
     """Sent again on a resume, the opening id moves nothing: the events after it come
     exactly once."""
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
             before = sse_until(response, 5)
         last_id = before[-1].id or ""
@@ -197,7 +197,7 @@ def test_a_cursor_past_the_end_is_refused_alike_while_the_reply_runs_and_after(
     """A ``Last-Event-ID`` ahead of every event written: one answer, a JSON 400 before
     any stream starts, whether the reply still runs or has ended."""
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
             event_id = sse_until(response, 2)[-1].id or ""
         generation = event_id.split(":")[0]
@@ -230,7 +230,7 @@ async def ws_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
 
 async def session_cookie(base: str) -> str:
     async with httpx.AsyncClient(base_url=base, timeout=LIMIT) as client:
-        await client.get("/")
+        await client.get("/visitor")
         return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
@@ -386,7 +386,7 @@ async def test_ws_resumes_on_another_process_through_redis(
 def test_a_finished_reply_expires(two_processes: tuple[str, str]) -> None:
     first, second = two_processes
     with httpx.Client(base_url=first, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         events = sse_all(client.get("/sse/keep", params={"size": "50"}))
         cookies = dict(client.cookies)
     with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
@@ -404,7 +404,7 @@ def test_a_redis_restart_mid_reply_is_a_clear_error_not_a_hang(
 ) -> None:
     first, _ = two_processes
     with httpx.Client(base_url=first, timeout=LIMIT) as client:
-        client.get("/")
+        client.get("/visitor")
         started = time.monotonic()
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
             parser = SSEParser()
@@ -422,7 +422,7 @@ def test_a_redis_restart_mid_reply_is_a_clear_error_not_a_hang(
 
 def test_a_second_tab_watches_the_same_reply(live_url: str) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as first_tab:
-        first_tab.get("/")
+        first_tab.get("/visitor")
         with first_tab.stream("GET", "/sse/keep", params=SLOW) as response:
             chunks = response.iter_raw()
             parser = SSEParser()

@@ -53,8 +53,8 @@ def env(tmp_path: Path, redis: RedisServer, request: pytest.FixtureRequest) -> d
 
 
 def page_view(client: httpx.Client) -> tuple[dict[str, str], dict[str, str]]:
-    """A visitor opens the page: its cookies, and the header carrying its CSRF token."""
-    client.get("/")
+    """A visitor gets their owner token (``/visitor``): its cookies, and its CSRF header."""
+    client.get("/visitor")
     return dict(client.cookies), {"X-CSRFToken": client.cookies["csrftoken"]}
 
 

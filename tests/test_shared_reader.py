@@ -312,7 +312,7 @@ async def resumed_elsewhere(first: str, second: str) -> tuple[list[ParsedEvent],
     ``second`` to its end."""
     params = {"delay": "0.06", "size": "1", "pipeline": "passthrough"}
     async with httpx.AsyncClient(base_url=first, timeout=LIMIT) as client:
-        await client.get("/")
+        await client.get("/visitor")
         cookies = dict(client.cookies)
         before: list[ParsedEvent] = []
         async with client.stream("GET", "/sse/keep", params=params) as response:

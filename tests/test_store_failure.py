@@ -191,7 +191,7 @@ async def test_the_chat_socket_names_the_conversation_of_a_reply_the_store_cut()
         daphne_server("tests.asgi:application", env={**env, **database}) as url,
     ):
         async with httpx.AsyncClient(base_url=url, timeout=WAIT_LIMIT) as page:
-            await page.get("/")
+            await page.get("/visitor")
             cookie = "; ".join(f"{name}={value}" for name, value in page.cookies.items())
             async with connect(
                 url.replace("http://", "ws://") + "/ws/chat/",

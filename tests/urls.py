@@ -10,6 +10,7 @@ from . import chat_ui_views, routes, transport_views
 
 urlpatterns = [
     *demo_urlpatterns,
+    path("visitor", routes.visitor, name="visitor"),
     path("plugin/<str:name>", routes.plugin, name="plugin"),
     path("probe/<str:key>", routes.probe, name="probe"),
     path("upstream/<str:name>", routes.upstream, name="upstream"),

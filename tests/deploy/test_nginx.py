@@ -63,7 +63,8 @@ def client(stack: Stack, **options: Any) -> httpx.Client:
 
 
 def visit(browser: httpx.Client) -> httpx.Response:
-    """Load the chat page: it sets the CSRF cookie and the session (the owner token)."""
+    """Load the chat page: it sets the CSRF cookie (the session comes with the first chat
+    or prompt)."""
     page = browser.get("/")
     assert page.status_code == 200, page.text[:500]
     return page
@@ -194,6 +195,10 @@ async def test_the_websocket_streams_and_resumes_through_nginx(stack: Stack) -> 
     nginx hands to the other process."""
     async with httpx.AsyncClient(base_url=stack.url, verify=stack.tls, timeout=LIMIT) as browser:
         assert (await browser.get("/")).status_code == 200
+        # The page's first chat makes the visitor's session (the socket cannot set it).
+        headers = {"X-CSRFToken": browser.cookies["csrftoken"], "Origin": stack.url}
+        created = await browser.post("/chat/conversations", json={}, headers=headers)
+        assert created.status_code == 201, created.text[:300]
         cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
     words = prompt()
     async with await open_socket(stack, cookie) as socket:

@@ -66,8 +66,11 @@ def test_with_redis_down_the_page_and_conversations_answer_and_replies_are_json_
     conversation_id = created.json()["id"]
     redis.stop()
     newcomer = Visitor(url)
-    assert newcomer.request("GET", "/").status_code == 200  # a new session, in the database
-    assert "sessionid" in newcomer.cookies
+    assert newcomer.request("GET", "/").status_code == 200
+    assert "sessionid" not in newcomer.cookies  # the page stores none
+    first = newcomer.request("POST", "/chat/conversations", json={})
+    assert first.status_code == 201, first.text[:300]  # its first chat: a new session ...
+    assert "sessionid" in newcomer.cookies  # ... in the database
     listed = known.request("GET", "/chat/conversations")
     assert listed.status_code == 200, listed.text[:300]
     assert [c["id"] for c in listed.json()["conversations"]] == [conversation_id]
