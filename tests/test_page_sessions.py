@@ -99,3 +99,14 @@ async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
     token = await session.aget(OWNER_SESSION_KEY)
     conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
     assert conversation.owner == f"session:{token}"
+
+
+@db_sessions
+def test_with_csrf_use_sessions_django_stores_each_views_csrf_token(settings: Any) -> None:
+    """What the README says: ``CSRF_USE_SESSIONS`` keeps the page's CSRF token in a session,
+    so there each view stores one, as Django means it to (not the owner token)."""
+    settings.CSRF_USE_SESSIONS = True
+    for _ in range(2):
+        Client().get("/")
+    assert Session.objects.count() == 2
+    assert all(OWNER_SESSION_KEY not in s.get_decoded() for s in Session.objects.all())
