@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streaming.owners import aowner_of, owner_of
+from streaming.owners import aowner_of, is_connection_owner, owner_of
 
 
 class Session(dict[str, Any]):
@@ -36,3 +36,21 @@ async def test_the_async_owner_uses_the_async_session_api() -> None:
     assert await aowner_of(User(0, False), session) == visitor == owner_of(None, session)
     assert await aowner_of(User(5, True), session) == "user:5"
     assert (await aowner_of(None, None)).startswith("connection:")
+
+
+async def test_create_false_reads_a_token_and_never_makes_one() -> None:
+    """What a page view, a listing and a socket's handshake ask: a session without a token
+    stays unmodified (Django saves nothing), and its owner owns nothing."""
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    session = SessionStore()
+    for owner in (
+        owner_of(None, session, create=False),
+        await aowner_of(None, session, create=False),
+    ):
+        assert is_connection_owner(owner)
+    assert not session.modified and session.is_empty()
+    assert owner_of(User(5, True), session, create=False) == "user:5"
+    visitor = await aowner_of(None, session)  # the first chat
+    assert owner_of(None, session, create=False) == visitor
+    assert await aowner_of(None, session, create=False) == visitor
