@@ -175,7 +175,7 @@ def test_a_refused_start_is_no_start(limited_url: str) -> None:
             assert first.status_code == 200
             busy = {"prompt": "again", "conversation": first.headers["X-Conversation-Id"]}
             for _ in range(30):
-                assert client.post("/chat/stream", json=busy, headers=headers).status_code == 400
+                assert client.post("/chat/stream", json=busy, headers=headers).status_code == 409
         response = client.post("/chat/stream", json={"prompt": "y"}, headers=headers)
         assert response.status_code == 200, response.text
 
