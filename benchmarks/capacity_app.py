@@ -33,7 +33,6 @@ from streaming import sse_response
 from streaming.conf import setting
 from streaming.consumers import StreamConsumer
 from streaming.extractors import ResponseStreamExtractor
-from streaming.sources import Reasoning
 from streaming.views import SSEView
 
 TOKEN = "xyz "
@@ -102,7 +101,10 @@ async def reasoning_model(
     n: int, gap: float, idle: bool, clock: bool = False
 ) -> AsyncIterator[str]:
     """The same tokens as a reasoning model's reasoning (``Reasoning`` pieces, as
-    ``openai_chat`` yields them), then a short answer, in an agent reply."""
+    ``openai_chat`` yields them), then a short answer, in an agent reply. Imported here:
+    a ``--before`` checkout older than reasoning runs the text paths all the same."""
+    from streaming.sources import Reasoning
+
     yield AGENT_HEAD
     async for token in model(n, gap, idle, clock):
         yield Reasoning(token) if token == TOKEN else token
