@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import pytest
+from asgiref.sync import ThreadSensitiveContext
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client, override_settings
@@ -86,19 +87,24 @@ def test_a_logged_in_users_page_is_owned_and_adds_nothing_to_their_session(
 @pytest.mark.django_db(transaction=True)
 @db_sessions
 async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
-    visitor = AsyncClient()
-    await visitor.get("/")
-    assert await Session.objects.acount() == 0
-    response = await visitor.post(
-        "/chat/stream", json.dumps({"prompt": "Hi"}), content_type="application/json"
-    )
-    events = await read_sse(response)
-    assert json.loads(events[-1].data) == {"done": True}
-    assert await Session.objects.acount() == 1
-    session = SessionStore(visitor.cookies["sessionid"].value)
-    token = await session.aget(OWNER_SESSION_KEY)
-    conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
-    assert conversation.owner == f"session:{token}"
+    # In a context of its own, as daphne runs each request: the database connection that
+    # the session middleware and the async ORM open in its thread goes with it. In
+    # asgiref's shared thread it would stay open (an in-memory SQLite one ignores
+    # close()), and a later test without database access would fail on it.
+    async with ThreadSensitiveContext():
+        visitor = AsyncClient()
+        await visitor.get("/")
+        assert await Session.objects.acount() == 0
+        response = await visitor.post(
+            "/chat/stream", json.dumps({"prompt": "Hi"}), content_type="application/json"
+        )
+        events = await read_sse(response)
+        assert json.loads(events[-1].data) == {"done": True}
+        assert await Session.objects.acount() == 1
+        session = SessionStore(visitor.cookies["sessionid"].value)
+        token = await session.aget(OWNER_SESSION_KEY)
+        conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
+        assert conversation.owner == f"session:{token}"
 
 
 @db_sessions

@@ -63,12 +63,15 @@ def wait_for_turn(client: httpx.Client, conversation_id: str | None = None) -> s
             candidate = conversation_id
         if candidate is not None:
             stored = client.get(f"{API}/{candidate}")
-            if stored.status_code == 200 and stored.json()["messages"]:
-                # Not in the event store yet: starting, to be asked again.
-                assert (stored.json()["running"], stored.json()["starting"]) == (None, True)
+            # Stored, not in the event store yet: starting, to be asked again. (The API
+            # reads the conversation, then its messages: a turn stored between the two
+            # reads shows its message without its generation, until the next look.)
+            body = stored.json() if stored.status_code == 200 else {}
+            if body.get("messages") and body["starting"]:
+                assert body["running"] is None
                 return candidate
         time.sleep(0.02)
-    raise AssertionError("the turn was never stored")
+    raise AssertionError("the turn was never seen stored and starting")
 
 
 @asynccontextmanager
