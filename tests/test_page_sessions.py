@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import ThreadSensitiveContext
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
-from django.test import AsyncClient, Client, override_settings
+from django.test import AsyncClient, Client
 
 from streaming.models import Conversation
 from streaming.owners import OWNER_SESSION_KEY
@@ -24,7 +24,14 @@ API = "/chat/conversations"
 LOOKS = 5
 
 pytestmark = pytest.mark.django_db
-db_sessions = override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db")
+
+
+@pytest.fixture
+def db_sessions(settings: Any) -> None:
+    """Sessions in the database, through pytest-django's ``settings`` as the tests' other
+    settings are: restored in order (an ``override_settings`` around a test that also
+    sets ``settings`` had its engine restored after it, and kept for later tests)."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 
 def owned(page: Any) -> str:
@@ -38,7 +45,7 @@ def owner_token(client: Client) -> str:
 
 
 @pytest.mark.parametrize("save_every_request", [False, True])
-@db_sessions
+@pytest.mark.usefixtures("db_sessions")
 def test_page_views_and_listings_by_a_client_that_never_chats_store_no_session(
     save_every_request: bool, settings: Any
 ) -> None:
@@ -55,7 +62,7 @@ def test_page_views_and_listings_by_a_client_that_never_chats_store_no_session(
 
 
 @pytest.mark.django_db(transaction=True)  # the chat stores from threads of its own
-@db_sessions
+@pytest.mark.usefixtures("db_sessions")
 def test_the_first_chat_makes_one_session_which_the_page_and_the_api_then_share() -> None:
     visitor = Client()
     visitor.get("/")
@@ -73,7 +80,7 @@ def test_the_first_chat_makes_one_session_which_the_page_and_the_api_then_share(
     assert owner_token(visitor) == token
 
 
-@db_sessions
+@pytest.mark.usefixtures("db_sessions")
 def test_a_logged_in_users_page_is_owned_and_adds_nothing_to_their_session(
     client: Client, django_user_model: Any
 ) -> None:
@@ -85,7 +92,7 @@ def test_a_logged_in_users_page_is_owned_and_adds_nothing_to_their_session(
 
 
 @pytest.mark.django_db(transaction=True)
-@db_sessions
+@pytest.mark.usefixtures("db_sessions")
 async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
     # In a context of its own, as daphne runs each request: the database connection that
     # the session middleware and the async ORM open in its thread goes with it. In
@@ -107,7 +114,7 @@ async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
         assert conversation.owner == f"session:{token}"
 
 
-@db_sessions
+@pytest.mark.usefixtures("db_sessions")
 def test_with_csrf_use_sessions_django_stores_each_views_csrf_token(settings: Any) -> None:
     """What the README says: ``CSRF_USE_SESSIONS`` keeps the page's CSRF token in a session,
     so there each view stores one, as Django means it to (not the owner token)."""
