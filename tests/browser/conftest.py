@@ -122,8 +122,10 @@ class DemoServer:
         shutil.rmtree(self.database.parent, ignore_errors=True)
 
 
-def demo_server(env: dict[str, str] | None = None) -> Iterator[DemoServer]:
-    server = DemoServer(free_port(), env=env)
+def demo_server(
+    env: dict[str, str] | None = None, settings: str = "tests.browser.settings"
+) -> Iterator[DemoServer]:
+    server = DemoServer(free_port(), settings, env)
     try:
         server.start()
         yield server
@@ -224,3 +226,11 @@ def model() -> Iterator[Model]:
 def model_server(model: Model) -> Iterator[DemoServer]:
     """The demo project, its chat talking to the recording model instead of the demo one."""
     yield from demo_server({"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url})
+
+
+@pytest.fixture(scope="module")
+def slow_start_server(model: Model) -> Iterator[DemoServer]:
+    """``model_server`` with each reply's turn stored a second before it runs
+    (``SlowCreateStore``): the reply is ``starting`` for that second."""
+    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url}
+    yield from demo_server(env, settings="tests.browser.settings_slow_create")

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from ..servers import free_port
 from .chatpage import (
     REPLY_TIMEOUT,
     TRANSPORTS,
@@ -242,19 +241,6 @@ def test_a_chat_left_before_its_first_token_leaves_the_next_chat_free(
     assert re.fullmatch(r"Answer \d+ to “Meanwhile”\.", reply_source(page))
     stored = stored_reply(page, left)
     assert stored["status"] == "complete" and "late" in stored["content"]
-
-
-@pytest.fixture(scope="module")
-def slow_start_server(model: Model) -> Iterator[DemoServer]:
-    """The demo project on the recording model, each reply a second slow to get into the
-    event store (``SlowCreateStore``): its turn is stored a second before it runs."""
-    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url}
-    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from ..servers import free_port
 from .chatpage import TRANSPORTS, choose, reply_source, send, wait_for_state
 from .conftest import DemoServer, open_page, record_announcements
-from .model import SLOW, Model
+from .model import SLOW
 from .test_conversations import (
     BUSY_NOTICE,
     conversation_id,
@@ -33,19 +32,6 @@ COUNT = 150
 @pytest.fixture
 def page(browser: Any, model_server: DemoServer) -> Iterator[Any]:
     yield from open_page(browser, model_server.url)
-
-
-@pytest.fixture(scope="module")
-def slow_start_server(model: Model) -> Iterator[DemoServer]:
-    """The demo project on the recording model, each reply's turn stored a second before it
-    runs (``SlowCreateStore``): ``starting`` for that second."""
-    env = {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model.url}
-    server = DemoServer(free_port(), settings="tests.browser.settings_slow_create", env=env)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
