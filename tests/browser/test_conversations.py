@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -243,6 +243,19 @@ def test_a_chat_left_before_its_first_token_leaves_the_next_chat_free(
     assert stored["status"] == "complete" and "late" in stored["content"]
 
 
+def holding_the_first(held: list[Any]) -> Callable[[Any], None]:
+    """A route handler: the first request waits in ``held`` (the prompt's); later ones
+    (the resume) go."""
+
+    def hold(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    return hold
+
+
 def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:
     """Wait until the conversation's last stored message is the user's ``prompt``."""
     deadline = time.monotonic() + 5
@@ -306,14 +319,7 @@ def test_back_to_a_chat_left_before_the_server_had_its_prompt(page: Any, transpo
     wait_for_state(page, "complete")
     left = conversation_id(page)
     held: list[Any] = []
-
-    def hold_the_first(route: Any) -> None:
-        if held:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route("**/chat/stream*", hold_the_first)
+    page.route("**/chat/stream*", holding_the_first(held))
     send(page, "Second question")
     deadline = time.monotonic() + 5
     while not held and time.monotonic() < deadline:
@@ -541,15 +547,7 @@ def test_a_refused_prompt_goes_back_before_what_was_typed_since(page: Any) -> No
     wait_for_state(page, "complete")
     with second_tab(page) as other:
         held: list[Any] = []
-
-        def hold_the_first(route: Any) -> None:
-            """The prompt's request waits (``held``); later ones (the resume) go."""
-            if held:
-                route.continue_()
-            else:
-                held.append(route)
-
-        other.route("**/chat/stream", hold_the_first)
+        other.route("**/chat/stream", holding_the_first(held))
         send(page, "Answer slowly, from the first tab")
         wait_for_length(page, 40)
         send(other, "Sent from the second tab")
