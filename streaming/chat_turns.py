@@ -82,4 +82,4 @@ async def stop(owner: str, chat_id: str, generations: Generations) -> None:
             return
         raise
     if generation_id and await is_running(generations, generation_id, owner):
-        await generations.cancel(generation_id)
+        await generations.cancel(generation_id, settle=True)

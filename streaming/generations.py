@@ -73,6 +73,8 @@ FOLLOW_POLL = 1.0
 #: Seconds between two checks of this process's watcher (cancel requests, unwatched
 #: generations), for all the generations it runs at once.
 WATCH_INTERVAL = 0.5
+#: Seconds between two looks at a generation stopped in another process (``cancel``).
+SETTLE_POLL = 0.05
 #: Replies renewed per store call (leases, places): a process running many renews them a
 #: slice at a time and lets the event loop run in between (10,000 at once held it for
 #: tens of milliseconds, a stall for every reply streaming in the process).
@@ -392,8 +394,11 @@ class Generations:
         if not wanted:
             await self.cancel(generation_id)
 
-    async def cancel(self, generation_id: str) -> None:
-        """Stop a generation, here or in the process that runs it."""
+    async def cancel(self, generation_id: str, *, settle: bool = False) -> None:
+        """Stop a generation, here or in the process that runs it. One running here is
+        over on return (within ``CLEANUP_TIMEOUT``); one running elsewhere is asked to
+        stop, and with ``settle`` waited for as well (polled: that process sees the ask
+        within ``WATCH_INTERVAL``), so that a prompt sent next does not find it running."""
         running = self.running.get(generation_id)
         if running is not None:
             running.task.cancel()
@@ -401,6 +406,12 @@ class Generations:
             return
         with contextlib.suppress(StreamError):
             await self.store.request_cancel(generation_id)
+            if settle:
+                deadline = time.monotonic() + WATCH_INTERVAL + setting("CLEANUP_TIMEOUT")
+                while not await self.store.is_finished(generation_id):
+                    if time.monotonic() >= deadline:
+                        return
+                    await asyncio.sleep(SETTLE_POLL)
 
     async def check_owner(self, generation_id: str, owner: str) -> None:
         """The same ``NOT_FOUND`` for an unknown, expired or someone else's generation

@@ -234,7 +234,7 @@ class SSEView(PipelineChoiceMixin, View):
         except StreamError as exc:
             return self.error_response(exc)
         await call_stopping(self.stopping, generation_id, owner, shown)
-        await generations.cancel(generation_id)
+        await generations.cancel(generation_id, settle=True)
         return NoContent()
 
     async def get_limits(self) -> Limits:

@@ -199,6 +199,22 @@ async def test_a_cancel_from_another_process_stops_the_reply() -> None:
     assert finished == ["finally"]
 
 
+async def test_a_settled_cancel_from_another_process_returns_once_the_reply_is_over() -> None:
+    """A stop (``DELETE``) answered by another process than the one running the reply
+    returns only once that process ended it: a prompt sent next does not find it running."""
+    store = MemoryStore()
+    runner, elsewhere = Generations(store), Generations(store)
+    generation_id = await runner.start(paced(1000, 0.01, []), Pipeline(), owner="me")
+    await asyncio.wait_for(elsewhere.cancel(generation_id, settle=True), LIMIT)
+    assert await store.is_finished(generation_id)
+    assert generation_id not in runner.running
+
+
+async def test_a_settled_cancel_of_an_unknown_reply_returns_at_once() -> None:
+    generations = Generations(MemoryStore())
+    await asyncio.wait_for(generations.cancel("f" * 32, settle=True), 0.5)
+
+
 async def test_a_cancel_right_after_the_start_still_ends_the_log() -> None:
     """A reply stopped at once (an ``abort`` that arrived with its ``send``) must still
     end with ``Cancelled``: its followers would otherwise wait for it forever."""

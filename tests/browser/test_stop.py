@@ -204,3 +204,20 @@ def test_stop_before_the_response_names_the_reply_stops_it(
 def open_requests(upstream: EndlessUpstream, starts: int, cuts: int) -> int:
     """The model requests started since ``starts`` requests and ``cuts`` cuts, not cut."""
     return (len(upstream.starts) - starts) - (len(upstream.cuts) - cuts)
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+def test_a_prompt_sent_right_after_stop_waits_for_the_stop(page: Any, transport: str) -> None:
+    """Stop, then a new prompt at once, while the stop (``DELETE``) is still on its way:
+    the prompt's request waits for the stop's answer, so the server does not find the
+    stopped reply still running and refuse the prompt (``CONVERSATION_BUSY``)."""
+    choose(page, transport, "passthrough")
+    send(page, "Answer slowly so I can stop you")
+    wait_for_length(page, 20)
+    page.evaluate(STOP_LATE_SCRIPT)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_state(page, "cancelled", timeout=5_000)
+    send(page, "And now this")
+    wait_for_state(page, "complete")
+    assert "And now this" in reply_source(page)
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("")

@@ -111,6 +111,9 @@ const FINAL_CLOSE_CODES = new Set([1000, 1008]);
 const REPLY_FRAMES = ["chunk", "event", "complete", "cancelled", "error"];
 /** How long a reply stopped before its response named it waits for the name (ms). */
 const NAMING_WAIT_MS = 10000;
+/** The longest a request waits for this client's stop of the reply before it (its
+ * `DELETE`) to be answered: a prompt that overtook the stop would find the reply running. */
+const STOP_WAIT_MS = 5000;
 /** SSE: how long a stream may carry nothing before it is taken for dead (`stallTimeout`):
  * three keep-alives of the server's default `KEEPALIVE` (15 s). */
 const STALL_TIMEOUT_MS = 45000;
@@ -295,6 +298,8 @@ export class StreamClient {
     this._pongDue = false;
     this._cancelAcks = 0;
     this._closed = false;
+    // SSE: the stop (`DELETE`) of the last cancelled reply, until the server answered it.
+    this._stopping = null;
   }
 
   /** True while a reply is on its way (until it completes, fails or is cancelled). */
@@ -496,6 +501,11 @@ export class StreamClient {
   /** Open (or, with `resume`, reopen) the event stream of `reply`. */
   _request(reply, resume) {
     if (this._reply !== reply) return;
+    if (this._stopping) {
+      // After the stop of the reply before: a prompt sent beside it would find it running.
+      this._stopping.then(() => this._request(reply, resume));
+      return;
+    }
     if (!resume) this._setStatus("connecting", reply);
     if (this.transport === "sse" && !resume) {
       const length = this._queryURL(reply.body).href.length;
@@ -552,9 +562,11 @@ export class StreamClient {
       clearTimeout(stallTimer);
       source.close();
     };
+    let stopSent = null;
     reply.cancelWhenNamed = () => {
       cancelled = true;
       reply.stop = null; // _finish leaves the source open
+      this._waitForStop(new Promise((resolve) => { stopSent = resolve; }));
     };
     watch();
     source.onopen = () => {
@@ -571,6 +583,7 @@ export class StreamClient {
       source.close();
       reply.lastEventId = event.lastEventId;
       this._deleteReply(reply);
+      stopSent?.();
     };
     source.onmessage = handle;
     for (const name of this.options.events ?? []) source.addEventListener(name, handle);
@@ -582,6 +595,7 @@ export class StreamClient {
       if (this._reply !== reply) {
         clearTimeout(stallTimer);
         source.close();
+        stopSent?.();
         return;
       }
       const unnamed = reply.lastEventId === "" && reply.received === 0;
@@ -618,9 +632,11 @@ export class StreamClient {
     // started it already, and keeps a reply whose client went away. Read on, muted, until
     // those bytes come (at most NAMING_WAIT_MS), then `DELETE` it.
     let deleteWhenNamed = false;
+    let stopSent = null;
     reply.cancelWhenNamed = () => {
       deleteWhenNamed = true;
       reply.stop = null; // _finish leaves the request open
+      this._waitForStop(new Promise((resolve) => { stopSent = resolve; }));
       setTimeout(() => controller.abort(), NAMING_WAIT_MS);
     };
     const named = () => {
@@ -682,6 +698,7 @@ export class StreamClient {
       else this._lost(reply);
     } finally {
       clearTimeout(stallTimer);
+      stopSent?.(); // after named(): a request waiting for the stop now waits for its DELETE
     }
   }
 
@@ -788,10 +805,25 @@ export class StreamClient {
     const headers = { ...this.options.headers };
     const token = this._csrfToken();
     if (token) headers["X-CSRFToken"] = token;
-    fetch(url, { method: "DELETE", headers, credentials: "same-origin", keepalive: true }).catch(
-      () => {},
+    this._waitForStop(
+      fetch(url, { method: "DELETE", headers, credentials: "same-origin", keepalive: true }),
     );
     return true;
+  }
+
+  /** Hold the next request until `stop` settles (at most STOP_WAIT_MS). */
+  _waitForStop(stop) {
+    const bounded = new Promise((resolve) => {
+      const timer = setTimeout(resolve, STOP_WAIT_MS);
+      stop.catch(() => {}).finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    const stopping = bounded.then(() => {
+      if (this._stopping === stopping) this._stopping = null;
+    });
+    this._stopping = stopping;
   }
 
   _csrfToken() {
