@@ -309,6 +309,31 @@ def test_a_reload_while_the_reply_starts_follows_the_reply(
         assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
 
 
+def test_a_starting_reply_is_looked_for_with_the_last_message_only(
+    browser: Any, slow_start_server: DemoServer
+) -> None:
+    """While the reply starts, the page asks the chat again and again whether it runs:
+    each look asks for its last message only (``?limit=1``), not the whole latest page."""
+    for page in open_page(browser, slow_start_server.url):
+        choose(page, "sse-post", "passthrough")
+        send(page, "First question")
+        wait_for_state(page, "complete")
+        left = conversation_id(page)
+        assert left
+        send(page, "Second question")
+        wait_for_stored_prompt(page, left, "Second question")
+        requested: list[str] = []
+        page.on("request", lambda request, seen=requested: seen.append(request.url))
+        reload(page)
+        wait_for_state(page, "complete")
+        chat = [urlsplit(url) for url in requested]
+        looks = [url.query for url in chat if url.path.endswith(f"/conversations/{left}")]
+        assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+        assert looks[0] == "", looks  # the chat's load: its latest page
+        assert len(looks) > 1, looks  # asked again while the reply started
+        assert all(parse_qs(query) == {"limit": ["1"]} for query in looks[1:]), looks
+
+
 @pytest.mark.parametrize("transport", ["sse-post", "sse"])
 def test_back_to_a_chat_left_before_the_server_had_its_prompt(page: Any, transport: str) -> None:
     """Left, and back, while the prompt's request is still on its way (held here): the

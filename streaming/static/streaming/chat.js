@@ -1199,7 +1199,9 @@ async function openConversation(id, { push = false } = {}) {
  * The open chat's last reply is starting (the API's `starting`: its turn is stored, and
  * it runs in a moment): `view` waits for it, the chat is asked again until it runs, then
  * the reply is followed; one that never ran (lost: the server stores it as failed) is
- * shown as stored. No prompt is sent meanwhile (a second reply would be refused).
+ * shown as stored. No prompt is sent meanwhile (a second reply would be refused). Each
+ * look asks for the last message only (`?limit=1`): whether the reply runs, and the reply
+ * as stored if it ended meanwhile (`showStartedReply`), are all it needs.
  */
 async function followStartingReply(id, request, view) {
   awaitingStart = true;
@@ -1213,7 +1215,7 @@ async function followStartingReply(id, request, view) {
     await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS));
     if (request !== shownRequest || !awaitingStart) return;
     try {
-      const data = await api("GET", `/${encodeURIComponent(id)}`);
+      const data = await api("GET", `/${encodeURIComponent(id)}?limit=1`);
       settled = !data.starting;
       running = data.running;
       latest = data;
