@@ -534,6 +534,44 @@ def test_a_prompt_from_a_second_tab_while_the_first_tabs_reply_runs(
         )
 
 
+def test_no_busy_notice_is_left_when_the_running_reply_ends_before_the_chat_is_read_again(
+    page: Any,
+) -> None:
+    """The first tab's reply ends between the second tab's refusal and that tab's look at
+    the chat again (held here until then): the chat shows that reply as stored, the prompt
+    is back in the box, and no notice of a running reply is left on screen for good."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    assert conversation
+    with second_tab(page) as other:
+        held: list[Any] = []
+        other.route(f"**/chat/conversations/{conversation}", holding_the_first(held))
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        send(other, "Meanwhile, from the second tab")
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            other.wait_for_timeout(20)
+        assert held, "the second tab did not read the chat again"
+        assert stored_reply(page, conversation)["content"] == SLOW  # ended meanwhile
+        held[0].continue_()
+        expect(user_texts(other)).to_have_text(
+            ["First question", "Answer slowly, from the first tab"]
+        )
+        expect(other.locator("#chat")).to_have_attribute("data-loading", "false")
+        expect(other.get_by_role("textbox", name="Message")).to_have_value(
+            "Meanwhile, from the second tab"
+        )
+        expect(other.locator(".message[data-role='assistant']").last).to_have_attribute(
+            "data-state", "complete"
+        )
+        other.wait_for_timeout(300)
+        expect(other.locator("#load-error")).to_be_hidden()
+        expect(other.locator("#send")).to_be_enabled()
+
+
 def test_regenerate_from_a_second_tab_while_the_first_tabs_reply_runs(
     page: Any, model: Model
 ) -> None:

@@ -912,6 +912,12 @@ async function showRunningReply(exchange) {
   const request = shownRequest;
   await opening;
   if (request !== shownRequest || active?.id !== conversation) return; // left meanwhile, or it failed
+  // That reply ended before the chat was read again: it is shown as stored, and no notice
+  // is left of a reply that no longer runs (nothing would take it away).
+  if (!isBusy()) {
+    refreshConversations();
+    return;
+  }
   // It speaks of the reply followed there and goes when that one ends (`run`): news,
   // said once by the announcer, as a reply's notices that go by themselves are.
   const notice = t(exchange.prompt === null ? "notice.busy" : "notice.busy_prompt");
