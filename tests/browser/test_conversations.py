@@ -631,6 +631,46 @@ def test_a_refused_prompt_goes_back_before_what_was_typed_since(page: Any) -> No
         assert reply_source(other) == SLOW
 
 
+@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+def test_a_prompt_refused_after_its_chat_was_left_goes_back_in_that_chats_box(
+    page: Any, transport: str
+) -> None:
+    """The second tab's prompt is refused (a reply of the first tab runs) after that tab
+    left the chat (New chat) while the prompt's request was on its way: the new chat's box
+    stays as it was, and the prompt is back in the chat's box when the chat is opened again."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    with second_tab(page) as other:
+        held: list[Any] = []
+        other.route("**/chat/stream*", holding_the_first(held))
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        send(other, "Sent from the second tab")
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            other.wait_for_timeout(20)
+        assert held, "the prompt's request never left"
+        other.locator("#new-chat").click()
+        box = other.get_by_role("textbox", name="Message")
+        expect(box).to_have_value("")
+        held[0].continue_()
+        other.wait_for_timeout(500)  # refused meanwhile
+        expect(box).to_have_value("")
+        expect(other.locator("#load-error")).to_be_hidden()
+        links(other).filter(has_text="First question").click()
+        expect(user_texts(other)).to_have_text(
+            ["First question", "Answer slowly, from the first tab"]
+        )
+        expect(box).to_have_value("Sent from the second tab")
+        assert conversation_id(other) == conversation
+        wait_for_state(other, "complete")
+        assert reply_source(other) == SLOW
+        prompts = [m["content"] for m in stored_messages(page, conversation)["messages"]]
+        assert "Sent from the second tab" not in prompts
+
+
 def test_rename_and_delete_conversations(page: Any) -> None:
     choose(page, "sse-post", "passthrough")
     send(page, "Alpha topic")

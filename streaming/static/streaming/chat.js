@@ -431,6 +431,9 @@ let awaitingStart = false;
 /** Replies left running (`leaveReply`) whose clients still follow them until the server
  * has their prompt, by conversation: the promise of each one's end there. */
 const leftReplies = new Map();
+/** Prompts refused after their chat was left (`keepRefusedPrompt`), by conversation: each
+ * goes back in the message box when its chat is shown again. */
+const refusedPrompts = new Map();
 
 /** Whether the visitor has an owner (a user, or a token in their session) the server can
  * see: the page stores none for a visitor until their first chat (its POST) makes it. */
@@ -847,6 +850,7 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   }
   const result = await exchange.reply;
   if (current !== exchange) {
+    keepRefusedPrompt(exchange, result);
     await finish(exchange, result); // left meanwhile (leaveReply): another reply may run
     return;
   }
@@ -925,6 +929,40 @@ async function showRunningReply(exchange) {
   announce(notice);
   ui.loadError.dataset.runningIn = conversation;
   refreshConversations();
+}
+
+/**
+ * A prompt whose chat was left while its request was on its way (`leaveReply`), refused
+ * because a reply ran there (`CONVERSATION_BUSY`; over `EventSource`, which cannot read a
+ * refusal, any refusal before the reply was named): kept for its chat, and put back in
+ * the message box when that chat is shown again (`restoreRefusedPrompt`), as it would
+ * have been had the chat stayed open. The chat shown now keeps its own box as it is.
+ */
+function keepRefusedPrompt(exchange, result) {
+  const { prompt, conversation, transport } = exchange;
+  if (prompt === null || !conversation || result.status !== "error" || result.messageId !== null) return;
+  const code = result.error.code;
+  if (code !== "CONVERSATION_BUSY" && !(transport === "sse" && code === "HTTP_ERROR")) return;
+  const kept = refusedPrompts.get(conversation);
+  const unread = code !== "CONVERSATION_BUSY";
+  refusedPrompts.set(
+    conversation,
+    kept ? { text: `${kept.text}\n\n${prompt}`, unread: kept.unread && unread } : { text: prompt, unread },
+  );
+  // Back in its chat already (shown again before the refusal came).
+  if (active?.id === conversation && app.dataset.loading !== "true") restoreRefusedPrompt(conversation);
+}
+
+/** Chat `conversation` is shown (its stored `messages`): a prompt of it refused after it
+ * was left (`keepRefusedPrompt`) goes back in the message box; one `EventSource` could
+ * not read the refusal of (`unread`) only if it is not the chat's last stored prompt. */
+function restoreRefusedPrompt(conversation, messages = null) {
+  const kept = refusedPrompts.get(conversation);
+  if (!kept) return;
+  refusedPrompts.delete(conversation);
+  const prompts = (messages ?? []).filter((message) => message.role === "user");
+  if (kept.unread && prompts.at(-1)?.content === kept.text) return;
+  restorePrompt(kept.text);
 }
 
 /** Put a prompt that was not sent back in the message box: whole in an empty box, else
@@ -1189,6 +1227,7 @@ async function openConversation(id, { push = false } = {}) {
   becameOwner();
   if (request !== shownRequest) return; // another chat was asked for meanwhile
   showConversation(data, { push });
+  restoreRefusedPrompt(id, data.messages);
   // The latest page of its messages; "Show earlier messages" adds the ones before.
   const { items, resumeView } = storedItems(data.messages, data.running);
   ui.messages.append(...items);
