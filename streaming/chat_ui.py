@@ -206,6 +206,10 @@ class AISDKChatView(ChatIdReplies, ChatView):
             return await self.http_method_not_allowed(request)
         return await super().post(request, *args, **kwargs)
 
+    def _may_start_reply(self) -> bool:
+        """Only the ``POST`` of a prompt starts a reply (a ``GET`` resumes one)."""
+        return self.request.method == "POST"
+
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Resume: the running reply from its start, or 204 when none runs."""
         if "chat_id" not in kwargs:

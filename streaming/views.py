@@ -152,10 +152,18 @@ class SSEView(PipelineChoiceMixin, View):
         logged and the reply stopped all the same."""
 
     async def get_owner(self) -> str:
-        """Who may resume, watch or cancel the replies this request starts (sync or async)."""
+        """Who may resume, watch or cancel the replies this request starts (sync or async).
+        An anonymous visitor's token is made only by a request that may start a reply: a
+        resume or a stop without one owns nothing, and stores no session (a bot's)."""
         auser = getattr(self.request, "auser", None)
         user = await auser() if auser is not None else None
-        return await aowner_of(user, getattr(self.request, "session", None))
+        session = getattr(self.request, "session", None)
+        return await aowner_of(user, session, create=self._may_start_reply())
+
+    def _may_start_reply(self) -> bool:
+        """Whether this request may start a reply: a ``GET`` or ``POST`` that resumes none."""
+        request = self.request
+        return request.method in ("GET", "POST") and not request.META.get("HTTP_LAST_EVENT_ID")
 
     def get_params(self) -> dict[str, Any]:
         """The request's parameters: the query string for GET, a JSON object for POST."""

@@ -123,3 +123,24 @@ def test_with_csrf_use_sessions_django_stores_each_views_csrf_token(settings: An
         Client().get("/")
     assert Session.objects.count() == 2
     assert all(OWNER_SESSION_KEY not in s.get_decoded() for s in Session.objects.all())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("db_sessions")
+async def test_resumes_and_stops_without_an_owner_token_store_no_session() -> None:
+    """A client without an owner token (a bot replaying a URL) that resumes or stops a
+    reply owns none: it is told so (404; the AI SDK's endpoints say there is none running,
+    204, as they do for any chat not one's own) and, as the page's lookers, stores no
+    session."""
+    unknown = "0" * 32
+    async with ThreadSensitiveContext():
+        stranger = AsyncClient()
+        answers = [
+            await stranger.get("/chat/stream", headers={"Last-Event-ID": f"{unknown}:0"}),
+            await stranger.delete(f"/chat/stream?id={unknown}&shown=3"),
+            await stranger.get(f"/chat/ui/{unknown}/stream"),
+            await stranger.delete(f"/chat/ui/{unknown}/stream"),
+        ]
+        assert [a.status_code for a in answers] == [404, 404, 204, 204]
+        assert all("sessionid" not in a.cookies for a in answers)
+        assert await Session.objects.acount() == 0
