@@ -164,7 +164,8 @@ async def settle_turn(
 ) -> TurnState:
     """Where the conversation's last reply ``generation_id`` stands. A conversation names
     it until its message is stored: one that ended without storing it (its process died,
-    or storing failed) is stored now, as failed, with the text its events kept.
+    or storing failed) is stored now, as failed, with the text and the reasoning its
+    events kept.
 
     One the event store does not know is ``"starting"`` while this process starts it.
     Else, with a store of this process only (memory), it died with another process and
@@ -177,10 +178,10 @@ async def settle_turn(
     store = generations.store
     if await store.owner(generation_id) == owner:
         try:
-            text = await generations.text_before(generation_id, sys.maxsize)
+            text, reasoning = await generations.texts_before(generation_id, sys.maxsize)
         except StreamError:
-            text = ""  # its events expired meanwhile
-        await in_db(end_turn, turn, "error", text)
+            text = reasoning = ""  # its events expired meanwhile
+        await in_db(end_turn, turn, "error", text, reasoning)
         return "ended"
     if is_starting_here(generation_id):
         return "starting"

@@ -598,7 +598,16 @@ class Generations:
     async def text_before(self, generation_id: str, seq: int) -> str:
         """The reply's text in its events up to ``seq`` (a follower that resumed after
         ``seq`` and needs the whole text reads it once, at the end)."""
-        parts: list[str] = []
+        text, _ = await self.texts_before(generation_id, seq)
+        return text
+
+    async def texts_before(
+        self, generation_id: str, seq: int, *, event: str = "reasoning"
+    ) -> tuple[str, str]:
+        """The reply's text, and the text of its ``event`` events (``{"text": ...}``: the
+        reasoning), in its events up to ``seq``."""
+        text: list[str] = []
+        named: list[str] = []
         after = 0
         while after < seq:
             stored = await self.store.read(generation_id, after, timeout=0)
@@ -607,10 +616,15 @@ class Generations:
             for item in stored:
                 if item.seq > seq:
                     break
-                if item.data["type"] == "chunk":
-                    parts.append(item.data["text"])
+                data = item.data
+                if data["type"] == "chunk":
+                    text.append(data["text"])
+                elif data["type"] == "event" and data["name"] == event:
+                    piece = data["data"].get("text") if isinstance(data["data"], dict) else None
+                    if isinstance(piece, str):
+                        named.append(piece)
             after = stored[-1].seq
-        return "".join(parts)
+        return "".join(text), "".join(named)
 
     async def end_if_lapsed(self, generation_id: str) -> bool:
         """End a generation another process ran when that process died (its lease

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from streaming.chat import settle_turn
 from streaming.errors import StreamError, StreamErrorCode
+from streaming.events import Chunk, Error, Event, to_record
+from streaming.generations import Generations
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
 from streaming.storage import (
@@ -22,6 +25,7 @@ from streaming.storage import (
     record_shown,
     within_budget,
 )
+from streaming.store import MemoryStore
 from streaming.testing import read_sse
 
 from .conftest import Serve
@@ -213,3 +217,30 @@ def test_a_deleted_users_conversations_go_with_them() -> None:
     assert not Conversation.objects.filter(pk=mine.pk).exists()
     assert not Message.objects.filter(conversation_id=mine.pk).exists()
     assert set(Conversation.objects.values_list("pk", flat=True)) >= {theirs.pk, visitor.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_ended_but_not_stored_is_stored_with_its_text_and_reasoning() -> None:
+    """Its process died before storing it: the next look at its chat stores it as failed,
+    with the text and the reasoning its events kept (the reasoning was dropped)."""
+    store = MemoryStore()
+    turn = await in_db(begin_turn, "user:1", None, "Why?", generation_id="g-dead")
+    await store.create("g-dead", owner="user:1")
+    events = [
+        Event(0, "reasoning", {"text": "Because "}),
+        Chunk(0, "It "),
+        Event(0, "reasoning", {"text": "so"}),
+        Event(0, "field", {"text": "not reasoning"}),
+        Chunk(0, "is."),
+        Error(0, "INTERRUPTED", "The server running the reply stopped"),
+    ]
+    await store.append_many("g-dead", [to_record(event) for event in events])
+    await store.finish("g-dead")
+    settled = await settle_turn(Generations(store), "user:1", turn.conversation_id, "g-dead")
+    assert settled == "ended"
+    message = await Message.objects.aget(conversation_id=turn.conversation_id, role="assistant")
+    assert (message.content, message.reasoning, message.status) == (
+        "It is.",
+        "Because so",
+        "failed",
+    )
