@@ -256,6 +256,34 @@ def holding_the_first(held: list[Any]) -> Callable[[Any], None]:
     return hold
 
 
+#: Holds the first prompt frame a WebSocket of the page sends, so the prompt is on its way
+#: until ``window.releasePrompt()``; what that socket sends or closes meanwhile waits
+#: behind it, in order, as a socket's frames go out.
+HOLD_PROMPT_SCRIPT = """() => {
+  const send = WebSocket.prototype.send;
+  const close = WebSocket.prototype.close;
+  let socket = null;
+  let queued = null;
+  WebSocket.prototype.send = function (data) {
+    if (socket === null && String(data).includes('"type":"prompt"')) {
+      socket = this;
+      queued = [() => send.call(this, data)];
+    } else if (this === socket && queued) queued.push(() => send.call(this, data));
+    else send.call(this, data);
+  };
+  WebSocket.prototype.close = function (...args) {
+    if (this === socket && queued) queued.push(() => close.apply(this, args));
+    else close.apply(this, args);
+  };
+  window.promptHeld = () => queued !== null;
+  window.releasePrompt = () => {
+    const waiting = queued;
+    queued = null;
+    for (const go of waiting) go();
+  };
+}"""
+
+
 def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:
     """Wait until the conversation's last stored message is the user's ``prompt``."""
     deadline = time.monotonic() + 5
@@ -631,31 +659,40 @@ def test_a_refused_prompt_goes_back_before_what_was_typed_since(page: Any) -> No
         assert reply_source(other) == SLOW
 
 
-@pytest.mark.parametrize("transport", ["sse-post", "sse"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_prompt_refused_after_its_chat_was_left_goes_back_in_that_chats_box(
     page: Any, transport: str
 ) -> None:
     """The second tab's prompt is refused (a reply of the first tab runs) after that tab
-    left the chat (New chat) while the prompt's request was on its way: the new chat's box
-    stays as it was, and the prompt is back in the chat's box when the chat is opened again."""
+    left the chat (New chat) while the prompt was on its way (its request, or its frame):
+    the new chat's box stays as it was, and the prompt is back in the chat's box when the
+    chat is opened again."""
     choose(page, transport, "passthrough")
     send(page, "First question")
     wait_for_state(page, "complete")
     conversation = conversation_id(page)
     with second_tab(page) as other:
         held: list[Any] = []
-        other.route("**/chat/stream*", holding_the_first(held))
+        if transport == "ws":
+            other.evaluate(HOLD_PROMPT_SCRIPT)
+        else:
+            other.route("**/chat/stream*", holding_the_first(held))
         send(page, "Answer slowly, from the first tab")
         wait_for_length(page, 40)
         send(other, "Sent from the second tab")
         deadline = time.monotonic() + 10
         while not held and time.monotonic() < deadline:
+            if transport == "ws" and other.evaluate("() => window.promptHeld()"):
+                held.append(None)
             other.wait_for_timeout(20)
-        assert held, "the prompt's request never left"
+        assert held, "the prompt never left"
         other.locator("#new-chat").click()
         box = other.get_by_role("textbox", name="Message")
         expect(box).to_have_value("")
-        held[0].continue_()
+        if transport == "ws":
+            other.evaluate("() => window.releasePrompt()")
+        else:
+            held[0].continue_()
         other.wait_for_timeout(500)  # refused meanwhile
         expect(box).to_have_value("")
         expect(other.locator("#load-error")).to_be_hidden()
