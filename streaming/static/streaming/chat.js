@@ -851,6 +851,10 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   const result = await exchange.reply;
   if (current !== exchange) {
     keepRefusedPrompt(exchange, result);
+    // A WebSocket left before the server answered the prompt hears its answer later.
+    result.refusal?.then((error) => {
+      if (error) keepRefusedPrompt(exchange, { status: "error", error, messageId: null });
+    });
     await finish(exchange, result); // left meanwhile (leaveReply): another reply may run
     return;
   }

@@ -58,6 +58,9 @@
  * @property {StreamError} [error] Why the reply failed (status `error`).
  * @property {string | null} messageId The server's id of the reply (WebSocket `message_id`,
  *   or the generation named by this app's SSE event ids), null if it never started.
+ * @property {Promise<StreamError | null>} [refusal] WebSocket, status `detached` before the
+ *   server answered the prompt: the server's refusal of it (`CONVERSATION_BUSY` …), or null
+ *   once its reply started (at most 10 s).
  */
 
 /**
@@ -423,7 +426,9 @@ export class StreamClient {
       this._socketAttempt = 0;
       this._stopPing();
       this._cancelAcks = 0;
-      socket?.close(1000, "detached");
+      const unanswered = reply.sent && reply.messageId === null && reply.received === 0;
+      if (unanswered && socket?.readyState === WebSocket.OPEN) reply.refusal = awaitAnswer(socket);
+      else socket?.close(1000, "detached");
     }
     this._finish(reply, "detached");
     if (reply.closeWhenDetached) this.close();
@@ -489,7 +494,10 @@ export class StreamClient {
     if (status === "error") this.options.onError?.(error, info);
     this._setStatus(status, reply);
     const messageId = reply.messageId ?? generationOf(reply.lastEventId);
-    reply.resolve({ status, text: reply.text, messageId, ...(error && { error }) });
+    const refusal = reply.refusal;
+    reply.resolve({
+      status, text: reply.text, messageId, ...(error && { error }), ...(refusal && { refusal }),
+    });
   }
 
   _fail(reply, message, code, details) {
@@ -1051,6 +1059,34 @@ export class StreamClient {
       this.options.onEvent?.(type, frame, this._info(reply));
     }
   }
+}
+
+/**
+ * A socket left with a prompt the server has not answered yet: it listens on, without
+ * holding anything up, for that answer, then closes. Settles with the server's refusal of
+ * the prompt (an `error` frame naming no reply), or null once a frame names the reply,
+ * the socket closes, or NAMING_WAIT_MS have passed.
+ * @returns {Promise<StreamError | null>}
+ */
+function awaitAnswer(socket) {
+  return new Promise((resolve) => {
+    const answered = (refusal) => {
+      clearTimeout(timer);
+      socket.onmessage = null;
+      socket.onclose = null;
+      socket.close(1000, "detached");
+      resolve(refusal);
+    };
+    const timer = setTimeout(() => answered(null), NAMING_WAIT_MS);
+    socket.onmessage = (event) => {
+      const frame = parseJSON(event.data);
+      if (!frame || typeof frame !== "object" || !REPLY_FRAMES.includes(frame.type)) return;
+      const refused = frame.type === "error" && (frame.message_id ?? null) === null;
+      const code = frame.code || "STREAM_ERROR";
+      answered(refused ? new StreamError(frame.message || "The prompt was refused", code) : null);
+    };
+    socket.onclose = () => answered(null);
+  });
 }
 
 /**
