@@ -256,7 +256,14 @@ class ConversationReplies(PipelineChoiceMixin):
         if conversation is not None:
             expected = await in_db(current_generation, owner, conversation)
             if expected:
-                if await settle_turn(get_generations(), owner, conversation, expected) != "ended":
+                generations = get_generations()
+                state = await settle_turn(generations, owner, conversation, expected)
+                if state == "running" and await generations.store.cancel_requested(expected):
+                    # Asked to stop by a stop that did not wait for it (a process of an
+                    # earlier version, during a rolling deploy): wait for it here.
+                    await generations.cancel(expected, settle=True)
+                    state = await settle_turn(generations, owner, conversation, expected)
+                if state != "ended":
                     raise busy()
                 expected = ""  # its message is stored: the conversation names no reply now
         generation_id = uuid.uuid4().hex

@@ -4,16 +4,18 @@ SDK), which must be sent the stored first turn with the second prompt."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from streaming.chat import settle_turn
+from streaming.chat import ConversationReplies, RecordingPipeline, settle_turn, turn_options
 from streaming.errors import StreamError, StreamErrorCode
 from streaming.events import Chunk, Error, Event, to_record
-from streaming.generations import Generations
+from streaming.generations import Generations, get_generations
 from streaming.models import Conversation, Message
 from streaming.sources.prompts import XML_SYSTEM_PROMPT
 from streaming.storage import (
@@ -244,3 +246,36 @@ async def test_a_reply_ended_but_not_stored_is_stored_with_its_text_and_reasonin
         "Because so",
         "failed",
     )
+
+
+async def endless() -> AsyncIterator[str]:
+    while True:
+        yield "word "
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_prompt_right_after_a_stop_that_did_not_wait_finds_the_reply_ended() -> None:
+    """A stop answered by a process of an earlier version (a rolling deploy) only asks the
+    process running the reply to stop it. A prompt to that conversation that comes at once
+    waits for the reply to end, as after this version's stop, rather than being refused
+    as ``CONVERSATION_BUSY``; the stopped reply is stored before it."""
+    here = get_generations()
+    elsewhere = Generations(here.store)  # another process, sharing the event store
+    turn = await in_db(begin_turn, "user:1", None, "Hi", generation_id="g-stopped")
+    pipeline = RecordingPipeline()
+    options = turn_options(turn, pipeline)
+    await elsewhere.start(endless(), pipeline, owner="user:1", policy="keep", **options)
+    await asyncio.sleep(0.05)
+    await here.store.request_cancel("g-stopped")  # that stop: asked, and answered at once
+    async with asyncio.timeout(10):
+        again = await ConversationReplies().begin_reply(
+            "user:1", "Again", {"conversation": str(turn.conversation_id)}
+        )
+    assert again.conversation_id == turn.conversation_id
+    stored = Message.objects.filter(conversation_id=turn.conversation_id).order_by("id")
+    assert [(m.role, m.status, m.content[:5]) async for m in stored] == [
+        ("user", "complete", "Hi"),
+        ("assistant", "stopped", "word "),
+        ("user", "complete", "Again"),
+    ]
