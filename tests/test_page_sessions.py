@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client
@@ -19,6 +18,8 @@ from django.test import AsyncClient, Client
 from streaming.models import Conversation
 from streaming.owners import OWNER_SESSION_KEY
 from streaming.testing import read_sse
+
+from .db_threads import own_db_thread
 
 API = "/chat/conversations"
 LOOKS = 5
@@ -93,25 +94,21 @@ def test_a_logged_in_users_page_is_owned_and_adds_nothing_to_their_session(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("db_sessions")
+@own_db_thread
 async def test_a_first_prompt_makes_the_session_its_reply_is_owned_by() -> None:
-    # In a context of its own, as daphne runs each request: the database connection that
-    # the session middleware and the async ORM open in its thread goes with it. In
-    # asgiref's shared thread it would stay open (an in-memory SQLite one ignores
-    # close()), and a later test without database access would fail on it.
-    async with ThreadSensitiveContext():
-        visitor = AsyncClient()
-        await visitor.get("/")
-        assert await Session.objects.acount() == 0
-        response = await visitor.post(
-            "/chat/stream", json.dumps({"prompt": "Hi"}), content_type="application/json"
-        )
-        events = await read_sse(response)
-        assert json.loads(events[-1].data) == {"done": True}
-        assert await Session.objects.acount() == 1
-        session = SessionStore(visitor.cookies["sessionid"].value)
-        token = await session.aget(OWNER_SESSION_KEY)
-        conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
-        assert conversation.owner == f"session:{token}"
+    visitor = AsyncClient()
+    await visitor.get("/")
+    assert await Session.objects.acount() == 0
+    response = await visitor.post(
+        "/chat/stream", json.dumps({"prompt": "Hi"}), content_type="application/json"
+    )
+    events = await read_sse(response)
+    assert json.loads(events[-1].data) == {"done": True}
+    assert await Session.objects.acount() == 1
+    session = SessionStore(visitor.cookies["sessionid"].value)
+    token = await session.aget(OWNER_SESSION_KEY)
+    conversation = await Conversation.objects.aget(pk=response["X-Conversation-Id"])
+    assert conversation.owner == f"session:{token}"
 
 
 @pytest.mark.usefixtures("db_sessions")
@@ -127,20 +124,20 @@ def test_with_csrf_use_sessions_django_stores_each_views_csrf_token(settings: An
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("db_sessions")
+@own_db_thread
 async def test_resumes_and_stops_without_an_owner_token_store_no_session() -> None:
     """A client without an owner token (a bot replaying a URL) that resumes or stops a
     reply owns none: it is told so (404; the AI SDK's endpoints say there is none running,
     204, as they do for any chat not one's own) and, as the page's lookers, stores no
     session."""
     unknown = "0" * 32
-    async with ThreadSensitiveContext():
-        stranger = AsyncClient()
-        answers = [
-            await stranger.get("/chat/stream", headers={"Last-Event-ID": f"{unknown}:0"}),
-            await stranger.delete(f"/chat/stream?id={unknown}&shown=3"),
-            await stranger.get(f"/chat/ui/{unknown}/stream"),
-            await stranger.delete(f"/chat/ui/{unknown}/stream"),
-        ]
-        assert [a.status_code for a in answers] == [404, 404, 204, 204]
-        assert all("sessionid" not in a.cookies for a in answers)
-        assert await Session.objects.acount() == 0
+    stranger = AsyncClient()
+    answers = [
+        await stranger.get("/chat/stream", headers={"Last-Event-ID": f"{unknown}:0"}),
+        await stranger.delete(f"/chat/stream?id={unknown}&shown=3"),
+        await stranger.get(f"/chat/ui/{unknown}/stream"),
+        await stranger.delete(f"/chat/ui/{unknown}/stream"),
+    ]
+    assert [a.status_code for a in answers] == [404, 404, 204, 204]
+    assert all("sessionid" not in a.cookies for a in answers)
+    assert await Session.objects.acount() == 0

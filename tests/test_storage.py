@@ -31,6 +31,7 @@ from streaming.store import MemoryStore
 from streaming.testing import read_sse
 
 from .conftest import Serve
+from .db_threads import own_db_thread
 from .sources.test_openai import chunk
 from .sources.upstream import Reply, Request
 
@@ -222,6 +223,7 @@ def test_a_deleted_users_conversations_go_with_them() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@own_db_thread
 async def test_a_reply_ended_but_not_stored_is_stored_with_its_text_and_reasoning() -> None:
     """Its process died before storing it: the next look at its chat stores it as failed,
     with the text and the reasoning its events kept (the reasoning was dropped)."""
@@ -255,6 +257,7 @@ async def endless() -> AsyncIterator[str]:
 
 
 @pytest.mark.django_db(transaction=True)
+@own_db_thread
 async def test_a_prompt_right_after_a_stop_that_did_not_wait_finds_the_reply_ended() -> None:
     """A stop answered by a process of an earlier version (a rolling deploy) only asks the
     process running the reply to stop it. A prompt to that conversation that comes at once
