@@ -292,6 +292,19 @@ def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:
         page.wait_for_timeout(20)
 
 
+def second_prompt_stored(page: Any, transport: str) -> str:
+    """A first exchange, then a second prompt, sent and stored (on a server slow to start
+    replies: its reply is still starting); the conversation's id is returned."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    left = conversation_id(page)
+    assert left
+    send(page, "Second question")
+    wait_for_stored_prompt(page, left, "Second question")
+    return left
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_back_to_a_chat_left_while_its_reply_starts_follows_the_reply(
     browser: Any, slow_start_server: DemoServer, transport: str
@@ -300,13 +313,7 @@ def test_back_to_a_chat_left_while_its_reply_starts_follows_the_reply(
     store (its turn stored, the reply not running yet): the page shows the exchange and
     follows the reply to its end, as it would a running one, without a reload."""
     for page in open_page(browser, slow_start_server.url):
-        choose(page, transport, "passthrough")
-        send(page, "First question")
-        wait_for_state(page, "complete")
-        left = conversation_id(page)
-        assert left
-        send(page, "Second question")
-        wait_for_stored_prompt(page, left, "Second question")
+        left = second_prompt_stored(page, transport)
         page.locator("#new-chat").click()
         links(page).filter(has_text="First question").click()
         assert stored_messages(page, left)["running"] is None  # still starting
@@ -323,13 +330,7 @@ def test_a_reload_while_the_reply_starts_follows_the_reply(
     """A reload (or the chat opened in another tab) while the reply is on its way into the
     event store shows it coming and follows it."""
     for page in open_page(browser, slow_start_server.url):
-        choose(page, "sse-post", "passthrough")
-        send(page, "First question")
-        wait_for_state(page, "complete")
-        left = conversation_id(page)
-        assert left
-        send(page, "Second question")
-        wait_for_stored_prompt(page, left, "Second question")
+        second_prompt_stored(page, "sse-post")
         reload(page)
         expect(user_texts(page)).to_have_text(["First question", "Second question"])
         expect(page.locator(".message[data-role='assistant']")).to_have_count(2)
@@ -343,13 +344,7 @@ def test_a_starting_reply_is_looked_for_with_the_last_message_only(
     """While the reply starts, the page asks the chat again and again whether it runs:
     each look asks for its last message only (``?limit=1``), not the whole latest page."""
     for page in open_page(browser, slow_start_server.url):
-        choose(page, "sse-post", "passthrough")
-        send(page, "First question")
-        wait_for_state(page, "complete")
-        left = conversation_id(page)
-        assert left
-        send(page, "Second question")
-        wait_for_stored_prompt(page, left, "Second question")
+        left = second_prompt_stored(page, "sse-post")
         requested: list[str] = []
         page.on("request", lambda request, seen=requested: seen.append(request.url))
         reload(page)
