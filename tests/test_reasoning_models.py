@@ -108,3 +108,29 @@ async def test_the_ai_sdk_stream_has_the_reasoning_as_reasoning_parts(
         "text-end",
         "finish",
     ]
+
+
+async def test_an_emoji_sent_in_two_halves_streams_and_is_stored_whole(
+    live_url: str, serve: Serve
+) -> None:
+    """A server that cuts its text in UTF-16 units splits a surrogate pair over two deltas,
+    in the reasoning and in the reply: neither the socket nor the store sees two U+FFFD."""
+    high, low = "\ud83d", "\udc4b"  # 👋
+    xml = f"<response><actions>REPLY</actions><text>Hi {high}"
+    upstream = await serve(
+        script(
+            thinking(f"Wave {high}"),
+            thinking(f"{low}."),
+            chunk(xml),
+            chunk(f"{low}!</text></response>"),
+        )
+    )
+    async with httpx.AsyncClient(base_url=live_url, timeout=WAIT_LIMIT) as client:
+        await client.get("/visitor")
+        prompt = f"openai:{upstream.url}/v1 Wave?"
+        frames = await socket_reply(live_url, "/ws/chat/", client.cookies, prompt)
+        reply = await stored_reply(client, frames[-1]["conversation"])
+    said = "".join(f["data"]["text"] for f in frames if f["type"] == "event")
+    assert said == "Wave 👋."
+    assert frames[-1]["type"] == "complete" and frames[-1]["fullResponse"] == "Hi 👋!"
+    assert (reply["content"], reply["reasoning"]) == ("Hi 👋!", "Wave 👋.")

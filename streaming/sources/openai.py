@@ -17,7 +17,8 @@ provider filtered (``content_filter``), one it failed (OpenRouter's ``error``), 
 swallows ``[DONE]`` and reads lines of any length, so ``_EventWatcher`` stands in for its
 decoder: it notes ``[DONE]``, refuses a line over ``UPSTREAM_MAX_LINE`` and data that is
 not a JSON object, and drops events without data (``id:`` or ``retry:`` alone), which
-dispatch nothing in SSE.
+dispatch nothing in SSE. The two halves of a surrogate pair (an emoji) sent in two deltas,
+as a server that cuts its text in UTF-16 units does, are joined into their character.
 
 What the model server says about an error (its message may name the account, the key's
 last characters or a quota) goes to the log; clients get the status and what it means.
@@ -39,6 +40,7 @@ import openai
 
 from ..conf import setting
 from ..errors import StreamError, StreamErrorCode
+from ..surrogates import SplitPairs
 from .http import timeouts, tls_context, transport_error
 from .reasoning import Reasoning
 
@@ -106,6 +108,8 @@ async def openai_chat(
             finish_reason = None
             reasoned = answered = False  # reasoning came; text came
             marks_every_chunk = False
+            # The halves of a surrogate pair the server sent in two deltas, joined.
+            texts, thoughts = SplitPairs(), SplitPairs()
             try:
                 _require_a_stream(stream)
                 chunks = aiter(stream)
@@ -138,17 +142,27 @@ async def openai_chat(
                         thought = _reasoning(extra)
                         if thought:
                             reasoned = True
-                            if reasoning:
+                            if reasoning and (thoughts.high or not thought.isascii()):
+                                thought = thoughts.join(thought)
+                            if reasoning and thought:
                                 yield Reasoning(thought)
                     content = getattr(delta, "content", None)
                     if content:
                         # Text after a finish_reason: this server marks every chunk so.
                         marks_every_chunk = marks_every_chunk or finish_reason is not None
                         answered = True
-                        yield content
+                        if texts.high or not content.isascii():
+                            content = texts.join(content)
+                        if content:
+                            yield content
                     finish_reason = getattr(choice, "finish_reason", None) or finish_reason
             finally:
                 await stream.close()
+            # A high surrogate no low one followed (a lone one, replaced where it enters).
+            if thoughts.high and reasoning:
+                yield Reasoning(thoughts.rest())
+            if texts.high:
+                yield texts.rest()
             if finish_reason in UNFINISHED:
                 logger.warning("The model server ended a reply with %r", finish_reason)
                 raise StreamError(

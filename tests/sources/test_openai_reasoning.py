@@ -243,3 +243,36 @@ async def test_use_model_leaves_reasoning_out_of_the_raw_reply(serve: Serve) -> 
 
     assert await use_model(source(upstream.url), streaming_context=Context()) == "<text>Hi</text>"
     assert pushed == ["<text>Hi</text>"]
+
+
+async def test_a_surrogate_pair_split_across_two_deltas_is_one_character(serve: Serve) -> None:
+    """A server that cuts its text in UTF-16 units sends an emoji's two halves in two
+    deltas (each a lone surrogate once read): they come out as the one character, in the
+    text and in the reasoning. A half with no other half stays lone (the generation makes
+    it U+FFFD), and ASCII text around it is left as it was."""
+    high, low = "\ud83d", "\udc4b"  # 👋
+    upstream = await serve(
+        script(
+            thinking(f"A {high}"),
+            thinking(f"{low} B"),
+            chunk(f"Hi {high}"),
+            chunk(f"{low}!"),
+            chunk(high),
+            chunk(low),
+            chunk(f"x{high}"),
+            chunk("y"),
+            chunk(f"{low}{high}"),
+        )
+    )
+    pieces = await collect(source(upstream.url))
+    assert kinds(pieces) == [
+        ("reasoning", "A "),
+        ("reasoning", "👋 B"),
+        ("text", "Hi "),
+        ("text", "👋!"),
+        ("text", "👋"),
+        ("text", "x"),
+        ("text", f"{high}y"),
+        ("text", low),
+        ("text", high),
+    ]
