@@ -56,14 +56,19 @@ def _flag(value: Any) -> bool:
     return str(value) in {"1", "True", "true"}
 
 
-async def model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIterator[str]:
-    """``n`` tokens, each after ``gap`` seconds, as a model sends them; or (``idle``) a few
+async def model(
+    n: int, gap: float, idle: bool, clock: bool = False, head: str = "", tail: str = ""
+) -> AsyncIterator[str]:
+    """``n`` tokens, each after ``gap`` seconds, as a model sends them (after ``head`` and
+    before ``tail``, when given: an agent reply's tags around them); or (``idle``) a few
     tokens at once, then nothing, ever (so the client knows the reply is open); or
     (``gap`` < 0) all of them ready at once, as from one large network read, after a
     first chunk ``t<time.time()>t`` that tells the client when the burst started; or
     (``clock``) after that first chunk, token ``i`` due ``i * gap`` after it, as a model
     server writes them whether or not its reader keeps up (the ones past due are ready at
     once, as from a socket's buffer), so the client can tell how late each one arrives."""
+    if head:
+        yield head
     if idle:
         yield TOKEN * 10  # past the extractor's held-back margin: the client sees it
         await asyncio.Event().wait()
@@ -78,19 +83,20 @@ async def model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIte
             if delay > 0:
                 await asyncio.sleep(delay)
             yield TOKEN
-        return
-    for _ in range(n):
-        if gap >= 0:
-            await asyncio.sleep(gap)
-        yield TOKEN
+    else:
+        for _ in range(n):
+            if gap >= 0:
+                await asyncio.sleep(gap)
+            yield TOKEN
+    if tail:
+        yield tail
 
 
-async def agent_model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIterator[str]:
-    """The same tokens inside an agent reply, for ``ResponseStreamExtractor``."""
-    yield AGENT_HEAD
-    async for token in model(n, gap, idle, clock):
-        yield token
-    yield AGENT_TAIL
+def agent_model(n: int, gap: float, idle: bool, clock: bool = False) -> AsyncIterator[str]:
+    """The same tokens inside an agent reply, for ``ResponseStreamExtractor``: from the
+    same generator (a model's source yields its tags with its tokens), so the library
+    paths' model costs what the raw paths' does per token."""
+    return model(n, gap, idle, clock, head=AGENT_HEAD, tail=AGENT_TAIL)
 
 
 #: The answer of a reasoning model's reply after its reasoning (no ``x`` in it).
