@@ -142,6 +142,8 @@ async def openai_chat(
                         thought = _reasoning(extra)
                         if thought:
                             reasoned = True
+                            if texts.high:  # a half the text did not complete, in order
+                                yield texts.rest()
                             if reasoning and (thoughts.high or not thought.isascii()):
                                 thought = thoughts.join(thought)
                             if reasoning and thought:
@@ -151,6 +153,8 @@ async def openai_chat(
                         # Text after a finish_reason: this server marks every chunk so.
                         marks_every_chunk = marks_every_chunk or finish_reason is not None
                         answered = True
+                        if thoughts.high:  # a half the reasoning did not complete, in order
+                            yield Reasoning(thoughts.rest())
                         if texts.high or not content.isascii():
                             content = texts.join(content)
                         if content:

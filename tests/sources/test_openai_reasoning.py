@@ -262,6 +262,8 @@ async def test_a_surrogate_pair_split_across_two_deltas_is_one_character(serve: 
             chunk(f"x{high}"),
             chunk("y"),
             chunk(f"{low}{high}"),
+            thinking(f"C {high}"),
+            chunk("D"),
         )
     )
     pieces = await collect(source(upstream.url))
@@ -275,4 +277,7 @@ async def test_a_surrogate_pair_split_across_two_deltas_is_one_character(serve: 
         ("text", f"{high}y"),
         ("text", low),
         ("text", high),
+        ("reasoning", "C "),
+        ("reasoning", high),
+        ("text", "D"),
     ]
