@@ -7,11 +7,11 @@ process whose lease it holds), and
 position, gapless, and a cursor is an entry id. ``finish()`` adds an end marker
 ``<last seq>-1`` so that blocked ``XREAD``s wake up. Writes are Lua scripts
 (``redis_scripts``: atomic, one round trip). Every wait is bounded: a blocked read is cut
-into ``XREAD BLOCK``s shorter than the socket timeout, and redis-py retries nothing, so a
-dead or restarted Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within
-seconds. Its message, which clients see, names no host, port or database: the server's log
-(logger ``streaming``) and the error's ``details`` (``url``, password hidden, and
-``error``) do.
+into ``XREAD BLOCK``s shorter than the socket timeout, and redis-py retries nothing (only
+a connect that timed out is made once more, before anything is sent on it), so a dead or
+restarted Redis surfaces as ``StreamError`` (reason ``STORE_UNAVAILABLE``) within seconds.
+Its message, which clients see, names no host, port or database: the server's log (logger
+``streaming``) and the error's ``details`` (``url``, password hidden, and ``error``) do.
 
 The followers in one process of the streams written by other processes share one reader
 (``streams_reader()``): one ``XREAD BLOCK`` over all their streams on a connection of its
@@ -42,6 +42,7 @@ from streaming.flat_json import compact_json
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import Connection, parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.commands.core import AsyncScript
@@ -149,6 +150,30 @@ def _fresh_connections() -> dict[str, Any]:
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
+class _ConnectTriedTwice:
+    """Mixed into redis-py's connection class: a TCP connect that times out is made once
+    more, at once. A loaded event loop can run the connect's timeout before noticing that
+    the kernel finished the handshake long before, and the request failed though Redis
+    was fine. Nothing has been sent on the connection yet, so trying again is safe; a
+    refused connect is not tried again (nothing listens: Redis is down)."""
+
+    async def _connect(self) -> None:
+        try:
+            await super()._connect()  # type: ignore[misc]
+        except TimeoutError:
+            logger.warning(
+                "Connecting to the event store took longer than connect_timeout (%s s): "
+                "trying once more",
+                self.socket_connect_timeout,  # type: ignore[attr-defined]
+            )
+            await super()._connect()  # type: ignore[misc]
+
+
+def _connect_tried_twice(base: type[Any]) -> type[Any]:
+    """redis-py's connection class ``base`` with ``_ConnectTriedTwice``."""
+    return type(f"ConnectTriedTwice{base.__name__}", (_ConnectTriedTwice, base), {})
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -161,7 +186,7 @@ class RedisStore(EventStore):
     (default 3600 s, refreshed on each append), ``max_events`` (default 10000, XADD
     MAXLEN), ``max_batch`` (default 512) as for ``MemoryStore``; ``socket_timeout``
     (default 5 s: longest wait for one Redis reply, so a hung Redis is noticed),
-    ``connect_timeout`` (default 2 s); ``max_connections`` (default 50: connections for
+    ``connect_timeout`` (default 2 s, tried twice); ``max_connections`` (default 50: connections for
     short commands, none held while a follower waits; the shared reader of the process's
     followers and the batched writes of its replies have one more each of their own) and
     ``pool_timeout`` (default 5 s: wait for a free connection when all are taken);
@@ -250,6 +275,8 @@ class RedisStore(EventStore):
         self._watch_script = self._redis.register_script(scripts.WATCH)
 
     def _new_pool(self, url: str, max_connections: int) -> BlockingConnectionPool:
+        # The connection class the URL asks for (TCP, TLS or Unix socket).
+        transport: type[Any] = parse_url(url).get("connection_class", Connection)
         return BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -257,6 +284,7 @@ class RedisStore(EventStore):
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=self._connect_timeout,
             retry=Retry(NoBackoff(), 0),
+            connection_class=_connect_tried_twice(transport),
             decode_responses=True,
             **_driver_info(),
             **_fresh_connections(),

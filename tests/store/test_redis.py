@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -195,6 +196,81 @@ async def test_a_hung_redis_fails_within_the_socket_timeout(
         assert reason(error) == "STORE_UNAVAILABLE"
     finally:
         own_redis.resume()
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+@asynccontextmanager
+async def busy_at_first_connect(port: int, busy: float) -> AsyncIterator[tuple[str, list[int]]]:
+    """A TCP proxy, in this event loop, to the Redis on ``port``: its URL and the number of
+    connections it accepted. When the kernel has made its first connection, the loop is
+    kept busy for ``busy`` s (CPU-bound work of a loaded process) before the client's
+    connect learns it is done; later connections are forwarded at once."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    accepted = [0]
+    forwards: set[asyncio.Task[Any]] = set()
+
+    async def forward(client: socket.socket) -> None:
+        reader, writer = await asyncio.open_connection(sock=client)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(_forward(reader, upstream_writer), _forward(upstream_reader, writer))
+
+    def accept() -> None:
+        client, _ = listener.accept()
+        accepted[0] += 1
+        if accepted[0] == 1:
+            time.sleep(busy)
+        forwards.add(asyncio.ensure_future(forward(client)))
+
+    loop.add_reader(listener, accept)
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+    finally:
+        loop.remove_reader(listener)
+        listener.close()
+        for task in forwards:
+            task.cancel()
+        await asyncio.gather(*forwards, return_exceptions=True)
+
+
+async def test_a_connect_that_a_busy_event_loop_timed_out_is_made_again(
+    redis: RedisServer, make: Make
+) -> None:
+    """The kernel made the connection at once, but the loop was busy past the connect
+    timeout, which then won over the finished connect: the request failed
+    ``STORE_UNAVAILABLE`` ("Timeout connecting to server") though Redis was fine."""
+    async with busy_at_first_connect(redis.port, busy=0.6) as (url, accepted):
+        store = make(url, connect_timeout=0.2)
+        assert await store.owner("s") is None
+        assert accepted == [2]
+
+
+async def test_a_connect_that_never_completes_fails_within_two_connect_timeouts(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis whose host does not answer (here a listener whose accept queue is full,
+    so the kernel drops the connects) still fails the call ``STORE_UNAVAILABLE``: the
+    connect is made twice, then given up."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    with listener, socket.create_connection(listener.getsockname()):  # the queue is full
+        store = make(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        start = time.monotonic()
+        with pytest.raises(StreamError) as error:
+            await store.owner("s")
+        assert time.monotonic() - start < BOUND
+    assert reason(error) == "STORE_UNAVAILABLE"
+    assert caplog.text.count("trying once more") == 1
 
 
 async def test_new_connections_do_not_read_the_package_metadata_again(
