@@ -118,6 +118,13 @@ STRINGS: dict[str, Promise] = {
         "A reply is still running in this chat, started in another tab or window: it is "
         "shown here. Your message is back in the box: send it once that reply ends."
     ),
+    # A prompt refused as busy is back in the box, and the reply it met has ended since.
+    "notice.busy_ended": _(
+        "Your message was not sent: a reply started in another tab or window was running in "
+        "this chat. That reply has ended, and your message is back in the box."
+    ),
+    # A prompt refused after its chat was left, back in the box (the server's reason follows).
+    "notice.prompt_refused": _("%(title)s: your message was not sent, and is back in the box."),
     "notice.failed_while_lost": _("It ended with an error while the connection was lost."),
     "notice.reply_gone": _("This reply is gone"),
     "notice.server_forgot": _("The server no longer has it."),

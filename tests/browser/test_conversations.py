@@ -276,6 +276,10 @@ HOLD_PROMPT_SCRIPT = """() => {
     else close.apply(this, args);
   };
   window.promptHeld = () => queued !== null;
+  // The server's answer to the held prompt, which never leaves: its refusal frame.
+  window.refuseHeldPrompt = (frame) => {
+    socket.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(frame) }));
+  };
   window.releasePrompt = () => {
     const waiting = queued;
     queued = null;
@@ -476,6 +480,11 @@ BUSY_NOTICE = (
     "A reply is still running in this chat, started in another tab or window: it is shown "
     "here. Your message is back in the box: send it once that reply ends."
 )
+#: A prompt refused as busy is back in the box, and the reply it met has ended since.
+BUSY_ENDED_NOTICE = (
+    "Your message was not sent: a reply started in another tab or window was running in "
+    "this chat. That reply has ended, and your message is back in the box."
+)
 
 
 @contextmanager
@@ -562,13 +571,15 @@ def test_no_busy_notice_is_left_when_the_running_reply_ends_before_the_chat_is_r
 ) -> None:
     """The first tab's reply ends between the second tab's refusal and that tab's look at
     the chat again (held here until then): the chat shows that reply as stored, the prompt
-    is back in the box, and no notice of a running reply is left on screen for good."""
+    is back in the box, and no notice of a running reply is left on screen for good: a
+    notice says why the prompt was not sent, and that the reply it met has ended."""
     choose(page, "sse-post", "passthrough")
     send(page, "First question")
     wait_for_state(page, "complete")
     conversation = conversation_id(page)
     assert conversation
     with second_tab(page) as other:
+        record_announcements(other)
         held: list[Any] = []
         other.route(f"**/chat/conversations/{conversation}", holding_the_first(held))
         send(page, "Answer slowly, from the first tab")
@@ -590,8 +601,12 @@ def test_no_busy_notice_is_left_when_the_running_reply_ends_before_the_chat_is_r
         expect(other.locator(".message[data-role='assistant']").last).to_have_attribute(
             "data-state", "complete"
         )
+        expect(other.locator("#load-error")).to_have_text(BUSY_ENDED_NOTICE)
+        other.wait_for_function(
+            "(text) => window.__announced.includes(text)", arg=BUSY_ENDED_NOTICE
+        )
         other.wait_for_timeout(300)
-        expect(other.locator("#load-error")).to_be_hidden()
+        expect(other.locator("#load-error")).to_have_text(BUSY_ENDED_NOTICE)
         expect(other.locator("#send")).to_be_enabled()
 
 
@@ -661,7 +676,7 @@ def test_a_prompt_refused_after_its_chat_was_left_goes_back_in_that_chats_box(
     """The second tab's prompt is refused (a reply of the first tab runs) after that tab
     left the chat (New chat) while the prompt was on its way (its request, or its frame):
     the new chat's box stays as it was, and the prompt is back in the chat's box when the
-    chat is opened again."""
+    chat is opened again, with the notice of that reply, which goes when it ends."""
     choose(page, transport, "passthrough")
     send(page, "First question")
     wait_for_state(page, "complete")
@@ -696,11 +711,188 @@ def test_a_prompt_refused_after_its_chat_was_left_goes_back_in_that_chats_box(
             ["First question", "Answer slowly, from the first tab"]
         )
         expect(box).to_have_value("Sent from the second tab")
+        # Said why, as when the refusal came with the chat open; gone with that reply.
+        expect(other.locator("#load-error")).to_have_text(BUSY_NOTICE)
         assert conversation_id(other) == conversation
         wait_for_state(other, "complete")
         assert reply_source(other) == SLOW
+        expect(other.locator("#load-error")).to_be_hidden()
         prompts = [m["content"] for m in stored_messages(page, conversation)["messages"]]
         assert "Sent from the second tab" not in prompts
+
+
+def kept_prompts(page: Any) -> Any:
+    """The prompts this tab keeps for chats it left (its ``sessionStorage``)."""
+    return page.evaluate(
+        "() => JSON.parse(sessionStorage.getItem('streaming-chat-refused') || '[]')"
+    )
+
+
+def wait_for_kept_prompt(page: Any, prompt: str) -> None:
+    """Wait until the tab keeps ``prompt``, refused after its chat was left."""
+    page.wait_for_function(
+        """(prompt) => (JSON.parse(sessionStorage.getItem('streaming-chat-refused') || '[]'))
+            .some(([, kept]) => kept.text === prompt)""",
+        arg=prompt,
+    )
+
+
+def test_a_prompt_refused_after_its_chat_was_left_is_back_after_a_reload(page: Any) -> None:
+    """The second tab's prompt is refused (a reply of the first tab runs) after that tab
+    left the chat; the tab is reloaded before the chat is opened again: the prompt is back
+    in the chat's box all the same, said why (that reply has ended by then), and kept no
+    longer once it is there."""
+    choose(page, "sse-post", "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    assert conversation
+    with second_tab(page) as other:
+        held: list[Any] = []
+        other.route("**/chat/stream*", holding_the_first(held))
+        send(page, "Answer slowly, from the first tab")
+        wait_for_length(page, 40)
+        send(other, "Sent from the second tab")
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            other.wait_for_timeout(20)
+        assert held, "the prompt never left"
+        other.locator("#new-chat").click()
+        held[0].continue_()
+        wait_for_kept_prompt(other, "Sent from the second tab")
+        wait_for_state(page, "complete")
+        reload(other)
+        box = other.get_by_role("textbox", name="Message")
+        expect(box).to_have_value("")
+        links(other).filter(has_text="First question").click()
+        expect(user_texts(other)).to_have_text(
+            ["First question", "Answer slowly, from the first tab"]
+        )
+        expect(box).to_have_value("Sent from the second tab")
+        expect(other.locator("#load-error")).to_have_text(BUSY_ENDED_NOTICE)
+        assert kept_prompts(other) == []
+        prompts = [m["content"] for m in stored_messages(page, conversation)["messages"]]
+        assert "Sent from the second tab" not in prompts
+
+
+REFUSALS = {
+    "sse-post": (
+        "TOO_MANY_REPLIES",
+        "Too many replies at once",
+        "Too many replies running for you: at most 3 at once; wait for one to end",
+    ),
+    "ws": (
+        "SERVER_BUSY",
+        "The server is busy",
+        "The server is at capacity; retry in 1 s",
+    ),
+}
+
+
+@pytest.mark.parametrize("transport", ["sse-post", "ws"])
+def test_a_prompt_refused_by_a_limit_after_its_chat_was_left_goes_back_with_why(
+    page: Any, transport: str
+) -> None:
+    """A prompt refused by a limit of the server (its answer here as the server words it:
+    a JSON 429 to the request, an error frame on the socket) after its chat was left is
+    back in that chat's box when the chat is opened again, with the refusal said; sent
+    from there, it is answered."""
+    choose(page, transport, "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    code, title, message = REFUSALS[transport]
+    held: list[Any] = []
+    if transport == "ws":
+        page.evaluate(HOLD_PROMPT_SCRIPT)
+    else:
+        page.route("**/chat/stream*", holding_the_first(held))
+    send(page, "Second question")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        if transport == "ws" and page.evaluate("() => window.promptHeld()"):
+            held.append(None)
+        page.wait_for_timeout(20)
+    assert held, "the prompt never left"
+    page.locator("#new-chat").click()
+    box = page.get_by_role("textbox", name="Message")
+    expect(box).to_have_value("")
+    if transport == "ws":
+        page.evaluate(
+            "(frame) => window.refuseHeldPrompt(frame)",
+            {"type": "error", "code": code, "message": message},
+        )
+    else:
+        held[0].fulfill(
+            status=429, headers={"Retry-After": "5"}, json={"error": message, "code": code}
+        )
+    wait_for_kept_prompt(page, "Second question")
+    expect(box).to_have_value("")  # the chat shown meanwhile keeps its box
+    expect(page.locator("#load-error")).to_be_hidden()
+    links(page).filter(has_text="First question").click()
+    expect(user_texts(page)).to_have_text(["First question"])
+    expect(box).to_have_value("Second question")
+    expect(page.locator("#load-error")).to_have_text(
+        f"{title}: your message was not sent, and is back in the box. {message} ({code})"
+    )
+    assert conversation_id(page) == conversation
+    box.press("Enter")
+    expect(page.locator("#load-error")).to_be_hidden()
+    wait_for_state(page, "complete")
+    assert re.fullmatch(r"Answer \d+ to “Second question”\.", reply_source(page))
+
+
+def test_a_refused_prompt_is_kept_in_memory_where_the_storage_throws(page: Any) -> None:
+    """A tab whose storage throws (disabled, as in a private window; or full): a prompt
+    refused after its chat was left still goes back in that chat's box, kept in the page."""
+    page.context.add_init_script(
+        """Object.defineProperty(window, "sessionStorage", {
+            get() { throw new DOMException("The storage is disabled", "SecurityError"); },
+        });"""
+    )
+    reload(page)
+    choose(page, "sse-post", "passthrough")
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    held: list[Any] = []
+    page.route("**/chat/stream*", holding_the_first(held))
+    send(page, "Second question")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the prompt never left"
+    page.locator("#new-chat").click()
+    message = "Too many replies started from this address: at most 10 a minute; retry in 6 s"
+    held[0].fulfill(
+        status=429, headers={"Retry-After": "6"}, json={"error": message, "code": "RATE_LIMITED"}
+    )
+    links(page).filter(has_text="First question").click()
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("Second question")
+    expect(page.locator("#load-error")).to_contain_text(f"{message} (RATE_LIMITED)")
+
+
+def test_the_prompts_a_tab_keeps_are_bounded(page: Any) -> None:
+    """A tab keeps the refused prompts of its 20 newest chats at most, and at most
+    100 000 characters of them in its storage: the oldest go first."""
+    send(page, "First question")
+    wait_for_state(page, "complete")
+    conversation = conversation_id(page)
+    refusal = {"code": "TOO_MANY_REPLIES", "message": "Too many replies"}
+    others = [
+        [f"chat-{n}", {"text": "x" * 30_000, "unread": False, "error": refusal}] for n in range(25)
+    ]
+    mine = [conversation, {"text": "Kept for this chat", "unread": False, "error": refusal}]
+    page.evaluate(
+        "(kept) => sessionStorage.setItem('streaming-chat-refused', JSON.stringify(kept))",
+        [*others, mine],
+    )
+    page.locator("#new-chat").click()
+    reload(page)
+    links(page).filter(has_text="First question").click()
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("Kept for this chat")
+    kept = kept_prompts(page)
+    assert [chat for chat, _ in kept] == ["chat-22", "chat-23", "chat-24"]
+    assert sum(len(entry["text"]) for _, entry in kept) <= 100_000
 
 
 def test_rename_and_delete_conversations(page: Any) -> None:

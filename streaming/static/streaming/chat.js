@@ -22,6 +22,9 @@ const FINAL_CODES = new Set([
   "CROSS_SITE",
 ]);
 
+/** Errors of a prompt the client names, not the server: the server may have it after all. */
+const UNANSWERED_CODES = new Set(["HTTP_ERROR", "CONNECTION_LOST", "PROTOCOL_ERROR"]);
+
 /** Errors of a reply whose connection was lost: the server may have run it on, or ended it. */
 const LOST_CODES = new Set(["CONNECTION_LOST", "NOT_RESUMABLE", "RESUME_FAILED", "ABORTED"]);
 
@@ -431,9 +434,15 @@ let awaitingStart = false;
 /** Replies left running (`leaveReply`) whose clients still follow them until the server
  * has their prompt, by conversation: the promise of each one's end there. */
 const leftReplies = new Map();
-/** Prompts refused after their chat was left (`keepRefusedPrompt`), by conversation: each
- * goes back in the message box when its chat is shown again. */
-const refusedPrompts = new Map();
+/** Where this tab keeps the prompts refused after their chat was left, so that a reload
+ * finds them (`sessionStorage`: this tab only, and gone with it), and how many chats and
+ * characters of them at most: the newest are kept. */
+const KEPT_PROMPTS_KEY = "streaming-chat-refused";
+const KEPT_PROMPTS_MAX = 20;
+const KEPT_PROMPTS_MAX_CHARS = 100000;
+/** Prompts refused after their chat was left (`keepRefusedPrompt`), by conversation, oldest
+ * first: each goes back in the message box when its chat is shown again. */
+const refusedPrompts = readKeptPrompts();
 
 /** Whether the visitor has an owner (a user, or a token in their session) the server can
  * see: the page stores none for a visitor until their first chat (its POST) makes it. */
@@ -921,8 +930,10 @@ async function showRunningReply(exchange) {
   await opening;
   if (request !== shownRequest || active?.id !== conversation) return; // left meanwhile, or it failed
   // That reply ended before the chat was read again: it is shown as stored, and no notice
-  // is left of a reply that no longer runs (nothing would take it away).
+  // is left of a reply that no longer runs (nothing would take it away); a prompt back in
+  // the box is said, once, why it was not sent.
   if (!isBusy()) {
+    if (exchange.prompt !== null) sayBusyEnded();
     refreshConversations();
     return;
   }
@@ -937,36 +948,104 @@ async function showRunningReply(exchange) {
 
 /**
  * A prompt whose chat was left while its request was on its way (`leaveReply`), refused
- * because a reply ran there (`CONVERSATION_BUSY`; over `EventSource`, which cannot read a
- * refusal, any refusal before the reply was named): kept for its chat, and put back in
- * the message box when that chat is shown again (`restoreRefusedPrompt`), as it would
- * have been had the chat stayed open. The chat shown now keeps its own box as it is.
+ * before its reply started (a reply ran there, `CONVERSATION_BUSY`; a limit, a busy server
+ * or store; the connection lost before the server answered; over `EventSource`, which
+ * cannot read a refusal, any failure before the reply was named): kept for its chat, in
+ * this tab's storage (a reload finds it), and put back in the message box, with why, when
+ * that chat is shown again (`restoreRefusedPrompt`): the server stored nothing of it, so
+ * the chat shows no trace of it to try again from. The chat shown now keeps its own box.
  */
 function keepRefusedPrompt(exchange, result) {
-  const { prompt, conversation, transport } = exchange;
+  const { prompt, conversation } = exchange;
   if (prompt === null || !conversation || result.status !== "error" || result.messageId !== null) return;
-  const code = result.error.code;
-  if (code !== "CONVERSATION_BUSY" && !(transport === "sse" && code === "HTTP_ERROR")) return;
+  const { code, message } = result.error;
   const kept = refusedPrompts.get(conversation);
-  const unread = code !== "CONVERSATION_BUSY";
-  refusedPrompts.set(
-    conversation,
-    kept ? { text: `${kept.text}\n\n${prompt}`, unread: kept.unread && unread } : { text: prompt, unread },
-  );
+  const unread = UNANSWERED_CODES.has(code);
+  refusedPrompts.delete(conversation); // kept again as the newest
+  refusedPrompts.set(conversation, {
+    text: kept ? `${kept.text}\n\n${prompt}` : prompt,
+    unread: (kept?.unread ?? true) && unread,
+    error: { code, message },
+  });
+  for (const oldest of refusedPrompts.keys()) {
+    if (refusedPrompts.size <= KEPT_PROMPTS_MAX) break;
+    refusedPrompts.delete(oldest);
+  }
+  writeKeptPrompts();
   // Back in its chat already (shown again before the refusal came).
   if (active?.id === conversation && app.dataset.loading !== "true") restoreRefusedPrompt(conversation);
 }
 
-/** Chat `conversation` is shown (its stored `messages`): a prompt of it refused after it
- * was left (`keepRefusedPrompt`) goes back in the message box; one `EventSource` could
- * not read the refusal of (`unread`) only if it is not the chat's last stored prompt. */
-function restoreRefusedPrompt(conversation, messages = null) {
+/**
+ * Chat `conversation` is shown (`data`, as stored; none: as it is on the page): a prompt
+ * of it refused after it was left (`keepRefusedPrompt`) goes back in the message box, with
+ * a notice of why; one whose refusal may not be the server's (`unread`) only if it is not
+ * the chat's last stored prompt (the server may have it after all).
+ */
+function restoreRefusedPrompt(conversation, data = null) {
   const kept = refusedPrompts.get(conversation);
   if (!kept) return;
   refusedPrompts.delete(conversation);
-  const prompts = (messages ?? []).filter((message) => message.role === "user");
+  writeKeptPrompts();
+  const prompts = (data?.messages ?? []).filter((message) => message.role === "user");
   if (kept.unread && prompts.at(-1)?.content === kept.text) return;
   restorePrompt(kept.text);
+  const { code, message } = kept.error ?? {};
+  // Shown already (`data` none), the chat's reply is followed if one runs there.
+  const running = data ? Boolean(data.running || data.starting) : Boolean(current?.resumed || awaitingStart);
+  // A refusal the client could not read, of a prompt the chat has not, while another reply
+  // runs there: refused as busy (`refusedAsBusy` decides so with the chat open).
+  if ((code === "CONVERSATION_BUSY" || (kept.unread && data)) && running) {
+    // It goes when that reply ends, as the notice of a refusal while the chat was open.
+    showLoadError(t("notice.busy_prompt"), { live: false });
+    ui.loadError.dataset.runningIn = conversation;
+    announce(t("notice.busy_prompt"));
+  } else if (code === "CONVERSATION_BUSY") {
+    sayBusyEnded();
+  } else if (code) {
+    const title = STRINGS[`error.${code}`] ? t(`error.${code}`) : t("error.other");
+    const notice = `${t("notice.prompt_refused", { title })} ${message} (${code})`;
+    showLoadError(notice, { live: false });
+    announce(notice);
+  }
+}
+
+/** A prompt refused because a reply ran in its chat is back in the box, and that reply
+ * has ended since: a notice says why the prompt was not sent (no running reply to show). */
+function sayBusyEnded() {
+  const notice = t("notice.busy_ended");
+  showLoadError(notice, { live: false });
+  announce(notice);
+}
+
+/** The kept prompts of this tab from an earlier page of it (a reload); none when the
+ * storage cannot be read (disabled, or private browsing): the page keeps them in memory. */
+function readKeptPrompts() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(KEPT_PROMPTS_KEY) || "[]");
+    const valid = ([id, kept]) => typeof id === "string" && typeof kept?.text === "string";
+    return new Map(Array.isArray(saved) ? saved.filter(valid).slice(-KEPT_PROMPTS_MAX) : []);
+  } catch {
+    return new Map();
+  }
+}
+
+/** Write the kept prompts where a reload finds them: the newest, up to KEPT_PROMPTS_MAX_CHARS
+ * of text in all. A storage that refuses (full, disabled) leaves them in memory only. */
+function writeKeptPrompts() {
+  const saved = [];
+  let characters = 0;
+  for (const entry of [...refusedPrompts].reverse()) {
+    characters += entry[1].text.length;
+    if (characters > KEPT_PROMPTS_MAX_CHARS) break;
+    saved.unshift(entry);
+  }
+  try {
+    if (saved.length) sessionStorage.setItem(KEPT_PROMPTS_KEY, JSON.stringify(saved));
+    else sessionStorage.removeItem(KEPT_PROMPTS_KEY);
+  } catch {
+    // storage full or disabled: the prompts stay in this page's memory
+  }
 }
 
 /** Put a prompt that was not sent back in the message box: whole in an empty box, else
@@ -1231,7 +1310,7 @@ async function openConversation(id, { push = false } = {}) {
   becameOwner();
   if (request !== shownRequest) return; // another chat was asked for meanwhile
   showConversation(data, { push });
-  restoreRefusedPrompt(id, data.messages);
+  restoreRefusedPrompt(id, data);
   // The latest page of its messages; "Show earlier messages" adds the ones before.
   const { items, resumeView } = storedItems(data.messages, data.running);
   ui.messages.append(...items);
