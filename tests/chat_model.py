@@ -3,8 +3,9 @@
 reply (``slow: ...``, for stopping one midway), one that fails after some text
 (``fail: ...``), one with a NUL character (``nul: ...``), plain text whatever the
 pipeline asks for (``plain: ...``), a source that cannot be made
-(``broken: ...``: the factory raises when called) or ``openai_chat`` against the
-OpenAI-compatible server a test started (``openai:<base URL> prompt``)."""
+(``broken: ...``: the factory raises when called), a reply that is mostly reasoning
+(``think: ...``: ``THINK_PIECES`` pieces of its ``<thought>``, then "Ok.") or ``openai_chat``
+against the OpenAI-compatible server a test started (``openai:<base URL> prompt``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from streaming.sources.prompts import Message
 #: Seconds between two words of a slow reply (it has ``SLOW_WORDS`` of them).
 SLOW_DELAY = 0.05
 SLOW_WORDS = 400
+#: The pieces of a ``think:`` reply's reasoning (each "Hmm. ", ``THINK_DELAY`` s apart).
+THINK_PIECES = 60
+THINK_DELAY = 0.02
 
 
 def model(prompt: str, *, pipeline: str | None, history: Sequence[Message]) -> AsyncIterator[str]:
@@ -42,6 +46,13 @@ async def reply(
         messages = chat_messages(asked, pipeline=pipeline, history=history)
         async for piece in openai_chat(messages, model="m", base_url=base_url, api_key="k"):
             yield piece
+        return
+    if prompt.startswith("think:"):
+        yield "<response><thought>"
+        for _ in range(THINK_PIECES):
+            yield "Hmm. "
+            await asyncio.sleep(THINK_DELAY)
+        yield "</thought><actions>REPLY</actions><text>Ok.</text></response>"
         return
     if prompt.startswith("nul:"):
         yield "before\x00after"

@@ -606,3 +606,40 @@ async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -
         assert text_of([f["chunk"] for f in frames[1:-1]]) == XML_REPLY, request_id
     assert refused["type"] == "error" and refused["requestId"] == "d"
     assert "open a new one to resume more" in refused["errorText"]
+
+
+async def test_ws_resumes_count_the_reasoning_they_resend() -> None:
+    """A reply that is mostly reasoning (300 characters of it, "Ok." of text; the chat's
+    own socket and model): two resumes resend it twice, past ``MAX_REPLY_CHARS`` (400
+    here), so the next is refused. Counting its text alone, they would not be."""
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", {**env, **database}) as base,
+    ):
+        with browser(base) as client:
+            cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+        chat_id = str(uuid.uuid4())
+        url = base.replace("http://", "ws://") + "/ws/chat/ui/"
+        async with (
+            connect(url, origin=base, additional_headers=cookie) as first,
+            connect(url, origin=base, additional_headers=cookie) as second,
+        ):
+            await first.send(send_frame("r", chat_id, "think: a while"))
+            assert await frame(first) == {"type": "start", "requestId": "r"}
+            for request_id in "ab":
+                await second.send(
+                    json.dumps({"type": "resume", "requestId": request_id, "id": chat_id})
+                )
+            resumed: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+            while any(not got or got[-1]["type"] != "end" for got in resumed.values()):
+                received = await frame(second)
+                resumed[received["requestId"]].append(received)
+            await second.send(json.dumps({"type": "resume", "requestId": "c", "id": chat_id}))
+            refused = await frame(second)
+    for frames in resumed.values():
+        chunks = [f["chunk"] for f in frames if f["type"] == "chunk"]
+        reasoning = [c["delta"] for c in chunks if c["type"] == "reasoning-delta"]
+        assert "".join(reasoning) == "Hmm. " * 60
+    assert refused["type"] == "error" and refused["requestId"] == "c"
+    assert "open a new one to resume more" in refused["errorText"]

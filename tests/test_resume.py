@@ -20,7 +20,7 @@ from streaming.testing import parse_sse
 
 from .conftest import probe, wait_for_probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
-from .servers import daphne_server
+from .servers import daphne_server, sqlite_database
 from .settings_redis import FINISHED_TTL
 from .transport_views import XML_REPLY, XML_TEXT
 
@@ -343,6 +343,42 @@ async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -
             assert (await ws_until_end(fresh))[-1]["fullResponse"] == XML_REPLY
     assert refused["type"] == "error" and refused["code"] == "RATE_LIMITED", refused
     assert "open a new one to resume more" in refused["message"]
+
+
+async def chat_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
+    """The chat socket's frames up to a reply's end (its reasoning comes as ``event``s)."""
+    frames = [json.loads(await asyncio.wait_for(socket.recv(), LIMIT))]
+    while frames[-1]["type"] not in ("complete", "error", "cancelled"):
+        frames.append(json.loads(await asyncio.wait_for(socket.recv(), LIMIT)))
+    return frames
+
+
+async def test_ws_resumes_count_the_reasoning_they_resend() -> None:
+    """A reply that is mostly reasoning (300 characters of it, "Ok." of text) costs a
+    socket that resumes it what it resends, its reasoning too: past ``MAX_REPLY_CHARS``
+    (400 here) the third resume is refused. Counting its text alone, a client that never
+    reads could have the server buffer a hundred copies of it."""
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
+    with (
+        sqlite_database() as database,
+        daphne_server("tests.asgi:application", {**env, **database}) as base,
+    ):
+        headers = {"Cookie": await session_cookie(base)}
+        url = base.replace("http", "ws") + "/ws/chat/"
+        async with connect(url, origin=base, additional_headers=headers) as socket:
+            await socket.send(json.dumps({"type": "prompt", "prompt": "think: a while"}))
+            message_id = (await chat_until_end(socket))[-1]["message_id"]
+            resume = json.dumps({"type": "resume", "message_id": message_id, "after": 0})
+            resent = []
+            for _ in range(2):
+                await socket.send(resume)
+                resent.append(await chat_until_end(socket))
+            await socket.send(resume)
+            refused = json.loads(await asyncio.wait_for(socket.recv(), LIMIT))
+    for frames in resent:
+        reasoning = [f["data"]["text"] for f in frames if f["type"] == "event"]
+        assert ("".join(reasoning), frames[-1]["fullResponse"]) == ("Hmm. " * 60, "Ok.")
+    assert refused["type"] == "error" and refused["code"] == "RATE_LIMITED", refused
 
 
 async def test_ws_resume_of_an_unknown_or_foreign_reply_is_not_found(live_url: str) -> None:
