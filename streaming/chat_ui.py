@@ -42,7 +42,7 @@ from .chat import (
 from .conf import setting
 from .consumers import StreamConsumer
 from .errors import StreamError, StreamErrorCode
-from .events import TERMINAL, Chunk, GenerationEvent
+from .events import TERMINAL, GenerationEvent, characters_of
 from .generations import Generations, get_generations
 from .protocols.ai_sdk import (
     UI_MESSAGE_STREAM_HEADERS,
@@ -434,7 +434,8 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
         self, frames: ChatTransportFrames, generation_id: str, *, resumed: bool = False
     ) -> None:
         """``start``, the reply's chunks from its first (numbered), then ``end``; a
-        resume's text counts against ``check_resume`` as it goes (several may run at once)."""
+        resume's text and reasoning count against ``check_resume`` as they go (several may
+        run at once)."""
         self.following[frames.request_id] = generation_id
         generations = self.generations
         if frames.request_id in self.aborted:
@@ -444,7 +445,7 @@ class AISDKChatConsumer(ChatIdReplies, StreamConsumer):
             async with aclosing(generations.follow(generation_id, self.owner, 0)) as batches:
                 async for batch in batches:
                     if resumed:
-                        self.resent += sum(len(e.text) for e in batch if isinstance(e, Chunk))
+                        self.resent += characters_of(batch)
                     for frame in frames.frames(generation_id, batch):
                         await self.send_json(frame)
         except StreamError as exc:

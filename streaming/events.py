@@ -99,6 +99,21 @@ def from_record(seq: int, data: dict[str, Any]) -> GenerationEvent:
     raise ValueError(f"not a generation event: {data!r}")
 
 
+def characters_of(events: Iterable[GenerationEvent]) -> int:
+    """The characters of text ``events`` send a client: their chunks', and those of the
+    events that carry text (``{"text": ...}``: reasoning). A resume counts them against
+    ``MAX_REPLY_CHARS``; a reply that is mostly reasoning is resent as costly as text."""
+    count = 0
+    for event in events:
+        if isinstance(event, Chunk):
+            count += len(event.text)
+        elif isinstance(event, Event) and isinstance(event.data, dict):
+            text = event.data.get("text")
+            if isinstance(text, str):
+                count += len(text)
+    return count
+
+
 def merge_chunks(events: Iterable[GenerationEvent]) -> list[GenerationEvent]:
     """``events`` with each run of ``Chunk``s merged into one, numbered as its last: the
     protocols are about text, so a client resuming after that number misses nothing."""
