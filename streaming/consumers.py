@@ -45,7 +45,7 @@ from . import shutdown
 from .addresses import scope_client_address
 from .conf import setting
 from .errors import StreamError, StreamErrorCode
-from .events import Chunk, Complete, characters_of
+from .events import Chunk, Complete, Event, text_carried
 from .flat_json import plain_json
 from .generations import MAX_SEQ_DIGITS, DisconnectPolicy, Generations, get_generations
 from .limits import Limits
@@ -462,7 +462,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
 
     async def _follow(self, generation_id: str, after: int) -> int:
         """Send the generation's events after ``after`` as frames, until its end; the
-        characters of text and reasoning sent (``characters_of``).
+        characters of text and reasoning sent (``events.characters_of``).
 
         The ``complete`` frame's whole text is joined here, once, from the chunks this
         follower sent (and, after a resume, the ones before ``after``): the store keeps a
@@ -475,13 +475,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             await self._stop(generation_id, shown)
         last = after
         sent: list[str] = []
-        characters = 0
+        carried = 0  # the text of events (reasoning)
         completed = False
         try:
             async with aclosing(generations.follow(generation_id, self.owner, after)) as batches:
                 async for batch in batches:
-                    sent.extend(event.text for event in batch if isinstance(event, Chunk))
-                    characters += characters_of(batch)
+                    for event in batch:
+                        if isinstance(event, Chunk):
+                            sent.append(event.text)
+                        elif isinstance(event, Event):
+                            carried += text_carried(event)
                     end = batch[-1]
                     if isinstance(end, Complete):
                         before = await generations.text_before(generation_id, after)
@@ -501,7 +504,7 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
                     StreamError(StreamErrorCode.BAD_REQUEST, "Nothing to cancel: the reply ended"),
                     generation_id,
                 )
-        return characters
+        return sum(map(len, sent)) + carried
 
     def _within_rate(self) -> bool:
         """Token bucket: ``WS_RATE`` messages a second on average, ``WS_BURST`` at once."""

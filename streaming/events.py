@@ -101,17 +101,21 @@ def from_record(seq: int, data: dict[str, Any]) -> GenerationEvent:
 
 def characters_of(events: Iterable[GenerationEvent]) -> int:
     """The characters of text ``events`` send a client: their chunks', and those of the
-    events that carry text (``{"text": ...}``: reasoning). A resume counts them against
+    events that carry text (``text_carried``). A resume counts them against
     ``MAX_REPLY_CHARS``; a reply that is mostly reasoning is resent as costly as text."""
     count = 0
     for event in events:
         if isinstance(event, Chunk):
             count += len(event.text)
-        elif isinstance(event, Event) and isinstance(event.data, dict):
-            text = event.data.get("text")
-            if isinstance(text, str):
-                count += len(text)
+        elif isinstance(event, Event):
+            count += text_carried(event)
     return count
+
+
+def text_carried(event: Event) -> int:
+    """The characters of text an event carries (``{"text": ...}``: reasoning), else 0."""
+    text = event.data.get("text") if isinstance(event.data, dict) else None
+    return len(text) if isinstance(text, str) else 0
 
 
 def merge_chunks(events: Iterable[GenerationEvent]) -> list[GenerationEvent]:
