@@ -226,6 +226,73 @@ def test_refused_request_shows_an_error(page: Any, transport: str) -> None:
     expect(refused.get_by_role("button", name="Try again")).to_be_hidden()
 
 
+def test_a_503_of_the_server_itself_is_tried_again_after_its_retry_after(page: Any) -> None:
+    """A 503 with the server's own error (``MAX_ACTIVE_PER_PROCESS`` reached, the process
+    restarting) is tried again as a proxy's is, but not before its ``Retry-After``."""
+    choose(page, "sse-post", "passthrough")
+    asked: list[float] = []
+
+    def busy_once(route: Any) -> None:
+        asked.append(time.monotonic())
+        if len(asked) > 1:
+            route.continue_()
+            return
+        busy = {"error": "The server is too busy; try again shortly", "code": "SERVER_BUSY"}
+        route.fulfill(status=503, headers={"Retry-After": "2"}, json=busy)
+
+    page.route("**/chat/stream*", busy_once)
+    send(page, "Are you there?")
+    wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+    assert len(asked) == 2
+    assert asked[1] - asked[0] >= 1.9  # the first attempt's backoff alone is 0.4-0.6 s
+
+
+@pytest.mark.parametrize("code", ["SERVER_BUSY", "STORE_UNAVAILABLE"])
+def test_when_the_attempts_run_out_the_servers_own_503_is_the_error(page: Any, code: str) -> None:
+    """Tried until its attempts ran out, a prompt the server kept answering with its own 503
+    fails with that answer (its code, message and status), not as a lost connection."""
+    message = f"Refused: {code}"
+
+    def refuse(route: Any) -> None:
+        route.fulfill(
+            status=503, headers={"Retry-After": "0"}, json={"error": message, "code": code}
+        )
+
+    page.route("**/chat/stream*", refuse)
+    result = page.evaluate(
+        """async () => {
+            const { createStream } = await import("streaming");
+            const url = document.querySelector("[data-sse-url]").dataset.sseUrl;
+            const client = createStream({
+                url, transport: "sse-post", reconnect: { retries: 2, delay: 10, maxDelay: 50 },
+            });
+            const result = await client.send("Are you there?");
+            const { code, message, status } = result.error;
+            return { state: result.status, code, message, status };
+        }"""
+    )
+    assert result == {"state": "error", "code": code, "message": message, "status": 503}
+
+
+def test_a_proxys_503_is_retried_until_the_server_answers(page: Any) -> None:
+    """A 503 that is not the server's own error (a proxy's page while the server
+    restarts) is a connection lost: the prompt is sent again and its reply streams."""
+    choose(page, "sse-post", "passthrough")
+    asked: list[str] = []
+
+    def proxy_then_server(route: Any) -> None:
+        asked.append(route.request.method)
+        if len(asked) == 1:
+            route.fulfill(status=503, content_type="text/html", body="<h1>Unavailable</h1>")
+        else:
+            route.continue_()
+
+    page.route("**/chat/stream*", proxy_then_server)
+    send(page, "Are you there?")
+    wait_for_state(page, "complete", timeout=REPLY_TIMEOUT)
+    assert asked[:2] == ["POST", "POST"]
+
+
 def test_a_new_chat_whose_first_prompt_was_refused_is_not_kept(page: Any) -> None:
     """The first prompt creates its chat; refused, nothing is stored in it. Leaving it
     (New chat, another chat) deletes it, rather than listing an empty "New chat"."""

@@ -724,10 +724,6 @@ export class StreamClient {
       return false;
     }
     if (!response.ok) {
-      if (response.status >= 502 && response.status <= 504) {
-        this._lost(reply); // a proxy in front of a restarting server: try again
-        return false;
-      }
       let message = `The server answered ${response.status} ${response.statusText}`.trim();
       let code = "HTTP_ERROR";
       try {
@@ -738,10 +734,20 @@ export class StreamClient {
         // not JSON: keep the status line
       }
       if (this._reply !== reply) return false;
+      if (response.status >= 502 && response.status <= 504) {
+        // A proxy in front of a restarting server, or the server itself busy, restarting
+        // or without its store: try again, not before its `Retry-After`. Once the attempts
+        // run out, the server's own error is the reply's, not a lost connection.
+        reply.refusal = code === "HTTP_ERROR" ? null : { message, code, status: response.status };
+        reply.notBefore = retryAfterMs(response.headers.get("Retry-After"));
+        this._lost(reply);
+        return false;
+      }
       if (reply.lastEventId) this._resumeFailed(reply, message, code, response.status);
       else this._fail(reply, message, code, { status: response.status });
       return false;
     }
+    reply.refusal = null; // answered: a drop from now on is a lost connection
     const type = response.headers.get("Content-Type") || "";
     if (!type.toLowerCase().startsWith("text/event-stream") || !response.body) {
       this._fail(reply, `Expected an event stream, got ${type || "no content type"}`, "PROTOCOL_ERROR");
@@ -791,11 +797,17 @@ export class StreamClient {
     // Without an event id a reconnect would start the reply again: only if nothing came yet.
     const resumable = reply.lastEventId !== "" || reply.received === 0;
     if (!this.reconnect || !resumable || reply.attempt >= this.reconnect.retries) {
-      this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
+      const refusal = reply.refusal;
+      if (refusal) this._fail(reply, refusal.message, refusal.code, { status: refusal.status });
+      else this._fail(reply, "The connection to the server was lost", "CONNECTION_LOST");
       return;
     }
     reply.attempt += 1;
-    const delay = backoffDelay(reply.attempt, this.reconnect);
+    const delay = Math.max(
+      backoffDelay(reply.attempt, this.reconnect),
+      Math.min(reply.notBefore ?? 0, this.reconnect.maxDelay),
+    );
+    reply.notBefore = 0;
     this._setStatus("reconnecting", reply, { attempt: reply.attempt, delay });
     reply.retry = retryAfter(delay, () => this._request(reply, true));
   }
@@ -1094,6 +1106,12 @@ function awaitAnswer(socket) {
  * (`online`): a reconnection waiting out a long backoff does not keep a user who is
  * online again waiting. Returns a handle whose `cancel()` calls it off.
  */
+/** Milliseconds a `Retry-After` header asks to wait (its seconds; 0 if none or a date). */
+function retryAfterMs(header) {
+  const seconds = Number(header);
+  return header && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
+}
+
 function retryAfter(delay, retry) {
   const target = globalThis.addEventListener ? globalThis : null;
   const cancel = () => {
@@ -1127,6 +1145,10 @@ function newReply(body, resolve) {
     resuming: false,
     resumePongs: 0,
     resumeTimeouts: 0,
+    /** The server's own error of a 502–504 it answered (busy, restarting), until answered. */
+    refusal: null,
+    /** Milliseconds its `Retry-After` asked the next attempt to wait. */
+    notBefore: 0,
   };
 }
 
