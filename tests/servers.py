@@ -54,10 +54,14 @@ def run_server(
     log: Path | None = None,
 ) -> Iterator[str]:
     """Start ``command`` (which must listen on ``port``), yield its URL, stop it for sure.
-    Its stderr (the log) goes to the file ``log`` if given."""
+    Its stderr (the log) goes to the file ``log`` if given, else to a temporary file: a
+    pipe nobody reads would fill up and stop a server that logs much in its next write."""
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
     with contextlib.ExitStack() as files:
-        stderr = files.enter_context(log.open("wb")) if log is not None else subprocess.PIPE
+        if log is not None:
+            stderr = files.enter_context(log.open("wb"))
+        else:
+            stderr = files.enter_context(tempfile.TemporaryFile())
         process = subprocess.Popen(
             list(command), cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=stderr
         )
@@ -66,8 +70,6 @@ def run_server(
             yield f"http://127.0.0.1:{port}"
         finally:
             stop_process(process)
-            if process.stderr is not None:
-                process.stderr.close()
 
 
 def migrate(env: dict[str, str] | None = None) -> None:
