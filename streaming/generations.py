@@ -398,13 +398,17 @@ class Generations:
         """Stop a generation, here or in the process that runs it. One running here is
         over on return (within ``CLEANUP_TIMEOUT``); one running elsewhere is asked to
         stop, and with ``settle`` waited for as well (polled: that process sees the ask
-        within ``WATCH_INTERVAL``), so that a prompt sent next does not find it running."""
+        within ``WATCH_INTERVAL``), so that a prompt sent next does not find it running.
+        One that is over already is asked nothing: the store's feed of cancel requests is
+        bounded, and a flood of stops of finished replies would push real ones out of it."""
         running = self.running.get(generation_id)
         if running is not None:
             running.task.cancel()
             await asyncio.wait({running.task}, timeout=setting("CLEANUP_TIMEOUT"))
             return
         with contextlib.suppress(StreamError):
+            if await self.store.is_finished(generation_id):
+                return
             await self.store.request_cancel(generation_id)
             if settle:
                 deadline = time.monotonic() + WATCH_INTERVAL + setting("CLEANUP_TIMEOUT")

@@ -210,6 +210,20 @@ async def test_a_settled_cancel_from_another_process_returns_once_the_reply_is_o
     assert generation_id not in runner.running
 
 
+async def test_a_stop_of_a_finished_reply_asks_the_store_for_no_cancel() -> None:
+    """Stops of a reply that is over (from any process) add nothing to the store's bounded
+    feed of cancel requests, which a flood of them would otherwise fill with stale ones."""
+    store = MemoryStore()
+    runner, elsewhere = Generations(store), Generations(store)
+    generation_id = await runner.start(paced(2, 0, []), Pipeline(), owner="me")
+    await asyncio.wait_for(everything(runner, generation_id), LIMIT)
+    _, cursor = await store.cancel_requests(None)
+    for _ in range(3):
+        await elsewhere.cancel(generation_id)
+        await elsewhere.cancel(generation_id, settle=True)
+    assert await store.cancel_requests(cursor) == ([], cursor)
+
+
 async def test_a_settled_cancel_of_an_unknown_reply_returns_at_once() -> None:
     generations = Generations(MemoryStore())
     await asyncio.wait_for(generations.cancel("f" * 32, settle=True), 0.5)
