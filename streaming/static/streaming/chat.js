@@ -258,7 +258,7 @@ class AssistantMessage {
     this.reasoning.hidden = false;
     this.reasoning.dataset.streaming = String(!this.source);
     this.reasoningNode.appendData(text);
-    if (follow) scrollToBottom();
+    followReply(follow);
   }
 
   setReasoning(text) {
@@ -298,7 +298,7 @@ class AssistantMessage {
   reveal(text) {
     const follow = following;
     this.setText(this.source + text);
-    if (follow) scrollToBottom();
+    followReply(follow);
   }
 
   flush() {
@@ -606,6 +606,21 @@ function scrollToBottom() {
   ui.conversation.scrollTop = ui.conversation.scrollHeight;
   following = true;
   ui.jump.hidden = true;
+}
+
+/** True while a finger is on the conversation. */
+let touching = false;
+
+/** Scroll down to the end of a reply that grew, if the view follows it; not while a finger
+ * is on the conversation: a drag scrolls a few pixels a frame, and the reply growing each
+ * frame would pull the view back down under it before it got far from the bottom. */
+function followReply(follow) {
+  if (follow && !touching) scrollToBottom();
+}
+
+ui.conversation.addEventListener("touchstart", () => (touching = true), { passive: true });
+for (const type of ["touchend", "touchcancel"]) {
+  ui.conversation.addEventListener(type, () => (touching = false), { passive: true });
 }
 
 ui.conversation.addEventListener("scroll", () => {
