@@ -1,14 +1,17 @@
 """The chat page on phones: an iPhone-sized screen, a small Android one and a phone held
 sideways, emulated by Chromium (a mobile viewport, touch, a device pixel ratio of 3).
 
-A whole chat is driven by taps, and a finger swiping up stops the view from following
-the reply.
+Wide content never makes the page scroll sideways (a mobile browser would zoom out to
+show it), the main buttons are big enough for a finger, text is readable and the inputs
+are large enough that iOS Safari does not zoom in on focus; a whole chat is driven by
+taps, and a finger swiping up stops the view from following the reply.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from .chatpage import choose, last_reply, wait_for_state
@@ -22,9 +25,57 @@ PHONES = {
 }
 TOUCH = {"device_scale_factor": 3, "is_mobile": True, "has_touch": True}
 
+#: A word and a link longer than any screen, a code line, a table cell and inline code too.
+WIDE_REPLY = (
+    "A link: https://example.com/" + "path" * 80 + "\n\n"
+    + "Unbreakable" * 30 + "\n\n"
+    + "```python\nresult = " + " + ".join(["value"] * 80) + "\n```\n\n"
+    + "| Name | Value |\n|---|---|\n| " + "cell" * 60 + " | 1 |\n\n"
+    + "`" + "inline" * 30 + "`\n\nThe end."
+)  # fmt: skip
+
+#: Sideways scrolling anywhere: the page (or a mobile browser zoomed out to fit it, which
+#: widens ``innerWidth``) or the conversation.
+SIDEWAYS = """(width) => {
+  const page = document.scrollingElement;
+  const box = document.querySelector('#conversation');
+  return {
+    page: page.scrollWidth, inner: innerWidth, width,
+    conversation: box.scrollWidth, conversationBox: box.clientWidth,
+  };
+}"""
+
+#: Visible text of the app's own parts smaller than 12 px, as "selector size text".
+SMALL_TEXT = """() => [...document.querySelectorAll(
+    '.sidebar *, .conversation *, .composer *, .settings *, .topbar .connection *'
+  )].filter((e) => [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())
+    && e.checkVisibility({ visibilityProperty: true }) && !e.closest('.visually-hidden')
+    && parseFloat(getComputedStyle(e).fontSize) < 12)
+  .map((e) => `${e.tagName}.${e.className} ${getComputedStyle(e).fontSize}`
+    + ` ${e.textContent.trim().slice(0, 20)}`)"""
+
 
 def phone_page(browser: Any, server: DemoServer, phone: str) -> Any:
     return open_page(browser, server.url, **PHONES[phone], **TOUCH)
+
+
+def assert_no_sideways_scrolling(page: Any, what: str) -> None:
+    width = page.viewport_size["width"]
+    sizes = page.evaluate(SIDEWAYS, width)
+    assert sizes["inner"] == width, (what, sizes)
+    assert sizes["page"] <= sizes["inner"], (what, sizes)
+    assert sizes["conversation"] <= sizes["conversationBox"], (what, sizes)
+
+
+def font_size(page: Any, selector: str) -> float:
+    return float(page.locator(selector).evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+
+
+def assert_big_enough(page: Any, *names: str) -> None:
+    """The buttons named are at least 40 px high and wide: a fingertip's size."""
+    for name in names:
+        size = page.get_by_role("button", name=name, exact=True).bounding_box()
+        assert size and size["height"] >= 40 and size["width"] >= 40, (name, size)
 
 
 def drawer_button(page: Any) -> Any:
@@ -74,6 +125,77 @@ def swipe_down(page: Any) -> None:
     touch("touchEnd", 400)
     cdp.detach()
     page.evaluate(SCROLL_SETTLED)
+
+
+@pytest.mark.parametrize("phone", PHONES)
+def test_wide_content_does_not_scroll_the_page_sideways(
+    browser: Any, model_server: DemoServer, phone: str
+) -> None:
+    for page in phone_page(browser, model_server, phone):
+        assert_no_sideways_scrolling(page, "empty")
+        choose(page, "sse-post", "passthrough")
+        box = page.get_by_role("textbox", name="Message")
+        box.fill("A title without any space " + "x" * 200 + " https://example.com/" + "p" * 200)
+        box.press("Enter")
+        wait_for_state(page, "complete")
+        last_reply(page).evaluate("(item, text) => item.view.setText(text)", WIDE_REPLY)
+        assert_no_sideways_scrolling(page, "a wide reply")
+        # The code line scrolls in its own block, which fits the screen.
+        code = last_reply(page).locator("pre")
+        assert code.evaluate("e => e.scrollWidth > e.clientWidth")
+        block = code.bounding_box()
+        assert (
+            block
+            and block["x"] >= 0
+            and block["x"] + block["width"] <= PHONES[phone]["viewport"]["width"]
+        )
+        if drawer_button(page).is_visible():
+            drawer_button(page).tap()
+            expect(page.locator("#sidebar")).to_be_visible()
+        assert_no_sideways_scrolling(page, "the chat list")
+        title = page.locator("#conversations .conversation-link").first
+        assert title.evaluate("e => e.scrollWidth > e.clientWidth")  # cut with an ellipsis
+        sidebar = page.locator("#sidebar").bounding_box()
+        assert sidebar and sidebar["x"] + sidebar["width"] <= PHONES[phone]["viewport"]["width"]
+
+
+@pytest.mark.parametrize("phone", PHONES)
+def test_fingers_fit_the_buttons_and_text_is_readable(
+    browser: Any, model_server: DemoServer, phone: str
+) -> None:
+    for page in phone_page(browser, model_server, phone):
+        viewport = page.locator("meta[name='viewport']").get_attribute("content")
+        parts = {part.split("=")[0].strip(): part.partition("=")[2] for part in viewport.split(",")}
+        assert parts["width"] == "device-width" and parts["initial-scale"] == "1", viewport
+        assert parts.get("user-scalable", "yes") not in ("no", "0"), viewport  # zoom is allowed
+        assert "maximum-scale" not in parts, viewport
+
+        assert font_size(page, "#prompt") >= 16  # iOS Safari zooms in on a smaller input
+        page.get_by_role("textbox", name="Message").fill("A chat to rename")
+        assert_big_enough(page, "Send", "Settings")
+        page.get_by_role("textbox", name="Message").press("Enter")
+        wait_for_state(page, "complete")
+        assert page.evaluate(SMALL_TEXT) == []
+        if drawer_button(page).is_visible():
+            assert_big_enough(page, "Open the chat list")
+            drawer_button(page).tap()
+            assert_big_enough(page, "Close the chat list")
+        assert_big_enough(
+            page, "New chat", "Rename “A chat to rename”", "Delete “A chat to rename”"
+        )
+        assert page.evaluate(SMALL_TEXT) == []
+        page.get_by_role("button", name="Rename “A chat to rename”").tap()
+        assert font_size(page, ".rename-input") >= 16
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Delete “A chat to rename”").tap()
+        assert_big_enough(page, "Delete", "Cancel")
+        page.get_by_role("button", name="Cancel", exact=True).tap()
+        if drawer_button(page).is_visible():
+            page.get_by_role("button", name="Close the chat list").tap()
+        page.get_by_role("button", name="Settings").tap()
+        expect(page.locator("#settings")).to_be_visible()
+        assert font_size(page, "#pipeline") >= 16
+        assert page.evaluate(SMALL_TEXT) == []
 
 
 def test_a_chat_driven_by_taps(browser: Any, model_server: DemoServer) -> None:
