@@ -73,7 +73,9 @@ def test_copy_is_announced(browser: Any, model_server: DemoServer) -> None:
         last_reply(page).get_by_role("button", name="Copy python").click()
         expect(page.locator("#announcer")).to_have_text("Copied.")
         last_reply(page).get_by_role("button", name="Copy reply").click()
-        page.wait_for_function("window.__announced.length >= 3")
+        # Counted by themselves: a click within 50 ms of the reply's end replaces its
+        # announcement, which is then never made.
+        page.wait_for_function("window.__announced.filter(t => t === 'Copied.').length >= 2")
         assert announced(page)[-1] == "Copied."
 
 
