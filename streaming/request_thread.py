@@ -16,16 +16,39 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import connections
+
+
+def _request_context() -> object | None:
+    """The current request's thread-sensitive context, if it has one whose executor asgiref
+    made for it (not one whose caller owns the thread, as under WSGI)."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None or getattr(context, "_executor", None) is not None:
+        return None
+    return context
+
+
+async def close_request_connections() -> None:
+    """Close the database connections the current request's own sync thread opened (a
+    session or a user loaded from the database), before the view waits on anything else.
+
+    The request's sync work so far is done, and its connection would sit idle until the
+    response is read: a burst of replies waiting meanwhile on the database workers of
+    ``streaming.storage`` held one connection each, past PostgreSQL's 100 by default.
+    A later sync call of the request (saving a session it changed) opens a new one, closed
+    when the thread is let go."""
+    context = _request_context()
+    if context is not None and context in SyncToAsync.context_to_thread_executor:
+        await sync_to_async(connections.close_all)()
 
 
 def release_request_thread() -> None:
     """Let the current request's own sync thread (if it started one) close its database
     connections and exit; work already queued on it runs first."""
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None or getattr(context, "_executor", None) is not None:
-        return  # no request context, or one whose executor its caller owns
+    context = _request_context()
+    if context is None:
+        return
     executor: Executor | None = SyncToAsync.context_to_thread_executor.pop(context, None)
     if executor is None:
         return

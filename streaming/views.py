@@ -42,6 +42,7 @@ from .owners import aowner_of
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import ReplyBody, SSEFrames, needs_asgi
+from .request_thread import close_request_connections
 from .requests import (
     PipelineChoiceMixin,
     call_hook,
@@ -214,6 +215,9 @@ class SSEView(PipelineChoiceMixin, View):
             stream = partial(self.stream, prompt, **stream_params(self.stream, params, "prompt"))
             self._require_asgi()
             reservation = await self._reserve(generations, owner)
+            # The request's hooks are done: its thread's connection is not held while the
+            # reply starts (the chat's waits on the database workers).
+            await close_request_connections()
             generation_id = await start_reply(
                 generations,
                 stream,
