@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.db import connections
 
 
-def _request_context() -> object | None:
+def _request_context() -> ThreadSensitiveContext | None:
     """The current request's thread-sensitive context, if it has one whose executor asgiref
     made for it (not one whose caller owns the thread, as under WSGI)."""
     context = SyncToAsync.thread_sensitive_context.get(None)
