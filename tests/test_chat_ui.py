@@ -574,9 +574,10 @@ async def test_ws_abort_right_after_send_stops_the_reply_as_it_starts(
         assert probe(client, probe_key)[2:] in ([], ["started", "finally"])
 
 
-async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -> None:
-    """As on the chat's socket: past ``MAX_REPLY_CHARS`` (400 here) of text resent by its
-    resumes, a socket's next resume is refused; a reply here is 159 characters."""
+@contextmanager
+def small_replies_visitor() -> Iterator[tuple[str, dict[str, str]]]:
+    """A daphne whose ``MAX_REPLY_CHARS`` is 400 (``tests.settings_small_replies``), and the
+    ``Cookie`` header of a visitor of it."""
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
     with (
         sqlite_database() as database,
@@ -584,6 +585,28 @@ async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -
     ):
         with browser(base) as client:
             cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+        yield base, cookie
+
+
+async def resumes_then_one_more(
+    socket: ClientConnection, chat_id: str, request_ids: str, last: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Resume chat ``chat_id`` on ``socket`` once per request id at once, each read to its
+    end, then once more (``last``): the frames of each, and the answer to the last."""
+    for request_id in request_ids:
+        await socket.send(json.dumps({"type": "resume", "requestId": request_id, "id": chat_id}))
+    resumed: dict[str, list[dict[str, Any]]] = {request_id: [] for request_id in request_ids}
+    while any(not got or got[-1]["type"] != "end" for got in resumed.values()):
+        received = await frame(socket)
+        resumed[received["requestId"]].append(received)
+    await socket.send(json.dumps({"type": "resume", "requestId": last, "id": chat_id}))
+    return resumed, await frame(socket)
+
+
+async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -> None:
+    """As on the chat's socket: past ``MAX_REPLY_CHARS`` (400 here) of text resent by its
+    resumes, a socket's next resume is refused; a reply here is 159 characters."""
+    with small_replies_visitor() as (base, cookie):
         chat_id = str(uuid.uuid4())
         slow = {"key": key(), "delay": 0.01, "size": 1, "pipeline": "passthrough"}
         async with (
@@ -592,16 +615,7 @@ async def test_ws_resumes_of_one_socket_resend_at_most_about_max_reply_chars() -
         ):
             await first.send(send_frame("r", chat_id, **slow))
             assert await frame(first) == {"type": "start", "requestId": "r"}
-            for request_id in "abc":
-                await second.send(
-                    json.dumps({"type": "resume", "requestId": request_id, "id": chat_id})
-                )
-            resumed: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
-            while any(not got or got[-1]["type"] != "end" for got in resumed.values()):
-                received = await frame(second)
-                resumed[received["requestId"]].append(received)
-            await second.send(json.dumps({"type": "resume", "requestId": "d", "id": chat_id}))
-            refused = await frame(second)
+            resumed, refused = await resumes_then_one_more(second, chat_id, "abc", "d")
     for request_id, frames in resumed.items():
         assert text_of([f["chunk"] for f in frames[1:-1]]) == XML_REPLY, request_id
     assert refused["type"] == "error" and refused["requestId"] == "d"
@@ -612,13 +626,7 @@ async def test_ws_resumes_count_the_reasoning_they_resend() -> None:
     """A reply that is mostly reasoning (300 characters of it, "Ok." of text; the chat's
     own socket and model): two resumes resend it twice, past ``MAX_REPLY_CHARS`` (400
     here), so the next is refused. Counting its text alone, they would not be."""
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_small_replies"}
-    with (
-        sqlite_database() as database,
-        daphne_server("tests.asgi:application", {**env, **database}) as base,
-    ):
-        with browser(base) as client:
-            cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+    with small_replies_visitor() as (base, cookie):
         chat_id = str(uuid.uuid4())
         url = base.replace("http://", "ws://") + "/ws/chat/ui/"
         async with (
@@ -627,16 +635,7 @@ async def test_ws_resumes_count_the_reasoning_they_resend() -> None:
         ):
             await first.send(send_frame("r", chat_id, "think: a while"))
             assert await frame(first) == {"type": "start", "requestId": "r"}
-            for request_id in "ab":
-                await second.send(
-                    json.dumps({"type": "resume", "requestId": request_id, "id": chat_id})
-                )
-            resumed: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
-            while any(not got or got[-1]["type"] != "end" for got in resumed.values()):
-                received = await frame(second)
-                resumed[received["requestId"]].append(received)
-            await second.send(json.dumps({"type": "resume", "requestId": "c", "id": chat_id}))
-            refused = await frame(second)
+            resumed, refused = await resumes_then_one_more(second, chat_id, "ab", "c")
     for frames in resumed.values():
         chunks = [f["chunk"] for f in frames if f["type"] == "chunk"]
         reasoning = [c["delta"] for c in chunks if c["type"] == "reasoning-delta"]

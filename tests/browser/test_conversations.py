@@ -288,6 +288,27 @@ HOLD_PROMPT_SCRIPT = """() => {
 }"""
 
 
+def hold_the_prompt(page: Any, transport: str) -> list[Any]:
+    """Hold the next prompt ``page`` sends (its request, or on a WebSocket its frame); the
+    list gets the held route (``None`` for a frame) once ``wait_until_held`` saw it leave."""
+    held: list[Any] = []
+    if transport == "ws":
+        page.evaluate(HOLD_PROMPT_SCRIPT)
+    else:
+        page.route("**/chat/stream*", holding_the_first(held))
+    return held
+
+
+def wait_until_held(page: Any, transport: str, held: list[Any]) -> None:
+    """Wait until the prompt held by ``hold_the_prompt`` has left the page."""
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        if transport == "ws" and page.evaluate("() => window.promptHeld()"):
+            held.append(None)
+        page.wait_for_timeout(20)
+    assert held, "the prompt never left"
+
+
 def wait_for_stored_prompt(page: Any, conversation: str, prompt: str) -> None:
     """Wait until the conversation's last stored message is the user's ``prompt``."""
     deadline = time.monotonic() + 5
@@ -682,20 +703,11 @@ def test_a_prompt_refused_after_its_chat_was_left_goes_back_in_that_chats_box(
     wait_for_state(page, "complete")
     conversation = conversation_id(page)
     with second_tab(page) as other:
-        held: list[Any] = []
-        if transport == "ws":
-            other.evaluate(HOLD_PROMPT_SCRIPT)
-        else:
-            other.route("**/chat/stream*", holding_the_first(held))
+        held = hold_the_prompt(other, transport)
         send(page, "Answer slowly, from the first tab")
         wait_for_length(page, 40)
         send(other, "Sent from the second tab")
-        deadline = time.monotonic() + 10
-        while not held and time.monotonic() < deadline:
-            if transport == "ws" and other.evaluate("() => window.promptHeld()"):
-                held.append(None)
-            other.wait_for_timeout(20)
-        assert held, "the prompt never left"
+        wait_until_held(other, transport, held)
         other.locator("#new-chat").click()
         box = other.get_by_role("textbox", name="Message")
         expect(box).to_have_value("")
@@ -748,15 +760,11 @@ def test_a_prompt_refused_after_its_chat_was_left_is_back_after_a_reload(page: A
     conversation = conversation_id(page)
     assert conversation
     with second_tab(page) as other:
-        held: list[Any] = []
-        other.route("**/chat/stream*", holding_the_first(held))
+        held = hold_the_prompt(other, "sse-post")
         send(page, "Answer slowly, from the first tab")
         wait_for_length(page, 40)
         send(other, "Sent from the second tab")
-        deadline = time.monotonic() + 10
-        while not held and time.monotonic() < deadline:
-            other.wait_for_timeout(20)
-        assert held, "the prompt never left"
+        wait_until_held(other, "sse-post", held)
         other.locator("#new-chat").click()
         held[0].continue_()
         wait_for_kept_prompt(other, "Sent from the second tab")
@@ -802,18 +810,9 @@ def test_a_prompt_refused_by_a_limit_after_its_chat_was_left_goes_back_with_why(
     wait_for_state(page, "complete")
     conversation = conversation_id(page)
     code, title, message = REFUSALS[transport]
-    held: list[Any] = []
-    if transport == "ws":
-        page.evaluate(HOLD_PROMPT_SCRIPT)
-    else:
-        page.route("**/chat/stream*", holding_the_first(held))
+    held = hold_the_prompt(page, transport)
     send(page, "Second question")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        if transport == "ws" and page.evaluate("() => window.promptHeld()"):
-            held.append(None)
-        page.wait_for_timeout(20)
-    assert held, "the prompt never left"
+    wait_until_held(page, transport, held)
     page.locator("#new-chat").click()
     box = page.get_by_role("textbox", name="Message")
     expect(box).to_have_value("")
@@ -854,13 +853,9 @@ def test_a_refused_prompt_is_kept_in_memory_where_the_storage_throws(page: Any) 
     choose(page, "sse-post", "passthrough")
     send(page, "First question")
     wait_for_state(page, "complete")
-    held: list[Any] = []
-    page.route("**/chat/stream*", holding_the_first(held))
+    held = hold_the_prompt(page, "sse-post")
     send(page, "Second question")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the prompt never left"
+    wait_until_held(page, "sse-post", held)
     page.locator("#new-chat").click()
     message = "Too many replies started from this address: at most 10 a minute; retry in 6 s"
     held[0].fulfill(
