@@ -49,7 +49,7 @@ from .errors import StreamError, StreamErrorCode
 from .generations import get_generations
 from .limits import admit_conversation, retry_after
 from .models import Conversation, Message
-from .owners import aowner_of
+from .owners import aowner_of, atake_back_owner
 from .requests import json_object, query_params
 from .response import NoContent
 from .storage import (
@@ -212,6 +212,8 @@ class ConversationAPIView(View):
             response = error_response(exc)
         except DatabaseError as exc:
             response = error_response(await sync_to_async(database_unavailable)(exc))
+        if response.status_code >= 400:  # a refused POST made no conversation
+            await atake_back_owner(getattr(request, "session", None))
         return response
 
     def json_body(self, request: HttpRequest) -> dict[str, Any]:

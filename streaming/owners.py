@@ -8,6 +8,7 @@ session); a request without a session owns only its own (``connection:<token>``)
 from __future__ import annotations
 
 import uuid
+import weakref
 from typing import Any
 
 #: The session key holding an anonymous visitor's owner token.
@@ -16,6 +17,10 @@ OWNER_SESSION_KEY = "streaming_owner"
 SESSION_OWNER = "session:"
 #: The owner of a request without a session: that connection alone.
 CONNECTION_OWNER = "connection:"
+
+#: The sessions ``aowner_of`` gave an owner token in the request they serve (held weakly:
+#: a session object lives as long as its request).
+_given_here: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def new_owner_token() -> str:
@@ -59,7 +64,17 @@ async def aowner_of(user: Any, session: Any, *, create: bool = True) -> str:
             return f"{CONNECTION_OWNER}{new_owner_token()}"
         token = new_owner_token()
         await session.aset(OWNER_SESSION_KEY, token)
+        _given_here.add(session)
     return f"{SESSION_OWNER}{token}"
+
+
+async def atake_back_owner(session: Any) -> None:
+    """Remove the owner token this request gave the session, for a request refused before
+    it made anything (a bad prompt, a limit): its session, empty again, is not stored, so
+    a client refused over and over (a bot) adds no session row per refusal."""
+    if session is not None and session in _given_here:
+        _given_here.discard(session)
+        await session.apop(OWNER_SESSION_KEY, None)
 
 
 def is_connection_owner(owner: str) -> bool:

@@ -38,7 +38,7 @@ from .errors import StreamError, StreamErrorCode
 from .generations import DisconnectPolicy, Generations, get_generations, parse_event_id
 from .limits import Limits, Reservation, retry_after
 from .origins import check_request_origin
-from .owners import aowner_of
+from .owners import aowner_of, atake_back_owner
 from .protocols import SSEMessages, WireProtocol
 from .protocols.sse import chunk_data, done_data, error_data
 from .reply_body import ReplyBody, SSEFrames, needs_asgi
@@ -200,6 +200,7 @@ class SSEView(PipelineChoiceMixin, View):
         generations = get_generations()
         # An empty header names nothing (EventSource sends none before its first id).
         last_event_id = self.request.META.get("HTTP_LAST_EVENT_ID") or None
+        starting = False
         try:
             if last_event_id is None:
                 # Before the CSRF check, which another site's POST also fails: say why.
@@ -218,6 +219,7 @@ class SSEView(PipelineChoiceMixin, View):
             # The request's hooks are done: its thread's connection is not held while the
             # reply starts (the chat's waits on the database workers).
             await close_request_connections()
+            starting = True
             generation_id = await start_reply(
                 generations,
                 stream,
@@ -229,6 +231,8 @@ class SSEView(PipelineChoiceMixin, View):
                 options=self.generation_options,
             )
         except StreamError as exc:
+            if not starting:  # refused before anything was made (a turn may be, after)
+                await atake_back_owner(getattr(self.request, "session", None))
             return self.error_response(exc)
         return self.follow_response(generations, generation_id, owner, after=0)
 

@@ -180,6 +180,42 @@ def test_a_refused_start_is_no_start(limited_url: str) -> None:
         assert response.status_code == 200, response.text
 
 
+def test_refusals_of_a_client_without_a_session_store_none(limited_url: str) -> None:
+    """A client that keeps only the CSRF cookie (a bot), refused over and over (its
+    address's starts used up, a bad prompt, a bad conversation), is given no session by a
+    refusal (no cookie here, signed; no row with database sessions): its owner token is
+    taken back. The prompt that starts a reply gets its session, as before."""
+    address = new_address()
+    with httpx.Client(base_url=limited_url, timeout=LIMIT) as page:
+        page.get("/")
+        token = page.cookies["csrftoken"]
+    headers = {"X-CSRFToken": token, "X-Forwarded-For": address}
+
+    def post(path: str, **body: Any) -> httpx.Response:
+        """One request from a client that stored nothing but the CSRF cookie."""
+        with httpx.Client(base_url=limited_url, timeout=LIMIT) as bot:
+            bot.cookies.set("csrftoken", token)
+            return bot.post(path, headers=headers, **body)
+
+    for _ in range(30):
+        quick = httpx.get(f"{limited_url}/sse/scripted", params=QUICK, headers=headers)
+        assert quick.status_code == 200
+    refusals = [
+        (post("/chat/stream", json={"prompt": "Hi"}), 429),
+        (post("/chat/ui", json={"id": "c1", "messages": []}), 400),
+        (post("/chat/stream", json={"prompt": ""}), 400),
+        (post("/chat/stream", content=b"{not json"), 400),
+        (post("/chat/conversations", json=[]), 400),
+    ]
+    for response, status in refusals:
+        assert response.status_code == status, response.text
+        assert "sessionid" not in response.cookies, response.text
+    headers["X-Forwarded-For"] = new_address()
+    started = post("/chat/stream", json={"prompt": "Hi"})
+    assert started.status_code == 200
+    assert "sessionid" in started.cookies
+
+
 def test_resuming_starts_nothing_and_is_not_limited(limited_url: str) -> None:
     with visitor(limited_url, new_address()) as client, contextlib.ExitStack() as running:
         streams = [

@@ -141,3 +141,24 @@ async def test_resumes_and_stops_without_an_owner_token_store_no_session() -> No
     assert [a.status_code for a in answers] == [404, 404, 204, 204]
     assert all("sessionid" not in a.cookies for a in answers)
     assert await Session.objects.acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("db_sessions")
+@own_db_thread
+async def test_refused_first_prompts_and_conversations_store_no_session() -> None:
+    """A refusal takes back the owner token its request made: a client refused over and
+    over adds no session row (over daphne, with a limit's refusal too, in
+    ``test_limits_live.py``)."""
+    bot = AsyncClient()
+    refusals = [
+        await bot.post("/chat/stream", "{not json", content_type="application/json"),
+        await bot.post("/chat/stream", json.dumps({"prompt": ""}), content_type="application/json"),
+        await bot.post(API, "[]", content_type="application/json"),
+    ]
+    assert [r.status_code for r in refusals] == [400, 400, 400]
+    assert all("sessionid" not in r.cookies for r in refusals)
+    assert await Session.objects.acount() == 0
+    created = await bot.post(API, "{}", content_type="application/json")
+    assert created.status_code == 201
+    assert await Session.objects.acount() == 1
