@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DatabaseError
 from django.db.models import Q
+from django.db.models.functions import Length
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
@@ -67,6 +68,10 @@ logger = logging.getLogger("streaming")
 
 #: Conversations one listing returns at most, and messages one page of a conversation.
 MAX_LIST = 100
+#: The characters (text and reasoning) one page of messages carries at most, past its
+#: first message: a page of long replies is cut short (``earlier`` then names the rest),
+#: so a request holds a few megabytes, not ``MAX_LIST`` times ``MAX_REPLY_CHARS``.
+PAGE_MAX_CHARS = 1_000_000
 #: The most digits of a message id a ``before`` cursor may have (a 64-bit key has 19).
 MAX_ID_DIGITS = 18
 
@@ -275,10 +280,11 @@ class ConversationView(ConversationAPIView):
     http_method_names: ClassVar[list[str]] = ["get", "head", "patch", "delete"]
 
     async def get(self, request: HttpRequest, conversation_id: str) -> HttpResponse:
-        """The latest page of messages (``limit``), or the page before message ``before``:
-        one query on the ``(conversation, id)`` index, newest first, whatever the
-        conversation's length; the cursor itself comes first in it, so an unknown one is
-        found without another query."""
+        """The latest page of messages (``limit``, and ``PAGE_MAX_CHARS``), or the page
+        before message ``before``: the page's ids and sizes, newest first, then its
+        messages, each one query on the ``(conversation, id)`` index whatever the
+        conversation's length; the cursor itself comes first in the ids, so an unknown one
+        is found without another query."""
         query = query_params(request)
         limit = _limit(query.get("limit"))
         conversation = await self.conversation(conversation_id)
@@ -288,18 +294,19 @@ class ConversationView(ConversationAPIView):
         messages = Message.objects.filter(conversation=conversation).order_by("-id")
         if cursor is not None:
             messages = messages.filter(id__lte=cursor)
-        page = [m async for m in messages[: limit + 1 + (cursor is not None)]]
+        sizes = messages.values_list("id", Length("content") + Length("reasoning"))
+        newest = [row async for row in sizes[: limit + 1 + (cursor is not None)]]
         if cursor is not None:
-            if not page or page[0].pk != cursor:
+            if not newest or newest[0][0] != cursor:
                 raise no_message()
-            page = page[1:]
-        more = len(page) > limit
-        page = page[:limit][::-1]
+            newest = newest[1:]
+        ids = _page_ids(newest, limit)
+        page = [m async for m in Message.objects.filter(id__in=ids).order_by("id")]
         return JsonResponse(
             {
                 **summary(conversation),
                 "messages": [message_data(m) for m in page],
-                "earlier": page[0].pk if more else None,
+                "earlier": ids[-1] if len(ids) < len(newest) else None,
                 "running": running,
                 "starting": starting,
             }
@@ -319,6 +326,19 @@ class ConversationView(ConversationAPIView):
         generation_id = await in_db(delete_conversation, self.owner, conversation_id)
         await stop_reply(self.owner, generation_id)
         return NoContent()
+
+
+def _page_ids(newest: list[tuple[int, int]], limit: int) -> list[int]:
+    """The ids of a page, newest first: at most ``limit`` messages and, past the first,
+    ``PAGE_MAX_CHARS`` characters."""
+    ids: list[int] = []
+    room = PAGE_MAX_CHARS
+    for message_id, size in newest[:limit]:
+        room -= size or 0
+        if ids and room < 0:
+            break
+        ids.append(message_id)
+    return ids
 
 
 def no_message() -> StreamError:

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from streaming.conversations import PAGE_MAX_CHARS
 from streaming.models import Conversation, Message
 
 API = "/chat/conversations"
@@ -160,29 +161,62 @@ def test_the_same_queries_whatever_the_number_of_messages(
 ) -> None:
     conversation, ids = chat(owner_of(me), count)
     path = f"{API}/{conversation.pk}"
-    # The user, the conversation, one page of messages.
-    with django_assert_num_queries(3) as latest:
+    # The user, the conversation, one page's ids and sizes, its messages (if any).
+    with django_assert_num_queries(4 if ids else 3) as latest:
         assert me.get(path).status_code == 200
     if ids:
-        with django_assert_num_queries(3):
+        with django_assert_num_queries(4):
             assert me.get(path, {"before": ids[len(ids) // 2]}).status_code == 200
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(3):  # no messages read for a cursor that is none
         assert me.get(path, {"before": 10**9}).status_code == 404
-    page_sql = latest.captured_queries[-1]["sql"]
+    page_sql = latest.captured_queries[2]["sql"]
     assert "LIMIT 101" in page_sql, page_sql
 
 
 def test_the_page_is_read_on_the_index_without_a_scan_or_a_sort(me: Client) -> None:
     """SQLite's plan of the view's own queries of messages: a search of the
-    ``(conversation, id)`` index, in its order (no temporary sort of every message)."""
+    ``(conversation, id)`` index, in its order (no temporary sort of every message), then
+    the page's rows by their keys."""
     conversation, ids = chat(owner_of(me), 300)
     for params in ({}, {"before": ids[200]}):
         with CaptureQueriesContext(connection) as queries:
             assert me.get(f"{API}/{conversation.pk}", params).status_code == 200
-        sql = queries.captured_queries[-1]["sql"]
-        assert '"streaming_message"' in sql.split("FROM")[1], sql
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-        assert "USING INDEX streaming_msg_conv_id" in plan, plan
-        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+        sizes, rows = (plan_of(q["sql"]) for q in queries.captured_queries[-2:])
+        assert "USING INDEX streaming_msg_conv_id" in sizes, sizes
+        assert "USING INTEGER PRIMARY KEY" in rows, rows
+        for plan in (sizes, rows):
+            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def plan_of(sql: str) -> str:
+    """SQLite's plan of a query of messages."""
+    assert '"streaming_message"' in sql.split("FROM")[1], sql
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+        return " ".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_a_page_of_long_messages_is_cut_at_its_characters(me: Client) -> None:
+    """A page carries at most ``PAGE_MAX_CHARS`` of text and reasoning past its first
+    message, so a request never holds a hundred replies of a million characters: the rest
+    is paged back by ``earlier`` as usual, a message too long for any page alone."""
+    conversation = Conversation.objects.create(owner=owner_of(me), title="long")
+    tenth = PAGE_MAX_CHARS // 10
+    # Oldest first: the page before the longest holds exactly PAGE_MAX_CHARS.
+    sizes = [10, 4 * tenth, 3 * tenth, 3 * tenth, 12 * tenth, 20]
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="assistant", content="a" * (size - size // 4),
+                reasoning="r" * (size // 4))
+        for size in sizes
+    )  # fmt: skip
+    ids = list(Message.objects.filter(conversation=conversation).values_list("id", flat=True))
+    pages = []
+    params: dict[str, Any] = {}
+    while True:
+        data = page(me, conversation, **params)
+        pages.append([m["id"] for m in data["messages"]])
+        if data["earlier"] is None:
+            break
+        assert data["earlier"] == pages[-1][0]
+        params = {"before": data["earlier"]}
+    assert pages == [[ids[5]], [ids[4]], ids[1:4], [ids[0]]]
