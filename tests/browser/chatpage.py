@@ -25,9 +25,14 @@ def choose(page: Any, transport: str, pipeline: str = "response") -> None:
 
 
 def send(page: Any, prompt: str) -> None:
+    """Type ``prompt`` and send it: with Enter, or with a tap on Send on a touch-first
+    screen (a phone), where Enter starts a new line."""
     box = page.get_by_role("textbox", name="Message")
     box.fill(prompt)
-    box.press("Enter")
+    if page.evaluate("matchMedia('(pointer: coarse) and (hover: none)').matches"):
+        page.get_by_role("button", name="Send").tap()
+    else:
+        box.press("Enter")
 
 
 def last_reply(page: Any) -> Any:

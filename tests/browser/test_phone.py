@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .chatpage import choose, last_reply, wait_for_state
+from .chatpage import choose, last_reply, send, wait_for_state
 from .conftest import DemoServer, open_page
 from .test_conversations import wait_for_length
 
@@ -134,9 +134,7 @@ def test_wide_content_does_not_scroll_the_page_sideways(
     for page in phone_page(browser, model_server, phone):
         assert_no_sideways_scrolling(page, "empty")
         choose(page, "sse-post", "passthrough")
-        box = page.get_by_role("textbox", name="Message")
-        box.fill("A title without any space " + "x" * 200 + " https://example.com/" + "p" * 200)
-        box.press("Enter")
+        send(page, "A title without any space " + "x" * 200 + " https://example.com/" + "p" * 200)
         wait_for_state(page, "complete")
         last_reply(page).evaluate("(item, text) => item.view.setText(text)", WIDE_REPLY)
         assert_no_sideways_scrolling(page, "a wide reply")
@@ -173,7 +171,7 @@ def test_fingers_fit_the_buttons_and_text_is_readable(
         assert font_size(page, "#prompt") >= 16  # iOS Safari zooms in on a smaller input
         page.get_by_role("textbox", name="Message").fill("A chat to rename")
         assert_big_enough(page, "Send", "Settings")
-        page.get_by_role("textbox", name="Message").press("Enter")
+        page.get_by_role("button", name="Send").tap()
         wait_for_state(page, "complete")
         assert page.evaluate(SMALL_TEXT) == []
         if drawer_button(page).is_visible():
@@ -268,3 +266,87 @@ def wait_for_reply_overflowing(page: Any) -> None:
         " return c.scrollHeight > c.clientHeight + 200; }",
         polling="raf",
     )
+
+
+def test_enter_adds_a_line_on_a_phone_and_send_sends(
+    browser: Any, model_server: DemoServer
+) -> None:
+    """A phone's keyboard has Enter where a desktop's has Shift+Enter: it starts a new line,
+    as in the major chat apps, and only Send sends; nothing tells of keys it lacks."""
+    for page in phone_page(browser, model_server, "iphone"):
+        choose(page, "sse-post", "passthrough")
+        box = page.get_by_role("textbox", name="Message")
+        expect(box).to_have_accessible_description("")
+        box.tap()
+        box.fill("first line")
+        box.press("Enter")
+        box.press_sequentially("second line")
+        expect(box).to_have_value("first line\nsecond line")
+        expect(page.locator(".message")).to_have_count(0)
+        page.get_by_role("button", name="Send").tap()
+        expect(page.locator(".message[data-role='user'] .text")).to_have_text(
+            "first line\nsecond line"
+        )
+        wait_for_state(page, "complete")
+
+
+#: The points of the 44 px square centred on a button that a tap there would not reach.
+MISSED_POINTS = """(button) => {
+  const box = button.getBoundingClientRect();
+  const [x, y] = [box.left + box.width / 2, box.top + box.height / 2];
+  return [[-21, -21], [21, -21], [-21, 21], [21, 21], [0, -21], [0, 21], [-21, 0], [21, 0]]
+    .filter(([dx, dy]) => document.elementFromPoint(x + dx, y + dy)?.closest('.action')
+      !== button);
+}"""
+
+
+def test_message_actions_fit_a_finger(browser: Any, model_server: DemoServer) -> None:
+    """Copy and Regenerate take a tap anywhere in 44 px around them, as drawn at a
+    mouse's size: the messages do not move apart for them."""
+    for page in phone_page(browser, model_server, "android"):
+        send(page, "Some markdown please")
+        wait_for_state(page, "complete")
+        for name in ["Copy message", "Copy reply", "Regenerate reply"]:
+            button = page.get_by_role("button", name=name, exact=True)
+            assert button.evaluate(MISSED_POINTS) == [], name
+            assert (button.bounding_box() or {}).get("height", 0) < 32, name  # drawn small
+        copy = page.get_by_role("button", name="Copy reply", exact=True)
+        box = copy.bounding_box()
+        assert box
+        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + 20)
+        expect(copy).to_have_text("Copied")
+
+
+def test_a_tapped_button_does_not_stay_highlighted(browser: Any, model_server: DemoServer) -> None:
+    """A tap leaves the pointer "over" what it tapped: a hover style would stay on Settings
+    once its popover is closed again, as if it were still open."""
+    for page in phone_page(browser, model_server, "iphone"):
+        settings = page.get_by_role("button", name="Settings")
+        untouched = settings.evaluate("e => getComputedStyle(e).backgroundColor")
+        settings.tap()
+        expect(page.locator("#settings")).to_be_visible()
+        settings.tap()
+        expect(page.locator("#settings")).to_be_hidden()
+        assert settings.evaluate("e => getComputedStyle(e).backgroundColor") == untouched
+
+
+#: The header's parts (the page's or a project's own) that stick out of the screen or are
+#: cut short (an ellipsis or hidden overflow), as "tag.class left right scrollWidth width".
+HEADER_CUT = """() => [...document.querySelectorAll('.topbar, .topbar *:not(.connection-label)')]
+  .filter((e) => e.checkVisibility() && !(e instanceof SVGElement))
+  .filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.left < 0 || box.right > innerWidth || e.scrollWidth > e.clientWidth;
+  })
+  .map((e) => { const box = e.getBoundingClientRect();
+    return `${e.tagName}.${e.className} ${box.left} ${box.right} ${e.scrollWidth}`
+      + ` ${e.clientWidth}`; })"""
+
+
+@pytest.mark.parametrize("phone", PHONES)
+def test_the_header_fits_a_phone(browser: Any, model_server: DemoServer, phone: str) -> None:
+    """The demo's name, its badge and its link back to the site are whole on a phone."""
+    for page in phone_page(browser, model_server, phone):
+        expect(page.locator(".demo-badge")).to_be_visible()
+        expect(page.get_by_role("link", name="Site admin")).to_be_visible()
+        assert page.evaluate(HEADER_CUT) == []

@@ -1772,8 +1772,20 @@ ui.composer.addEventListener("submit", (event) => {
   submit();
 });
 
+/** A touch-first screen (a phone, a tablet without trackpad): as in the major chat apps,
+ * Enter on its keyboard starts a new line, and Send sends. */
+const touchFirst = window.matchMedia("(pointer: coarse) and (hover: none)");
+
+/** The keyboard hint describes the message box only where Enter sends, as it says. */
+function describeKeys() {
+  if (touchFirst.matches) ui.prompt.removeAttribute("aria-describedby");
+  else ui.prompt.setAttribute("aria-describedby", "composer-hint");
+}
+touchFirst.addEventListener("change", describeKeys);
+describeKeys();
+
 ui.prompt.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !touchFirst.matches) {
     event.preventDefault();
     submit();
   }
