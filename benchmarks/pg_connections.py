@@ -2,11 +2,15 @@
 
     .venv/bin/python -m benchmarks.pg_connections [--chats 50,200] [--sockets 200]
                                                   [--slow 100] [--conn-max-age 0,60]
+                                                  [--pool 0,20] [--pool-timeout 30]
                                                   [--idle 10] [--token-delay 0.01]
 
-A PostgreSQL cluster (``tests.postgres_server``) and, for each ``CONN_MAX_AGE``, a fresh
-database and a daphne serving the test project on it with database sessions
-(``benchmarks.settings_pg_connections``). Every visitor has its own session (a
+A PostgreSQL cluster (``tests.postgres_server``) and, for each ``CONN_MAX_AGE`` and each
+``--pool`` size, a fresh database and a daphne serving the test project on it with
+database sessions (``benchmarks.settings_pg_connections``). A pool size of 0 is no pool;
+N is Django's native pool (psycopg_pool) of ``max_size`` N, ``min_size`` min(4, N) and
+``timeout`` ``--pool-timeout`` seconds (Django refuses a pool with ``CONN_MAX_AGE`` above
+0: those pairs are skipped). Every visitor has its own session (a
 ``GET /visitor`` first). A thread counts the database's rows in ``pg_stat_activity``
 every 20 ms (its own connection is to another database). Scenarios, one after another:
 
@@ -21,9 +25,10 @@ every 20 ms (its own connection is to another database). Scenarios, one after an
 Printed per scenario, as a Markdown table: the peak count while it ran, the count right
 after its replies ended (or while its sockets or streams stay open), after ``--idle``
 seconds more, and the replies that failed by error code (``STORE_UNAVAILABLE``: the
-database refused a connection, "too many clients"). The counts are the database's every
-connection: with ``CONN_MAX_AGE`` above 0 they include those of the visitors' earlier
-requests, which wait for the garbage collector. Daphne's log goes to the temporary
+database refused a connection, "too many clients", or the pool had none free for its
+whole ``timeout``). The counts are the database's every connection: with
+``CONN_MAX_AGE`` above 0 they include those of the visitors' earlier requests, which wait
+for the garbage collector; with a pool, its idle ones. Daphne's log goes to the temporary
 directory (its path on stderr).
 """
 
@@ -228,15 +233,17 @@ async def slow_streams(url: str, counter: Counter, count: int, idle: float) -> R
 
 @contextmanager
 def served(
-    server: PostgresServer, conn_max_age: int, token_delay: float
+    server: PostgresServer, conn_max_age: int, pool: int, pool_timeout: float, token_delay: float
 ) -> Iterator[tuple[str, str]]:
-    name = f"conns_{conn_max_age}_{int(time.time())}"
+    name = f"conns_{conn_max_age}_{pool}_{int(time.time())}"
     server.create_database(name)
     env = {
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "STREAMING_TEST_POSTGRES": f"{server.host}:{server.port}",
         "DJANGO_DB": name,
         "BENCH_CONN_MAX_AGE": str(conn_max_age),
+        "BENCH_POOL": str(pool),
+        "BENCH_POOL_TIMEOUT": str(pool_timeout),
         "BENCH_TOKEN_DELAY": str(token_delay),
     }
     migrate(env)
@@ -252,15 +259,19 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=200)
     parser.add_argument("--slow", type=int, default=100)
     parser.add_argument("--conn-max-age", default="0,60")
+    parser.add_argument("--pool", default="0", help="pool sizes (max_size), 0 for none")
+    parser.add_argument("--pool-timeout", type=float, default=30.0)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--token-delay", type=float, default=0.01)
     args = parser.parse_args()
     chats = [int(n) for n in args.chats.split(",")]
-    print(f"| CONN_MAX_AGE | scenario | peak | after | after {args.idle:g} s | failed |")
-    print("|---|---|---:|---:|---:|---|", flush=True)
+    ages = [int(a) for a in args.conn_max_age.split(",")]
+    pools = [int(p) for p in args.pool.split(",")]
+    print(f"| CONN_MAX_AGE | pool | scenario | peak | after | after {args.idle:g} s | failed |")
+    print("|---|---:|---|---:|---:|---:|---|", flush=True)
     with postgres_server() as server:
-        for age in (int(a) for a in args.conn_max_age.split(",")):
-            with served(server, age, args.token_delay) as (url, name):
+        for age, pool in ((a, p) for a in ages for p in pools if not (a and p)):
+            with served(server, age, pool, args.pool_timeout, args.token_delay) as (url, name):
                 counter = Counter(server, name)
                 scenarios: list[tuple[str, Coroutine[Any, Any, Row]]] = []
                 for n in chats:
@@ -279,8 +290,8 @@ def main() -> None:
                         except Exception as exc:  # the row says what stopped the scenario
                             peak, after, idle = counter.peak(), counter.now(), -1
                             failed = f"stopped: {exc!r}"[:120]
-                        print(f"| {age} | {scenario} | {peak} | {after} | {idle} | {failed} |",
-                              flush=True)  # fmt: skip
+                        print(f"| {age} | {pool} | {scenario} | {peak} | {after} | {idle} "
+                              f"| {failed} |", flush=True)  # fmt: skip
                 finally:
                     counter.close()
 
