@@ -69,9 +69,17 @@ async def in_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 def database_unavailable(exc: DatabaseError) -> StreamError:
     """What a client is told when the database fails. The details go to the log, with
-    what to do when it failed because the app's tables were never created. Sync: it may
-    ask the database which tables it has."""
-    if _tables_missing():
+    what to do when it failed because Django's connection pool had no connection free,
+    or because the app's tables were never created. Sync: it may ask the database which
+    tables it has (not after a pool's timeout: that would wait for the pool again)."""
+    if pool_timed_out(exc):
+        logger.error(
+            "No database connection was free in the pool for its whole timeout: %r. Raise "
+            "the pool's max_size (DATABASES OPTIONS 'pool'; every process's within "
+            "PostgreSQL's max_connections) or its timeout, or add processes.",
+            exc,
+        )
+    elif _tables_missing():
         logger.error(
             "The database failed: %r. The streaming app's tables are missing: "
             "run `manage.py migrate`.",
@@ -80,6 +88,16 @@ def database_unavailable(exc: DatabaseError) -> StreamError:
     else:
         logger.error("The database failed: %r", exc)
     return StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE)
+
+
+def pool_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is Django's error for psycopg's pool finding no connection free for
+    its ``timeout`` (``PoolTimeout``); psycopg_pool is only there with the pool."""
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:
+        return False
+    return isinstance(exc.__cause__, PoolTimeout)
 
 
 def _tables_missing() -> bool:
