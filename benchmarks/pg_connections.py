@@ -24,12 +24,13 @@ every 20 ms (its own connection is to another database). Scenarios, one after an
 
 Printed per scenario, as a Markdown table: the peak count while it ran, the count right
 after its replies ended (or while its sockets or streams stay open), after ``--idle``
-seconds more, and the replies that failed by error code (``STORE_UNAVAILABLE``: the
-database refused a connection, "too many clients", or the pool had none free for its
-whole ``timeout``). The counts are the database's every connection: with
-``CONN_MAX_AGE`` above 0 they include those of the visitors' earlier requests, which wait
-for the garbage collector; with a pool, its idle ones. Daphne's log goes to the temporary
-directory (its path on stderr).
+seconds more, the seconds until every reply ended (the idle sockets: until all opened;
+the slow replies: until all started), and the replies that failed by error code
+(``STORE_UNAVAILABLE``: the database refused a connection, "too many clients", or the
+pool had none free for its whole ``timeout``). The counts are the database's every
+connection: with ``CONN_MAX_AGE`` above 0 they include those of the visitors' earlier
+requests, which wait for the garbage collector; with a pool, its idle ones. Daphne's log
+goes to the temporary directory (its path on stderr).
 """
 
 from __future__ import annotations
@@ -177,44 +178,52 @@ def refusals(codes: list[str]) -> str:
     return ", ".join(f"{n} {code}" for code, n in failed.most_common()) or "-"
 
 
-Row = tuple[int, int, int, str]
+#: Peak, after, after idling, the seconds until every reply ended (or started), failures.
+Row = tuple[int, int, int, float, str]
 
 
 async def sse_burst(url: str, counter: Counter, chats: int, idle: float) -> Row:
     made = await visitors(url, chats)
     counter.reset()
+    began = time.monotonic()
     codes = await asyncio.gather(*(v.sse_chat(f"Hello {n}") for n, v in enumerate(made)))
     peak, after = counter.peak(), counter.now()
+    took = time.monotonic() - began
     await close_all(made)
-    return peak, after, await settled(counter, idle), refusals(codes)
+    return peak, after, await settled(counter, idle), took, refusals(codes)
 
 
 async def ws_burst(url: str, counter: Counter, chats: int, idle: float) -> Row:
     made = await visitors(url, chats)
     sockets = [await v.websocket() for v in made]
     counter.reset()
+    began = time.monotonic()
     codes = await asyncio.gather(*(ws_chat(s, f"Hello {n}") for n, s in enumerate(sockets)))
     peak, after = counter.peak(), counter.now()
+    took = time.monotonic() - began
     open_after_idle = await settled(counter, idle)
     await asyncio.gather(*(s.close() for s in sockets))
     await close_all(made)
-    return peak, after, open_after_idle, refusals(codes)
+    return peak, after, open_after_idle, took, refusals(codes)
 
 
 async def idle_sockets(url: str, counter: Counter, count: int, idle: float) -> Row:
     made = await visitors(url, count)
     counter.reset()
+    began = time.monotonic()
     sockets = [await v.websocket() for v in made]
     peak, after = counter.peak(), counter.now()
+    took = time.monotonic() - began
     open_after_idle = await settled(counter, idle)
     await asyncio.gather(*(s.close() for s in sockets))
     await close_all(made)
-    return peak, after, open_after_idle, "-"
+    return peak, after, open_after_idle, took, "-"
 
 
 async def slow_streams(url: str, counter: Counter, count: int, idle: float) -> Row:
     made = await visitors(url, count)
     counter.reset()
+    began = time.monotonic()
     started = [asyncio.Event() for _ in made]
     tasks = [
         asyncio.create_task(v.sse_chat(f"slow: {n}", event))
@@ -222,13 +231,14 @@ async def slow_streams(url: str, counter: Counter, count: int, idle: float) -> R
     ]
     await asyncio.gather(*(event.wait() for event in started))
     peak, after = counter.peak(), counter.now()
+    took = time.monotonic() - began
     open_after_idle = await settled(counter, idle)
     codes = [task.result() for task in tasks if task.done()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await close_all(made)
-    return peak, after, open_after_idle, refusals(codes)
+    return peak, after, open_after_idle, took, refusals(codes)
 
 
 @contextmanager
@@ -267,8 +277,8 @@ def main() -> None:
     chats = [int(n) for n in args.chats.split(",")]
     ages = [int(a) for a in args.conn_max_age.split(",")]
     pools = [int(p) for p in args.pool.split(",")]
-    print(f"| CONN_MAX_AGE | pool | scenario | peak | after | after {args.idle:g} s | failed |")
-    print("|---|---:|---|---:|---:|---:|---|", flush=True)
+    print(f"| CONN_MAX_AGE | pool | scenario | peak | after | after {args.idle:g} s | s | failed |")
+    print("|---|---:|---|---:|---:|---:|---:|---|", flush=True)
     with postgres_server() as server:
         for age, pool in ((a, p) for a in ages for p in pools if not (a and p)):
             with served(server, age, pool, args.pool_timeout, args.token_delay) as (url, name):
@@ -286,12 +296,12 @@ def main() -> None:
                 try:
                     for scenario, run in scenarios:
                         try:
-                            peak, after, idle, failed = asyncio.run(run)
+                            peak, after, idle, took, failed = asyncio.run(run)
                         except Exception as exc:  # the row says what stopped the scenario
-                            peak, after, idle = counter.peak(), counter.now(), -1
+                            peak, after, idle, took = counter.peak(), counter.now(), -1, -1.0
                             failed = f"stopped: {exc!r}"[:120]
                         print(f"| {age} | {pool} | {scenario} | {peak} | {after} | {idle} "
-                              f"| {failed} |", flush=True)  # fmt: skip
+                              f"| {took:.1f} | {failed} |", flush=True)  # fmt: skip
                 finally:
                     counter.close()
 
