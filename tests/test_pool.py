@@ -126,10 +126,11 @@ async def test_a_pool_with_no_connection_free_past_its_timeout_answers_a_json_50
     postgres: PostgresServer, pooled: tuple[str, str, Path]
 ) -> None:
     """Both of the pool's connections wait on a lock held elsewhere (a long migration, say):
-    a third request waits the pool's 1 s for a connection, and gets the JSON 503, not
-    Django's 500 page and a traceback; once the lock goes the waiting ones finish and the
-    pool serves again. The log says the pool was exhausted and what to raise (the API's
-    503 once asked the database for its tables too, and waited the pool's timeout twice)."""
+    a third request waits the pool's 1 s for a connection, and gets the JSON 503 (the chat
+    page its 503 page), not Django's 500 page and a traceback; once the lock goes the
+    waiting ones finish and the pool serves again. The log says the pool was exhausted and
+    what to raise (the API's 503 once asked the database for its tables too, and waited
+    the pool's timeout twice)."""
     url, database, log = pooled
     stuck, late = [Visitor(url) for _ in range(2)], Visitor(url)
     await asyncio.gather(*(v.arrive() for v in [*stuck, late]))
@@ -145,10 +146,13 @@ async def test_a_pool_with_no_connection_free_past_its_timeout_answers_a_json_50
         refused.append(
             await late.client.post("/chat/stream", json={"prompt": "Hi"}, headers=headers)
         )
+        page = await late.client.get("/")
     finally:
         await locker.rollback()
         await locker.close()
     assert [(r.status_code, r.json()) for r in refused] == [(503, DOWN)] * 3
+    assert page.status_code == 503
+    assert "<h1>The chat is unavailable</h1>" in page.text
     assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
     assert (await late.sse_chat("Hi again")) == 'data: {"done":true}'
     await asyncio.gather(*(v.client.aclose() for v in [*stuck, late]))
