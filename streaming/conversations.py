@@ -57,7 +57,7 @@ from .storage import (
     clean_title,
     conversation_uuid,
     create_conversation,
-    database_unavailable,
+    database_failure,
     delete_conversation,
     in_db,
     not_found,
@@ -216,7 +216,7 @@ class ConversationAPIView(View):
         except StreamError as exc:
             response = error_response(exc)
         except DatabaseError as exc:
-            response = error_response(await sync_to_async(database_unavailable)(exc))
+            response = error_response(await sync_to_async(database_failure)(exc))
         if response.status_code >= 400:  # a refused POST made no conversation
             await atake_back_owner(getattr(request, "session", None))
         return response

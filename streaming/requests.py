@@ -26,6 +26,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
 
 from .conf import setting
+from .database_pool import pool_busy, pool_timed_out
 from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .generations import DISCONNECT_POLICIES
@@ -211,12 +212,15 @@ def get_shown(params: Mapping[str, Any], *, query: bool = False) -> int | None:
 async def call_hook(hook: Callable[[], Any]) -> Any:
     """Run a transport hook: awaited when it is async, else in a thread (it may use the ORM).
     A database that fails under it (a session or a user loaded from a database that is
-    down) is ``STORE_UNAVAILABLE``, a JSON 503 or an error frame, not Django's 500 page."""
+    down) is ``STORE_UNAVAILABLE``, a JSON 503 or an error frame, not Django's 500 page
+    (``SERVER_BUSY`` when Django's pool had no connection free)."""
     try:
         if inspect.iscoroutinefunction(hook):
             return await hook()
         return await sync_to_async(hook)()
     except DatabaseError as exc:
+        if pool_timed_out(exc):
+            raise pool_busy(exc) from exc
         logger.error("The database failed under %s: %r", getattr(hook, "__qualname__", hook), exc)
         raise StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE) from exc
 

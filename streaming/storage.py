@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from .conf import setting
+from .database_pool import pool_busy, pool_timed_out
 from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .models import TITLE_MAX_LENGTH, Conversation, Message
 from .surrogates import REPLACEMENT
@@ -60,26 +61,22 @@ async def in_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except DatabaseError as exc:
-            raise database_unavailable(exc) from exc
+            raise database_failure(exc) from exc
         finally:
             connections.close_all()
 
     return await sync_to_async(closing, thread_sensitive=False)()
 
 
-def database_unavailable(exc: DatabaseError) -> StreamError:
-    """What a client is told when the database fails. The details go to the log, with
-    what to do when it failed because Django's connection pool had no connection free,
-    or because the app's tables were never created. Sync: it may ask the database which
-    tables it has (not after a pool's timeout: that would wait for the pool again)."""
+def database_failure(exc: DatabaseError) -> StreamError:
+    """What a client is told when the database fails: busy when Django's pool had no
+    connection free (``database_pool``), else unavailable. The details go to the log, with
+    what to do when it failed because the app's tables were never created. Sync: it may
+    ask the database which tables it has (not after a pool's timeout: that would wait for
+    the pool again)."""
     if pool_timed_out(exc):
-        logger.error(
-            "No database connection was free in the pool for its whole timeout: %r. Raise "
-            "the pool's max_size (DATABASES OPTIONS 'pool'; every process's within "
-            "PostgreSQL's max_connections) or its timeout, or add processes.",
-            exc,
-        )
-    elif _tables_missing():
+        return pool_busy(exc)
+    if _tables_missing():
         logger.error(
             "The database failed: %r. The streaming app's tables are missing: "
             "run `manage.py migrate`.",
@@ -88,16 +85,6 @@ def database_unavailable(exc: DatabaseError) -> StreamError:
     else:
         logger.error("The database failed: %r", exc)
     return StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE)
-
-
-def pool_timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is Django's error for psycopg's pool finding no connection free for
-    its ``timeout`` (``PoolTimeout``); psycopg_pool is only there with the pool."""
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:
-        return False
-    return isinstance(exc.__cause__, PoolTimeout)
 
 
 def _tables_missing() -> bool:

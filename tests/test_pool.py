@@ -26,7 +26,7 @@ LIMIT = 60.0
 #: Replies at once over each transport: together more than the pool's 2 connections.
 SSE_CHATS = 6
 SOCKET_CHATS = 3
-DOWN = {"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}
+BUSY = {"error": "The server is too busy; try again shortly", "code": "SERVER_BUSY"}
 
 
 @pytest.fixture
@@ -122,12 +122,13 @@ def wait_for_lock_waits(server: PostgresServer, database: str, expected: int) ->
     return False
 
 
-async def test_a_pool_with_no_connection_free_past_its_timeout_answers_a_json_503(
+async def test_a_pool_with_no_connection_free_past_its_timeout_answers_busy(
     postgres: PostgresServer, pooled: tuple[str, str, Path]
 ) -> None:
     """Both of the pool's connections wait on a lock held elsewhere (a long migration, say):
-    a third request waits the pool's 1 s for a connection, and gets the JSON 503 (the chat
-    page its 503 page), not Django's 500 page and a traceback; once the lock goes the
+    a third request waits the pool's 1 s for a connection, and gets the JSON 503
+    ``SERVER_BUSY`` with ``Retry-After`` (the chat page its 503 page), not Django's 500 page
+    and a traceback; once the lock goes the
     waiting ones finish and the pool serves again. The log says the pool was exhausted and
     what to raise (the API's 503 once asked the database for its tables too, and waited
     the pool's timeout twice)."""
@@ -150,7 +151,8 @@ async def test_a_pool_with_no_connection_free_past_its_timeout_answers_a_json_50
     finally:
         await locker.rollback()
         await locker.close()
-    assert [(r.status_code, r.json()) for r in refused] == [(503, DOWN)] * 3
+    assert [(r.status_code, r.json()) for r in refused] == [(503, BUSY)] * 3
+    assert [r.headers["Retry-After"] for r in refused] == ["1"] * 3
     assert page.status_code == 503
     assert "<h1>The chat is unavailable</h1>" in page.text
     assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
@@ -158,4 +160,4 @@ async def test_a_pool_with_no_connection_free_past_its_timeout_answers_a_json_50
     await asyncio.gather(*(v.client.aclose() for v in [*stuck, late]))
     logged = log.read_text()
     assert "Traceback" not in logged
-    assert logged.count("No database connection was free in the pool") == 2
+    assert logged.count("No database connection was free in the pool") == 3  # API 2, prompt 1

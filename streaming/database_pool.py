@@ -1,0 +1,41 @@
+"""Django's connection pool for PostgreSQL (``DATABASES[...]["OPTIONS"]["pool"]``) with no
+connection free for its ``timeout``: the server is busy, not its database down, so the
+client is told to try again shortly (503 ``SERVER_BUSY`` with ``Retry-After``), as when
+the event store's pool is exhausted."""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import StreamError, StreamErrorCode
+
+logger = logging.getLogger("streaming")
+
+#: ``Retry-After`` (seconds) of a request that found no pooled connection free.
+POOL_RETRY_AFTER = 1
+
+
+def pool_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is Django's error for psycopg's pool finding no connection free for
+    its ``timeout`` (``PoolTimeout``); psycopg_pool is only there with the pool."""
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:
+        return False
+    return isinstance(exc.__cause__, PoolTimeout)
+
+
+def pool_busy(exc: BaseException) -> StreamError:
+    """What a client is told when the pool had no connection free; the log says what to
+    raise."""
+    logger.error(
+        "No database connection was free in the pool for its whole timeout: %r. Raise "
+        "the pool's max_size (DATABASES OPTIONS 'pool'; every process's within "
+        "PostgreSQL's max_connections) or its timeout, or add processes.",
+        exc,
+    )
+    return StreamError(
+        StreamErrorCode.SERVER_BUSY,
+        "The server is too busy; try again shortly",
+        {"retry_after": POOL_RETRY_AFTER},
+    )
