@@ -7,6 +7,10 @@ server; it is always killed at the end (context manager, and ``atexit`` as a bac
     from tests.redis_server import redis_server
     with redis_server() as server:
         RedisStore(url=server.url)
+
+It can instead listen on TLS alone (``tls``: certificates from ``make_certificates``), its
+``url`` then a ``rediss://`` one that trusts their CA, and have ACL users of its own
+(``users``: rules as ``ACL SETUSER`` takes them, the name first).
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from .servers import daphne_server, free_port, stop_process
 
@@ -33,19 +40,62 @@ needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is n
 _running: set[RedisServer] = set()
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """PEM files: a CA of the test's own, and a certificate it signed for 127.0.0.1."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A new CA and its certificate for 127.0.0.1, written in ``directory``."""
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "key.pem")
+    authority.cert_pem.write_to_path(str(files.ca))
+    issued.cert_chain_pems[0].write_to_path(str(files.certificate))
+    issued.private_key_pem.write_to_path(str(files.key))
+    return files
+
+
 class RedisServer:
     """One redis-server process; ``start()``, ``stop()``, ``restart()``, ``url``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        tls: Certificates | None = None,
+        users: Sequence[str] = (),
+    ) -> None:
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = port or free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="redis-test-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
+        self.users = users
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls.ca}&ssl_cert_reqs=required"
+
+    def _listening(self) -> list[str]:
+        """The command line's options for the port: plain TCP, or TLS alone."""
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.certificate),
+            "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait (at most ``timeout`` s) until it answers PING."""
@@ -54,12 +104,13 @@ class RedisServer:
         command = [
             str(REDIS_SERVER),
             "--bind", "127.0.0.1",
-            "--port", str(self.port),
+            *self._listening(),
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.directory),
             "--logfile", str(log),
             "--daemonize", "no",
+            *(word for rule in self.users for word in ("--user", *rule.split())),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
@@ -74,11 +125,14 @@ class RedisServer:
             time.sleep(0.02)
 
     def ping(self) -> bool:
-        """Whether the server answers PING right now."""
+        """Whether the server answers PING right now (as the default user)."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as plain:
+                if self.tls is None:
+                    return _pong(plain)
+                context = ssl.create_default_context(cafile=str(self.tls.ca))
+                with context.wrap_socket(plain, server_hostname="127.0.0.1") as secure:
+                    return _pong(secure)
         except OSError:
             return False
 
@@ -111,10 +165,17 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _pong(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64).startswith(b"+PONG")
+
+
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(
+    *, tls: Certificates | None = None, users: Sequence[str] = ()
+) -> Iterator[RedisServer]:
     """A started ``RedisServer``, closed at the end whatever happens."""
-    server = RedisServer()
+    server = RedisServer(tls=tls, users=users)
     try:
         server.start()
         yield server
