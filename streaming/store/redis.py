@@ -29,6 +29,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
@@ -107,13 +108,19 @@ def _pool_wait_ran_out(error: Exception) -> bool:
 CANCELS_KEPT = 10_000
 
 
+#: A password redis-py reads from a URL's query (``?password=``, ``?ssl_password=``).
+_QUERY_PASSWORD = re.compile(r"((?:^|&)(?:ssl_)?password=)[^&]*", re.IGNORECASE)
+
+
 def _redacted(url: str) -> str:
-    """``url`` without its password, fit for error messages and logs."""
+    """``url`` without its passwords (of its user, and in its query), fit for error
+    messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    return urlunsplit(parts)
 
 
 #: The JSON a payload is stored as (compact, non-ASCII kept).

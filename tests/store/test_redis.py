@@ -463,6 +463,19 @@ async def test_errors_never_show_the_password(
     assert f"redis://:***@127.0.0.1:{own_redis.port}/0" in caplog.text
 
 
+async def test_errors_never_show_a_password_given_in_the_query(
+    own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py also reads ``?password=`` (and ``?ssl_password=``) from the URL."""
+    own_redis.stop()
+    store = make(f"rediss://127.0.0.1:{own_redis.port}/0?password=s3cret&ssl_password=k3y")
+    with pytest.raises(StreamError) as error:
+        await store.owner("s")
+    logged = repr(error.value.details) + caplog.text
+    assert "s3cret" not in logged and "k3y" not in logged
+    assert f"127.0.0.1:{own_redis.port}/0?password=***&ssl_password=***" in caplog.text
+
+
 async def test_errors_tell_clients_no_host_port_or_database(
     own_redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
