@@ -3,7 +3,10 @@ network drops while the model thinks (before its first token): the page resumes 
 reply, and no second one is started. The network stays away for longer than the page
 retries, while the server finishes the reply: back, the page shows the stored reply. The
 connection goes silent without ending (half-open): the page gives it up and resumes. The
-network comes back during a backoff: the page reconnects at once."""
+network comes back during a backoff: the page reconnects at once. A WebSocket closes
+after a prompt left and before any answer to it: the page finds the prompt's reply in
+the stored chat (running, or ended), or sends the prompt again once (lost again: back in
+the message box)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from .chatpage import (
 from .conftest import DemoServer, demo_server, open_page
 from .model import ThreadedUpstream, chunk, tokens
 from .proxy import CuttingProxy
+from .test_conversations import hold_the_prompt, wait_until_held
 
 
 @pytest.fixture
@@ -480,3 +484,148 @@ def test_try_again_on_a_lost_reply_whose_chat_was_deleted_elsewhere(
         expect(notice.get_by_role("button", name="Try again")).to_be_hidden()
         expect(page.locator("#conversations .conversation-link")).to_have_count(0)
         assert thinking_model.asked == asked
+
+
+def send_over_a_socket(page: Any, prompt: str) -> None:
+    """Send ``prompt`` on the chat's WebSocket, once it is open."""
+    choose(page, "ws", "passthrough")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    send(page, prompt)
+
+
+def wait_until_asked(page: Any, model: ThinkingModel, asked: int) -> None:
+    """Wait until the server has asked ``model`` for ``asked`` replies in all."""
+    deadline = time.monotonic() + 5
+    while model.asked < asked:
+        assert time.monotonic() < deadline, "the server never asked the model"
+        page.wait_for_timeout(20)
+
+
+def prompts_stored(page: Any) -> list[str]:
+    """The user's messages of the open chat, as the server stored them."""
+    conversation = page.evaluate("new URLSearchParams(location.search).get('c')")
+    base = page.locator("#chat").get_attribute("data-conversations-url")
+    response = page.request.get(urljoin(page.url, f"{base}/{conversation}"))
+    assert response.ok, response.status
+    return [m["content"] for m in response.json()["messages"] if m["role"] == "user"]
+
+
+def expect_one_exchange(page: Any, prompt: str) -> None:
+    """The page and the stored chat show ``prompt`` once, answered; the box is empty."""
+    assert reply_source(page) == ANSWER
+    expect(page.locator(".message[data-role='user']")).to_have_count(1)
+    expect(page.locator("#prompt")).to_have_value("")
+    expect(page.locator("#load-error")).to_be_hidden()
+    expect(last_reply(page).locator(".notice")).to_be_hidden()
+    assert prompts_stored(page) == [prompt]
+
+
+def test_a_websocket_prompt_whose_reply_runs_is_followed_after_a_drop_not_sent_again(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The server has the prompt and runs its reply (the model thinks), and the socket
+    drops before the reply's first frame. Back, the page finds that reply running in the
+    stored chat and follows it: the prompt is not sent again (the server refused it as a
+    second reply, and the page took its own reply for another tab's: the prompt back in
+    its box, with a notice that another reply runs)."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        send_over_a_socket(page, "Did my question arrive?")
+        wait_until_asked(page, thinking_model, asked + 1)
+        wait_for_state(page, "waiting", timeout=1_000)  # no frame of the reply came yet
+        proxied_server.cut()
+        wait_for_state(page, "complete", timeout=20_000)
+        expect_one_exchange(page, "Did my question arrive?")
+        assert thinking_model.asked == asked + 1, "a second reply was started"
+
+
+def test_a_websocket_prompt_whose_reply_ended_while_the_socket_was_down_is_not_asked_again(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The server has the prompt, and the network goes before the reply's first frame,
+    for as long as the reply takes. Back, the page shows the reply as stored: the prompt
+    is not sent again (the server took it, a second paid reply to the same prompt)."""
+    for page in open_page(browser, proxied_server.url):
+        asked, answered = thinking_model.asked, thinking_model.answered
+        send_over_a_socket(page, "Was I answered while away?")
+        wait_until_asked(page, thinking_model, asked + 1)
+        proxied_server.down()
+        try:
+            wait_for_state(page, "reconnecting", timeout=5_000)
+            deadline = time.monotonic() + THINKING + 10
+            while thinking_model.answered == answered:
+                assert time.monotonic() < deadline, "the model did not finish its reply"
+                page.wait_for_timeout(50)
+        finally:
+            proxied_server.up()
+        page.evaluate("window.dispatchEvent(new Event('online'))")  # reconnect now
+        wait_for_state(page, "complete", timeout=10_000)
+        expect_one_exchange(page, "Was I answered while away?")
+        assert thinking_model.asked == asked + 1, "the model was asked twice"
+
+
+def test_a_websocket_prompt_lost_on_its_way_is_sent_again_once(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The prompt leaves the page, and the socket drops before the server has it. Back,
+    the stored chat does not have it: the page sends it again, once."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        held = hold_the_prompt(page, "ws")
+        send_over_a_socket(page, "Did this one get lost?")
+        wait_until_held(page, "ws", held)
+        proxied_server.cut()
+        wait_for_state(page, "complete", timeout=20_000)
+        expect_one_exchange(page, "Did this one get lost?")
+        assert thinking_model.asked == asked + 1
+
+
+def test_a_websocket_prompt_lost_twice_on_its_way_is_given_back(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The prompt, and then the page's second sending of it, are both lost before the
+    server has them: the prompt goes back in the message box, with a notice, rather
+    than being sent again and again."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        held = hold_the_prompt(page, "ws")
+        send_over_a_socket(page, "Lost, and lost again?")
+        wait_until_held(page, "ws", held)
+        held_again = hold_the_prompt(page, "ws")  # the next socket's prompt: held too
+        proxied_server.cut()
+        wait_until_held(page, "ws", held_again)
+        proxied_server.cut()
+        expect(page.locator("#prompt")).to_have_value("Lost, and lost again?", timeout=20_000)
+        expect(page.locator("#load-error")).to_contain_text(
+            "Connection lost: your message was not sent, and is back in the box."
+        )
+        expect(page.locator(".message")).to_have_count(0)
+        assert prompts_stored(page) == []
+        assert thinking_model.asked == asked
+
+
+def test_try_again_on_a_websocket_prompt_left_unanswered_looks_its_reply_up(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The server has the prompt, and the network goes before the reply's first frame for
+    longer than the page retries: the reply fails as lost, the chat unreadable. "Try
+    again", once the network is back and the reply ended, shows the reply as stored: the
+    prompt is not sent again (the server took it, a second paid reply)."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        asked, answered = thinking_model.asked, thinking_model.answered
+        send_over_a_socket(page, "Still no answer?")
+        wait_until_asked(page, thinking_model, asked + 1)
+        proxied_server.down()
+        try:
+            fast_forward_until(page, "error")
+            expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+            deadline = time.monotonic() + THINKING + 10
+            while thinking_model.answered == answered:
+                assert time.monotonic() < deadline, "the model did not finish its reply"
+                page.wait_for_timeout(50)
+        finally:
+            proxied_server.up()
+        last_reply(page).get_by_role("button", name="Try again").click()
+        wait_for_state(page, "complete", timeout=5_000)
+        expect_one_exchange(page, "Still no answer?")
+        assert thinking_model.asked == asked + 1, "the model was asked twice"

@@ -200,6 +200,9 @@ class AssistantMessage {
     /** A reply whose connection was lost, `{id, code}` (its id, the error's code), until
      * what became of it is known (`recoverReply`). */
     this.lost = null;
+    /** The server's id of the reply shown (stored, or streamed here), when known: a
+     * prompt after it that the server may not have is looked for after it (`settleUnanswered`). */
+    this.generation = null;
   }
 
   /** `waiting` → `streaming` → `complete` | `cancelled` | `error`; `reconnecting` meanwhile. */
@@ -479,6 +482,9 @@ function clientFor(transport) {
     transport,
     csrfToken,
     events: ["reasoning"],
+    // A prompt left unanswered by a closed socket is looked for in the stored chat first
+    // (`settleUnanswered`): the server may run its reply.
+    resendUnanswered: false,
     // Three of the server's keep-alives: a stream silent that long is dead (half-open).
     stallTimeout: Number(app.dataset.stallTimeout) || undefined,
     onChunk: (text) => {
@@ -702,6 +708,7 @@ function storedItems(messages, running = null) {
     if (message.role !== "assistant") continue;
     const view = assistantView();
     items.push(view.item);
+    view.generation = message.generation ?? null;
     view.setText(message.content || "");
     view.setReasoning(message.reasoning);
     if (running && message.generation === running) {
@@ -854,14 +861,19 @@ async function submit() {
   await run(view, { prompt });
 }
 
-/** Stream a reply into `view`: to `prompt`, or `regenerate` the last one, or `resume` it. */
-async function run(view, { prompt = null, regenerate = false, resume = null }) {
+/** Stream a reply into `view`: to `prompt`, or `regenerate` the last one, or `resume` it;
+ * `resent`: the prompt is sent again, its first sending left unanswered (`settleUnanswered`). */
+async function run(view, { prompt = null, regenerate = false, resume = null, resent = false }) {
   const transport = selectedTransport();
   const pipeline = ui.pipeline.value;
   const stream = clientFor(transport);
   const conversation = active?.id;
+  // The reply shown before the one asked for: the one Regenerate replaces, else the one
+  // before the prompt.
+  const before = regenerate ? view : view.item.previousElementSibling?.previousElementSibling?.view;
   const exchange = {
-    view, prompt, regenerate, resumed: Boolean(resume), pipeline, transport, conversation, started: performance.now(),
+    view, prompt, regenerate, resumed: Boolean(resume), resent, after: before?.generation ?? null,
+    pipeline, transport, conversation, started: performance.now(),
   };
   current = exchange;
   setBusy(true);
@@ -873,6 +885,8 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
     exchange.reply = stream.send(prompt, params);
   }
   const result = await exchange.reply;
+  // Looked up while the page is still busy with it: no other prompt goes out meanwhile.
+  const stored = current === exchange && isUnanswered(exchange, result) ? await readChat(conversation) : null;
   if (current !== exchange) {
     keepRefusedPrompt(exchange, result);
     // A WebSocket left before the server answered the prompt hears its answer later.
@@ -884,6 +898,7 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   }
   current = null;
   setBusy(false);
+  if (stored && settleUnanswered(exchange, result, stored)) return;
   if (await refusedAsBusy(exchange, result)) {
     await showRunningReply(exchange);
     return;
@@ -894,6 +909,88 @@ async function run(view, { prompt = null, regenerate = false, resume = null }) {
   if (exchange.resumed && ui.loadError.dataset.runningIn === conversation) hideLoadError();
   if (active?.id === conversation) refreshConversations();
   rescueFocus();
+}
+
+/** Whether the exchange's prompt (or Regenerate) was left unanswered: its WebSocket closed
+ * after it left and before any frame answered it (the client's `resendUnanswered: false`). */
+function isUnanswered(exchange, result) {
+  return exchange.transport === "ws" && !exchange.resumed && result.status === "error"
+    && result.messageId === null && result.error.code === "CONNECTION_LOST";
+}
+
+/** The end of chat `conversation` as stored (its last prompt and reply), or null when it
+ * cannot be read. */
+async function readChat(conversation) {
+  try {
+    return await api("GET", `/${encodeURIComponent(conversation)}?limit=2`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * An exchange left unanswered (`isUnanswered`): the server may not have its prompt, or may
+ * run its reply, and the prompt sent again would then be refused as a second reply, or,
+ * once that reply ended, answered twice. The stored chat (`data`) says which. It ends with
+ * the exchange's prompt and a reply that runs, is starting, or has ended (not the reply the
+ * page showed before, `exchange.after`): that reply is followed, or shown as stored. Else
+ * the server does not have the prompt: it is sent again, once; lost again, it goes back in
+ * the message box with a notice (Regenerate fails, with Try again). False: not settled.
+ */
+function settleUnanswered(exchange, result, data) {
+  const { view, conversation, prompt } = exchange;
+  if (active?.id !== conversation || !view.item.isConnected || isBusy()) return false;
+  const asked = prompt ?? $(".text", view.item.previousElementSibling)?.textContent;
+  const ours = data.messages.findLast((message) => message.role === "user")?.content === asked;
+  const reply = data.messages.at(-1);
+  if (ours && data.running) {
+    run(view, { resume: data.running });
+  } else if (ours && data.starting) {
+    followStartingReply(conversation, shownRequest, view);
+  } else if (ours && reply?.role === "assistant" && reply.generation !== exchange.after) {
+    showStartedReply(conversation, view, data);
+  } else if (!exchange.resent) {
+    run(view, { prompt, regenerate: exchange.regenerate, resent: true });
+  } else if (prompt !== null) {
+    giveBackUnanswered(exchange, result);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/** Try again on an exchange left unanswered whose chat could not be read then: the chat is
+ * read now, and the exchange settled (`settleUnanswered`: it may be sent again, once);
+ * while the chat still cannot be read, the notice says so, and nothing is sent. */
+async function lookUpUnanswered(exchange, result) {
+  const data = await readChat(exchange.conversation);
+  if (isBusy() || active?.id !== exchange.conversation || !exchange.view.item.isConnected) return;
+  if (data === null) {
+    const message = t("notice.try_later", { message: t("api.unreachable") });
+    exchange.view.showNotice(t("notice.offline"), message, { retry: true });
+    return;
+  }
+  settleUnanswered({ ...exchange, resent: false }, result, data);
+}
+
+/** A prompt the server does not have, lost twice on its way: its bubbles go, and it goes
+ * back in the message box, with a notice (a chat created for it is left unused). */
+function giveBackUnanswered(exchange, result) {
+  const { view, conversation } = exchange;
+  const asked = view.item.previousElementSibling;
+  if (asked?.dataset.role === "user") asked.remove();
+  view.item.remove();
+  ui.empty.hidden = ui.messages.childElementCount > 0;
+  if (conversation === createdChat) {
+    createdChat = null;
+    unusedChat = conversation;
+  }
+  restorePrompt(exchange.prompt);
+  const { code, message } = result.error;
+  const notice = `${t("notice.prompt_refused", { title: t(`error.${code}`) })} ${message} (${code})`;
+  showLoadError(notice, { live: false });
+  announce(notice);
+  updateRegenerate();
 }
 
 /**
@@ -1081,6 +1178,7 @@ async function finish(exchange, result) {
     return;
   }
   const { view, pipeline, transport } = exchange;
+  if (result.messageId !== null) view.generation = result.messageId;
   if (exchange.conversation === createdChat || exchange.conversation === unusedChat) {
     // Refused before its turn was stored (or stored since: Try again worked).
     const refused = result.status === "error" && result.messageId === null;
@@ -1119,6 +1217,7 @@ async function finish(exchange, result) {
     view.retry.onclick = () => {
       if (isBusy() || active?.id !== exchange.conversation) return;
       if (view.lost) recoverReply(view, { otherwise: "regenerate" });
+      else if (isUnanswered(exchange, result)) lookUpUnanswered(exchange, result);
       else if (view === lastAssistant()) run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
     // Once only: a resume that failed in turn is not resumed again by itself.

@@ -91,6 +91,11 @@
  * @property {boolean} [withCredentials=false] `EventSource` credentials for cross-origin URLs.
  * @property {number} [pingInterval=20000] WebSocket: milliseconds between `ping` frames; a
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
+ * @property {boolean} [resendUnanswered=true] WebSocket: a prompt sent on a socket that
+ *   closed before any frame answered it is sent again on the next one. `false`: the reply
+ *   fails there instead, `CONNECTION_LOST` with `messageId` null, for the caller to find
+ *   out whether the server has it (it may run its reply: sent again, the prompt would be
+ *   refused as a second reply, or answered twice once that reply ended).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
  *   a `resume` (the pong of the `ping` sent with it, or a refusal) before the socket is
  *   given up and the reply resumed on a new one (at most `reconnect.retries` times, then
@@ -901,7 +906,11 @@ export class StreamClient {
   /** After a reconnect: ask for the rest of the reply, or send its prompt again. */
   _resume(reply) {
     if (reply.messageId === null && reply.received === 0) {
-      this._sendPrompt(reply); // nothing arrived yet: start it again
+      // Nothing arrived yet: the server may not have the prompt, or may run its reply.
+      if (this.options.resendUnanswered === false) {
+        this._fail(reply, "The connection was lost before the server answered the prompt",
+          "CONNECTION_LOST");
+      } else this._sendPrompt(reply); // start it again
       return;
     }
     if (reply.messageId === null || reply.seq === null) {
