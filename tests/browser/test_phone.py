@@ -302,7 +302,8 @@ MISSED_POINTS = """(button) => {
 
 def test_message_actions_fit_a_finger(browser: Any, model_server: DemoServer) -> None:
     """Copy and Regenerate take a tap anywhere in 44 px around them, as drawn at a
-    mouse's size: the messages do not move apart for them."""
+    mouse's size: the messages do not move apart for them. A code block's Copy is 44 px
+    itself (its head clips anything around it)."""
     for page in phone_page(browser, model_server, "android"):
         send(page, "Some markdown please")
         wait_for_state(page, "complete")
@@ -315,6 +316,11 @@ def test_message_actions_fit_a_finger(browser: Any, model_server: DemoServer) ->
         assert box
         page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + 20)
         expect(copy).to_have_text("Copied")
+        code_copy = page.locator(".copy-code").first
+        code_box = code_copy.bounding_box()
+        assert code_box and code_box["width"] >= 44 and code_box["height"] >= 44, code_box
+        code_copy.tap()
+        expect(code_copy).to_have_text("Copied")
 
 
 def test_a_tapped_button_does_not_stay_highlighted(browser: Any, model_server: DemoServer) -> None:
