@@ -49,6 +49,7 @@ from .events import Chunk, Complete, Event, text_carried
 from .flat_json import plain_json
 from .generations import MAX_SEQ_DIGITS, DisconnectPolicy, Generations, get_generations
 from .limits import Limits
+from .login import check_logged_in
 from .origins import check_scope_origin
 from .owners import CONNECTION_OWNER, aowner_of
 from .protocols import WebSocketFrames, WireProtocol
@@ -72,6 +73,8 @@ logger = logging.getLogger("streaming")
 CLOSE_POLICY_VIOLATION = 4008
 #: Close code for a socket whose session ended (signed out, expired): HTTP's 403.
 CLOSE_SESSION_ENDED = 4003
+#: Close code for an anonymous user where the project requires a login: HTTP's 401.
+CLOSE_UNAUTHENTICATED = 4001
 
 Frame = dict[str, Any]
 
@@ -107,6 +110,11 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
     #: Frames that act for the socket's owner (start or read replies): before each, the
     #: owner is asked again of the session, which may have ended since the handshake.
     owner_frames: ClassVar[frozenset[str]] = frozenset({"prompt", "resume"})
+    #: Serve anonymous users even where the project requires a login everywhere
+    #: (``LoginRequiredMiddleware``, which Channels does not run): what Django's
+    #: ``@login_not_required`` is to a view. Otherwise such a socket gets an error frame
+    #: ``UNAUTHENTICATED`` and is closed (4001).
+    login_not_required: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -193,10 +201,24 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             check_scope_origin(self.scope)
         except StreamError as exc:
             raise DenyConnection from exc
-        self.owner = await call_hook(self.get_owner)
         self.accepted = True
+        if not self.login_not_required:
+            try:
+                check_logged_in(self.scope.get("user"))
+            except StreamError as exc:
+                await self._refuse_anonymous(exc)
+                return
+        self.owner = await call_hook(self.get_owner)
         await self.accept()
         shutdown.register(self)
+
+    async def _refuse_anonymous(self, refusal: StreamError) -> None:
+        """Accept, say why in an error frame, close: a refused handshake would tell the
+        client nothing (a browser sees only code 1006, and retries)."""
+        self.closing = True
+        await self.accept()
+        await self.send_error(refusal)
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def shut_down(self) -> None:
         """The process drains: let the current reply end (with ``SHUTTING_DOWN`` when it
@@ -397,12 +419,16 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
         """Refuse the frame and close: the client reconnects with its current session."""
         self.closing = True
         self.pending.clear()
-        await self.send_error(
-            StreamError(
-                StreamErrorCode.FORBIDDEN,
-                "The session of this connection has ended (signed out or expired); reconnect",
-            )
+        refusal = StreamError(
+            StreamErrorCode.FORBIDDEN,
+            "The session of this connection has ended (signed out or expired); reconnect",
         )
+        if not self.login_not_required:
+            try:
+                check_logged_in(self.scope.get("user"))
+            except StreamError as signed_out:  # where a login is required: log in again
+                refusal = signed_out
+        await self.send_error(refusal)
         await self.close(code=CLOSE_SESSION_ENDED)
 
     # ------------------------------------------------------------ generation

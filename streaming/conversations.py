@@ -49,6 +49,7 @@ from .csrf import check_csrf
 from .errors import StreamError, StreamErrorCode
 from .generations import get_generations
 from .limits import admit_conversation, retry_after
+from .login import check_logged_in
 from .models import Conversation, Message
 from .owners import aowner_of, atake_back_owner
 from .requests import json_object, query_params
@@ -181,9 +182,12 @@ class ConversationAPIView(View):
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         """``csrf_exempt``: ``dispatch`` runs Django's CSRF check itself, so that a
         failure is a JSON error, not the middleware's HTML page. Out of ``ATOMIC_REQUESTS``
-        (``not_atomic``), which Django refuses for async views."""
+        (``not_atomic``), which Django refuses for async views. ``login_not_required`` for
+        ``LoginRequiredMiddleware``: ``dispatch`` checks the login itself, to answer as JSON
+        (401 ``UNAUTHENTICATED``), not with a redirect to the login page."""
         view = super().as_view(**initkwargs)
         view.csrf_exempt = True
+        view.login_required = False
         return not_atomic(view)
 
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -202,12 +206,10 @@ class ConversationAPIView(View):
             refused["Allow"] = allowed
             return refused
         try:
-            await check_csrf(request)
-        except StreamError as refusal:
-            return error_response(refusal, 403)
-        try:
             # A session or user in a database that is down fails here: 503, as below.
             user = await request.auser() if hasattr(request, "auser") else None
+            check_logged_in(user)  # before the CSRF check, which a logout may fail too
+            await check_csrf(request)
             # Only a POST (a new conversation) gives an anonymous visitor an owner token:
             # a listing or a read by one without any finds nothing, and stores no session.
             session = getattr(request, "session", None)

@@ -41,6 +41,9 @@ class StreamErrorCode(StrEnum):
     CSRF_FAILED = "CSRF_FAILED"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     FORBIDDEN = "FORBIDDEN"
+    # An anonymous user where the project requires a login (``LoginRequiredMiddleware``;
+    # 401 over HTTP, an error frame on a socket): log in and send again.
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     # Resumable streams: an unknown (or another user's) generation, events no longer
     # stored, and an event store that cannot be reached.
     NOT_FOUND = "NOT_FOUND"

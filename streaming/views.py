@@ -14,7 +14,8 @@ A request that would start a reply is refused when another site sent it
 ``RATE_LIMITED`` with ``Retry-After``). Every refusal is JSON ``{"error", "code"}``: a
 failed CSRF check (403 ``CSRF_FAILED``; the view runs Django's check itself), a method it
 does not answer (405 ``METHOD_NOT_ALLOWED``, with ``Allow``), ``check_permissions``
-saying no (403 ``FORBIDDEN``).
+saying no (403 ``FORBIDDEN``), an anonymous user where the project requires a login
+(401 ``UNAUTHENTICATED``, ``streaming.login``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .csrf import check_csrf, exempted
 from .errors import StreamError, StreamErrorCode
 from .generations import DisconnectPolicy, Generations, get_generations, parse_event_id
 from .limits import Limits, Reservation, retry_after
+from .login import check_logged_in
 from .origins import check_request_origin
 from .owners import aowner_of, atake_back_owner
 from .protocols import SSEMessages, WireProtocol
@@ -65,6 +67,7 @@ ERROR_STATUS = {
     "CROSS_SITE": 403,
     "CSRF_FAILED": 403,
     "FORBIDDEN": 403,
+    "UNAUTHENTICATED": 401,
     "METHOD_NOT_ALLOWED": 405,
     "TOO_MANY_REPLIES": 429,
     "RATE_LIMITED": 429,
@@ -125,6 +128,11 @@ class SSEView(PipelineChoiceMixin, View):
     #: Skip Django's CSRF check, for clients that authenticate by a header rather than a
     #: cookie (a server, an app). ``csrf_exempt`` around ``as_view()`` does the same.
     csrf_exempt = False
+    #: Serve anonymous users even where the project requires a login everywhere
+    #: (``LoginRequiredMiddleware``): what Django's ``@login_not_required`` is to a view.
+    #: Otherwise the view refuses them itself, as JSON (401 ``UNAUTHENTICATED``), where the
+    #: middleware would redirect its ``fetch`` to the login page.
+    login_not_required: ClassVar[bool] = False
     #: ``event`` and ``retry`` written on every message.
     event: str | None = None
     retry: int | None = None
@@ -274,8 +282,13 @@ class SSEView(PipelineChoiceMixin, View):
             raise needs_asgi()
 
     async def _check_request(self) -> None:
-        """Django's CSRF check (the view is ``csrf_exempt`` so that a failure is JSON)
-        unless the project exempted it, then ``check_permissions``."""
+        """The login a project may require everywhere (before the CSRF check, which a
+        session ended by a logout may fail too: the user is told to log in), Django's CSRF
+        check (the view is ``csrf_exempt`` so that a failure is JSON) unless the project
+        exempted it, then ``check_permissions``."""
+        if not self.login_not_required:
+            auser = getattr(self.request, "auser", None)
+            check_logged_in(await auser() if auser is not None else None)
         if not (self.csrf_exempt or exempted(self.request, type(self))):
             await check_csrf(self.request)
         try:
@@ -350,10 +363,12 @@ class SSEView(PipelineChoiceMixin, View):
         async handler's coroutine; both are handled, so Django's access mixins work here.
         Without such a mixin nothing sync runs first, and no thread is involved. A mixin's
         ``PermissionDenied`` is a JSON 403 too. The view is ``csrf_exempt``: it runs
-        Django's CSRF check itself, to answer a failure as JSON.
+        Django's CSRF check itself, to answer a failure as JSON; and ``login_not_required``
+        for ``LoginRequiredMiddleware``: it checks the login itself, to answer as JSON.
         """
         view = super().as_view(**initkwargs)
         view.csrf_exempt = True
+        view.login_required = False
         not_atomic(view)
         if cls.dispatch is View.dispatch:
             return view

@@ -27,6 +27,7 @@ application = ProtocolTypeRouter(
                     [
                         path("ws/h/openai/", hostile_views.OpenAIPlainConsumer.as_asgi()),
                         path("ws/h/slow/", hostile_views.SlowConsumer.as_asgi()),
+                        path("ws/h/open/", hostile_views.OpenSlowConsumer.as_asgi()),
                         *websocket_urlpatterns,
                     ]
                 )

@@ -104,5 +104,17 @@ class SlowConsumer(StreamConsumer):
         return scripted_reply(params)
 
 
+class OpenSlowView(SlowView):
+    """``SlowView`` for anyone, in a project that requires a login everywhere."""
+
+    login_not_required = True
+
+
+class OpenSlowConsumer(SlowConsumer):
+    """``SlowConsumer`` for anyone, in a project that requires a login everywhere."""
+
+    login_not_required = True
+
+
 class LoginSlowView(LoginRequiredMixin, SlowView):
     """``SlowView`` for logged-in users only (Django's access mixin runs in a thread)."""
