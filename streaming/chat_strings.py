@@ -69,6 +69,7 @@ STRINGS: dict[str, Promise] = {
     "error.STORE_UNAVAILABLE": _("The server cannot keep replies right now"),
     "error.CSRF_FAILED": _("This page is out of date: reload it"),
     "error.FORBIDDEN": _("Not allowed"),
+    "error.UNAUTHENTICATED": _("Your session has ended: log in again"),
     "error.INTERNAL_ERROR": _("The server failed"),
     "error.other": _("Something went wrong"),
     # The connection pill: its word on narrow screens, and its label.

@@ -170,6 +170,9 @@ async function api(method, path = "", body = undefined) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
+    // Signed out (another tab, expired) where the site requires a login: say so in the
+    // page's language (the server's sentence is English).
+    if (data?.code === "UNAUTHENTICATED") throw new ApiError(t("error.UNAUTHENTICATED"), response.status);
     throw new ApiError(data?.error || data?.message || t("api.status", { status: String(response.status) }), response.status);
   }
   return data;
