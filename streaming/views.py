@@ -38,7 +38,7 @@ from .csrf import check_csrf, exempted
 from .errors import StreamError, StreamErrorCode
 from .generations import DisconnectPolicy, Generations, get_generations, parse_event_id
 from .limits import Limits, Reservation, retry_after
-from .login import check_logged_in
+from .login import check_logged_in, login_required_everywhere
 from .origins import check_request_origin
 from .owners import aowner_of, atake_back_owner
 from .protocols import SSEMessages, WireProtocol
@@ -286,7 +286,7 @@ class SSEView(PipelineChoiceMixin, View):
         session ended by a logout may fail too: the user is told to log in), Django's CSRF
         check (the view is ``csrf_exempt`` so that a failure is JSON) unless the project
         exempted it, then ``check_permissions``."""
-        if not self.login_not_required:
+        if not self.login_not_required and login_required_everywhere():
             auser = getattr(self.request, "auser", None)
             check_logged_in(await auser() if auser is not None else None)
         if not (self.csrf_exempt or exempted(self.request, type(self))):
