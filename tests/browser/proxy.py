@@ -17,7 +17,9 @@ class CuttingProxy:
     and refuses new ones until ``up()``; ``stall()`` makes every connection open now carry
     nothing more, in either direction, without closing it; ``hold_websockets()`` keeps what
     the server sends the WebSockets opened from then on (after their handshake) until
-    ``release()``, as a server slow to answer would. ``connections`` counts them."""
+    ``release()``, as a server slow to answer would; ``hold_post_response()`` keeps the
+    response to the next POST to a stream URL, all of it or all but its head (the server
+    has the prompt, the page not a byte of its reply). ``connections`` counts them."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -27,6 +29,12 @@ class CuttingProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self._stalled: set[asyncio.StreamWriter] = set()
         self._holding = False
+        self._holding_post = False
+        self._forward_head = False
+        #: The page's connections that carried a request.
+        self._carried: set[asyncio.StreamWriter] = set()
+        #: Held POST responses whose head is forwarded yet: the rest waits.
+        self._heads_to_forward: set[asyncio.StreamWriter] = set()
         #: What the server sent each held WebSocket, not forwarded yet.
         self._held: dict[asyncio.StreamWriter, list[bytes]] = {}
         self._server: asyncio.Server | None = None
@@ -61,6 +69,36 @@ class CuttingProxy:
         is answered, waits in the proxy (in order) until ``release()``."""
         self._holding = True
 
+    def hold_post_response(self, head: bool = False) -> None:
+        """What the server answers the next POST to a URL ending in ``/stream`` waits in
+        the proxy until ``release()``, or is lost with ``cut()``: all of it, or with
+        ``head`` all but its status line and headers."""
+        self._holding_post = True
+        self._forward_head = head
+
+    def _hold_post(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
+        """Whether ``data``, from the page on the connection answered through ``writer``,
+        goes on to the server. The request of a held POST (``hold_post_response``) holds
+        its response; on a connection that carried a request before, it is cut instead,
+        unsent: Chromium sends a request again by itself, on a new connection, when one
+        it reused is reset before a byte of the response (no page can tell), and the
+        response held is the one on that new connection."""
+        reused = writer in self._carried
+        self._carried.add(writer)
+        request_line = data.split(b"\r\n", 1)[0]
+        if not self._holding_post or not request_line.startswith(b"POST "):
+            return True
+        if b"/stream " not in request_line:
+            return True
+        if reused:
+            writer.transport.abort()
+            return False
+        self._holding_post = False
+        self._held[writer] = []
+        if self._forward_head:
+            self._heads_to_forward.add(writer)
+        return True
+
     def release(self) -> None:
         """Forward what was held, and hold nothing more."""
         asyncio.run_coroutine_threadsafe(self._release(), self.loop).result(10)
@@ -73,14 +111,21 @@ class CuttingProxy:
                 writer.write(b"".join(pieces))
                 await writer.drain()
 
-    def _hold(self, writer: asyncio.StreamWriter, data: bytes, first: bool) -> bool:
-        """Whether ``data``, from the server to ``writer``, is held (``hold_websockets``)."""
+    def _hold(self, writer: asyncio.StreamWriter, data: bytes, first: bool) -> bytes:
+        """The part of ``data``, from the server to ``writer``, forwarded now; the rest is
+        held (``hold_websockets``, ``hold_post_response``)."""
+        if writer in self._heads_to_forward:
+            head, blank, rest = data.partition(b"\r\n\r\n")
+            if blank:
+                self._heads_to_forward.discard(writer)
+                self._held[writer].append(rest)
+            return head + blank
         if writer in self._held:
             self._held[writer].append(data)
-            return True
+            return b""
         if first and self._holding and data.startswith(b"HTTP/1.1 101"):
             self._held[writer] = []  # the handshake goes; what follows it waits
-        return False
+        return data
 
     def down(self) -> None:
         """The network is gone: open connections are cut, new ones refused."""
@@ -104,6 +149,8 @@ class CuttingProxy:
     async def _cut(self) -> None:
         for writer in list(self._open):
             writer.transport.abort()
+            self._held.pop(writer, None)
+            self._heads_to_forward.discard(writer)
         self._open.clear()
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -122,27 +169,38 @@ class CuttingProxy:
         self._open |= pair
         try:
             await asyncio.gather(
-                _pipe(reader, upstream_writer, self._stalled),
+                _pipe(
+                    reader,
+                    upstream_writer,
+                    self._stalled,
+                    watch=lambda data: self._hold_post(writer, data),
+                ),
                 _pipe(upstream_reader, writer, self._stalled, self._hold),
             )
         finally:
             self._open -= pair
             self._stalled -= pair
+            self._carried.discard(writer)
 
 
 async def _pipe(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     stalled: set[asyncio.StreamWriter],
-    hold: Callable[[asyncio.StreamWriter, bytes, bool], bool] | None = None,
+    hold: Callable[[asyncio.StreamWriter, bytes, bool], bytes] | None = None,
+    watch: Callable[[bytes], bool] | None = None,
 ) -> None:
     first = True
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
             if writer in stalled:
                 continue  # lost on the way
-            if hold is not None and hold(writer, data, first):
-                continue  # forwarded on release
+            if watch is not None and not watch(data):
+                continue
+            if hold is not None:
+                data = hold(writer, data, first)  # the rest is forwarded on release
+            if not data:
+                continue
             first = False
             writer.write(data)
             await writer.drain()
