@@ -4,7 +4,8 @@ reply, and no second one is started. The network stays away for longer than the 
 retries, while the server finishes the reply: back, the page shows the stored reply. The
 connection goes silent without ending (half-open): the page gives it up and resumes. The
 network comes back during a backoff: the page reconnects at once. A WebSocket closes
-after a prompt left and before any answer to it: the page finds the prompt's reply in
+after a prompt left and before any answer to it, or a POSTed prompt's connection drops
+(or a proxy answers 502) before a byte of its reply: the page finds the prompt's reply in
 the stored chat (running, or ended), or sends the prompt again once (lost again: back in
 the message box)."""
 
@@ -629,3 +630,187 @@ def test_try_again_on_a_websocket_prompt_left_unanswered_looks_its_reply_up(
         wait_for_state(page, "complete", timeout=5_000)
         expect_one_exchange(page, "Still no answer?")
         assert thinking_model.asked == asked + 1, "the model was asked twice"
+
+
+def post_a_prompt(page: Any, prompt: str) -> None:
+    """Send ``prompt`` with ``POST chat/stream`` (the SSE transport of the page)."""
+    choose(page, "sse-post", "passthrough")
+    send(page, prompt)
+
+
+#: Where the response to a POSTed prompt is cut: before its first byte, or right after
+#: its status line and headers.
+CUTS = ["before the head", "after the head"]
+
+
+def post_a_prompt_held(
+    page: Any, proxy: CuttingProxy, model: ThinkingModel, prompt: str, cut: str
+) -> None:
+    """POST ``prompt`` and wait until the model is asked for its reply, while the proxy
+    holds the response (``cut``: all of it, or all but its head)."""
+    asked = model.asked
+    proxy.hold_post_response(head=cut == "after the head")
+    post_a_prompt(page, prompt)
+    wait_until_asked(page, model, asked + 1)
+    wait_for_state(page, "waiting", timeout=1_000)  # not a byte of the reply yet
+
+
+def expect_second_exchange(page: Any, prompt: str) -> None:
+    """The page and the stored chat show the first exchange and ``prompt`` once, both
+    answered; the box is empty."""
+    assert reply_source(page) == ANSWER
+    expect(page.locator(".message[data-role='user']")).to_have_count(2)
+    expect(page.locator("#prompt")).to_have_value("")
+    expect(page.locator("#load-error")).to_be_hidden()
+    expect(last_reply(page).locator(".notice")).to_be_hidden()
+    assert prompts_stored(page) == ["First question", prompt]
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_posted_prompt_whose_reply_runs_is_followed_after_a_drop_not_posted_again(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, cut: str
+) -> None:
+    """The server has the POSTed prompt and runs its reply (the model thinks), and the
+    connection drops before a byte of the reply. The page finds that reply running in
+    the stored chat and follows it: the prompt is not POSTed again (the server refused
+    it as a second reply, and the page took its own reply for another tab's)."""
+    for page in open_page(browser, proxied_server.url):
+        prompt = "Did my POST arrive?"
+        post_a_prompt_held(page, proxied_server, thinking_model, prompt, cut)
+        asked = thinking_model.asked
+        proxied_server.cut()
+        wait_for_state(page, "complete", timeout=20_000)
+        expect_one_exchange(page, prompt)
+        assert thinking_model.asked == asked, "a second reply was started"
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_posted_prompt_whose_reply_ended_before_the_drop_is_not_asked_again(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, cut: str
+) -> None:
+    """The server has the POSTed prompt and ends its reply while the page has not a byte
+    of it, and then the connection drops. The page shows the reply as stored: the prompt
+    is not POSTed again (a second paid reply to the same prompt)."""
+    for page in open_page(browser, proxied_server.url):
+        prompt = "Was my POST answered?"
+        answered = thinking_model.answered
+        post_a_prompt_held(page, proxied_server, thinking_model, prompt, cut)
+        asked = thinking_model.asked
+        deadline = time.monotonic() + THINKING + 10
+        while thinking_model.answered == answered:
+            assert time.monotonic() < deadline, "the model did not finish its reply"
+            page.wait_for_timeout(50)
+        proxied_server.cut()
+        wait_for_state(page, "complete", timeout=10_000)
+        expect_one_exchange(page, prompt)
+        assert thinking_model.asked == asked, "the model was asked twice"
+
+
+def answer_bad_gateway_once(page: Any) -> list[int]:
+    """As a proxy whose upstream timed out: forward the next prompt, and answer the page
+    502; the list gets the status the server answered."""
+    answers: list[int] = []
+
+    def forward_then_bad_gateway(route: Any) -> None:
+        if answers:
+            route.continue_()
+            return
+        answers.append(route.fetch().status)  # the whole reply, as the server sent it
+        route.fulfill(status=502, content_type="text/html", body="<h1>Bad Gateway</h1>")
+
+    page.route("**/chat/stream*", forward_then_bad_gateway)
+    return answers
+
+
+def test_a_proxys_502_after_it_forwarded_the_prompt_is_not_taken_for_a_refusal(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """A proxy forwards the POSTed prompt, and answers the page 502 (its upstream timed
+    out on it, say): the server may have the prompt, and has here; its reply is shown
+    as stored, not asked for again."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        answers = answer_bad_gateway_once(page)
+        post_a_prompt(page, "Did the gateway pass it on?")
+        wait_for_state(page, "complete", timeout=20_000)
+        assert answers == [200]
+        expect_one_exchange(page, "Did the gateway pass it on?")
+        assert thinking_model.asked == asked + 1, "the model was asked twice"
+
+
+def lose_posts(page: Any, how_many: int) -> list[str]:
+    """Abort the next ``how_many`` POSTs of a prompt before they reach the server (a
+    connection reset, which the page cannot tell from one after they did); the list
+    gets each request's method."""
+    lost: list[str] = []
+
+    def abort_then_forward(route: Any) -> None:
+        if route.request.method == "POST" and len(lost) < how_many:
+            lost.append(route.request.method)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/chat/stream*", abort_then_forward)
+    return lost
+
+
+def test_a_posted_prompt_lost_on_its_way_is_posted_again_once(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The POST fails before the server has the prompt: the stored chat does not have it,
+    and the page sends it again, once."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        lost = lose_posts(page, 1)
+        post_a_prompt(page, "Did this POST get lost?")
+        wait_for_state(page, "complete", timeout=20_000)
+        assert lost == ["POST"]
+        expect_one_exchange(page, "Did this POST get lost?")
+        assert thinking_model.asked == asked + 1
+
+
+def test_a_posted_prompt_lost_twice_on_its_way_is_given_back(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The POST, and the page's second sending of it, both fail before the server has
+    the prompt: the prompt goes back in the message box, with a notice, rather than
+    being POSTed again and again."""
+    for page in open_page(browser, proxied_server.url):
+        asked = thinking_model.asked
+        lost = lose_posts(page, 2)
+        post_a_prompt(page, "POSTed, lost, and lost again?")
+        expect(page.locator("#prompt")).to_have_value(
+            "POSTed, lost, and lost again?", timeout=20_000
+        )
+        expect(page.locator("#load-error")).to_contain_text(
+            "Connection lost: your message was not sent, and is back in the box."
+        )
+        expect(page.locator(".message")).to_have_count(0)
+        assert lost == ["POST", "POST"]
+        assert thinking_model.asked == asked
+
+
+def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_first(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The server cannot be reached when the prompt is POSTed (its connection reset: the
+    page cannot tell that from a reset after the prompt arrived): the reply fails, the
+    chat unreadable, rather than the prompt being POSTed again and again. "Try again",
+    the server back, reads the chat, which does not have the prompt, and sends it once."""
+    for page in open_page(browser, proxied_server.url):
+        post_a_prompt(page, "First question")
+        wait_for_state(page, "complete", timeout=20_000)
+        asked = thinking_model.asked
+        proxied_server.down()
+        try:
+            send(page, "Anyone there?")
+            wait_for_state(page, "error", timeout=5_000)
+            expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+        finally:
+            proxied_server.up()
+        assert thinking_model.asked == asked
+        last_reply(page).get_by_role("button", name="Try again").click()
+        wait_for_state(page, "complete", timeout=10_000)
+        expect_second_exchange(page, "Anyone there?")
+        assert thinking_model.asked == asked + 1

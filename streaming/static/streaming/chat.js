@@ -485,8 +485,8 @@ function clientFor(transport) {
     transport,
     csrfToken,
     events: ["reasoning"],
-    // A prompt left unanswered by a closed socket is looked for in the stored chat first
-    // (`settleUnanswered`): the server may run its reply.
+    // A prompt left unanswered by a closed socket or a failed POST is looked for in the
+    // stored chat first (`settleUnanswered`): the server may run its reply.
     resendUnanswered: false,
     // Three of the server's keep-alives: a stream silent that long is dead (half-open).
     stallTimeout: Number(app.dataset.stallTimeout) || undefined,
@@ -915,9 +915,11 @@ async function run(view, { prompt = null, regenerate = false, resume = null, res
 }
 
 /** Whether the exchange's prompt (or Regenerate) was left unanswered: its WebSocket closed
- * after it left and before any frame answered it (the client's `resendUnanswered: false`). */
+ * after it left and before any frame answered it, or its POST failed once it may have left
+ * and before a byte of its reply (the client's `resendUnanswered: false`). */
 function isUnanswered(exchange, result) {
-  return exchange.transport === "ws" && !exchange.resumed && result.status === "error"
+  const unsure = exchange.transport === "ws" || exchange.transport === "sse-post";
+  return unsure && !exchange.resumed && result.status === "error"
     && result.messageId === null && result.error.code === "CONNECTION_LOST";
 }
 

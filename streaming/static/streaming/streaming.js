@@ -91,11 +91,13 @@
  * @property {boolean} [withCredentials=false] `EventSource` credentials for cross-origin URLs.
  * @property {number} [pingInterval=20000] WebSocket: milliseconds between `ping` frames; a
  *   ping left unanswered until the next one closes and reconnects the socket (0: off).
- * @property {boolean} [resendUnanswered=true] WebSocket: a prompt sent on a socket that
- *   closed before any frame answered it is sent again on the next one. `false`: the reply
- *   fails there instead, `CONNECTION_LOST` with `messageId` null, for the caller to find
- *   out whether the server has it (it may run its reply: sent again, the prompt would be
- *   refused as a second reply, or answered twice once that reply ended).
+ * @property {boolean} [resendUnanswered=true] A prompt that may have reached the server
+ *   with no answer heard is sent again: on a WebSocket, one sent on a socket that closed
+ *   before any frame answered it; with `sse-post`, a POST that failed after it left and
+ *   before a byte of its reply (a network error, or a proxy's own 502 or 504). `false`:
+ *   the reply fails instead, `CONNECTION_LOST` with `messageId` null, for the caller to
+ *   find out whether the server has it (it may run its reply: sent again, the prompt would
+ *   be refused as a second reply, or answered twice once that reply ended).
  * @property {number} [resumeTimeout=10000] WebSocket: milliseconds to wait for an answer to
  *   a `resume` (the pong of the `ping` sent with it, or a refusal) before the socket is
  *   given up and the reply resumed on a new one (at most `reconnect.retries` times, then
@@ -703,16 +705,31 @@ export class StreamClient {
       if (deleteWhenNamed) return named();
       parser.push(decoder.decode());
       parser.end();
-      this._lost(reply); // the body ended before `done`
+      if (!this._failUnanswered(reply)) this._lost(reply); // the body ended before `done`
     } catch (error) {
       if (deleteWhenNamed) return named(); // not named within NAMING_WAIT_MS, or failed
       if (this._reply !== reply) return; // cancelled: the abort is ours
       if (error instanceof StreamError) this._finish(reply, "error", { error });
-      else this._lost(reply);
+      else if (!this._failUnanswered(reply)) this._lost(reply);
     } finally {
       clearTimeout(stallTimer);
       stopSent?.(); // after named(): a request waiting for the stop now waits for its DELETE
     }
+  }
+
+  /**
+   * A POSTed prompt (`sse-post`) whose request failed once it may have left, with not a
+   * byte of its reply heard: unless `resendUnanswered`, fail it (`CONNECTION_LOST`,
+   * `messageId` null) rather than POST it again, since the server may run or have ended
+   * its reply. Fetch cannot tell a connection refused from one reset after the body went:
+   * the caller finds out. True if it failed.
+   */
+  _failUnanswered(reply, details) {
+    if (this.options.resendUnanswered !== false || this.transport !== "sse-post") return false;
+    if (reply.lastEventId !== "" || reply.received !== 0) return false;
+    this._fail(reply, "The connection was lost before the server answered the prompt",
+      "CONNECTION_LOST", details);
+    return true;
   }
 
   /** Check a fetch response; fail or retry `reply` and return false if it is no stream. */
@@ -739,6 +756,10 @@ export class StreamClient {
         // not JSON: keep the status line
       }
       if (this._reply !== reply) return false;
+      // A proxy's 502 or 504 (not the server's own error) may come after it forwarded the
+      // prompt; its 503, or the server's own, is a refusal, safe to send again.
+      const gateway = code === "HTTP_ERROR" && (response.status === 502 || response.status === 504);
+      if (gateway && this._failUnanswered(reply, { status: response.status })) return false;
       if (response.status >= 502 && response.status <= 504) {
         // A proxy in front of a restarting server, or the server itself busy, restarting
         // or without its store: try again, not before its `Retry-After`. Once the attempts
