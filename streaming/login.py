@@ -14,7 +14,6 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.utils.module_loading import import_string
 
 from .errors import StreamError, StreamErrorCode
@@ -30,6 +29,9 @@ def login_required_everywhere() -> bool:
 
 @cache
 def _has_login_required(middleware: tuple[str, ...]) -> bool:
+    # Imported here: the module imports the auth models, which need the app registry.
+    from django.contrib.auth.middleware import LoginRequiredMiddleware
+
     for dotted_path in middleware:
         try:
             factory = import_string(dotted_path)
@@ -41,6 +43,7 @@ def _has_login_required(middleware: tuple[str, ...]) -> bool:
 
 
 def is_logged_in(user: Any) -> bool:
+    """Whether ``user`` is a logged-in user (not ``None``, not ``AnonymousUser``)."""
     return user is not None and bool(getattr(user, "is_authenticated", False))
 
 

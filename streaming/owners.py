@@ -11,6 +11,8 @@ import uuid
 import weakref
 from typing import Any
 
+from .login import is_logged_in
+
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
 #: The owner of an anonymous visitor: their session's token follows.
@@ -40,7 +42,7 @@ def owner_of(user: Any, session: Any, *, create: bool = True) -> str:
     Requests that only look (a page view, a listing) pass it, so that a client that never
     chats (a crawler, an uptime check) stores no session.
     """
-    if _authenticated(user):
+    if is_logged_in(user):
         return user_owner(user.pk)
     if session is None:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
@@ -54,7 +56,7 @@ def owner_of(user: Any, session: Any, *, create: bool = True) -> str:
 
 async def aowner_of(user: Any, session: Any, *, create: bool = True) -> str:
     """``owner_of`` with Django's async session API (no thread for a database session)."""
-    if _authenticated(user):
+    if is_logged_in(user):
         return user_owner(user.pk)
     if session is None:
         return f"{CONNECTION_OWNER}{new_owner_token()}"
@@ -86,7 +88,3 @@ def is_connection_owner(owner: str) -> bool:
 def user_owner(pk: object) -> str:
     """The owner a logged-in user is: the same for all their sessions."""
     return f"user:{pk}"
-
-
-def _authenticated(user: Any) -> bool:
-    return user is not None and bool(getattr(user, "is_authenticated", False))
