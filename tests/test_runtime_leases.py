@@ -23,10 +23,10 @@ from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
 from .hostile import daphne_process, migrate, sqlite_database
-from .redis_server import REDIS_SERVER, RedisServer, redis_server
+from .redis_server import RedisServer, needs_redis, redis_server
 
 pytestmark = [
-    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+    needs_redis,
     # Two daphne processes, a lease to lapse: more than the default 120 s on a loaded machine.
     pytest.mark.timeout(300),
 ]

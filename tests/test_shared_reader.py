@@ -23,11 +23,11 @@ from streaming.extractors import Pipeline
 from streaming.generations import Generations
 from streaming.shared_reader import WATCH_EVERY
 from streaming.sse import ParsedEvent, SSEParser
-from tests.redis_server import REDIS_SERVER, RedisServer, redis_server
+from tests.redis_server import RedisServer, needs_redis, redis_server
 from tests.servers import daphne_server
 from tests.transport_views import XML_REPLY
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+pytestmark = needs_redis
 pytest.importorskip("redis", reason="the redis package is not installed")
 from redis import Redis  # noqa: E402
 

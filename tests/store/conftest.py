@@ -10,14 +10,10 @@ import pytest
 
 from streaming.store.base import EventStore
 from streaming.store.memory import MemoryStore
-from tests.redis_server import REDIS_SERVER, RedisServer, redis_server
+from tests.redis_server import RedisServer, needs_redis, redis_server, require_redis
 
 if TYPE_CHECKING:
     from streaming.store.redis import RedisStore
-
-needs_redis = pytest.mark.skipif(
-    REDIS_SERVER is None, reason="redis-server is not installed (CI installs it)"
-)
 
 StoreFactory = Callable[..., EventStore]
 
@@ -41,8 +37,7 @@ def store_user(name: str, key_prefix: str) -> str:
 @pytest.fixture(scope="session")
 def redis() -> Iterator[RedisServer]:
     """One redis-server for the session; tests keep apart by their own key prefix."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (CI installs it)")
+    require_redis()
     with redis_server() as server:
         yield server
 
@@ -51,8 +46,7 @@ def redis() -> Iterator[RedisServer]:
 def acl_redis() -> Iterator[RedisServer]:
     """A redis-server with the user ``store`` of ``store_user`` for keys under ``test:``
     (the key prefix of ``redis_stores``)."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (CI installs it)")
+    require_redis()
     with redis_server(users=[store_user("store", "test:")]) as server:
         yield server
 
@@ -60,8 +54,7 @@ def acl_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this test alone, which it may stop, restart or pause."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (CI installs it)")
+    require_redis()
     with redis_server() as server:
         yield server
 
