@@ -217,10 +217,7 @@ def lose_a_reply_the_server_finishes(
     try:
         fast_forward_until(page, "error")
         expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
-        deadline = time.monotonic() + THINKING + 10
-        while model.answered == answered:
-            assert time.monotonic() < deadline, "the model did not finish its reply"
-            page.wait_for_timeout(50)
+        wait_until_answered(page, model, answered + 1)
     finally:
         proxy.up()
     conversation = str(page.evaluate("new URLSearchParams(location.search).get('c')"))
@@ -273,10 +270,7 @@ def test_a_connection_gone_silent_mid_reply_is_resumed(
         send(page, "Write, pause, and write on")
         wait_for_state(page, "streaming", timeout=5_000)
         proxied_server.stall()
-        deadline = time.monotonic() + THINKING + 10
-        while thinking_model.answered == answered:  # the server has the whole reply
-            assert time.monotonic() < deadline, "the model did not finish its reply"
-            page.wait_for_timeout(50)
+        wait_until_answered(page, thinking_model, answered + 1)  # the server has the whole reply
         fast_forward_until(page, "complete")
         assert reply_source(page) == FIRST_WORDS + REST
         expect(last_reply(page).locator(".notice")).to_be_hidden()
@@ -502,6 +496,14 @@ def wait_until_asked(page: Any, model: ThinkingModel, asked: int) -> None:
         page.wait_for_timeout(20)
 
 
+def wait_until_answered(page: Any, model: ThinkingModel, answered: int) -> None:
+    """Wait until ``model`` has finished ``answered`` replies in all (its thinking included)."""
+    deadline = time.monotonic() + THINKING + 10
+    while model.answered < answered:
+        assert time.monotonic() < deadline, "the model did not finish its reply"
+        page.wait_for_timeout(50)
+
+
 def prompts_stored(page: Any) -> list[str]:
     """The user's messages of the open chat, as the server stored them."""
     conversation = page.evaluate("new URLSearchParams(location.search).get('c')")
@@ -553,10 +555,7 @@ def test_a_websocket_prompt_whose_reply_ended_while_the_socket_was_down_is_not_a
         proxied_server.down()
         try:
             wait_for_state(page, "reconnecting", timeout=5_000)
-            deadline = time.monotonic() + THINKING + 10
-            while thinking_model.answered == answered:
-                assert time.monotonic() < deadline, "the model did not finish its reply"
-                page.wait_for_timeout(50)
+            wait_until_answered(page, thinking_model, answered + 1)
         finally:
             proxied_server.up()
         page.evaluate("window.dispatchEvent(new Event('online'))")  # reconnect now
@@ -620,10 +619,7 @@ def test_try_again_on_a_websocket_prompt_left_unanswered_looks_its_reply_up(
         try:
             fast_forward_until(page, "error")
             expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
-            deadline = time.monotonic() + THINKING + 10
-            while thinking_model.answered == answered:
-                assert time.monotonic() < deadline, "the model did not finish its reply"
-                page.wait_for_timeout(50)
+            wait_until_answered(page, thinking_model, answered + 1)
         finally:
             proxied_server.up()
         last_reply(page).get_by_role("button", name="Try again").click()
@@ -696,10 +692,7 @@ def test_a_posted_prompt_whose_reply_ended_before_the_drop_is_not_asked_again(
         answered = thinking_model.answered
         post_a_prompt_held(page, proxied_server, thinking_model, prompt, cut)
         asked = thinking_model.asked
-        deadline = time.monotonic() + THINKING + 10
-        while thinking_model.answered == answered:
-            assert time.monotonic() < deadline, "the model did not finish its reply"
-            page.wait_for_timeout(50)
+        wait_until_answered(page, thinking_model, answered + 1)
         proxied_server.cut()
         wait_for_state(page, "complete", timeout=10_000)
         expect_one_exchange(page, prompt)
