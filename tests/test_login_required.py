@@ -41,6 +41,13 @@ def ws_url(server: str, path: str) -> str:
     return server.replace("http://", "ws://") + path
 
 
+def socket_to(server: str, path: str = "/ws/chat/", client: httpx.Client | None = None) -> Any:
+    """A WebSocket connection to ``path`` from the site's own page, with ``client``'s
+    cookies (none: anonymous); to use with ``async with``."""
+    headers = {"Cookie": cookie_header(client)} if client is not None else {}
+    return connect(ws_url(server, path), origin=server, additional_headers=headers)  # type: ignore[arg-type]
+
+
 async def frames_until_end(socket: ClientConnection) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     while not frames or frames[-1]["type"] not in {"complete", "error", "cancelled"}:
@@ -69,7 +76,7 @@ def logged_in(server: str) -> Iterator[httpx.Client]:
 
 @pytest.mark.parametrize("path", ["/ws/chat/", "/ws/chat/ui/"])
 async def test_an_anonymous_socket_is_told_to_log_in_and_closed(server: str, path: str) -> None:
-    async with connect(ws_url(server, path), origin=server) as socket:  # type: ignore[arg-type]
+    async with socket_to(server, path) as socket:
         refused, code = await refusal_and_close(socket)
     assert refused["type"] == "error"
     assert refused.get("message", refused.get("errorText")) == LOGIN_REQUIRED
@@ -81,7 +88,7 @@ async def test_an_anonymous_socket_is_told_to_log_in_and_closed(server: str, pat
 async def test_an_anonymous_prompt_on_the_socket_starts_no_reply(server: str) -> None:
     """The prompt a client sends as the socket opens meets a closed socket: no conversation
     is stored (the one who logs in afterwards finds none)."""
-    async with connect(ws_url(server, "/ws/chat/"), origin=server) as socket:  # type: ignore[arg-type]
+    async with socket_to(server) as socket:
         with suppress(ConnectionClosed):  # the server may have closed it already
             await socket.send(PROMPT)
         refused, _ = await refusal_and_close(socket)
@@ -92,12 +99,7 @@ async def test_an_anonymous_prompt_on_the_socket_starts_no_reply(server: str) ->
 
 async def test_a_logged_in_user_chats_over_the_socket(server: str) -> None:
     with logged_in(server) as alice:
-        headers = {"Cookie": cookie_header(alice)}
-        async with connect(
-            ws_url(server, "/ws/chat/"),
-            origin=server,  # type: ignore[arg-type]
-            additional_headers=headers,
-        ) as socket:
+        async with socket_to(server, client=alice) as socket:
             await socket.send(PROMPT)
             frames = await frames_until_end(socket)
     assert frames[-1]["type"] == "complete" and frames[-1]["fullResponse"]
@@ -105,12 +107,7 @@ async def test_a_logged_in_user_chats_over_the_socket(server: str) -> None:
 
 async def test_a_socket_whose_user_logged_out_is_told_to_log_in_again(server: str) -> None:
     with logged_in(server) as alice:
-        headers = {"Cookie": cookie_header(alice)}
-        async with connect(
-            ws_url(server, "/ws/chat/"),
-            origin=server,  # type: ignore[arg-type]
-            additional_headers=headers,
-        ) as socket:
+        async with socket_to(server, client=alice) as socket:
             assert alice.post("/h/logout").status_code == 200
             await socket.send(PROMPT)
             refused, code = await refusal_and_close(socket)
@@ -166,7 +163,7 @@ async def test_a_stream_the_project_opened_to_anyone_serves_anonymous_users(serv
     with httpx.Client(base_url=server, timeout=LIMIT) as anonymous:
         reply = anonymous.get("/h/open", params={"prompt": "Hi"})
     assert reply.status_code == 200 and '"done":true' in reply.text
-    async with connect(ws_url(server, "/ws/h/open/"), origin=server) as socket:  # type: ignore[arg-type]
+    async with socket_to(server, "/ws/h/open/") as socket:
         await socket.send(json.dumps({"type": "prompt", "prompt": "Hi"}))
         frames = await frames_until_end(socket)
     assert frames[-1]["type"] == "complete"
