@@ -22,21 +22,11 @@ from .conftest import probe, wait_for_probe
 from .redis_server import RedisServer, needs_redis, redis_daphnes, redis_server
 from .servers import daphne_server, sqlite_database
 from .settings_redis import FINISHED_TTL
+from .sse_reading import events_until
 from .transport_views import XML_REPLY, XML_TEXT
 
 LIMIT = 10.0
 SLOW = {"delay": "0.01", "size": "1", "pipeline": "passthrough"}
-
-
-def sse_until(response: httpx.Response, count: int) -> list[ParsedEvent]:
-    """Read ``count`` events of a streaming response (then the caller drops it)."""
-    parser = SSEParser()
-    events: list[ParsedEvent] = []
-    for chunk in response.iter_raw():
-        events += parser.feed(chunk)
-        if len(events) >= count:
-            break
-    return events
 
 
 def sse_all(response: httpx.Response) -> list[ParsedEvent]:
@@ -53,7 +43,7 @@ def interrupted_sse_reply(first: str, second: str, key: str) -> tuple[list[Parse
         client.get("/visitor")  # the session's owner token
         cookies = dict(client.cookies)
         with client.stream("GET", "/sse/keep", params={**SLOW, "key": key}) as response:
-            before = sse_until(response, 5)
+            before = events_until(response, 5)
     last_id = before[-1].id or ""
     with httpx.Client(base_url=second, timeout=LIMIT, cookies=cookies) as client:
         after = sse_all(client.get("/sse/keep", headers={"Last-Event-ID": last_id}))
@@ -81,7 +71,7 @@ def test_with_the_cancel_policy_a_dropped_connection_stops_the_reply(
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
         client.get("/visitor")
         with client.stream("GET", "/sse/scripted", params=SLOW) as response:
-            before = sse_until(response, 3)
+            before = events_until(response, 3)
         time.sleep(0.3)
         rest = sse_all(client.get("/sse/scripted", headers={"Last-Event-ID": before[-1].id or ""}))
     assert json.loads(rest[-1].data)["code"] == "ABORTED"
@@ -92,7 +82,7 @@ def test_another_visitor_cannot_resume_or_cancel_a_reply(live_url: str) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as owner:
         owner.get("/visitor")
         with owner.stream("GET", "/sse/keep", params=SLOW) as response:
-            event_id = sse_until(response, 2)[-1].id or ""
+            event_id = events_until(response, 2)[-1].id or ""
         with httpx.Client(base_url=live_url, timeout=LIMIT) as stranger:
             stranger.get("/visitor")
             stolen = stranger.get("/sse/keep", headers={"Last-Event-ID": event_id})
@@ -111,7 +101,7 @@ def test_delete_cancels_a_kept_reply(live_url: str) -> None:
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
         client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
-            event_id = sse_until(response, 2)[-1].id or ""
+            event_id = events_until(response, 2)[-1].id or ""
         generation = event_id.split(":")[0]
         cancelled = client.delete(
             f"/sse/keep?id={generation}", headers={"X-CSRFToken": client.cookies["csrftoken"]}
@@ -184,7 +174,7 @@ def test_a_resume_midway_opens_with_the_id_it_resumes_from(live_url: str) -> Non
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
         client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
-            before = sse_until(response, 5)
+            before = events_until(response, 5)
         last_id = before[-1].id or ""
         resumed = client.get("/sse/keep", headers={"Last-Event-ID": last_id})
     assert resumed.content.startswith(b": stream open\n\nid: " + last_id.encode() + b"\n\n")
@@ -199,7 +189,7 @@ def test_a_cursor_past_the_end_is_refused_alike_while_the_reply_runs_and_after(
     with httpx.Client(base_url=live_url, timeout=LIMIT) as client:
         client.get("/visitor")
         with client.stream("GET", "/sse/keep", params=SLOW) as response:
-            event_id = sse_until(response, 2)[-1].id or ""
+            event_id = events_until(response, 2)[-1].id or ""
         generation = event_id.split(":")[0]
         ahead = {"Last-Event-ID": f"{generation}:100000"}
         answers = [client.get("/sse/keep", headers=ahead)]

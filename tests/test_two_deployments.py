@@ -25,6 +25,7 @@ from streaming.testing import parse_sse
 
 from .redis_server import needs_redis, redis_server
 from .servers import daphne_server, sqlite_database
+from .sse_reading import events_until
 
 pytestmark = [
     needs_redis,
@@ -97,17 +98,6 @@ def visitor(url: str, address: str, cookies: httpx.Cookies | None = None) -> Ite
         if cookies is None:
             client.get("/visitor")
         yield client
-
-
-def events_until(response: httpx.Response, count: int) -> list[ParsedEvent]:
-    """Read ``count`` events of a streaming response (then the caller drops it)."""
-    parser = SSEParser()
-    events: list[ParsedEvent] = []
-    for chunk in response.iter_raw():
-        events += parser.feed(chunk)
-        if len(events) >= count:
-            break
-    return events
 
 
 def events_of(response: httpx.Response) -> Iterator[ParsedEvent]:

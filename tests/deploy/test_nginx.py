@@ -29,6 +29,7 @@ from streaming.sse import ParsedEvent, SSEParser
 from streaming.testing import parse_sse
 
 from ..servers import ROOT, free_port, stop_process, wait_for_port
+from ..sse_reading import events_until
 from .nginx import NGINX, SHIPPED, nginx
 from .stack import (
     SHIPPED_DAPHNE,
@@ -116,16 +117,6 @@ def test_sse_arrives_token_by_token_through_nginx(stack: Stack, http2: bool) -> 
     assert max(size for _, size in arrivals) <= len(expected) // 4
 
 
-def read_events(response: httpx.Response, count: int) -> list[ParsedEvent]:
-    parser = SSEParser()
-    events: list[ParsedEvent] = []
-    for raw in response.iter_raw():
-        events += parser.feed(raw)
-        if len(events) >= count:
-            break
-    return events
-
-
 def test_a_dropped_reply_resumes_on_the_other_process(stack: Stack) -> None:
     """The reply runs on one daphne; the reconnect with Last-Event-ID is served by the other
     (round robin, checked), which follows it through Redis: every event exactly once."""
@@ -136,7 +127,7 @@ def test_a_dropped_reply_resumes_on_the_other_process(stack: Stack) -> None:
             "GET", "/chat/stream", params={"prompt": words, "pipeline": "passthrough"}
         ) as response:
             first_upstream = response.headers["x-upstream"]
-            before = read_events(response, 5)
+            before = events_until(response, 5)
         resumed = browser.get("/chat/stream", headers={"Last-Event-ID": before[-1].id or ""})
     assert resumed.status_code == 200, resumed.text
     assert {first_upstream, resumed.headers["x-upstream"]} == stack.upstreams
@@ -159,7 +150,7 @@ def test_another_visitor_cannot_resume_a_reply_on_either_process(stack: Stack) -
     with client(stack) as owner:
         visit(owner)
         with owner.stream("GET", "/chat/stream", params={"prompt": prompt()}) as response:
-            event_id = read_events(response, 1)[0].id or ""
+            event_id = events_until(response, 1)[0].id or ""
         with client(stack) as stranger:
             visit(stranger)
             answers = [
@@ -273,7 +264,7 @@ def test_a_process_stopped_with_sigterm_exits_in_time_and_nginx_skips_it(
                     "GET", "/chat/stream", params={"prompt": prompt(), "pipeline": "passthrough"}
                 ) as response:
                     assert response.headers["x-upstream"] == f"127.0.0.1:{port}"
-                    read_events(response, 3)
+                    events_until(response, 3)
                     stopping = time.monotonic()
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=float(timeout))
