@@ -32,6 +32,7 @@ from django.views.decorators.http import require_safe
 from .chat_strings import page_strings
 from .conf import setting
 from .consumers import StreamConsumer
+from .database_pool import POOL_RETRY_AFTER, log_pool_exhausted, pool_timed_out
 from .errors import StreamError, StreamErrorCode
 from .events import Cancelled, Complete, Error
 from .extractors import (
@@ -392,7 +393,8 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     check) adds no session. The page says whether the visitor has an owner yet
     (``data-owned``): until then its WebSocket, which cannot set a cookie, is opened again
     once the first chat's response has set it. A database that is down under the session
-    (or the user) gets a short 503 page, not Django's 500 page and a traceback."""
+    (or the user) gets a short 503 page, not Django's 500 page and a traceback; one whose
+    connection pool had no connection free says the server is busy."""
     try:
         owner = owner_of(
             getattr(request, "user", None), getattr(request, "session", None), create=False
@@ -415,6 +417,15 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         }
         return render(request, "streaming/chat.html", context)
     except DatabaseError as exc:
-        logger.error("The database failed under the chat page: %r", exc)
+        exhausted = pool_timed_out(exc)
+        if exhausted:
+            log_pool_exhausted(exc)
+        else:
+            logger.error("The database failed under the chat page: %r", exc)
         # No request context: its processors would load the user from the database again.
-        return HttpResponse(render_to_string("streaming/unavailable.html"), status=503)
+        page = HttpResponse(
+            render_to_string("streaming/unavailable.html", {"busy": exhausted}), status=503
+        )
+        if exhausted:
+            page["Retry-After"] = str(POOL_RETRY_AFTER)
+        return page

@@ -25,15 +25,19 @@ def pool_timed_out(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, PoolTimeout)
 
 
-def pool_busy(exc: BaseException) -> StreamError:
-    """What a client is told when the pool had no connection free; the log says what to
-    raise."""
+def log_pool_exhausted(exc: BaseException) -> None:
+    """The log's line for a pool that had no connection free: what to raise."""
     logger.error(
         "No database connection was free in the pool for its whole timeout: %r. Raise "
         "the pool's max_size (DATABASES OPTIONS 'pool'; every process's within "
         "PostgreSQL's max_connections) or its timeout, or add processes.",
         exc,
     )
+
+
+def pool_busy(exc: BaseException) -> StreamError:
+    """What a client is told when the pool had no connection free (and the log)."""
+    log_pool_exhausted(exc)
     return StreamError(
         StreamErrorCode.SERVER_BUSY,
         "The server is too busy; try again shortly",
