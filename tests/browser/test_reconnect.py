@@ -786,13 +786,14 @@ def test_a_posted_prompt_lost_twice_on_its_way_is_given_back(
         assert thinking_model.asked == asked
 
 
-def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_first(
+def test_a_prompt_posted_while_the_server_restarts_is_sent_once_it_is_back(
     browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
 ) -> None:
-    """The server cannot be reached when the prompt is POSTed (its connection reset: the
-    page cannot tell that from a reset after the prompt arrived): the reply fails, the
-    chat unreadable, rather than the prompt being POSTed again and again. "Try again",
-    the server back, reads the chat, which does not have the prompt, and sends it once."""
+    """The server cannot be reached when the prompt is POSTed (a restart: its connection
+    reset, which the page cannot tell from a reset after the prompt arrived): the reply
+    shows it reconnects, and the page reads the chat again with its backoff. The server
+    back, the chat does not have the prompt, which is sent once and answered, with no
+    "Try again" to click (it once failed at once)."""
     for page in open_page(browser, proxied_server.url):
         post_a_prompt(page, "First question")
         wait_for_state(page, "complete", timeout=20_000)
@@ -800,8 +801,35 @@ def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_firs
         proxied_server.down()
         try:
             send(page, "Anyone there?")
-            wait_for_state(page, "error", timeout=5_000)
+            wait_for_state(page, "reconnecting", timeout=5_000)
             expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+            expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        finally:
+            proxied_server.up()
+        wait_for_state(page, "complete", timeout=20_000)
+        expect_second_exchange(page, "Anyone there?")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
+        assert thinking_model.asked == asked + 1
+
+
+def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_first(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """The server stays unreachable for longer than the page waits for it (its backoff
+    spent): the reply fails, rather than the prompt being POSTed again and again. "Try
+    again", the server back, reads the chat, which does not have the prompt, and sends
+    it once."""
+    for page in open_page(browser, proxied_server.url, clock=True):
+        post_a_prompt(page, "First question")
+        wait_for_state(page, "complete", timeout=20_000)
+        asked = thinking_model.asked
+        proxied_server.down()
+        try:
+            send(page, "Anyone there?")
+            wait_for_state(page, "reconnecting", timeout=5_000)
+            fast_forward_until(page, "error")
+            expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+            expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
         finally:
             proxied_server.up()
         assert thinking_model.asked == asked
@@ -809,3 +837,28 @@ def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_firs
         wait_for_state(page, "complete", timeout=10_000)
         expect_second_exchange(page, "Anyone there?")
         assert thinking_model.asked == asked + 1
+
+
+def test_stop_while_the_page_waits_for_the_server_sends_nothing(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """Stop, while the page waits for the server to look for a prompt POSTed while it
+    could not be reached: the wait ends, the reply fails as lost (with "Try again"), and
+    the prompt is not sent once the server is back."""
+    for page in open_page(browser, proxied_server.url):
+        post_a_prompt(page, "First question")
+        wait_for_state(page, "complete", timeout=20_000)
+        asked = thinking_model.asked
+        proxied_server.down()
+        try:
+            send(page, "Never mind")
+            wait_for_state(page, "reconnecting", timeout=5_000)
+            page.locator("#stop").click()
+            wait_for_state(page, "error", timeout=5_000)
+        finally:
+            proxied_server.up()
+        expect(last_reply(page).get_by_role("button", name="Try again")).to_be_visible()
+        expect(page.locator("#stop")).to_be_hidden()
+        page.wait_for_timeout(1_500)  # past the page's next attempt, had the wait gone on
+        assert prompts_stored(page) == ["First question"]
+        assert thinking_model.asked == asked

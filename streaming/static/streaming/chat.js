@@ -7,7 +7,7 @@
  * stream; the user's own messages and the reply's reasoning are plain text (Text nodes).
  */
 
-import { createStream } from "streaming";
+import { backoffDelay, createStream, retryAfter } from "streaming";
 import { renderMarkdown } from "streaming/markdown";
 
 const TRANSPORT_NAMES = {
@@ -889,7 +889,9 @@ async function run(view, { prompt = null, regenerate = false, resume = null, res
   }
   const result = await exchange.reply;
   // Looked up while the page is still busy with it: no other prompt goes out meanwhile.
-  const stored = current === exchange && isUnanswered(exchange, result) ? await readChat(conversation) : null;
+  const stored = current === exchange && isUnanswered(exchange, result)
+    ? await readUnansweredChat(exchange, stream.reconnect)
+    : null;
   if (current !== exchange) {
     keepRefusedPrompt(exchange, result);
     // A WebSocket left before the server answered the prompt hears its answer later.
@@ -930,6 +932,38 @@ async function readChat(conversation) {
     return await api("GET", `/${encodeURIComponent(conversation)}?limit=2`);
   } catch {
     return null;
+  }
+}
+
+/**
+ * The end of the chat of an exchange left unanswered (`isUnanswered`). While the server
+ * cannot be reached (a restart, the network gone), it is read again after the client's
+ * backoff (`reconnect`: its `retries`, `delay` and `maxDelay`; at once when the browser
+ * says the network is back), the reply shown reconnecting, as a WebSocket reconnects
+ * before it reports such a prompt. Stop, or leaving the chat, ends the wait. Null: the
+ * chat could not be read.
+ */
+async function readUnansweredChat(exchange, reconnect) {
+  const retries = reconnect?.retries ?? 0;
+  for (let attempt = 1; ; attempt += 1) {
+    const data = await readChat(exchange.conversation);
+    if (data !== null || attempt > retries || current !== exchange || exchange.stopped) {
+      if (attempt > 1 && current === exchange) {
+        if (data !== null) connectionBack();
+        showStatus("error", {}); // the connection line as the client left it
+      }
+      return data;
+    }
+    const delay = backoffDelay(attempt, reconnect);
+    showStatus("reconnecting", { attempt, delay });
+    await new Promise((resolve) => {
+      const wait = retryAfter(delay, resolve);
+      exchange.endWait = () => {
+        wait.cancel();
+        resolve();
+      };
+    });
+    exchange.endWait = null;
   }
 }
 
@@ -1302,8 +1336,15 @@ async function recoverReply(view, { otherwise = null, resume = true } = {}) {
   }
 }
 
+/** Stop the reply; one whose prompt is still looked for in the chat (`readUnansweredChat`)
+ * is looked for no more, and fails as it was left. */
 function stopReply() {
-  if (current) client?.cancel();
+  if (current?.endWait) {
+    current.stopped = true;
+    current.endWait();
+  } else if (current) {
+    client?.cancel();
+  }
 }
 
 /** Leave the reply on the page running: the server runs it on and stores it, and opening

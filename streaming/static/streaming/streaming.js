@@ -1131,18 +1131,21 @@ function awaitAnswer(socket) {
   });
 }
 
-/**
- * Call `retry` after `delay` ms, or at once when the browser says the network is back
- * (`online`): a reconnection waiting out a long backoff does not keep a user who is
- * online again waiting. Returns a handle whose `cancel()` calls it off.
- */
 /** Milliseconds a `Retry-After` header asks to wait (its seconds; 0 if none or a date). */
 function retryAfterMs(header) {
   const seconds = Number(header);
   return header && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
 }
 
-function retryAfter(delay, retry) {
+/**
+ * Call `retry` after `delay` ms, or at once when the browser says the network is back
+ * (`online`): a reconnection waiting out a long backoff does not keep a user who is
+ * online again waiting. Returns a handle whose `cancel()` calls it off.
+ * @param {number} delay
+ * @param {() => void} retry
+ * @returns {{ cancel: () => void }}
+ */
+export function retryAfter(delay, retry) {
   const target = globalThis.addEventListener ? globalThis : null;
   const cancel = () => {
     clearTimeout(timer);
