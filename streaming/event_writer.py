@@ -73,7 +73,8 @@ class EventWriter:
     written by the process's ``StoreFlusher``, one round trip for every reply with new
     events gathered over ``STORE_BATCH_MS``: followers here are handed events before they
     are stored (up to ``MAX_UNSTORED`` of them), so that window delays no token, and the
-    terminal event only once everything is stored. A client that resumes elsewhere in
+    terminal event only once everything is stored (unless ``hand_end`` gave it first: a
+    reply cut while the process drains). A client that resumes elsewhere in
     between finds the store behind its cursor and waits for it (``Generations.has_more``).
     A failed write is kept in ``failure`` and reported to ``on_failure`` at once.
     """
@@ -83,6 +84,7 @@ class EventWriter:
         "due",
         "empty_holds",
         "ended",
+        "ending",
         "events",
         "failure",
         "flushed",
@@ -159,6 +161,8 @@ class EventWriter:
         #: connection), or the generation stopped waiting for that.
         self.out = False
         self.going_out: asyncio.Future[None] | None = None
+        #: The terminal event, once ``hand_end`` gave it to the followers here.
+        self.ending: GenerationEvent | None = None
 
     def add_text(self, text: str, name: str | None = None) -> None:
         """Merge reply text (sealed as one chunk event with what follows at once); with
@@ -406,9 +410,22 @@ class EventWriter:
         with contextlib.suppress(ValueError):
             self.waiters.remove(future)
 
+    def hand_end(self, terminal: Callable[[int], GenerationEvent]) -> None:
+        """Number the terminal event ``terminal(seq)`` now and hand it to the followers
+        here after everything added so far, before any of it is stored (as far as
+        ``MAX_UNSTORED`` allows): a store that hangs keeps them from their end no longer.
+        ``close`` then stores it."""
+        if self.failure is not None:
+            return
+        self._close_text()
+        self.seq += 1
+        self.ending = terminal(self.seq)
+        self._hand([*self.pending, self.ending])
+
     async def close(self, terminal: Callable[[int], GenerationEvent]) -> None:
-        """Write everything added so far, then the terminal event ``terminal(seq)``, and
-        finish the log. A failed write raises the store's error."""
+        """Write everything added so far, then the terminal event ``terminal(seq)`` (or
+        the one ``hand_end`` numbered), and finish the log. A failed write raises the
+        store's error."""
         self._close_text()
         while self.writing and self.failure is None:
             self.flushed = asyncio.get_running_loop().create_future()
@@ -418,8 +435,10 @@ class EventWriter:
                 self.flushed = None
         if self.failure is not None:
             raise self.failure
-        self.seq += 1
-        batch = [*self.pending, terminal(self.seq)]
+        if self.ending is None:
+            self.seq += 1
+            self.ending = terminal(self.seq)
+        batch = [*self.pending, self.ending]
         self.pending = []
         self.writing = True
         # With the other replies' writes (one round trip, never waiting for Redis's pool).

@@ -824,7 +824,12 @@ class Generations:
         reservation: Reservation | None,
         on_end: OnEnd | None,
     ) -> None:
-        """Release the places, await ``on_end``, write the terminal event, end the log."""
+        """Release the places, await ``on_end``, write the terminal event, end the log.
+        While the process drains, the followers here get an end other than ``complete``
+        (which ``on_end`` may still change) first: a hung store must not keep them from
+        their ``SHUTTING_DOWN`` until the process stops and cuts them without it."""
+        if self.cut is not None and end != "complete":
+            writer.hand_end(terminal)
         if reservation is not None:
             # Before the end is visible: its client may start the next reply at once.
             await reservation.release()

@@ -224,3 +224,25 @@ def test_a_reply_cut_by_shutdown_is_ended_in_the_store(
         assert time.monotonic() - started < 2.0  # at once, not after a lease or a timeout
     assert json.loads(events[-1].data)["code"] == "SHUTTING_DOWN"
     assert json.loads(resumed[-1].data)["code"] == "SHUTTING_DOWN"
+
+
+@needs_redis
+@pytest.mark.timeout(300)
+async def test_a_hung_redis_still_lets_every_client_hear_of_the_shutdown(
+    database: dict[str, str], redis: RedisServer
+) -> None:
+    """Redis answers nothing (SIGSTOP) when SIGTERM comes: the replies cannot be ended in
+    the store, but their clients here still get ``SHUTTING_DOWN`` (SSE with ``retry:``,
+    WebSocket then 4012) before the process exits, within its usual bound."""
+    with daphne_process(env=redis_env(database, redis)) as (url, process):
+        replies = Replies(url, 1, 1)
+        await replies.open()
+        redis.pause()
+        try:
+            process.send_signal(signal.SIGTERM)
+            status = await asyncio.to_thread(wait_exit, process)
+            await replies.finish()
+        finally:
+            redis.resume()
+    assert status == 0
+    check_told(replies)
