@@ -6,23 +6,18 @@ JSON 503 ``STORE_UNAVAILABLE``, as a database that refuses connections does."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
-from websockets.asyncio.client import connect
 
 from .conftest import migrated_postgres_database
+from .pool_visitor import API, LIMIT, SETTINGS, Visitor
 from .postgres_server import PostgresServer
 from .servers import daphne_server
 
-SETTINGS = "tests.settings_postgres_pool"
-API = "/chat/conversations"
-LIMIT = 60.0
 #: Replies at once over each transport: together more than the pool's 2 connections.
 SSE_CHATS = 6
 SOCKET_CHATS = 3
@@ -38,50 +33,6 @@ def pooled(postgres: PostgresServer, tmp_path: Path) -> Iterator[tuple[str, str,
     log = tmp_path / "daphne.log"
     with daphne_server("tests.asgi:application", env=env, log=log) as url:
         yield url, env["DJANGO_DB"], log
-
-
-class Visitor:
-    """One browser: its session (in the database), its chats and its conversations."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.client = httpx.AsyncClient(base_url=url, timeout=LIMIT)
-
-    async def arrive(self) -> None:
-        assert (await self.client.get("/visitor")).status_code == 204
-
-    async def sse_chat(self, prompt: str) -> str:
-        """A reply over SSE, read to its end: its last data line."""
-        headers = {"X-CSRFToken": self.client.cookies["csrftoken"]}
-        response = await self.client.post("/chat/stream", json={"prompt": prompt}, headers=headers)
-        assert response.status_code == 200, response.text
-        return [line for line in response.text.splitlines() if line.startswith("data: ")][-1]
-
-    async def socket_chat(self, prompt: str) -> str:
-        """A reply over the chat's WebSocket, read to its last frame: that frame's type."""
-        cookies = "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())
-        async with connect(
-            self.url.replace("http", "ws") + "/ws/chat/",
-            origin=self.url,
-            additional_headers={"Cookie": cookies},
-            open_timeout=LIMIT,
-        ) as socket:
-            await socket.send(json.dumps({"type": "prompt", "prompt": prompt}))
-            while True:
-                frame = json.loads(await socket.recv())
-                if frame["type"] in {"complete", "error", "cancelled"}:
-                    return str(frame["type"])
-
-    async def stored_messages(self) -> list[tuple[str, str]]:
-        """``(role, status)`` of every message of this visitor's conversations."""
-        listed = await self.client.get(API)
-        assert listed.status_code == 200, listed.text
-        messages = []
-        for conversation in listed.json()["conversations"]:
-            opened = await self.client.get(f"{API}/{conversation['id']}")
-            assert opened.status_code == 200, opened.text
-            messages += [(m["role"], m["status"]) for m in opened.json()["messages"]]
-        return messages
 
 
 async def test_more_replies_than_the_pool_has_connections_all_finish_and_are_stored(
