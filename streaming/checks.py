@@ -144,6 +144,35 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 
 @register()
+def check_connection_pool(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django makes a PostgreSQL pool (``OPTIONS["pool"]``) with a ``check`` of its own
+    (``CONN_HEALTH_CHECKS``'s), so a ``check`` among the pool's options fails every
+    connection with a ``TypeError``: every request a 500, not the database's 503."""
+    messages: list[CheckMessage] = []
+    for alias, database in settings.DATABASES.items():
+        pool = (database.get("OPTIONS") or {}).get("pool")
+        if isinstance(pool, dict) and "check" in pool and _postgresql(database.get("ENGINE", "")):
+            messages.append(
+                Error(
+                    f'DATABASES["{alias}"]["OPTIONS"]["pool"] has a "check": Django gives the '
+                    "pool its own, and cannot make it (TypeError on the first connection).",
+                    hint=f'Remove "check"; "CONN_HEALTH_CHECKS": True on DATABASES["{alias}"] '
+                    "has the pool check each connection before handing it out.",
+                    id="streaming.E007",
+                )
+            )
+    return messages
+
+
+def _postgresql(engine: str) -> bool:
+    """Whether the database backend ``engine`` is PostgreSQL's (or built on it: PostGIS)."""
+    try:
+        return bool(import_string(f"{engine}.base.DatabaseWrapper").vendor == "postgresql")
+    except ImportError:
+        return False
+
+
+@register()
 def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """An anonymous visitor owns their replies and conversations through the session:
     without sessions, each request is a new owner (``connection:<random>``)."""

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from streaming.checks import (
+    check_connection_pool,
     check_middleware,
     check_runserver,
     check_sessions,
@@ -30,7 +31,14 @@ def test_known_buffering_middleware_warns() -> None:
 
 
 def test_the_demo_settings_pass_every_check() -> None:
-    assert check_middleware() + check_runserver() + check_settings() + check_sqlite_locking() == []
+    assert (
+        check_middleware()
+        + check_runserver()
+        + check_settings()
+        + check_sqlite_locking()
+        + check_connection_pool()
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,6 +199,26 @@ def test_postgresql_needs_no_write_lock_option() -> None:
     database = {"ENGINE": "django.db.backends.postgresql", "NAME": "chat"}
     with override_settings(DATABASES={"default": database}):
         assert check_sqlite_locking() == []
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.parametrize(
+    ("engine", "pool", "ids"),
+    [
+        ("django.db.backends.postgresql", {"check": print, "max_size": 4}, ["streaming.E007"]),
+        ("django.db.backends.postgresql", {"max_size": 4}, []),
+        ("django.db.backends.postgresql", True, []),
+        ("django.db.backends.sqlite3", {"check": print}, []),
+    ],
+)
+def test_a_pool_check_option_is_an_error_as_django_passes_its_own(
+    engine: str, pool: object, ids: list[str]
+) -> None:
+    """Django gives psycopg's pool ``check=`` itself (from ``CONN_HEALTH_CHECKS``): one
+    more among the pool's options is a ``TypeError`` on every connection."""
+    database = {"ENGINE": engine, "NAME": "chat", "OPTIONS": {"pool": pool}}
+    with override_settings(DATABASES={"default": database}):
+        assert [m.id for m in check_connection_pool()] == ids
 
 
 @pytest.mark.parametrize(
