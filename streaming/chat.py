@@ -32,7 +32,12 @@ from django.views.decorators.http import require_safe
 from .chat_strings import page_strings
 from .conf import setting
 from .consumers import StreamConsumer
-from .database_pool import POOL_RETRY_AFTER, log_pool_exhausted, pool_timed_out
+from .database_pool import (
+    POOL_RETRY_AFTER,
+    discard_broken_connections,
+    log_pool_exhausted,
+    pool_timed_out,
+)
 from .errors import StreamError, StreamErrorCode
 from .events import Cancelled, Complete, Error
 from .extractors import (
@@ -422,6 +427,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             log_pool_exhausted(exc)
         else:
             logger.error("The database failed under the chat page: %r", exc)
+            discard_broken_connections(exc)
         # No request context: its processors would load the user from the database again.
         page = HttpResponse(
             render_to_string("streaming/unavailable.html", {"busy": exhausted}), status=503

@@ -1,11 +1,14 @@
 """Django's connection pool for PostgreSQL (``DATABASES[...]["OPTIONS"]["pool"]``) with no
 connection free for its ``timeout``: the server is busy, not its database down, so the
 client is told to try again shortly (503 ``SERVER_BUSY`` with ``Retry-After``), as when
-the event store's pool is exhausted."""
+the event store's pool is exhausted. And a pool's connections that PostgreSQL ended (a
+restart, a failover) are all found at the first one's failure, not one request each."""
 
 from __future__ import annotations
 
 import logging
+
+from django.db import InterfaceError, OperationalError, connections
 
 from .errors import StreamError, StreamErrorCode
 
@@ -43,3 +46,18 @@ def pool_busy(exc: BaseException) -> StreamError:
         "The server is too busy; try again shortly",
         {"retry_after": POOL_RETRY_AFTER},
     )
+
+
+def discard_broken_connections(exc: BaseException) -> None:
+    """After a query failed on its connection (``exc``), have each open pool of Django's
+    check its idle connections (psycopg_pool's ``check()``): after a PostgreSQL restart
+    every connection a pool held is broken, and each would fail one more request; the
+    pool replaces the broken ones. Sync (a round trip per idle connection), so call it
+    from a worker thread."""
+    if not isinstance(exc, (OperationalError, InterfaceError)) or pool_timed_out(exc):
+        return
+    for alias in connections:
+        database = connections[alias]
+        pool = getattr(database, "pool", None) if database.vendor == "postgresql" else None
+        if pool is not None and not pool.closed:
+            pool.check()

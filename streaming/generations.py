@@ -1049,8 +1049,9 @@ async def _to_its_end(awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
 
 
 async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> StreamError | None:
-    """Await ``on_end(end)`` to its end; its failure is logged and returned (as the
-    ``StreamError`` it raised, or ``INTERNAL_ERROR``), never raised (its own
+    """Await ``on_end(end)`` to its end; its failure is logged (a ``StreamError`` on one
+    line, anything else with its traceback) and returned (as the ``StreamError`` it
+    raised, or ``INTERNAL_ERROR``), never raised (its own
     cancellation is none: the terminal event is still written)."""
     if on_end is None:
         return None
@@ -1058,9 +1059,10 @@ async def _ended(generation_id: str, on_end: OnEnd | None, end: str) -> StreamEr
     failure = None if storing.cancelled() else storing.exception()
     if failure is None:
         return None
-    logger.error("Generation %s: on_end failed", generation_id, exc_info=failure)
-    if isinstance(failure, StreamError):
+    if isinstance(failure, StreamError):  # a defined error: its repr says it all
+        logger.error("Generation %s: on_end failed: %r", generation_id, failure)
         return failure
+    logger.error("Generation %s: on_end failed", generation_id, exc_info=failure)
     return StreamError(StreamErrorCode.INTERNAL_ERROR, "The reply could not be saved")
 
 

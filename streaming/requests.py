@@ -26,7 +26,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
 
 from .conf import setting
-from .database_pool import pool_busy, pool_timed_out
+from .database_pool import discard_broken_connections, pool_busy, pool_timed_out
 from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .extractors import Pipeline, StreamExtractor
 from .generations import DISCONNECT_POLICIES
@@ -222,6 +222,7 @@ async def call_hook(hook: Callable[[], Any]) -> Any:
         if pool_timed_out(exc):
             raise pool_busy(exc) from exc
         logger.error("The database failed under %s: %r", getattr(hook, "__qualname__", hook), exc)
+        await sync_to_async(discard_broken_connections, thread_sensitive=False)(exc)
         raise StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE) from exc
 
 

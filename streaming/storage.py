@@ -25,7 +25,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from .conf import setting
-from .database_pool import pool_busy, pool_timed_out
+from .database_pool import discard_broken_connections, pool_busy, pool_timed_out
 from .errors import DATABASE_UNAVAILABLE, StreamError, StreamErrorCode
 from .models import TITLE_MAX_LENGTH, Conversation, Message
 from .surrogates import REPLACEMENT
@@ -76,6 +76,7 @@ def database_failure(exc: DatabaseError) -> StreamError:
     the pool again)."""
     if pool_timed_out(exc):
         return pool_busy(exc)
+    discard_broken_connections(exc)
     if _tables_missing():
         logger.error(
             "The database failed: %r. The streaming app's tables are missing: "

@@ -133,6 +133,16 @@ class PostgresServer:
                 return
         self._kill()
 
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``, as a failover or an upgrade does: every client
+        connection is ended, and the server accepts connections again on the same port."""
+        assert self.started, "not running"
+        assert PG_CTL is not None
+        self._run(
+            PG_CTL, "restart", "-D", str(self.data), "-l", str(self.log), "-m", "fast",
+            "-w", "-t", str(TIMEOUT),
+        )  # fmt: skip
+
     def _kill(self) -> None:
         """The last resort: SIGKILL the postmaster named in its pid file."""
         pid_file = self.data / "postmaster.pid"

@@ -1,6 +1,8 @@
 """The test project on PostgreSQL, sessions there too, through Django's native connection
 pool (psycopg_pool) of at most 2 connections: fewer than the replies a test runs at once.
-A request waits ``$STREAMING_TEST_POOL_TIMEOUT`` seconds (default 30) for a connection."""
+A request waits ``$STREAMING_TEST_POOL_TIMEOUT`` seconds (default 30) for a connection;
+``$STREAMING_TEST_POOL_CHECK=1`` turns on ``CONN_HEALTH_CHECKS`` (the pool then checks a
+connection before handing it out)."""
 
 import os
 
@@ -14,3 +16,4 @@ DATABASES["default"]["OPTIONS"] = {
         "timeout": float(os.environ.get("STREAMING_TEST_POOL_TIMEOUT", "30")),
     }
 }
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = os.environ.get("STREAMING_TEST_POOL_CHECK") == "1"
