@@ -145,10 +145,13 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 @register()
 def check_connection_pool(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Django makes a PostgreSQL pool (``OPTIONS["pool"]``) with a ``check`` of its own
-    (``CONN_HEALTH_CHECKS``'s), so a ``check`` among the pool's options fails every
-    connection with a ``TypeError``: every request a 500, not the database's 503."""
+    """Before 6.1, Django makes a PostgreSQL pool (``OPTIONS["pool"]``) with a ``check`` of
+    its own (``CONN_HEALTH_CHECKS``'s), so a ``check`` among the pool's options fails every
+    connection with a ``TypeError``: every request a 500, not the database's 503. (6.1
+    lets the pool's own ``check`` win.)"""
     messages: list[CheckMessage] = []
+    if django.VERSION >= (6, 1):
+        return messages
     for alias, database in settings.DATABASES.items():
         pool = (database.get("OPTIONS") or {}).get("pool")
         if isinstance(pool, dict) and "check" in pool and _postgresql(database.get("ENGINE", "")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import django
 import pytest
 from django.conf import settings
+from django.db.utils import ConnectionHandler
 from django.test import override_settings
 
 from streaming.checks import (
@@ -201,24 +202,51 @@ def test_postgresql_needs_no_write_lock_option() -> None:
         assert check_sqlite_locking() == []
 
 
+#: Whether this Django gives psycopg's pool a ``check`` of its own, whatever the options say.
+DJANGO_SETS_POOL_CHECK = django.VERSION < (6, 1)
+
+
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 @pytest.mark.parametrize(
     ("engine", "pool", "ids"),
     [
-        ("django.db.backends.postgresql", {"check": print, "max_size": 4}, ["streaming.E007"]),
+        (
+            "django.db.backends.postgresql",
+            {"check": print, "max_size": 4},
+            ["streaming.E007"] if DJANGO_SETS_POOL_CHECK else [],
+        ),
         ("django.db.backends.postgresql", {"max_size": 4}, []),
         ("django.db.backends.postgresql", True, []),
         ("django.db.backends.sqlite3", {"check": print}, []),
     ],
 )
-def test_a_pool_check_option_is_an_error_as_django_passes_its_own(
+def test_a_pool_check_option_is_an_error_where_django_passes_its_own(
     engine: str, pool: object, ids: list[str]
 ) -> None:
-    """Django gives psycopg's pool ``check=`` itself (from ``CONN_HEALTH_CHECKS``): one
-    more among the pool's options is a ``TypeError`` on every connection."""
+    """Before 6.1, Django gives psycopg's pool ``check=`` itself (from
+    ``CONN_HEALTH_CHECKS``): one more among the pool's options is a ``TypeError`` on every
+    connection. 6.1 lets the pool's own win."""
     database = {"ENGINE": engine, "NAME": "chat", "OPTIONS": {"pool": pool}}
     with override_settings(DATABASES={"default": database}):
         assert [m.id for m in check_connection_pool()] == ids
+
+
+def test_this_django_makes_a_pool_with_a_check_option_as_the_check_expects() -> None:
+    """The check's premise, against the Django installed: making a pool whose options have
+    a ``check`` fails with ``TypeError`` exactly where ``streaming.E007`` says so."""
+    pytest.importorskip("psycopg_pool")
+    options = {"pool": {"check": print, "min_size": 0}}
+    pooled = {"ENGINE": "django.db.backends.postgresql", "NAME": "chat", "OPTIONS": options}
+    unused = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    wrapper = ConnectionHandler({"default": unused, "pool_check": pooled})["pool_check"]
+    if DJANGO_SETS_POOL_CHECK:
+        with pytest.raises(TypeError, match="check"):
+            wrapper.pool  # noqa: B018 - the property makes the pool
+    else:
+        try:
+            assert wrapper.pool.closed  # made, not opened
+        finally:
+            type(wrapper)._connection_pools.pop("pool_check").close()
 
 
 @pytest.mark.parametrize(
