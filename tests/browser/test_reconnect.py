@@ -859,6 +859,7 @@ def test_stop_while_the_page_waits_for_the_server_sends_nothing(
             proxied_server.up()
         expect(last_reply(page).get_by_role("button", name="Try again")).to_be_visible()
         expect(page.locator("#stop")).to_be_hidden()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
         page.wait_for_timeout(1_500)  # past the page's next attempt, had the wait gone on
         assert prompts_stored(page) == ["First question"]
         assert thinking_model.asked == asked

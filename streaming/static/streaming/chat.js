@@ -945,15 +945,8 @@ async function readChat(conversation) {
  */
 async function readUnansweredChat(exchange, reconnect) {
   const retries = reconnect?.retries ?? 0;
-  for (let attempt = 1; ; attempt += 1) {
-    const data = await readChat(exchange.conversation);
-    if (data !== null || attempt > retries || current !== exchange || exchange.stopped) {
-      if (attempt > 1 && current === exchange) {
-        if (data !== null) connectionBack();
-        showStatus("error", {}); // the connection line as the client left it
-      }
-      return data;
-    }
+  let data = await readChat(exchange.conversation);
+  for (let attempt = 1; data === null && attempt <= retries; attempt += 1) {
     const delay = backoffDelay(attempt, reconnect);
     showStatus("reconnecting", { attempt, delay });
     await new Promise((resolve) => {
@@ -964,7 +957,16 @@ async function readUnansweredChat(exchange, reconnect) {
       };
     });
     exchange.endWait = null;
+    if (current !== exchange) return null;
+    if (!exchange.stopped) data = await readChat(exchange.conversation);
+    if (current !== exchange) return data;
+    if (data !== null) connectionBack();
+    if (data !== null || exchange.stopped || attempt === retries) {
+      showStatus("error", {}); // the connection line as the client left it
+      return data;
+    }
   }
+  return data;
 }
 
 /**
@@ -1354,6 +1356,7 @@ function leaveReply() {
   if (!current || !client) return;
   const leaving = client;
   const { conversation, reply } = current;
+  current.endWait?.(); // a prompt looked for in its chat (`readUnansweredChat`) no more
   if (conversation && reply) {
     leftReplies.set(conversation, reply);
     reply.finally(() => {
