@@ -13,10 +13,10 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from .owners import OWNER_MAX_LENGTH
+
 #: Longest conversation title (characters); a title made from a prompt is cut to fit.
 TITLE_MAX_LENGTH = 200
-#: Longest owner string (``user:<pk>`` or ``session:<32 hex digits>``).
-OWNER_MAX_LENGTH = 150
 
 
 class Conversation(models.Model):

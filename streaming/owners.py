@@ -1,20 +1,28 @@
 """Who owns a reply: the only one who may resume, follow or stop it.
 
-A logged-in user owns the replies of all their sessions (``user:<pk>``); an anonymous
+A logged-in user owns the replies of all their sessions (``user:<pk>``, or
+``user#<sha256 of pk>`` for a long one); an anonymous
 visitor owns those of their session (``session:<token>``, a random token kept in the
 session); a request without a session owns only its own (``connection:<token>``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import weakref
 from typing import Any
 
 from .login import is_logged_in
 
+#: Longest owner string (the column that keeps it: ``Conversation.owner``).
+OWNER_MAX_LENGTH = 150
 #: The session key holding an anonymous visitor's owner token.
 OWNER_SESSION_KEY = "streaming_owner"
+#: The owner of a logged-in user: their primary key follows.
+USER_OWNER = "user:"
+#: The owner of a logged-in user whose primary key is too long: its SHA-256 follows.
+HASHED_USER_OWNER = "user#"
 #: The owner of an anonymous visitor: their session's token follows.
 SESSION_OWNER = "session:"
 #: The owner of a request without a session: that connection alone.
@@ -86,5 +94,10 @@ def is_connection_owner(owner: str) -> bool:
 
 
 def user_owner(pk: object) -> str:
-    """The owner a logged-in user is: the same for all their sessions."""
-    return f"user:{pk}"
+    """The owner a logged-in user is: the same for all their sessions. A primary key too
+    long for the owner column (a custom user keyed by email address, up to 254
+    characters) is hashed, so PostgreSQL does not refuse its conversations."""
+    owner = f"{USER_OWNER}{pk}"
+    if len(owner) <= OWNER_MAX_LENGTH:
+        return owner
+    return f"{HASHED_USER_OWNER}{hashlib.sha256(str(pk).encode()).hexdigest()}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streaming.models import Conversation
 from streaming.owners import aowner_of, is_connection_owner, owner_of
 
 
@@ -12,7 +13,7 @@ class Session(dict[str, Any]):
 
 
 class User:
-    def __init__(self, pk: int, authenticated: bool) -> None:
+    def __init__(self, pk: object, authenticated: bool) -> None:
         self.pk = pk
         self.is_authenticated = authenticated
 
@@ -54,3 +55,16 @@ async def test_create_false_reads_a_token_and_never_makes_one() -> None:
     visitor = await aowner_of(None, session)  # the first chat
     assert owner_of(None, session, create=False) == visitor
     assert await aowner_of(None, session, create=False) == visitor
+
+
+def test_a_user_whose_primary_key_is_too_long_for_the_owner_column_is_hashed() -> None:
+    """A custom user keyed by email address (up to 254 characters): ``user:<pk>`` would
+    not fit the owner column, which PostgreSQL enforces (every chat of theirs a 503). The
+    hashed owner fits, and is the same for the same user and another for another."""
+    column = Conversation._meta.get_field("owner").max_length
+    long_pk = "someone." * 30 + "@example.com"
+    owner = owner_of(User(long_pk, True), Session())
+    assert owner.startswith("user#") and len(owner) <= column
+    assert owner == owner_of(User(long_pk, True), None)
+    assert owner != owner_of(User(long_pk + "x", True), None)
+    assert owner_of(User("a" * (column - 5), True), None) == "user:" + "a" * (column - 5)
