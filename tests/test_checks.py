@@ -235,7 +235,7 @@ def test_this_django_makes_a_pool_with_a_check_option_as_the_check_expects() -> 
     """The check's premise, against the Django installed: making a pool whose options have
     a ``check`` fails with ``TypeError`` exactly where ``streaming.E007`` says so."""
     pytest.importorskip("psycopg_pool")
-    options = {"pool": {"check": print, "min_size": 0}}
+    options = {"pool": {"check": print}}
     pooled = {"ENGINE": "django.db.backends.postgresql", "NAME": "chat", "OPTIONS": options}
     unused = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     wrapper = ConnectionHandler({"default": unused, "pool_check": pooled})["pool_check"]
