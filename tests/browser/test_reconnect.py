@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urljoin
 
@@ -636,6 +637,25 @@ def post_a_prompt(page: Any, prompt: str) -> None:
     send(page, prompt)
 
 
+@contextmanager
+def posted_while_the_server_is_down(
+    page: Any, model: ThinkingModel, proxy: CuttingProxy, prompt: str
+) -> Iterator[int]:
+    """A first question answered, then the server down: ``prompt`` is POSTed and the page
+    waits for the server (its reply reconnecting). Yields how often the model was asked
+    before it; the server is back on leaving."""
+    post_a_prompt(page, "First question")
+    wait_for_state(page, "complete", timeout=20_000)
+    asked = model.asked
+    proxy.down()
+    try:
+        send(page, prompt)
+        wait_for_state(page, "reconnecting", timeout=5_000)
+        yield asked
+    finally:
+        proxy.up()
+
+
 #: Where the response to a POSTed prompt is cut: before its first byte, or right after
 #: its status line and headers.
 CUTS = ["before the head", "after the head"]
@@ -795,17 +815,11 @@ def test_a_prompt_posted_while_the_server_restarts_is_sent_once_it_is_back(
     back, the chat does not have the prompt, which is sent once and answered, with no
     "Try again" to click (it once failed at once)."""
     for page in open_page(browser, proxied_server.url):
-        post_a_prompt(page, "First question")
-        wait_for_state(page, "complete", timeout=20_000)
-        asked = thinking_model.asked
-        proxied_server.down()
-        try:
-            send(page, "Anyone there?")
-            wait_for_state(page, "reconnecting", timeout=5_000)
+        with posted_while_the_server_is_down(
+            page, thinking_model, proxied_server, "Anyone there?"
+        ) as asked:
             expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
             expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
-        finally:
-            proxied_server.up()
         wait_for_state(page, "complete", timeout=20_000)
         expect_second_exchange(page, "Anyone there?")
         expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
@@ -820,18 +834,12 @@ def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_firs
     again", the server back, reads the chat, which does not have the prompt, and sends
     it once."""
     for page in open_page(browser, proxied_server.url, clock=True):
-        post_a_prompt(page, "First question")
-        wait_for_state(page, "complete", timeout=20_000)
-        asked = thinking_model.asked
-        proxied_server.down()
-        try:
-            send(page, "Anyone there?")
-            wait_for_state(page, "reconnecting", timeout=5_000)
+        with posted_while_the_server_is_down(
+            page, thinking_model, proxied_server, "Anyone there?"
+        ) as asked:
             fast_forward_until(page, "error")
             expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
             expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
-        finally:
-            proxied_server.up()
         assert thinking_model.asked == asked
         last_reply(page).get_by_role("button", name="Try again").click()
         wait_for_state(page, "complete", timeout=10_000)
@@ -846,17 +854,11 @@ def test_stop_while_the_page_waits_for_the_server_sends_nothing(
     could not be reached: the wait ends, the reply fails as lost (with "Try again"), and
     the prompt is not sent once the server is back."""
     for page in open_page(browser, proxied_server.url):
-        post_a_prompt(page, "First question")
-        wait_for_state(page, "complete", timeout=20_000)
-        asked = thinking_model.asked
-        proxied_server.down()
-        try:
-            send(page, "Never mind")
-            wait_for_state(page, "reconnecting", timeout=5_000)
+        with posted_while_the_server_is_down(
+            page, thinking_model, proxied_server, "Never mind"
+        ) as asked:
             page.locator("#stop").click()
             wait_for_state(page, "error", timeout=5_000)
-        finally:
-            proxied_server.up()
         expect(last_reply(page).get_by_role("button", name="Try again")).to_be_visible()
         expect(page.locator("#stop")).to_be_hidden()
         expect(page.locator("#connection")).to_have_attribute("data-state", "idle")
