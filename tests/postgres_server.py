@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .servers import free_port
+from .servers import free_port, require_installed
 
 #: Where Debian installs the server binaries (``initdb`` and ``pg_ctl`` are not on PATH),
 #: one directory per major version.
@@ -238,16 +238,5 @@ def _stop_leftovers() -> None:
 
 
 def require_postgres() -> None:
-    """Skip a PostgreSQL test where the server is missing (a developer's machine without
-    it, running pytest directly), but fail in CI (``.ci/run`` sets ``CI``), where
-    ``scripts/test`` installs it: a skipped database test must not pass unseen."""
-    import os
-
-    import pytest
-
-    if AVAILABLE:
-        return
-    message = "PostgreSQL is not installed (scripts/test installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """Skip a PostgreSQL test where the server is missing, but fail in CI."""
+    require_installed(AVAILABLE, "PostgreSQL is not installed (scripts/test installs it)")

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from .servers import daphne_server, free_port, stop_process
+from .servers import daphne_server, free_port, require_installed, stop_process
 
 REDIS_SERVER = shutil.which("redis-server")
 #: Marks a test that needs a real redis-server (Debian ``redis-server``): skipped where it
@@ -48,12 +48,9 @@ _running: set[RedisServer] = set()
 def require_redis() -> None:
     """Skip a test whose fixture needs redis-server where it is missing, but fail in CI,
     as ``needs_redis`` does."""
-    if REDIS_SERVER is not None:
-        return
-    message = "redis-server is not installed (scripts/test installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    require_installed(
+        REDIS_SERVER is not None, "redis-server is not installed (scripts/test installs it)"
+    )
 
 
 @dataclass(frozen=True)
