@@ -53,8 +53,8 @@ def discard_broken_connections(exc: BaseException) -> None:
     check its idle connections (psycopg_pool's ``check()``): after a PostgreSQL restart
     every connection a pool held is broken, and each would fail one more request; the
     pool replaces the broken ones. Sync (a round trip per idle connection), so call it
-    from a worker thread."""
-    if not isinstance(exc, (OperationalError, InterfaceError)) or pool_timed_out(exc):
+    from a worker thread, once a pool's timeout (``pool_timed_out``) is ruled out."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
         return
     for alias in connections:
         database = connections[alias]
