@@ -14,10 +14,10 @@ django_asgi_app = get_asgi_application()
 gc.set_threshold(20_000, 5, 100)  # young: 20,000 allocations; full: rarely
 gc.freeze()  # what was loaded at start is never scanned again
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from streaming.auth import AuthMiddlewareStack  # noqa: E402
 from streaming.routing import unknown_path, websocket_urlpatterns  # noqa: E402
 from streaming.shutdown import lifespan  # noqa: E402
 

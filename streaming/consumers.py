@@ -195,27 +195,32 @@ class StreamConsumer(PipelineChoiceMixin, AsyncJsonWebsocketConsumer):
             allowed = await call_hook(self.check_permissions)
         except PermissionDenied:
             allowed = False
+        except StreamError as exc:  # the database failed under it (logged)
+            raise DenyConnection from exc
         if allowed is False:
             raise DenyConnection
         try:
             check_scope_origin(self.scope)
         except StreamError as exc:
             raise DenyConnection from exc
-        self.accepted = True
         if not self.login_not_required:
             try:
                 check_logged_in(self.scope.get("user"))
             except StreamError as exc:
                 await self._refuse_anonymous(exc)
                 return
-        self.owner = await call_hook(self.get_owner)
+        try:
+            self.owner = await call_hook(self.get_owner)
+        except StreamError as exc:  # the database failed under it (logged)
+            raise DenyConnection from exc
+        self.accepted = True
         await self.accept()
         shutdown.register(self)
 
     async def _refuse_anonymous(self, refusal: StreamError) -> None:
         """Accept, say why in an error frame, close: a refused handshake would tell the
         client nothing (a browser sees only code 1006, and retries)."""
-        self.closing = True
+        self.closing = self.accepted = True
         await self.accept()
         await self.send_error(refusal)
         await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -219,11 +219,18 @@ async def call_hook(hook: Callable[[], Any]) -> Any:
             return await hook()
         return await sync_to_async(hook)()
     except DatabaseError as exc:
-        if pool_timed_out(exc):
-            raise pool_busy(exc) from exc
-        logger.error("The database failed under %s: %r", getattr(hook, "__qualname__", hook), exc)
-        await sync_to_async(discard_broken_connections, thread_sensitive=False)(exc)
-        raise StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE) from exc
+        raise await database_failed(exc, getattr(hook, "__qualname__", repr(hook))) from exc
+
+
+async def database_failed(exc: DatabaseError, under: str) -> StreamError:
+    """What a client is told when the database failed ``under`` a request's code, with
+    one log line: ``SERVER_BUSY`` when Django's pool had no connection free, else
+    ``STORE_UNAVAILABLE``, after the pool's broken connections are found."""
+    if pool_timed_out(exc):
+        return pool_busy(exc)
+    logger.error("The database failed under %s: %r", under, exc)
+    await sync_to_async(discard_broken_connections, thread_sensitive=False)(exc)
+    return StreamError(StreamErrorCode.STORE_UNAVAILABLE, DATABASE_UNAVAILABLE)
 
 
 #: Seconds a ``stopping`` hook may hold up its reply's cancel (a database that hangs

@@ -7,11 +7,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from streaming.auth import AuthMiddlewareStack  # noqa: E402
 from streaming.routing import unknown_path, websocket_urlpatterns  # noqa: E402
 from streaming.shutdown import lifespan  # noqa: E402
 
@@ -26,6 +26,8 @@ websocket_application = AllowedHostsOriginValidator(
                 path("ws/keep/", transport_views.KeepConsumer.as_asgi()),
                 path("ws/slow-stop/", transport_views.SlowStopConsumer.as_asgi()),
                 path("ws/denied/", transport_views.DeniedConsumer.as_asgi()),
+                path("ws/permissions-fail/", transport_views.PermissionsFailConsumer.as_asgi()),
+                path("ws/owner-fails/", transport_views.OwnerFailsConsumer.as_asgi()),
                 path("ws/openai/", transport_views.OpenAIConsumer.as_asgi()),
                 path("ws/openai-keep/", transport_views.KeepOpenAIConsumer.as_asgi()),
                 path("ws/echo/", transport_views.EchoConsumer.as_asgi()),

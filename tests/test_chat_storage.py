@@ -9,6 +9,7 @@ database connection stays open while the model streams.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from streaming.sources import DemoModel
 
@@ -456,13 +458,27 @@ async def test_another_owners_conversation_is_not_found_on_every_transport(
     stranger.client.close()
 
 
+async def socket_answer(browser: Browser) -> str:
+    """A prompt over the chat's socket: the code of its first frame, or the status of a
+    refused handshake."""
+    try:
+        async with browser.websocket() as socket:
+            await socket.send(json.dumps({"type": "prompt", "prompt": "During"}))
+            return str(json.loads(await socket.recv())["code"])
+    except InvalidStatus as refused:
+        return f"HTTP {refused.response.status_code}"
+
+
 @pytest.mark.parametrize("sessions", ["signed cookies", "database"])
 def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(
     sessions: str, tmp_path: Path
 ) -> None:
     """Also with the sessions in that database (the deploy's): every request then fails
     to load its session, and still gets the JSON 503, not Django's HTML 500 page; so does
-    a stop or a resume of a reply, and the chat page gets a short 503 page of its own."""
+    a stop or a resume of a reply, and the chat page gets a short 503 page of its own. A
+    WebSocket handshake that cannot load its session is refused (HTTP 403, the page's
+    client retries), not Channels' 500 and a traceback; one that can gets its prompt's
+    error frame."""
     from .postgres_server import postgres_server, require_postgres
     from .servers import daphne_server, migrate
 
@@ -514,13 +530,18 @@ def test_a_database_that_is_down_gets_a_json_503_and_then_works_again(
                 else:  # the page itself needs no database; its calls get the JSON 503
                     assert "sessionid" not in page.headers.get("set-cookie", "")
                     assert page.status_code == 200
+            refusal = "HTTP 403" if sessions == "database" else "STORE_UNAVAILABLE"
+            assert asyncio.run(socket_answer(browser)) == refusal
             server.start()
             assert browser.client.get("/").status_code == 200
             assert len(browser.conversation(conversation)["messages"]) == 2
             assert browser.post(prompt="After", conversation=conversation).status_code == 200
             assert len(browser.conversation(conversation)["messages"]) == 4
             browser.client.close()
-        assert "Traceback" not in log.read_text()
+    logged = log.read_text()
+    assert "Traceback" not in logged
+    handshakes = logged.count("The database failed under the WebSocket handshake")
+    assert handshakes == (1 if sessions == "database" else 0)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])

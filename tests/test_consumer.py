@@ -288,6 +288,21 @@ async def test_check_permissions_refuses_the_handshake_with_403(live_url: str) -
     assert refused.value.response.status_code == 403
 
 
+@pytest.mark.parametrize("path", ["/ws/permissions-fail/", "/ws/owner-fails/"])
+async def test_a_database_failing_under_a_handshake_hook_refuses_it_with_403(
+    live_url: str, path: str
+) -> None:
+    """``check_permissions`` or ``get_owner`` failing on the database: the handshake is
+    refused (the client retries), not a 500; the server serves the next socket."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(live_url, path), origin=live_url):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(ws_url(live_url, "/ws/scripted/"), origin=live_url) as socket:
+        await socket.send(json.dumps({"type": "ping"}))
+        assert (await receive(socket))["type"] == "pong"
+
+
 async def test_the_chat_consumer_streams_the_demo_models_text(live_url: str) -> None:
     async with connect(ws_url(live_url, "/ws/chat/"), origin=live_url) as socket:
         await socket.send(json.dumps({"prompt": "Hi there"}))

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from streaming.sse import SSEParser
 
@@ -66,7 +67,12 @@ async def after_the_restart(me: Visitor) -> list[str]:
 
 
 async def first_request(me: Visitor, kind: str) -> tuple[int, str]:
-    """A request of ``kind`` (``page``, ``listing`` or ``chat``): its status and body."""
+    """A request of ``kind`` (``page``, ``listing``, ``chat`` or ``socket``, a chat's
+    WebSocket handshake): its status and body."""
+    if kind == "socket":
+        with pytest.raises(InvalidStatus) as refused:
+            await me.socket_chat("Hi")
+        return refused.value.response.status_code, refused.value.response.body.decode()
     if kind == "page":
         response = await me.client.get("/")
     elif kind == "listing":
@@ -83,17 +89,19 @@ async def first_request(me: Visitor, kind: str) -> tuple[int, str]:
         ("page", "<h1>The chat is unavailable</h1>"),
         ("listing", '{"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}'),
         ("chat", '{"error": "The database is unavailable", "code": "STORE_UNAVAILABLE"}'),
+        ("socket", ""),
     ],
-    ids=["page", "listing", "chat"],
+    ids=["page", "listing", "chat", "socket"],
 )
 async def test_without_health_checks_one_request_fails_after_a_restart_not_one_per_connection(
     cluster: PostgresServer, tmp_path: Path, kind: str, refusal: str
 ) -> None:
     """The first request after the restart is handed one of the pool's 2 broken
-    connections: a 503 (the page's, or the JSON ``STORE_UNAVAILABLE``) and one log line,
-    no traceback. At that failure the pool checks its other connection and replaces it,
-    so every request after it, on the same daphne, is served (the other one failed the
-    next request too before) and its replies stored."""
+    connections: a 503 (the page's, or the JSON ``STORE_UNAVAILABLE``; a WebSocket
+    handshake, refused before its session loads, a 403) and one log line, no traceback.
+    At that failure the pool checks its other connection and replaces it, so every
+    request after it, on the same daphne, is served (the other one failed the next
+    request too before) and its replies stored."""
     env = migrated_postgres_database(cluster, SETTINGS)
     log = tmp_path / "daphne.log"
     with daphne_server("tests.asgi:application", env=env, log=log) as url:
@@ -103,7 +111,7 @@ async def test_without_health_checks_one_request_fails_after_a_restart_not_one_p
         after = await after_the_restart(me)
         stored = await me.stored_messages()
         await asyncio.gather(me.client.aclose(), other.client.aclose())
-    assert status == 503
+    assert status == (403 if kind == "socket" else 503)
     assert refusal in body
     assert after == ["page 200", "listing 200", DONE, "complete"]
     assert stored == [("user", "complete"), ("assistant", "complete")] * 3

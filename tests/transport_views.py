@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -227,6 +228,27 @@ class SlowStopConsumer(ScriptedConsumer):
 class DeniedConsumer(ScriptedConsumer):
     def check_permissions(self) -> None:
         raise PermissionDenied("No streams for you")
+
+
+def query_a_missing_table() -> None:
+    """A real database failure: ``OperationalError`` (a ``DatabaseError``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM no_such_table")
+
+
+class PermissionsFailConsumer(ScriptedConsumer):
+    """Its ``check_permissions`` fails on the database."""
+
+    def check_permissions(self) -> None:
+        query_a_missing_table()
+
+
+class OwnerFailsConsumer(ScriptedConsumer):
+    """Its ``get_owner`` fails on the database."""
+
+    def get_owner(self) -> str:
+        query_a_missing_table()
+        return "never"
 
 
 class OpenAIConsumer(StreamConsumer):
