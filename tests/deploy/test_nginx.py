@@ -5,6 +5,7 @@ with ``deploy/settings_production.py`` (``DEBUG = False``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from streaming.conf import DEFAULTS
 from streaming.sources.demo import DemoModel
@@ -378,3 +380,71 @@ def test_the_per_address_limit_counts_the_address_nginx_forwards(stack: Stack) -
         assert answer.status_code == 429, answer.text
         assert answer.json()["code"] == "TOO_MANY_REPLIES"
     assert (frame["type"], frame["code"]) == ("error", "TOO_MANY_REPLIES")
+
+
+#: nginx's limits per client address (deploy/nginx.conf).
+OPEN_PER_ADDRESS = 100
+BURST_PER_ADDRESS = 100
+REQUESTS_PER_SECOND = 20
+TOO_MANY = {
+    "error": "Too many requests from this address; try again shortly",
+    "code": "RATE_LIMITED",
+}
+
+
+def socket_to(stack: Stack, address: str) -> Any:
+    """An idle WebSocket to the chat from ``address``, to open with ``async with``."""
+    return connect(
+        stack.url.replace("https", "wss") + "/ws/chat/",
+        origin=stack.url,  # type: ignore[arg-type]
+        ssl=stack.tls,
+        local_addr=(address, 0),
+        open_timeout=LIMIT,
+    )
+
+
+async def refusal_of_one_more_socket(stack: Stack, address: str) -> InvalidStatus:
+    with pytest.raises(InvalidStatus) as refused:
+        async with socket_to(stack, address):
+            pass
+    return refused.value
+
+
+async def test_one_address_holds_at_most_100_open_sockets(stack: Stack) -> None:
+    """A client opening sockets without end: its 101st is refused by nginx with the app's
+    JSON 429 ``RATE_LIMITED`` and ``Retry-After``, while another address still connects;
+    once one of its sockets closes, it may open one again."""
+    async with contextlib.AsyncExitStack() as held:
+        sockets = [
+            await held.enter_async_context(socket_to(stack, "127.0.0.4"))
+            for _ in range(OPEN_PER_ADDRESS)
+        ]
+        # The handshakes also spent the address's burst of requests: wait until the rate
+        # has given it back, so that only the open sockets can refuse the next one.
+        await asyncio.sleep(BURST_PER_ADDRESS / REQUESTS_PER_SECOND + 1)
+        refused = await refusal_of_one_more_socket(stack, "127.0.0.4")
+        async with socket_to(stack, "127.0.0.5") as other:
+            await other.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(other.recv(), LIMIT))["type"] == "pong"
+        await sockets.pop().close()
+        async with socket_to(stack, "127.0.0.4") as again:
+            await again.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(again.recv(), LIMIT))["type"] == "pong"
+    assert refused.response.status_code == 429
+    assert json.loads(refused.response.body) == TOO_MANY
+    assert refused.response.headers["Retry-After"] == "1"
+
+
+def test_one_address_gets_429_past_its_burst_of_requests(stack: Stack) -> None:
+    """Requests from one address faster than 20 a second: the first 100 (its burst) are
+    served, then nginx refuses with the app's JSON 429 ``RATE_LIMITED``; another address
+    is still served."""
+    with from_address(stack, "127.0.0.6") as hasty, from_address(stack, "127.0.0.7") as other:
+        answers = [hasty.get("/chat/conversations") for _ in range(2 * BURST_PER_ADDRESS)]
+        assert other.get("/chat/conversations").status_code == 200
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:BURST_PER_ADDRESS] == [200] * BURST_PER_ADDRESS
+    refused = [answer for answer in answers if answer.status_code != 200]
+    assert refused and {answer.status_code for answer in refused} == {429}
+    assert refused[0].json() == TOO_MANY
+    assert refused[0].headers["Retry-After"] == "1"
