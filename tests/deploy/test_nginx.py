@@ -435,16 +435,24 @@ async def test_one_address_holds_at_most_100_open_sockets(stack: Stack) -> None:
     assert refused.response.headers["Retry-After"] == "1"
 
 
-def test_one_address_gets_429_past_its_burst_of_requests(stack: Stack) -> None:
-    """Requests from one address faster than 20 a second: the first 100 (its burst) are
-    served, then nginx refuses with the app's JSON 429 ``RATE_LIMITED``; another address
-    is still served."""
-    with from_address(stack, "127.0.0.6") as hasty, from_address(stack, "127.0.0.7") as other:
-        answers = [hasty.get("/chat/conversations") for _ in range(2 * BURST_PER_ADDRESS)]
+async def test_one_address_gets_429_past_its_burst_of_requests(stack: Stack) -> None:
+    """Requests from one address far faster than 20 a second (400 at once, on 50
+    connections): its burst of 100 and what the rate gives back meanwhile are served, the
+    rest refused by nginx with the app's JSON 429 ``RATE_LIMITED``; another address is
+    still served."""
+    hurried = 4 * BURST_PER_ADDRESS
+    transport = httpx.AsyncHTTPTransport(
+        local_address="127.0.0.6",
+        verify=stack.tls,
+        limits=httpx.Limits(max_connections=OPEN_PER_ADDRESS // 2),
+    )
+    async with httpx.AsyncClient(base_url=stack.url, transport=transport, timeout=LIMIT) as hasty:
+        answers = await asyncio.gather(*(hasty.get("/chat/conversations") for _ in range(hurried)))
+    with from_address(stack, "127.0.0.7") as other:
         assert other.get("/chat/conversations").status_code == 200
-    statuses = [answer.status_code for answer in answers]
-    assert statuses[:BURST_PER_ADDRESS] == [200] * BURST_PER_ADDRESS
+    served = [answer for answer in answers if answer.status_code == 200]
     refused = [answer for answer in answers if answer.status_code != 200]
-    assert refused and {answer.status_code for answer in refused} == {429}
+    assert BURST_PER_ADDRESS <= len(served) < hurried
+    assert {answer.status_code for answer in refused} == {429}
     assert refused[0].json() == TOO_MANY
     assert refused[0].headers["Retry-After"] == "1"
