@@ -18,7 +18,7 @@ from django.utils import translation
 import streaming
 from streaming.chat_strings import PLURAL_SAMPLES, STRINGS, page_strings
 
-from .servers import ROOT
+from .servers import ROOT, require_installed
 
 APP = Path(streaming.__file__).parent
 MESSAGES = APP / "locale" / "fr" / "LC_MESSAGES"
@@ -75,10 +75,11 @@ def test_the_mo_is_compiled_from_the_po() -> None:
     assert {k: v for k, v in mo._catalog.items() if k != ""} == catalog  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(shutil.which("xgettext") is None, reason="GNU gettext is not installed")
 def test_the_catalog_has_every_text_the_page_marks(tmp_path: Path) -> None:
     """``makemessages`` of the page's files (its template and ``chat_strings``) finds no
     text that the French catalog lacks."""
+    gettext_installed = shutil.which("xgettext") is not None
+    require_installed(gettext_installed, "GNU gettext is not installed (scripts/test installs it)")
     app = tmp_path / "streaming"
     shutil.copytree(APP / "templates", app / "templates")
     shutil.copy(APP / "chat_strings.py", app)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ..servers import ROOT, free_port, migrate, wait_for_port
+from ..servers import ROOT, free_port, migrate, require_installed, wait_for_port
 from .model import Model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -149,8 +149,7 @@ def restartable_server() -> Iterator[DemoServer]:
 # is open, which would stop the async tests of other packages from starting theirs.
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    require_installed(CHROMIUM.exists(), f"{CHROMIUM} is not installed (scripts/test installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(

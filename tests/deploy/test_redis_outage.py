@@ -6,7 +6,6 @@ directly (as nginx would: ``X-Forwarded-Proto: https``)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from ..redis_server import RedisServer, redis_server
+from ..redis_server import RedisServer, needs_redis, redis_server
 from ..servers import free_port, run_server
 from .stack import manage, production_env, unit_command
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is missing"
-)
+pytestmark = needs_redis
 
 
 @pytest.fixture
