@@ -7,7 +7,8 @@ network comes back during a backoff: the page reconnects at once. A WebSocket cl
 after a prompt left and before any answer to it, or a POSTed prompt's connection drops
 (or a proxy answers 502) before a byte of its reply: the page finds the prompt's reply in
 the stored chat (running, or ended), or sends the prompt again once (lost again: back in
-the message box)."""
+the message box). Gone for longer than the page reads that chat, then back (``online``):
+the page shows the prompt's reply, and sends nothing the server never had."""
 
 from __future__ import annotations
 
@@ -844,6 +845,85 @@ def test_try_again_on_a_prompt_posted_while_the_server_was_down_looks_it_up_firs
         last_reply(page).get_by_role("button", name="Try again").click()
         wait_for_state(page, "complete", timeout=10_000)
         expect_second_exchange(page, "Anyone there?")
+        assert thinking_model.asked == asked + 1
+
+
+def posts_from_now(page: Any) -> list[str]:
+    """A list that gets the URL of each prompt ``page`` POSTs from now on."""
+    posts: list[str] = []
+
+    def count(request: Any) -> None:
+        if request.method == "POST" and "/chat/stream" in request.url:
+            posts.append(request.url)
+
+    page.on("request", count)
+    return posts
+
+
+@contextmanager
+def offline(page: Any, proxy: CuttingProxy) -> Iterator[None]:
+    """The network gone: the proxy down and, once the page saw the cut (its reply
+    reconnecting), the browser offline too. On leaving, the proxy is back, then the
+    browser online: Chromium fires ``online``, as a phone back in range would."""
+    proxy.down()
+    try:
+        # Offline only once the page saw the cut: Chromium's offline emulation can hold
+        # back the close of a WebSocket open before it.
+        wait_for_state(page, "reconnecting", timeout=5_000)
+        page.context.set_offline(True)
+        yield
+    finally:
+        proxy.up()
+        page.context.set_offline(False)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse-post"])
+def test_online_after_the_backoff_shows_the_reply_of_a_prompt_left_unanswered(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy, transport: str
+) -> None:
+    """The server has the prompt, and the network goes before a byte of its reply, for
+    longer than the page retries and reads the chat: the reply fails as lost. The network
+    back (``online``), the page reads the chat and shows the reply as stored, with no
+    click on "Try again" (it waited for one); the prompt is not sent again."""
+    prompt = "Answered while I was offline?"
+    for page in open_page(browser, proxied_server.url, clock=True):
+        asked, answered = thinking_model.asked, thinking_model.answered
+        if transport == "ws":
+            send_over_a_socket(page, prompt)
+            wait_until_asked(page, thinking_model, asked + 1)
+        else:
+            post_a_prompt_held(page, proxied_server, thinking_model, prompt, "before the head")
+        with offline(page, proxied_server):
+            fast_forward_until(page, "error")
+            expect(last_reply(page).locator(".notice")).to_contain_text("Connection lost")
+            wait_until_answered(page, thinking_model, answered + 1)
+        wait_for_state(page, "complete", timeout=10_000)
+        expect_one_exchange(page, prompt)
+        assert thinking_model.asked == asked + 1, "the model was asked twice"
+
+
+def test_online_after_the_backoff_does_not_send_a_prompt_the_server_never_had(
+    browser: Any, thinking_model: ThinkingModel, proxied_server: CuttingProxy
+) -> None:
+    """A prompt POSTed while the network is gone, for longer than the page retries: the
+    reply fails. The network back (``online``), the page reads the chat, which does not
+    have the prompt, and sends nothing (the user did not ask again): the error stays, with
+    "Try again", which then sends the prompt once."""
+    prompt = "Sent while offline"
+    for page in open_page(browser, proxied_server.url, clock=True):
+        with posted_while_the_server_is_down(page, thinking_model, proxied_server, prompt) as asked:
+            page.context.set_offline(True)
+            fast_forward_until(page, "error")
+        posts = posts_from_now(page)
+        with page.expect_response(lambda r: "/chat/conversations/" in r.url and "limit=2" in r.url):
+            page.context.set_offline(False)
+        try_again = last_reply(page).get_by_role("button", name="Try again")
+        expect(try_again).to_be_visible()
+        assert posts == [], "the network back sent the prompt"
+        try_again.click()
+        wait_for_state(page, "complete", timeout=10_000)
+        expect_second_exchange(page, prompt)
+        assert len(posts) == 1
         assert thinking_model.asked == asked + 1
 
 

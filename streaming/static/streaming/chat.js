@@ -206,6 +206,9 @@ class AssistantMessage {
     /** The server's id of the reply shown (stored, or streamed here), when known: a
      * prompt after it that the server may not have is looked for after it (`settleUnanswered`). */
     this.generation = null;
+    /** A failed exchange left unanswered (`isUnanswered`), `{exchange, result}`, until it
+     * is asked again: Try again, or the network back, looks it up (`lookUpUnanswered`). */
+    this.unanswered = null;
   }
 
   /** `waiting` → `streaming` → `complete` | `cancelled` | `error`; `reconnecting` meanwhile. */
@@ -229,6 +232,7 @@ class AssistantMessage {
 
   reset() {
     this.lost = null;
+    this.unanswered = null;
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.pending = "";
@@ -975,10 +979,11 @@ async function readUnansweredChat(exchange, reconnect) {
  * once that reply ended, answered twice. The stored chat (`data`) says which. It ends with
  * the exchange's prompt and a reply that runs, is starting, or has ended (not the reply the
  * page showed before, `exchange.after`): that reply is followed, or shown as stored. Else
- * the server does not have the prompt: it is sent again, once; lost again, it goes back in
- * the message box with a notice (Regenerate fails, with Try again). False: not settled.
+ * the server does not have the prompt: with `resend`, it is sent again, once; lost again,
+ * it goes back in the message box with a notice (Regenerate fails, with Try again).
+ * False: not settled (without `resend`, nothing is sent).
  */
-function settleUnanswered(exchange, result, data) {
+function settleUnanswered(exchange, result, data, { resend = true } = {}) {
   const { view, conversation, prompt } = exchange;
   if (active?.id !== conversation || !view.item.isConnected || isBusy()) return false;
   const asked = prompt ?? $(".text", view.item.previousElementSibling)?.textContent;
@@ -990,6 +995,8 @@ function settleUnanswered(exchange, result, data) {
     followStartingReply(conversation, shownRequest, view);
   } else if (ours && reply?.role === "assistant" && reply.generation !== exchange.after) {
     showStartedReply(conversation, view, data);
+  } else if (!resend) {
+    return false;
   } else if (!exchange.resent) {
     run(view, { prompt, regenerate: exchange.regenerate, resent: true });
   } else if (prompt !== null) {
@@ -1000,18 +1007,26 @@ function settleUnanswered(exchange, result, data) {
   return true;
 }
 
-/** Try again on an exchange left unanswered whose chat could not be read then: the chat is
- * read now, and the exchange settled (`settleUnanswered`: it may be sent again, once);
- * while the chat still cannot be read, the notice says so, and nothing is sent. */
-async function lookUpUnanswered(exchange, result) {
+/**
+ * The last reply, failed as an exchange left unanswered (`view.unanswered`), its chat not
+ * read then: the chat is read now, and the exchange settled (`settleUnanswered`). Try again
+ * (`resend`) may send the prompt again, once, and says so while the chat still cannot be
+ * read. The network back (`online`) only follows or shows a reply the server has: else the
+ * error stays, with Try again, as no prompt goes out that the user did not ask for again.
+ */
+async function lookUpUnanswered(view, { resend = true } = {}) {
+  const unanswered = view.unanswered;
+  if (!unanswered) return;
+  const { exchange, result } = unanswered;
   const data = await readChat(exchange.conversation);
-  if (isBusy() || active?.id !== exchange.conversation || !exchange.view.item.isConnected) return;
+  if (view.unanswered !== unanswered || isBusy() || active?.id !== exchange.conversation) return;
+  if (!view.item.isConnected || view !== lastAssistant()) return;
   if (data === null) {
     const message = t("notice.try_later", { message: t("api.unreachable") });
-    exchange.view.showNotice(t("notice.offline"), message, { retry: true });
+    if (resend) view.showNotice(t("notice.offline"), message, { retry: true });
     return;
   }
-  settleUnanswered({ ...exchange, resent: false }, result, data);
+  settleUnanswered({ ...exchange, resent: false }, result, data, { resend });
 }
 
 /** A prompt the server does not have, lost twice on its way: its bubbles go, and it goes
@@ -1255,10 +1270,11 @@ async function finish(exchange, result) {
     // A reply that started was stored with its prompt: try it again as a regeneration.
     const stored = result.messageId !== null || !exchange.prompt;
     view.lost = LOST_CODES.has(error.code) && result.messageId !== null ? { id: result.messageId, code: error.code } : null;
+    view.unanswered = isUnanswered(exchange, result) ? { exchange, result } : null;
     view.retry.onclick = () => {
       if (isBusy() || active?.id !== exchange.conversation) return;
       if (view.lost) recoverReply(view, { otherwise: "regenerate" });
-      else if (isUnanswered(exchange, result)) lookUpUnanswered(exchange, result);
+      else if (view.unanswered) lookUpUnanswered(view);
       else if (view === lastAssistant()) run(view, stored ? { regenerate: true } : { prompt: exchange.prompt });
     };
     // Once only: a resume that failed in turn is not resumed again by itself.
@@ -1999,11 +2015,13 @@ for (const button of document.querySelectorAll(".suggestion")) {
 }
 
 // The browser tells us when the network is back: a WebSocket reconnects at once, and a
-// reply lost meanwhile is looked up (it may have finished).
+// reply lost meanwhile is looked up (it may have finished), as is a prompt left unanswered
+// once the page gave up reading its chat (the server may have it, and its reply).
 window.addEventListener("online", () => {
   if (clientTransport === "ws" && !current) client?.connect();
   for (const item of ui.messages.querySelectorAll(".message[data-role='assistant']")) {
     if (item.view?.lost) recoverReply(item.view);
+    else if (item.view?.unanswered) lookUpUnanswered(item.view, { resend: false });
   }
 });
 
