@@ -356,3 +356,125 @@ def test_the_header_fits_a_phone(browser: Any, model_server: DemoServer, phone: 
         expect(page.locator(".demo-badge")).to_be_visible()
         expect(page.get_by_role("link", name="Site admin")).to_be_visible()
         assert page.evaluate(HEADER_CUT) == []
+
+
+#: Phones upright, from the smallest still sold (320 px) to a large one, and a small one
+#: sideways: where the chat list is a drawer and the bar has the least room.
+SIZES = {
+    "320x568": {"width": 320, "height": 568},
+    "360x640": {"width": 360, "height": 640},
+    "375x667": {"width": 375, "height": 667},
+    "390x844": {"width": 390, "height": 844},
+    "414x896": {"width": 414, "height": 896},
+    "640x360": {"width": 640, "height": 360},
+}
+
+#: The text shown in part (clipped, or ending in an ellipsis) or off the screen, among the
+#: elements matched, as "tag.class scrollWidth clientWidth text". Not a label hidden for
+#: screen readers (1 px wide), nor a cut text whose title attribute holds it whole.
+CUT_TEXT = """(selector) => [...document.querySelectorAll(selector)]
+  .filter((e) => e.checkVisibility({ visibilityProperty: true }) && !(e instanceof SVGElement)
+    && e.clientWidth > 1 && !e.closest('.visually-hidden') && !e.title)
+  .filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.left < 0 || box.right > innerWidth || e.scrollWidth > e.clientWidth;
+  })
+  .map((e) => `${e.tagName}.${e.className} ${e.scrollWidth} ${e.clientWidth}`
+    + ` ${e.textContent.trim().slice(0, 40)}`)"""
+
+#: The bar, the replies' meta lines and notices, and the chat list.
+READ_TEXT = (
+    ".topbar, .topbar *, .message .actions *, .notice, .notice *, .sidebar-head *,"
+    " .conversation-link, .confirm-delete *"
+)
+
+#: A title longer than the drawer (the chat list cuts it, with the whole in a tooltip).
+LONG_TITLE = "A chat title longer than the chat list of a phone is wide"
+
+
+def refuse(route: Any) -> None:
+    """Answer a prompt with a refusal worth trying again (a notice with "Try again")."""
+    busy = {"error": "Too many replies at once: at most 2", "code": "TOO_MANY_REPLIES"}
+    route.fulfill(status=429, json=busy)
+
+
+def size_page(browser: Any, server: DemoServer, size: str) -> Any:
+    """The page at ``size``, its drawer sliding in at once (no motion) to be measured."""
+    return open_page(browser, server.url, viewport=SIZES[size], reduced_motion="reduce", **TOUCH)
+
+
+def assert_on_screen(page: Any, target: Any, what: str) -> None:
+    """``target`` scrolled into view lies wholly inside the screen's width and height."""
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    size = page.viewport_size
+    assert box, what
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], (what, box)
+    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], (what, box)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_nothing_is_cut_on_a_phone(browser: Any, model_server: DemoServer, size: str) -> None:
+    """A chat with a long title and a long word, a finished, a stopped and a failed reply:
+    the page does not scroll sideways, each control is on the screen, and the name in the
+    bar, the meta lines, the notice and the question before a delete are whole (wrapped)."""
+    for page in size_page(browser, model_server, size):
+        choose(page, "sse-post", "passthrough")
+        send(page, f"{LONG_TITLE} https://example.com/{'segment' * 40}")
+        wait_for_state(page, "complete")
+        send(page, "Answer slowly")
+        wait_for_state(page, "streaming")
+        wait_for_length(page, 100)
+        stop = page.get_by_role("button", name="Stop")
+        expect(stop).to_be_in_viewport()
+        stop.tap()
+        wait_for_state(page, "cancelled")
+        page.route("**/chat/stream*", refuse)
+        send(page, "This one is refused")
+        wait_for_state(page, "error")
+        page.unroute("**/chat/stream*", refuse)
+
+        assert_no_sideways_scrolling(page, "the chat")
+        assert page.evaluate(CUT_TEXT, READ_TEXT) == []
+        expect(page.locator(".message .meta")).to_have_count(3)
+        for name in ["Try again", "Regenerate reply", "Send", "Settings"]:
+            assert_on_screen(page, page.get_by_role("button", name=name, exact=True), name)
+
+        drawer_button(page).tap()
+        expect(page.locator("#sidebar")).to_be_visible()
+        assert_no_sideways_scrolling(page, "the chat list")
+        assert page.evaluate(CUT_TEXT, READ_TEXT) == []
+        page.locator(".conversation-item .delete").first.tap()
+        question = page.locator(".confirm-delete span")
+        expect(question).to_contain_text(LONG_TITLE)
+        assert page.evaluate(CUT_TEXT, READ_TEXT) == []
+        for name in ["Delete", "Cancel"]:
+            assert_on_screen(page, page.get_by_role("button", name=name, exact=True), name)
+        page.get_by_role("button", name="Cancel", exact=True).tap()
+        page.get_by_role("button", name="Close the chat list").tap()
+
+        page.get_by_role("button", name="Settings").tap()
+        assert_on_screen(page, page.locator("#settings"), "the settings")
+        assert_no_sideways_scrolling(page, "the settings")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_bar_is_whole_while_reconnecting(
+    browser: Any, model_server: DemoServer, size: str
+) -> None:
+    """The connection's longest states ("Reconnecting", and where the bar has room its
+    whole sentence with the countdown) leave the name and the state whole."""
+    for page in size_page(browser, model_server, size):
+        assert page.evaluate(CUT_TEXT, ".topbar, .topbar *") == []
+        choose(page, "sse-post", "passthrough")
+        send(page, "Sent online")
+        wait_for_state(page, "complete")
+        page.context.set_offline(True)
+        try:
+            send(page, "Sent offline")
+            wait_for_state(page, "reconnecting")
+            expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+            assert page.evaluate(CUT_TEXT, ".topbar, .topbar *") == []
+        finally:
+            page.context.set_offline(False)
+        wait_for_state(page, "complete")
